@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs, from Debian packages only, what Sharry needs to build, test and
+# benchmark. Idempotent: installs only what is missing; safe to run again.
+#
+#   scripts/install-deps.sh          # build + test + VM dependencies
+#   scripts/install-deps.sh --check  # print what is missing, install nothing
+set -euo pipefail
+
+PKGS=(
+  # build
+  build-essential cmake ninja-build pkg-config
+  # libraries
+  rdma-core libibverbs-dev librdmacm-dev
+  libboost-dev libgtest-dev libgmock-dev libgflags-dev libgoogle-glog-dev
+  # baselines for the benchmarks
+  perftest
+  # the throwaway SoftRoCE VM (scripts/rxe-vm.sh)
+  qemu-system-x86 linux-image-amd64 busybox-static ibverbs-utils rdmacm-utils
+  iproute2 cpio gzip kmod
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+echo "install-deps: missing: ${missing[*]}"
+[[ "${1:-}" == "--check" ]] && exit 1
+
+SUDO=()
+[[ $(id -u) -ne 0 ]] && SUDO=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -q
+"${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "install-deps: done"

@@ -1,0 +1,77 @@
+// Helpers shared by the transport tests.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "verbs/transport.h"
+
+namespace sharry::testing {
+
+// The address tests use for the verbs transport: SHARRY_RDMA_ADDR, set by
+// scripts/run-rxe.sh and inside the test VM. Empty if there is no device.
+inline std::string RdmaAddr() {
+  const char* a = std::getenv("SHARRY_RDMA_ADDR");
+  return a ? a : "";
+}
+
+inline std::string ServerAddr(TransportKind k) { return k == TransportKind::kVerbs ? RdmaAddr() : "127.0.0.1"; }
+
+// Deterministic bytes: what a test writes and expects back.
+inline void FillPattern(uint8_t* p, size_t n, uint64_t seed) {
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    p[i] = static_cast<uint8_t>(x);
+  }
+}
+inline std::vector<uint8_t> Pattern(size_t n, uint64_t seed) {
+  std::vector<uint8_t> v(n);
+  FillPattern(v.data(), n, seed);
+  return v;
+}
+
+// Waits until `pred` or `timeout`; returns pred's last value.
+inline bool Eventually(const std::function<bool()>& pred,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return pred();
+}
+
+// A handler for tests: echoes the request reversed, prefixed by the client
+// id (4 bytes); counts connects/disconnects and requests.
+class EchoHandler : public RequestHandler {
+ public:
+  std::atomic<int> connects{0}, disconnects{0};
+  std::atomic<uint64_t> requests{0};
+  void OnConnect(ClientId) override { connects++; }
+  void OnDisconnect(ClientId) override { disconnects++; }
+  size_t Handle(ClientId client, std::span<const uint8_t> req, std::span<uint8_t> resp) override {
+    requests++;
+    size_t n = std::min(req.size() + 4, resp.size());
+    std::memcpy(resp.data(), &client, 4);
+    for (size_t i = 4; i < n; ++i) resp[i] = req[req.size() - 1 - (i - 4)];
+    return n;
+  }
+};
+
+inline std::vector<uint8_t> ExpectedEcho(ClientId id, std::span<const uint8_t> req) {
+  std::vector<uint8_t> v(4 + req.size());
+  std::memcpy(v.data(), &id, 4);
+  for (size_t i = 0; i < req.size(); ++i) v[4 + i] = req[req.size() - 1 - i];
+  return v;
+}
+
+}  // namespace sharry::testing

@@ -1,0 +1,49 @@
+// Small POSIX socket helpers for the TCP transport and its baselines.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "verbs/status.h"
+
+namespace sharry::net {
+
+using Clock = std::chrono::steady_clock;
+
+// A file descriptor that closes itself.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  Fd& operator=(Fd&& o) noexcept;
+  ~Fd() { Close(); }
+  void Close();
+  int get() const { return fd_; }
+  int release() { int f = fd_; fd_ = -1; return f; }
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// Connects to host:port within timeout_ms (TCP_NODELAY set, blocking mode).
+StatusOr<Fd> ConnectTcp(const std::string& host, uint16_t port, int timeout_ms);
+// Listens on addr:port (0: any free port); returns the fd and the bound port.
+StatusOr<Fd> ListenTcp(const std::string& addr, uint16_t port, int backlog, uint16_t* bound_port);
+
+Status SetNonBlocking(int fd, bool on);
+Status SetNoDelay(int fd);
+
+// Sends/receives exactly the given bytes on a blocking or non-blocking fd,
+// waiting with poll() until `deadline`. EOF is kDisconnected, the deadline
+// kTimeout.
+Status SendAll(int fd, iovec* iov, int iovcnt, Clock::time_point deadline);
+Status SendAll(int fd, const void* buf, size_t len, Clock::time_point deadline);
+Status RecvAll(int fd, void* buf, size_t len, Clock::time_point deadline);
+
+}  // namespace sharry::net

@@ -1,0 +1,82 @@
+#include "verbs/transport.h"
+
+#include <glog/logging.h>
+#include <pthread.h>
+#include <sched.h>
+
+#include <cstring>
+
+#include "verbs/transport_internal.h"
+
+namespace sharry {
+
+std::string_view TransportName(TransportKind k) { return k == TransportKind::kVerbs ? "verbs" : "tcp"; }
+
+StatusOr<TransportKind> ParseTransport(std::string_view name) {
+  if (name == "verbs" || name == "rdma") return TransportKind::kVerbs;
+  if (name == "tcp") return TransportKind::kTcp;
+  return Status::InvalidArgument("unknown transport '" + std::string(name) + "' (use verbs or tcp)");
+}
+
+Status CheckRange(uint64_t offset, uint64_t len, uint64_t size, std::string_view what) {
+  if (offset > size || len > size - offset) {
+    return Status::OutOfRange(std::string(what) + " of " + std::to_string(len) + " B at offset " +
+                              std::to_string(offset) + " runs past the end of the remote region (" +
+                              std::to_string(size) + " B)");
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<TransportServer>> TransportServer::Start(TransportKind kind,
+                                                                  const ServerOptions& o,
+                                                                  RequestHandler* handler) {
+  if (handler == nullptr) return Status::InvalidArgument("a server needs a RequestHandler");
+  if (o.region == nullptr && o.region_size != 0)
+    return Status::InvalidArgument("region_size given without a region");
+  return kind == TransportKind::kVerbs ? internal::StartVerbsServer(o, handler)
+                                       : internal::StartTcpServer(o, handler);
+}
+
+StatusOr<std::unique_ptr<TransportClient>> TransportClient::Connect(TransportKind kind,
+                                                                    const ClientOptions& o) {
+  if (o.max_message < 80) return Status::InvalidArgument("max_message must be at least 80 bytes");
+  return kind == TransportKind::kVerbs ? internal::ConnectVerbsClient(o) : internal::ConnectTcpClient(o);
+}
+
+Status TransportClient::Call(std::span<const uint8_t> request, std::vector<uint8_t>* response) {
+  std::vector<std::vector<uint8_t>> out;
+  SHARRY_RETURN_IF_ERROR(CallMany({&request, 1}, &out));
+  *response = std::move(out[0]);
+  return Status::Ok();
+}
+
+namespace internal {
+
+void PinThread(std::thread& t, int core, const std::string& name) {
+  std::string short_name = name.substr(0, 15);
+  pthread_setname_np(t.native_handle(), short_name.c_str());
+  if (core < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(core, &set);
+  if (int rc = pthread_setaffinity_np(t.native_handle(), sizeof(set), &set); rc != 0)
+    LOG(WARNING) << "cannot pin " << name << " to core " << core << ": " << std::strerror(rc)
+                 << "; it runs unpinned";
+}
+
+std::vector<uint8_t> EncodeError(const Status& s) {
+  std::vector<uint8_t> out(1 + s.message().size());
+  out[0] = static_cast<uint8_t>(s.code());
+  std::memcpy(out.data() + 1, s.message().data(), s.message().size());
+  return out;
+}
+
+Status DecodeError(std::span<const uint8_t> p) {
+  if (p.empty()) return Status::Protocol("server sent an empty error");
+  auto code = static_cast<StatusCode>(p[0]);
+  if (code == StatusCode::kOk || p[0] > static_cast<uint8_t>(StatusCode::kInternal)) code = StatusCode::kProtocol;
+  return Status(code, "server: " + std::string(reinterpret_cast<const char*>(p.data()) + 1, p.size() - 1));
+}
+
+}  // namespace internal
+}  // namespace sharry

@@ -1,0 +1,161 @@
+// The transport seam: the narrow interface through which compute/ and
+// memnode/ talk, with two backends that run the SAME server code:
+//
+//   kVerbs  RDMA RC through rdma_cm (the primary path). One-sided READ and
+//           WRITE go straight between a local buffer and the server's
+//           region, which is registered once as one memory region; requests
+//           are SENDs into a shared receive queue served by poller threads.
+//   kTcp    For hosts without RDMA (the paper's prototype used TCP). The
+//           server serves READ and WRITE itself by copying to and from the
+//           region; requests go to the same RequestHandler.
+//
+// Glossary
+//   region      the memory a server exposes (for the memnode: the UMA). A
+//               client names bytes in it by offset in [0, region_size);
+//               the verbs backend turns an offset into an address by one
+//               addition (flat mapping).
+//   request     an opaque message to the server's RequestHandler; its
+//               response comes back with the same tag.
+//   client id   a number the server gives each connection (never 0), the
+//               key for per-client ownership on the server.
+//
+// Thread-safety: a TransportClient is owned by one thread at a time (no
+// internal locking on the data path); open one per thread, as eRPC does.
+// A TransportServer runs its own threads and calls the RequestHandler from
+// its poller threads concurrently (one call per request, several pollers).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "verbs/backoff.h"
+#include "verbs/status.h"
+
+namespace sharry {
+
+enum class TransportKind { kVerbs, kTcp };
+std::string_view TransportName(TransportKind k);
+// "verbs" or "tcp" (also "rdma" for verbs).
+StatusOr<TransportKind> ParseTransport(std::string_view name);
+
+using ClientId = uint32_t;
+
+// Runs on the server's poller threads. Implementations must be thread-safe.
+class RequestHandler {
+ public:
+  virtual ~RequestHandler() = default;
+  // A client connected / went away (orderly or not). Called once each, from
+  // the server's connection thread.
+  virtual void OnConnect(ClientId) {}
+  virtual void OnDisconnect(ClientId) {}
+  // Handles one request and writes the response into `response` (its size is
+  // the largest response allowed). Returns the response length; 0 is a valid
+  // empty response.
+  virtual size_t Handle(ClientId client, std::span<const uint8_t> request,
+                        std::span<uint8_t> response) = 0;
+};
+
+struct ServerOptions {
+  std::string listen_addr = "0.0.0.0";  // verbs: an address of the RDMA netdev
+  uint16_t port = 0;                    // 0: pick a free port; see port()
+  void* region = nullptr;               // exposed memory; stays owned by the caller
+  size_t region_size = 0;
+  int num_pollers = 1;                  // threads that serve requests
+  std::vector<int> poller_cores;        // core per poller; empty or -1: not pinned
+  uint32_t max_message = 8192;          // header + payload, both directions
+  uint32_t recv_depth = 512;            // verbs: receives posted in the shared queue
+  uint32_t credits = 32;                // requests one client may have in flight
+  int max_clients = 256;
+  BackoffOptions backoff;
+};
+
+class TransportServer {
+ public:
+  // Starts serving (threads running) or says why it cannot.
+  static StatusOr<std::unique_ptr<TransportServer>> Start(TransportKind kind,
+                                                          const ServerOptions& options,
+                                                          RequestHandler* handler);
+  virtual ~TransportServer() = default;  // stops and joins every thread
+  virtual uint16_t port() const = 0;
+  virtual size_t num_clients() const = 0;
+  virtual TransportKind kind() const = 0;
+};
+
+struct ClientOptions {
+  std::string server_addr = "127.0.0.1";
+  uint16_t port = 0;
+  int connect_timeout_ms = 3000;  // per attempt
+  int connect_attempts = 3;       // with a doubling pause between attempts
+  int op_timeout_ms = 10000;      // a one-sided op or a request without answer -> dead
+  uint32_t max_message = 8192;
+  uint32_t max_inflight = 32;     // requests in flight (the server may grant fewer)
+  size_t staging_bytes = 4u << 20;  // verbs: bounce buffer for unregistered memory
+  BackoffOptions backoff{false, 20000, 10};
+};
+
+// One one-sided operation of a batch.
+struct RemoteOp {
+  uint64_t offset;  // in the server's region
+  void* local;      // destination of a read, source of a write
+  size_t length;
+};
+
+// What a client learns at connect time.
+struct ConnectionInfo {
+  ClientId client_id = 0;
+  uint64_t region_size = 0;
+  uint64_t region_addr = 0;  // verbs only: base virtual address on the server
+  uint32_t rkey = 0;         // verbs only
+  uint32_t max_message = 0;  // negotiated
+  uint32_t credits = 0;      // requests in flight allowed
+  uint32_t max_inline = 0;   // verbs only: inline bytes the QP allows
+};
+
+class TransportClient {
+ public:
+  // Connects, retrying as the options say; a server that is not there gives
+  // kUnavailable or kTimeout naming the address.
+  static StatusOr<std::unique_ptr<TransportClient>> Connect(TransportKind kind,
+                                                            const ClientOptions& options);
+  virtual ~TransportClient() = default;
+  virtual TransportKind kind() const = 0;
+  virtual const ConnectionInfo& info() const = 0;
+
+  // Registers [addr, addr+len) for zero-copy one-sided operations (verbs: one
+  // memory region; tcp: nothing to do). Memory not registered is staged
+  // through a bounce buffer. The memory must outlive the client.
+  virtual Status RegisterLocal(void* addr, size_t len) = 0;
+
+  // Copies [offset, offset+len) of the remote region into dst / from src.
+  // An out-of-range request fails with kOutOfRange and leaves the connection
+  // usable; a failure of the connection itself makes it dead (alive() false,
+  // every later call fails with the first error).
+  virtual Status Read(uint64_t offset, void* dst, size_t len) = 0;
+  virtual Status Write(uint64_t offset, const void* src, size_t len) = 0;
+  // Many operations posted together (verbs: one chain, one doorbell, one
+  // signalled completion per chain). All-or-error.
+  virtual Status ReadBatch(std::span<const RemoteOp> ops) = 0;
+  virtual Status WriteBatch(std::span<const RemoteOp> ops) = 0;
+
+  // One request/response round trip.
+  Status Call(std::span<const uint8_t> request, std::vector<uint8_t>* response);
+  // Many requests in flight at once (up to the credits; more are pipelined);
+  // responses[i] answers requests[i].
+  virtual Status CallMany(std::span<const std::span<const uint8_t>> requests,
+                          std::vector<std::vector<uint8_t>>* responses) = 0;
+
+  virtual bool alive() const = 0;
+  // The error that killed the connection (OK while alive).
+  virtual Status dead_reason() const = 0;
+};
+
+// Checks that [offset, offset+len) is inside a region of `size` bytes,
+// without overflow. Shared by both backends and the memnode.
+Status CheckRange(uint64_t offset, uint64_t len, uint64_t size, std::string_view what);
+
+}  // namespace sharry

@@ -1,0 +1,96 @@
+// The transport's message framing, shared by the verbs and TCP backends.
+//
+// Every message (a SEND over verbs, a frame over TCP) starts with this
+// 16-byte header, little-endian (the only byte order Sharry runs on; checked
+// below):
+//
+//    0      2      3      4            8                          16
+//    +------+------+------+------------+--------------------------+
+//    |magic |ver   |kind  | length     | tag                      |
+//    |0x5348|  1   |      | (payload B)| echoed in the reply      |
+//    +------+------+------+------------+--------------------------+
+//    | payload: `length` bytes                                     |
+//
+// kinds:
+//   kRequest   (1) client -> server: an RPC request; payload is opaque to
+//                  the transport and handed to the RequestHandler.
+//   kResponse  (2) server -> client: the handler's reply, same tag.
+//   kError     (3) server -> client: the transport refused the message with
+//                  tag (bad header, too long, unknown kind). Payload:
+//                  u8 StatusCode, then a UTF-8 message.
+//   kRead      (4) TCP only, client -> server: payload = u64 offset, u64 len.
+//   kReadData  (5) TCP only: payload = the `len` bytes read.
+//   kWrite     (6) TCP only: payload = u64 offset, then the bytes to write.
+//   kWriteAck  (7) TCP only: empty payload.
+//   kHello     (8) TCP only, first frame of a client: HelloPayload.
+//   kWelcome   (9) TCP only, server's answer: WelcomePayload.
+// Over verbs, READ and WRITE are one-sided and need no message; Hello and
+// Welcome travel as rdma_cm private data.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+
+namespace sharry::wire {
+
+static_assert(std::endian::native == std::endian::little, "Sharry's wire format is little-endian");
+
+inline constexpr uint16_t kMagic = 0x5348;  // "SH"
+inline constexpr uint8_t kVersion = 1;
+
+enum class Kind : uint8_t {
+  kRequest = 1,
+  kResponse = 2,
+  kError = 3,
+  kRead = 4,
+  kReadData = 5,
+  kWrite = 6,
+  kWriteAck = 7,
+  kHello = 8,
+  kWelcome = 9,
+};
+
+struct MsgHeader {
+  uint16_t magic = kMagic;
+  uint8_t version = kVersion;
+  Kind kind = Kind::kRequest;
+  uint32_t length = 0;  // payload bytes after the header
+  uint64_t tag = 0;
+};
+static_assert(sizeof(MsgHeader) == 16);
+static_assert(offsetof(MsgHeader, length) == 4 && offsetof(MsgHeader, tag) == 8);
+
+// Payload of kRead, and the head of kWrite's payload.
+struct RangePayload {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+static_assert(sizeof(RangePayload) == 16);
+
+// Client's greeting: over TCP as a kHello frame, over verbs as the private
+// data of rdma_connect (limit 56 B for RC).
+struct HelloPayload {
+  uint32_t magic = 0x53485259;  // "SHRY"
+  uint16_t version = kVersion;
+  uint16_t reserved = 0;
+  uint32_t max_message = 0;     // largest message the client will send or accept
+  uint32_t reserved2 = 0;
+};
+static_assert(sizeof(HelloPayload) == 16);
+
+// Server's answer: what a client learns at connect time.
+struct WelcomePayload {
+  uint32_t magic = 0x53485259;
+  uint16_t version = kVersion;
+  uint16_t status = 0;          // 0 = accepted; else a StatusCode
+  uint32_t client_id = 0;       // unique for the server's lifetime, never 0
+  uint32_t max_message = 0;     // largest payload+header the server accepts
+  uint64_t region_addr = 0;     // base virtual address of the region (verbs)
+  uint64_t region_size = 0;     // bytes; remote offsets are in [0, region_size)
+  uint32_t rkey = 0;            // rkey of the region's one memory region (verbs)
+  uint32_t credits = 0;         // requests a client may have in flight
+};
+static_assert(sizeof(WelcomePayload) == 40);
+
+}  // namespace sharry::wire

@@ -1,0 +1,231 @@
+// Transport benchmark: one-sided READ/WRITE latency (p50, p99) and
+// bandwidth for 64 B .. 1 MiB, and request/response round trips, over the
+// verbs or the tcp backend. With --baseline_tcp it also measures a plain TCP
+// ping-pong of the same sizes in the same run (the yardstick for tcp).
+//
+// Every measurement is printed as one machine-readable line:
+//   bench transport=verbs op=read size=4096 iters=2000 p50_us=.. p99_us=.. MBps=..
+// scripts/bench-transport.sh puts these beside perftest's numbers.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "verbs/socket_util.h"
+#include "verbs/transport.h"
+#include "verbs/wire.h"
+
+DEFINE_string(transport, "tcp", "verbs or tcp");
+DEFINE_string(addr, "127.0.0.1", "server address (verbs: an address of the RDMA netdev)");
+DEFINE_int32(port, 0, "server port (0: an in-process server on a free port)");
+DEFINE_string(sizes, "64,256,1024,4096,16384,65536,262144,1048576", "message sizes in bytes");
+DEFINE_int32(lat_iters, 1000, "latency samples per size");
+DEFINE_int32(bw_ops, 512, "operations per size for bandwidth");
+DEFINE_int32(bw_batch, 32, "operations per batch (one chain, one doorbell) for bandwidth");
+DEFINE_int32(rpc_iters, 2000, "request/response round trips");
+DEFINE_int32(rpc_size, 64, "request and response payload bytes");
+DEFINE_int32(pollers, 1, "server poller threads (in-process server)");
+DEFINE_bool(baseline_tcp, false, "also measure a plain TCP ping-pong of the same sizes");
+DEFINE_bool(busy_poll, false, "server pollers never sleep");
+
+namespace sharry {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Lat {
+  double p50_us, p99_us, avg_us;
+};
+Lat Summarize(std::vector<double>& ns) {
+  std::sort(ns.begin(), ns.end());
+  double sum = 0;
+  for (double v : ns) sum += v;
+  auto at = [&](double q) { return ns[std::min(ns.size() - 1, static_cast<size_t>(q * ns.size()))] / 1000; };
+  return {at(0.5), at(0.99), sum / ns.size() / 1000};
+}
+
+std::vector<size_t> ParseSizes() {
+  std::vector<size_t> v;
+  std::stringstream ss(FLAGS_sizes);
+  std::string item;
+  while (std::getline(ss, item, ',')) v.push_back(std::stoul(item));
+  return v;
+}
+
+void PrintLat(const char* transport, const char* op, size_t size, int iters, const Lat& l) {
+  std::printf("bench transport=%s op=%s size=%zu iters=%d p50_us=%.2f p99_us=%.2f avg_us=%.2f\n", transport, op,
+              size, iters, l.p50_us, l.p99_us, l.avg_us);
+}
+
+class ReplyHandler : public RequestHandler {
+ public:
+  size_t Handle(ClientId, std::span<const uint8_t> req, std::span<uint8_t> resp) override {
+    size_t n = std::min<size_t>(FLAGS_rpc_size, resp.size());
+    std::memcpy(resp.data(), req.data(), std::min(n, req.size()));
+    return n;
+  }
+};
+
+int Run() {
+  auto kind = ParseTransport(FLAGS_transport);
+  if (!kind.ok()) {
+    std::fprintf(stderr, "%s\n", kind.status().ToString().c_str());
+    return 2;
+  }
+  const char* tname = FLAGS_transport.c_str();
+  std::vector<size_t> sizes = ParseSizes();
+  size_t max_size = *std::max_element(sizes.begin(), sizes.end());
+  const size_t region_size = std::max<size_t>(64u << 20, max_size * FLAGS_bw_batch * 2);
+  std::vector<uint8_t> region(region_size, 1);
+  ReplyHandler handler;
+  std::unique_ptr<TransportServer> server;
+  uint16_t port = static_cast<uint16_t>(FLAGS_port);
+  if (port == 0) {
+    ServerOptions so;
+    so.listen_addr = FLAGS_addr;
+    so.region = region.data();
+    so.region_size = region.size();
+    so.num_pollers = FLAGS_pollers;
+    so.backoff.busy_poll = FLAGS_busy_poll;
+    auto s = TransportServer::Start(*kind, so, &handler);
+    if (!s.ok()) {
+      std::fprintf(stderr, "server: %s\n", s.status().ToString().c_str());
+      return 1;
+    }
+    server = std::move(*s);
+    port = server->port();
+  }
+  ClientOptions co;
+  co.server_addr = FLAGS_addr;
+  co.port = port;
+  auto cr = TransportClient::Connect(*kind, co);
+  if (!cr.ok()) {
+    std::fprintf(stderr, "client: %s\n", cr.status().ToString().c_str());
+    return 1;
+  }
+  auto& c = *cr;
+  const size_t local_size = max_size * FLAGS_bw_batch;
+  std::vector<uint8_t> local(local_size, 2);
+  CHECK(c->RegisterLocal(local.data(), local.size()).ok());
+  const uint64_t remote_span = std::min<uint64_t>(c->info().region_size, region_size);
+
+  for (size_t size : sizes) {
+    for (bool write : {false, true}) {
+      std::vector<double> ns;
+      ns.reserve(FLAGS_lat_iters);
+      for (int i = 0; i < FLAGS_lat_iters + 10; ++i) {
+        uint64_t off = (uint64_t(i) * size) % (remote_span - size);
+        auto t0 = Clock::now();
+        Status s = write ? c->Write(off, local.data(), size) : c->Read(off, local.data(), size);
+        auto t1 = Clock::now();
+        CHECK(s.ok()) << s;
+        if (i >= 10) ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+      }
+      Lat l = Summarize(ns);
+      PrintLat(tname, write ? "write" : "read", size, FLAGS_lat_iters, l);
+    }
+    for (bool write : {false, true}) {
+      const int batch = FLAGS_bw_batch;
+      std::vector<RemoteOp> ops(batch);
+      for (int j = 0; j < batch; ++j)
+        ops[j] = {(uint64_t(j) * size) % (remote_span - size), local.data() + j * size, size};
+      int done = 0;
+      auto t0 = Clock::now();
+      while (done < FLAGS_bw_ops) {
+        Status s = write ? c->WriteBatch(ops) : c->ReadBatch(ops);
+        CHECK(s.ok()) << s;
+        done += batch;
+      }
+      double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      std::printf("bench transport=%s op=%s_bw size=%zu ops=%d batch=%d MBps=%.2f\n", tname,
+                  write ? "write" : "read", size, done, batch, double(done) * size / secs / 1e6);
+    }
+    std::fflush(stdout);
+  }
+  // Request/response round trips.
+  {
+    std::vector<uint8_t> req(FLAGS_rpc_size, 3), resp;
+    std::vector<double> ns;
+    for (int i = 0; i < FLAGS_rpc_iters + 10; ++i) {
+      auto t0 = Clock::now();
+      Status s = c->Call(req, &resp);
+      auto t1 = Clock::now();
+      CHECK(s.ok()) << s;
+      if (i >= 10) ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+    }
+    PrintLat(tname, "rpc", FLAGS_rpc_size, FLAGS_rpc_iters, Summarize(ns));
+    // Throughput with many requests in flight.
+    std::vector<std::vector<uint8_t>> reqs(256, req);
+    std::vector<std::span<const uint8_t>> views(reqs.begin(), reqs.end());
+    std::vector<std::vector<uint8_t>> resps;
+    auto t0 = Clock::now();
+    int calls = 0;
+    while (calls < FLAGS_rpc_iters * 4) {
+      CHECK(c->CallMany(views, &resps).ok());
+      calls += 256;
+    }
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::printf("bench transport=%s op=rpc_pipelined size=%d calls=%d Mops=%.4f\n", tname, FLAGS_rpc_size, calls,
+                calls / secs / 1e6);
+  }
+  c.reset();
+  server.reset();
+
+  if (FLAGS_baseline_tcp) {
+    // A plain TCP ping-pong: the client sends a 16-byte request, the server
+    // answers with `size` bytes (the shape of a one-sided read over tcp).
+    uint16_t bport = 0;
+    auto lfd = net::ListenTcp("127.0.0.1", 0, 4, &bport);
+    CHECK(lfd.ok()) << lfd.status();
+    std::atomic<bool> stop{false};
+    std::thread srv([&] {
+      int fd = ::accept(lfd->get(), nullptr, nullptr);
+      CHECK_GE(fd, 0);
+      net::Fd conn(fd);
+      CHECK(net::SetNoDelay(fd).ok());
+      std::vector<uint8_t> data(max_size, 4);
+      uint64_t req[2];
+      auto far = [] { return Clock::now() + std::chrono::hours(1); };
+      while (net::RecvAll(fd, req, sizeof req, far()).ok()) {
+        if (!net::SendAll(fd, data.data(), req[1], far()).ok()) break;
+      }
+    });
+    auto cfd = net::ConnectTcp("127.0.0.1", bport, 2000);
+    CHECK(cfd.ok()) << cfd.status();
+    auto far = [] { return Clock::now() + std::chrono::seconds(10); };
+    for (size_t size : sizes) {
+      std::vector<double> ns;
+      for (int i = 0; i < FLAGS_lat_iters + 10; ++i) {
+        uint64_t req[2] = {0, size};
+        auto t0 = Clock::now();
+        CHECK(net::SendAll(cfd->get(), req, sizeof req, far()).ok());
+        CHECK(net::RecvAll(cfd->get(), local.data(), size, far()).ok());
+        auto t1 = Clock::now();
+        if (i >= 10) ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+      }
+      PrintLat("rawtcp", "pingpong", size, FLAGS_lat_iters, Summarize(ns));
+    }
+    cfd->Close();
+    srv.join();
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace sharry
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("transport benchmark: --transport=verbs|tcp [--addr=...] [--baseline_tcp]");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  google::InitGoogleLogging(argv[0]);
+  return sharry::Run();
+}

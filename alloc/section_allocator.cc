@@ -1,0 +1,308 @@
+// Copyright 2024 The Sharry Authors.
+
+#include "alloc/section_allocator.h"
+
+#include <utility>
+
+#include "glog/logging.h"
+
+namespace sharry::alloc {
+namespace {
+
+PageCount PagesOf(uint64_t length) {
+  CHECK_GT(length, 0u) << "empty section";
+  CHECK_EQ(length % kPageSize, 0u) << "section length " << length
+                                   << " is not a multiple of the page size";
+  const uint64_t pages = length >> kPageShift;
+  CHECK_LE(pages, uint64_t{0xFFFFFFFFu}) << "section larger than 2^32 pages";
+  return static_cast<PageCount>(pages);
+}
+
+}  // namespace
+
+SectionAllocator::SectionAllocator(const Options& options)
+    : base_(options.base),
+      length_(options.length),
+      free_batch_threshold_(options.free_batch_threshold),
+      page_heap_(PagesOf(options.length)) {
+  CHECK_EQ(base_ % kPageSize, 0u) << "section base " << base_ << " is not page aligned";
+  CHECK_GE(base_ + length_, base_) << "section wraps around";
+}
+
+SectionAllocator::~SectionAllocator() {
+  // Unlink the intrusive lists before the page heap's arena frees the spans.
+  for (ClassList& list : class_lists_) list.clear();
+}
+
+AllocResult SectionAllocator::Allocate(uint64_t size, OwnerId owner) {
+  if (owner == kNoOwner) return {0, AllocStatus::kInvalidOwner};
+  if (size == 0 || size > max_block_size()) return {0, AllocStatus::kInvalidSize};
+  AllocResult r = TryAllocate(size, owner);
+  if (r.status == AllocStatus::kOutOfMemory) {
+    // Memory held back by delayed reclamation or span caching is still free
+    // memory: use it before reporting OOM.
+    const bool changed = FlushPendingFrees() > 0;
+    if (ReleaseCachedSpans() > 0 || changed) r = TryAllocate(size, owner);
+  }
+  return r;
+}
+
+AllocResult SectionAllocator::TryAllocate(uint64_t size, OwnerId owner) {
+  if (size <= kMaxSmallSize) {
+    const uint32_t cl = SizeMap::ClassFor(size);
+    ClassList& list = class_lists_[cl];
+    if (list.empty()) {
+      Span* span = page_heap_.New(SizeMap::ClassPages(cl), Span::State::kSmall);
+      if (span == nullptr) return {0, AllocStatus::kOutOfMemory};
+      span->InitSmall(cl);
+      list.push_front(*span);
+      ++small_spans_;
+      span_free_bytes_ += uint64_t{span->num_blocks()} * span->block_size();
+      span_tail_bytes_ += span->tail_bytes();
+    }
+    Span& span = list.front();
+    const uint32_t index = span.AllocateBlock(owner);
+    if (span.full()) list.erase(list.iterator_to(span));
+    span_free_bytes_ -= span.block_size();
+    used_bytes_ += span.block_size();
+    ++live_blocks_;
+    return {base_ + span.block_start(index), AllocStatus::kOk};
+  }
+
+  const uint64_t pages = (size + kPageSize - 1) >> kPageShift;
+  Span* span = page_heap_.New(static_cast<PageCount>(pages), Span::State::kLarge);
+  if (span == nullptr) return {0, AllocStatus::kOutOfMemory};
+  span->InitLarge(owner);
+  ++large_spans_;
+  used_bytes_ += span->bytes();
+  ++live_blocks_;
+  return {base_ + span->start_byte(), AllocStatus::kOk};
+}
+
+AllocStatus SectionAllocator::FindBlock(uint64_t rel, BlockRef* ref, bool* pending) const {
+  *pending = false;
+  Span* span = page_heap_.Lookup(static_cast<PageId>(rel >> kPageShift));
+  if (span == nullptr) return AllocStatus::kNotAllocated;
+  const uint64_t delta = rel - span->start_byte();
+  switch (span->state()) {
+    case Span::State::kLarge:
+      if (delta != 0) return AllocStatus::kNotAllocated;
+      *ref = {span, 0};
+      *pending = span->large_pending();
+      return *pending ? AllocStatus::kNotAllocated : AllocStatus::kOk;
+    case Span::State::kSmall: {
+      const uint64_t index = delta / span->block_size();
+      if (delta % span->block_size() != 0 || index >= span->num_blocks()) {
+        return AllocStatus::kNotAllocated;  // interior, or in the span's tail
+      }
+      *ref = {span, static_cast<uint32_t>(index)};
+      switch (span->block_state(static_cast<uint32_t>(index))) {
+        case Span::BlockState::kLive: return AllocStatus::kOk;
+        case Span::BlockState::kPending: *pending = true; return AllocStatus::kNotAllocated;
+        case Span::BlockState::kFree: return AllocStatus::kNotAllocated;
+      }
+      break;
+    }
+    case Span::State::kFree:
+    case Span::State::kUnused:
+      break;
+  }
+  return AllocStatus::kNotAllocated;
+}
+
+uint64_t SectionAllocator::BlockBytes(const BlockRef& ref) const {
+  return ref.span->state() == Span::State::kLarge ? ref.span->bytes()
+                                                   : ref.span->block_size();
+}
+
+AllocStatus SectionAllocator::Free(uint64_t offset, OwnerId owner) {
+  if (offset < base_ || offset >= end()) return AllocStatus::kOutOfRange;
+  BlockRef ref;
+  bool pending;
+  const AllocStatus st = FindBlock(offset - base_, &ref, &pending);
+  if (st != AllocStatus::kOk) return st;
+  const OwnerId block_owner = ref.span->state() == Span::State::kLarge
+                                  ? ref.span->large_owner()
+                                  : ref.span->block_owner(ref.index);
+  if (block_owner != owner) return AllocStatus::kNotOwner;
+
+  if (ref.span->state() == Span::State::kLarge) {
+    ref.span->set_large_pending(true);
+  } else {
+    ref.span->MarkPending(ref.index);
+  }
+  pending_.push_back(offset - base_);
+  pending_bytes_ += BlockBytes(ref);
+  if (pending_.size() >= free_batch_threshold_) FlushPendingFrees();
+  return AllocStatus::kOk;
+}
+
+size_t SectionAllocator::FlushPendingFrees() {
+  const size_t n = pending_.size();
+  for (uint64_t rel : pending_) {
+    BlockRef ref;
+    bool pending;
+    const AllocStatus st = FindBlock(rel, &ref, &pending);
+    CHECK(st == AllocStatus::kNotAllocated && pending)
+        << "queued free of offset " << base_ + rel << " is no longer pending";
+    pending_bytes_ -= BlockBytes(ref);
+    ApplyFree(ref);
+  }
+  pending_.clear();
+  CHECK_EQ(pending_bytes_, 0u);
+  return n;
+}
+
+void SectionAllocator::ApplyFree(const BlockRef& ref) {
+  Span* span = ref.span;
+  --live_blocks_;
+  if (span->state() == Span::State::kLarge) {
+    used_bytes_ -= span->bytes();
+    --large_spans_;
+    page_heap_.Delete(span);
+    return;
+  }
+  const bool was_full = span->full();
+  span->FreeBlock(ref.index);
+  used_bytes_ -= span->block_size();
+  span_free_bytes_ += span->block_size();
+  ClassList& list = class_lists_[span->size_class()];
+  if (was_full) list.push_front(*span);
+  if (span->empty() && list.size() > 1) ReleaseSmallSpan(span);
+}
+
+void SectionAllocator::ReleaseSmallSpan(Span* span) {
+  CHECK(span->empty());
+  class_lists_[span->size_class()].erase(
+      class_lists_[span->size_class()].iterator_to(*span));
+  span_free_bytes_ -= uint64_t{span->num_blocks()} * span->block_size();
+  span_tail_bytes_ -= span->tail_bytes();
+  --small_spans_;
+  page_heap_.Delete(span);
+}
+
+size_t SectionAllocator::ReleaseCachedSpans() {
+  size_t released = 0;
+  for (ClassList& list : class_lists_) {
+    for (auto it = list.begin(); it != list.end();) {
+      Span& span = *it++;
+      if (span.empty()) {
+        ReleaseSmallSpan(&span);
+        ++released;
+      }
+    }
+  }
+  return released;
+}
+
+ReclaimResult SectionAllocator::FreeAllOf(OwnerId owner) {
+  // Collect first: applying a free may merge spans under the walk.
+  std::vector<BlockRef> victims;
+  page_heap_.ForEachSpan([&](const Span& s) {
+    Span* span = const_cast<Span*>(&s);
+    if (s.state() == Span::State::kLarge) {
+      if (s.large_owner() == owner && !s.large_pending()) victims.push_back({span, 0});
+    } else if (s.state() == Span::State::kSmall) {
+      s.ForEachAllocatedBlock([&](uint32_t index, OwnerId o, bool pending) {
+        if (o == owner && !pending) victims.push_back({span, index});
+      });
+    }
+  });
+  ReclaimResult result;
+  for (const BlockRef& ref : victims) {
+    ++result.blocks;
+    result.bytes += BlockBytes(ref);
+    ApplyFree(ref);
+  }
+  return result;
+}
+
+SectionStats SectionAllocator::stats() const {
+  SectionStats s;
+  s.section_bytes = length_;
+  s.used_bytes = used_bytes_;
+  s.free_bytes = length_ - used_bytes_;
+  s.live_blocks = live_blocks_;
+  s.pending_blocks = pending_.size();
+  s.pending_bytes = pending_bytes_;
+  s.page_heap_free_bytes = page_heap_.free_pages() << kPageShift;
+  s.span_free_bytes = span_free_bytes_;
+  s.span_tail_bytes = span_tail_bytes_;
+  s.small_spans = small_spans_;
+  s.large_spans = large_spans_;
+  s.free_runs = page_heap_.free_runs();
+  s.largest_free_run_bytes = uint64_t{page_heap_.largest_free_run()} << kPageShift;
+  return s;
+}
+
+void SectionAllocator::CheckInvariants() const {
+  page_heap_.CheckInvariants();
+
+  uint64_t used = 0, live = 0, pending_blocks = 0, pending_bytes = 0;
+  uint64_t span_free = 0, tail = 0, free_run_bytes = 0, small = 0, large = 0;
+  page_heap_.ForEachSpan([&](const Span& s) {
+    switch (s.state()) {
+      case Span::State::kFree:
+        free_run_bytes += s.bytes();
+        CHECK(!s.class_hook_.is_linked());
+        break;
+      case Span::State::kLarge:
+        ++large;
+        ++live;
+        used += s.bytes();
+        CHECK_NE(s.large_owner(), kNoOwner);
+        if (s.large_pending()) {
+          ++pending_blocks;
+          pending_bytes += s.bytes();
+        }
+        CHECK(!s.class_hook_.is_linked());
+        break;
+      case Span::State::kSmall: {
+        ++small;
+        uint32_t allocated = 0;
+        s.ForEachAllocatedBlock([&](uint32_t, OwnerId, bool pending) {
+          ++allocated;
+          if (pending) {
+            ++pending_blocks;
+            pending_bytes += s.block_size();
+          }
+        });
+        CHECK_EQ(allocated, s.allocated());
+        live += allocated;
+        used += uint64_t{allocated} * s.block_size();
+        span_free += uint64_t{s.free_blocks()} * s.block_size();
+        tail += s.tail_bytes();
+        CHECK_EQ(s.bytes(), uint64_t{s.num_blocks()} * s.block_size() + s.tail_bytes());
+        // In its class list exactly when it has a free block.
+        CHECK_EQ(s.class_hook_.is_linked(), !s.full()) << "span at page " << s.first_page();
+        break;
+      }
+      case Span::State::kUnused:
+        LOG(FATAL) << "unused span in the page heap walk";
+    }
+  });
+  for (uint32_t cl = 0; cl < class_lists_.size(); ++cl) {
+    size_t empty_in_class = 0;
+    for (const Span& s : class_lists_[cl]) {
+      CHECK(s.state() == Span::State::kSmall);
+      CHECK_EQ(s.size_class(), cl);
+      if (s.empty()) ++empty_in_class;
+    }
+    // A class caches at most one empty span.
+    CHECK_LE(empty_in_class, 1u) << "class " << cl;
+  }
+
+  CHECK_EQ(used, used_bytes_);
+  CHECK_EQ(live, live_blocks_);
+  CHECK_EQ(pending_blocks, pending_.size());
+  CHECK_EQ(pending_bytes, pending_bytes_);
+  CHECK_EQ(span_free, span_free_bytes_);
+  CHECK_EQ(tail, span_tail_bytes_);
+  CHECK_EQ(small, small_spans_);
+  CHECK_EQ(large, large_spans_);
+  CHECK_EQ(free_run_bytes, page_heap_.free_pages() << kPageShift);
+  // Every byte of the section is accounted for exactly once.
+  CHECK_EQ(used + free_run_bytes + span_free + tail, length_);
+}
+
+}  // namespace sharry::alloc

@@ -1,0 +1,157 @@
+// Copyright 2024 The Sharry Authors.
+//
+// SectionAllocator: the allocator of one memory section [base, base+length)
+// of the UMA (paper 4.3, 4.4).
+//
+// It hands out UMA offsets, never pointers, and never touches the data area:
+// all metadata (spans, block indices, owners, the page map) lives in this
+// object. Layers, top to bottom:
+//
+//   SectionAllocator   sizes -> classes, owner checks, delayed frees, stats
+//     class lists      per size class, the small spans with a free block
+//     Span             blocks of one class, 16-bit free-index stack, owners
+//     PageHeap         best-fit runs of pages, coalescing, page map
+//
+// Allocate(size, owner):
+//   size <= kMaxSmallSize: round up to the class; take a block from the first
+//     span in the class list, getting a new span from the page heap if the
+//     list is empty. A span leaves the list when it becomes full.
+//   size >  kMaxSmallSize: a large span of ceil(size / kPageSize) pages.
+//   When the page heap is exhausted, pending frees are applied and the empty
+//   spans cached per class are released before OOM is reported.
+//
+// Free(offset, owner) validates at once, so every error is reported to the
+// caller that made it: the offset must be in the section, be the start of a
+// live block (not free, not already pending: that is a double free) and
+// belong to `owner`, else nothing changes. A valid free is queued (the block
+// becomes "pending", still counted as used and never handed out) and the
+// queue is applied once it holds free_batch_threshold entries (paper 4.2,
+// delayed reclamation). FlushPendingFrees() applies it now.
+//
+// When a small span becomes empty it goes back to the page heap, unless it
+// is the only span of its class with free blocks; so each class caches at
+// most one empty span, which avoids thrashing at a span boundary.
+//
+// Costs: Allocate and Free are O(1) apart from the page heap's O(log runs);
+// FreeAllOf walks all spans and their block metadata.
+//
+// Thread-safety: none, and no locks by design. A SectionAllocator is used by
+// one thread at a time: its section thread, or a caller holding the lock of
+// a MutexAllocator.
+
+#ifndef SHARRY_ALLOC_SECTION_ALLOCATOR_H_
+#define SHARRY_ALLOC_SECTION_ALLOCATOR_H_
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "alloc/page_heap.h"
+#include "alloc/size_classes.h"
+#include "alloc/span.h"
+#include "alloc/types.h"
+#include "boost/intrusive/list.hpp"
+
+namespace sharry::alloc {
+
+class SectionAllocator {
+ public:
+  struct Options {
+    // UMA offset of the first byte. REQUIRES: a multiple of kPageSize.
+    uint64_t base = 0;
+    // Section size in bytes. REQUIRES: a non-zero multiple of kPageSize,
+    // at most 2^32 pages.
+    uint64_t length = 0;
+    // Pending frees are applied once this many are queued; 0 or 1 applies
+    // every free at once.
+    uint32_t free_batch_threshold = 1;
+  };
+
+  explicit SectionAllocator(const Options& options);
+  SectionAllocator(const SectionAllocator&) = delete;
+  SectionAllocator& operator=(const SectionAllocator&) = delete;
+  ~SectionAllocator();
+
+  // Allocates a block of at least `size` bytes for `owner`.
+  // Errors: kInvalidSize (size 0 or > max_block_size()), kInvalidOwner
+  // (owner == kNoOwner), kOutOfMemory (nothing changed).
+  [[nodiscard]] AllocResult Allocate(uint64_t size, OwnerId owner);
+
+  // Frees the block starting at `offset` on behalf of `owner` (delayed; see
+  // above). Errors (nothing changed): kOutOfRange (offset outside the
+  // section), kNotAllocated (not the start of a live block, including a
+  // double free or a free of a pending block), kNotOwner.
+  [[nodiscard]] AllocStatus Free(uint64_t offset, OwnerId owner);
+
+  // Frees, at once, every live block of `owner` that is not already pending
+  // (pending ones are applied by the next flush as usual). Returns what was
+  // freed.
+  ReclaimResult FreeAllOf(OwnerId owner);
+
+  // Applies all pending frees. Returns how many were applied.
+  size_t FlushPendingFrees();
+
+  // O(1) snapshot of the counters.
+  SectionStats stats() const;
+
+  uint64_t base() const { return base_; }
+  uint64_t length() const { return length_; }
+  uint64_t end() const { return base_ + length_; }
+  uint64_t max_block_size() const { return length_; }
+  uint32_t free_batch_threshold() const { return free_batch_threshold_; }
+  uint64_t used_bytes() const { return used_bytes_; }
+  size_t pending_frees() const { return pending_.size(); }
+
+  // Walks all metadata and CHECKs that it agrees with the counters: the page
+  // heap's invariants, every span's block accounting, the class lists, and
+  // used + free == length with free fully broken down. O(metadata).
+  void CheckInvariants() const;
+
+ private:
+  friend class SectionAllocatorPeer;
+
+  using ClassList = boost::intrusive::list<
+      Span, boost::intrusive::member_hook<Span, boost::intrusive::list_member_hook<>,
+                                          &Span::class_hook_>>;
+
+  // A located live-or-pending block.
+  struct BlockRef {
+    Span* span = nullptr;
+    uint32_t index = 0;  // block index, 0 for a large span
+  };
+
+  AllocResult TryAllocate(uint64_t size, OwnerId owner);
+  // Finds the block that starts at section-relative byte `rel`. kOk only
+  // for a live (not pending) block; *pending tells a pending one apart.
+  AllocStatus FindBlock(uint64_t rel, BlockRef* ref, bool* pending) const;
+  uint64_t BlockBytes(const BlockRef& ref) const;
+  // Returns a live or pending block to its span / the page heap.
+  void ApplyFree(const BlockRef& ref);
+  // Gives back to the page heap the one empty span each class may cache.
+  // Returns how many spans were released.
+  size_t ReleaseCachedSpans();
+  void ReleaseSmallSpan(Span* span);
+
+  const uint64_t base_;
+  const uint64_t length_;
+  const uint32_t free_batch_threshold_;
+
+  PageHeap page_heap_;
+  std::array<ClassList, kNumSizeClasses> class_lists_;
+
+  // Section-relative starts of pending blocks, in arrival order.
+  std::vector<uint64_t> pending_;
+
+  // Counters; see SectionStats.
+  uint64_t used_bytes_ = 0;
+  uint64_t live_blocks_ = 0;
+  uint64_t pending_bytes_ = 0;
+  uint64_t span_free_bytes_ = 0;
+  uint64_t span_tail_bytes_ = 0;
+  uint64_t small_spans_ = 0;
+  uint64_t large_spans_ = 0;
+};
+
+}  // namespace sharry::alloc
+
+#endif  // SHARRY_ALLOC_SECTION_ALLOCATOR_H_

@@ -1,0 +1,429 @@
+// Copyright 2024 The Sharry Authors.
+//
+// SectionAllocator: long randomized alloc/free sequences checked against a
+// reference model, owner checks, error statuses, OOM, delayed reclamation.
+
+#include "alloc/section_allocator.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "alloc/size_classes.h"
+
+namespace sharry::alloc {
+
+// Test peer: read-only access to internals the public API does not expose.
+class SectionAllocatorPeer {
+ public:
+  static const PageHeap& page_heap(const SectionAllocator& a) { return a.page_heap_; }
+};
+
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+
+// Reference model: every block the allocator considers allocated (live or
+// pending), by offset.
+class Model {
+ public:
+  struct Block {
+    uint64_t len;  // rounded
+    OwnerId owner;
+    bool pending;
+  };
+
+  // Adds a block; fails the test if it overlaps another or leaves the section.
+  void Add(uint64_t off, uint64_t len, OwnerId owner, uint64_t base, uint64_t end) {
+    ASSERT_GE(off, base);
+    ASSERT_LE(off + len, end) << "block [" << off << ", +" << len << ") leaves the section";
+    ASSERT_EQ(off % kMinAlignment, 0u);
+    auto next = blocks_.lower_bound(off);
+    if (next != blocks_.end()) {
+      ASSERT_LE(off + len, next->first) << "overlaps the block at " << next->first;
+    }
+    if (next != blocks_.begin()) {
+      auto prev = std::prev(next);
+      ASSERT_LE(prev->first + prev->second.len, off) << "overlaps the block at " << prev->first;
+    }
+    blocks_[off] = {len, owner, false};
+    index_[off] = keys_.size();
+    keys_.push_back(off);
+    used_ += len;
+  }
+
+  void MarkPending(uint64_t off) {
+    Block& b = blocks_.at(off);
+    ASSERT_FALSE(b.pending);
+    b.pending = true;
+    pending_.push_back(off);
+    pending_bytes_ += b.len;
+  }
+
+  void Remove(uint64_t off) {
+    const Block b = blocks_.at(off);
+    used_ -= b.len;
+    blocks_.erase(off);
+    const size_t i = index_.at(off);
+    index_[keys_.back()] = i;
+    keys_[i] = keys_.back();
+    keys_.pop_back();
+    index_.erase(off);
+  }
+
+  // The allocator applied its pending frees.
+  void ApplyPending() {
+    for (uint64_t off : pending_) Remove(off);
+    pending_.clear();
+    pending_bytes_ = 0;
+  }
+
+  // A random block that is live and not pending, or nullopt.
+  std::optional<uint64_t> RandomLive(std::mt19937_64& rng) const {
+    for (int tries = 0; tries < 8 && !keys_.empty(); ++tries) {
+      const uint64_t off = keys_[rng() % keys_.size()];
+      if (!blocks_.at(off).pending) return off;
+    }
+    return std::nullopt;
+  }
+  std::optional<uint64_t> RandomPending(std::mt19937_64& rng) const {
+    if (pending_.empty()) return std::nullopt;
+    return pending_[rng() % pending_.size()];
+  }
+
+  const Block& at(uint64_t off) const { return blocks_.at(off); }
+  bool contains(uint64_t off) const { return blocks_.count(off) != 0; }
+  const std::map<uint64_t, Block>& blocks() const { return blocks_; }
+  uint64_t used() const { return used_; }
+  size_t live() const { return blocks_.size(); }
+  size_t pending() const { return pending_.size(); }
+  uint64_t pending_bytes() const { return pending_bytes_; }
+
+ private:
+  std::map<uint64_t, Block> blocks_;
+  std::vector<uint64_t> keys_;            // for O(1) random choice
+  std::map<uint64_t, size_t> index_;      // key -> position in keys_
+  std::vector<uint64_t> pending_;
+  uint64_t pending_bytes_ = 0;
+  uint64_t used_ = 0;
+};
+
+void ExpectStatsMatch(const SectionAllocator& a, const Model& m) {
+  const SectionStats s = a.stats();
+  ASSERT_EQ(s.used_bytes, m.used());
+  ASSERT_EQ(s.live_blocks, m.live());
+  ASSERT_EQ(s.pending_blocks, m.pending());
+  ASSERT_EQ(s.pending_bytes, m.pending_bytes());
+  ASSERT_EQ(s.used_bytes + s.free_bytes, s.section_bytes);
+  ASSERT_EQ(s.free_bytes, s.page_heap_free_bytes + s.span_free_bytes + s.span_tail_bytes);
+}
+
+// A size drawn so that every class and the large path are exercised: pick a
+// class uniformly, then a size uniformly among those that map to it; 4% of
+// draws are large (up to 2 MiB).
+uint64_t DrawSize(std::mt19937_64& rng) {
+  if (rng() % 25 == 0) return kMaxSmallSize + 1 + rng() % (2 * kMiB - kMaxSmallSize);
+  const uint32_t cl = 1 + rng() % (kNumSizeClasses - 1);
+  // Big classes are drawn less often so that the live set stays mixed.
+  const uint32_t c = (cl > 80 && rng() % 4 != 0) ? 1 + rng() % 80 : cl;
+  const uint64_t lo = SizeMap::Table()[c - 1].size + 1;
+  const uint64_t hi = SizeMap::Table()[c].size;
+  return lo + rng() % (hi - lo + 1);
+}
+
+struct RandomParams {
+  uint64_t seed;
+  uint32_t threshold;
+};
+
+class SectionAllocatorRandomTest : public ::testing::TestWithParam<RandomParams> {};
+
+// 200k operations: allocations, valid frees, and invalid frees of every
+// kind, checked op by op against the model; full metadata walk every 5000.
+TEST_P(SectionAllocatorRandomTest, MatchesReferenceModel) {
+  const RandomParams p = GetParam();
+#if defined(__SANITIZE_THREAD__)
+  constexpr int kOps = 50000;  // single-threaded: TSan adds nothing here
+#else
+  constexpr int kOps = 200000;
+#endif
+  const uint64_t base = 3 * 64 * kMiB;  // a section that does not start at 0
+  SectionAllocator a({.base = base, .length = 64 * kMiB, .free_batch_threshold = p.threshold});
+  Model m;
+  std::mt19937_64 rng(p.seed);
+  std::set<uint32_t> classes_seen;
+  uint64_t large_seen = 0, ooms = 0;
+  const uint64_t target_used = 40 * kMiB;  // hover around 60% full
+
+  for (int op = 0; op < kOps; ++op) {
+    const uint32_t kind = rng() % 100;
+    const bool grow = m.used() < target_used;
+    if (kind < (grow ? 60u : 40u)) {
+      // Allocate.
+      const uint64_t size = DrawSize(rng);
+      const OwnerId owner = rng() % 4;
+      const size_t pending_before = m.pending();
+      const AllocResult r = a.Allocate(size, owner);
+      if (pending_before > 0 && a.pending_frees() == 0) m.ApplyPending();  // OOM path flushed
+      if (!r.ok()) {
+        ASSERT_EQ(r.status, AllocStatus::kOutOfMemory);
+        ++ooms;
+      } else {
+        const uint64_t len = SizeMap::RoundedSize(size);
+        ASSERT_GE(len, size);
+        ASSERT_NO_FATAL_FAILURE(m.Add(r.offset, len, owner, a.base(), a.end()));
+        if (size <= kMaxSmallSize) {
+          classes_seen.insert(SizeMap::ClassFor(size));
+        } else {
+          ++large_seen;
+        }
+      }
+    } else if (kind < 90) {
+      // Valid free by the owner.
+      const auto off = m.RandomLive(rng);
+      if (!off) continue;
+      ASSERT_EQ(a.Free(*off, m.at(*off).owner), AllocStatus::kOk);
+      m.MarkPending(*off);
+      if (m.pending() >= std::max<uint32_t>(p.threshold, 1)) m.ApplyPending();
+    } else {
+      // Invalid operations: none may change anything.
+      const uint32_t which = rng() % 6;
+      if (which == 0) {  // wrong owner
+        const auto off = m.RandomLive(rng);
+        if (!off) continue;
+        ASSERT_EQ(a.Free(*off, m.at(*off).owner + 100), AllocStatus::kNotOwner);
+      } else if (which == 1) {  // double free of a pending block
+        const auto off = m.RandomPending(rng);
+        if (!off) continue;
+        ASSERT_EQ(a.Free(*off, m.at(*off).owner), AllocStatus::kNotAllocated);
+      } else if (which == 2) {  // inside a block, not its start
+        const auto off = m.RandomLive(rng);
+        if (!off) continue;
+        const uint64_t granules = m.at(*off).len / kMinAlignment;
+        if (granules < 2) continue;
+        const uint64_t inner = *off + kMinAlignment * (1 + rng() % (granules - 1));
+        ASSERT_EQ(a.Free(inner, m.at(*off).owner), AllocStatus::kNotAllocated) << inner;
+      } else if (which == 3) {  // out of range
+        const uint64_t off = rng() % 2 ? a.end() + rng() % kMiB : base - 1 - rng() % base;
+        ASSERT_EQ(a.Free(off, 0), AllocStatus::kOutOfRange);
+      } else {  // a random aligned offset that is not a block start
+        const uint64_t off = base + (rng() % (a.length() / kMinAlignment)) * kMinAlignment;
+        if (m.contains(off)) continue;
+        ASSERT_EQ(a.Free(off, 0), AllocStatus::kNotAllocated) << off;
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(ExpectStatsMatch(a, m)) << "op " << op;
+    if (op % 5000 == 0) a.CheckInvariants();
+  }
+  a.CheckInvariants();
+  EXPECT_EQ(classes_seen.size(), static_cast<size_t>(kNumSizeClasses - 1))
+      << "not every size class was exercised";
+  EXPECT_GT(large_seen, 100u);
+  RecordProperty("ooms", static_cast<int>(ooms));
+
+  // Free everything: the section must come back as one run.
+  a.FlushPendingFrees();
+  m.ApplyPending();
+  std::vector<std::pair<uint64_t, OwnerId>> all;
+  for (const auto& [off, b] : m.blocks()) all.push_back({off, b.owner});
+  for (const auto& [off, owner] : all) ASSERT_EQ(a.Free(off, owner), AllocStatus::kOk);
+  a.FlushPendingFrees();
+  a.CheckInvariants();
+  EXPECT_EQ(a.stats().used_bytes, 0u);
+  const AllocResult whole = a.Allocate(a.length(), 1);
+  ASSERT_TRUE(whole.ok()) << "freeing everything did not restore one run";
+  EXPECT_EQ(whole.offset, base);
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, SectionAllocatorRandomTest,
+                         ::testing::Values(RandomParams{1, 1}, RandomParams{2, 64}),
+                         [](const auto& info) {
+                           return "seed" + std::to_string(info.param.seed) + "_threshold" +
+                                  std::to_string(info.param.threshold);
+                         });
+
+TEST(SectionAllocatorTest, InvalidArguments) {
+  SectionAllocator a({.base = 0, .length = 4 * kMiB});
+  EXPECT_EQ(a.Allocate(0, 1).status, AllocStatus::kInvalidSize);
+  EXPECT_EQ(a.Allocate(4 * kMiB + 1, 1).status, AllocStatus::kInvalidSize);
+  EXPECT_EQ(a.Allocate(64, kNoOwner).status, AllocStatus::kInvalidOwner);
+  EXPECT_EQ(a.Free(4 * kMiB, 1), AllocStatus::kOutOfRange);
+  EXPECT_EQ(a.Free(0, 1), AllocStatus::kNotAllocated);
+  EXPECT_EQ(a.stats().used_bytes, 0u);
+}
+
+TEST(SectionAllocatorTest, OwnerIsCheckedAndNothingIsFreedOnMismatch) {
+  SectionAllocator a({.base = 0, .length = 4 * kMiB});
+  const AllocResult small = a.Allocate(100, 7);
+  const AllocResult large = a.Allocate(kMiB, 7);
+  ASSERT_TRUE(small.ok() && large.ok());
+  const SectionStats before = a.stats();
+  EXPECT_EQ(a.Free(small.offset, 8), AllocStatus::kNotOwner);
+  EXPECT_EQ(a.Free(large.offset, 8), AllocStatus::kNotOwner);
+  EXPECT_EQ(a.stats().used_bytes, before.used_bytes);
+  EXPECT_EQ(a.stats().live_blocks, 2u);
+  EXPECT_EQ(a.Free(small.offset, 7), AllocStatus::kOk);
+  EXPECT_EQ(a.Free(large.offset, 7), AllocStatus::kOk);
+  EXPECT_EQ(a.stats().used_bytes, 0u);
+}
+
+TEST(SectionAllocatorTest, DoubleFreeIsReported) {
+  for (uint32_t threshold : {1u, 16u}) {
+    SectionAllocator a({.base = 0, .length = 4 * kMiB, .free_batch_threshold = threshold});
+    const AllocResult s = a.Allocate(48, 1);
+    const AllocResult l = a.Allocate(300000, 1);
+    ASSERT_TRUE(s.ok() && l.ok());
+    EXPECT_EQ(a.Free(s.offset, 1), AllocStatus::kOk);
+    EXPECT_EQ(a.Free(l.offset, 1), AllocStatus::kOk);
+    EXPECT_EQ(a.Free(s.offset, 1), AllocStatus::kNotAllocated) << "threshold " << threshold;
+    EXPECT_EQ(a.Free(l.offset, 1), AllocStatus::kNotAllocated) << "threshold " << threshold;
+    a.FlushPendingFrees();
+    EXPECT_EQ(a.Free(s.offset, 1), AllocStatus::kNotAllocated);
+    EXPECT_EQ(a.Free(l.offset, 1), AllocStatus::kNotAllocated);
+    EXPECT_EQ(a.stats().live_blocks, 0u);
+    a.CheckInvariants();
+  }
+}
+
+TEST(SectionAllocatorTest, NotABlockStart) {
+  SectionAllocator a({.base = 0, .length = 4 * kMiB});
+  const AllocResult s = a.Allocate(64, 1);         // class 64: 128 blocks in 1 page
+  const AllocResult t = a.Allocate(640, 1);        // class 640: 12 blocks, 512 B tail
+  const AllocResult l = a.Allocate(3 * kPageSize + kMaxSmallSize, 1);  // large
+  ASSERT_TRUE(s.ok() && t.ok() && l.ok());
+  EXPECT_EQ(a.Free(s.offset + 8, 1), AllocStatus::kNotAllocated);
+  EXPECT_EQ(a.Free(s.offset + 64, 1), AllocStatus::kNotAllocated) << "a free block";
+  const uint64_t tail = t.offset + 12 * 640;  // past the last block of the span
+  EXPECT_EQ(a.Free(tail, 1), AllocStatus::kNotAllocated);
+  for (uint64_t d = 8; d < SizeMap::RoundedSize(3 * kPageSize + kMaxSmallSize); d += kPageSize / 2) {
+    EXPECT_EQ(a.Free(l.offset + d, 1), AllocStatus::kNotAllocated) << d;
+  }
+  EXPECT_EQ(a.stats().live_blocks, 3u);
+  a.CheckInvariants();
+}
+
+TEST(SectionAllocatorTest, OutOfMemoryIsAnErrorAndTheAllocatorRecovers) {
+  SectionAllocator a({.base = kMiB, .length = kMiB, .free_batch_threshold = 1});
+  // Large blocks: exactly two 512 KiB blocks fit.
+  const AllocResult b1 = a.Allocate(512 * 1024, 1);
+  const AllocResult b2 = a.Allocate(512 * 1024, 1);
+  ASSERT_TRUE(b1.ok() && b2.ok());
+  EXPECT_EQ(a.Allocate(512 * 1024, 1).status, AllocStatus::kOutOfMemory);
+  EXPECT_EQ(a.Allocate(8, 1).status, AllocStatus::kOutOfMemory);
+  ASSERT_EQ(a.Free(b1.offset, 1), AllocStatus::kOk);
+  EXPECT_TRUE(a.Allocate(8, 1).ok());
+  ASSERT_EQ(a.FreeAllOf(1).blocks, 2u);
+
+  // Small blocks: fill with 8-byte blocks until OOM, then free all and
+  // take the whole section as one block (cached empty spans are released).
+  std::vector<uint64_t> offs;
+  for (;;) {
+    const AllocResult r = a.Allocate(8, 2);
+    if (!r.ok()) {
+      ASSERT_EQ(r.status, AllocStatus::kOutOfMemory);
+      break;
+    }
+    offs.push_back(r.offset);
+  }
+  EXPECT_EQ(offs.size(), kMiB / 8);
+  EXPECT_EQ(a.stats().free_bytes, 0u);
+  for (uint64_t off : offs) ASSERT_EQ(a.Free(off, 2), AllocStatus::kOk);
+  a.CheckInvariants();
+  const AllocResult whole = a.Allocate(kMiB, 3);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole.offset, kMiB);
+  a.CheckInvariants();
+}
+
+TEST(SectionAllocatorTest, DelayedReclamation) {
+  SectionAllocator a({.base = 0, .length = 4 * kMiB, .free_batch_threshold = 4});
+  std::vector<uint64_t> offs;
+  for (int i = 0; i < 8; ++i) offs.push_back(a.Allocate(64, 1).offset);
+  ASSERT_EQ(a.Free(offs[0], 1), AllocStatus::kOk);
+  ASSERT_EQ(a.Free(offs[1], 1), AllocStatus::kOk);
+  SectionStats s = a.stats();
+  EXPECT_EQ(s.pending_blocks, 2u);
+  EXPECT_EQ(s.pending_bytes, 128u);
+  EXPECT_EQ(s.used_bytes, 8 * 64u) << "pending blocks still count as used";
+  EXPECT_EQ(s.live_blocks, 8u);
+  // Pending blocks are not handed out again.
+  std::set<uint64_t> fresh;
+  for (int i = 0; i < 200; ++i) fresh.insert(a.Allocate(64, 1).offset);
+  EXPECT_EQ(fresh.count(offs[0]) + fresh.count(offs[1]), 0u);
+  // The fourth free reaches the threshold: all four are applied.
+  ASSERT_EQ(a.Free(offs[2], 1), AllocStatus::kOk);
+  EXPECT_EQ(a.stats().pending_blocks, 3u);
+  ASSERT_EQ(a.Free(offs[3], 1), AllocStatus::kOk);
+  s = a.stats();
+  EXPECT_EQ(s.pending_blocks, 0u);
+  EXPECT_EQ(s.pending_bytes, 0u);
+  EXPECT_EQ(s.live_blocks, 204u);
+  // Now they are reusable (LIFO: the most recently applied first).
+  std::set<uint64_t> reused;
+  for (int i = 0; i < 4; ++i) reused.insert(a.Allocate(64, 1).offset);
+  EXPECT_EQ(reused, std::set<uint64_t>(offs.begin(), offs.begin() + 4));
+  // Explicit flush.
+  ASSERT_EQ(a.Free(offs[4], 1), AllocStatus::kOk);
+  EXPECT_EQ(a.FlushPendingFrees(), 1u);
+  EXPECT_EQ(a.stats().pending_blocks, 0u);
+  a.CheckInvariants();
+}
+
+TEST(SectionAllocatorTest, PendingFreesAreAppliedBeforeReportingOutOfMemory) {
+  SectionAllocator a({.base = 0, .length = 512 * 1024, .free_batch_threshold = 100});
+  const AllocResult b1 = a.Allocate(kMaxSmallSize, 1);
+  const AllocResult b2 = a.Allocate(kMaxSmallSize, 1);
+  ASSERT_TRUE(b1.ok() && b2.ok());
+  ASSERT_EQ(a.Free(b1.offset, 1), AllocStatus::kOk);
+  EXPECT_EQ(a.stats().pending_blocks, 1u);
+  const AllocResult b3 = a.Allocate(kMaxSmallSize, 1);
+  ASSERT_TRUE(b3.ok());
+  EXPECT_EQ(b3.offset, b1.offset);
+  EXPECT_EQ(a.stats().pending_blocks, 0u);
+}
+
+TEST(SectionAllocatorTest, FreeAllOfReclaimsOneOwner) {
+  SectionAllocator a({.base = 0, .length = 64 * kMiB, .free_batch_threshold = 8});
+  std::mt19937_64 rng(99);
+  std::map<OwnerId, std::vector<std::pair<uint64_t, uint64_t>>> by_owner;  // off, len
+  for (int i = 0; i < 1500; ++i) {
+    const OwnerId owner = 1 + rng() % 3;
+    const uint64_t size = DrawSize(rng) % (300 * 1024) + 1;  // mostly small, some large
+    const AllocResult r = a.Allocate(size, owner);
+    ASSERT_TRUE(r.ok());
+    by_owner[owner].push_back({r.offset, SizeMap::RoundedSize(size)});
+  }
+  // One block of owner 2 is already pending: FreeAllOf leaves it to the flush.
+  const auto [pend_off, pend_len] = by_owner[2].back();
+  by_owner[2].pop_back();
+  ASSERT_EQ(a.Free(pend_off, 2), AllocStatus::kOk);
+
+  uint64_t bytes = 0;
+  for (auto& [off, len] : by_owner[2]) bytes += len;
+  const ReclaimResult r = a.FreeAllOf(2);
+  EXPECT_EQ(r.blocks, by_owner[2].size());
+  EXPECT_EQ(r.bytes, bytes);
+  EXPECT_EQ(a.stats().pending_blocks, 1u);
+  for (auto& [off, len] : by_owner[2]) EXPECT_EQ(a.Free(off, 2), AllocStatus::kNotAllocated);
+  EXPECT_EQ(a.FreeAllOf(2).blocks, 0u);
+  // Other owners are untouched.
+  for (OwnerId o : {1u, 3u}) {
+    for (auto& [off, len] : by_owner[o]) ASSERT_EQ(a.Free(off, o), AllocStatus::kOk);
+  }
+  a.FlushPendingFrees();
+  EXPECT_EQ(a.stats().used_bytes, 0u);
+  a.CheckInvariants();
+  // Apart from the empty span each class may cache, everything coalesced:
+  // a block of the whole section fits again.
+  EXPECT_LE(SectionAllocatorPeer::page_heap(a).free_runs(), 1u + kNumSizeClasses);
+  EXPECT_TRUE(a.Allocate(a.length(), 9).ok());
+  (void)pend_len;
+}
+
+}  // namespace
+}  // namespace sharry::alloc

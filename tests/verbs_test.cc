@@ -101,6 +101,20 @@ struct RawConn {
     }
     return out;
   }
+  // Send-queue completions only (receives have wr_id >= 1000). After an
+  // error the posted receives are flushed too; those are checked apart.
+  std::vector<ibv_wc> PollSendSide(size_t n, int timeout_ms = 5000) {
+    std::vector<ibv_wc> out;
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (out.size() < n && std::chrono::steady_clock::now() < end) {
+      for (const ibv_wc& wc : Poll(1, 50)) {
+        if (wc.wr_id < 1000) out.push_back(wc);
+        else flushed_recvs += wc.status == IBV_WC_WR_FLUSH_ERR;
+      }
+    }
+    return out;
+  }
+  int flushed_recvs = 0;
   uint64_t remote(uint64_t off) const { return welcome.region_addr + off; }
 };
 
@@ -214,18 +228,21 @@ TEST_F(VerbsTest, ReadPastEndOfRegionIsRemoteAccessErrorAndServerSurvives) {
     SendChain chain;
     chain.Read(7, {&sge, 1}, c.remote(kRegion - 8), c.welcome.rkey);
     ASSERT_TRUE(chain.Post(c.id.qp()).ok());
-    auto wcs = c.Poll(1);
+    auto wcs = c.PollSendSide(1);
     ASSERT_EQ(wcs.size(), 1u);
     ASSERT_NE(wcs[0].status, IBV_WC_SUCCESS);
     Status s = WcFailed(wcs[0], "RDMA READ past the end");
     EXPECT_EQ(s.code(), StatusCode::kRemoteAccess) << s;
     EXPECT_NE(s.message().find("outside its registered region"), std::string::npos) << s;
+    // The QP went to the error state: its posted receives were flushed.
+    c.PollSendSide(0, 200);
+    EXPECT_EQ(c.flushed_recvs, 8);
     // The QP is dead now: the next work request is flushed, never hangs.
     SendChain again;
     ibv_sge ok{reinterpret_cast<uintptr_t>(c.buf.data()), 8, c.mr->lkey()};
     again.Read(8, {&ok, 1}, c.remote(0), c.welcome.rkey);
     if (again.Post(c.id.qp()).ok()) {
-      auto flushed = c.Poll(1);
+      auto flushed = c.PollSendSide(1);
       ASSERT_EQ(flushed.size(), 1u);
       EXPECT_EQ(WcFailed(flushed[0], "after error").code(), StatusCode::kDisconnected);
     }
@@ -242,7 +259,7 @@ TEST_F(VerbsTest, WritePastEndOfRegionIsRemoteAccessErrorAndCorruptsNothing) {
     SendChain chain;
     chain.Write(7, {&sge, 1}, c.remote(kRegion - 16), c.welcome.rkey);
     ASSERT_TRUE(chain.Post(c.id.qp()).ok());
-    auto wcs = c.Poll(1);
+    auto wcs = c.PollSendSide(1);
     ASSERT_EQ(wcs.size(), 1u);
     EXPECT_EQ(WcFailed(wcs[0], "RDMA WRITE past the end").code(), StatusCode::kRemoteAccess);
     for (size_t i = kRegion - 16; i < kRegion; ++i) ASSERT_EQ(region_[i], 0xAB) << "byte " << i << " was written";
@@ -257,7 +274,7 @@ TEST_F(VerbsTest, WrongRkeyIsRemoteAccessError) {
   SendChain chain;
   chain.Read(1, {&sge, 1}, c.remote(0), c.welcome.rkey ^ 0x5a5a00);
   ASSERT_TRUE(chain.Post(c.id.qp()).ok());
-  auto wcs = c.Poll(1);
+  auto wcs = c.PollSendSide(1);
   ASSERT_EQ(wcs.size(), 1u);
   EXPECT_EQ(WcFailed(wcs[0], "READ with a wrong rkey").code(), StatusCode::kRemoteAccess);
 }
@@ -327,7 +344,7 @@ TEST_F(VerbsTest, OversizedSendKillsOnlyThatConnection) {
     SendChain chain;
     chain.Send(5, {&sge, 1});
     ASSERT_TRUE(chain.Post(c.id.qp()).ok());
-    auto wcs = c.Poll(1, 20000);
+    auto wcs = c.PollSendSide(1, 20000);
     ASSERT_EQ(wcs.size(), 1u);
     EXPECT_NE(wcs[0].status, IBV_WC_SUCCESS);
     std::printf("oversized SEND completed with: %s\n", WcFailed(wcs[0], "oversized SEND").ToString().c_str());

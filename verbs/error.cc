@@ -37,8 +37,9 @@ Status WcFailed(const ibv_wc& wc, std::string_view what) {
       m += "a local buffer is not covered by a registered memory region (a bug in Sharry).";
       return Status::Internal(std::move(m));
     case IBV_WC_REM_OP_ERR:
-      m += "the peer could not complete the operation.";
-      return Status::RemoteAccess(std::move(m));
+      m += "the peer could not complete the operation (e.g. a SEND longer than its receive "
+           "buffer). The connection is now dead; reconnect.";
+      return Status::Protocol(std::move(m));
     default:
       m += "the connection is dead; reconnect.";
       return Status::Disconnected(std::move(m));

@@ -21,7 +21,7 @@ Status VerbFailed(std::string_view verb, int err);
 //   IBV_WC_REM_ACCESS_ERR            -> kRemoteAccess (bad rkey or address out of the region)
 //   IBV_WC_RETRY_EXC_ERR, RNR_RETRY  -> kDisconnected (peer dead or unreachable)
 //   IBV_WC_WR_FLUSH_ERR              -> kDisconnected (queue pair already in error)
-//   IBV_WC_LOC_*, REM_INV_REQ        -> kProtocol / kInternal
+//   IBV_WC_LOC_*, REM_INV_REQ, REM_OP -> kProtocol / kInternal
 // `what` names the operation, e.g. "RDMA READ of 4096 B at remote 0x7f..".
 Status WcFailed(const ibv_wc& wc, std::string_view what);
 

@@ -1,0 +1,150 @@
+// Copyright 2024 The Sharry Authors.
+//
+// SectionThread: the allocator thread of one section (paper 4.3, "offload to
+// dedicated core"). It owns a SectionAllocator that no other thread touches,
+// and serves SectionRequests from its RequestRing in arrival order, so the
+// allocator needs no locks.
+//
+// Request slot layout (RequestRing<SectionRequest>::Slot, one cache line):
+//
+//   byte  0  seq           uint64  ring sequence number (see request_ring.h)
+//         8  kind          uint8   kAlloc | kFree | kFreeAllOf | kFlush | kStats
+//        12  owner         uint32  client id
+//        16  count         uint32  elements in `in` / `out`
+//        24  in            ptr     sizes (kAlloc) or UMA offsets (kFree)
+//        32  out           ptr     AllocResult[count] | AllocStatus[count] |
+//                                  ReclaimResult | SectionStats | uint64 (flushed)
+//        40  done          ptr     Completion signalled after `out` is written
+//        48  (pad to 64)
+//
+// The requester owns `in`, `out` and `done`, and keeps them alive until
+// done->Wait() returns. A request carries a whole batch, so one ring
+// round-trip serves many allocations or frees.
+//
+// The thread loop: pop and serve everything queued; publish the section's
+// used bytes (for the scheduler); when the ring is empty poll with PAUSE
+// for idle_spin_nanos, then with sched_yield for idle_yield_nanos (so that
+// a requester sharing this core can run), then Park() on the ring (futex
+// sleep; producers wake it). With busy_poll it only polls. On a dedicated
+// core (the paper's setting) a long idle budget costs nothing; a wake-up
+// from futex sleep costs tens of microseconds on a VM. The thread is pinned with
+// pthread_setaffinity_np to `core` (-1: not pinned); a failed pin is logged
+// and the thread runs unpinned.
+//
+// Shutdown: Stop() (also run by the destructor) sets the stop flag, wakes
+// the thread, and joins it after it has served every request already in
+// the ring. REQUIRES: no Submit() concurrent with or after Stop().
+//
+// Thread-safety: Submit and the synchronous wrappers may be called from any
+// number of threads at once. The counters are lock-free snapshots.
+
+#ifndef SHARRY_ALLOC_SECTION_THREAD_H_
+#define SHARRY_ALLOC_SECTION_THREAD_H_
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <thread>
+
+#include "alloc/completion.h"
+#include "alloc/request_ring.h"
+#include "alloc/section_allocator.h"
+#include "alloc/types.h"
+
+namespace sharry::alloc {
+
+struct SectionRequest {
+  enum class Kind : uint8_t { kAlloc, kFree, kFreeAllOf, kFlush, kStats };
+
+  Kind kind = Kind::kAlloc;
+  OwnerId owner = kNoOwner;
+  uint32_t count = 0;
+  const uint64_t* in = nullptr;
+  union Out {
+    AllocResult* alloc;       // kAlloc: count results
+    AllocStatus* status;      // kFree: count statuses
+    ReclaimResult* reclaim;   // kFreeAllOf
+    SectionStats* stats;      // kStats
+    uint64_t* flushed;        // kFlush: number of frees applied
+  } out = {nullptr};
+  Completion* done = nullptr;
+};
+static_assert(sizeof(SectionRequest) == 40);
+static_assert(sizeof(RequestRing<SectionRequest>::Slot) == kCacheLineSize);
+
+class SectionThread {
+ public:
+  struct Options {
+    SectionAllocator::Options section;
+    int core = -1;                // CPU to pin to; -1 = not pinned
+    bool busy_poll = false;       // never sleep when idle
+    uint32_t ring_capacity = 1024;  // power of two
+    // An idle thread polls with PAUSE for idle_spin_nanos, then with
+    // sched_yield for idle_yield_nanos, then sleeps until a producer wakes
+    // it. Time-based, so that the budget outlasts a requester's own
+    // spin-then-sleep cycle whatever PAUSE costs on the machine.
+    uint64_t idle_spin_nanos = 5'000;
+    uint64_t idle_yield_nanos = 250'000;
+  };
+
+  // Starts the thread.
+  explicit SectionThread(const Options& options);
+  SectionThread(const SectionThread&) = delete;
+  SectionThread& operator=(const SectionThread&) = delete;
+  ~SectionThread();
+
+  // Serves all queued requests, then stops and joins the thread. Idempotent.
+  void Stop();
+
+  // Enqueues a request (blocks while the ring is full). The answer arrives
+  // through r.done.
+  void Submit(const SectionRequest& r);
+
+  // Synchronous wrappers: submit one request and wait for it.
+  // REQUIRES: out.size() == sizes.size() (resp. offsets.size()).
+  void AllocBatch(OwnerId owner, std::span<const uint64_t> sizes, std::span<AllocResult> out);
+  void FreeBatch(OwnerId owner, std::span<const uint64_t> offsets, std::span<AllocStatus> out);
+  ReclaimResult FreeAllOf(OwnerId owner);
+  uint64_t Flush();
+  SectionStats Stats();  // exact, taken between two requests
+
+  uint64_t base() const { return base_; }
+  uint64_t length() const { return length_; }
+
+  // Lock-free counters, updated by the thread (relaxed; for monitoring and
+  // scheduling, not for exact accounting).
+  uint64_t published_used_bytes() const { return used_bytes_.load(std::memory_order_relaxed); }
+  uint64_t requests_served() const { return requests_.load(std::memory_order_relaxed); }
+  uint64_t elements_served() const { return elements_.load(std::memory_order_relaxed); }
+  size_t ring_depth() const { return ring_.size(); }
+  uint64_t parks() const { return ring_.parks(); }
+  // True once the thread runs pinned to its core.
+  bool pinned() const { return pinned_.load(std::memory_order_acquire); }
+
+ private:
+  void Run();
+  void Serve(const SectionRequest& r);
+  void PinToCore();
+
+  const uint64_t base_;
+  const uint64_t length_;
+  const int core_;
+  const bool busy_poll_;
+  const uint64_t idle_spin_nanos_;
+  const uint64_t idle_yield_nanos_;
+
+  SectionAllocator alloc_;  // only the thread touches it once started
+  RequestRing<SectionRequest> ring_;
+
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> pinned_{false};
+  alignas(kCacheLineSize) std::atomic<uint64_t> used_bytes_{0};
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> elements_{0};
+
+  std::thread thread_;  // last: started after everything above exists
+};
+
+}  // namespace sharry::alloc
+
+#endif  // SHARRY_ALLOC_SECTION_THREAD_H_

@@ -1,0 +1,324 @@
+// Copyright 2024 The Sharry Authors.
+
+#include "alloc/sharry_allocator.h"
+
+#include <algorithm>
+#include <array>
+
+#include "glog/logging.h"
+
+namespace sharry::alloc {
+namespace {
+
+uint64_t SectionBytesFor(const SharryAllocatorOptions& o) {
+  CHECK(o.num_sections >= 1 && o.num_sections <= RequestScheduler::kMaxSections)
+      << "num_sections " << o.num_sections;
+  const uint64_t bytes = (o.uma_bytes / o.num_sections) & ~(kPageSize - 1);
+  CHECK_GT(bytes, 0u) << "a UMA of " << o.uma_bytes << " bytes cannot hold "
+                      << o.num_sections << " sections of at least one page";
+  return bytes;
+}
+
+// Per-thread scratch for splitting batches, reused across calls so the hot
+// path does not allocate.
+struct Scratch {
+  std::vector<uint32_t> section_of;
+  std::vector<uint64_t> in;          // inputs grouped by section
+  std::vector<uint32_t> position;    // index into the caller's arrays
+  std::vector<AllocResult> alloc_out;
+  std::vector<AllocStatus> status_out;
+  std::vector<uint64_t> valid_in;    // inputs that passed local checks
+  std::vector<uint32_t> valid_pos;
+};
+thread_local Scratch tls_scratch;
+
+// Groups the m elements by section_of (a counting sort): fills `in` and
+// `position` section by section and returns, per section, where its slice
+// starts in them (first[s] .. first[s+1]).
+std::array<uint32_t, RequestScheduler::kMaxSections + 1> GroupBySection(
+    uint32_t num_sections, std::span<const uint64_t> values, std::span<const uint32_t> section_of,
+    std::vector<uint64_t>* in, std::vector<uint32_t>* position) {
+  std::array<uint32_t, RequestScheduler::kMaxSections + 1> first{};
+  for (uint32_t s : section_of) ++first[s + 1];
+  for (uint32_t s = 0; s < num_sections; ++s) first[s + 1] += first[s];
+  std::array<uint32_t, RequestScheduler::kMaxSections> next;
+  std::copy(first.begin(), first.begin() + num_sections, next.begin());
+  in->resize(values.size());
+  position->resize(values.size());
+  for (uint32_t i = 0; i < values.size(); ++i) {
+    const uint32_t k = next[section_of[i]]++;
+    (*in)[k] = values[i];
+    (*position)[k] = i;
+  }
+  return first;
+}
+
+}  // namespace
+
+SharryAllocator::SharryAllocator(const SharryAllocatorOptions& options)
+    : uma_bytes_(options.uma_bytes),
+      num_sections_(options.num_sections),
+      section_bytes_(SectionBytesFor(options)),
+      load_source_(this),
+      scheduler_(
+          RequestScheduler::Options{
+              .num_sections = options.num_sections,
+              .section_bytes = section_bytes_,
+              .pressure_weight = options.pressure_weight,
+              .bucket_nanos = options.window_bucket_nanos,
+              .window_buckets = options.window_buckets,
+              .clock = options.clock,
+          },
+          &load_source_) {
+  sections_.reserve(num_sections_);
+  for (uint32_t i = 0; i < num_sections_; ++i) {
+    SectionThread::Options so;
+    so.section.base = uint64_t{i} * section_bytes_;
+    so.section.length = section_bytes_;
+    so.section.free_batch_threshold = options.free_batch_threshold;
+    so.core = options.cores.empty() ? -1 : options.cores[i % options.cores.size()];
+    so.busy_poll = options.busy_poll;
+    so.ring_capacity = options.ring_capacity;
+    so.idle_spin_nanos = options.idle_spin_nanos;
+    so.idle_yield_nanos = options.idle_yield_nanos;
+    sections_.push_back(std::make_unique<SectionThread>(so));
+  }
+}
+
+SharryAllocator::~SharryAllocator() {
+  for (auto& s : sections_) s->Stop();
+}
+
+void SharryAllocator::AllocBatch(OwnerId owner, std::span<const uint64_t> sizes,
+                                 std::span<AllocResult> out) {
+  CHECK_EQ(sizes.size(), out.size());
+  if (sizes.empty()) return;
+  Scratch& sc = tls_scratch;
+
+  // Answer locally what no section could accept.
+  std::span<const uint64_t> vs = sizes;
+  const uint32_t* vpos = nullptr;  // nullptr: identity
+  const bool all_valid = owner != kNoOwner && std::all_of(sizes.begin(), sizes.end(), [&](uint64_t s) {
+                           return s >= 1 && s <= section_bytes_;
+                         });
+  if (!all_valid) {
+    sc.valid_in.clear();
+    sc.valid_pos.clear();
+    for (uint32_t i = 0; i < sizes.size(); ++i) {
+      if (owner == kNoOwner) {
+        out[i] = {0, AllocStatus::kInvalidOwner};
+      } else if (sizes[i] == 0 || sizes[i] > section_bytes_) {
+        out[i] = {0, AllocStatus::kInvalidSize};
+      } else {
+        sc.valid_in.push_back(sizes[i]);
+        sc.valid_pos.push_back(i);
+      }
+    }
+    if (sc.valid_in.empty()) return;
+    vs = sc.valid_in;
+    vpos = sc.valid_pos.data();
+  }
+  auto out_at = [&](uint32_t j) -> AllocResult& { return out[vpos ? vpos[j] : j]; };
+  const uint32_t m = static_cast<uint32_t>(vs.size());
+
+  sc.section_of.resize(m);
+  scheduler_.Plan(vs, sc.section_of);
+  const bool one_section =
+      std::all_of(sc.section_of.begin(), sc.section_of.end(),
+                  [&](uint32_t s) { return s == sc.section_of[0]; });
+
+  if (one_section) {
+    const uint32_t s = sc.section_of[0];
+    uint64_t planned = 0;
+    for (uint64_t size : vs) planned += RequestScheduler::RoundedBytes(size);
+    if (vpos == nullptr) {
+      sections_[s]->AllocBatch(owner, vs, out);
+    } else {
+      sc.alloc_out.resize(m);
+      sections_[s]->AllocBatch(owner, vs, sc.alloc_out);
+      for (uint32_t j = 0; j < m; ++j) out_at(j) = sc.alloc_out[j];
+    }
+    scheduler_.Completed(s, planned);
+  } else {
+    const auto first = GroupBySection(num_sections_, vs, sc.section_of, &sc.in, &sc.position);
+    sc.alloc_out.resize(m);
+    std::array<Completion, RequestScheduler::kMaxSections> done;
+    for (uint32_t s = 0; s < num_sections_; ++s) {
+      if (first[s] == first[s + 1]) continue;
+      SectionRequest r;
+      r.kind = SectionRequest::Kind::kAlloc;
+      r.owner = owner;
+      r.count = first[s + 1] - first[s];
+      r.in = sc.in.data() + first[s];
+      r.out.alloc = sc.alloc_out.data() + first[s];
+      r.done = &done[s];
+      sections_[s]->Submit(r);
+    }
+    for (uint32_t s = 0; s < num_sections_; ++s) {
+      if (first[s] == first[s + 1]) continue;
+      done[s].Wait();
+      uint64_t planned = 0;
+      for (uint32_t k = first[s]; k < first[s + 1]; ++k) {
+        planned += RequestScheduler::RoundedBytes(sc.in[k]);
+        out_at(sc.position[k]) = sc.alloc_out[k];
+      }
+      scheduler_.Completed(s, planned);
+    }
+  }
+
+  // Out of memory in the planned section: try the others.
+  for (uint32_t j = 0; j < m; ++j) {
+    AllocResult& r = out_at(j);
+    if (r.status == AllocStatus::kOutOfMemory) {
+      r = RetryElsewhere(owner, vs[j], uint64_t{1} << sc.section_of[j]);
+    }
+  }
+}
+
+AllocResult SharryAllocator::RetryElsewhere(OwnerId owner, uint64_t size, uint64_t tried) {
+  for (;;) {
+    const uint32_t s = scheduler_.PickForRetry(size, tried);
+    if (s == RequestScheduler::kNoSection) return {0, AllocStatus::kOutOfMemory};
+    AllocResult r;
+    sections_[s]->AllocBatch(owner, std::span<const uint64_t>(&size, 1),
+                             std::span<AllocResult>(&r, 1));
+    scheduler_.Completed(s, RequestScheduler::RoundedBytes(size));
+    if (r.status != AllocStatus::kOutOfMemory) return r;
+    tried |= uint64_t{1} << s;
+  }
+}
+
+AllocResult SharryAllocator::Allocate(OwnerId owner, uint64_t size) {
+  AllocResult r;
+  AllocBatch(owner, std::span<const uint64_t>(&size, 1), std::span<AllocResult>(&r, 1));
+  return r;
+}
+
+void SharryAllocator::FreeBatch(OwnerId owner, std::span<const uint64_t> offsets,
+                                std::span<AllocStatus> out) {
+  CHECK_EQ(offsets.size(), out.size());
+  if (offsets.empty()) return;
+  Scratch& sc = tls_scratch;
+
+  // Route by one division; offsets past the last section are answered here.
+  sc.valid_in.clear();
+  sc.valid_pos.clear();
+  sc.section_of.clear();
+  for (uint32_t i = 0; i < offsets.size(); ++i) {
+    const uint32_t s = SectionOf(offsets[i]);
+    if (s == RequestScheduler::kNoSection) {
+      out[i] = AllocStatus::kOutOfRange;
+      continue;
+    }
+    sc.valid_in.push_back(offsets[i]);
+    sc.valid_pos.push_back(i);
+    sc.section_of.push_back(s);
+  }
+  const uint32_t m = static_cast<uint32_t>(sc.valid_in.size());
+  if (m == 0) return;
+
+  // The inputs are copied to valid_in either way; group them by section.
+  const auto first =
+      GroupBySection(num_sections_, sc.valid_in, sc.section_of, &sc.in, &sc.position);
+  sc.status_out.resize(m);
+  std::array<Completion, RequestScheduler::kMaxSections> done;
+  for (uint32_t s = 0; s < num_sections_; ++s) {
+    if (first[s] == first[s + 1]) continue;
+    scheduler_.RecordOps(s, first[s + 1] - first[s]);
+    SectionRequest r;
+    r.kind = SectionRequest::Kind::kFree;
+    r.owner = owner;
+    r.count = first[s + 1] - first[s];
+    r.in = sc.in.data() + first[s];
+    r.out.status = sc.status_out.data() + first[s];
+    r.done = &done[s];
+    sections_[s]->Submit(r);
+  }
+  for (uint32_t s = 0; s < num_sections_; ++s) {
+    if (first[s] == first[s + 1]) continue;
+    done[s].Wait();
+    for (uint32_t k = first[s]; k < first[s + 1]; ++k) {
+      out[sc.valid_pos[sc.position[k]]] = sc.status_out[k];
+    }
+  }
+}
+
+AllocStatus SharryAllocator::Free(OwnerId owner, uint64_t offset) {
+  AllocStatus st;
+  FreeBatch(owner, std::span<const uint64_t>(&offset, 1), std::span<AllocStatus>(&st, 1));
+  return st;
+}
+
+ReclaimResult SharryAllocator::FreeAllOf(OwnerId owner) {
+  std::vector<ReclaimResult> results(num_sections_);
+  std::array<Completion, RequestScheduler::kMaxSections> done;
+  for (uint32_t s = 0; s < num_sections_; ++s) {
+    scheduler_.RecordOps(s, 1);
+    SectionRequest r;
+    r.kind = SectionRequest::Kind::kFreeAllOf;
+    r.owner = owner;
+    r.out.reclaim = &results[s];
+    r.done = &done[s];
+    sections_[s]->Submit(r);
+  }
+  ReclaimResult total;
+  for (uint32_t s = 0; s < num_sections_; ++s) {
+    done[s].Wait();
+    total += results[s];
+  }
+  return total;
+}
+
+uint64_t SharryAllocator::Flush() {
+  std::vector<uint64_t> flushed(num_sections_);
+  std::array<Completion, RequestScheduler::kMaxSections> done;
+  for (uint32_t s = 0; s < num_sections_; ++s) {
+    SectionRequest r;
+    r.kind = SectionRequest::Kind::kFlush;
+    r.out.flushed = &flushed[s];
+    r.done = &done[s];
+    sections_[s]->Submit(r);
+  }
+  uint64_t total = 0;
+  for (uint32_t s = 0; s < num_sections_; ++s) {
+    done[s].Wait();
+    total += flushed[s];
+  }
+  return total;
+}
+
+AllocatorStats SharryAllocator::Stats() {
+  AllocatorStats out;
+  out.sections.resize(num_sections_);
+  for (uint32_t s = 0; s < num_sections_; ++s) {
+    AllocatorStats::Section& sec = out.sections[s];
+    sec.index = s;
+    sec.base = sections_[s]->base();
+    sec.stats = sections_[s]->Stats();
+    sec.window_ops = scheduler_.WindowOps(s);
+    sec.requests_per_second = scheduler_.OpsPerSecond(s);
+    sec.ring_depth = sections_[s]->ring_depth();
+    sec.requests_served = sections_[s]->requests_served();
+    sec.elements_served = sections_[s]->elements_served();
+    sec.pinned = sections_[s]->pinned();
+
+    SectionStats& t = out.total;
+    const SectionStats& x = sec.stats;
+    t.section_bytes += x.section_bytes;
+    t.used_bytes += x.used_bytes;
+    t.free_bytes += x.free_bytes;
+    t.live_blocks += x.live_blocks;
+    t.pending_blocks += x.pending_blocks;
+    t.pending_bytes += x.pending_bytes;
+    t.page_heap_free_bytes += x.page_heap_free_bytes;
+    t.span_free_bytes += x.span_free_bytes;
+    t.span_tail_bytes += x.span_tail_bytes;
+    t.small_spans += x.small_spans;
+    t.large_spans += x.large_spans;
+    t.free_runs += x.free_runs;
+    t.largest_free_run_bytes = std::max(t.largest_free_run_bytes, x.largest_free_run_bytes);
+  }
+  return out;
+}
+
+}  // namespace sharry::alloc

@@ -36,6 +36,7 @@ DEFINE_int32(rpc_size, 64, "request and response payload bytes");
 DEFINE_int32(pollers, 1, "server poller threads (in-process server)");
 DEFINE_bool(baseline_tcp, false, "also measure a plain TCP ping-pong of the same sizes");
 DEFINE_bool(busy_poll, false, "server pollers never sleep");
+DEFINE_string(ops, "lat,bw,rpc", "what to measure: lat (READ/WRITE latency), bw (bandwidth), rpc");
 
 namespace sharry {
 namespace {
@@ -118,8 +119,10 @@ int Run() {
   CHECK(c->RegisterLocal(local.data(), local.size()).ok());
   const uint64_t remote_span = std::min<uint64_t>(c->info().region_size, region_size);
 
+  auto want = [](const char* what) { return ("," + FLAGS_ops + ",").find(std::string(",") + what + ",") != std::string::npos; };
   for (size_t size : sizes) {
     for (bool write : {false, true}) {
+      if (!want("lat")) break;
       std::vector<double> ns;
       ns.reserve(FLAGS_lat_iters);
       for (int i = 0; i < FLAGS_lat_iters + 10; ++i) {
@@ -134,6 +137,7 @@ int Run() {
       PrintLat(tname, write ? "write" : "read", size, FLAGS_lat_iters, l);
     }
     for (bool write : {false, true}) {
+      if (!want("bw")) break;
       const int batch = FLAGS_bw_batch;
       std::vector<RemoteOp> ops(batch);
       for (int j = 0; j < batch; ++j)
@@ -152,7 +156,7 @@ int Run() {
     std::fflush(stdout);
   }
   // Request/response round trips.
-  {
+  if (want("rpc")) {
     std::vector<uint8_t> req(FLAGS_rpc_size, 3), resp;
     std::vector<double> ns;
     for (int i = 0; i < FLAGS_rpc_iters + 10; ++i) {

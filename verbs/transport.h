@@ -142,8 +142,9 @@ class TransportClient {
   virtual Status ReadBatch(std::span<const RemoteOp> ops) = 0;
   virtual Status WriteBatch(std::span<const RemoteOp> ops) = 0;
 
-  // One request/response round trip.
-  Status Call(std::span<const uint8_t> request, std::vector<uint8_t>* response);
+  // One request/response round trip. `response` is reused (no allocation
+  // when its capacity suffices).
+  virtual Status Call(std::span<const uint8_t> request, std::vector<uint8_t>* response);
   // Many requests in flight at once (up to the credits; more are pipelined);
   // responses[i] answers requests[i].
   virtual Status CallMany(std::span<const std::span<const uint8_t>> requests,

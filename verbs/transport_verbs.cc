@@ -58,7 +58,8 @@ constexpr uint64_t MakeWrId(WrKind k, uint64_t n) { return (uint64_t{k} << 56) |
 constexpr WrKind WrKindOf(uint64_t id) { return static_cast<WrKind>(id >> 56); }
 constexpr uint64_t WrSlotOf(uint64_t id) { return id & ((1ull << 56) - 1); }
 
-constexpr int kRdAtomic = 16;  // outstanding RDMA READs we ask for per QP
+constexpr int kRdAtomic = 16;
+constexpr uint64_t kNoSlot = (1ull << 56) - 1;  // a send whose buffer needs no release  // outstanding RDMA READs we ask for per QP
 
 // Allocates `n` bytes aligned to a page, zeroed; freed with std::free.
 struct FreeDeleter { void operator()(uint8_t* p) const { std::free(p); } };
@@ -94,6 +95,7 @@ class VerbsClient final : public TransportClient {
   Status WriteBatch(std::span<const RemoteOp> ops) override { return Batch(ops, true); }
   Status CallMany(std::span<const std::span<const uint8_t>> requests,
                   std::vector<std::vector<uint8_t>>* responses) override;
+  Status Call(std::span<const uint8_t> request, std::vector<uint8_t>* response) override;
   bool alive() const override { return dead_.ok(); }
   Status dead_reason() const override { return dead_; }
 
@@ -112,11 +114,19 @@ class VerbsClient final : public TransportClient {
   Status Batch(std::span<const RemoteOp> ops, bool write);
   // Posts the chain, waits for its one signalled completion.
   Status RunChain(SendChain& chain, uint64_t seq, std::string_view what);
+  Status CheckRequestSize(size_t n) const;
+  // Posts request `tag` from send slot tag % credits.
+  Status PostRequest(uint64_t tag, std::span<const uint8_t> request);
+  // Waits for the response to `tag`; copies its payload out and reposts the
+  // receive. A kError reply becomes its Status (the connection stays up).
+  Status TakeResponse(uint64_t tag, std::vector<uint8_t>* out);
   const MemoryRegion* FindMr(const void* p, size_t len) const;
-  uint8_t* send_slot(uint32_t i) const { return msg_buf_.get() + size_t{i} * info_.max_message; }
-  uint8_t* recv_slot(uint32_t i) const {
-    return msg_buf_.get() + size_t{info_.credits + i} * info_.max_message;
-  }
+  // Message slots, laid out at connect time (before negotiation may shrink
+  // credits or max_message): nslots_ send slots, then nslots_ receive slots.
+  uint8_t* send_slot(uint32_t i) const { return msg_buf_.get() + size_t{i} * slot_bytes_; }
+  uint8_t* recv_slot(uint32_t i) const { return msg_buf_.get() + size_t{nslots_ + i} * slot_bytes_; }
+  uint32_t slot_bytes_ = 0;
+  uint32_t nslots_ = 0;
 
   ClientOptions opts_;
   ConnectionInfo info_;
@@ -142,9 +152,12 @@ class VerbsClient final : public TransportClient {
   uint64_t chain_done_ = 0;   // highest chain sequence completed
   uint32_t unsignalled_ = 0;  // sends posted since the last signalled one
   uint64_t next_tag_ = 1;
-  // Responses that arrived: tag -> (kind, payload).
-  struct Arrived { Kind kind; std::vector<uint8_t> payload; };
-  std::unordered_map<uint64_t, Arrived> arrived_;
+  // Responses that arrived and are not yet taken, indexed by tag % credits
+  // (the tags in flight are consecutive, fewer than credits). The payload
+  // stays in its receive slot until taken; the slot is reposted then.
+  struct Arrived { uint64_t tag = 0; Kind kind = Kind::kResponse; uint32_t slot = 0; uint32_t len = 0; };
+  std::vector<Arrived> arrived_;
+  uint64_t oldest_tag_ = 1;  // tags below this were all answered
 };
 
 StatusOr<std::unique_ptr<TransportClient>> VerbsClient::Connect(const ClientOptions& o) {
@@ -198,7 +211,9 @@ Status VerbsClient::ConnectOnce() {
   // Message slots: `credits` send slots then `credits` receive slots.
   info_.max_message = opts_.max_message;
   info_.credits = credits;
-  size_t msg_bytes = size_t{2} * credits * info_.max_message;
+  slot_bytes_ = opts_.max_message;
+  nslots_ = credits;
+  size_t msg_bytes = size_t{2} * nslots_ * slot_bytes_;
   msg_buf_ = AllocBuffer(msg_bytes);
   if (!msg_buf_) return Status::OutOfMemory("message buffers");
   auto mr = MemoryRegion::Register(pd_->get(), msg_buf_.get(), msg_bytes, MemoryRegion::kLocalOnly);
@@ -211,8 +226,8 @@ Status VerbsClient::ConnectOnce() {
   if (!smr.ok()) return smr.status();
   staging_mr_.emplace(std::move(*smr));
   for (uint32_t i = 0; i < credits; ++i)
-    SHARRY_RETURN_IF_ERROR(verbs::PostRecv(id_.qp(), MakeWrId(kWrRecv, i), recv_slot(i),
-                                           info_.max_message, msg_mr_->lkey()));
+    SHARRY_RETURN_IF_ERROR(verbs::PostRecv(id_.qp(), MakeWrId(kWrRecv, i), recv_slot(i), slot_bytes_,
+                                           msg_mr_->lkey()));
 
   wire::HelloPayload hello{};
   hello.max_message = info_.max_message;
@@ -241,6 +256,7 @@ Status VerbsClient::ConnectOnce() {
   info_.rkey = w.rkey;
   info_.max_message = std::min(info_.max_message, w.max_message);
   info_.credits = std::min(info_.credits, w.credits);
+  arrived_.assign(info_.credits, Arrived{});
   VLOG(1) << "verbs client " << info_.client_id << " connected to " << where_ << ", region "
           << info_.region_size << " B, inline " << info_.max_inline;
   return Status::Ok();
@@ -307,10 +323,9 @@ Status VerbsClient::HandleWc(const ibv_wc& wc) {
       std::memcpy(&h, p, sizeof h);
       if (h.magic != wire::kMagic || h.length != wc.byte_len - sizeof h)
         return Kill(Status::Protocol("malformed response from " + where_));
-      arrived_[h.tag] = Arrived{h.kind, std::vector<uint8_t>(p + sizeof h, p + wc.byte_len)};
-      if (Status s = verbs::PostRecv(id_.qp(), wc.wr_id, recv_slot(slot), info_.max_message, msg_mr_->lkey());
-          !s.ok())
-        return Kill(s);
+      if (h.tag < oldest_tag_ || h.tag >= next_tag_ || arrived_[h.tag % info_.credits].tag != 0)
+        return Kill(Status::Protocol("response with unexpected tag " + std::to_string(h.tag) + " from " + where_));
+      arrived_[h.tag % info_.credits] = Arrived{h.tag, h.kind, slot, h.length};
       break;
     }
   }
@@ -411,65 +426,91 @@ Status VerbsClient::Batch(std::span<const RemoteOp> ops, bool write) {
   return flush();
 }
 
+Status VerbsClient::CheckRequestSize(size_t n) const {
+  if (n + sizeof(MsgHeader) > info_.max_message)
+    return Status::InvalidArgument("request of " + std::to_string(n) + " B exceeds the largest message (" +
+                                   std::to_string(info_.max_message) + " B with header)");
+  return Status::Ok();
+}
+
+Status VerbsClient::PostRequest(uint64_t tag, std::span<const uint8_t> request) {
+  // Request `tag` uses send slot tag % credits; it is reused only after the
+  // response to tag - credits was taken, so that SEND has completed.
+  const uint32_t slot = static_cast<uint32_t>(tag % info_.credits);
+  uint8_t* p = send_slot(slot);
+  MsgHeader h{};
+  h.kind = Kind::kRequest;
+  h.tag = tag;
+  h.length = static_cast<uint32_t>(request.size());
+  std::memcpy(p, &h, sizeof h);
+  if (h.length) std::memcpy(p + sizeof h, request.data(), h.length);
+  const uint32_t len = sizeof h + h.length;
+  ibv_sge sge{reinterpret_cast<uintptr_t>(p), len, msg_mr_->lkey()};
+  ibv_send_wr wr{};
+  wr.wr_id = MakeWrId(kWrSend, slot);
+  wr.opcode = IBV_WR_SEND;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  if (len <= info_.max_inline) wr.send_flags |= IBV_SEND_INLINE;
+  // Selective signalling: one completion per quarter of the send queue
+  // retires the unsignalled sends before it.
+  if (++unsignalled_ >= std::max<uint32_t>(1, max_send_wr_ / 4)) {
+    wr.send_flags |= IBV_SEND_SIGNALED;
+    unsignalled_ = 0;
+  }
+  ibv_send_wr* bad = nullptr;
+  if (int rc = ibv_post_send(id_.qp(), &wr, &bad); rc != 0)
+    return Kill(verbs::VerbFailed("ibv_post_send(SEND request)", rc));
+  return Status::Ok();
+}
+
+Status VerbsClient::TakeResponse(uint64_t tag, std::vector<uint8_t>* out) {
+  Arrived& a = arrived_[tag % info_.credits];
+  SHARRY_RETURN_IF_ERROR(WaitUntil([&] { return a.tag == tag; }, "request to " + where_));
+  const uint8_t* payload = recv_slot(a.slot) + sizeof(MsgHeader);
+  Status result;
+  if (a.kind == Kind::kResponse) {
+    out->assign(payload, payload + a.len);
+  } else if (a.kind == Kind::kError) {
+    result = internal::DecodeError({payload, a.len});
+  } else {
+    return Kill(Status::Protocol("unexpected reply kind from " + where_));
+  }
+  const uint32_t slot = a.slot;
+  a.tag = 0;
+  oldest_tag_ = tag + 1;
+  if (Status s = verbs::PostRecv(id_.qp(), MakeWrId(kWrRecv, slot), recv_slot(slot), slot_bytes_,
+                                 msg_mr_->lkey());
+      !s.ok())
+    return Kill(s);
+  return result;
+}
+
+Status VerbsClient::Call(std::span<const uint8_t> request, std::vector<uint8_t>* response) {
+  SHARRY_RETURN_IF_ERROR(CheckAlive());
+  SHARRY_RETURN_IF_ERROR(CheckRequestSize(request.size()));
+  const uint64_t tag = next_tag_++;
+  SHARRY_RETURN_IF_ERROR(PostRequest(tag, request));
+  return TakeResponse(tag, response);
+}
+
 Status VerbsClient::CallMany(std::span<const std::span<const uint8_t>> requests,
                              std::vector<std::vector<uint8_t>>* responses) {
   SHARRY_RETURN_IF_ERROR(CheckAlive());
-  for (const auto& r : requests)
-    if (r.size() + sizeof(MsgHeader) > info_.max_message)
-      return Status::InvalidArgument("request of " + std::to_string(r.size()) +
-                                     " B exceeds the largest message (" +
-                                     std::to_string(info_.max_message) + " B with header)");
-  responses->assign(requests.size(), {});
-  const uint32_t credits = info_.credits;
+  for (const auto& r : requests) SHARRY_RETURN_IF_ERROR(CheckRequestSize(r.size()));
+  responses->resize(requests.size());
   const uint64_t base = next_tag_;
   next_tag_ += requests.size();
-  const std::string what = "request to " + where_;
-  size_t sent = 0, got = 0;
+  size_t sent = 0;
   Status first;
-  while (got < requests.size()) {
-    // Request i uses send slot i % credits; it is reused only after the
-    // response to request i - credits was taken, so the SEND has completed.
-    while (sent < requests.size() && sent - got < credits) {
-      uint32_t slot = static_cast<uint32_t>((base + sent) % credits);
-      uint8_t* p = send_slot(slot);
-      MsgHeader h{};
-      h.kind = Kind::kRequest;
-      h.tag = base + sent;
-      h.length = static_cast<uint32_t>(requests[sent].size());
-      std::memcpy(p, &h, sizeof h);
-      if (h.length) std::memcpy(p + sizeof h, requests[sent].data(), h.length);
-      const uint32_t len = sizeof h + h.length;
-      ibv_sge sge{reinterpret_cast<uintptr_t>(p), len, msg_mr_->lkey()};
-      ibv_send_wr wr{};
-      wr.wr_id = MakeWrId(kWrSend, slot);
-      wr.opcode = IBV_WR_SEND;
-      wr.sg_list = &sge;
-      wr.num_sge = 1;
-      if (len <= info_.max_inline) wr.send_flags |= IBV_SEND_INLINE;
-      // Selective signalling: one completion per quarter of the send queue
-      // retires the unsignalled sends before it.
-      if (++unsignalled_ >= std::max<uint32_t>(1, max_send_wr_ / 4)) {
-        wr.send_flags |= IBV_SEND_SIGNALED;
-        unsignalled_ = 0;
-      }
-      ibv_send_wr* bad = nullptr;
-      if (int rc = ibv_post_send(id_.qp(), &wr, &bad); rc != 0)
-        return Kill(verbs::VerbFailed("ibv_post_send(SEND request)", rc));
+  for (size_t got = 0; got < requests.size(); ++got) {
+    while (sent < requests.size() && sent - got < info_.credits) {
+      SHARRY_RETURN_IF_ERROR(PostRequest(base + sent, requests[sent]));
       ++sent;
     }
-    const uint64_t tag = base + got;
-    SHARRY_RETURN_IF_ERROR(WaitUntil([&] { return arrived_.count(tag) != 0; }, what));
-    auto node = arrived_.extract(tag);
-    Arrived& a = node.mapped();
-    if (a.kind == Kind::kResponse) {
-      (*responses)[got] = std::move(a.payload);
-    } else if (a.kind == Kind::kError) {
-      Status s = internal::DecodeError(a.payload);
-      if (first.ok()) first = s;
-    } else {
-      return Kill(Status::Protocol("unexpected reply kind from " + where_));
-    }
-    ++got;
+    Status s = TakeResponse(base + got, &(*responses)[got]);
+    if (!alive()) return s;
+    if (!s.ok() && first.ok()) first = s;
   }
   return first;
 }
@@ -493,6 +534,9 @@ class VerbsServer final : public TransportServer {
     ClientId client_id = 0;
     int poller = 0;
     bool established = false;
+    uint32_t max_message = 0;  // min of ours and the client's receive slots
+    uint32_t sq_depth = 0;
+    uint32_t unsignalled = 0;  // its poller only: inline sends since the last signalled one
   };
   // One poller thread: its CQ (sends and receives of its connections) and
   // its send slots. Everything here is touched only by that thread, except
@@ -727,6 +771,8 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
     return;  // conn's CmId destroys the id
   }
   max_inline_ = qp->max_inline_data;
+  conn->sq_depth = qp->max_send_wr;
+  conn->max_message = std::min(opts_.max_message, std::max<uint32_t>(hello.max_message, sizeof(MsgHeader)));
   conn->client_id = next_client_id_++;
   w.client_id = conn->client_id;
   w.max_message = opts_.max_message;
@@ -795,7 +841,7 @@ std::optional<uint32_t> VerbsServer::AcquireSlot(Poller* p) {
 void VerbsServer::HandleSendWc(Poller* p, const ibv_wc& wc) {
   if (wc.status != IBV_WC_SUCCESS && wc.status != IBV_WC_WR_FLUSH_ERR)
     LOG(WARNING) << verbs::WcFailed(wc, "SEND of a response (qp " + std::to_string(wc.qp_num) + ")");
-  p->free_slots.push_back(static_cast<uint32_t>(WrSlotOf(wc.wr_id)));
+  if (WrSlotOf(wc.wr_id) != kNoSlot) p->free_slots.push_back(static_cast<uint32_t>(WrSlotOf(wc.wr_id)));
 }
 
 void VerbsServer::HandleRecv(Poller* p, const ibv_wc& wc) {
@@ -844,14 +890,14 @@ void VerbsServer::HandleRecv(Poller* p, const ibv_wc& wc) {
   MsgHeader rh{};
   rh.tag = h.tag;
   size_t n = 0;
+  const size_t cap = c->max_message - sizeof(MsgHeader);
   if (bad.ok()) {
-    const size_t cap = opts_.max_message - sizeof(MsgHeader);
     n = handler_->Handle(c->client_id, {msg + sizeof h, h.length}, {resp + sizeof rh, cap});
     CHECK_LE(n, cap) << "handler returned a response longer than its buffer";
     rh.kind = Kind::kResponse;
   } else {
     std::vector<uint8_t> e = internal::EncodeError(bad);
-    n = std::min(e.size(), opts_.max_message - sizeof rh);
+    n = std::min(e.size(), cap);
     std::memcpy(resp + sizeof rh, e.data(), n);
     rh.kind = Kind::kError;
   }
@@ -861,15 +907,29 @@ void VerbsServer::HandleRecv(Poller* p, const ibv_wc& wc) {
   const uint32_t len = static_cast<uint32_t>(sizeof rh + n);
   ibv_sge sge{reinterpret_cast<uintptr_t>(resp), len, p->slots_mr->lkey()};
   ibv_send_wr wr{};
-  wr.wr_id = MakeWrId(kWrSend, *out);
   wr.opcode = IBV_WR_SEND;
   wr.sg_list = &sge;
   wr.num_sge = 1;
-  wr.send_flags = IBV_SEND_SIGNALED | (len <= max_inline_ ? IBV_SEND_INLINE : 0);
+  if (len <= max_inline_) {
+    // Inline: the data is copied at post time, so the slot is free at once.
+    // Only every (sq_depth/2)-th inline send asks for a completion, which
+    // retires the unsignalled ones before it (RC completes in order).
+    wr.send_flags = IBV_SEND_INLINE;
+    wr.wr_id = MakeWrId(kWrSend, kNoSlot);
+    p->free_slots.push_back(*out);
+    if (++c->unsignalled >= std::max<uint32_t>(1, c->sq_depth / 2)) {
+      wr.send_flags |= IBV_SEND_SIGNALED;
+      c->unsignalled = 0;
+    }
+  } else {
+    wr.send_flags = IBV_SEND_SIGNALED;  // the slot is free when this completes
+    wr.wr_id = MakeWrId(kWrSend, *out);
+    c->unsignalled = 0;
+  }
   ibv_send_wr* badwr = nullptr;
   if (int rc = ibv_post_send(c->id.qp(), &wr, &badwr); rc != 0) {
     LOG(WARNING) << verbs::VerbFailed("ibv_post_send(response to client " + std::to_string(c->client_id) + ")", rc);
-    p->free_slots.push_back(*out);
+    if (WrSlotOf(wr.wr_id) != kNoSlot) p->free_slots.push_back(*out);
   }
 }
 

@@ -2,6 +2,8 @@
 
 #include "alloc/mutex_allocator.h"
 
+#include <algorithm>
+
 #include "glog/logging.h"
 
 namespace sharry::alloc {
@@ -50,6 +52,23 @@ uint64_t MutexAllocator::Flush() {
 SectionStats MutexAllocator::Stats() {
   std::lock_guard<std::mutex> lock(mu_);
   return alloc_.stats();
+}
+
+OwnerUsage MutexAllocator::Usage(OwnerId owner) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return alloc_.Usage(owner);
+}
+
+std::vector<OwnerUsage> MutexAllocator::Owners() {
+  std::vector<OwnerUsage> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    alloc_.AppendOwners(&out);
+  }
+  std::sort(out.begin(), out.end(), [](const OwnerUsage& a, const OwnerUsage& b) {
+    return a.bytes != b.bytes ? a.bytes > b.bytes : a.owner < b.owner;
+  });
+  return out;
 }
 
 }  // namespace sharry::alloc

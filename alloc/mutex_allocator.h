@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <mutex>
 #include <span>
+#include <vector>
 
 #include "alloc/section_allocator.h"
 #include "alloc/types.h"
@@ -38,6 +39,9 @@ class MutexAllocator {
   ReclaimResult FreeAllOf(OwnerId owner);
   uint64_t Flush();
   SectionStats Stats();
+  OwnerUsage Usage(OwnerId owner);
+  // Every owner with live blocks, by bytes descending (as in AllocatorStats).
+  std::vector<OwnerUsage> Owners();
 
  private:
   std::mutex mu_;

@@ -2,6 +2,7 @@
 
 #include "alloc/section_allocator.h"
 
+#include <unordered_map>
 #include <utility>
 
 #include "glog/logging.h"
@@ -66,6 +67,7 @@ AllocResult SectionAllocator::TryAllocate(uint64_t size, OwnerId owner) {
     span_free_bytes_ -= span.block_size();
     used_bytes_ += span.block_size();
     ++live_blocks_;
+    owners_.Add(owner, span.block_size());
     return {base_ + span.block_start(index), AllocStatus::kOk};
   }
 
@@ -76,6 +78,7 @@ AllocResult SectionAllocator::TryAllocate(uint64_t size, OwnerId owner) {
   ++large_spans_;
   used_bytes_ += span->bytes();
   ++live_blocks_;
+  owners_.Add(owner, span->bytes());
   return {base_ + span->start_byte(), AllocStatus::kOk};
 }
 
@@ -157,12 +160,14 @@ void SectionAllocator::ApplyFree(const BlockRef& ref) {
   Span* span = ref.span;
   --live_blocks_;
   if (span->state() == Span::State::kLarge) {
+    owners_.Remove(span->large_owner(), span->bytes());
     used_bytes_ -= span->bytes();
     --large_spans_;
     page_heap_.Delete(span);
     return;
   }
   const bool was_full = span->full();
+  owners_.Remove(span->block_owner(ref.index), span->block_size());
   span->FreeBlock(ref.index);
   used_bytes_ -= span->block_size();
   span_free_bytes_ += span->block_size();
@@ -196,6 +201,10 @@ size_t SectionAllocator::ReleaseCachedSpans() {
 }
 
 ReclaimResult SectionAllocator::FreeAllOf(OwnerId owner) {
+  // Frees the owner has already made are applied now, so that afterwards
+  // the owner holds nothing (it leaves Usage and the owner list at once).
+  FlushPendingFrees();
+  if (owners_.Usage(owner).blocks == 0) return {};
   // Collect first: applying a free may merge spans under the walk.
   std::vector<BlockRef> victims;
   page_heap_.ForEachSpan([&](const Span& s) {
@@ -214,6 +223,7 @@ ReclaimResult SectionAllocator::FreeAllOf(OwnerId owner) {
     result.bytes += BlockBytes(ref);
     ApplyFree(ref);
   }
+  CHECK_EQ(owners_.Usage(owner).blocks, 0u) << "owner " << owner;
   return result;
 }
 
@@ -239,6 +249,7 @@ void SectionAllocator::CheckInvariants() const {
   page_heap_.CheckInvariants();
 
   uint64_t used = 0, live = 0, pending_blocks = 0, pending_bytes = 0;
+  std::unordered_map<OwnerId, OwnerUsage> by_owner;
   uint64_t span_free = 0, tail = 0, free_run_bytes = 0, small = 0, large = 0;
   page_heap_.ForEachSpan([&](const Span& s) {
     switch (s.state()) {
@@ -251,6 +262,8 @@ void SectionAllocator::CheckInvariants() const {
         ++live;
         used += s.bytes();
         CHECK_NE(s.large_owner(), kNoOwner);
+        ++by_owner[s.large_owner()].blocks;
+        by_owner[s.large_owner()].bytes += s.bytes();
         if (s.large_pending()) {
           ++pending_blocks;
           pending_bytes += s.bytes();
@@ -260,8 +273,10 @@ void SectionAllocator::CheckInvariants() const {
       case Span::State::kSmall: {
         ++small;
         uint32_t allocated = 0;
-        s.ForEachAllocatedBlock([&](uint32_t, OwnerId, bool pending) {
+        s.ForEachAllocatedBlock([&](uint32_t, OwnerId owner, bool pending) {
           ++allocated;
+          ++by_owner[owner].blocks;
+          by_owner[owner].bytes += s.block_size();
           if (pending) {
             ++pending_blocks;
             pending_bytes += s.block_size();
@@ -294,6 +309,13 @@ void SectionAllocator::CheckInvariants() const {
 
   CHECK_EQ(used, used_bytes_);
   CHECK_EQ(live, live_blocks_);
+  // Per-owner counters: exactly the owners found in the walk, same counts.
+  CHECK_EQ(owners_.size(), by_owner.size());
+  for (const auto& [owner, u] : by_owner) {
+    const OwnerUsage o = owners_.Usage(owner);
+    CHECK_EQ(o.blocks, u.blocks) << "owner " << owner;
+    CHECK_EQ(o.bytes, u.bytes) << "owner " << owner;
+  }
   CHECK_EQ(pending_blocks, pending_.size());
   CHECK_EQ(pending_bytes, pending_bytes_);
   CHECK_EQ(span_free, span_free_bytes_);

@@ -7,7 +7,8 @@
 // all metadata (spans, block indices, owners, the page map) lives in this
 // object. Layers, top to bottom:
 //
-//   SectionAllocator   sizes -> classes, owner checks, delayed frees, stats
+//   SectionAllocator   sizes -> classes, owner checks, delayed frees, stats,
+//                      per-owner usage (OwnerTable)
 //     class lists      per size class, the small spans with a free block
 //     Span             blocks of one class, 16-bit free-index stack, owners
 //     PageHeap         best-fit runs of pages, coalescing, page map
@@ -33,7 +34,8 @@
 // most one empty span, which avoids thrashing at a span boundary.
 //
 // Costs: Allocate and Free are O(1) apart from the page heap's O(log runs);
-// FreeAllOf walks all spans and their block metadata.
+// FreeAllOf walks all spans and their block metadata. Per-owner counters
+// (Usage) are O(1) per Allocate and per applied free.
 //
 // Thread-safety: none, and no locks by design. A SectionAllocator is used by
 // one thread at a time: its section thread, or a caller holding the lock of
@@ -46,6 +48,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "alloc/owner_table.h"
 #include "alloc/page_heap.h"
 #include "alloc/size_classes.h"
 #include "alloc/span.h"
@@ -83,9 +86,10 @@ class SectionAllocator {
   // double free or a free of a pending block), kNotOwner.
   [[nodiscard]] AllocStatus Free(uint64_t offset, OwnerId owner);
 
-  // Frees, at once, every live block of `owner` that is not already pending
-  // (pending ones are applied by the next flush as usual). Returns what was
-  // freed.
+  // Applies all pending frees (of every owner), then frees at once every
+  // remaining live block of `owner`. Returns what the second step freed:
+  // the blocks the owner had not freed itself. Afterwards the owner holds
+  // nothing in this section.
   ReclaimResult FreeAllOf(OwnerId owner);
 
   // Applies all pending frees. Returns how many were applied.
@@ -93,6 +97,12 @@ class SectionAllocator {
 
   // O(1) snapshot of the counters.
   SectionStats stats() const;
+
+  // What `owner` holds in this section (pending blocks included; see
+  // owner_table.h). O(1).
+  OwnerUsage Usage(OwnerId owner) const { return owners_.Usage(owner); }
+  // Appends one entry per owner with live blocks, unordered. O(owners).
+  void AppendOwners(std::vector<OwnerUsage>* out) const { owners_.AppendTo(out); }
 
   uint64_t base() const { return base_; }
   uint64_t length() const { return length_; }
@@ -141,6 +151,9 @@ class SectionAllocator {
 
   // Section-relative starts of pending blocks, in arrival order.
   std::vector<uint64_t> pending_;
+
+  // Per-owner {blocks, bytes}, updated on Allocate and on ApplyFree.
+  OwnerTable owners_;
 
   // Counters; see SectionStats.
   uint64_t used_bytes_ = 0;

@@ -123,7 +123,12 @@ void SectionThread::Serve(const SectionRequest& r) {
       *r.out.flushed = alloc_.FlushPendingFrees();
       break;
     case SectionRequest::Kind::kStats:
-      *r.out.stats = alloc_.stats();
+      r.out.snapshot->stats = alloc_.stats();
+      r.out.snapshot->owners.clear();
+      alloc_.AppendOwners(&r.out.snapshot->owners);
+      break;
+    case SectionRequest::Kind::kUsage:
+      *r.out.usage = alloc_.Usage(r.owner);
       break;
   }
   // Publish before signalling, so a requester that saw its answer also sees
@@ -189,16 +194,31 @@ uint64_t SectionThread::Flush() {
   return flushed;
 }
 
-SectionStats SectionThread::Stats() {
-  SectionStats stats;
+SectionStats SectionThread::Stats() { return Snapshot().stats; }
+
+SectionSnapshot SectionThread::Snapshot() {
+  SectionSnapshot snapshot;
   Completion done;
   SectionRequest r;
   r.kind = SectionRequest::Kind::kStats;
-  r.out.stats = &stats;
+  r.out.snapshot = &snapshot;
   r.done = &done;
   Submit(r);
   done.Wait();
-  return stats;
+  return snapshot;
+}
+
+OwnerUsage SectionThread::Usage(OwnerId owner) {
+  OwnerUsage usage;
+  Completion done;
+  SectionRequest r;
+  r.kind = SectionRequest::Kind::kUsage;
+  r.owner = owner;
+  r.out.usage = &usage;
+  r.done = &done;
+  Submit(r);
+  done.Wait();
+  return usage;
 }
 
 }  // namespace sharry::alloc

@@ -9,11 +9,13 @@
 //
 //   byte  0  seq           uint64  ring sequence number (see request_ring.h)
 //         8  kind          uint8   kAlloc | kFree | kFreeAllOf | kFlush | kStats
+//                                  | kUsage
 //        12  owner         uint32  client id
 //        16  count         uint32  elements in `in` / `out`
 //        24  in            ptr     sizes (kAlloc) or UMA offsets (kFree)
 //        32  out           ptr     AllocResult[count] | AllocStatus[count] |
-//                                  ReclaimResult | SectionStats | uint64 (flushed)
+//                                  ReclaimResult | SectionSnapshot |
+//                                  uint64 (flushed) | OwnerUsage
 //        40  done          ptr     Completion signalled after `out` is written
 //        48  (pad to 64)
 //
@@ -45,6 +47,7 @@
 #include <cstdint>
 #include <span>
 #include <thread>
+#include <vector>
 
 #include "alloc/completion.h"
 #include "alloc/request_ring.h"
@@ -53,8 +56,15 @@
 
 namespace sharry::alloc {
 
+// An exact picture of one section, taken by its thread between two
+// requests: the counters, and every owner with live blocks (unordered).
+struct SectionSnapshot {
+  SectionStats stats;
+  std::vector<OwnerUsage> owners;
+};
+
 struct SectionRequest {
-  enum class Kind : uint8_t { kAlloc, kFree, kFreeAllOf, kFlush, kStats };
+  enum class Kind : uint8_t { kAlloc, kFree, kFreeAllOf, kFlush, kStats, kUsage };
 
   Kind kind = Kind::kAlloc;
   OwnerId owner = kNoOwner;
@@ -64,8 +74,9 @@ struct SectionRequest {
     AllocResult* alloc;       // kAlloc: count results
     AllocStatus* status;      // kFree: count statuses
     ReclaimResult* reclaim;   // kFreeAllOf
-    SectionStats* stats;      // kStats
+    SectionSnapshot* snapshot;  // kStats
     uint64_t* flushed;        // kFlush: number of frees applied
+    OwnerUsage* usage;        // kUsage: what `owner` holds
   } out = {nullptr};
   Completion* done = nullptr;
 };
@@ -107,6 +118,8 @@ class SectionThread {
   ReclaimResult FreeAllOf(OwnerId owner);
   uint64_t Flush();
   SectionStats Stats();  // exact, taken between two requests
+  SectionSnapshot Snapshot();  // Stats() plus the owners; O(owners)
+  OwnerUsage Usage(OwnerId owner);  // exact, O(1) in the section thread
 
   uint64_t base() const { return base_; }
   uint64_t length() const { return length_; }

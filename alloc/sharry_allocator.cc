@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <unordered_map>
 
 #include "glog/logging.h"
 
@@ -287,14 +288,52 @@ uint64_t SharryAllocator::Flush() {
   return total;
 }
 
+OwnerUsage SharryAllocator::Usage(OwnerId owner) {
+  std::array<OwnerUsage, RequestScheduler::kMaxSections> usage;
+  std::array<Completion, RequestScheduler::kMaxSections> done;
+  for (uint32_t s = 0; s < num_sections_; ++s) {
+    SectionRequest r;
+    r.kind = SectionRequest::Kind::kUsage;
+    r.owner = owner;
+    r.out.usage = &usage[s];
+    r.done = &done[s];
+    sections_[s]->Submit(r);
+  }
+  OwnerUsage total{owner, 0, 0};
+  for (uint32_t s = 0; s < num_sections_; ++s) {
+    done[s].Wait();
+    total.blocks += usage[s].blocks;
+    total.bytes += usage[s].bytes;
+  }
+  return total;
+}
+
 AllocatorStats SharryAllocator::Stats() {
   AllocatorStats out;
   out.sections.resize(num_sections_);
+  // Ask every section at once, then collect.
+  std::vector<SectionSnapshot> snapshots(num_sections_);
+  std::array<Completion, RequestScheduler::kMaxSections> done;
   for (uint32_t s = 0; s < num_sections_; ++s) {
+    SectionRequest r;
+    r.kind = SectionRequest::Kind::kStats;
+    r.out.snapshot = &snapshots[s];
+    r.done = &done[s];
+    sections_[s]->Submit(r);
+  }
+  std::unordered_map<OwnerId, OwnerUsage> owners;
+  for (uint32_t s = 0; s < num_sections_; ++s) {
+    done[s].Wait();
     AllocatorStats::Section& sec = out.sections[s];
     sec.index = s;
     sec.base = sections_[s]->base();
-    sec.stats = sections_[s]->Stats();
+    sec.stats = snapshots[s].stats;
+    for (const OwnerUsage& u : snapshots[s].owners) {
+      OwnerUsage& o = owners[u.owner];
+      o.owner = u.owner;
+      o.blocks += u.blocks;
+      o.bytes += u.bytes;
+    }
     sec.window_ops = scheduler_.WindowOps(s);
     sec.requests_per_second = scheduler_.OpsPerSecond(s);
     sec.ring_depth = sections_[s]->ring_depth();
@@ -318,6 +357,11 @@ AllocatorStats SharryAllocator::Stats() {
     t.free_runs += x.free_runs;
     t.largest_free_run_bytes = std::max(t.largest_free_run_bytes, x.largest_free_run_bytes);
   }
+  out.owners.reserve(owners.size());
+  for (const auto& [id, u] : owners) out.owners.push_back(u);
+  std::sort(out.owners.begin(), out.owners.end(), [](const OwnerUsage& a, const OwnerUsage& b) {
+    return a.bytes != b.bytes ? a.bytes > b.bytes : a.owner < b.owner;
+  });
   return out;
 }
 

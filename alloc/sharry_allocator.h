@@ -70,6 +70,9 @@ struct AllocatorStats {
   };
   std::vector<Section> sections;
   SectionStats total;  // counters summed over sections (largest_free_run: max)
+  // Every owner with live blocks (pending frees included, as in used_bytes),
+  // summed over sections, by bytes descending (ties: owner ascending).
+  std::vector<OwnerUsage> owners;
 };
 
 class SharryAllocator {
@@ -92,13 +95,24 @@ class SharryAllocator {
   void FreeBatch(OwnerId owner, std::span<const uint64_t> offsets, std::span<AllocStatus> out);
   [[nodiscard]] AllocStatus Free(OwnerId owner, uint64_t offset);
 
-  // Reclaims every live, not yet pending block of `owner` in all sections.
+  // Reclaims every block of `owner` in all sections: applies each section's
+  // pending frees, then frees the owner's remaining blocks. Returns the
+  // latter (what the owner had not freed itself). Afterwards the owner
+  // holds nothing (Usage is zero, it is absent from Stats().owners) unless
+  // a concurrent AllocBatch for it was still in flight.
   ReclaimResult FreeAllOf(OwnerId owner);
 
   // Applies all pending frees in all sections; returns how many.
   uint64_t Flush();
 
+  // Exact per section (each taken by its thread between two requests; the
+  // sections are not frozen together). O(sections + owners).
   AllocatorStats Stats();
+
+  // What `owner` holds, summed over sections: live blocks and their rounded
+  // bytes, pending frees included until they are applied. Unknown owner:
+  // {owner, 0, 0}.
+  OwnerUsage Usage(OwnerId owner);
 
   uint64_t uma_bytes() const { return uma_bytes_; }
   uint32_t num_sections() const { return num_sections_; }

@@ -118,6 +118,15 @@ struct ReclaimResult {
   }
 };
 
+// What one owner (client) holds: its live blocks and their rounded sizes.
+// Blocks whose free is pending still count until the free is applied, as in
+// SectionStats::used_bytes.
+struct OwnerUsage {
+  OwnerId owner = 0;
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+};
+
 // Per-section accounting. Invariants (checked by SectionAllocator::Validate):
 //   used_bytes + free_bytes == section_bytes
 //   free_bytes == page_heap_free_bytes + span_free_bytes + span_tail_bytes

@@ -55,6 +55,10 @@ class Model {
     index_[off] = keys_.size();
     keys_.push_back(off);
     used_ += len;
+    OwnerUsage& u = owners_[owner];
+    u.owner = owner;
+    ++u.blocks;
+    u.bytes += len;
   }
 
   void MarkPending(uint64_t off) {
@@ -68,6 +72,10 @@ class Model {
   void Remove(uint64_t off) {
     const Block b = blocks_.at(off);
     used_ -= b.len;
+    OwnerUsage& u = owners_.at(b.owner);
+    --u.blocks;
+    u.bytes -= b.len;
+    if (u.blocks == 0) owners_.erase(b.owner);
     blocks_.erase(off);
     const size_t i = index_.at(off);
     index_[keys_.back()] = i;
@@ -81,6 +89,23 @@ class Model {
     for (uint64_t off : pending_) Remove(off);
     pending_.clear();
     pending_bytes_ = 0;
+  }
+
+  // Removes every block of `owner` (none may be pending); returns the
+  // number of blocks and bytes removed.
+  ReclaimResult RemoveAllOf(OwnerId owner) {
+    std::vector<uint64_t> offs;
+    for (const auto& [off, b] : blocks_) {
+      if (b.owner == owner) offs.push_back(off);
+    }
+    ReclaimResult r;
+    for (uint64_t off : offs) {
+      EXPECT_FALSE(blocks_.at(off).pending);
+      ++r.blocks;
+      r.bytes += blocks_.at(off).len;
+      Remove(off);
+    }
+    return r;
   }
 
   // A random block that is live and not pending, or nullopt.
@@ -103,6 +128,8 @@ class Model {
   size_t live() const { return blocks_.size(); }
   size_t pending() const { return pending_.size(); }
   uint64_t pending_bytes() const { return pending_bytes_; }
+  // Owners with blocks (live or pending), by owner.
+  const std::map<OwnerId, OwnerUsage>& owners() const { return owners_; }
 
  private:
   std::map<uint64_t, Block> blocks_;
@@ -111,9 +138,11 @@ class Model {
   std::vector<uint64_t> pending_;
   uint64_t pending_bytes_ = 0;
   uint64_t used_ = 0;
+  std::map<OwnerId, OwnerUsage> owners_;
 };
 
-void ExpectStatsMatch(const SectionAllocator& a, const Model& m) {
+// `full`: also compare the whole owner list (O(owners)).
+void ExpectStatsMatch(const SectionAllocator& a, const Model& m, bool full = true) {
   const SectionStats s = a.stats();
   ASSERT_EQ(s.used_bytes, m.used());
   ASSERT_EQ(s.live_blocks, m.live());
@@ -121,6 +150,24 @@ void ExpectStatsMatch(const SectionAllocator& a, const Model& m) {
   ASSERT_EQ(s.pending_bytes, m.pending_bytes());
   ASSERT_EQ(s.used_bytes + s.free_bytes, s.section_bytes);
   ASSERT_EQ(s.free_bytes, s.page_heap_free_bytes + s.span_free_bytes + s.span_tail_bytes);
+  // Per-owner counters, exactly: each owner's usage, and the owner list.
+  for (OwnerId o = 0; o < 5; ++o) {
+    const OwnerUsage u = a.Usage(o);
+    const auto it = m.owners().find(o);
+    ASSERT_EQ(u.owner, o);
+    ASSERT_EQ(u.blocks, it == m.owners().end() ? 0 : it->second.blocks) << "owner " << o;
+    ASSERT_EQ(u.bytes, it == m.owners().end() ? 0 : it->second.bytes) << "owner " << o;
+  }
+  if (!full) return;
+  std::vector<OwnerUsage> listed;
+  a.AppendOwners(&listed);
+  ASSERT_EQ(listed.size(), m.owners().size());
+  for (const OwnerUsage& u : listed) {
+    const auto it = m.owners().find(u.owner);
+    ASSERT_TRUE(it != m.owners().end()) << "owner " << u.owner << " holds nothing";
+    ASSERT_EQ(u.blocks, it->second.blocks) << "owner " << u.owner;
+    ASSERT_EQ(u.bytes, it->second.bytes) << "owner " << u.owner;
+  }
 }
 
 // A size drawn so that every class and the large path are exercised: pick a
@@ -143,8 +190,9 @@ struct RandomParams {
 
 class SectionAllocatorRandomTest : public ::testing::TestWithParam<RandomParams> {};
 
-// 200k operations: allocations, valid frees, and invalid frees of every
-// kind, checked op by op against the model; full metadata walk every 5000.
+// 200k operations: allocations, valid frees, invalid frees of every kind,
+// and now and then FreeAllOf, checked op by op against the model (stats and
+// per-owner usage); full metadata walk every 5000.
 TEST_P(SectionAllocatorRandomTest, MatchesReferenceModel) {
   const RandomParams p = GetParam();
 #if defined(__SANITIZE_THREAD__)
@@ -157,13 +205,24 @@ TEST_P(SectionAllocatorRandomTest, MatchesReferenceModel) {
   Model m;
   std::mt19937_64 rng(p.seed);
   std::set<uint32_t> classes_seen;
-  uint64_t large_seen = 0, ooms = 0;
+  uint64_t large_seen = 0, ooms = 0, free_all_ofs = 0;
   const uint64_t target_used = 40 * kMiB;  // hover around 60% full
 
   for (int op = 0; op < kOps; ++op) {
     const uint32_t kind = rng() % 100;
     const bool grow = m.used() < target_used;
-    if (kind < (grow ? 60u : 40u)) {
+    if (rng() % 5000 == 0) {
+      // A client dies: every block of one owner goes at once, and all
+      // pending frees are applied first.
+      const OwnerId owner = rng() % 4;
+      const ReclaimResult got = a.FreeAllOf(owner);
+      m.ApplyPending();
+      const ReclaimResult want = m.RemoveAllOf(owner);
+      ASSERT_EQ(got.blocks, want.blocks);
+      ASSERT_EQ(got.bytes, want.bytes);
+      ASSERT_EQ(a.Usage(owner).blocks, 0u);
+      ++free_all_ofs;
+    } else if (kind < (grow ? 60u : 40u)) {
       // Allocate.
       const uint64_t size = DrawSize(rng);
       const OwnerId owner = rng() % 4;
@@ -217,13 +276,15 @@ TEST_P(SectionAllocatorRandomTest, MatchesReferenceModel) {
         ASSERT_EQ(a.Free(off, 0), AllocStatus::kNotAllocated) << off;
       }
     }
-    ASSERT_NO_FATAL_FAILURE(ExpectStatsMatch(a, m)) << "op " << op;
+    ASSERT_NO_FATAL_FAILURE(ExpectStatsMatch(a, m, /*full=*/op % 16 == 0)) << "op " << op;
     if (op % 5000 == 0) a.CheckInvariants();
   }
   a.CheckInvariants();
   EXPECT_EQ(classes_seen.size(), static_cast<size_t>(kNumSizeClasses - 1))
       << "not every size class was exercised";
   EXPECT_GT(large_seen, 100u);
+  EXPECT_GT(free_all_ofs, 5u);
+  RecordProperty("free_all_ofs", static_cast<int>(free_all_ofs));
   RecordProperty("ooms", static_cast<int>(ooms));
 
   // Free everything: the section must come back as one run.
@@ -398,17 +459,37 @@ TEST(SectionAllocatorTest, FreeAllOfReclaimsOneOwner) {
     ASSERT_TRUE(r.ok());
     by_owner[owner].push_back({r.offset, SizeMap::RoundedSize(size)});
   }
-  // One block of owner 2 is already pending: FreeAllOf leaves it to the flush.
+  // One block of owner 2 and one of owner 1 are already pending: FreeAllOf
+  // applies them (so neither counts for its owner afterwards) and reports
+  // only the blocks owner 2 had not freed itself.
   const auto [pend_off, pend_len] = by_owner[2].back();
   by_owner[2].pop_back();
   ASSERT_EQ(a.Free(pend_off, 2), AllocStatus::kOk);
+  const auto [pend1_off, pend1_len] = by_owner[1].back();
+  by_owner[1].pop_back();
+  ASSERT_EQ(a.Free(pend1_off, 1), AllocStatus::kOk);
+  EXPECT_EQ(a.stats().pending_blocks, 2u);
+  EXPECT_EQ(a.Usage(2).blocks, by_owner[2].size() + 1) << "a pending block still counts";
 
   uint64_t bytes = 0;
   for (auto& [off, len] : by_owner[2]) bytes += len;
   const ReclaimResult r = a.FreeAllOf(2);
   EXPECT_EQ(r.blocks, by_owner[2].size());
   EXPECT_EQ(r.bytes, bytes);
-  EXPECT_EQ(a.stats().pending_blocks, 1u);
+  EXPECT_EQ(a.stats().pending_blocks, 0u);
+  EXPECT_EQ(a.Usage(2).blocks, 0u);
+  EXPECT_EQ(a.Usage(2).bytes, 0u);
+  std::vector<OwnerUsage> owners;
+  a.AppendOwners(&owners);
+  ASSERT_EQ(owners.size(), 2u);
+  for (const OwnerUsage& u : owners) {
+    EXPECT_NE(u.owner, 2u) << "owner 2 still listed after FreeAllOf";
+    uint64_t want = 0;
+    for (auto& [off, len] : by_owner[u.owner]) want += len;
+    EXPECT_EQ(u.blocks, by_owner[u.owner].size()) << "owner " << u.owner;
+    EXPECT_EQ(u.bytes, want) << "owner " << u.owner;
+  }
+  EXPECT_EQ(a.Free(pend_off, 2), AllocStatus::kNotAllocated);
   for (auto& [off, len] : by_owner[2]) EXPECT_EQ(a.Free(off, 2), AllocStatus::kNotAllocated);
   EXPECT_EQ(a.FreeAllOf(2).blocks, 0u);
   // Other owners are untouched.
@@ -423,6 +504,7 @@ TEST(SectionAllocatorTest, FreeAllOfReclaimsOneOwner) {
   EXPECT_LE(SectionAllocatorPeer::page_heap(a).free_runs(), 1u + kNumSizeClasses);
   EXPECT_TRUE(a.Allocate(a.length(), 9).ok());
   (void)pend_len;
+  (void)pend1_len;
 }
 
 }  // namespace

@@ -100,8 +100,17 @@ TEST(SharryAllocatorTest, SectionsAndRouting) {
   AllocatorStats s = a.Stats();
   EXPECT_EQ(s.sections.size(), 4u);
   EXPECT_EQ(s.total.live_blocks, s.total.pending_blocks) << "only pending blocks remain";
+  // Pending blocks still count for their owner, in every section.
+  ASSERT_EQ(s.owners.size(), 1u);
+  EXPECT_EQ(s.owners[0].owner, 3u);
+  EXPECT_EQ(s.owners[0].blocks, 5u);
+  EXPECT_EQ(s.owners[0].bytes, s.total.used_bytes);
+  EXPECT_EQ(a.Usage(3).bytes, s.total.used_bytes);
+  EXPECT_EQ(a.Usage(4).blocks, 0u);
   a.Flush();
   s = a.Stats();
+  EXPECT_TRUE(s.owners.empty());
+  EXPECT_EQ(a.Usage(3).blocks, 0u);
   EXPECT_EQ(s.total.used_bytes, 0u);
   EXPECT_EQ(s.total.section_bytes, 64 * kMiB);
   for (const auto& sec : s.sections) {
@@ -222,13 +231,44 @@ TEST(SharryAllocatorTest, ConcurrentRequestersAgainstSections) {
   for (const auto& sec : s.sections) served += sec.elements_served;
   EXPECT_GE(served, allocs.load() + frees.load());
 
-  // FreeAllOf of each requester returns the rest.
+  // Per owner: Stats().owners and Usage() match what each requester holds,
+  // and the list is sorted by bytes descending.
+  std::map<OwnerId, OwnerUsage> want;
+  for (int id = 0; id < kThreads; ++id) {
+    for (auto [off, len] : live[id]) {
+      OwnerUsage& u = want[10 + id];
+      u.owner = 10 + id;
+      ++u.blocks;
+      u.bytes += len;
+    }
+  }
+  ASSERT_EQ(s.owners.size(), want.size());
+  for (size_t i = 0; i < s.owners.size(); ++i) {
+    const OwnerUsage& u = s.owners[i];
+    ASSERT_TRUE(want.count(u.owner)) << u.owner;
+    EXPECT_EQ(u.blocks, want[u.owner].blocks) << "owner " << u.owner;
+    EXPECT_EQ(u.bytes, want[u.owner].bytes) << "owner " << u.owner;
+    if (i > 0) {
+      EXPECT_GE(s.owners[i - 1].bytes, u.bytes) << "not sorted by bytes";
+    }
+    const OwnerUsage direct = a.Usage(u.owner);
+    EXPECT_EQ(direct.blocks, u.blocks);
+    EXPECT_EQ(direct.bytes, u.bytes);
+  }
+
+  // FreeAllOf of each requester returns the rest, and the owner leaves the
+  // list at once.
   uint64_t reclaimed = 0;
-  for (int id = 0; id < kThreads; ++id) reclaimed += a.FreeAllOf(10 + id).blocks;
+  for (int id = 0; id < kThreads; ++id) {
+    reclaimed += a.FreeAllOf(10 + id).blocks;
+    EXPECT_EQ(a.Usage(10 + id).blocks, 0u);
+    for (const OwnerUsage& u : a.Stats().owners) EXPECT_NE(u.owner, OwnerId(10 + id));
+  }
   EXPECT_EQ(reclaimed, held);
   s = a.Stats();
   EXPECT_EQ(s.total.used_bytes, 0u);
   EXPECT_EQ(s.total.live_blocks, 0u);
+  EXPECT_TRUE(s.owners.empty());
 }
 
 // Skewed start: section 0 prefilled to 80%, the others empty. Allocating
@@ -279,8 +319,15 @@ TEST(MutexAllocatorTest, SameContractAsSharry) {
   EXPECT_EQ(a.Free(1, out[0].offset), AllocStatus::kNotAllocated);
   EXPECT_EQ(a.Free(1, 16 * kMiB), AllocStatus::kOutOfRange);
   EXPECT_EQ(a.Stats().pending_blocks, 1u);
-  EXPECT_EQ(a.FreeAllOf(1).blocks, 2u);
-  EXPECT_EQ(a.Flush(), 1u);
+  EXPECT_EQ(a.Usage(1).blocks, 3u) << "the pending block counts until applied";
+  EXPECT_EQ(a.Usage(1).bytes, SizeMap::RoundedSize(8) + SizeMap::RoundedSize(5000) +
+                                SizeMap::RoundedSize(400000));
+  ASSERT_EQ(a.Owners().size(), 1u);
+  EXPECT_EQ(a.Owners()[0].owner, 1u);
+  EXPECT_EQ(a.FreeAllOf(1).blocks, 2u) << "the pending free is applied, not counted";
+  EXPECT_EQ(a.Flush(), 0u);
+  EXPECT_EQ(a.Usage(1).blocks, 0u);
+  EXPECT_TRUE(a.Owners().empty());
   EXPECT_EQ(a.Stats().used_bytes, 0u);
 }
 

@@ -312,8 +312,11 @@ int ChildMain(const std::string& transport, const std::string& addr, int port, i
 }  // namespace sharry
 
 int main(int argc, char** argv) {
-  if (argc == 6 && std::string(argv[1]) == "--child")
+  // A child never runs the tests itself (that would spawn children forever).
+  if (argc >= 2 && std::string(argv[1]) == "--child") {
+    if (argc != 6) return 64;
     return sharry::ChildMain(argv[2], argv[3], std::atoi(argv[4]), std::atoi(argv[5]));
+  }
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

@@ -1,0 +1,46 @@
+// MemnodeClient: what a compute process uses to reach the memory node —
+// ALLOC/FREE/STATS RPCs over a transport client, plus that client's
+// one-sided READ/WRITE of the UMA for object data.
+//
+// Thread-safety: like its TransportClient, owned by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "memnode/rpc.h"
+#include "verbs/transport.h"
+
+namespace sharry::memnode {
+
+inline constexpr uint64_t kNoOffset = ~uint64_t{0};
+
+class MemnodeClient {
+ public:
+  static StatusOr<std::unique_ptr<MemnodeClient>> Connect(TransportKind kind, const ClientOptions& options);
+  explicit MemnodeClient(std::unique_ptr<TransportClient> t) : t_(std::move(t)) {}
+
+  TransportClient& transport() { return *t_; }
+  ClientId id() const { return t_->info().client_id; }
+  uint64_t uma_bytes() const { return t_->info().region_size; }
+
+  // One block per size, in as few RPCs as the batch limit allows (pipelined).
+  // offsets[i] is the block's UMA offset, or kNoOffset if element i failed;
+  // then the result is the first element's failure (e.g. kOutOfMemory) and
+  // `element_status` (if given) says what happened to each.
+  Status Alloc(std::span<const uint64_t> sizes, std::vector<uint64_t>* offsets,
+               std::vector<Status>* element_status = nullptr);
+  StatusOr<uint64_t> AllocOne(uint64_t size);
+  // Frees the blocks; a bad element (not ours, not a block, double free)
+  // frees nothing for that element and is reported the same way.
+  Status Free(std::span<const uint64_t> offsets, std::vector<Status>* element_status = nullptr);
+  StatusOr<Stats> GetStats();
+
+ private:
+  std::unique_ptr<TransportClient> t_;
+  std::vector<std::vector<uint8_t>> replies_;  // reused between calls
+};
+
+}  // namespace sharry::memnode

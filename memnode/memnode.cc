@@ -1,0 +1,73 @@
+#include "memnode/memnode.h"
+
+#include <glog/logging.h>
+
+namespace sharry::memnode {
+
+StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
+  if (o.sections == 0 || o.sections > 64) return Status::InvalidArgument("sections must be 1..64");
+  const uint64_t min_bytes = uint64_t{o.sections} * alloc::kPageSize;
+  if (o.uma_bytes < min_bytes)
+    return Status::InvalidArgument("UMA of " + std::to_string(o.uma_bytes) + " B is smaller than " +
+                                   std::to_string(o.sections) + " sections of one page");
+  std::unique_ptr<Memnode> m(new Memnode);
+  auto uma = Uma::Map(o.uma_bytes, o.hugepages);
+  if (!uma.ok()) return uma.status();
+  m->uma_.emplace(std::move(*uma));
+  alloc::SharryAllocatorOptions ao;
+  ao.uma_bytes = o.uma_bytes;
+  ao.num_sections = o.sections;
+  ao.cores = o.section_cores;
+  ao.free_batch_threshold = o.free_batch;
+  ao.busy_poll = o.busy_poll;
+  m->allocator_ = std::make_unique<alloc::SharryAllocator>(ao);
+  ServiceOptions so;
+  so.max_object_bytes = o.max_object_bytes;
+  m->service_ = std::make_unique<MemnodeService>(m->allocator_.get(), so);
+  ServerOptions to;
+  to.listen_addr = o.listen_addr;
+  to.port = o.port;
+  // The whole UMA is the transport's region: registered ONCE as one MR.
+  to.region = m->uma_->base();
+  to.region_size = m->uma_->size();
+  to.num_pollers = o.pollers;
+  to.poller_cores = o.poller_cores;
+  to.max_clients = o.max_clients;
+  to.backoff.busy_poll = o.busy_poll;
+  auto server = TransportServer::Start(o.transport, to, m->service_.get());
+  if (!server.ok()) return server.status().WithContext("memnode transport");
+  m->server_ = std::move(*server);
+  LOG(INFO) << "memnode: UMA " << o.uma_bytes << " B (" << m->uma_->page_kind() << " pages) at "
+            << static_cast<void*>(m->uma_->base()) << ", " << o.sections << " section(s) of "
+            << m->allocator_->section_bytes() << " B, " << TransportName(o.transport) << " on "
+            << o.listen_addr << ":" << m->port();
+  if (o.stats_interval_s > 0) {
+    Memnode* raw = m.get();
+    m->stats_thread_ = std::thread([raw, s = o.stats_interval_s] { raw->StatsLoop(s); });
+  }
+  return m;
+}
+
+void Memnode::StatsLoop(int interval_s) {
+  std::unique_lock<std::mutex> l(stop_mu_);
+  while (!stop_cv_.wait_for(l, std::chrono::seconds(interval_s), [this] { return stop_; })) {
+    l.unlock();
+    LOG(INFO) << "memnode stats: " << FormatStats(service_->CollectStats());
+    l.lock();
+  }
+}
+
+Memnode::~Memnode() {
+  {
+    std::lock_guard<std::mutex> l(stop_mu_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  if (stats_thread_.joinable()) stats_thread_.join();
+  server_.reset();     // no more requests; disconnects reclaim their blocks
+  service_.reset();
+  allocator_.reset();  // stops the section threads
+  uma_.reset();        // after the transport deregistered it
+}
+
+}  // namespace sharry::memnode

@@ -1,0 +1,67 @@
+// Memnode: the memory node, assembled — the UMA (mapped once, registered
+// once), the Sharry allocator over its offsets, the MemnodeService, and a
+// transport server (verbs or tcp) that carries requests to it. The
+// `memnode` binary is a thin gflags front end over this class; tests run it
+// in-process.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "alloc/sharry_allocator.h"
+#include "memnode/service.h"
+#include "memnode/uma.h"
+#include "verbs/transport.h"
+
+namespace sharry::memnode {
+
+struct MemnodeOptions {
+  TransportKind transport = TransportKind::kTcp;
+  std::string listen_addr = "0.0.0.0";
+  uint16_t port = 0;
+  uint64_t uma_bytes = 256u << 20;
+  uint32_t sections = 1;
+  std::vector<int> section_cores;  // core of section i: [i % size]; empty: unpinned
+  int pollers = 1;
+  std::vector<int> poller_cores;
+  bool hugepages = false;
+  uint32_t free_batch = 64;        // delayed reclamation threshold (paper 4.2)
+  bool busy_poll = false;          // section threads and pollers never sleep
+  int stats_interval_s = 0;        // 0: no periodic stats log
+  int max_clients = 256;
+  uint64_t max_object_bytes = 0;   // 0: one section
+};
+
+class Memnode {
+ public:
+  static StatusOr<std::unique_ptr<Memnode>> Start(const MemnodeOptions& options);
+  ~Memnode();  // stops the transport first (no more requests), then the allocator
+
+  uint16_t port() const { return server_->port(); }
+  const Uma& uma() const { return *uma_; }
+  MemnodeService& service() { return *service_; }
+  alloc::SharryAllocator& allocator() { return *allocator_; }
+  size_t num_clients() const { return server_->num_clients(); }
+
+ private:
+  Memnode() = default;
+  void StatsLoop(int interval_s);
+
+  // Declared in start order; destroyed in reverse.
+  std::optional<Uma> uma_;
+  std::unique_ptr<alloc::SharryAllocator> allocator_;
+  std::unique_ptr<MemnodeService> service_;
+  std::unique_ptr<TransportServer> server_;
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;
+  std::thread stats_thread_;
+};
+
+}  // namespace sharry::memnode

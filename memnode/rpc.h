@@ -1,0 +1,138 @@
+// The memory node's RPCs: ALLOC, FREE and STATS, carried as the payload of a
+// transport request (verbs/wire.h kRequest), the same over verbs and tcp.
+//
+// All integers little-endian. Every request starts with an 8-byte RpcHeader;
+// every response with an 8-byte ReplyHeader.
+//
+//   RpcHeader                         ReplyHeader
+//   0      1      2       4       8   0      1      2       4       8
+//   +------+------+-------+-------+   +------+------+-------+-------+
+//   |opcode|ver=1 | count | 0     |   |status|ver=1 | count | msglen|
+//   +------+------+-------+-------+   +------+------+-------+-------+
+//
+// ALLOC (opcode 1): count x u64 size (bytes, 1 .. max object size)
+//   -> ReplyHeader{status 0, count} + count x AllocEntry{u64 offset, u8 code, 7 pad}
+//      entry i answers size i; code is an ElementCode (offset valid iff kOk).
+// FREE (opcode 2): count x u64 UMA offset (the start of a block this client owns)
+//   -> ReplyHeader{status 0, count} + count x u8 ElementCode
+//      A block freed by another client, an offset that is not a live block
+//      start, a double free, an offset outside the UMA: an error code, and
+//      nothing is freed for that element. Frees are delayed (paper 4.2) but
+//      checked at once.
+// STATS (opcode 3): count 0
+//   -> ReplyHeader{status 0, count = sections} + StatsReply (see below)
+//
+// A request the memnode cannot parse (truncated, trailing bytes, unknown
+// opcode, version, count 0 or above kMaxBatch, reserved bits set) gets
+// ReplyHeader{status = StatusCode (InvalidArgument or Protocol), count 0,
+// msglen} followed by a UTF-8 message of msglen bytes, and changes nothing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "verbs/status.h"
+
+namespace sharry::memnode {
+
+inline constexpr uint8_t kRpcVersion = 1;
+// Elements in one ALLOC or FREE: fits an 8 KiB message both ways.
+inline constexpr uint16_t kMaxBatch = 256;
+
+enum class Opcode : uint8_t { kAlloc = 1, kFree = 2, kStats = 3 };
+
+struct RpcHeader {
+  Opcode opcode = Opcode::kAlloc;
+  uint8_t version = kRpcVersion;
+  uint16_t count = 0;
+  uint32_t reserved = 0;
+};
+static_assert(sizeof(RpcHeader) == 8);
+
+struct ReplyHeader {
+  uint8_t status = 0;  // StatusCode of the whole request; 0 = OK
+  uint8_t version = kRpcVersion;
+  uint16_t count = 0;  // elements that follow
+  uint32_t msglen = 0; // bytes of error message that follow (status != 0)
+};
+static_assert(sizeof(ReplyHeader) == 8);
+
+// Outcome of one element of a batch.
+enum class ElementCode : uint8_t {
+  kOk = 0,
+  kOutOfMemory = 1,   // far memory exhausted: no section could serve it
+  kInvalidSize = 2,   // 0, or above the largest object
+  kOutOfRange = 3,    // offset outside the UMA
+  kNotAllocated = 4,  // not the start of a live block (includes double free)
+  kNotOwner = 5,      // the block belongs to another client; nothing freed
+  kInternal = 6,
+};
+std::string_view ElementCodeName(ElementCode c);
+// The Status a client library reports for a failed element.
+Status ElementStatus(ElementCode c, std::string_view what);
+
+struct AllocEntry {
+  uint64_t offset = 0;
+  ElementCode code = ElementCode::kOk;
+  uint8_t pad[7] = {};
+};
+static_assert(sizeof(AllocEntry) == 16);
+
+// STATS reply body: StatsHead, then `sections` x SectionRecord, then
+// `clients` x ClientRecord (the clients holding the most bytes, as many as fit).
+struct StatsHead {
+  uint64_t uma_bytes = 0;
+  uint64_t used_bytes = 0;       // rounded sizes of live blocks, incl. pending frees
+  uint64_t free_bytes = 0;
+  uint64_t live_blocks = 0;
+  uint64_t pending_blocks = 0;   // frees accepted, not yet applied
+  uint64_t pending_bytes = 0;
+  uint64_t alloc_requests = 0;   // RPCs served since start
+  uint64_t free_requests = 0;
+  uint64_t reclaimed_blocks = 0; // freed because their client went away
+  uint32_t sections = 0;
+  uint32_t clients = 0;          // connected now
+  uint32_t client_records = 0;   // ClientRecords that follow
+  uint32_t reserved = 0;
+};
+static_assert(sizeof(StatsHead) == 88);
+
+struct SectionRecord {
+  uint64_t used_bytes = 0;
+  uint64_t free_bytes = 0;
+  uint64_t live_blocks = 0;
+  uint64_t pending_blocks = 0;
+  uint64_t ring_depth = 0;
+  double requests_per_second = 0;
+};
+static_assert(sizeof(SectionRecord) == 48);
+
+struct ClientRecord {
+  uint32_t client_id = 0;
+  uint32_t reserved = 0;
+  uint64_t bytes_held = 0;   // requested bytes of its live blocks
+  uint64_t blocks_held = 0;
+};
+static_assert(sizeof(ClientRecord) == 24);
+
+struct Stats {
+  StatsHead head;
+  std::vector<SectionRecord> sections;
+  std::vector<ClientRecord> clients;
+};
+
+// Encoding and decoding, shared by the memnode and its clients.
+std::vector<uint8_t> EncodeAlloc(const std::vector<uint64_t>& sizes);
+std::vector<uint8_t> EncodeFree(const std::vector<uint64_t>& offsets);
+std::vector<uint8_t> EncodeStats();
+// Checks a reply's header; a request-level error becomes its Status.
+StatusOr<ReplyHeader> DecodeReplyHeader(std::span<const uint8_t> reply, size_t entry_size);
+StatusOr<Stats> DecodeStats(std::span<const uint8_t> reply);
+// Human-readable stats (the memnode's periodic log and the stats CLI).
+std::string FormatStats(const Stats& s);
+
+}  // namespace sharry::memnode

@@ -1,0 +1,196 @@
+#include "memnode/service.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace sharry::memnode {
+
+namespace {
+
+ElementCode ToElement(alloc::AllocStatus s) {
+  switch (s) {
+    case alloc::AllocStatus::kOk: return ElementCode::kOk;
+    case alloc::AllocStatus::kOutOfMemory: return ElementCode::kOutOfMemory;
+    case alloc::AllocStatus::kInvalidSize: return ElementCode::kInvalidSize;
+    case alloc::AllocStatus::kNotAllocated: return ElementCode::kNotAllocated;
+    case alloc::AllocStatus::kOutOfRange: return ElementCode::kOutOfRange;
+    case alloc::AllocStatus::kNotOwner: return ElementCode::kNotOwner;
+    case alloc::AllocStatus::kInvalidOwner: break;
+  }
+  return ElementCode::kInternal;
+}
+
+size_t WriteOk(uint16_t count, std::span<uint8_t> out) {
+  ReplyHeader r;
+  r.count = count;
+  std::memcpy(out.data(), &r, sizeof r);
+  return sizeof r;
+}
+
+}  // namespace
+
+size_t WriteErrorReply(const Status& s, std::span<uint8_t> out) {
+  ReplyHeader r;
+  r.status = static_cast<uint8_t>(s.code());
+  const size_t n = std::min(s.message().size(), out.size() - sizeof r);
+  r.msglen = static_cast<uint32_t>(n);
+  std::memcpy(out.data(), &r, sizeof r);
+  std::memcpy(out.data() + sizeof r, s.message().data(), n);
+  return sizeof r + n;
+}
+
+MemnodeService::MemnodeService(alloc::SharryAllocator* allocator, const ServiceOptions& o)
+    : allocator_(allocator),
+      max_object_(o.max_object_bytes ? std::min(o.max_object_bytes, allocator->section_bytes())
+                                     : allocator->section_bytes()),
+      max_batch_(std::min<uint16_t>(o.max_batch, kMaxBatch)) {}
+
+void MemnodeService::OnConnect(ClientId client) {
+  std::lock_guard<std::mutex> l(clients_mu_);
+  clients_.insert(client);
+  LOG(INFO) << "memnode: client " << client << " connected (" << clients_.size() << " now)";
+}
+
+void MemnodeService::OnDisconnect(ClientId client) {
+  alloc::ReclaimResult r = allocator_->FreeAllOf(client);
+  reclaimed_blocks_ += r.blocks;
+  std::lock_guard<std::mutex> l(clients_mu_);
+  clients_.erase(client);
+  LOG(INFO) << "memnode: client " << client << " gone; reclaimed " << r.blocks << " blocks (" << r.bytes
+            << " B); " << clients_.size() << " clients left";
+}
+
+size_t MemnodeService::Handle(ClientId client, std::span<const uint8_t> req, std::span<uint8_t> out) {
+  // The transport guarantees `out` holds at least 64 bytes; replies are sized below.
+  RpcHeader h;
+  if (req.size() < sizeof h)
+    return WriteErrorReply(Status::InvalidArgument("request of " + std::to_string(req.size()) +
+                                                   " B is shorter than the 8-byte RPC header"), out);
+  std::memcpy(&h, req.data(), sizeof h);
+  if (h.version != kRpcVersion)
+    return WriteErrorReply(Status::Protocol("RPC version " + std::to_string(h.version) + " (this memnode speaks " +
+                                            std::to_string(kRpcVersion) + ")"), out);
+  if (h.reserved != 0) return WriteErrorReply(Status::InvalidArgument("reserved header bits are set"), out);
+  auto body = req.subspan(sizeof h);
+  switch (h.opcode) {
+    case Opcode::kAlloc: return HandleAlloc(client, h, body, out);
+    case Opcode::kFree: return HandleFree(client, h, body, out);
+    case Opcode::kStats:
+      if (h.count != 0 || !body.empty()) return WriteErrorReply(Status::InvalidArgument("STATS takes no arguments"), out);
+      return HandleStats(out);
+  }
+  return WriteErrorReply(Status::InvalidArgument("unknown opcode " + std::to_string(static_cast<int>(h.opcode))), out);
+}
+
+size_t MemnodeService::HandleAlloc(ClientId c, const RpcHeader& h, std::span<const uint8_t> body, std::span<uint8_t> out) {
+  if (h.count == 0 || h.count > max_batch_)
+    return WriteErrorReply(Status::InvalidArgument("ALLOC batch of " + std::to_string(h.count) +
+                                                   " (allowed 1.." + std::to_string(max_batch_) + ")"), out);
+  if (body.size() != size_t{h.count} * 8)
+    return WriteErrorReply(Status::InvalidArgument("ALLOC of " + std::to_string(h.count) + " sizes carries " +
+                                                   std::to_string(body.size()) + " B (truncated or trailing bytes)"), out);
+  if (out.size() < sizeof(ReplyHeader) + size_t{h.count} * sizeof(AllocEntry))
+    return WriteErrorReply(Status::InvalidArgument("ALLOC batch too large for a reply message"), out);
+  alloc_requests_++;
+  uint64_t sizes[kMaxBatch];
+  std::memcpy(sizes, body.data(), body.size());
+  // Sizes the allocator must not see are answered here; the rest go in one batch.
+  uint64_t pass[kMaxBatch];
+  uint16_t where[kMaxBatch];
+  uint16_t n = 0;
+  AllocEntry entries[kMaxBatch];
+  for (uint16_t i = 0; i < h.count; ++i) {
+    if (sizes[i] == 0 || sizes[i] > max_object_) {
+      entries[i].code = ElementCode::kInvalidSize;
+    } else {
+      pass[n] = sizes[i];
+      where[n++] = i;
+    }
+  }
+  if (n > 0) {
+    alloc::AllocResult res[kMaxBatch];
+    allocator_->AllocBatch(c, {pass, n}, {res, n});
+    for (uint16_t k = 0; k < n; ++k) {
+      entries[where[k]].code = ToElement(res[k].status);
+      entries[where[k]].offset = res[k].ok() ? res[k].offset : 0;
+    }
+  }
+  size_t len = WriteOk(h.count, out);
+  std::memcpy(out.data() + len, entries, size_t{h.count} * sizeof(AllocEntry));
+  return len + size_t{h.count} * sizeof(AllocEntry);
+}
+
+size_t MemnodeService::HandleFree(ClientId c, const RpcHeader& h, std::span<const uint8_t> body, std::span<uint8_t> out) {
+  if (h.count == 0 || h.count > max_batch_)
+    return WriteErrorReply(Status::InvalidArgument("FREE batch of " + std::to_string(h.count) +
+                                                   " (allowed 1.." + std::to_string(max_batch_) + ")"), out);
+  if (body.size() != size_t{h.count} * 8)
+    return WriteErrorReply(Status::InvalidArgument("FREE of " + std::to_string(h.count) + " offsets carries " +
+                                                   std::to_string(body.size()) + " B (truncated or trailing bytes)"), out);
+  free_requests_++;
+  uint64_t offsets[kMaxBatch];
+  std::memcpy(offsets, body.data(), body.size());
+  // The same offset twice in one batch: the second is a double free.
+  alloc::AllocStatus res[kMaxBatch];
+  allocator_->FreeBatch(c, {offsets, h.count}, {res, h.count});
+  size_t len = WriteOk(h.count, out);
+  for (uint16_t i = 0; i < h.count; ++i) out[len + i] = static_cast<uint8_t>(ToElement(res[i]));
+  return len + h.count;
+}
+
+Stats MemnodeService::CollectStats(size_t max_client_records) {
+  alloc::AllocatorStats a = allocator_->Stats();
+  Stats s;
+  s.head.uma_bytes = allocator_->uma_bytes();
+  s.head.used_bytes = a.total.used_bytes;
+  s.head.free_bytes = a.total.free_bytes;
+  s.head.live_blocks = a.total.live_blocks;
+  s.head.pending_blocks = a.total.pending_blocks;
+  s.head.pending_bytes = a.total.pending_bytes;
+  s.head.alloc_requests = alloc_requests_.load();
+  s.head.free_requests = free_requests_.load();
+  s.head.reclaimed_blocks = reclaimed_blocks_.load();
+  for (const auto& sec : a.sections) {
+    SectionRecord r;
+    r.used_bytes = sec.stats.used_bytes;
+    r.free_bytes = sec.stats.free_bytes;
+    r.live_blocks = sec.stats.live_blocks;
+    r.pending_blocks = sec.stats.pending_blocks;
+    r.ring_depth = sec.ring_depth;
+    r.requests_per_second = sec.requests_per_second;
+    s.sections.push_back(r);
+  }
+  for (const auto& o : a.owners) {
+    if (s.clients.size() >= max_client_records) break;
+    ClientRecord r;
+    r.client_id = o.owner;
+    r.bytes_held = o.bytes;
+    r.blocks_held = o.blocks;
+    s.clients.push_back(r);
+  }
+  {
+    std::lock_guard<std::mutex> l(clients_mu_);
+    s.head.clients = static_cast<uint32_t>(clients_.size());
+  }
+  s.head.sections = static_cast<uint32_t>(s.sections.size());
+  s.head.client_records = static_cast<uint32_t>(s.clients.size());
+  return s;
+}
+
+size_t MemnodeService::HandleStats(std::span<uint8_t> out) {
+  const size_t fixed = sizeof(ReplyHeader) + sizeof(StatsHead);
+  const size_t sec_bytes = size_t{allocator_->num_sections()} * sizeof(SectionRecord);
+  if (out.size() < fixed + sec_bytes) return WriteErrorReply(Status::Internal("STATS does not fit a message"), out);
+  Stats s = CollectStats((out.size() - fixed - sec_bytes) / sizeof(ClientRecord));
+  size_t len = WriteOk(static_cast<uint16_t>(s.sections.size()), out);
+  std::memcpy(out.data() + len, &s.head, sizeof s.head);
+  len += sizeof s.head;
+  std::memcpy(out.data() + len, s.sections.data(), s.sections.size() * sizeof(SectionRecord));
+  len += s.sections.size() * sizeof(SectionRecord);
+  std::memcpy(out.data() + len, s.clients.data(), s.clients.size() * sizeof(ClientRecord));
+  return len + s.clients.size() * sizeof(ClientRecord);
+}
+
+}  // namespace sharry::memnode

@@ -1,0 +1,281 @@
+// The memory node end to end, over both transports (tcp on loopback; verbs
+// on an RDMA device, in the SoftRoCE VM where the host has none): clients in
+// this process and in child processes, bad input over the wire, far memory
+// exhausted, and a client killed with SIGKILL whose blocks are reclaimed.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "memnode/client.h"
+#include "memnode/memnode.h"
+#include "tests/test_util.h"
+
+extern char** environ;
+
+namespace sharry::memnode {
+namespace {
+
+using sharry::testing::Eventually;
+using sharry::testing::Pattern;
+
+class MemnodeTest : public ::testing::TestWithParam<TransportKind> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == TransportKind::kVerbs && sharry::testing::RdmaAddr().empty())
+      GTEST_SKIP() << "no RDMA device: SHARRY_RDMA_ADDR is unset (run through scripts/run-rxe.sh)";
+    StartMemnode(64u << 20);
+  }
+  void StartMemnode(uint64_t uma) {
+    node_.reset();
+    MemnodeOptions o;
+    o.transport = GetParam();
+    o.listen_addr = sharry::testing::ServerAddr(GetParam());
+    o.uma_bytes = uma;
+    o.sections = 2;
+    o.free_batch = 16;
+    auto m = Memnode::Start(o);
+    ASSERT_TRUE(m.ok()) << m.status();
+    node_ = std::move(*m);
+  }
+  ClientOptions Options() const {
+    ClientOptions o;
+    o.server_addr = sharry::testing::ServerAddr(GetParam());
+    o.port = node_->port();
+    return o;
+  }
+  std::unique_ptr<MemnodeClient> Connect() {
+    auto c = MemnodeClient::Connect(GetParam(), Options());
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+  // Spawns this test binary as a client child process.
+  pid_t Spawn(const std::string& mode, int index, int* out_fd = nullptr) {
+    std::vector<std::string> args = {"/proc/self/exe", "--memnode-child", mode,
+                                     std::string(TransportName(GetParam())),
+                                     sharry::testing::ServerAddr(GetParam()), std::to_string(node_->port()),
+                                     std::to_string(index)};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    int pipefd[2] = {-1, -1};
+    if (out_fd) {
+      EXPECT_EQ(0, pipe(pipefd));
+      posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
+      posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+    }
+    pid_t pid = -1;
+    EXPECT_EQ(0, posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv.data(), environ));
+    posix_spawn_file_actions_destroy(&fa);
+    if (out_fd) {
+      close(pipefd[1]);
+      *out_fd = pipefd[0];
+    }
+    return pid;
+  }
+
+  std::unique_ptr<Memnode> node_;
+};
+
+TEST_P(MemnodeTest, AllocWriteReadFree) {
+  auto c = Connect();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->uma_bytes(), 64u << 20);
+  std::vector<uint64_t> sizes = {8, 100, 4096, 5000, 65536, 300000};
+  std::vector<uint64_t> offs;
+  ASSERT_TRUE(c->Alloc(sizes, &offs).ok());
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    auto data = Pattern(sizes[i], i);
+    ASSERT_TRUE(c->transport().Write(offs[i], data.data(), data.size()).ok());
+    // The bytes are in the UMA at exactly that offset (flat mapping).
+    ASSERT_EQ(0, std::memcmp(node_->uma().Translate(offs[i]), data.data(), data.size()));
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    std::vector<uint8_t> back(sizes[i]);
+    ASSERT_TRUE(c->transport().Read(offs[i], back.data(), back.size()).ok());
+    ASSERT_EQ(back, Pattern(sizes[i], i));
+  }
+  auto st = c->GetStats();
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->head.live_blocks, sizes.size());
+  ASSERT_EQ(st->clients.size(), 1u);
+  EXPECT_EQ(st->clients[0].client_id, c->id());
+  ASSERT_TRUE(c->Free(offs).ok());
+  st = c->GetStats();
+  EXPECT_TRUE(st->clients.empty() || st->head.pending_blocks == sizes.size());
+}
+
+TEST_P(MemnodeTest, BadInputOverTheWireGetsClearErrors) {
+  auto c = Connect();
+  auto other = Connect();
+  ASSERT_TRUE(c && other);
+  std::vector<uint8_t> reply;
+  // Truncated header.
+  ASSERT_TRUE(c->transport().Call(std::vector<uint8_t>{1, 1}, &reply).ok());
+  EXPECT_EQ(DecodeReplyHeader(reply, 0).status().code(), StatusCode::kInvalidArgument);
+  // Batch above the limit: refused by the client library's chunking? No: sent raw.
+  std::vector<uint64_t> many(kMaxBatch + 1, 64);
+  auto req = EncodeAlloc(std::vector<uint64_t>(many.begin(), many.begin() + kMaxBatch));
+  reinterpret_cast<RpcHeader*>(req.data())->count = kMaxBatch + 1;
+  ASSERT_TRUE(c->transport().Call(req, &reply).ok());
+  EXPECT_EQ(DecodeReplyHeader(reply, 0).status().code(), StatusCode::kInvalidArgument);
+  // Size 0 and above the largest object.
+  EXPECT_EQ(c->AllocOne(0).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(c->AllocOne(1ull << 40).status().code(), StatusCode::kInvalidArgument);
+  // Frees that must free nothing.
+  auto mine = c->AllocOne(4096);
+  ASSERT_TRUE(mine.ok());
+  uint64_t m = *mine;
+  EXPECT_EQ(other->Free({&m, 1}).code(), StatusCode::kPermissionDenied);
+  uint64_t inside = m + 8, beyond = (64u << 20) + 8;
+  EXPECT_EQ(c->Free({&inside, 1}).code(), StatusCode::kNotFound);
+  EXPECT_EQ(c->Free({&beyond, 1}).code(), StatusCode::kOutOfRange);
+  ASSERT_TRUE(c->Free({&m, 1}).ok());
+  EXPECT_EQ(c->Free({&m, 1}).code(), StatusCode::kNotFound);  // double free
+  // Everyone is still served.
+  EXPECT_TRUE(c->AllocOne(64).ok());
+  EXPECT_TRUE(other->AllocOne(64).ok());
+  EXPECT_TRUE(c->transport().alive() && other->transport().alive());
+}
+
+TEST_P(MemnodeTest, FarMemoryExhaustedIsAnErrorNotACrash) {
+  StartMemnode(8u << 20);
+  auto c = Connect();
+  ASSERT_TRUE(c);
+  std::vector<uint64_t> sizes(64, 256u << 10);  // 16 MiB asked of 8 MiB
+  std::vector<uint64_t> offs;
+  std::vector<Status> each;
+  Status s = c->Alloc(sizes, &offs, &each);
+  EXPECT_EQ(s.code(), StatusCode::kOutOfMemory) << s;
+  size_t ok = 0;
+  std::vector<uint64_t> got;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (each[i].ok()) {
+      ok++;
+      got.push_back(offs[i]);
+    } else {
+      EXPECT_EQ(each[i].code(), StatusCode::kOutOfMemory);
+      EXPECT_EQ(offs[i], kNoOffset);
+    }
+  }
+  EXPECT_GE(ok, 24u);
+  EXPECT_LE(ok, 32u);
+  ASSERT_TRUE(c->Free(got).ok());
+  node_->allocator().Flush();
+  EXPECT_TRUE(c->AllocOne(256u << 10).ok());
+}
+
+// Three client processes at once, each checking its own data.
+TEST_P(MemnodeTest, ThreeClientProcessesShareOneMemnode) {
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 3; ++i) pids.push_back(Spawn("work", i));
+  for (pid_t pid : pids) {
+    int status = 0;
+    ASSERT_EQ(pid, waitpid(pid, &status, 0));
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child exit " << status;
+  }
+  // They freed half their blocks and left: everything came back.
+  EXPECT_TRUE(Eventually([&] { return node_->num_clients() == 0; }));
+  node_->allocator().Flush();
+  auto st = node_->service().CollectStats();
+  EXPECT_EQ(st.head.live_blocks, 0u);
+  EXPECT_EQ(st.head.used_bytes, 0u);
+  EXPECT_EQ(st.head.reclaimed_blocks, 3u * 100);  // the halves they kept
+}
+
+TEST_P(MemnodeTest, KilledClientsBlocksAreReclaimed) {
+  auto me = Connect();
+  ASSERT_TRUE(me);
+  ASSERT_TRUE(me->AllocOne(777).ok());
+  int fd = -1;
+  pid_t pid = Spawn("hold", 9, &fd);
+  char buf[64] = {};
+  ssize_t n = read(fd, buf, sizeof buf - 1);  // "READY <client id>"
+  close(fd);
+  ASSERT_GT(n, 0);
+  ASSERT_EQ(0, std::strncmp(buf, "READY", 5)) << buf;
+  ClientId victim = static_cast<ClientId>(std::atoi(buf + 6));
+  auto st = me->GetStats();
+  ASSERT_TRUE(st.ok());
+  bool seen = false;
+  for (auto& r : st->clients) seen |= r.client_id == victim && r.blocks_held == 200;
+  EXPECT_TRUE(seen) << FormatStats(*st);
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  // The memnode notices (tcp: EOF; verbs: DISCONNECTED or the QP's error)
+  // and reclaims all 200 blocks; ours stay.
+  EXPECT_TRUE(Eventually([&] { return node_->service().CollectStats().head.reclaimed_blocks == 200; },
+                         std::chrono::seconds(60)));
+  node_->allocator().Flush();
+  auto after = node_->service().CollectStats();
+  EXPECT_EQ(after.head.live_blocks, 1u);
+  ASSERT_EQ(after.clients.size(), 1u);
+  EXPECT_EQ(after.clients[0].client_id, me->id());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, MemnodeTest, ::testing::Values(TransportKind::kTcp, TransportKind::kVerbs),
+                         [](const auto& info) { return info.param == TransportKind::kTcp ? "Tcp" : "Verbs"; });
+
+// Child process: "work" allocates 200 blocks, writes and verifies them,
+// frees half, exits (the other half is reclaimed); "hold" allocates 200
+// blocks, says READY and waits to be killed.
+int ChildMain(const std::string& mode, const std::string& transport, const std::string& addr, int port, int index) {
+  auto kind = ParseTransport(transport);
+  ClientOptions o;
+  o.server_addr = addr;
+  o.port = static_cast<uint16_t>(port);
+  auto c = MemnodeClient::Connect(*kind, o);
+  if (!c.ok()) {
+    std::fprintf(stderr, "child: %s\n", c.status().ToString().c_str());
+    return 3;
+  }
+  std::vector<uint64_t> sizes;
+  for (int i = 0; i < 200; ++i) sizes.push_back(64 + (i * 97 + index * 31) % 9000);
+  std::vector<uint64_t> offs;
+  if (!(*c)->Alloc(sizes, &offs).ok()) return 4;
+  if (mode == "hold") {
+    std::printf("READY %u\n", (*c)->id());
+    std::fflush(stdout);
+    pause();
+    return 0;
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    auto d = Pattern(sizes[i], index * 1000 + i);
+    if (!(*c)->transport().Write(offs[i], d.data(), d.size()).ok()) return 5;
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    std::vector<uint8_t> back(sizes[i]);
+    if (!(*c)->transport().Read(offs[i], back.data(), back.size()).ok()) return 6;
+    if (back != Pattern(sizes[i], index * 1000 + i)) return 7;  // someone else's bytes
+  }
+  std::vector<uint64_t> half(offs.begin(), offs.begin() + 100);
+  if (!(*c)->Free(half).ok()) return 8;
+  auto st = (*c)->GetStats();
+  if (!st.ok()) return 9;
+  for (auto& r : st->clients)
+    if (r.client_id == (*c)->id() && r.blocks_held + 0 > 200) return 10;
+  return 0;
+}
+
+}  // namespace
+}  // namespace sharry::memnode
+
+int main(int argc, char** argv) {
+  // A child never runs the tests itself (that would spawn children forever).
+  if (argc >= 2 && std::string(argv[1]) == "--memnode-child") {
+    if (argc != 7) return 64;
+    return sharry::memnode::ChildMain(argv[2], argv[3], argv[4], std::atoi(argv[5]), std::atoi(argv[6]));
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}

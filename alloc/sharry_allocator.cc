@@ -339,6 +339,7 @@ AllocatorStats SharryAllocator::Stats() {
     sec.ring_depth = sections_[s]->ring_depth();
     sec.requests_served = sections_[s]->requests_served();
     sec.elements_served = sections_[s]->elements_served();
+    sec.parks = sections_[s]->parks();
     sec.pinned = sections_[s]->pinned();
 
     SectionStats& t = out.total;

@@ -66,6 +66,7 @@ struct AllocatorStats {
     uint64_t ring_depth = 0;
     uint64_t requests_served = 0;
     uint64_t elements_served = 0;
+    uint64_t parks = 0;              // times the section thread went to sleep
     bool pinned = false;
   };
   std::vector<Section> sections;

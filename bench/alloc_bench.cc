@@ -1,30 +1,53 @@
 // Copyright 2024 The Sharry Authors.
 //
 // alloc_bench: allocation + free throughput and latency of
-//   sharry-1   SharryAllocator, 1 section, requests offloaded to its thread
-//   sharry-K   SharryAllocator, --sections sections and section threads
-//   mutex      MutexAllocator (same SectionAllocator logic behind a mutex),
-//              called directly by the requesters
+//   sharry-1   SharryAllocator, 1 section, requests offloaded to its thread;
+//              no thread is pinned
+//   sharry-1p  the same, section thread pinned to --pin_section_core and
+//              every requester to --pin_requester_core (on a 2-core box:
+//              the allocator gets a core of its own, as in the paper)
+//   sharry-K   SharryAllocator, --sections sections and section threads,
+//              unpinned
+//   mutex      MutexAllocator (the same SectionAllocator code behind one
+//              std::mutex), called directly by the requesters, unpinned
 //   malloc     the process's malloc/free on the same request stream. Run
-//              the binary under LD_PRELOAD=libjemalloc.so / libtcmalloc.so
-//              / libmimalloc.so to measure those instead of glibc.
+//              the binary under LD_PRELOAD=libjemalloc.so.2 etc. (and name
+//              it with --malloc_name) to measure another allocator.
+// --cores / --requester_cores override the pinning of every mode.
 //
 // Part 1 (throughput): each of T requester threads keeps a FIFO window of
 // --window live objects; one step allocates a batch of B objects (one
-// AllocBatch call; B separate malloc calls for malloc) and, once the window
-// is full, frees the B oldest (one FreeBatch call). Reported: objects
-// allocated + freed per second over all threads, and the p50/p99 latency of
-// one call (a whole batch), alloc and free separately.
-// Part 2 (scale): one thread, --scale_size objects, with 10^3 vs 10^7 live
-// objects prefilled; cost of one alloc + one free (FIFO) per object.
+// AllocBatch call; B malloc calls for malloc) and, once the window is
+// full, frees the B oldest (one FreeBatch call). Reported per row: objects
+// allocated + freed per second over all threads (median of --reps runs of
+// --duration_ms), the p50 / p99 latency of one call (a whole batch; alloc
+// and free calls pooled, all reps), and the process's context switches per
+// 1000 calls (voluntary: futex sleeps; involuntary: preemption and yields).
+//
+// Part 2 (scale, paper 6.2): one requester thread, --scale_size-byte
+// objects, FIFO alloc + free with N live objects for each N in
+// --scale_live. All N are prefilled first (not timed), each in its own
+// allocator instance, and then measured in --scale_rounds interleaved
+// rounds (N1, N2, N1, N2, ...), so that noise from other processes hits
+// every N alike. Each round is preceded by an untimed warm-up that wakes
+// the section thread. Reported: the median over rounds of the cost of one
+// alloc + one free (ns per object), the p50 of one call divided by the
+// batch, and the ratio to the first N. Page faults and context switches
+// during the timed rounds are counted.
+//
+// Output: a human-readable table, plus one `row ...` / `scale ...` line of
+// key=value pairs per result for scripts/bench-alloc.sh.
 //
 // Sharry and mutex manage UMA offsets only (no data area is mapped), so a
-// large --uma_gib costs nothing but metadata for what is allocated.
+// large --uma_gib costs nothing but metadata for what is allocated. malloc
+// does not touch the memory it gets either.
 
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
 
 #include <algorithm>
 #include <atomic>
@@ -44,23 +67,30 @@
 #include "alloc/mutex_allocator.h"
 #include "alloc/sharry_allocator.h"
 
-DEFINE_string(modes, "sharry-1,sharry-K,mutex,malloc", "Backends to run (comma separated)");
+DEFINE_string(modes, "sharry-1,sharry-1p,sharry-K,mutex,malloc", "Backends for part 1");
+DEFINE_string(malloc_name, "glibc", "Name printed for the malloc mode (e.g. jemalloc)");
 DEFINE_string(threads, "1,2,4,8,16", "Requester thread counts");
 DEFINE_string(batches, "1,16", "Objects per AllocBatch/FreeBatch call");
 DEFINE_string(workloads, "4k,mixed", "4k: 4 KiB objects; mixed: log-uniform 16 B..64 KiB");
 DEFINE_uint32(sections, 2, "K for sharry-K (default: one per core of the 2-core dev box)");
-DEFINE_string(cores, "", "Cores for section threads, e.g. 0,1 (empty: unpinned)");
-DEFINE_string(requester_cores, "", "Cores for requester threads, round robin (empty: unpinned)");
+DEFINE_int32(pin_section_core, 1, "sharry-1p: core of the section thread");
+DEFINE_int32(pin_requester_core, 0, "sharry-1p: core of every requester thread");
+DEFINE_string(cores, "", "Override: cores for section threads of every sharry mode, e.g. 0,1");
+DEFINE_string(requester_cores, "", "Override: cores for requester threads, round robin");
 DEFINE_bool(busy_poll, false, "Section threads never sleep");
 DEFINE_uint32(free_batch_threshold, 64, "Pending frees applied per batch (paper 4.2)");
 DEFINE_uint32(window, 1024, "Live objects per requester thread in part 1");
-DEFINE_uint32(duration_ms, 100, "Measured time per configuration in part 1");
+DEFINE_uint32(duration_ms, 100, "Measured time per run in part 1");
+DEFINE_uint32(reps, 1, "Runs per row in part 1 (median throughput, pooled latencies)");
 DEFINE_uint64(uma_gib, 64, "UMA size for sharry/mutex, GiB");
+DEFINE_bool(throughput, true, "Run part 1");
 DEFINE_bool(scale, true, "Run part 2 (10^3 vs 10^7 live objects)");
 DEFINE_string(scale_live, "1000,10000000", "Live-object counts for part 2");
-DEFINE_uint64(scale_ops, 200000, "Alloc+free pairs measured per point in part 2");
+DEFINE_uint64(scale_ops, 400000, "Alloc+free pairs measured per N in part 2 (all rounds)");
+DEFINE_uint32(scale_rounds, 10, "Interleaved rounds in part 2");
 DEFINE_uint64(scale_size, 64, "Object size in part 2, bytes");
-DEFINE_string(scale_modes, "sharry-1,mutex,malloc", "Backends for part 2");
+DEFINE_uint32(scale_batch, 16, "Objects per call in part 2 for sharry and mutex");
+DEFINE_string(scale_modes, "sharry-1p,mutex,malloc", "Backends for part 2");
 
 namespace sharry::alloc {
 namespace {
@@ -83,6 +113,49 @@ std::vector<uint64_t> SplitNumbers(const std::string& s) {
   return out;
 }
 
+std::vector<int> SplitCores(const std::string& s) {
+  std::vector<int> out;
+  for (uint64_t c : SplitNumbers(s)) out.push_back(static_cast<int>(c));
+  return out;
+}
+
+// Where a mode's threads run.
+struct Placement {
+  std::vector<int> section_cores;    // empty: unpinned
+  std::vector<int> requester_cores;  // empty: unpinned; else round robin
+};
+
+Placement PlacementFor(const std::string& mode) {
+  Placement p;
+  if (mode == "sharry-1p") {
+    p.section_cores = {FLAGS_pin_section_core};
+    p.requester_cores = {FLAGS_pin_requester_core};
+  }
+  if (!FLAGS_cores.empty()) p.section_cores = SplitCores(FLAGS_cores);
+  if (!FLAGS_requester_cores.empty()) p.requester_cores = SplitCores(FLAGS_requester_cores);
+  return p;
+}
+
+void PinSelf(const std::vector<int>& cores, uint32_t t) {
+  if (cores.empty()) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cores[t % cores.size()], &set);
+  const int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+  if (rc != 0) LOG(WARNING) << "pinning requester " << t << " failed: " << rc;
+}
+
+void UnpinSelf() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (unsigned c = 0; c < std::thread::hardware_concurrency(); ++c) CPU_SET(c, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+std::string Display(const std::string& mode) {
+  return mode == "malloc" ? FLAGS_malloc_name : mode;
+}
+
 // One allocator under test. Handles are UMA offsets or malloc pointers.
 class Backend {
  public:
@@ -91,15 +164,17 @@ class Backend {
   virtual int AllocBatch(OwnerId owner, const std::vector<uint64_t>& sizes,
                          std::vector<uint64_t>* handles) = 0;
   virtual int FreeBatch(OwnerId owner, const std::vector<uint64_t>& handles) = 0;
+  // Times a section thread went to sleep (0 where there is none).
+  virtual uint64_t Parks() { return 0; }
 };
 
 class SharryBackend final : public Backend {
  public:
-  explicit SharryBackend(uint32_t sections) {
+  SharryBackend(uint32_t sections, const Placement& placement) {
     SharryAllocatorOptions o;
     o.uma_bytes = FLAGS_uma_gib << 30;
     o.num_sections = sections;
-    for (auto c : SplitNumbers(FLAGS_cores)) o.cores.push_back(static_cast<int>(c));
+    o.cores = placement.section_cores;
     o.busy_poll = FLAGS_busy_poll;
     o.free_batch_threshold = FLAGS_free_batch_threshold;
     a_ = std::make_unique<SharryAllocator>(o);
@@ -123,6 +198,11 @@ class SharryBackend final : public Backend {
     a_->FreeBatch(owner, handles, st);
     return static_cast<int>(std::count_if(st.begin(), st.end(),
                                           [](AllocStatus s) { return s != AllocStatus::kOk; }));
+  }
+  uint64_t Parks() override {
+    uint64_t n = 0;
+    for (const auto& s : a_->Stats().sections) n += s.parks;
+    return n;
   }
 
  private:
@@ -178,21 +258,11 @@ class MallocBackend final : public Backend {
   }
 };
 
-// Pins the calling requester thread per --requester_cores (thread t gets
-// the t-th core, round robin).
-void PinRequester(uint32_t t) {
-  static const std::vector<uint64_t> cores = SplitNumbers(FLAGS_requester_cores);
-  if (cores.empty()) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(static_cast<int>(cores[t % cores.size()]), &set);
-  const int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-  if (rc != 0) LOG(WARNING) << "pinning requester " << t << " failed: " << rc;
-}
-
-std::unique_ptr<Backend> MakeBackend(const std::string& mode) {
-  if (mode == "sharry-1") return std::make_unique<SharryBackend>(1);
-  if (mode == "sharry-K") return std::make_unique<SharryBackend>(FLAGS_sections);
+std::unique_ptr<Backend> MakeBackend(const std::string& mode, const Placement& placement) {
+  if (mode == "sharry-1" || mode == "sharry-1p") {
+    return std::make_unique<SharryBackend>(1, placement);
+  }
+  if (mode == "sharry-K") return std::make_unique<SharryBackend>(FLAGS_sections, placement);
   if (mode == "mutex") return std::make_unique<MutexBackend>();
   if (mode == "malloc") return std::make_unique<MallocBackend>();
   LOG(FATAL) << "unknown mode " << mode;
@@ -216,11 +286,19 @@ class SizeStream {
   std::mt19937_64 rng_;
 };
 
-struct ThreadResult {
-  uint64_t objects = 0;  // allocated + freed
-  uint64_t errors = 0;
-  std::vector<uint32_t> alloc_ns;  // per call
-  std::vector<uint32_t> free_ns;
+// Context switches and page faults of the whole process.
+struct Usage {
+  uint64_t voluntary = 0, involuntary = 0, minor_faults = 0;
+
+  static Usage Now() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return {static_cast<uint64_t>(ru.ru_nvcsw), static_cast<uint64_t>(ru.ru_nivcsw),
+            static_cast<uint64_t>(ru.ru_minflt)};
+  }
+  Usage operator-(const Usage& o) const {
+    return {voluntary - o.voluntary, involuntary - o.involuntary, minor_faults - o.minor_faults};
+  }
 };
 
 uint32_t Nanos(Clock::time_point a, Clock::time_point b) {
@@ -229,84 +307,146 @@ uint32_t Nanos(Clock::time_point a, Clock::time_point b) {
                         UINT32_MAX));
 }
 
+// p in [0, 1]; microseconds.
 double Percentile(std::vector<uint32_t>& v, double p) {
   if (v.empty()) return 0;
   const size_t k = std::min(v.size() - 1, static_cast<size_t>(p * v.size()));
   std::nth_element(v.begin(), v.begin() + k, v.end());
-  return v[k] / 1000.0;  // microseconds
+  return v[k] / 1000.0;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+struct ThreadResult {
+  uint64_t objects = 0;  // allocated + freed
+  uint64_t calls = 0;
+  uint64_t errors = 0;
+  std::vector<uint32_t> call_ns;  // alloc and free calls, a sample
+};
+
+struct RunResult {
+  double mobjects_per_s = 0;
+  uint64_t calls = 0;
+  uint64_t errors = 0;
+  uint64_t parks = 0;
+  Usage usage;
+  std::vector<uint32_t> call_ns;
+};
+
+RunResult RunOnce(const std::string& workload, const std::string& mode, uint64_t batch,
+                  uint64_t threads) {
+  const Placement placement = PlacementFor(mode);
+  std::unique_ptr<Backend> backend = MakeBackend(mode, placement);
+  std::vector<ThreadResult> results(threads);
+  std::atomic<uint32_t> ready{0}, done{0};
+  std::atomic<bool> go{false}, stop{false};
+  std::vector<std::thread> ts;
+  for (uint32_t t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      PinSelf(placement.requester_cores, t);
+      ThreadResult& r = results[t];
+      r.call_ns.reserve(1 << 18);
+      SizeStream sizes_of(workload, 1000 + t);
+      std::deque<uint64_t> live;
+      std::vector<uint64_t> sizes(batch), handles, victims;
+      ready.fetch_add(1);
+      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      while (!stop.load(std::memory_order_relaxed)) {
+        for (auto& s : sizes) s = sizes_of.Next();
+        auto t0 = Clock::now();
+        r.errors += backend->AllocBatch(t, sizes, &handles);
+        auto t1 = Clock::now();
+        if (r.call_ns.size() < r.call_ns.capacity()) r.call_ns.push_back(Nanos(t0, t1));
+        live.insert(live.end(), handles.begin(), handles.end());
+        r.objects += batch;
+        ++r.calls;
+        if (live.size() > FLAGS_window) {
+          victims.assign(live.begin(), live.begin() + batch);
+          live.erase(live.begin(), live.begin() + batch);
+          t0 = Clock::now();
+          r.errors += backend->FreeBatch(t, victims);
+          t1 = Clock::now();
+          if (r.call_ns.size() < r.call_ns.capacity()) r.call_ns.push_back(Nanos(t0, t1));
+          r.objects += batch;
+          ++r.calls;
+        }
+      }
+      done.fetch_add(1);
+      // Not timed: return the window.
+      victims.assign(live.begin(), live.end());
+      if (!victims.empty()) r.errors += backend->FreeBatch(t, victims);
+    });
+  }
+  while (ready.load() < threads) std::this_thread::yield();
+  const uint64_t parks0 = backend->Parks();
+  const Usage u0 = Usage::Now();
+  const auto start = Clock::now();
+  go.store(true, std::memory_order_release);
+  std::this_thread::sleep_for(std::chrono::milliseconds(FLAGS_duration_ms));
+  stop.store(true);
+  while (done.load() < threads) std::this_thread::yield();
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  RunResult out;
+  out.usage = Usage::Now() - u0;
+  for (auto& th : ts) th.join();
+  out.parks = backend->Parks() - parks0;
+
+  uint64_t objects = 0;
+  for (auto& r : results) {
+    objects += r.objects;
+    out.calls += r.calls;
+    out.errors += r.errors;
+    out.call_ns.insert(out.call_ns.end(), r.call_ns.begin(), r.call_ns.end());
+  }
+  out.mobjects_per_s = objects / secs / 1e6;
+  return out;
 }
 
 void RunThroughput() {
   std::printf("\nPart 1: alloc+free throughput (objects/s = allocations + frees) and latency of one\n"
-              "call (a whole batch), %u live objects per thread, %u ms per row, %u cores online\n\n",
-              FLAGS_window, FLAGS_duration_ms, std::thread::hardware_concurrency());
-  std::printf("%-8s %-9s %5s %7s %12s %10s %10s %10s %10s %7s\n", "workload", "mode", "batch",
-              "threads", "Mobjects/s", "alloc p50", "alloc p99", "free p50", "free p99", "errors");
-  std::printf("%-8s %-9s %5s %7s %12s %10s %10s %10s %10s %7s\n", "", "", "", "", "", "(us)",
-              "(us)", "(us)", "(us)", "");
+              "call (a whole batch), %u live objects per thread, %u x %u ms per row (median),\n"
+              "%u cores online. csw/kcall: context switches per 1000 calls, voluntary +\n"
+              "involuntary; parks: section-thread sleeps per 1000 calls.\n\n",
+              FLAGS_window, FLAGS_reps, FLAGS_duration_ms, std::thread::hardware_concurrency());
+  std::printf("%-8s %-10s %5s %7s %11s %9s %9s %13s %8s %6s\n", "workload", "mode", "batch",
+              "threads", "Mobjects/s", "p50 (us)", "p99 (us)", "csw/kcall", "parks/k", "errors");
   for (const auto& workload : Split(FLAGS_workloads)) {
     for (const auto& mode : Split(FLAGS_modes)) {
       for (uint64_t batch : SplitNumbers(FLAGS_batches)) {
         for (uint64_t threads : SplitNumbers(FLAGS_threads)) {
-          std::unique_ptr<Backend> backend = MakeBackend(mode);
-          std::vector<ThreadResult> results(threads);
-          std::atomic<uint32_t> ready{0};
-          std::atomic<bool> go{false}, stop{false};
-          std::vector<std::thread> ts;
-          for (uint32_t t = 0; t < threads; ++t) {
-            ts.emplace_back([&, t] {
-              PinRequester(t);
-              ThreadResult& r = results[t];
-              r.alloc_ns.reserve(1 << 20);
-              r.free_ns.reserve(1 << 20);
-              SizeStream sizes_of(workload, 1000 + t);
-              std::deque<uint64_t> live;
-              std::vector<uint64_t> sizes(batch), handles, victims;
-              ready.fetch_add(1);
-              while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
-              while (!stop.load(std::memory_order_relaxed)) {
-                for (auto& s : sizes) s = sizes_of.Next();
-                auto t0 = Clock::now();
-                r.errors += backend->AllocBatch(t, sizes, &handles);
-                auto t1 = Clock::now();
-                if (r.alloc_ns.size() < r.alloc_ns.capacity()) r.alloc_ns.push_back(Nanos(t0, t1));
-                live.insert(live.end(), handles.begin(), handles.end());
-                r.objects += batch;
-                if (live.size() > FLAGS_window) {
-                  victims.assign(live.begin(), live.begin() + batch);
-                  live.erase(live.begin(), live.begin() + batch);
-                  t0 = Clock::now();
-                  r.errors += backend->FreeBatch(t, victims);
-                  t1 = Clock::now();
-                  if (r.free_ns.size() < r.free_ns.capacity()) r.free_ns.push_back(Nanos(t0, t1));
-                  r.objects += batch;
-                }
-              }
-              // Not timed: return the window.
-              victims.assign(live.begin(), live.end());
-              if (!victims.empty()) r.errors += backend->FreeBatch(t, victims);
-            });
-          }
-          while (ready.load() < threads) std::this_thread::yield();
-          const auto start = Clock::now();
-          go.store(true, std::memory_order_release);
-          std::this_thread::sleep_for(std::chrono::milliseconds(FLAGS_duration_ms));
-          stop.store(true);
-          const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-          for (auto& th : ts) th.join();
-
-          uint64_t objects = 0, errors = 0;
-          std::vector<uint32_t> alloc_ns, free_ns;
-          for (auto& r : results) {
-            objects += r.objects;
+          std::vector<double> rates;
+          std::vector<uint32_t> call_ns;
+          uint64_t calls = 0, errors = 0, parks = 0;
+          Usage usage;
+          for (uint32_t rep = 0; rep < std::max(1u, FLAGS_reps); ++rep) {
+            RunResult r = RunOnce(workload, mode, batch, threads);
+            rates.push_back(r.mobjects_per_s);
+            call_ns.insert(call_ns.end(), r.call_ns.begin(), r.call_ns.end());
+            calls += r.calls;
             errors += r.errors;
-            alloc_ns.insert(alloc_ns.end(), r.alloc_ns.begin(), r.alloc_ns.end());
-            free_ns.insert(free_ns.end(), r.free_ns.begin(), r.free_ns.end());
+            parks += r.parks;
+            usage.voluntary += r.usage.voluntary;
+            usage.involuntary += r.usage.involuntary;
           }
-          std::printf("%-8s %-9s %5lu %7lu %12.3f %10.2f %10.2f %10.2f %10.2f %7lu\n",
-                      workload.c_str(), mode.c_str(), batch, threads, objects / secs / 1e6,
-                      Percentile(alloc_ns, 0.50), Percentile(alloc_ns, 0.99),
-                      Percentile(free_ns, 0.50), Percentile(free_ns, 0.99), errors);
+          const double rate = Median(rates);
+          const double p50 = Percentile(call_ns, 0.50), p99 = Percentile(call_ns, 0.99);
+          const double kcalls = std::max<double>(1, calls) / 1000.0;
+          char csw[32];
+          std::snprintf(csw, sizeof(csw), "%.0f+%.0f", usage.voluntary / kcalls,
+                        usage.involuntary / kcalls);
+          std::printf("%-8s %-10s %5lu %7lu %11.3f %9.2f %9.2f %13s %8.1f %6lu\n",
+                      workload.c_str(), Display(mode).c_str(), batch, threads, rate, p50, p99, csw,
+                      parks / kcalls, errors);
+          std::printf("row workload=%s mode=%s batch=%lu threads=%lu mobjs=%.4f p50_us=%.3f "
+                      "p99_us=%.3f vcsw_per_kcall=%.1f ivcsw_per_kcall=%.1f parks_per_kcall=%.2f "
+                      "errors=%lu\n",
+                      workload.c_str(), Display(mode).c_str(), batch, threads, rate, p50, p99,
+                      usage.voluntary / kcalls, usage.involuntary / kcalls, parks / kcalls, errors);
           std::fflush(stdout);
         }
       }
@@ -314,54 +454,114 @@ void RunThroughput() {
   }
 }
 
+// Part 2: one allocator instance holding `live_n` objects.
+struct ScalePoint {
+  uint64_t live_n = 0;
+  std::unique_ptr<Backend> backend;
+  std::deque<uint64_t> live;
+  std::vector<double> round_pair_ns;  // per round: ns per alloc + free
+  std::vector<double> round_alloc_ns, round_free_ns;
+  std::vector<uint32_t> call_ns;      // per call, divided by the batch
+  Usage usage;                        // timed rounds only
+  uint64_t parks = 0;
+};
+
 void RunScale() {
-  PinRequester(0);
-  std::printf("\nPart 2: one thread, %lu-byte objects, FIFO alloc+free with N live objects;\n"
-              "sharry uses batches of 16, the others single calls\n\n",
-              FLAGS_scale_size);
-  std::printf("%-9s %12s %16s %16s\n", "mode", "live", "ns per alloc", "ns per free");
+  const std::vector<uint64_t> lives = SplitNumbers(FLAGS_scale_live);
+  CHECK(!lives.empty());
+  std::printf("\nPart 2: one thread, %lu-byte objects, FIFO alloc+free with N live objects,\n"
+              "%u interleaved rounds, %lu pairs per N in total; batch %u for sharry and mutex,\n"
+              "single calls for malloc. ns per object = median over rounds.\n\n",
+              FLAGS_scale_size, FLAGS_scale_rounds, FLAGS_scale_ops, FLAGS_scale_batch);
+  std::printf("%-10s %10s %9s %9s %10s %10s %8s %9s %8s %7s\n", "mode", "live", "alloc ns",
+              "free ns", "pair ns", "pair p50", "ratio", "faults/k", "csw/k", "parks");
   for (const auto& mode : Split(FLAGS_scale_modes)) {
-    for (uint64_t live_n : SplitNumbers(FLAGS_scale_live)) {
-      std::unique_ptr<Backend> backend = MakeBackend(mode);
-      const uint64_t batch = mode.rfind("sharry", 0) == 0 ? 16 : 1;
-      std::deque<uint64_t> live;
-      std::vector<uint64_t> sizes, handles, victims;
+    const Placement placement = PlacementFor(mode);
+    UnpinSelf();
+    PinSelf(placement.requester_cores, 0);
+    const uint64_t batch = mode == "malloc" ? 1 : FLAGS_scale_batch;
+    std::vector<ScalePoint> points(lives.size());
+    std::vector<uint64_t> sizes, handles, victims;
+    for (size_t i = 0; i < lives.size(); ++i) {
+      ScalePoint& p = points[i];
+      p.live_n = lives[i];
+      p.backend = MakeBackend(mode, placement);
       // Prefill in big batches (not timed).
-      for (uint64_t n = 0; n < live_n;) {
-        const uint64_t b = std::min<uint64_t>(256, live_n - n);
+      for (uint64_t n = 0; n < p.live_n;) {
+        const uint64_t b = std::min<uint64_t>(256, p.live_n - n);
         sizes.assign(b, FLAGS_scale_size);
-        CHECK_EQ(backend->AllocBatch(0, sizes, &handles), 0);
-        live.insert(live.end(), handles.begin(), handles.end());
+        CHECK_EQ(p.backend->AllocBatch(0, sizes, &handles), 0);
+        p.live.insert(p.live.end(), handles.begin(), handles.end());
         n += b;
       }
-      sizes.assign(batch, FLAGS_scale_size);
-      Clock::duration alloc_time{}, free_time{};
-      for (uint64_t done = 0; done < FLAGS_scale_ops; done += batch) {
-        auto t0 = Clock::now();
-        CHECK_EQ(backend->AllocBatch(0, sizes, &handles), 0);
-        auto t1 = Clock::now();
-        live.insert(live.end(), handles.begin(), handles.end());
-        victims.assign(live.begin(), live.begin() + batch);
-        live.erase(live.begin(), live.begin() + batch);
-        auto t2 = Clock::now();
-        CHECK_EQ(backend->FreeBatch(0, victims), 0);
-        auto t3 = Clock::now();
-        alloc_time += t1 - t0;
-        free_time += t3 - t2;
+    }
+    const uint64_t per_round =
+        std::max<uint64_t>(batch, FLAGS_scale_ops / std::max(1u, FLAGS_scale_rounds) / batch * batch);
+    sizes.assign(batch, FLAGS_scale_size);
+    auto step = [&](ScalePoint& p, Clock::duration* alloc_time, Clock::duration* free_time) {
+      auto t0 = Clock::now();
+      CHECK_EQ(p.backend->AllocBatch(0, sizes, &handles), 0);
+      auto t1 = Clock::now();
+      p.live.insert(p.live.end(), handles.begin(), handles.end());
+      victims.assign(p.live.begin(), p.live.begin() + batch);
+      p.live.erase(p.live.begin(), p.live.begin() + batch);
+      auto t2 = Clock::now();
+      CHECK_EQ(p.backend->FreeBatch(0, victims), 0);
+      auto t3 = Clock::now();
+      if (alloc_time != nullptr) {
+        *alloc_time += t1 - t0;
+        *free_time += t3 - t2;
+        p.call_ns.push_back(Nanos(t0, t1) / batch);
+        p.call_ns.push_back(Nanos(t2, t3) / batch);
       }
-      const double ops = static_cast<double>(FLAGS_scale_ops);
-      std::printf("%-9s %12lu %16.1f %16.1f\n", mode.c_str(), live_n,
-                  std::chrono::duration<double, std::nano>(alloc_time).count() / ops,
-                  std::chrono::duration<double, std::nano>(free_time).count() / ops);
-      std::fflush(stdout);
-      // Return everything (not timed), in big batches.
-      while (!live.empty()) {
-        const size_t b = std::min<size_t>(256, live.size());
-        victims.assign(live.begin(), live.begin() + b);
-        live.erase(live.begin(), live.begin() + b);
-        CHECK_EQ(backend->FreeBatch(0, victims), 0);
+    };
+    for (uint32_t round = 0; round < std::max(1u, FLAGS_scale_rounds); ++round) {
+      for (ScalePoint& p : points) {
+        // Untimed warm-up: wakes a parked section thread, refills caches.
+        for (int w = 0; w < 64; ++w) step(p, nullptr, nullptr);
+        const uint64_t parks0 = p.backend->Parks();
+        const Usage u0 = Usage::Now();
+        Clock::duration alloc_time{}, free_time{};
+        for (uint64_t done = 0; done < per_round; done += batch) step(p, &alloc_time, &free_time);
+        const Usage du = Usage::Now() - u0;
+        p.parks += p.backend->Parks() - parks0;
+        p.usage.voluntary += du.voluntary;
+        p.usage.involuntary += du.involuntary;
+        p.usage.minor_faults += du.minor_faults;
+        const double a = std::chrono::duration<double, std::nano>(alloc_time).count() / per_round;
+        const double f = std::chrono::duration<double, std::nano>(free_time).count() / per_round;
+        p.round_alloc_ns.push_back(a);
+        p.round_free_ns.push_back(f);
+        p.round_pair_ns.push_back(a + f);
       }
     }
+    const double base = Median(points[0].round_pair_ns);
+    for (ScalePoint& p : points) {
+      const double pair = Median(p.round_pair_ns);
+      const double kops = (per_round * std::max(1u, FLAGS_scale_rounds)) / 1000.0;
+      const double p50 = 1000 * 2 * Percentile(p.call_ns, 0.5);  // a pair, ns
+      std::printf("%-10s %10lu %9.1f %9.1f %10.1f %10.1f %8.2f %9.2f %8.2f %7lu\n",
+                  Display(mode).c_str(), p.live_n, Median(p.round_alloc_ns),
+                  Median(p.round_free_ns), pair, p50, pair / base,
+                  p.usage.minor_faults / kops, (p.usage.voluntary + p.usage.involuntary) / kops,
+                  p.parks);
+      std::printf("scale mode=%s live=%lu batch=%lu alloc_ns=%.2f free_ns=%.2f pair_ns=%.2f "
+                  "pair_p50_ns=%.2f ratio=%.4f faults_per_kop=%.3f csw_per_kop=%.3f parks=%lu\n",
+                  Display(mode).c_str(), p.live_n, batch, Median(p.round_alloc_ns),
+                  Median(p.round_free_ns), pair, p50, pair / base, p.usage.minor_faults / kops,
+                  (p.usage.voluntary + p.usage.involuntary) / kops, p.parks);
+      std::fflush(stdout);
+    }
+    // Return everything (not timed), in big batches, then drop the backends.
+    for (ScalePoint& p : points) {
+      while (!p.live.empty()) {
+        const size_t b = std::min<size_t>(256, p.live.size());
+        victims.assign(p.live.begin(), p.live.begin() + b);
+        p.live.erase(p.live.begin(), p.live.begin() + b);
+        CHECK_EQ(p.backend->FreeBatch(0, victims), 0);
+      }
+    }
+    UnpinSelf();
   }
 }
 
@@ -372,7 +572,11 @@ int main(int argc, char** argv) {
   gflags::SetUsageMessage("Sharry allocator benchmark (see the file comment)");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
-  sharry::alloc::RunThroughput();
+  utsname u{};
+  uname(&u);
+  std::printf("machine cores=%u kernel=%s malloc=%s\n", std::thread::hardware_concurrency(),
+              u.release, FLAGS_malloc_name.c_str());
+  if (FLAGS_throughput) sharry::alloc::RunThroughput();
   if (FLAGS_scale) sharry::alloc::RunScale();
   return 0;
 }

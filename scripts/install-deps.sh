@@ -14,6 +14,7 @@ PKGS=(
   libboost-dev libgtest-dev libgmock-dev libgflags-dev libgoogle-glog-dev
   # baselines for the benchmarks
   perftest
+  libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
   # the throwaway SoftRoCE VM (scripts/rxe-vm.sh)
   qemu-system-x86 linux-image-amd64 busybox-static ibverbs-utils rdmacm-utils
   iproute2 cpio gzip kmod

@@ -11,8 +11,8 @@
 //   kPending --Wait: about to sleep--> kWaiting
 //   kWaiting --Signal--> kNotifying --notify_one--> kDone
 //
-// Wait() spins, then yields, then sleeps in std::atomic::wait, and returns
-// only on kDone. Because the waiter cannot return during kNotifying, the
+// Wait() spins (unless it shares its CPU with the signaller), then yields,
+// then sleeps in std::atomic::wait, and returns only on kDone. Because the waiter cannot return during kNotifying, the
 // signaller's notify_one never touches a completion that has been destroyed,
 // and a signaller that finds no sleeper makes no system call at all.
 // Results written before Signal() are visible after Wait() (release/acquire).
@@ -21,6 +21,8 @@
 
 #ifndef SHARRY_ALLOC_COMPLETION_H_
 #define SHARRY_ALLOC_COMPLETION_H_
+
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -58,11 +60,18 @@ class Completion {
     state_.store(kDone, std::memory_order_release);
   }
 
-  // Blocks until Signal() has completed.
-  void Wait() {
-    for (int i = 0; i < kSpinPolls; ++i) {
-      if (done()) return;
-      CpuRelax();
+  // Blocks until Signal() has completed. `signaller_cpu`, if given, is
+  // where the signalling thread last ran (SectionThread::running_cpu()):
+  // while it is this thread's CPU, spinning cannot help (the signaller
+  // needs this very CPU), so Wait() skips the PAUSE phase and yields at
+  // once.
+  void Wait(const std::atomic<int>* signaller_cpu = nullptr) {
+    if (signaller_cpu == nullptr ||
+        signaller_cpu->load(std::memory_order_relaxed) != sched_getcpu()) {
+      for (int i = 0; i < kSpinPolls; ++i) {
+        if (done()) return;
+        CpuRelax();
+      }
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(kYieldNanos);
     do {

@@ -31,8 +31,8 @@
 // other: no lost wakeups. Producers pay one extra load when the consumer is
 // awake.
 //
-// Thread-safety: TryPush/Push/Wake/size from any thread; TryPop, Park and
-// HasItem only from the single consumer thread.
+// Thread-safety: TryPush/Push/Wake/size from any thread; TryPop, Front,
+// PopFront, Park and HasItem only from the single consumer thread.
 
 #ifndef SHARRY_ALLOC_REQUEST_RING_H_
 #define SHARRY_ALLOC_REQUEST_RING_H_
@@ -121,6 +121,23 @@ class RequestRing {
     ++head_;
     head_published_.store(head_, std::memory_order_relaxed);
     return true;
+  }
+
+  // Consumer only. The next published value, left in its slot, or nullptr.
+  // The pointer is valid until PopFront(); producers cannot reuse the slot
+  // before that. Serving a request in place and freeing its slot only
+  // afterwards keeps the slot's release store off the path to the answer.
+  [[nodiscard]] const T* Front() const {
+    const Slot& slot = slots_[head_ & mask_];
+    if (slot.seq.load(std::memory_order_acquire) != head_ + 1) return nullptr;
+    return &slot.value;
+  }
+
+  // Consumer only. Frees the slot of Front(). REQUIRES: Front() != nullptr.
+  void PopFront() {
+    slots_[head_ & mask_].seq.store(head_ + capacity_, std::memory_order_release);
+    ++head_;
+    head_published_.store(head_, std::memory_order_relaxed);
   }
 
   // Consumer only. True if TryPop would succeed.

@@ -11,6 +11,18 @@
 #include "glog/logging.h"
 
 namespace sharry::alloc {
+namespace {
+
+// The answer to a one-element request and its completion in one cache
+// line: the section thread's writes and the requester's reads each touch a
+// single line.
+template <typename T>
+struct alignas(kCacheLineSize) OneReply {
+  Completion done;
+  T value;
+};
+
+}  // namespace
 
 SectionThread::SectionThread(const Options& options)
     : base_(options.section.base),
@@ -35,7 +47,10 @@ void SectionThread::Stop() {
 
 void SectionThread::Submit(const SectionRequest& r) {
   DCHECK(!stop_.load(std::memory_order_relaxed)) << "Submit after Stop";
-  ring_.Push(r);
+  DCHECK(r.in != nullptr || r.count <= 1) << "inline input holds one element";
+  SectionRequest with_cpu = r;
+  with_cpu.cpu = sched_getcpu();
+  ring_.Push(with_cpu);
 }
 
 void SectionThread::PinToCore() {
@@ -60,18 +75,27 @@ void SectionThread::PinToCore() {
 void SectionThread::Run() {
   using SteadyClock = std::chrono::steady_clock;
   PinToCore();
-  SectionRequest r;
   uint32_t idle_polls = 0;  // empty polls since the last request
   SteadyClock::time_point idle_since;
   uint64_t idle_nanos = 0;
+  bool shared_cpu = false;  // the last request came from this thread's CPU
   for (;;) {
+    const int cpu = sched_getcpu();
+    if (cpu != cpu_.load(std::memory_order_relaxed)) cpu_.store(cpu, std::memory_order_relaxed);
     bool served = false;
-    while (ring_.TryPop(&r)) {
-      Serve(r);
+    bool handoff = false;
+    // Serve in place; the slot is freed after the answer is signalled.
+    while (const SectionRequest* r = ring_.Front()) {
+      handoff |= Serve(*r, cpu);
+      ring_.PopFront();
       served = true;
     }
     if (served) {
       idle_polls = 0;
+      shared_cpu = handoff;
+      // A requester waiting on this CPU cannot run while we poll: give it
+      // the CPU now.
+      if (handoff && !busy_poll_) std::this_thread::yield();
       continue;
     }
     // The ring looked empty. Stop only when asked and nothing is left: the
@@ -95,7 +119,8 @@ void SectionThread::Run() {
               .count());
     }
     ++idle_polls;
-    if (idle_nanos < idle_spin_nanos_) {
+    // PAUSE polling only helps when requesters run on other CPUs.
+    if (idle_nanos < idle_spin_nanos_ && !shared_cpu) {
       CpuRelax();
       continue;
     }
@@ -104,17 +129,19 @@ void SectionThread::Run() {
       continue;
     }
     idle_polls = 0;
+    shared_cpu = false;
     ring_.Park([this] { return stop_.load(std::memory_order_seq_cst); });
   }
 }
 
-void SectionThread::Serve(const SectionRequest& r) {
+bool SectionThread::Serve(const SectionRequest& r, int cpu) {
+  const uint64_t* in = r.in != nullptr ? r.in : &r.in1;  // r lives in the slot
   switch (r.kind) {
     case SectionRequest::Kind::kAlloc:
-      for (uint32_t i = 0; i < r.count; ++i) r.out.alloc[i] = alloc_.Allocate(r.in[i], r.owner);
+      for (uint32_t i = 0; i < r.count; ++i) r.out.alloc[i] = alloc_.Allocate(in[i], r.owner);
       break;
     case SectionRequest::Kind::kFree:
-      for (uint32_t i = 0; i < r.count; ++i) r.out.status[i] = alloc_.Free(r.in[i], r.owner);
+      for (uint32_t i = 0; i < r.count; ++i) r.out.status[i] = alloc_.Free(in[i], r.owner);
       break;
     case SectionRequest::Kind::kFreeAllOf:
       *r.out.reclaim = alloc_.FreeAllOf(r.owner);
@@ -132,41 +159,64 @@ void SectionThread::Serve(const SectionRequest& r) {
       break;
   }
   // Publish before signalling, so a requester that saw its answer also sees
-  // usage that includes it.
+  // usage that includes it. Single writer: load + store, no atomic RMW.
   used_bytes_.store(alloc_.used_bytes(), std::memory_order_relaxed);
-  requests_.fetch_add(1, std::memory_order_relaxed);
-  elements_.fetch_add(r.count, std::memory_order_relaxed);
-  r.done->Signal();
+  requests_.store(requests_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  elements_.store(elements_.load(std::memory_order_relaxed) + r.count, std::memory_order_relaxed);
+  const bool same_cpu = r.cpu == cpu && cpu >= 0;
+  r.done->Signal();  // r.done may be gone after this
+  return same_cpu;
 }
 
 void SectionThread::AllocBatch(OwnerId owner, std::span<const uint64_t> sizes,
                                std::span<AllocResult> out) {
   CHECK_EQ(sizes.size(), out.size());
-  Completion done;
   SectionRequest r;
   r.kind = SectionRequest::Kind::kAlloc;
   r.owner = owner;
   r.count = static_cast<uint32_t>(sizes.size());
+  if (r.count == 1) {
+    // The element travels in the slot, the answer beside the completion.
+    OneReply<AllocResult> reply;
+    r.in1 = sizes[0];
+    r.out.alloc = &reply.value;
+    r.done = &reply.done;
+    Submit(r);
+    reply.done.Wait(&cpu_);
+    out[0] = reply.value;
+    return;
+  }
+  Completion done;
   r.in = sizes.data();
   r.out.alloc = out.data();
   r.done = &done;
   Submit(r);
-  done.Wait();
+  done.Wait(&cpu_);
 }
 
 void SectionThread::FreeBatch(OwnerId owner, std::span<const uint64_t> offsets,
                               std::span<AllocStatus> out) {
   CHECK_EQ(offsets.size(), out.size());
-  Completion done;
   SectionRequest r;
   r.kind = SectionRequest::Kind::kFree;
   r.owner = owner;
   r.count = static_cast<uint32_t>(offsets.size());
+  if (r.count == 1) {
+    OneReply<AllocStatus> reply;
+    r.in1 = offsets[0];
+    r.out.status = &reply.value;
+    r.done = &reply.done;
+    Submit(r);
+    reply.done.Wait(&cpu_);
+    out[0] = reply.value;
+    return;
+  }
+  Completion done;
   r.in = offsets.data();
   r.out.status = out.data();
   r.done = &done;
   Submit(r);
-  done.Wait();
+  done.Wait(&cpu_);
 }
 
 ReclaimResult SectionThread::FreeAllOf(OwnerId owner) {
@@ -178,7 +228,7 @@ ReclaimResult SectionThread::FreeAllOf(OwnerId owner) {
   r.out.reclaim = &result;
   r.done = &done;
   Submit(r);
-  done.Wait();
+  done.Wait(&cpu_);
   return result;
 }
 
@@ -190,7 +240,7 @@ uint64_t SectionThread::Flush() {
   r.out.flushed = &flushed;
   r.done = &done;
   Submit(r);
-  done.Wait();
+  done.Wait(&cpu_);
   return flushed;
 }
 
@@ -204,7 +254,7 @@ SectionSnapshot SectionThread::Snapshot() {
   r.out.snapshot = &snapshot;
   r.done = &done;
   Submit(r);
-  done.Wait();
+  done.Wait(&cpu_);
   return snapshot;
 }
 
@@ -217,7 +267,7 @@ OwnerUsage SectionThread::Usage(OwnerId owner) {
   r.out.usage = &usage;
   r.done = &done;
   Submit(r);
-  done.Wait();
+  done.Wait(&cpu_);
   return usage;
 }
 

@@ -12,16 +12,21 @@
 //                                  | kUsage
 //        12  owner         uint32  client id
 //        16  count         uint32  elements in `in` / `out`
-//        24  in            ptr     sizes (kAlloc) or UMA offsets (kFree)
+//        20  cpu           int32   requester's CPU at Submit (-1: unknown)
+//        24  in            ptr     sizes (kAlloc) or UMA offsets (kFree);
+//                                  nullptr: the single element is in1
 //        32  out           ptr     AllocResult[count] | AllocStatus[count] |
 //                                  ReclaimResult | SectionSnapshot |
 //                                  uint64 (flushed) | OwnerUsage
 //        40  done          ptr     Completion signalled after `out` is written
-//        48  (pad to 64)
+//        48  in1           uint64  the element of a one-element batch, inline
+//        56  (pad to 64)
 //
 // The requester owns `in`, `out` and `done`, and keeps them alive until
 // done->Wait() returns. A request carries a whole batch, so one ring
-// round-trip serves many allocations or frees.
+// round-trip serves many allocations or frees; a one-element batch travels
+// inline in the slot (in1), which saves the section thread a cache miss on
+// the requester's memory.
 //
 // The thread loop: pop and serve everything queued; publish the section's
 // used bytes (for the scheduler); when the ring is empty poll with PAUSE
@@ -29,9 +34,18 @@
 // a requester sharing this core can run), then Park() on the ring (futex
 // sleep; producers wake it). With busy_poll it only polls. On a dedicated
 // core (the paper's setting) a long idle budget costs nothing; a wake-up
-// from futex sleep costs tens of microseconds on a VM. The thread is pinned with
-// pthread_setaffinity_np to `core` (-1: not pinned); a failed pin is logged
-// and the thread runs unpinned.
+// from futex sleep costs tens of microseconds on a VM. The thread is pinned
+// with pthread_setaffinity_np to `core` (-1: not pinned); a failed pin is
+// logged and the thread runs unpinned.
+//
+// Shared CPU (fewer cores than threads). The thread publishes the CPU it
+// runs on (running_cpu()), and each request carries its requester's CPU.
+// A requester that finds the section thread on its own CPU yields at once
+// instead of spinning (Completion::Wait), and when the section thread has
+// just served a requester of its own CPU it yields at once instead of
+// spinning PAUSE, so the requester gets the CPU back without waiting out
+// a spin budget. Neither changes anything when every thread has its own
+// core.
 //
 // Shutdown: Stop() (also run by the destructor) sets the stop flag, wakes
 // the thread, and joins it after it has served every request already in
@@ -44,6 +58,7 @@
 #define SHARRY_ALLOC_SECTION_THREAD_H_
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <thread>
@@ -69,7 +84,8 @@ struct SectionRequest {
   Kind kind = Kind::kAlloc;
   OwnerId owner = kNoOwner;
   uint32_t count = 0;
-  const uint64_t* in = nullptr;
+  int32_t cpu = -1;                 // set by Submit
+  const uint64_t* in = nullptr;     // nullptr: the element is in1 (count 1)
   union Out {
     AllocResult* alloc;       // kAlloc: count results
     AllocStatus* status;      // kFree: count statuses
@@ -79,8 +95,11 @@ struct SectionRequest {
     OwnerUsage* usage;        // kUsage: what `owner` holds
   } out = {nullptr};
   Completion* done = nullptr;
+  uint64_t in1 = 0;
 };
-static_assert(sizeof(SectionRequest) == 40);
+static_assert(sizeof(SectionRequest) == 48);
+static_assert(offsetof(SectionRequest, cpu) == 12 && offsetof(SectionRequest, in1) == 40,
+              "keep the slot layout drawn above");
 static_assert(sizeof(RequestRing<SectionRequest>::Slot) == kCacheLineSize);
 
 class SectionThread {
@@ -107,9 +126,13 @@ class SectionThread {
   // Serves all queued requests, then stops and joins the thread. Idempotent.
   void Stop();
 
-  // Enqueues a request (blocks while the ring is full). The answer arrives
-  // through r.done.
+  // Enqueues a request (blocks while the ring is full), recording the
+  // caller's CPU in it. The answer arrives through r.done; wait for it with
+  // r.done->Wait(&running_cpu()).
   void Submit(const SectionRequest& r);
+
+  // The CPU the thread last ran on (-1 before it starts). Relaxed; a hint.
+  const std::atomic<int>& running_cpu() const { return cpu_; }
 
   // Synchronous wrappers: submit one request and wait for it.
   // REQUIRES: out.size() == sizes.size() (resp. offsets.size()).
@@ -136,7 +159,9 @@ class SectionThread {
 
  private:
   void Run();
-  void Serve(const SectionRequest& r);
+  // Serves one request and signals it. Returns true if its requester runs
+  // on this thread's CPU.
+  bool Serve(const SectionRequest& r, int cpu);
   void PinToCore();
 
   const uint64_t base_;
@@ -151,6 +176,10 @@ class SectionThread {
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> pinned_{false};
+  // Written only by the thread, each when it changes; read by requesters.
+  alignas(kCacheLineSize) std::atomic<int> cpu_{-1};
+  // Written by the thread after every request (single writer: plain
+  // stores, no read-modify-write).
   alignas(kCacheLineSize) std::atomic<uint64_t> used_bytes_{0};
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> elements_{0};

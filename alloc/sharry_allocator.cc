@@ -122,6 +122,21 @@ void SharryAllocator::AllocBatch(OwnerId owner, std::span<const uint64_t> sizes,
   auto out_at = [&](uint32_t j) -> AllocResult& { return out[vpos ? vpos[j] : j]; };
   const uint32_t m = static_cast<uint32_t>(vs.size());
 
+  if (num_sections_ == 1) {
+    // Nothing to choose and nowhere to retry: skip the policy (and its
+    // read of the section's published usage, a cache miss), but count the
+    // elements for the request-rate stats.
+    scheduler_.RecordOps(0, m);
+    if (vpos == nullptr) {
+      sections_[0]->AllocBatch(owner, vs, out);
+    } else {
+      sc.alloc_out.resize(m);
+      sections_[0]->AllocBatch(owner, vs, sc.alloc_out);
+      for (uint32_t j = 0; j < m; ++j) out_at(j) = sc.alloc_out[j];
+    }
+    return;
+  }
+
   sc.section_of.resize(m);
   scheduler_.Plan(vs, sc.section_of);
   const bool one_section =
@@ -157,7 +172,7 @@ void SharryAllocator::AllocBatch(OwnerId owner, std::span<const uint64_t> sizes,
     }
     for (uint32_t s = 0; s < num_sections_; ++s) {
       if (first[s] == first[s + 1]) continue;
-      done[s].Wait();
+      done[s].Wait(&sections_[s]->running_cpu());
       uint64_t planned = 0;
       for (uint32_t k = first[s]; k < first[s + 1]; ++k) {
         planned += RequestScheduler::RoundedBytes(sc.in[k]);
@@ -201,6 +216,17 @@ void SharryAllocator::FreeBatch(OwnerId owner, std::span<const uint64_t> offsets
   if (offsets.empty()) return;
   Scratch& sc = tls_scratch;
 
+  // Common case: every offset in one section. Hand the caller's arrays to
+  // it as they are.
+  const uint32_t first_section = SectionOf(offsets[0]);
+  if (first_section != RequestScheduler::kNoSection &&
+      std::all_of(offsets.begin() + 1, offsets.end(),
+                  [&](uint64_t off) { return SectionOf(off) == first_section; })) {
+    scheduler_.RecordOps(first_section, offsets.size());
+    sections_[first_section]->FreeBatch(owner, offsets, out);
+    return;
+  }
+
   // Route by one division; offsets past the last section are answered here.
   sc.valid_in.clear();
   sc.valid_pos.clear();
@@ -237,7 +263,7 @@ void SharryAllocator::FreeBatch(OwnerId owner, std::span<const uint64_t> offsets
   }
   for (uint32_t s = 0; s < num_sections_; ++s) {
     if (first[s] == first[s + 1]) continue;
-    done[s].Wait();
+    done[s].Wait(&sections_[s]->running_cpu());
     for (uint32_t k = first[s]; k < first[s + 1]; ++k) {
       out[sc.valid_pos[sc.position[k]]] = sc.status_out[k];
     }
@@ -264,7 +290,7 @@ ReclaimResult SharryAllocator::FreeAllOf(OwnerId owner) {
   }
   ReclaimResult total;
   for (uint32_t s = 0; s < num_sections_; ++s) {
-    done[s].Wait();
+    done[s].Wait(&sections_[s]->running_cpu());
     total += results[s];
   }
   return total;
@@ -282,7 +308,7 @@ uint64_t SharryAllocator::Flush() {
   }
   uint64_t total = 0;
   for (uint32_t s = 0; s < num_sections_; ++s) {
-    done[s].Wait();
+    done[s].Wait(&sections_[s]->running_cpu());
     total += flushed[s];
   }
   return total;
@@ -301,7 +327,7 @@ OwnerUsage SharryAllocator::Usage(OwnerId owner) {
   }
   OwnerUsage total{owner, 0, 0};
   for (uint32_t s = 0; s < num_sections_; ++s) {
-    done[s].Wait();
+    done[s].Wait(&sections_[s]->running_cpu());
     total.blocks += usage[s].blocks;
     total.bytes += usage[s].bytes;
   }
@@ -323,7 +349,7 @@ AllocatorStats SharryAllocator::Stats() {
   }
   std::unordered_map<OwnerId, OwnerUsage> owners;
   for (uint32_t s = 0; s < num_sections_; ++s) {
-    done[s].Wait();
+    done[s].Wait(&sections_[s]->running_cpu());
     AllocatorStats::Section& sec = out.sections[s];
     sec.index = s;
     sec.base = sections_[s]->base();

@@ -119,6 +119,40 @@ TEST(SharryAllocatorTest, SectionsAndRouting) {
   }
 }
 
+// One section: the front end skips the scheduling policy, but answers,
+// errors, OOM and the request-rate stats are as with K sections.
+TEST(SharryAllocatorTest, OneSection) {
+  ManualClock clock;  // the request window never expires
+  SharryAllocatorOptions o = Opts(2 * kMiB, 1, /*threshold=*/4);
+  o.clock = &clock;
+  SharryAllocator a(o);
+  const std::vector<uint64_t> sizes = {100, 0, 3 * kMiB, kMiB};
+  std::vector<AllocResult> out(sizes.size());
+  a.AllocBatch(5, sizes, out);
+  EXPECT_TRUE(out[0].ok());
+  EXPECT_EQ(out[1].status, AllocStatus::kInvalidSize);
+  EXPECT_EQ(out[2].status, AllocStatus::kInvalidSize);
+  EXPECT_TRUE(out[3].ok());
+  EXPECT_EQ(a.Allocate(5, kMiB).status, AllocStatus::kOutOfMemory) << "no other section";
+  const AllocResult one = a.Allocate(6, 8);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(a.Free(5, one.offset), AllocStatus::kNotOwner);
+  EXPECT_EQ(a.Free(6, one.offset), AllocStatus::kOk);
+  const std::vector<uint64_t> offs = {out[0].offset, out[3].offset, 2 * kMiB, out[0].offset};
+  std::vector<AllocStatus> st(offs.size());
+  a.FreeBatch(5, offs, st);
+  EXPECT_EQ(st[0], AllocStatus::kOk);
+  EXPECT_EQ(st[1], AllocStatus::kOk);
+  EXPECT_EQ(st[2], AllocStatus::kOutOfRange);
+  EXPECT_EQ(st[3], AllocStatus::kNotAllocated);
+  const AllocatorStats s = a.Stats();
+  EXPECT_EQ(s.sections.size(), 1u);
+  EXPECT_GE(s.sections[0].window_ops, 9u);
+  EXPECT_GT(s.sections[0].requests_per_second, 0.0);
+  a.Flush();
+  EXPECT_EQ(a.Stats().total.used_bytes, 0u);
+}
+
 // A section that runs out makes the front end try the others; only when
 // all fail is kOutOfMemory reported, and the allocator keeps working.
 TEST(SharryAllocatorTest, OutOfMemoryTriesOtherSections) {

@@ -23,6 +23,8 @@
 // --duration_ms), the p50 / p99 latency of one call (a whole batch; alloc
 // and free calls pooled, all reps), and the process's context switches per
 // 1000 calls (voluntary: futex sleeps; involuntary: preemption and yields).
+// The modes of a row run back to back and the reps outermost, so noise
+// from other processes hits every mode alike.
 //
 // Part 2 (scale, paper 6.2): one requester thread, --scale_size-byte
 // objects, FIFO alloc + free with N live objects for each N in
@@ -78,6 +80,8 @@ DEFINE_int32(pin_requester_core, 0, "sharry-1p: core of every requester thread")
 DEFINE_string(cores, "", "Override: cores for section threads of every sharry mode, e.g. 0,1");
 DEFINE_string(requester_cores, "", "Override: cores for requester threads, round robin");
 DEFINE_bool(busy_poll, false, "Section threads never sleep");
+DEFINE_uint64(idle_spin_ns, 5'000, "Section threads: PAUSE polling when idle, ns");
+DEFINE_uint64(idle_yield_ns, 250'000, "Section threads: sched_yield polling after that, ns");
 DEFINE_uint32(free_batch_threshold, 64, "Pending frees applied per batch (paper 4.2)");
 DEFINE_uint32(window, 1024, "Live objects per requester thread in part 1");
 DEFINE_uint32(duration_ms, 100, "Measured time per run in part 1");
@@ -176,6 +180,8 @@ class SharryBackend final : public Backend {
     o.num_sections = sections;
     o.cores = placement.section_cores;
     o.busy_poll = FLAGS_busy_poll;
+    o.idle_spin_nanos = FLAGS_idle_spin_ns;
+    o.idle_yield_nanos = FLAGS_idle_yield_ns;
     o.free_batch_threshold = FLAGS_free_batch_threshold;
     a_ = std::make_unique<SharryAllocator>(o);
   }
@@ -407,51 +413,72 @@ RunResult RunOnce(const std::string& workload, const std::string& mode, uint64_t
   return out;
 }
 
+// One row of part 1, accumulated over reps.
+struct Row {
+  std::string workload, mode;
+  uint64_t batch = 0, threads = 0;
+  std::vector<double> rates;
+  std::vector<uint32_t> call_ns;
+  uint64_t calls = 0, errors = 0, parks = 0;
+  Usage usage;
+};
+
 void RunThroughput() {
   std::printf("\nPart 1: alloc+free throughput (objects/s = allocations + frees) and latency of one\n"
               "call (a whole batch), %u live objects per thread, %u x %u ms per row (median),\n"
               "%u cores online. csw/kcall: context switches per 1000 calls, voluntary +\n"
               "involuntary; parks: section-thread sleeps per 1000 calls.\n\n",
               FLAGS_window, FLAGS_reps, FLAGS_duration_ms, std::thread::hardware_concurrency());
-  std::printf("%-8s %-10s %5s %7s %11s %9s %9s %13s %8s %6s\n", "workload", "mode", "batch",
-              "threads", "Mobjects/s", "p50 (us)", "p99 (us)", "csw/kcall", "parks/k", "errors");
+  // The modes of one (workload, batch, threads) run back to back, and the
+  // reps are outermost: noise from other processes lands on all modes of a
+  // row alike instead of on one of them.
+  std::vector<Row> rows;
   for (const auto& workload : Split(FLAGS_workloads)) {
-    for (const auto& mode : Split(FLAGS_modes)) {
-      for (uint64_t batch : SplitNumbers(FLAGS_batches)) {
-        for (uint64_t threads : SplitNumbers(FLAGS_threads)) {
-          std::vector<double> rates;
-          std::vector<uint32_t> call_ns;
-          uint64_t calls = 0, errors = 0, parks = 0;
-          Usage usage;
-          for (uint32_t rep = 0; rep < std::max(1u, FLAGS_reps); ++rep) {
-            RunResult r = RunOnce(workload, mode, batch, threads);
-            rates.push_back(r.mobjects_per_s);
-            call_ns.insert(call_ns.end(), r.call_ns.begin(), r.call_ns.end());
-            calls += r.calls;
-            errors += r.errors;
-            parks += r.parks;
-            usage.voluntary += r.usage.voluntary;
-            usage.involuntary += r.usage.involuntary;
-          }
-          const double rate = Median(rates);
-          const double p50 = Percentile(call_ns, 0.50), p99 = Percentile(call_ns, 0.99);
-          const double kcalls = std::max<double>(1, calls) / 1000.0;
-          char csw[32];
-          std::snprintf(csw, sizeof(csw), "%.0f+%.0f", usage.voluntary / kcalls,
-                        usage.involuntary / kcalls);
-          std::printf("%-8s %-10s %5lu %7lu %11.3f %9.2f %9.2f %13s %8.1f %6lu\n",
-                      workload.c_str(), Display(mode).c_str(), batch, threads, rate, p50, p99, csw,
-                      parks / kcalls, errors);
-          std::printf("row workload=%s mode=%s batch=%lu threads=%lu mobjs=%.4f p50_us=%.3f "
-                      "p99_us=%.3f vcsw_per_kcall=%.1f ivcsw_per_kcall=%.1f parks_per_kcall=%.2f "
-                      "errors=%lu\n",
-                      workload.c_str(), Display(mode).c_str(), batch, threads, rate, p50, p99,
-                      usage.voluntary / kcalls, usage.involuntary / kcalls, parks / kcalls, errors);
-          std::fflush(stdout);
+    for (uint64_t batch : SplitNumbers(FLAGS_batches)) {
+      for (uint64_t threads : SplitNumbers(FLAGS_threads)) {
+        for (const auto& mode : Split(FLAGS_modes)) {
+          Row row;
+          row.workload = workload;
+          row.mode = mode;
+          row.batch = batch;
+          row.threads = threads;
+          rows.push_back(std::move(row));
         }
       }
     }
   }
+  for (uint32_t rep = 0; rep < std::max(1u, FLAGS_reps); ++rep) {
+    for (Row& row : rows) {
+      RunResult r = RunOnce(row.workload, row.mode, row.batch, row.threads);
+      row.rates.push_back(r.mobjects_per_s);
+      row.call_ns.insert(row.call_ns.end(), r.call_ns.begin(), r.call_ns.end());
+      row.calls += r.calls;
+      row.errors += r.errors;
+      row.parks += r.parks;
+      row.usage.voluntary += r.usage.voluntary;
+      row.usage.involuntary += r.usage.involuntary;
+    }
+  }
+  std::printf("%-8s %-10s %5s %7s %11s %9s %9s %13s %8s %6s\n", "workload", "mode", "batch",
+              "threads", "Mobjects/s", "p50 (us)", "p99 (us)", "csw/kcall", "parks/k", "errors");
+  for (Row& row : rows) {
+    const double rate = Median(row.rates);
+    const double p50 = Percentile(row.call_ns, 0.50), p99 = Percentile(row.call_ns, 0.99);
+    const double kcalls = std::max<double>(1, row.calls) / 1000.0;
+    char csw[32];
+    std::snprintf(csw, sizeof(csw), "%.0f+%.0f", row.usage.voluntary / kcalls,
+                  row.usage.involuntary / kcalls);
+    std::printf("%-8s %-10s %5lu %7lu %11.3f %9.2f %9.2f %13s %8.1f %6lu\n", row.workload.c_str(),
+                Display(row.mode).c_str(), row.batch, row.threads, rate, p50, p99, csw,
+                row.parks / kcalls, row.errors);
+    std::printf("row workload=%s mode=%s batch=%lu threads=%lu mobjs=%.4f p50_us=%.3f "
+                "p99_us=%.3f vcsw_per_kcall=%.1f ivcsw_per_kcall=%.1f parks_per_kcall=%.2f "
+                "errors=%lu\n",
+                row.workload.c_str(), Display(row.mode).c_str(), row.batch, row.threads, rate, p50,
+                p99, row.usage.voluntary / kcalls, row.usage.involuntary / kcalls,
+                row.parks / kcalls, row.errors);
+  }
+  std::fflush(stdout);
 }
 
 // Part 2: one allocator instance holding `live_n` objects.

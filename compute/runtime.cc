@@ -1,0 +1,521 @@
+#include "compute/runtime.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+namespace sharry::compute {
+
+using namespace meta;  // NOLINT: the bit names of object.h
+
+namespace {
+std::atomic<uint64_t> g_instances{1};
+
+void Relax() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#endif
+}
+}  // namespace
+
+std::string_view CopyModeName(CopyMode m) { return m == CopyMode::kUniqueCopy ? "unique" : "multi"; }
+
+StatusOr<CopyMode> ParseCopyMode(std::string_view s) {
+  if (s == "unique" || s == "unique-copy") return CopyMode::kUniqueCopy;
+  if (s == "multi" || s == "multi-copy") return CopyMode::kMultiCopy;
+  return Status::InvalidArgument("unknown copy mode '" + std::string(s) + "' (use unique or multi)");
+}
+
+// ---------------------------------------------------------------- scope
+
+DerefScope::DerefScope(Runtime& rt) : rt_(rt), owner_(std::this_thread::get_id()) { pinned_.reserve(16); }
+
+DerefScope::~DerefScope() {
+  for (ObjectHeader* h : pinned_) rt_.Unpin(h);
+  alive_ = false;
+}
+
+// ---------------------------------------------------------------- handle
+
+RemoteObject& RemoteObject::operator=(RemoteObject&& o) noexcept {
+  if (this != &o) {
+    Reset();
+    rt_ = o.rt_;
+    h_ = o.h_;
+    o.h_ = nullptr;
+  }
+  return *this;
+}
+
+void RemoteObject::Reset() {
+  if (h_ != nullptr) rt_->Destroy(h_);
+  h_ = nullptr;
+}
+
+StatusOr<void*> RemoteObject::Deref(DerefScope& scope, bool write) const {
+  CHECK(h_ != nullptr) << "Deref of an empty RemoteObject";
+  return rt_->Pin(scope, h_, write);
+}
+
+void RemoteObject::Prefetch() const {
+  if (h_ != nullptr) rt_->EnqueuePrefetch(h_);
+}
+
+// ---------------------------------------------------------------- runtime
+
+StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o) {
+  if (o.local_budget_bytes == 0) return Status::InvalidArgument("the local budget must be positive");
+  if (o.max_object_bytes == 0 || o.max_object_bytes > (64u << 20))
+    return Status::InvalidArgument("max_object_bytes must be 1 B .. 64 MiB");
+  if (o.free_batch == 0 || o.evict_batch == 0) return Status::InvalidArgument("batches must be positive");
+  std::unique_ptr<Runtime> rt(new Runtime(o));
+  SHARRY_RETURN_IF_ERROR(rt->Init());
+  return rt;
+}
+
+Runtime::Runtime(const RuntimeOptions& o) : opts_(o), instance_(g_instances.fetch_add(1)) {}
+
+Status Runtime::Init() {
+  conn_opts_.server_addr = opts_.memnode_addr;
+  conn_opts_.port = opts_.memnode_port;
+  conn_opts_.connect_timeout_ms = opts_.connect_timeout_ms;
+  conn_opts_.connect_attempts = opts_.connect_attempts;
+  conn_opts_.staging_bytes = std::max<size_t>(4u << 20, size_t{opts_.max_object_bytes} * 2);
+  auto c = memnode::MemnodeClient::Connect(opts_.transport, conn_opts_);
+  if (!c.ok()) return c.status().WithContext("the memnode is unreachable");
+  control_ = std::move(*c);
+  control_id_ = control_->id();
+  if (opts_.prefetch_thread) prefetcher_ = std::thread([this] { PrefetchLoop(); });
+  LOG(INFO) << "compute runtime: " << CopyModeName(opts_.mode) << "-copy, local budget "
+            << opts_.local_budget_bytes << " B, memnode " << opts_.memnode_addr << ":" << opts_.memnode_port
+            << " over " << TransportName(opts_.transport) << " (client " << control_id_ << ")";
+  return Status::Ok();
+}
+
+Runtime::~Runtime() {
+  {
+    std::lock_guard<std::mutex> l(prefetch_mu_);
+    stop_ = true;
+  }
+  prefetch_cv_.notify_all();
+  if (prefetcher_.joinable()) prefetcher_.join();
+  if (objects_.load() != 0) LOG(WARNING) << "compute runtime destroyed with " << objects_.load() << " live objects";
+  Status s = FlushFrees();
+  if (!s.ok()) LOG(WARNING) << "compute runtime: final FREE failed: " << s;
+}
+
+ObjectHeader* Runtime::AllocHeader() {
+  std::lock_guard<std::mutex> l(headers_mu_);
+  if (!free_headers_.empty()) {
+    ObjectHeader* h = free_headers_.back();
+    free_headers_.pop_back();
+    return h;
+  }
+  size_t i = high_water_.load(std::memory_order_relaxed);
+  CHECK_LT(i / kChunk, std::size(chunks_)) << "too many objects";
+  if (i % kChunk == 0) chunks_[i / kChunk].reset(new ObjectHeader[kChunk]);
+  high_water_.store(i + 1, std::memory_order_release);
+  return HeaderAt(i);
+}
+
+void Runtime::FreeHeader(ObjectHeader* h) {
+  std::lock_guard<std::mutex> l(headers_mu_);
+  free_headers_.push_back(h);
+}
+
+StatusOr<TransportClient*> Runtime::DataConnection() {
+  // One data connection per (thread, runtime), made on first use.
+  struct Entry { uint64_t instance; TransportClient* conn; };
+  thread_local std::vector<Entry> cache;
+  for (Entry& e : cache) {
+    if (e.instance != instance_) continue;
+    if (e.conn->alive()) return e.conn;
+    LOG(WARNING) << "compute runtime: data connection dead (" << e.conn->dead_reason() << "); reconnecting";
+    auto c = TransportClient::Connect(opts_.transport, conn_opts_);
+    if (!c.ok()) return c.status().WithContext("the memnode is unreachable");
+    std::lock_guard<std::mutex> l(conns_mu_);
+    data_conns_.push_back(std::move(*c));
+    e.conn = data_conns_.back().get();
+    return e.conn;
+  }
+  auto c = TransportClient::Connect(opts_.transport, conn_opts_);
+  if (!c.ok()) return c.status().WithContext("the memnode is unreachable");
+  std::lock_guard<std::mutex> l(conns_mu_);
+  data_conns_.push_back(std::move(*c));
+  cache.push_back({instance_, data_conns_.back().get()});
+  return data_conns_.back().get();
+}
+
+StatusOr<RemoteObject> Runtime::New(uint32_t size, const void* init) {
+  if (size == 0 || size > opts_.max_object_bytes)
+    return Status::InvalidArgument("object of " + std::to_string(size) + " B: objects must be 1.." +
+                                   std::to_string(opts_.max_object_bytes) + " B (max_object_bytes)");
+  void* p = std::malloc(size);
+  if (p == nullptr) return Status::OutOfMemory("local memory for an object of " + std::to_string(size) + " B");
+  if (init) std::memcpy(p, init, size);
+  else std::memset(p, 0, size);
+  ObjectHeader* h = AllocHeader();
+  h->size = size;
+  h->far_offset = kNoFarOffset;
+  h->live.store(1, std::memory_order_relaxed);
+  h->word.store(kPresent | kDirty | kHot | reinterpret_cast<uint64_t>(p), std::memory_order_release);
+  local_bytes_ += size;
+  objects_++;
+  MaybeEvict();
+  return RemoteObject(this, h);
+}
+
+StatusOr<void*> Runtime::Pin(DerefScope& scope, ObjectHeader* h, bool write) {
+  CHECK(scope.alive_ && scope.owner_ == std::this_thread::get_id())
+      << "dereference outside a live DerefScope of this thread: make a DerefScope on this thread and keep it "
+         "alive while you use the pointer";
+  CHECK(&scope.rt_ == this) << "DerefScope of another Runtime";
+  uint64_t m = h->word.load(std::memory_order_acquire);
+  for (;;) {
+    if (Is(m, kPresent) && !Is(m, kBusy)) {
+      // The local hit: one CAS, no lock, no system call.
+      CHECK_LT(Pins(m), kMaxPins) << "an object is pinned by more than " << kMaxPins << " scopes";
+      uint64_t n = (m + kPinOne) | kHot | (write ? kDirty : 0);
+      if (h->word.compare_exchange_weak(m, n, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        hits_.fetch_add(1, std::memory_order_relaxed);
+        scope.pinned_.push_back(h);
+        return reinterpret_cast<void*>(Addr(m));
+      }
+      continue;
+    }
+    if (Is(m, kBusy)) {  // another thread is moving it: wait
+      Relax();
+      std::this_thread::yield();
+      m = h->word.load(std::memory_order_acquire);
+      continue;
+    }
+    if (!Is(m, kFar)) return Status::Internal("dereference of a destroyed object");
+    if (!h->word.compare_exchange_weak(m, m | kBusy, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    Status s = SwapIn(h, m);
+    if (!s.ok()) return s;
+    // SwapIn left it present, hot and busy; pin it and release in one store.
+    uint64_t now = h->word.load(std::memory_order_relaxed);
+    uint64_t pinned = ((now & ~kBusy) + kPinOne) | (write ? kDirty : 0);
+    h->word.store(pinned, std::memory_order_release);
+    scope.pinned_.push_back(h);
+    MaybeEvict();
+    return reinterpret_cast<void*>(Addr(pinned));
+  }
+}
+
+// REQUIRES: the caller set kBusy on `h` (whose word was `m`: far, not present).
+// On return h is present, hot and STILL busy; on error the word is restored.
+Status Runtime::SwapIn(ObjectHeader* h, uint64_t m) {
+  const uint64_t off = Addr(m);
+  const uint32_t size = h->size;
+  void* p = std::malloc(size);
+  auto fail = [&](Status s) {
+    std::free(p);
+    h->word.store(m, std::memory_order_release);
+    return s;
+  };
+  if (p == nullptr) return fail(Status::OutOfMemory("local memory for a swap-in"));
+  auto conn = DataConnection();
+  if (!conn.ok()) return fail(conn.status());
+  if (Status s = (*conn)->Read(off, p, size); !s.ok()) return fail(s.WithContext("swap-in"));
+  uint64_t word = kPresent | kHot | kBusy | reinterpret_cast<uint64_t>(p);
+  if (opts_.mode == CopyMode::kUniqueCopy) {
+    // Unique-Copy: the far copy goes away (its FREE is batched).
+    far_bytes_ -= size;
+    h->word.store(word, std::memory_order_release);
+    local_bytes_ += size;
+    swap_ins_++;
+    if (Status s = QueueFree(off, size); !s.ok())
+      LOG(WARNING) << "compute runtime: FREE of far blocks failed (they stay queued): " << s;
+    return Status::Ok();
+  }
+  h->far_offset = off;  // Multi-Copy: the far copy stays valid while clean
+  h->word.store(word | kFar, std::memory_order_release);
+  local_bytes_ += size;
+  swap_ins_++;
+  return Status::Ok();
+}
+
+void Runtime::Destroy(ObjectHeader* h) {
+  uint64_t m = h->word.load(std::memory_order_acquire);
+  for (;;) {
+    if (Is(m, kBusy)) {
+      std::this_thread::yield();
+      m = h->word.load(std::memory_order_acquire);
+      continue;
+    }
+    CHECK_EQ(Pins(m), 0u) << "an object was destroyed while a DerefScope still pins it";
+    if (h->word.compare_exchange_weak(m, kBusy, std::memory_order_acq_rel, std::memory_order_acquire)) break;
+  }
+  const uint32_t size = h->size;
+  if (Is(m, kPresent)) {
+    std::free(reinterpret_cast<void*>(Addr(m)));
+    local_bytes_ -= size;
+  }
+  uint64_t far = kNoFarOffset;
+  if (Is(m, kFar)) far = Is(m, kPresent) ? h->far_offset : Addr(m);
+  if (far != kNoFarOffset) {
+    far_bytes_ -= size;
+    if (Status s = QueueFree(far, size); !s.ok()) LOG(WARNING) << "compute runtime: FREE failed: " << s;
+  }
+  h->far_offset = kNoFarOffset;
+  h->live.store(0, std::memory_order_relaxed);
+  h->word.store(0, std::memory_order_release);
+  objects_--;
+  FreeHeader(h);
+}
+
+Status Runtime::QueueFree(uint64_t offset, uint32_t size) {
+  std::unique_lock<std::mutex> l(control_mu_);
+  pending_free_.push_back(offset);
+  pending_free_bytes_ += size;
+  if (pending_free_.size() >= opts_.free_batch) return FlushFreesLocked(l);
+  return Status::Ok();
+}
+
+Status Runtime::FlushFrees() {
+  std::unique_lock<std::mutex> l(control_mu_);
+  return FlushFreesLocked(l);
+}
+
+Status Runtime::FlushFreesLocked(std::unique_lock<std::mutex>&) {
+  if (pending_free_.empty()) return Status::Ok();
+  std::vector<Status> each;
+  Status s = control_->Free(pending_free_, &each);
+  free_rpcs_++;
+  if (!s.ok() && !control_->transport().alive()) return s;  // keep them queued
+  // Element errors would be our bug (a block freed twice): say so, drop them.
+  if (!s.ok()) LOG(ERROR) << "compute runtime: memnode refused a FREE: " << s;
+  pending_free_.clear();
+  pending_free_bytes_ = 0;
+  return Status::Ok();
+}
+
+void Runtime::MaybeEvict() {
+  const uint64_t budget = opts_.local_budget_bytes;
+  if (local_bytes_.load(std::memory_order_relaxed) <= budget) return;
+  std::unique_lock<std::mutex> l(evict_mu_, std::try_to_lock);
+  if (!l.owns_lock()) {
+    // Another thread is evicting. Go on, unless usage ran far past the
+    // budget: then wait for the evictor and help, so usage stays bounded.
+    if (local_bytes_.load(std::memory_order_relaxed) <= budget + budget / 8) return;
+    l.lock();
+  }
+  // Evict a little below the budget, so that rounds come in batches.
+  const uint64_t low = budget - std::min<uint64_t>(budget / 16, uint64_t{opts_.evict_batch} * 4096);
+  for (int round = 0; round < 64; ++round) {
+    const uint64_t local = local_bytes_.load(std::memory_order_relaxed);
+    if (local <= low) break;
+    const uint64_t rounds_before = rounds_.load(std::memory_order_relaxed);
+    Status s = Evict(local - low, false, nullptr);
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> sl(evict_status_mu_);
+      if (evict_status_.ok() || evict_status_.code() != s.code())
+        LOG(WARNING) << "compute runtime: eviction failed, objects stay local: " << s;
+      evict_status_ = s;
+      break;
+    }
+    if (rounds_.load(std::memory_order_relaxed) == rounds_before) break;  // nothing evictable now
+  }
+}
+
+Status Runtime::EvictToBudget() {
+  std::lock_guard<std::mutex> l(evict_mu_);
+  for (int round = 0; round < 1 << 20; ++round) {
+    uint64_t local = local_bytes_.load();
+    if (local <= opts_.local_budget_bytes) return Status::Ok();
+    uint64_t before = local;
+    SHARRY_RETURN_IF_ERROR(Evict(local - opts_.local_budget_bytes, false, nullptr));
+    if (local_bytes_.load() >= before) return Status::Unavailable("every local object is pinned or busy");
+  }
+  return Status::Ok();
+}
+
+Status Runtime::SwapOut(const RemoteObject& obj) {
+  std::lock_guard<std::mutex> l(evict_mu_);
+  return Evict(0, true, obj.h_);
+}
+
+// REQUIRES: evict_mu_ held. Picks up to evict_batch cold, unpinned, local
+// objects (CLOCK over the hot bits; or just `only`), swaps them out with one
+// batched ALLOC and one chain of WRITEs, and releases their local memory.
+Status Runtime::Evict(uint64_t bytes_to_free, bool force_one, ObjectHeader* only) {
+  struct Victim { ObjectHeader* h; uint64_t word; };
+  std::vector<Victim> victims;
+  if (only != nullptr) {
+    uint64_t m = only->word.load(std::memory_order_acquire);
+    if (!Is(m, kPresent)) return Status::Ok();  // already far
+    if (Is(m, kBusy) || Pins(m) > 0) return Status::Unavailable("the object is pinned by a DerefScope or busy");
+    if (!only->word.compare_exchange_strong(m, m | kBusy, std::memory_order_acq_rel)) 
+      return Status::Unavailable("the object changed while being swapped out; retry");
+    victims.push_back({only, m});
+  } else {
+    const size_t hw = high_water_.load(std::memory_order_acquire);
+    if (hw == 0) return Status::Ok();
+    uint64_t freed = 0;
+    for (size_t step = 0; step < 2 * hw && victims.size() < opts_.evict_batch && freed < bytes_to_free; ++step) {
+      ObjectHeader* h = HeaderAt(clock_hand_);
+      clock_hand_ = (clock_hand_ + 1) % hw;
+      if (h->live.load(std::memory_order_relaxed) == 0) continue;
+      uint64_t m = h->word.load(std::memory_order_acquire);
+      if (!Is(m, kPresent) || Is(m, kBusy) || Pins(m) > 0) continue;
+      if (Is(m, kHot)) {  // second chance
+        h->word.compare_exchange_strong(m, m & ~kHot, std::memory_order_acq_rel);
+        continue;
+      }
+      if (!h->word.compare_exchange_strong(m, m | kBusy, std::memory_order_acq_rel)) continue;
+      victims.push_back({h, m});
+      freed += h->size;
+    }
+    (void)force_one;
+    if (victims.empty()) return Status::Ok();
+  }
+  rounds_++;
+  auto release = [&](const Victim& v) { v.h->word.store(v.word, std::memory_order_release); };
+
+  // Far blocks: Unique-Copy always needs new ones; Multi-Copy only the first time.
+  std::vector<uint64_t> sizes;
+  std::vector<size_t> needs;
+  for (size_t i = 0; i < victims.size(); ++i) {
+    const Victim& v = victims[i];
+    bool has_far = opts_.mode == CopyMode::kMultiCopy && Is(v.word, kFar);
+    if (!has_far) {
+      sizes.push_back(v.h->size);
+      needs.push_back(i);
+    }
+  }
+  std::vector<uint64_t> far(victims.size(), kNoFarOffset);
+  for (size_t i = 0; i < victims.size(); ++i)
+    if (opts_.mode == CopyMode::kMultiCopy && Is(victims[i].word, kFar)) far[i] = victims[i].h->far_offset;
+  Status alloc_status;
+  if (!sizes.empty()) {
+    std::vector<uint64_t> offs;
+    std::vector<Status> each;
+    {
+      std::lock_guard<std::mutex> l(control_mu_);
+      alloc_status = control_->Alloc(sizes, &offs, &each);
+      alloc_rpcs_++;
+      if (!alloc_status.ok() && !control_->transport().alive()) {
+        for (const Victim& v : victims) release(v);
+        return alloc_status.WithContext("swap-out: ALLOC");
+      }
+    }
+    for (size_t k = 0; k < needs.size(); ++k) far[needs[k]] = offs[k];
+  }
+  // Objects without a far block (far memory exhausted) stay local.
+  std::vector<RemoteOp> writes;
+  std::vector<size_t> written;
+  for (size_t i = 0; i < victims.size(); ++i) {
+    const Victim& v = victims[i];
+    if (far[i] == memnode::kNoOffset) continue;
+    bool must_write = opts_.mode == CopyMode::kUniqueCopy || !Is(v.word, kFar) || Is(v.word, kDirty);
+    if (must_write) writes.push_back({far[i], reinterpret_cast<void*>(Addr(v.word)), v.h->size});
+    written.push_back(i);
+  }
+  if (!writes.empty()) {
+    auto conn = DataConnection();
+    Status ws = conn.ok() ? (*conn)->WriteBatch(writes) : conn.status();
+    if (!ws.ok()) {
+      // Nothing was lost: every object is still local. Give back new blocks.
+      std::unique_lock<std::mutex> l(control_mu_);
+      for (size_t k : needs)
+        if (far[k] != memnode::kNoOffset) pending_free_.push_back(far[k]);
+      for (const Victim& v : victims) release(v);
+      return ws.WithContext("swap-out: WRITE");
+    }
+  }
+  for (size_t i = 0; i < victims.size(); ++i) {
+    const Victim& v = victims[i];
+    if (far[i] == memnode::kNoOffset) {
+      release(v);
+      continue;
+    }
+    const bool dropped = opts_.mode == CopyMode::kMultiCopy && Is(v.word, kFar) && !Is(v.word, kDirty);
+    if (!(opts_.mode == CopyMode::kMultiCopy && Is(v.word, kFar))) far_bytes_ += v.h->size;
+    v.h->far_offset = opts_.mode == CopyMode::kMultiCopy ? far[i] : kNoFarOffset;
+    std::free(reinterpret_cast<void*>(Addr(v.word)));
+    local_bytes_ -= v.h->size;
+    v.h->word.store(kFar | far[i], std::memory_order_release);
+    if (dropped) drops_++;
+    else swap_outs_++;
+  }
+  if (!alloc_status.ok()) return alloc_status.WithContext("swap-out: some objects stay local");
+  return Status::Ok();
+}
+
+void Runtime::EnqueuePrefetch(ObjectHeader* h) {
+  if (!opts_.prefetch_thread) return;
+  uint64_t m = h->word.load(std::memory_order_relaxed);
+  if (Is(m, kPresent) || Is(m, kBusy)) return;
+  std::lock_guard<std::mutex> l(prefetch_mu_);
+  if (prefetch_q_.size() >= 256) return;  // best effort
+  prefetch_q_.push_back(h);
+  prefetch_cv_.notify_one();
+}
+
+void Runtime::PrefetchLoop() {
+  for (;;) {
+    ObjectHeader* h;
+    {
+      std::unique_lock<std::mutex> l(prefetch_mu_);
+      prefetch_cv_.wait(l, [this] { return stop_ || !prefetch_q_.empty(); });
+      if (stop_) return;
+      h = prefetch_q_.front();
+      prefetch_q_.pop_front();
+    }
+    uint64_t m = h->word.load(std::memory_order_acquire);
+    if (Is(m, kPresent) || Is(m, kBusy) || !Is(m, kFar)) continue;
+    if (!h->word.compare_exchange_strong(m, m | kBusy, std::memory_order_acq_rel)) continue;
+    if (Status s = SwapIn(h, m); !s.ok()) {
+      VLOG(1) << "prefetch failed: " << s;
+      continue;
+    }
+    h->word.fetch_and(~kBusy, std::memory_order_release);
+    prefetches_++;
+    MaybeEvict();
+  }
+}
+
+RuntimeStats Runtime::Stats() const {
+  RuntimeStats s;
+  s.objects = objects_.load();
+  const size_t hw = high_water_.load(std::memory_order_acquire);
+  for (size_t i = 0; i < hw; ++i) {
+    const ObjectHeader* h = HeaderAt(i);
+    if (h->live.load(std::memory_order_relaxed) == 0) continue;
+    uint64_t m = h->word.load(std::memory_order_relaxed);
+    s.local_objects += Is(m, kPresent);
+    s.pinned_objects += Pins(m) > 0;
+    s.hot_objects += Is(m, kPresent) && Is(m, kHot);
+  }
+  s.local_bytes = local_bytes_.load();
+  s.far_bytes = far_bytes_.load();
+  {
+    std::lock_guard<std::mutex> l(const_cast<std::mutex&>(control_mu_));
+    s.pending_free_blocks = pending_free_.size();
+    s.pending_free_bytes = pending_free_bytes_;
+  }
+  s.local_hits = hits_.load();
+  s.swap_ins = swap_ins_.load();
+  s.swap_outs = swap_outs_.load();
+  s.drops = drops_.load();
+  s.eviction_rounds = rounds_.load();
+  s.prefetches = prefetches_.load();
+  s.alloc_rpcs = alloc_rpcs_.load();
+  s.free_rpcs = free_rpcs_.load();
+  return s;
+}
+
+StatusOr<memnode::Stats> Runtime::MemnodeStats() {
+  std::lock_guard<std::mutex> l(control_mu_);
+  return control_->GetStats();
+}
+
+Status Runtime::eviction_status() const {
+  std::lock_guard<std::mutex> l(evict_status_mu_);
+  return evict_status_;
+}
+
+}  // namespace sharry::compute

@@ -1,0 +1,226 @@
+// The compute runtime: what an application links to use far memory.
+//
+// Glossary
+//   object        a trivially copyable blob of up to max_object_bytes, the
+//                 unit of swapping; it lives either locally or far.
+//   RemoteObject  the unique owner of one object (move-only); RemotePtr<T>
+//                 (remote_ptr.h) is its typed form.
+//   DerefScope    while a scope lives, every object dereferenced through it
+//                 stays local at the same address (pinned); the evictor
+//                 never touches a pinned object.
+//   local budget  bytes of object data kept locally; past it, cold objects
+//                 (CLOCK over hot bits) are swapped out.
+//   Unique-Copy   (default, paper 4.2) an object is either local or far,
+//                 never both: swap-out allocates a far block and WRITEs the
+//                 data there; swap-in READs it back and queues a FREE of the
+//                 far block; queued FREEs go out in batches of free_batch.
+//   Multi-Copy    (as AIFM) the far block is allocated at the first swap-out
+//                 and kept; later swap-outs write back only dirty objects; it
+//                 is freed only when the object is destroyed.
+//
+// Threading model
+//   - A Runtime is shared by all threads of the application.
+//   - The local-hit path (DerefScope::Pin on a present object) is one CAS on
+//     the object's metadata word: no lock, no system call.
+//   - Misses, allocation of objects and eviction take the slow path:
+//     object data moves over per-thread data connections (one-sided READ and
+//     WRITE, one per thread, created on first use), while ALLOC and FREE go
+//     over ONE control connection (the memnode's owner of all our blocks),
+//     guarded by a mutex. One thread evicts at a time; the others go on.
+//   - A DerefScope belongs to the thread that made it.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "compute/object.h"
+#include "memnode/client.h"
+#include "verbs/status.h"
+#include "verbs/transport.h"
+
+namespace sharry::compute {
+
+enum class CopyMode { kUniqueCopy, kMultiCopy };
+std::string_view CopyModeName(CopyMode m);
+StatusOr<CopyMode> ParseCopyMode(std::string_view s);  // "unique" / "multi"
+
+struct RuntimeOptions {
+  TransportKind transport = TransportKind::kTcp;
+  std::string memnode_addr = "127.0.0.1";
+  uint16_t memnode_port = 7000;
+  uint64_t local_budget_bytes = 64u << 20;
+  CopyMode mode = CopyMode::kUniqueCopy;
+  uint32_t max_object_bytes = 1u << 20;  // the largest object New() accepts
+  uint32_t free_batch = 64;              // Unique-Copy: far blocks freed per FREE RPC
+  uint32_t evict_batch = 64;             // objects swapped out per eviction round
+  bool prefetch_thread = true;           // a background thread serves Prefetch()
+  int connect_timeout_ms = 3000;
+  int connect_attempts = 3;
+};
+
+struct RuntimeStats {
+  uint64_t objects = 0;           // live objects
+  uint64_t local_objects = 0;     // of which present locally (a scan of the headers)
+  uint64_t pinned_objects = 0;    // of which pinned by a live scope
+  uint64_t hot_objects = 0;       // of which hot
+  uint64_t local_bytes = 0;       // object data held locally
+  uint64_t far_bytes = 0;         // object data with a far copy (requested sizes)
+  uint64_t pending_free_blocks = 0;  // Unique-Copy: far blocks queued for FREE
+  uint64_t pending_free_bytes = 0;
+  uint64_t local_hits = 0;        // pins of present objects
+  uint64_t swap_ins = 0;
+  uint64_t swap_outs = 0;         // objects written far
+  uint64_t drops = 0;             // Multi-Copy: clean objects dropped without a write
+  uint64_t eviction_rounds = 0;
+  uint64_t prefetches = 0;
+  uint64_t alloc_rpcs = 0, free_rpcs = 0;
+  double hit_rate() const {
+    uint64_t t = local_hits + swap_ins;
+    return t ? static_cast<double>(local_hits) / t : 1.0;
+  }
+};
+
+class Runtime;
+
+// Pins objects for its lifetime. Not copyable, not movable, one thread.
+class DerefScope {
+ public:
+  explicit DerefScope(Runtime& rt);
+  ~DerefScope();
+  DerefScope(const DerefScope&) = delete;
+  DerefScope& operator=(const DerefScope&) = delete;
+  Runtime& runtime() const { return rt_; }
+  size_t pinned() const { return pinned_.size(); }
+
+ private:
+  friend class Runtime;
+  Runtime& rt_;
+  std::vector<ObjectHeader*> pinned_;
+  std::thread::id owner_;
+  bool alive_ = true;
+};
+
+// The unique owner of one object.
+class RemoteObject {
+ public:
+  RemoteObject() = default;
+  RemoteObject(RemoteObject&& o) noexcept : rt_(o.rt_), h_(o.h_) { o.h_ = nullptr; }
+  RemoteObject& operator=(RemoteObject&& o) noexcept;
+  ~RemoteObject() { Reset(); }
+  void Reset();  // destroys the object (its local memory and far block)
+
+  explicit operator bool() const { return h_ != nullptr; }
+  uint32_t size() const { return h_->size; }
+  bool is_local() const { return meta::Is(h_->word.load(std::memory_order_acquire), meta::kPresent); }
+  bool has_far_copy() const { return meta::Is(h_->word.load(std::memory_order_acquire), meta::kFar); }
+  uint64_t word() const { return h_->word.load(std::memory_order_acquire); }
+
+  // The object's data, local and pinned until `scope` ends. `write` marks it
+  // dirty. Fails only if a swap-in fails (memnode unreachable: the object is
+  // unchanged and a later call may succeed on a new connection).
+  StatusOr<void*> Deref(DerefScope& scope, bool write) const;
+  // Asks the runtime to bring the object local in the background.
+  void Prefetch() const;
+
+ private:
+  friend class Runtime;
+  RemoteObject(Runtime* rt, ObjectHeader* h) : rt_(rt), h_(h) {}
+  Runtime* rt_ = nullptr;
+  ObjectHeader* h_ = nullptr;
+};
+
+class Runtime {
+ public:
+  static StatusOr<std::unique_ptr<Runtime>> Create(const RuntimeOptions& options);
+  ~Runtime();  // REQUIRES: every RemoteObject and DerefScope is gone
+
+  // A new object of `size` bytes, local, zero-filled (or copied from `init`).
+  // kInvalidArgument for 0 or above max_object_bytes.
+  StatusOr<RemoteObject> New(uint32_t size, const void* init = nullptr);
+
+  // Swaps one object out now (if unpinned and local); returns why not, e.g.
+  // kOutOfMemory when far memory is exhausted — then it stays local.
+  Status SwapOut(const RemoteObject& obj);
+  // Runs eviction until local usage is within the budget (normally automatic).
+  Status EvictToBudget();
+  // Sends the queued FREEs now (Unique-Copy batches them).
+  Status FlushFrees();
+
+  RuntimeStats Stats() const;
+  // The memnode's view (STATS over the control connection).
+  StatusOr<memnode::Stats> MemnodeStats();
+  // Our client id at the memnode (owner of our far blocks).
+  ClientId control_client_id() const { return control_id_; }
+  // The last automatic eviction error (OK if none): e.g. far memory exhausted.
+  Status eviction_status() const;
+  const RuntimeOptions& options() const { return opts_; }
+
+ private:
+  friend class RemoteObject;
+  friend class DerefScope;
+  explicit Runtime(const RuntimeOptions& o);
+  Status Init();
+
+  // Slow and fast paths.
+  StatusOr<void*> Pin(DerefScope& scope, ObjectHeader* h, bool write);
+  void Unpin(ObjectHeader* h) { h->word.fetch_sub(meta::kPinOne, std::memory_order_release); }
+  Status SwapIn(ObjectHeader* h, uint64_t busy_word);
+  void Destroy(ObjectHeader* h);
+  void MaybeEvict();
+  Status Evict(uint64_t bytes_to_free, bool force_one, ObjectHeader* only);
+  Status QueueFree(uint64_t offset, uint32_t size);
+  Status FlushFreesLocked(std::unique_lock<std::mutex>& control_lock);
+  void PrefetchLoop();
+  void EnqueuePrefetch(ObjectHeader* h);
+
+  // Object headers: chunks of kChunk at stable addresses.
+  static constexpr size_t kChunk = 4096;
+  ObjectHeader* AllocHeader();
+  void FreeHeader(ObjectHeader* h);
+  ObjectHeader* HeaderAt(size_t i) const { return &chunks_[i / kChunk][i % kChunk]; }
+
+  // This thread's data connection.
+  StatusOr<TransportClient*> DataConnection();
+
+  RuntimeOptions opts_;
+  ClientOptions conn_opts_;
+  ClientId control_id_ = 0;
+
+  std::mutex control_mu_;  // the control connection and the pending frees
+  std::unique_ptr<memnode::MemnodeClient> control_;            // GUARDED_BY(control_mu_)
+  std::vector<uint64_t> pending_free_;                         // GUARDED_BY(control_mu_)
+  uint64_t pending_free_bytes_ = 0;                            // GUARDED_BY(control_mu_)
+
+  std::mutex conns_mu_;
+  std::vector<std::unique_ptr<TransportClient>> data_conns_;   // GUARDED_BY(conns_mu_)
+  const uint64_t instance_;  // distinguishes runtimes in thread-local caches
+
+  std::mutex headers_mu_;
+  std::unique_ptr<ObjectHeader[]> chunks_[1 << 14];            // up to 64 M objects
+  std::atomic<size_t> high_water_{0};                          // slots ever used
+  std::vector<ObjectHeader*> free_headers_;                    // GUARDED_BY(headers_mu_)
+
+  std::mutex evict_mu_;   // one evictor at a time
+  size_t clock_hand_ = 0; // GUARDED_BY(evict_mu_)
+  mutable std::mutex evict_status_mu_;
+  Status evict_status_;
+
+  std::atomic<uint64_t> local_bytes_{0}, far_bytes_{0}, objects_{0};
+  mutable std::atomic<uint64_t> hits_{0}, swap_ins_{0}, swap_outs_{0}, drops_{0}, rounds_{0},
+      prefetches_{0}, alloc_rpcs_{0}, free_rpcs_{0};
+
+  std::mutex prefetch_mu_;
+  std::condition_variable prefetch_cv_;
+  std::deque<ObjectHeader*> prefetch_q_;                       // GUARDED_BY(prefetch_mu_)
+  bool stop_ = false;                                          // GUARDED_BY(prefetch_mu_)
+  std::thread prefetcher_;
+};
+
+}  // namespace sharry::compute

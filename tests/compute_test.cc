@@ -1,0 +1,433 @@
+// The compute runtime and the remoteable data structures end to end, over
+// both transports, against an in-process memnode: correctness at several
+// local budgets in both copy modes, far-memory accounting, scopes under
+// eviction pressure, several processes, and the error cases.
+#include <gtest/gtest.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "compute/remote_ptr.h"
+#include "compute/runtime.h"
+#include "memnode/memnode.h"
+#include "remote_ds/remote_array.h"
+#include "remote_ds/remote_hashtable.h"
+#include "tests/test_util.h"
+
+extern char** environ;
+
+namespace sharry::compute {
+namespace {
+
+using remote_ds::RemoteArray;
+using remote_ds::RemoteHashTable;
+
+struct Param {
+  TransportKind transport;
+  CopyMode mode;
+};
+
+class ComputeTest : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    if (GetParam().transport == TransportKind::kVerbs && sharry::testing::RdmaAddr().empty())
+      GTEST_SKIP() << "no RDMA device: SHARRY_RDMA_ADDR is unset (run through scripts/run-rxe.sh)";
+    StartMemnode(64u << 20);
+  }
+  void StartMemnode(uint64_t uma) {
+    node_.reset();
+    memnode::MemnodeOptions o;
+    o.transport = GetParam().transport;
+    o.listen_addr = sharry::testing::ServerAddr(GetParam().transport);
+    o.uma_bytes = uma;
+    o.sections = 2;
+    auto m = memnode::Memnode::Start(o);
+    ASSERT_TRUE(m.ok()) << m.status();
+    node_ = std::move(*m);
+  }
+  RuntimeOptions Options(uint64_t budget) const {
+    RuntimeOptions o;
+    o.transport = GetParam().transport;
+    o.memnode_addr = sharry::testing::ServerAddr(GetParam().transport);
+    o.memnode_port = node_->port();
+    o.local_budget_bytes = budget;
+    o.mode = GetParam().mode;
+    o.free_batch = 32;
+    o.evict_batch = 32;
+    return o;
+  }
+  std::unique_ptr<Runtime> Make(uint64_t budget) {
+    auto rt = Runtime::Create(Options(budget));
+    EXPECT_TRUE(rt.ok()) << rt.status();
+    return rt.ok() ? std::move(*rt) : nullptr;
+  }
+  // Bytes our runtime holds at the memnode (its control client's record).
+  uint64_t FarBytesHeld(Runtime& rt) {
+    auto s = node_->service().CollectStats(1000);
+    for (auto& c : s.clients)
+      if (c.client_id == rt.control_client_id()) return c.bytes_held;
+    return 0;
+  }
+
+  std::unique_ptr<memnode::Memnode> node_;
+};
+
+TEST_P(ComputeTest, SwapOutAndBackKeepsTheBytes) {
+  auto rt = Make(1 << 20);
+  ASSERT_TRUE(rt);
+  auto data = sharry::testing::Pattern(3000, 5);
+  auto obj = rt->New(3000, data.data());
+  ASSERT_TRUE(obj.ok()) << obj.status();
+  EXPECT_TRUE(obj->is_local());
+  ASSERT_TRUE(rt->SwapOut(*obj).ok());
+  EXPECT_FALSE(obj->is_local());
+  EXPECT_TRUE(obj->has_far_copy());
+  EXPECT_EQ(FarBytesHeld(*rt), 3072u);  // one far block (size class 3072)
+  {
+    DerefScope scope(*rt);
+    auto p = obj->Deref(scope, false);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(0, std::memcmp(*p, data.data(), data.size()));
+    EXPECT_TRUE(obj->is_local());
+  }
+  ASSERT_TRUE(rt->FlushFrees().ok());
+  node_->allocator().Flush();
+  if (GetParam().mode == CopyMode::kUniqueCopy) {
+    // Unique-Copy: once swapped in, the far copy is gone.
+    EXPECT_FALSE(obj->has_far_copy());
+    EXPECT_EQ(FarBytesHeld(*rt), 0u);
+  } else {
+    EXPECT_TRUE(obj->has_far_copy());
+    EXPECT_EQ(FarBytesHeld(*rt), 3072u);
+  }
+  auto st = rt->Stats();
+  EXPECT_EQ(st.swap_ins, 1u);
+  EXPECT_EQ(st.swap_outs, 1u);
+}
+
+// Random read/write mixes at 1, 10, 50 and 100 % of the working set, every
+// element checked against a local reference at the end.
+TEST_P(ComputeTest, RandomMixCorrectAtEveryBudget) {
+  const size_t n = 128 * 1024;  // 1 MiB of uint64_t in 256 chunks of 4 KiB
+  const uint64_t ws = n * sizeof(uint64_t);
+  for (int pct : {1, 10, 50, 100}) {
+    SCOPED_TRACE("budget " + std::to_string(pct) + "%");
+    auto rt = Make(std::max<uint64_t>(ws * pct / 100, 8192));
+    ASSERT_TRUE(rt);
+    auto arr = RemoteArray<uint64_t>::Make(*rt, n);
+    ASSERT_TRUE(arr.ok()) << arr.status();
+    std::vector<uint64_t> ref(n, 0);
+    std::mt19937_64 rng(pct);
+    for (int op = 0; op < 20000; ++op) {
+      size_t i = rng() % n;
+      if (rng() % 3 == 0) {
+        uint64_t v = rng();
+        ASSERT_TRUE(arr->Set(i, v).ok());
+        ref[i] = v;
+      } else {
+        auto v = arr->Get(i);
+        ASSERT_TRUE(v.ok()) << v.status();
+        ASSERT_EQ(*v, ref[i]) << "element " << i;
+      }
+    }
+    size_t checked = 0;
+    ASSERT_TRUE(arr->ForEach([&](size_t i, const uint64_t& v) {
+                     EXPECT_EQ(v, ref[i]) << i;
+                     checked++;
+                   }).ok());
+    EXPECT_EQ(checked, n);
+    auto st = rt->Stats();
+    EXPECT_LE(st.local_bytes, rt->options().local_budget_bytes + 4096 * 8)
+        << "over budget: swap_ins " << st.swap_ins << " swap_outs " << st.swap_outs << " prefetches "
+        << st.prefetches << " rounds " << st.eviction_rounds << " objects " << st.objects << " eviction status "
+        << rt->eviction_status();
+    if (pct < 100) {
+      EXPECT_GT(st.swap_outs + st.drops, 0u);
+    }
+  }
+}
+
+TEST_P(ComputeTest, FarMemoryAccounting) {
+  const size_t n = 256 * 1024;  // 2 MiB working set
+  const uint64_t ws = n * sizeof(uint64_t), budget = ws / 2;
+  auto rt = Make(budget);
+  ASSERT_TRUE(rt);
+  auto arr = RemoteArray<uint64_t>::Make(*rt, n);
+  ASSERT_TRUE(arr.ok());
+  for (int pass = 0; pass < 2; ++pass)
+    ASSERT_TRUE(arr->ForEachMut([](size_t i, uint64_t& v) { v = i * 3; }).ok());
+  std::mt19937_64 rng(1);
+  for (int op = 0; op < 5000; ++op) ASSERT_TRUE(arr->Get(rng() % n).ok());
+  auto st = rt->Stats();
+  const uint64_t far = FarBytesHeld(*rt);
+  // Frees accepted by the memnode but not yet applied (its delayed
+  // reclamation) still count as held, like the runtime's queued FREEs.
+  const uint64_t memnode_pending = node_->service().CollectStats().head.pending_bytes;
+  if (GetParam().mode == CopyMode::kUniqueCopy) {
+    // far <= working set - local budget + the pending-free batches
+    EXPECT_LE(far, ws - st.local_bytes + st.pending_free_bytes + memnode_pending);
+    EXPECT_LE(far, ws - budget + budget / 32 + uint64_t{rt->options().free_batch} * 4096 + memnode_pending);
+    EXPECT_LE(memnode_pending, 2u * 64 * 4096);  // 2 sections x the memnode free batch
+  } else {
+    EXPECT_GE(far, ws * 9 / 10);  // about the whole working set
+  }
+  std::printf("%s-copy: working set %lu B, local %lu B, far held %lu B, queued frees %lu B, memnode pending %lu B\n",
+              std::string(CopyModeName(GetParam().mode)).c_str(), (unsigned long)ws, (unsigned long)st.local_bytes,
+              (unsigned long)far, (unsigned long)st.pending_free_bytes, (unsigned long)memnode_pending);
+}
+
+TEST_P(ComputeTest, ScopedObjectsAreNeverEvicted) {
+  auto rt = Make(256 << 10);
+  ASSERT_TRUE(rt);
+  std::vector<RemoteObject> mine;
+  for (int i = 0; i < 16; ++i) {
+    uint64_t v = 1000 + i;
+    auto o = rt->New(4096);
+    ASSERT_TRUE(o.ok());
+    mine.push_back(std::move(*o));
+    DerefScope s(*rt);
+    *static_cast<uint64_t*>(*mine.back().Deref(s, true)) = v;
+  }
+  DerefScope scope(*rt);
+  std::vector<uint64_t*> ptrs;
+  for (auto& o : mine) ptrs.push_back(static_cast<uint64_t*>(*o.Deref(scope, false)));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> pressure;
+  for (int t = 0; t < 2; ++t) {
+    pressure.emplace_back([&] {
+      auto arr = RemoteArray<uint64_t>::Make(*rt, 128 * 1024);  // 1 MiB: 4x the budget
+      ASSERT_TRUE(arr.ok());
+      for (int round = 0; round < 3 && !stop; ++round)
+        ASSERT_TRUE(arr->ForEachMut([](size_t i, uint64_t& v) { v += i; }).ok());
+    });
+  }
+  for (int check = 0; check < 50; ++check) {
+    for (size_t i = 0; i < mine.size(); ++i) {
+      ASSERT_TRUE(mine[i].is_local());
+      ASSERT_EQ(meta::Addr(mine[i].word()), reinterpret_cast<uint64_t>(ptrs[i]));
+      ASSERT_EQ(*ptrs[i], 1000 + i);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  stop = true;
+  for (auto& t : pressure) t.join();
+  EXPECT_GT(rt->Stats().swap_outs + rt->Stats().drops, 0u);
+}
+
+TEST_P(ComputeTest, ManyThreadsShareOneRuntime) {
+  auto rt = Make(512 << 10);
+  ASSERT_TRUE(rt);
+  const size_t n = 64 * 1024;
+  auto arr = RemoteArray<uint64_t>::Make(*rt, n);
+  ASSERT_TRUE(arr.ok());
+  std::vector<std::thread> ts;
+  std::atomic<int> bad{0};
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&, t] {
+      // Thread t owns elements i % 4 == t.
+      for (size_t i = t; i < n; i += 4)
+        if (!arr->Set(i, i * 7 + t).ok()) bad++;
+      std::mt19937_64 rng(t);
+      for (int op = 0; op < 3000; ++op) {
+        size_t i = (rng() % (n / 4)) * 4 + t;
+        auto v = arr->Get(i);
+        if (!v.ok() || *v != i * 7 + t) bad++;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+TEST_P(ComputeTest, HashTablePutGetEraseIterate) {
+  struct Value {
+    uint64_t id;
+    char payload[248];
+  };
+  auto rt = Make(64 << 10);
+  ASSERT_TRUE(rt);
+  RemoteHashTable<uint64_t, Value> table(*rt);
+  for (uint64_t k = 0; k < 2000; ++k) {
+    Value v{k * 11, {}};
+    std::snprintf(v.payload, sizeof v.payload, "value-%lu", (unsigned long)k);
+    ASSERT_TRUE(table.Put(k, v).ok());
+  }
+  EXPECT_EQ(table.size(), 2000u);
+  for (uint64_t k = 0; k < 2000; k += 2) ASSERT_TRUE(table.Erase(k).ok());
+  EXPECT_EQ(table.Erase(0).code(), StatusCode::kNotFound);
+  EXPECT_EQ(table.Get(4).status().code(), StatusCode::kNotFound);
+  for (uint64_t k = 1; k < 2000; k += 2) {
+    auto v = table.Get(k);
+    ASSERT_TRUE(v.ok()) << v.status();
+    ASSERT_EQ(v->id, k * 11);
+    ASSERT_EQ(std::string(v->payload), "value-" + std::to_string(k));
+  }
+  ASSERT_TRUE(table.Put(1, Value{42, {}}).ok());  // overwrite
+  EXPECT_EQ(table.Get(1)->id, 42u);
+  size_t seen = 0;
+  ASSERT_TRUE(table.ForEach([&](const uint64_t& k, const Value& v) {
+                   seen++;
+                   if (k != 1) {
+                     EXPECT_EQ(v.id, k * 11);
+                   }
+                 }).ok());
+  EXPECT_EQ(seen, 1000u);
+  EXPECT_GT(rt->Stats().swap_outs, 0u);
+}
+
+TEST_P(ComputeTest, ErrorsReachTheCaller) {
+  auto rt = Make(1 << 20);
+  ASSERT_TRUE(rt);
+  // Object too large, or empty.
+  EXPECT_EQ(rt->New(rt->options().max_object_bytes + 1).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(rt->New(0).status().code(), StatusCode::kInvalidArgument);
+  // A pinned object cannot be swapped out, and says why.
+  auto o = rt->New(64);
+  ASSERT_TRUE(o.ok());
+  {
+    DerefScope s(*rt);
+    ASSERT_TRUE(o->Deref(s, false).ok());
+    EXPECT_EQ(rt->SwapOut(*o).code(), StatusCode::kUnavailable);
+  }
+  EXPECT_TRUE(rt->SwapOut(*o).ok());
+}
+
+TEST_P(ComputeTest, FarMemoryExhaustedKeepsObjectsLocal) {
+  StartMemnode(1 << 20);  // 1 MiB of far memory
+  auto rt = Make(8 << 20);
+  ASSERT_TRUE(rt);
+  std::vector<RemoteObject> objs;
+  for (int i = 0; i < 400; ++i) {  // 1.6 MiB of 4 KiB objects
+    uint64_t v = i;
+    auto o = rt->New(4096, nullptr);
+    ASSERT_TRUE(o.ok());
+    DerefScope s(*rt);
+    std::memcpy(*o->Deref(s, true), &v, 8);
+    objs.push_back(std::move(*o));
+  }
+  Status last;
+  for (auto& o : objs) {
+    Status s = rt->SwapOut(o);
+    if (!s.ok()) last = s;
+  }
+  EXPECT_EQ(last.code(), StatusCode::kOutOfMemory) << last;
+  size_t local = 0;
+  for (size_t i = 0; i < objs.size(); ++i) {
+    local += objs[i].is_local();
+    DerefScope s(*rt);
+    auto p = objs[i].Deref(s, false);
+    ASSERT_TRUE(p.ok()) << p.status();
+    ASSERT_EQ(*static_cast<uint64_t*>(*p), i);  // nothing lost, local or far
+  }
+  EXPECT_GT(local, 100u);
+}
+
+TEST_P(ComputeTest, MemnodeUnreachable) {
+  RuntimeOptions o = Options(1 << 20);
+  node_.reset();
+  o.connect_attempts = 1;
+  o.connect_timeout_ms = 1000;
+  auto rt = Runtime::Create(o);
+  ASSERT_FALSE(rt.ok());
+  EXPECT_NE(rt.status().message().find("unreachable"), std::string::npos) << rt.status();
+}
+
+TEST_P(ComputeTest, MemnodeLostMidRunIsAnErrorNotAHang) {
+  auto rt = Make(1 << 20);
+  ASSERT_TRUE(rt);
+  auto o = rt->New(4096);
+  ASSERT_TRUE(o.ok());
+  ASSERT_TRUE(rt->SwapOut(*o).ok());
+  node_.reset();
+  DerefScope s(*rt);
+  auto p = o->Deref(s, false);
+  EXPECT_FALSE(p.ok());
+  EXPECT_FALSE(o->is_local());  // still far: nothing half-done
+}
+
+TEST_P(ComputeTest, DerefFromAnotherThreadsScopeIsCaught) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto rt = Make(1 << 20);
+  ASSERT_TRUE(rt);
+  auto o = rt->New(64);
+  ASSERT_TRUE(o.ok());
+  DerefScope scope(*rt);
+  EXPECT_DEATH(std::thread([&] { (void)o->Deref(scope, false); }).join(), "outside a live DerefScope");
+}
+
+// Three compute processes share one memnode, each verifying its own data.
+TEST_P(ComputeTest, ThreeProcessesShareOneMemnode) {
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<std::string> args = {"/proc/self/exe", "--compute-child",
+                                     std::string(TransportName(GetParam().transport)),
+                                     std::string(CopyModeName(GetParam().mode)),
+                                     sharry::testing::ServerAddr(GetParam().transport),
+                                     std::to_string(node_->port()), std::to_string(i)};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid;
+    ASSERT_EQ(0, posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ));
+    pids.push_back(pid);
+  }
+  for (pid_t pid : pids) {
+    int status = 0;
+    ASSERT_EQ(pid, waitpid(pid, &status, 0));
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child exit " << status;
+  }
+}
+
+std::string Name(const ::testing::TestParamInfo<Param>& info) {
+  return std::string(info.param.transport == TransportKind::kTcp ? "Tcp" : "Verbs") +
+         (info.param.mode == CopyMode::kUniqueCopy ? "Unique" : "Multi");
+}
+
+INSTANTIATE_TEST_SUITE_P(All, ComputeTest,
+                         ::testing::Values(Param{TransportKind::kTcp, CopyMode::kUniqueCopy},
+                                           Param{TransportKind::kTcp, CopyMode::kMultiCopy},
+                                           Param{TransportKind::kVerbs, CopyMode::kUniqueCopy},
+                                           Param{TransportKind::kVerbs, CopyMode::kMultiCopy}),
+                         Name);
+
+int ChildMain(char** argv) {
+  RuntimeOptions o;
+  o.transport = *ParseTransport(argv[2]);
+  o.mode = *ParseCopyMode(argv[3]);
+  o.memnode_addr = argv[4];
+  o.memnode_port = static_cast<uint16_t>(std::atoi(argv[5]));
+  const int index = std::atoi(argv[6]);
+  const size_t n = 96 * 1024;
+  o.local_budget_bytes = n * 8 / 4;  // 25 % local
+  auto rt = Runtime::Create(o);
+  if (!rt.ok()) return 3;
+  auto arr = RemoteArray<uint64_t>::Make(**rt, n);
+  if (!arr.ok()) return 4;
+  if (!arr->ForEachMut([&](size_t i, uint64_t& v) { v = i * 1000 + index; }).ok()) return 5;
+  std::mt19937_64 rng(index);
+  for (int op = 0; op < 5000; ++op) {
+    size_t i = rng() % n;
+    auto v = arr->Get(i);
+    if (!v.ok() || *v != i * 1000 + index) return 6;
+  }
+  bool ok = true;
+  if (!arr->ForEach([&](size_t i, const uint64_t& v) { ok &= v == i * 1000 + index; }).ok() || !ok) return 7;
+  return 0;
+}
+
+}  // namespace
+}  // namespace sharry::compute
+
+int main(int argc, char** argv) {
+  // A child never runs the tests itself (that would spawn children forever).
+  if (argc >= 2 && std::string(argv[1]) == "--compute-child") {
+    if (argc != 7) return 64;
+    return sharry::compute::ChildMain(argv);
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}

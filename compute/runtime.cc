@@ -269,7 +269,7 @@ void Runtime::Destroy(ObjectHeader* h) {
 
 Status Runtime::QueueFree(uint64_t offset, uint32_t size) {
   std::unique_lock<std::mutex> l(control_mu_);
-  pending_free_.push_back(offset);
+  pending_free_.push_back({offset, size});
   pending_free_bytes_ += size;
   if (pending_free_.size() >= opts_.free_batch) return FlushFreesLocked(l);
   return Status::Ok();
@@ -283,7 +283,10 @@ Status Runtime::FlushFrees() {
 Status Runtime::FlushFreesLocked(std::unique_lock<std::mutex>&) {
   if (pending_free_.empty()) return Status::Ok();
   std::vector<Status> each;
-  Status s = control_->Free(pending_free_, &each);
+  std::vector<uint64_t> offsets;
+  offsets.reserve(pending_free_.size());
+  for (const FreeBlock& b : pending_free_) offsets.push_back(b.offset);
+  Status s = control_->Free(offsets, &each);
   free_rpcs_++;
   if (!s.ok() && !control_->transport().alive()) return s;  // keep them queued
   // Element errors would be our bug (a block freed twice): say so, drop them.
@@ -390,19 +393,42 @@ Status Runtime::Evict(uint64_t bytes_to_free, bool force_one, ObjectHeader* only
   for (size_t i = 0; i < victims.size(); ++i)
     if (opts_.mode == CopyMode::kMultiCopy && Is(victims[i].word, kFar)) far[i] = victims[i].h->far_offset;
   Status alloc_status;
-  if (!sizes.empty()) {
+  if (!needs.empty()) {
     std::vector<uint64_t> offs;
     std::vector<Status> each;
-    {
-      std::lock_guard<std::mutex> l(control_mu_);
+    std::lock_guard<std::mutex> l(control_mu_);
+    // First reuse queued far blocks of the same size: no ALLOC, no FREE.
+    std::vector<size_t> still;
+    for (size_t k : needs) {
+      const uint32_t size = victims[k].h->size;
+      auto it = std::find_if(pending_free_.begin(), pending_free_.end(),
+                             [size](const FreeBlock& b) { return b.size == size; });
+      if (it == pending_free_.end()) {
+        still.push_back(k);
+        continue;
+      }
+      far[k] = it->offset;
+      pending_free_bytes_ -= size;
+      *it = pending_free_.back();
+      pending_free_.pop_back();
+      recycled_++;
+    }
+    sizes.clear();
+    for (size_t k : still) sizes.push_back(victims[k].h->size);
+    if (!sizes.empty()) {
       alloc_status = control_->Alloc(sizes, &offs, &each);
       alloc_rpcs_++;
       if (!alloc_status.ok() && !control_->transport().alive()) {
+        for (size_t k : needs)  // recycled blocks go back to the queue
+          if (far[k] != kNoFarOffset) {
+            pending_free_.push_back({far[k], victims[k].h->size});
+            pending_free_bytes_ += victims[k].h->size;
+          }
         for (const Victim& v : victims) release(v);
         return alloc_status.WithContext("swap-out: ALLOC");
       }
+      for (size_t j = 0; j < still.size(); ++j) far[still[j]] = offs[j];
     }
-    for (size_t k = 0; k < needs.size(); ++k) far[needs[k]] = offs[k];
   }
   // Objects without a far block (far memory exhausted) stay local.
   std::vector<RemoteOp> writes;
@@ -421,7 +447,10 @@ Status Runtime::Evict(uint64_t bytes_to_free, bool force_one, ObjectHeader* only
       // Nothing was lost: every object is still local. Give back new blocks.
       std::unique_lock<std::mutex> l(control_mu_);
       for (size_t k : needs)
-        if (far[k] != memnode::kNoOffset) pending_free_.push_back(far[k]);
+        if (far[k] != memnode::kNoOffset) {
+          pending_free_.push_back({far[k], victims[k].h->size});
+          pending_free_bytes_ += victims[k].h->size;
+        }
       for (const Victim& v : victims) release(v);
       return ws.WithContext("swap-out: WRITE");
     }
@@ -505,6 +534,7 @@ RuntimeStats Runtime::Stats() const {
   s.prefetches = prefetches_.load();
   s.alloc_rpcs = alloc_rpcs_.load();
   s.free_rpcs = free_rpcs_.load();
+  s.recycled_blocks = recycled_.load();
   return s;
 }
 

@@ -14,6 +14,10 @@
 //                 never both: swap-out allocates a far block and WRITEs the
 //                 data there; swap-in READs it back and queues a FREE of the
 //                 far block; queued FREEs go out in batches of free_batch.
+//                 Until then a queued block of the right size is reused by
+//                 the next swap-out, which then needs no ALLOC at all: the
+//                 far memory held stays within working set - local + one
+//                 batch, and steady swapping costs no allocation RPCs.
 //   Multi-Copy    (as AIFM) the far block is allocated at the first swap-out
 //                 and kept; later swap-outs write back only dirty objects; it
 //                 is freed only when the object is destroyed.
@@ -81,6 +85,7 @@ struct RuntimeStats {
   uint64_t eviction_rounds = 0;
   uint64_t prefetches = 0;
   uint64_t alloc_rpcs = 0, free_rpcs = 0;
+  uint64_t recycled_blocks = 0;   // swap-outs that reused a queued far block (no ALLOC, no FREE)
   double hit_rate() const {
     uint64_t t = local_hits + swap_ins;
     return t ? static_cast<double>(local_hits) / t : 1.0;
@@ -195,7 +200,11 @@ class Runtime {
 
   std::mutex control_mu_;  // the control connection and the pending frees
   std::unique_ptr<memnode::MemnodeClient> control_;            // GUARDED_BY(control_mu_)
-  std::vector<uint64_t> pending_free_;                         // GUARDED_BY(control_mu_)
+  // Far blocks this runtime no longer needs (Unique-Copy swap-ins, destroyed
+  // objects): reused by the next swap-out of the same size, or sent back in
+  // one FREE once free_batch of them are queued (delayed reclamation).
+  struct FreeBlock { uint64_t offset; uint32_t size; };
+  std::vector<FreeBlock> pending_free_;                        // GUARDED_BY(control_mu_)
   uint64_t pending_free_bytes_ = 0;                            // GUARDED_BY(control_mu_)
 
   std::mutex conns_mu_;
@@ -214,7 +223,7 @@ class Runtime {
 
   std::atomic<uint64_t> local_bytes_{0}, far_bytes_{0}, objects_{0};
   mutable std::atomic<uint64_t> hits_{0}, swap_ins_{0}, swap_outs_{0}, drops_{0}, rounds_{0},
-      prefetches_{0}, alloc_rpcs_{0}, free_rpcs_{0};
+      prefetches_{0}, alloc_rpcs_{0}, free_rpcs_{0}, recycled_{0};
 
   std::mutex prefetch_mu_;
   std::condition_variable prefetch_cv_;

@@ -1,0 +1,33 @@
+#!/bin/sh
+# The shipped binaries end to end: a `memnode` process, `sharry_client`
+# processes (array and hashtable, both copy modes) and `memnode_stats`.
+#   tests/cli_test.sh BUILD_DIR TRANSPORT ADDR
+set -eu
+build=$1 transport=$2 addr=$3
+dir=$(mktemp -d)
+"$build/memnode/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$dir/port" \
+  --uma_mb=64 --sections=2 --stats_interval=0 >"$dir/memnode.log" 2>&1 &
+mn=$!
+trap 'kill $mn 2>/dev/null || true; rm -rf "$dir"' EXIT
+i=0
+while [ ! -s "$dir/port" ]; do
+  i=$((i + 1))
+  if [ $i -gt 300 ]; then echo "memnode did not start:"; cat "$dir/memnode.log"; exit 1; fi
+  sleep 0.1
+done
+port=$(cat "$dir/port")
+for workload in array hashtable; do
+  for mode in unique multi; do
+    out=$("$build/compute/sharry_client" --transport="$transport" --memnode="$addr:$port" --workload=$workload \
+      --mode=$mode --working_set_mb=4 --local_pct=25 --ops=20000 2>/dev/null)
+    echo "$out"
+    case "$out" in *" errors=0"*) ;; *) echo "FAIL: $workload/$mode"; exit 1 ;; esac
+  done
+done
+stats=$("$build/memnode/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" 2>/dev/null)
+echo "$stats"
+# Every client has gone: its blocks were all reclaimed or freed.
+case "$stats" in *" 0 live blocks"*) ;; *) echo "FAIL: blocks left behind"; exit 1 ;; esac
+kill -INT $mn
+wait $mn
+echo "cli_test: 1 passed, 0 failed"

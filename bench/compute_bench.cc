@@ -16,10 +16,12 @@
 //              API: a scope per chunk and a plain pointer walk).
 //   random     RemoteArray::Get of random indices against vector[index],
 //              the same index sequence.
-//   swapin     one 4 KiB object swapped out (Runtime::SwapOut, not timed),
-//              then dereferenced (timed), against a plain 4 KiB
-//              TransportClient::Read on a separate connection to the same
-//              memnode, interleaved sample by sample in the same run.
+//   swapin     rounds of: --swap_objects 4 KiB objects swapped out
+//              (Runtime::SwapOut, not timed), then each dereferenced (timed),
+//              against a plain 4 KiB TransportClient::Read on a separate
+//              connection to the same memnode, sample by sample in the same
+//              run. Unique-Copy's batched FREE is inside the samples that
+//              send it; judged: p50 + their extra time spread over all.
 //   hashtable  RemoteHashTable<uint64_t, 256-byte value> insert, get and
 //              update throughput at each --ht_pcts budget, beside
 //              std::unordered_map.

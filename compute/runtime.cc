@@ -30,10 +30,12 @@ StatusOr<CopyMode> ParseCopyMode(std::string_view s) {
 
 // ---------------------------------------------------------------- scope
 
-DerefScope::DerefScope(Runtime& rt) : rt_(rt), owner_(std::this_thread::get_id()) { pinned_.reserve(16); }
+DerefScope::DerefScope(Runtime& rt) : rt_(rt), owner_(std::this_thread::get_id()) {}
 
 DerefScope::~DerefScope() {
-  for (ObjectHeader* h : pinned_) rt_.Unpin(h);
+  for (uint32_t i = 0; i < n_inline_; ++i) rt_.Unpin(inline_[i]);
+  for (ObjectHeader* h : overflow_) rt_.Unpin(h);
+  if (hits_) rt_.hits_.fetch_add(hits_, std::memory_order_relaxed);
   alive_ = false;
 }
 
@@ -173,14 +175,20 @@ StatusOr<void*> Runtime::Pin(DerefScope& scope, ObjectHeader* h, bool write) {
          "alive while you use the pointer";
   CHECK(&scope.rt_ == this) << "DerefScope of another Runtime";
   uint64_t m = h->word.load(std::memory_order_acquire);
+  if (scope.Holds(h)) {
+    // Already pinned by this scope: present and at this address until it ends.
+    scope.hits_++;
+    if (write && !Is(m, kDirty)) h->word.fetch_or(kDirty, std::memory_order_relaxed);
+    return reinterpret_cast<void*>(Addr(m));
+  }
   for (;;) {
     if (Is(m, kPresent) && !Is(m, kBusy)) {
       // The local hit: one CAS, no lock, no system call.
       CHECK_LT(Pins(m), kMaxPins) << "an object is pinned by more than " << kMaxPins << " scopes";
       uint64_t n = (m + kPinOne) | kHot | (write ? kDirty : 0);
       if (h->word.compare_exchange_weak(m, n, std::memory_order_acq_rel, std::memory_order_acquire)) {
-        hits_.fetch_add(1, std::memory_order_relaxed);
-        scope.pinned_.push_back(h);
+        scope.hits_++;
+        scope.Add(h);
         return reinterpret_cast<void*>(Addr(m));
       }
       continue;
@@ -199,7 +207,7 @@ StatusOr<void*> Runtime::Pin(DerefScope& scope, ObjectHeader* h, bool write) {
     uint64_t now = h->word.load(std::memory_order_relaxed);
     uint64_t pinned = ((now & ~kBusy) + kPinOne) | (write ? kDirty : 0);
     h->word.store(pinned, std::memory_order_release);
-    scope.pinned_.push_back(h);
+    scope.Add(h);
     MaybeEvict();
     return reinterpret_cast<void*>(Addr(pinned));
   }
@@ -271,8 +279,19 @@ Status Runtime::QueueFree(uint64_t offset, uint32_t size) {
   std::unique_lock<std::mutex> l(control_mu_);
   pending_free_.push_back({offset, size});
   pending_free_bytes_ += size;
-  if (pending_free_.size() >= opts_.free_batch) return FlushFreesLocked(l);
-  return Status::Ok();
+  if (pending_free_.size() < opts_.free_batch) return Status::Ok();
+  // A full batch: the background thread sends it, off this (swap-in) path,
+  // unless it has fallen far behind.
+  if (opts_.prefetch_thread && pending_free_.size() < 4u * opts_.free_batch) {
+    l.unlock();
+    {
+      std::lock_guard<std::mutex> pl(prefetch_mu_);
+      flush_wanted_ = true;
+    }
+    prefetch_cv_.notify_one();
+    return Status::Ok();
+  }
+  return FlushFreesLocked(l);
 }
 
 Status Runtime::FlushFrees() {
@@ -486,13 +505,25 @@ void Runtime::EnqueuePrefetch(ObjectHeader* h) {
 
 void Runtime::PrefetchLoop() {
   for (;;) {
-    ObjectHeader* h;
+    ObjectHeader* h = nullptr;
+    bool flush = false;
     {
       std::unique_lock<std::mutex> l(prefetch_mu_);
-      prefetch_cv_.wait(l, [this] { return stop_ || !prefetch_q_.empty(); });
+      prefetch_cv_.wait(l, [this] { return stop_ || flush_wanted_ || !prefetch_q_.empty(); });
       if (stop_) return;
-      h = prefetch_q_.front();
-      prefetch_q_.pop_front();
+      flush = flush_wanted_;
+      flush_wanted_ = false;
+      if (!flush) {
+        h = prefetch_q_.front();
+        prefetch_q_.pop_front();
+      }
+    }
+    if (flush) {
+      std::unique_lock<std::mutex> cl(control_mu_);
+      if (pending_free_.size() >= opts_.free_batch) {
+        if (Status s = FlushFreesLocked(cl); !s.ok()) LOG(WARNING) << "compute runtime: FREE failed: " << s;
+      }
+      continue;
     }
     uint64_t m = h->word.load(std::memory_order_acquire);
     if (Is(m, kPresent) || Is(m, kBusy) || !Is(m, kFar)) continue;

@@ -64,7 +64,8 @@ struct RuntimeOptions {
   uint32_t max_object_bytes = 1u << 20;  // the largest object New() accepts
   uint32_t free_batch = 64;              // Unique-Copy: far blocks freed per FREE RPC
   uint32_t evict_batch = 64;             // objects swapped out per eviction round
-  bool prefetch_thread = true;           // a background thread serves Prefetch()
+  bool prefetch_thread = true;           // a background thread serves Prefetch() and sends
+                                         // full FREE batches off the swap-in path
   int connect_timeout_ms = 3000;
   int connect_attempts = 3;
 };
@@ -102,12 +103,29 @@ class DerefScope {
   DerefScope(const DerefScope&) = delete;
   DerefScope& operator=(const DerefScope&) = delete;
   Runtime& runtime() const { return rt_; }
-  size_t pinned() const { return pinned_.size(); }
+  size_t pinned() const { return n_inline_ + overflow_.size(); }
 
  private:
   friend class Runtime;
+  // The object, if this scope already pins it (the last few pins are
+  // checked): a repeated dereference then costs no atomic operation.
+  bool Holds(const ObjectHeader* h) const {
+    for (uint32_t i = n_inline_; i > 0 && i + 4 > n_inline_; --i)
+      if (inline_[i - 1] == h) return true;
+    for (size_t i = overflow_.size(); i > 0 && i + 4 > overflow_.size(); --i)
+      if (overflow_[i - 1] == h) return true;
+    return false;
+  }
+  void Add(ObjectHeader* h) {
+    if (n_inline_ < kInline) inline_[n_inline_++] = h;
+    else overflow_.push_back(h);
+  }
+  static constexpr uint32_t kInline = 8;  // no allocation for scopes of up to 8 objects
   Runtime& rt_;
-  std::vector<ObjectHeader*> pinned_;
+  ObjectHeader* inline_[kInline];
+  uint32_t n_inline_ = 0;
+  uint32_t hits_ = 0;  // local hits, added to the runtime's count once, at the end
+  std::vector<ObjectHeader*> overflow_;
   std::thread::id owner_;
   bool alive_ = true;
 };
@@ -228,6 +246,7 @@ class Runtime {
   std::mutex prefetch_mu_;
   std::condition_variable prefetch_cv_;
   std::deque<ObjectHeader*> prefetch_q_;                       // GUARDED_BY(prefetch_mu_)
+  bool flush_wanted_ = false;                                  // GUARDED_BY(prefetch_mu_)
   bool stop_ = false;                                          // GUARDED_BY(prefetch_mu_)
   std::thread prefetcher_;
 };

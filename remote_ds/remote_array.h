@@ -114,9 +114,9 @@ class RemoteArray {
       DerefScope scope(*rt_);
       auto p = chunks_[c].Deref(scope, write);
       if (!p.ok()) return p.status();
-      T* base = static_cast<T*>(*p);
+      T* elem = static_cast<T*>(*p) + (i - c * per_chunk_);  // no division per element
       const size_t stop = std::min(end, (c + 1) * per_chunk_);
-      for (; i < stop; ++i) f(i, base[i % per_chunk_]);
+      for (; i < stop; ++i, ++elem) f(i, *elem);
     }
     return Status::Ok();
   }

@@ -67,7 +67,8 @@ if [[ $sanitizers == 1 ]]; then
   step "build $root-tsan (ThreadSanitizer)"
   configure_build "$root-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHARRY_TSAN=ON -DSHARRY_BUILD_BENCH=OFF
   step "tests under TSan: unit and tcp"
-  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_ctest "$root-tsan" 'unit|tcp'
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
+    run_ctest "$root-tsan" 'unit|tcp'
 fi
 
 step "done"

@@ -32,10 +32,13 @@
 // allocator instance, and then measured in --scale_rounds interleaved
 // rounds (N1, N2, N1, N2, ...), so that noise from other processes hits
 // every N alike. Each round is preceded by an untimed warm-up that wakes
-// the section thread. Reported: the median over rounds of the cost of one
-// alloc + one free (ns per object), the p50 of one call divided by the
-// batch, and the ratio to the first N. Page faults and context switches
-// during the timed rounds are counted.
+// the section thread. Reported per N, in ns per object for one alloc plus
+// one free: the median over rounds of the round's mean (every call), the
+// median call, and the "clean" mean over the calls not longer than
+// --scale_cutoff_us (a longer call was preempted or woke a sleeping
+// thread; how many were cut is shown, per N, so that a real slow path
+// could not hide). The ratio to the first N uses the clean mean. Page
+// faults and context switches during the timed rounds are counted.
 //
 // Output: a human-readable table, plus one `row ...` / `scale ...` line of
 // key=value pairs per result for scripts/bench-alloc.sh.
@@ -91,7 +94,8 @@ DEFINE_bool(throughput, true, "Run part 1");
 DEFINE_bool(scale, true, "Run part 2 (10^3 vs 10^7 live objects)");
 DEFINE_string(scale_live, "1000,10000000", "Live-object counts for part 2");
 DEFINE_uint64(scale_ops, 400000, "Alloc+free pairs measured per N in part 2 (all rounds)");
-DEFINE_uint32(scale_rounds, 10, "Interleaved rounds in part 2");
+DEFINE_uint32(scale_rounds, 20, "Interleaved rounds in part 2");
+DEFINE_uint64(scale_cutoff_us, 10, "Part 2: calls longer than this count as disturbed");
 DEFINE_uint64(scale_size, 64, "Object size in part 2, bytes");
 DEFINE_uint32(scale_batch, 16, "Objects per call in part 2 for sharry and mutex");
 DEFINE_string(scale_modes, "sharry-1p,mutex,malloc", "Backends for part 2");
@@ -487,21 +491,47 @@ struct ScalePoint {
   std::unique_ptr<Backend> backend;
   std::deque<uint64_t> live;
   std::vector<double> round_pair_ns;  // per round: ns per alloc + free
-  std::vector<double> round_alloc_ns, round_free_ns;
-  std::vector<uint32_t> call_ns;      // per call, divided by the batch
+  std::vector<uint32_t> alloc_call_ns, free_call_ns;  // every timed call
   Usage usage;                        // timed rounds only
   uint64_t parks = 0;
 };
 
+// Mean of the calls not longer than `cutoff` ns, per object; and how many
+// calls were longer.
+struct Trimmed {
+  double ns_per_object = 0;
+  uint64_t cut = 0;
+};
+Trimmed TrimmedMean(const std::vector<uint32_t>& calls, uint64_t batch, uint64_t cutoff) {
+  double sum = 0;
+  uint64_t n = 0, cut = 0;
+  for (uint32_t c : calls) {
+    if (c > cutoff) {
+      ++cut;
+      continue;
+    }
+    sum += c;
+    ++n;
+  }
+  return {n == 0 ? 0 : sum / static_cast<double>(n) / static_cast<double>(batch), cut};
+}
+
 void RunScale() {
   const std::vector<uint64_t> lives = SplitNumbers(FLAGS_scale_live);
   CHECK(!lives.empty());
+  const uint32_t rounds = std::max(1u, FLAGS_scale_rounds);
   std::printf("\nPart 2: one thread, %lu-byte objects, FIFO alloc+free with N live objects,\n"
               "%u interleaved rounds, %lu pairs per N in total; batch %u for sharry and mutex,\n"
-              "single calls for malloc. ns per object = median over rounds.\n\n",
-              FLAGS_scale_size, FLAGS_scale_rounds, FLAGS_scale_ops, FLAGS_scale_batch);
-  std::printf("%-10s %10s %9s %9s %10s %10s %8s %9s %8s %7s\n", "mode", "live", "alloc ns",
-              "free ns", "pair ns", "pair p50", "ratio", "faults/k", "csw/k", "parks");
+              "single calls for malloc. ns per object (alloc + free):\n"
+              "  all      median over rounds of the round's mean, every call counted\n"
+              "  p50      median call\n"
+              "  clean    mean of the calls not longer than --scale_cutoff_us (longer\n"
+              "           ones are preemptions or wake-ups; their number is shown)\n"
+              "ratio is clean / clean at the first N.\n\n",
+              FLAGS_scale_size, rounds, FLAGS_scale_ops, FLAGS_scale_batch);
+  std::printf("%-10s %10s %8s %8s %8s %9s %7s %9s %8s %7s\n", "mode", "live", "all", "p50",
+              "clean", "cut", "ratio", "faults/k", "csw/k", "parks");
+  const uint64_t cutoff = FLAGS_scale_cutoff_us * 1000;
   for (const auto& mode : Split(FLAGS_scale_modes)) {
     const Placement placement = PlacementFor(mode);
     UnpinSelf();
@@ -523,9 +553,14 @@ void RunScale() {
       }
     }
     const uint64_t per_round =
-        std::max<uint64_t>(batch, FLAGS_scale_ops / std::max(1u, FLAGS_scale_rounds) / batch * batch);
+        std::max<uint64_t>(batch, FLAGS_scale_ops / rounds / batch * batch);
+    for (ScalePoint& p : points) {
+      p.alloc_call_ns.reserve(per_round / batch * rounds);
+      p.free_call_ns.reserve(per_round / batch * rounds);
+    }
     sizes.assign(batch, FLAGS_scale_size);
-    auto step = [&](ScalePoint& p, Clock::duration* alloc_time, Clock::duration* free_time) {
+    auto step = [&](ScalePoint& p, bool timed, Clock::duration* alloc_time,
+                    Clock::duration* free_time) {
       auto t0 = Clock::now();
       CHECK_EQ(p.backend->AllocBatch(0, sizes, &handles), 0);
       auto t1 = Clock::now();
@@ -535,47 +570,59 @@ void RunScale() {
       auto t2 = Clock::now();
       CHECK_EQ(p.backend->FreeBatch(0, victims), 0);
       auto t3 = Clock::now();
-      if (alloc_time != nullptr) {
+      if (timed) {
         *alloc_time += t1 - t0;
         *free_time += t3 - t2;
-        p.call_ns.push_back(Nanos(t0, t1) / batch);
-        p.call_ns.push_back(Nanos(t2, t3) / batch);
+        p.alloc_call_ns.push_back(Nanos(t0, t1));
+        p.free_call_ns.push_back(Nanos(t2, t3));
       }
     };
-    for (uint32_t round = 0; round < std::max(1u, FLAGS_scale_rounds); ++round) {
+    for (uint32_t round = 0; round < rounds; ++round) {
       for (ScalePoint& p : points) {
         // Untimed warm-up: wakes a parked section thread, refills caches.
-        for (int w = 0; w < 64; ++w) step(p, nullptr, nullptr);
+        for (int w = 0; w < 64; ++w) step(p, false, nullptr, nullptr);
         const uint64_t parks0 = p.backend->Parks();
         const Usage u0 = Usage::Now();
         Clock::duration alloc_time{}, free_time{};
-        for (uint64_t done = 0; done < per_round; done += batch) step(p, &alloc_time, &free_time);
+        for (uint64_t done = 0; done < per_round; done += batch) {
+          step(p, true, &alloc_time, &free_time);
+        }
         const Usage du = Usage::Now() - u0;
         p.parks += p.backend->Parks() - parks0;
         p.usage.voluntary += du.voluntary;
         p.usage.involuntary += du.involuntary;
         p.usage.minor_faults += du.minor_faults;
-        const double a = std::chrono::duration<double, std::nano>(alloc_time).count() / per_round;
-        const double f = std::chrono::duration<double, std::nano>(free_time).count() / per_round;
-        p.round_alloc_ns.push_back(a);
-        p.round_free_ns.push_back(f);
-        p.round_pair_ns.push_back(a + f);
+        p.round_pair_ns.push_back(
+            std::chrono::duration<double, std::nano>(alloc_time + free_time).count() / per_round);
       }
     }
-    const double base = Median(points[0].round_pair_ns);
+    double base_all = 0, base_clean = 0;
     for (ScalePoint& p : points) {
-      const double pair = Median(p.round_pair_ns);
-      const double kops = (per_round * std::max(1u, FLAGS_scale_rounds)) / 1000.0;
-      const double p50 = 1000 * 2 * Percentile(p.call_ns, 0.5);  // a pair, ns
-      std::printf("%-10s %10lu %9.1f %9.1f %10.1f %10.1f %8.2f %9.2f %8.2f %7lu\n",
-                  Display(mode).c_str(), p.live_n, Median(p.round_alloc_ns),
-                  Median(p.round_free_ns), pair, p50, pair / base,
+      const double all = Median(p.round_pair_ns);
+      const Trimmed a = TrimmedMean(p.alloc_call_ns, batch, cutoff);
+      const Trimmed f = TrimmedMean(p.free_call_ns, batch, cutoff);
+      const double clean = a.ns_per_object + f.ns_per_object;
+      const uint64_t calls = p.alloc_call_ns.size() + p.free_call_ns.size();
+      const double cut_pct = 100.0 * (a.cut + f.cut) / std::max<uint64_t>(1, calls);
+      std::vector<uint32_t> pairs(p.alloc_call_ns.size());
+      for (size_t i = 0; i < pairs.size(); ++i) pairs[i] = p.alloc_call_ns[i] + p.free_call_ns[i];
+      const double p50 = 1000 * Percentile(pairs, 0.5) / batch;
+      if (&p == &points[0]) {
+        base_all = all;
+        base_clean = clean;
+      }
+      const double kops = (per_round * rounds) / 1000.0;
+      char cut[32];
+      std::snprintf(cut, sizeof(cut), "%.2f%%", cut_pct);
+      std::printf("%-10s %10lu %8.1f %8.1f %8.1f %9s %7.2f %9.2f %8.2f %7lu\n",
+                  Display(mode).c_str(), p.live_n, all, p50, clean, cut, clean / base_clean,
                   p.usage.minor_faults / kops, (p.usage.voluntary + p.usage.involuntary) / kops,
                   p.parks);
-      std::printf("scale mode=%s live=%lu batch=%lu alloc_ns=%.2f free_ns=%.2f pair_ns=%.2f "
-                  "pair_p50_ns=%.2f ratio=%.4f faults_per_kop=%.3f csw_per_kop=%.3f parks=%lu\n",
-                  Display(mode).c_str(), p.live_n, batch, Median(p.round_alloc_ns),
-                  Median(p.round_free_ns), pair, p50, pair / base, p.usage.minor_faults / kops,
+      std::printf("scale mode=%s live=%lu batch=%lu pair_ns=%.2f pair_p50_ns=%.2f "
+                  "clean_pair_ns=%.2f cut_pct=%.3f ratio=%.4f ratio_all=%.4f "
+                  "faults_per_kop=%.3f csw_per_kop=%.3f parks=%lu\n",
+                  Display(mode).c_str(), p.live_n, batch, all, p50, clean, cut_pct,
+                  clean / base_clean, all / base_all, p.usage.minor_faults / kops,
                   (p.usage.voluntary + p.usage.involuntary) / kops, p.parks);
       std::fflush(stdout);
     }

@@ -191,4 +191,15 @@ Status RecvAll(int fd, void* buf, size_t len, Clock::time_point deadline) {
   return Status::Ok();
 }
 
+StatusOr<size_t> RecvSome(int fd, void* buf, size_t cap, Clock::time_point deadline) {
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, cap, MSG_DONTWAIT);
+    if (n > 0) return static_cast<size_t>(n);
+    if (n == 0) return Status::Disconnected("the peer closed the connection");
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return Status::FromErrno("recv", errno);
+    SHARRY_RETURN_IF_ERROR(WaitFd(fd, POLLIN, deadline, "receive"));
+  }
+}
+
 }  // namespace sharry::net

@@ -45,5 +45,8 @@ Status SetNoDelay(int fd);
 Status SendAll(int fd, iovec* iov, int iovcnt, Clock::time_point deadline);
 Status SendAll(int fd, const void* buf, size_t len, Clock::time_point deadline);
 Status RecvAll(int fd, void* buf, size_t len, Clock::time_point deadline);
+// Receives at least one and at most `cap` bytes (whatever is there), waiting
+// until `deadline`.
+StatusOr<size_t> RecvSome(int fd, void* buf, size_t cap, Clock::time_point deadline);
 
 }  // namespace sharry::net

@@ -73,6 +73,11 @@ class TcpClient final : public TransportClient {
   // Reads one reply header; a kError frame becomes its Status (connection stays up).
   Status RecvReply(uint64_t tag, Kind expected, MsgHeader* h);
   Status Batch(std::span<const RemoteOp> ops, bool write);
+  // Receives exactly n bytes through a read buffer (one recv serves many
+  // small replies); large payloads go straight into dst.
+  Status Recv(void* dst, size_t n);
+  std::vector<uint8_t> rbuf_ = std::vector<uint8_t>(64 << 10);
+  size_t rpos_ = 0, rlen_ = 0;
 
   net::Fd fd_;
   ClientOptions opts_;
@@ -121,15 +126,35 @@ StatusOr<std::unique_ptr<TransportClient>> TcpClient::Connect(const ClientOption
   return last.WithContext("connect tcp " + where + " (" + std::to_string(o.connect_attempts) + " attempts)");
 }
 
+Status TcpClient::Recv(void* dst, size_t n) {
+  auto* out = static_cast<uint8_t*>(dst);
+  while (n > 0) {
+    if (rpos_ < rlen_) {
+      size_t take = std::min(n, rlen_ - rpos_);
+      std::memcpy(out, rbuf_.data() + rpos_, take);
+      rpos_ += take;
+      out += take;
+      n -= take;
+      continue;
+    }
+    if (n >= rbuf_.size() / 2) return net::RecvAll(fd_.get(), out, n, Deadline());
+    auto got = net::RecvSome(fd_.get(), rbuf_.data(), rbuf_.size(), Deadline());
+    if (!got.ok()) return got.status();
+    rpos_ = 0;
+    rlen_ = *got;
+  }
+  return Status::Ok();
+}
+
 Status TcpClient::RecvReply(uint64_t tag, Kind expected, MsgHeader* h) {
-  if (Status s = net::RecvAll(fd_.get(), h, sizeof *h, Deadline()); !s.ok()) return Kill(s);
+  if (Status s = Recv(h, sizeof *h); !s.ok()) return Kill(s);
   if (h->magic != wire::kMagic || h->version != wire::kVersion)
     return Kill(Status::Protocol("reply with bad magic/version"));
   if (h->tag != tag)
     return Kill(Status::Protocol("reply for tag " + std::to_string(h->tag) + ", expected " + std::to_string(tag)));
   if (h->kind == Kind::kError) {
     std::vector<char> msg(h->length);
-    if (Status s = net::RecvAll(fd_.get(), msg.data(), msg.size(), Deadline()); !s.ok()) return Kill(s);
+    if (Status s = Recv(msg.data(), msg.size()); !s.ok()) return Kill(s);
     return internal::DecodeError(std::span<const uint8_t>(reinterpret_cast<uint8_t*>(msg.data()), msg.size()));
   }
   if (h->kind != expected) return Kill(Status::Protocol("unexpected reply kind"));
@@ -144,22 +169,41 @@ Status TcpClient::Batch(std::span<const RemoteOp> ops, bool write) {
   // blocks on us (it queues its output), so this cannot deadlock.
   struct Pending { uint64_t tag; uint8_t* local; uint64_t len; };
   std::vector<Pending> pending;
+  // Frames go out gathered, many per writev.
+  size_t frames = 0;
+  for (const RemoteOp& op : ops) frames += std::max<uint64_t>(1, (op.length + kMaxTcpChunk - 1) / kMaxTcpChunk);
+  std::vector<MsgHeader> headers(frames);
+  std::vector<wire::RangePayload> ranges(frames);
+  std::vector<iovec> iov;
+  iov.reserve(3 * frames);
+  auto send = [&]() -> Status {
+    if (iov.empty()) return Status::Ok();
+    Status s = net::SendAll(fd_.get(), iov.data(), static_cast<int>(iov.size()), Deadline());
+    iov.clear();
+    return s;
+  };
+  size_t f = 0;
   for (const RemoteOp& op : ops) {
     for (uint64_t done = 0; done < op.length || (op.length == 0 && done == 0);) {
       uint64_t n = std::min<uint64_t>(op.length - done, kMaxTcpChunk);
-      MsgHeader h{};
+      MsgHeader& h = headers[f];
       h.kind = write ? Kind::kWrite : Kind::kRead;
       h.tag = next_tag_++;
       h.length = static_cast<uint32_t>(sizeof(wire::RangePayload) + (write ? n : 0));
-      wire::RangePayload r{op.offset + done, n};
+      ranges[f] = {op.offset + done, n};
       auto* local = static_cast<uint8_t*>(op.local) + done;
-      iovec iov[3] = {{&h, sizeof h}, {&r, sizeof r}, {local, write ? n : 0}};
-      if (Status s = net::SendAll(fd_.get(), iov, write ? 3 : 2, Deadline()); !s.ok()) return Kill(s);
+      iov.push_back({&h, sizeof h});
+      iov.push_back({&ranges[f], sizeof(wire::RangePayload)});
+      if (write && n) iov.push_back({local, n});
       pending.push_back({h.tag, local, n});
+      ++f;
       done += n;
+      if (iov.size() >= 512)
+        if (Status s = send(); !s.ok()) return Kill(s);
       if (n == 0) break;
     }
   }
+  if (Status s = send(); !s.ok()) return Kill(s);
   Status first;
   for (const Pending& p : pending) {
     MsgHeader h{};
@@ -171,7 +215,7 @@ Status TcpClient::Batch(std::span<const RemoteOp> ops, bool write) {
     }
     if (!write) {
       if (h.length != p.len) return Kill(Status::Protocol("read reply of wrong length"));
-      if (Status r = net::RecvAll(fd_.get(), p.local, p.len, Deadline()); !r.ok()) return Kill(r);
+      if (Status r = Recv(p.local, p.len); !r.ok()) return Kill(r);
     } else if (h.length != 0) {
       return Kill(Status::Protocol("write ack with a payload"));
     }
@@ -211,7 +255,7 @@ Status TcpClient::CallMany(std::span<const std::span<const uint8_t>> requests,
     } else {
       auto& out = (*responses)[got];
       out.resize(h.length);
-      if (Status r = net::RecvAll(fd_.get(), out.data(), out.size(), Deadline()); !r.ok()) return Kill(r);
+      if (Status r = Recv(out.data(), out.size()); !r.ok()) return Kill(r);
     }
     ++got;
   }
@@ -235,6 +279,8 @@ struct TcpConn {
   uint8_t* target = nullptr;  // where kPayload bytes go
   size_t need = 0;            // bytes of the current part
   std::vector<uint8_t> payload;
+  std::vector<uint8_t> inbuf = std::vector<uint8_t>(64 << 10);  // bytes read, not yet parsed
+  size_t in_pos = 0, in_len = 0;
   // Output: owned bytes, or borrowed region bytes (stable memory).
   struct Out {
     std::vector<uint8_t> owned;
@@ -426,28 +472,35 @@ void TcpServer::Close(Poller* p, TcpConn* c) {
 }
 
 void TcpServer::OnReadable(Poller* p, TcpConn* c) {
-  uint8_t scratch[4096];
+  // Reads as much as the socket has into the connection's input buffer and
+  // parses every frame in it; replies are queued and flushed once at the
+  // end. (A syscall per frame part would dominate small frames.)
   for (;;) {
-    if (c->closing || c->dead) return;
-    size_t want = c->need - c->got;
-    uint8_t* dst = c->in == TcpConn::In::kDiscard ? scratch : c->target + c->got;
-    if (c->in == TcpConn::In::kDiscard) want = std::min(want, sizeof scratch);
-    ssize_t n = want == 0 ? 0 : ::recv(c->fd.get(), dst, want, 0);
-    if (want != 0) {
+    if (c->closing || c->dead) break;
+    if (c->got == c->need) {  // a part is complete (or empty)
+      Frame(p, c);
+      continue;
+    }
+    if (c->in_pos == c->in_len) {
+      ssize_t n = ::recv(c->fd.get(), c->inbuf.data(), c->inbuf.size(), 0);
       if (n == 0) {
         c->dead = true;
-        return;
+        break;
       }
       if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
         if (errno == EINTR) continue;
-        c->dead = true;
-        return;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) c->dead = true;
+        break;
       }
-      c->got += static_cast<size_t>(n);
+      c->in_pos = 0;
+      c->in_len = static_cast<size_t>(n);
     }
-    if (c->got == c->need) Frame(p, c);
+    const size_t take = std::min(c->in_len - c->in_pos, c->need - c->got);
+    if (c->in != TcpConn::In::kDiscard) std::memcpy(c->target + c->got, c->inbuf.data() + c->in_pos, take);
+    c->in_pos += take;
+    c->got += take;
   }
+  if (!c->dead) Flush(p, c);
 }
 
 void TcpServer::QueueHeader(TcpConn* c, Kind k, uint64_t tag, std::span<const uint8_t> payload) {
@@ -499,7 +552,6 @@ void TcpServer::Frame(Poller* p, TcpConn* c) {
             QueueError(c, h.tag, Status::InvalidArgument(
                 "request of " + std::to_string(h.length) + " B exceeds the largest message payload (" +
                 std::to_string(max_payload) + " B)"));
-            Flush(p, c);
             StartPart(c, In::kDiscard, nullptr, h.length);
             return;
           }
@@ -523,7 +575,6 @@ void TcpServer::Frame(Poller* p, TcpConn* c) {
       }
       QueueError(c, h.tag, Status::Protocol("unexpected frame kind " + std::to_string(int(h.kind)) +
                                             " with " + std::to_string(h.length) + " B payload"));
-      Flush(p, c);
       StartPart(c, In::kDiscard, nullptr, h.length);
       return;
     }
@@ -537,7 +588,6 @@ void TcpServer::Frame(Poller* p, TcpConn* c) {
                              std::to_string(c->range.length) + " B");
       if (!s.ok()) {
         QueueError(c, h.tag, s);
-        Flush(p, c);
         if (data_len > 0) return StartPart(c, In::kDiscard, nullptr, data_len);
         return next_header();
       }
@@ -551,12 +601,10 @@ void TcpServer::Frame(Poller* p, TcpConn* c) {
         o.borrowed = base;
         o.len = c->range.length;
         if (o.len) c->out.push_back(std::move(o));
-        Flush(p, c);
         return next_header();
       }
       if (data_len == 0) {
         QueueHeader(c, Kind::kWriteAck, h.tag, {});
-        Flush(p, c);
         return next_header();
       }
       // Write: receive straight into the region.
@@ -596,7 +644,6 @@ void TcpServer::Frame(Poller* p, TcpConn* c) {
         CHECK_LE(n, max_payload) << "handler returned a response longer than its buffer";
         QueueHeader(c, Kind::kResponse, h.tag, {p->response.data(), n});
       }
-      Flush(p, c);
       return next_header();
     }
   }

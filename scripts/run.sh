@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
 # The main job, on a fresh Debian 12 machine: installs what is missing, builds,
-# and runs over the best transport there is:
+# and runs the far-memory demo — one memnode and three compute processes
+# sharing it, Unique-Copy against Multi-Copy, ending in a table of throughput
+# and far memory used (scripts/demo.sh) — over the best transport there is:
 #   - an RDMA device on this host (a NIC, or SoftRoCE set up with
 #     scripts/rxe-setup.sh): the verbs transport, natively;
 #   - otherwise: the tcp transport on this host.
-#   --vm: the verbs transport inside the throwaway SoftRoCE VM instead.
+#   --vm     the verbs transport inside the throwaway SoftRoCE VM instead
+#            (smaller, since the VM is emulated);
+#   --bench  the transport benchmark beside its baselines instead of the demo
+#            (scripts/bench-transport.sh).
 #
-# For now (the foundation) the job is the transport benchmark beside its
-# baselines (perftest for verbs, a plain TCP ping-pong for tcp), printing
-# our/baseline ratios. Later it becomes the full far-memory demo.
-#
-# Usage: scripts/run.sh [--vm] [--build DIR]
+# Usage: scripts/run.sh [--vm] [--bench] [--build DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-vm=0
-build=build
+vm=0 bench=0 build=build
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --vm) vm=1 ;;
+    --bench) bench=1 ;;
     --build) build=$2; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -27,20 +28,28 @@ done
 
 scripts/install-deps.sh
 cmake -S . -B "$build" -G Ninja >/dev/null
-cmake --build "$build" --target transport_bench
+echo "run.sh: building (a minute or two the first time) ..."
+cmake --build "$build" --target memnode memnode_stats sharry_client transport_bench >/dev/null
 
 has_rdma=0
 for f in /sys/class/infiniband/*/ports/*/state; do
   [[ -r $f ]] && grep -q ACTIVE "$f" && has_rdma=1 && break
 done
 
+if [[ $bench == 1 ]]; then
+  if [[ $has_rdma == 1 || $vm == 1 ]]; then exec scripts/bench-transport.sh --verbs --build "$build"; fi
+  exec scripts/bench-transport.sh --tcp --build "$build"
+fi
 if [[ $has_rdma == 1 ]]; then
   echo "run.sh: this host has an RDMA device: verbs transport, natively"
-  exec scripts/bench-transport.sh --verbs --build "$build"
+  exec scripts/demo.sh --transport verbs --build "$build"
 elif [[ $vm == 1 ]]; then
-  echo "run.sh: verbs transport inside the SoftRoCE VM (a few minutes under emulation)"
-  exec scripts/bench-transport.sh --verbs --build "$build"
+  echo "run.sh: verbs transport inside the SoftRoCE VM (emulated: a smaller run)"
+  b=$PWD/$build
+  exec scripts/run-rxe.sh --timeout 900 --file "$b/memnode/memnode" --file "$b/memnode/memnode_stats" \
+    --file "$b/compute/sharry_client" -- "$PWD/scripts/demo.sh" --transport verbs --build "$build" \
+    --working-set-mb 8 --ops 20000
 else
   echo "run.sh: no RDMA device on this host: tcp transport (scripts/run.sh --vm for verbs in a VM)"
-  exec scripts/bench-transport.sh --tcp --build "$build"
+  exec scripts/demo.sh --transport tcp --build "$build"
 fi

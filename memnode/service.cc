@@ -187,9 +187,9 @@ size_t MemnodeService::HandleStats(std::span<uint8_t> out) {
   size_t len = WriteOk(static_cast<uint16_t>(s.sections.size()), out);
   std::memcpy(out.data() + len, &s.head, sizeof s.head);
   len += sizeof s.head;
-  std::memcpy(out.data() + len, s.sections.data(), s.sections.size() * sizeof(SectionRecord));
+  if (!s.sections.empty()) std::memcpy(out.data() + len, s.sections.data(), s.sections.size() * sizeof(SectionRecord));
   len += s.sections.size() * sizeof(SectionRecord);
-  std::memcpy(out.data() + len, s.clients.data(), s.clients.size() * sizeof(ClientRecord));
+  if (!s.clients.empty()) std::memcpy(out.data() + len, s.clients.data(), s.clients.size() * sizeof(ClientRecord));
   return len + s.clients.size() * sizeof(ClientRecord);
 }
 

@@ -221,6 +221,11 @@ TEST_F(ServiceTest, LargestBatchFitsOneMessage) {
 }
 
 TEST_F(ServiceTest, StatsReplyDecodes) {
+  // With nothing allocated (no client records), too.
+  auto empty = DecodeStats(Call(1, EncodeStats()));
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(empty->clients.empty());
+  EXPECT_EQ(empty->head.live_blocks, 0u);
   Alloc(1, {100, 200});
   auto reply = Call(1, EncodeStats());
   auto s = DecodeStats(reply);

@@ -78,24 +78,24 @@ void SectionThread::Run() {
   uint32_t idle_polls = 0;  // empty polls since the last request
   SteadyClock::time_point idle_since;
   uint64_t idle_nanos = 0;
-  bool shared_cpu = false;  // the last request came from this thread's CPU
+  bool shared_cpu = false;  // the last requests all came from this thread's CPU
   for (;;) {
     const int cpu = sched_getcpu();
     if (cpu != cpu_.load(std::memory_order_relaxed)) cpu_.store(cpu, std::memory_order_relaxed);
-    bool served = false;
-    bool handoff = false;
+    uint32_t local = 0, remote = 0;  // requesters on this CPU / elsewhere
     // Serve in place; the slot is freed after the answer is signalled.
     while (const SectionRequest* r = ring_.Front()) {
-      handoff |= Serve(*r, cpu);
+      ++(Serve(*r, cpu) ? local : remote);
       ring_.PopFront();
-      served = true;
     }
-    if (served) {
+    if (local + remote > 0) {
       idle_polls = 0;
-      shared_cpu = handoff;
-      // A requester waiting on this CPU cannot run while we poll: give it
-      // the CPU now.
-      if (handoff && !busy_poll_) std::this_thread::yield();
+      // Only requesters on this CPU: they cannot run while we poll, so give
+      // them the CPU now. If requesters elsewhere are active, keep the CPU:
+      // they are waiting for us, and yielding would make them wait for
+      // every thread queued on this CPU.
+      shared_cpu = remote == 0;
+      if (shared_cpu && !busy_poll_) std::this_thread::yield();
       continue;
     }
     // The ring looked empty. Stop only when asked and nothing is left: the

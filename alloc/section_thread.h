@@ -41,11 +41,12 @@
 // Shared CPU (fewer cores than threads). The thread publishes the CPU it
 // runs on (running_cpu()), and each request carries its requester's CPU.
 // A requester that finds the section thread on its own CPU yields at once
-// instead of spinning (Completion::Wait), and when the section thread has
-// just served a requester of its own CPU it yields at once instead of
-// spinning PAUSE, so the requester gets the CPU back without waiting out
-// a spin budget. Neither changes anything when every thread has its own
-// core.
+// instead of spinning (Completion::Wait). When everything the section
+// thread has just served came from requesters of its own CPU, it yields at
+// once (and skips PAUSE polling until it parks), so those requesters get
+// the CPU back without waiting out a spin budget; if requesters on other
+// CPUs are active too, it keeps its CPU for them. Neither changes anything
+// when every thread has its own core.
 //
 // Shutdown: Stop() (also run by the destructor) sets the stop flag, wakes
 // the thread, and joins it after it has served every request already in

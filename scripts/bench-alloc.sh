@@ -25,7 +25,8 @@
 # (default DIR/bench-results). Before each process it waits up to
 # --quiet-wait seconds (default 60) for the other processes on the machine
 # to go quiet, and prints how busy the machine was. With the defaults the
-# whole script takes about 4 minutes on the 2-core dev VM.
+# whole script takes about 2 minutes on the quiet 2-core dev VM, plus up
+# to 4 x 60 s of waiting when other work is running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

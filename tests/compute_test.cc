@@ -3,7 +3,6 @@
 // local budgets in both copy modes, far-memory accounting, scopes under
 // eviction pressure, several processes, and the error cases.
 #include <gtest/gtest.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -17,8 +16,6 @@
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
 #include "tests/test_util.h"
-
-extern char** environ;
 
 namespace sharry::compute {
 namespace {
@@ -363,16 +360,11 @@ TEST_P(ComputeTest, DerefFromAnotherThreadsScopeIsCaught) {
 TEST_P(ComputeTest, ThreeProcessesShareOneMemnode) {
   std::vector<pid_t> pids;
   for (int i = 0; i < 3; ++i) {
-    std::vector<std::string> args = {"/proc/self/exe", "--compute-child",
-                                     std::string(TransportName(GetParam().transport)),
-                                     std::string(CopyModeName(GetParam().mode)),
-                                     sharry::testing::ServerAddr(GetParam().transport),
-                                     std::to_string(node_->port()), std::to_string(i)};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid;
-    ASSERT_EQ(0, posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ));
+    pid_t pid = sharry::testing::SpawnSelf({"--compute-child", std::string(TransportName(GetParam().transport)),
+                                            std::string(CopyModeName(GetParam().mode)),
+                                            sharry::testing::ServerAddr(GetParam().transport),
+                                            std::to_string(node_->port()), std::to_string(i)});
+    ASSERT_GT(pid, 0);
     pids.push_back(pid);
   }
   for (pid_t pid : pids) {

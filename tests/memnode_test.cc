@@ -4,7 +4,6 @@
 // exhausted, and a client killed with SIGKILL whose blocks are reclaimed.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,8 +15,6 @@
 #include "memnode/client.h"
 #include "memnode/memnode.h"
 #include "tests/test_util.h"
-
-extern char** environ;
 
 namespace sharry::memnode {
 namespace {
@@ -57,29 +54,10 @@ class MemnodeTest : public ::testing::TestWithParam<TransportKind> {
   }
   // Spawns this test binary as a client child process.
   pid_t Spawn(const std::string& mode, int index, int* out_fd = nullptr) {
-    std::vector<std::string> args = {"/proc/self/exe", "--memnode-child", mode,
-                                     std::string(TransportName(GetParam())),
-                                     sharry::testing::ServerAddr(GetParam()), std::to_string(node_->port()),
-                                     std::to_string(index)};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    int pipefd[2] = {-1, -1};
-    if (out_fd) {
-      EXPECT_EQ(0, pipe(pipefd));
-      posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
-      posix_spawn_file_actions_addclose(&fa, pipefd[0]);
-    }
-    pid_t pid = -1;
-    EXPECT_EQ(0, posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv.data(), environ));
-    posix_spawn_file_actions_destroy(&fa);
-    if (out_fd) {
-      close(pipefd[1]);
-      *out_fd = pipefd[0];
-    }
-    return pid;
+    return sharry::testing::SpawnSelf({"--memnode-child", mode, std::string(TransportName(GetParam())),
+                                       sharry::testing::ServerAddr(GetParam()), std::to_string(node_->port()),
+                                       std::to_string(index)},
+                                      out_fd);
   }
 
   std::unique_ptr<Memnode> node_;

@@ -1,6 +1,9 @@
 // Helpers shared by the transport tests.
 #pragma once
 
+#include <spawn.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -22,6 +25,34 @@ inline std::string RdmaAddr() {
 }
 
 inline std::string ServerAddr(TransportKind k) { return k == TransportKind::kVerbs ? RdmaAddr() : "127.0.0.1"; }
+
+// Starts this test binary again as a child process with argv[1..] = args
+// (its main() recognises the first argument and runs the child's part, never
+// the tests). If out_fd is given, the child's stdout is a pipe read there.
+// Returns the pid, or -1.
+inline pid_t SpawnSelf(const std::vector<std::string>& args, int* out_fd = nullptr) {
+  std::vector<std::string> all = {"/proc/self/exe"};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  int pipefd[2] = {-1, -1};
+  if (out_fd != nullptr) {
+    if (pipe(pipefd) != 0) return -1;
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+  }
+  pid_t pid = -1;
+  if (posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv.data(), ::environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  if (out_fd != nullptr) {
+    close(pipefd[1]);
+    *out_fd = pipefd[0];
+  }
+  return pid;
+}
 
 // Deterministic bytes: what a test writes and expects back.
 inline void FillPattern(uint8_t* p, size_t n, uint64_t seed) {

@@ -4,7 +4,6 @@
 #include "verbs/transport.h"
 
 #include <gtest/gtest.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,8 +14,6 @@
 #include <vector>
 
 #include "tests/test_util.h"
-
-extern char** environ;
 
 namespace sharry {
 namespace {
@@ -250,15 +247,10 @@ TEST_P(TransportTest, SeveralClientProcessesAtOnce) {
   constexpr int kChildren = 3;
   std::vector<pid_t> pids;
   for (int i = 0; i < kChildren; ++i) {
-    std::string self = "/proc/self/exe";
-    std::vector<std::string> args = {self, "--child", std::string(TransportName(GetParam())),
-                                     testing::ServerAddr(GetParam()), std::to_string(server_->port()),
-                                     std::to_string(i)};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid;
-    ASSERT_EQ(0, posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ));
+    pid_t pid = testing::SpawnSelf({"--child", std::string(TransportName(GetParam())),
+                                    testing::ServerAddr(GetParam()), std::to_string(server_->port()),
+                                    std::to_string(i)});
+    ASSERT_GT(pid, 0);
     pids.push_back(pid);
   }
   for (pid_t pid : pids) {

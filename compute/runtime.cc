@@ -72,6 +72,8 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o) {
   if (o.max_object_bytes == 0 || o.max_object_bytes > (64u << 20))
     return Status::InvalidArgument("max_object_bytes must be 1 B .. 64 MiB");
   if (o.free_batch == 0 || o.evict_batch == 0) return Status::InvalidArgument("batches must be positive");
+  if (o.evict_ahead_bytes > o.local_budget_bytes / 2)
+    return Status::InvalidArgument("evict_ahead_bytes must be at most half the local budget");
   std::unique_ptr<Runtime> rt(new Runtime(o));
   SHARRY_RETURN_IF_ERROR(rt->Init());
   return rt;
@@ -89,6 +91,20 @@ Status Runtime::Init() {
   if (!c.ok()) return c.status().WithContext("the memnode is unreachable");
   control_ = std::move(*c);
   control_id_ = control_->id();
+  // One eviction batch of bytes: what a synchronous eviction frees below the
+  // budget, and how far below its start the evictor goes, so that rounds
+  // come in full batches (one ALLOC, one chain of WRITEs).
+  const uint64_t budget = opts_.local_budget_bytes;
+  const uint64_t batch = std::min<uint64_t>(budget / 16, uint64_t{opts_.evict_batch} * 4096);
+  sync_target_ = budget - batch;
+  evict_start_ = budget;
+  evict_target_ = sync_target_;
+  if (opts_.evict_thread) {
+    const uint64_t ahead = opts_.evict_ahead_bytes != 0 ? opts_.evict_ahead_bytes : batch;
+    evict_start_ = budget - ahead;
+    evict_target_ = evict_start_ - std::min(batch, evict_start_);
+    evictor_ = std::thread([this] { EvictorLoop(); });
+  }
   if (opts_.prefetch_thread) prefetcher_ = std::thread([this] { PrefetchLoop(); });
   LOG(INFO) << "compute runtime: " << CopyModeName(opts_.mode) << "-copy, local budget "
             << opts_.local_budget_bytes << " B, memnode " << opts_.memnode_addr << ":" << opts_.memnode_port
@@ -97,11 +113,19 @@ Status Runtime::Init() {
 }
 
 Runtime::~Runtime() {
+  // Both background threads stop (an eviction round in flight completes)
+  // before the last FREEs go out.
+  {
+    std::lock_guard<std::mutex> l(evictor_mu_);
+    evictor_stop_ = true;
+  }
+  evictor_cv_.notify_all();
   {
     std::lock_guard<std::mutex> l(prefetch_mu_);
     stop_ = true;
   }
   prefetch_cv_.notify_all();
+  if (evictor_.joinable()) evictor_.join();
   if (prefetcher_.joinable()) prefetcher_.join();
   if (objects_.load() != 0) LOG(WARNING) << "compute runtime destroyed with " << objects_.load() << " live objects";
   Status s = FlushFrees();
@@ -163,7 +187,7 @@ StatusOr<RemoteObject> Runtime::New(uint32_t size, const void* init) {
   h->far_offset = kNoFarOffset;
   h->live.store(1, std::memory_order_relaxed);
   h->word.store(kPresent | kDirty | kHot | reinterpret_cast<uint64_t>(p), std::memory_order_release);
-  local_bytes_ += size;
+  AddLocal(size);
   objects_++;
   MaybeEvict();
   return RemoteObject(this, h);
@@ -233,7 +257,7 @@ Status Runtime::SwapIn(ObjectHeader* h, uint64_t m) {
     // Unique-Copy: the far copy goes away (its FREE is batched).
     far_bytes_ -= size;
     h->word.store(word, std::memory_order_release);
-    local_bytes_ += size;
+    AddLocal(size);
     swap_ins_++;
     if (Status s = QueueFree(off, size); !s.ok())
       LOG(WARNING) << "compute runtime: FREE of far blocks failed (they stay queued): " << s;
@@ -241,7 +265,7 @@ Status Runtime::SwapIn(ObjectHeader* h, uint64_t m) {
   }
   h->far_offset = off;  // Multi-Copy: the far copy stays valid while clean
   h->word.store(word | kFar, std::memory_order_release);
-  local_bytes_ += size;
+  AddLocal(size);
   swap_ins_++;
   return Status::Ok();
 }
@@ -315,31 +339,109 @@ Status Runtime::FlushFreesLocked(std::unique_lock<std::mutex>&) {
   return Status::Ok();
 }
 
+void Runtime::AddLocal(uint64_t size) {
+  const uint64_t now = local_bytes_.fetch_add(size, std::memory_order_relaxed) + size;
+  uint64_t peak = peak_local_bytes_.load(std::memory_order_relaxed);
+  while (now > peak && !peak_local_bytes_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+void Runtime::RecordEvictionError(const Status& s) {
+  std::lock_guard<std::mutex> sl(evict_status_mu_);
+  if (evict_status_.ok() || evict_status_.code() != s.code())
+    LOG(WARNING) << "compute runtime: eviction failed, objects stay local: " << s;
+  evict_status_ = s;
+}
+
+void Runtime::SignalEvictor() {
+  // Once per wake-up: while the flag is set, signalling costs one load.
+  if (evict_wanted_.load(std::memory_order_relaxed) || evict_wanted_.exchange(true)) return;
+  { std::lock_guard<std::mutex> l(evictor_mu_); }  // the evictor is waiting, or will see the flag
+  evictor_cv_.notify_one();
+}
+
 void Runtime::MaybeEvict() {
   const uint64_t budget = opts_.local_budget_bytes;
-  if (local_bytes_.load(std::memory_order_relaxed) <= budget) return;
+  const uint64_t local = local_bytes_.load(std::memory_order_relaxed);
+  if (local <= evict_start_) return;
+  if (opts_.evict_thread) {
+    SignalEvictor();
+    if (local <= budget) return;  // the evictor catches up off this thread
+  }
   std::unique_lock<std::mutex> l(evict_mu_, std::try_to_lock);
   if (!l.owns_lock()) {
-    // Another thread is evicting. Go on, unless usage ran far past the
-    // budget: then wait for the evictor and help, so usage stays bounded.
+    // Another thread (the evictor, or another application thread) is
+    // evicting. Go on, unless usage ran far past the budget: then wait for it
+    // and help, so usage stays bounded.
     if (local_bytes_.load(std::memory_order_relaxed) <= budget + budget / 8) return;
     l.lock();
   }
   // Evict a little below the budget, so that rounds come in batches.
-  const uint64_t low = budget - std::min<uint64_t>(budget / 16, uint64_t{opts_.evict_batch} * 4096);
   for (int round = 0; round < 64; ++round) {
-    const uint64_t local = local_bytes_.load(std::memory_order_relaxed);
-    if (local <= low) break;
+    const uint64_t now = local_bytes_.load(std::memory_order_relaxed);
+    if (now <= sync_target_) break;
     const uint64_t rounds_before = rounds_.load(std::memory_order_relaxed);
-    Status s = Evict(local - low, false, nullptr);
+    Status s = Evict(now - sync_target_, nullptr);
     if (!s.ok()) {
-      std::lock_guard<std::mutex> sl(evict_status_mu_);
-      if (evict_status_.ok() || evict_status_.code() != s.code())
-        LOG(WARNING) << "compute runtime: eviction failed, objects stay local: " << s;
-      evict_status_ = s;
+      RecordEvictionError(s);
       break;
     }
     if (rounds_.load(std::memory_order_relaxed) == rounds_before) break;  // nothing evictable now
+    sync_rounds_++;
+  }
+}
+
+// The evictor thread: sleeps until signalled, then swaps out rounds until
+// usage is at evict_target_. A round that fails (far memory exhausted, the
+// memnode lost) or finds nothing evictable (all pinned) makes it back off
+// (1 ms doubling to 128 ms) instead of spinning on the next signal; a
+// successful round resets the backoff.
+void Runtime::EvictorLoop() {
+  auto backoff = std::chrono::milliseconds(0);
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(evictor_mu_);
+      if (backoff.count() > 0) evictor_cv_.wait_for(l, backoff, [this] { return evictor_stop_; });
+      evictor_cv_.wait(l, [this] { return evictor_stop_ || evict_wanted_.load(); });
+      if (evictor_stop_) return;
+      evictor_busy_ = true;
+    }
+    // Cleared before usage is read (an RMW: it sees the signaller's usage),
+    // so a signal after this read sets the flag again and wakes us.
+    evict_wanted_.exchange(false, std::memory_order_acq_rel);
+    bool stuck = false;
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> l(evictor_mu_);
+        if (evictor_stop_) break;
+      }
+      Status s;
+      bool progress = false;
+      {
+        std::lock_guard<std::mutex> l(evict_mu_);
+        // A round starts only past the start mark, so that it frees a full
+        // batch (down to evict_target_): swap-ins during a round must not
+        // make the next one a round of one object.
+        const uint64_t now = local_bytes_.load();
+        if (now <= evict_start_) break;
+        const uint64_t rounds_before = rounds_.load(std::memory_order_relaxed);
+        s = Evict(now - evict_target_, nullptr);
+        progress = rounds_.load(std::memory_order_relaxed) != rounds_before;
+      }
+      if (!s.ok()) RecordEvictionError(s);
+      if (!s.ok() || !progress) {
+        stuck = true;
+        break;
+      }
+      background_rounds_++;
+    }
+    {
+      std::lock_guard<std::mutex> l(evictor_mu_);
+      evictor_busy_ = false;
+    }
+    evictor_idle_cv_.notify_all();
+    backoff = !stuck ? std::chrono::milliseconds(0)
+                     : std::min(std::chrono::milliseconds(128), std::max(std::chrono::milliseconds(1), backoff * 2));
   }
 }
 
@@ -349,7 +451,7 @@ Status Runtime::EvictToBudget() {
     uint64_t local = local_bytes_.load();
     if (local <= opts_.local_budget_bytes) return Status::Ok();
     uint64_t before = local;
-    SHARRY_RETURN_IF_ERROR(Evict(local - opts_.local_budget_bytes, false, nullptr));
+    SHARRY_RETURN_IF_ERROR(Evict(local - opts_.local_budget_bytes, nullptr));
     if (local_bytes_.load() >= before) return Status::Unavailable("every local object is pinned or busy");
   }
   return Status::Ok();
@@ -357,13 +459,13 @@ Status Runtime::EvictToBudget() {
 
 Status Runtime::SwapOut(const RemoteObject& obj) {
   std::lock_guard<std::mutex> l(evict_mu_);
-  return Evict(0, true, obj.h_);
+  return Evict(0, obj.h_);
 }
 
 // REQUIRES: evict_mu_ held. Picks up to evict_batch cold, unpinned, local
 // objects (CLOCK over the hot bits; or just `only`), swaps them out with one
 // batched ALLOC and one chain of WRITEs, and releases their local memory.
-Status Runtime::Evict(uint64_t bytes_to_free, bool force_one, ObjectHeader* only) {
+Status Runtime::Evict(uint64_t bytes_to_free, ObjectHeader* only) {
   struct Victim { ObjectHeader* h; uint64_t word; };
   std::vector<Victim> victims;
   if (only != nullptr) {
@@ -391,7 +493,6 @@ Status Runtime::Evict(uint64_t bytes_to_free, bool force_one, ObjectHeader* only
       victims.push_back({h, m});
       freed += h->size;
     }
-    (void)force_one;
     if (victims.empty()) return Status::Ok();
   }
   rounds_++;
@@ -538,6 +639,12 @@ void Runtime::PrefetchLoop() {
   }
 }
 
+void Runtime::WaitEvictorIdle() {
+  if (!evictor_.joinable()) return;
+  std::unique_lock<std::mutex> l(evictor_mu_);
+  evictor_idle_cv_.wait(l, [this] { return evictor_stop_ || (!evictor_busy_ && !evict_wanted_.load()); });
+}
+
 RuntimeStats Runtime::Stats() const {
   RuntimeStats s;
   s.objects = objects_.load();
@@ -551,6 +658,7 @@ RuntimeStats Runtime::Stats() const {
     s.hot_objects += Is(m, kPresent) && Is(m, kHot);
   }
   s.local_bytes = local_bytes_.load();
+  s.peak_local_bytes = peak_local_bytes_.load();
   s.far_bytes = far_bytes_.load();
   {
     std::lock_guard<std::mutex> l(const_cast<std::mutex&>(control_mu_));
@@ -562,6 +670,8 @@ RuntimeStats Runtime::Stats() const {
   s.swap_outs = swap_outs_.load();
   s.drops = drops_.load();
   s.eviction_rounds = rounds_.load();
+  s.background_rounds = background_rounds_.load();
+  s.sync_rounds = sync_rounds_.load();
   s.prefetches = prefetches_.load();
   s.alloc_rpcs = alloc_rpcs_.load();
   s.free_rpcs = free_rpcs_.load();

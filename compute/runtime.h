@@ -31,6 +31,17 @@
 //     WRITE, one per thread, created on first use), while ALLOC and FREE go
 //     over ONE control connection (the memnode's owner of all our blocks),
 //     guarded by a mutex. One thread evicts at a time; the others go on.
+//   - Eviction (evict_thread, the default): a background evictor thread owns
+//     the swap-outs. When local usage passes the low watermark (budget -
+//     evict_ahead_bytes) the thread that pushed it there only signals the
+//     evictor, which swaps out batches on its own data connection until
+//     usage is one batch below that mark; the application goes on meanwhile.
+//     Only past the budget itself does an application thread evict
+//     synchronously (as without the evictor), so the budget stays a bound:
+//     local usage <= budget + budget/8 + one object per thread.
+//   - The prefetch thread (prefetch_thread) serves Prefetch() and sends full
+//     FREE batches; it is a separate thread from the evictor, so a prefetch
+//     never waits behind an eviction round.
 //   - A DerefScope belongs to the thread that made it.
 #pragma once
 
@@ -66,6 +77,11 @@ struct RuntimeOptions {
   uint32_t evict_batch = 64;             // objects swapped out per eviction round
   bool prefetch_thread = true;           // a background thread serves Prefetch() and sends
                                          // full FREE batches off the swap-in path
+  bool evict_thread = true;              // a background evictor swaps out ahead of the budget,
+                                         // off the application's threads (see the threading model)
+  uint64_t evict_ahead_bytes = 0;        // evict_thread: the evictor starts this far below the
+                                         // budget; 0 = one eviction batch, min(budget/16,
+                                         // evict_batch x 4 KiB); at most budget/2
   int connect_timeout_ms = 3000;
   int connect_attempts = 3;
 };
@@ -76,6 +92,7 @@ struct RuntimeStats {
   uint64_t pinned_objects = 0;    // of which pinned by a live scope
   uint64_t hot_objects = 0;       // of which hot
   uint64_t local_bytes = 0;       // object data held locally
+  uint64_t peak_local_bytes = 0;  // the most ever held locally (the budget's real bound)
   uint64_t far_bytes = 0;         // object data with a far copy (requested sizes)
   uint64_t pending_free_blocks = 0;  // Unique-Copy: far blocks queued for FREE
   uint64_t pending_free_bytes = 0;
@@ -84,6 +101,8 @@ struct RuntimeStats {
   uint64_t swap_outs = 0;         // objects written far
   uint64_t drops = 0;             // Multi-Copy: clean objects dropped without a write
   uint64_t eviction_rounds = 0;
+  uint64_t background_rounds = 0; // of which run by the evictor thread
+  uint64_t sync_rounds = 0;       // of which run by an application thread past the budget
   uint64_t prefetches = 0;
   uint64_t alloc_rpcs = 0, free_rpcs = 0;
   uint64_t recycled_blocks = 0;   // swap-outs that reused a queued far block (no ALLOC, no FREE)
@@ -175,6 +194,11 @@ class Runtime {
   Status EvictToBudget();
   // Sends the queued FREEs now (Unique-Copy batches them).
   Status FlushFrees();
+  // Waits until the background evictor is between rounds with no signal
+  // pending (returns at once without it). While a round is in flight its
+  // victims are still local AND already hold far blocks, so take accounting
+  // snapshots (far vs local bytes) after this, with no other thread running.
+  void WaitEvictorIdle();
 
   RuntimeStats Stats() const;
   // The memnode's view (STATS over the control connection).
@@ -196,8 +220,14 @@ class Runtime {
   void Unpin(ObjectHeader* h) { h->word.fetch_sub(meta::kPinOne, std::memory_order_release); }
   Status SwapIn(ObjectHeader* h, uint64_t busy_word);
   void Destroy(ObjectHeader* h);
+  // Local usage went up: signal the evictor past the low watermark; evict
+  // here only past the budget.
   void MaybeEvict();
-  Status Evict(uint64_t bytes_to_free, bool force_one, ObjectHeader* only);
+  Status Evict(uint64_t bytes_to_free, ObjectHeader* only);
+  void AddLocal(uint64_t size);  // local_bytes_ += size, and the peak
+  void RecordEvictionError(const Status& s);
+  void SignalEvictor();
+  void EvictorLoop();
   Status QueueFree(uint64_t offset, uint32_t size);
   Status FlushFreesLocked(std::unique_lock<std::mutex>& control_lock);
   void PrefetchLoop();
@@ -234,14 +264,32 @@ class Runtime {
   std::atomic<size_t> high_water_{0};                          // slots ever used
   std::vector<ObjectHeader*> free_headers_;                    // GUARDED_BY(headers_mu_)
 
-  std::mutex evict_mu_;   // one evictor at a time
+  std::mutex evict_mu_;   // one evicting thread at a time (the evictor or an application thread)
   size_t clock_hand_ = 0; // GUARDED_BY(evict_mu_)
   mutable std::mutex evict_status_mu_;
-  Status evict_status_;
+  Status evict_status_;   // GUARDED_BY(evict_status_mu_)
 
-  std::atomic<uint64_t> local_bytes_{0}, far_bytes_{0}, objects_{0};
+  // Watermarks (bytes of local object data), fixed at Init:
+  //   budget          past it, an application thread evicts synchronously
+  //   sync_target_    ... down to here (budget - one batch)
+  //   evict_start_    past it, the evictor is signalled (budget without one)
+  //   evict_target_   the evictor swaps out down to here (evict_start_ - one batch)
+  uint64_t sync_target_ = 0, evict_start_ = 0, evict_target_ = 0;
+
+  std::atomic<uint64_t> local_bytes_{0}, peak_local_bytes_{0}, far_bytes_{0}, objects_{0};
   mutable std::atomic<uint64_t> hits_{0}, swap_ins_{0}, swap_outs_{0}, drops_{0}, rounds_{0},
-      prefetches_{0}, alloc_rpcs_{0}, free_rpcs_{0}, recycled_{0};
+      background_rounds_{0}, sync_rounds_{0}, prefetches_{0}, alloc_rpcs_{0}, free_rpcs_{0}, recycled_{0};
+
+  // The evictor thread (evict_thread). evict_wanted_ is set by the thread
+  // that signals (once per wake-up: no lock or syscall while it is set) and
+  // cleared by the evictor before it looks at usage, so no signal is lost.
+  std::mutex evictor_mu_;
+  std::condition_variable evictor_cv_;
+  std::atomic<bool> evict_wanted_{false};
+  bool evictor_stop_ = false;                                  // GUARDED_BY(evictor_mu_)
+  bool evictor_busy_ = false;                                  // GUARDED_BY(evictor_mu_): in its rounds
+  std::condition_variable evictor_idle_cv_;                    // evictor_busy_ went false
+  std::thread evictor_;
 
   std::mutex prefetch_mu_;
   std::condition_variable prefetch_cv_;

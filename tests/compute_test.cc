@@ -57,8 +57,9 @@ class ComputeTest : public ::testing::TestWithParam<Param> {
     o.evict_batch = 32;
     return o;
   }
-  std::unique_ptr<Runtime> Make(uint64_t budget) {
-    auto rt = Runtime::Create(Options(budget));
+  std::unique_ptr<Runtime> Make(uint64_t budget) { return Make(Options(budget)); }
+  std::unique_ptr<Runtime> Make(const RuntimeOptions& o) {
+    auto rt = Runtime::Create(o);
     EXPECT_TRUE(rt.ok()) << rt.status();
     return rt.ok() ? std::move(*rt) : nullptr;
   }
@@ -111,9 +112,12 @@ TEST_P(ComputeTest, SwapOutAndBackKeepsTheBytes) {
 TEST_P(ComputeTest, RandomMixCorrectAtEveryBudget) {
   const size_t n = 128 * 1024;  // 1 MiB of uint64_t in 256 chunks of 4 KiB
   const uint64_t ws = n * sizeof(uint64_t);
+  for (bool evictor : {true, false})
   for (int pct : {1, 10, 50, 100}) {
-    SCOPED_TRACE("budget " + std::to_string(pct) + "%");
-    auto rt = Make(std::max<uint64_t>(ws * pct / 100, 8192));
+    SCOPED_TRACE("budget " + std::to_string(pct) + "%, evictor thread " + (evictor ? "on" : "off"));
+    RuntimeOptions o = Options(std::max<uint64_t>(ws * pct / 100, 8192));
+    o.evict_thread = evictor;
+    auto rt = Make(o);
     ASSERT_TRUE(rt);
     auto arr = RemoteArray<uint64_t>::Make(*rt, n);
     ASSERT_TRUE(arr.ok()) << arr.status();
@@ -145,6 +149,9 @@ TEST_P(ComputeTest, RandomMixCorrectAtEveryBudget) {
     if (pct < 100) {
       EXPECT_GT(st.swap_outs + st.drops, 0u);
     }
+    if (!evictor) {
+      EXPECT_EQ(st.background_rounds, 0u);
+    }
   }
 }
 
@@ -159,6 +166,9 @@ TEST_P(ComputeTest, FarMemoryAccounting) {
     ASSERT_TRUE(arr->ForEachMut([](size_t i, uint64_t& v) { v = i * 3; }).ok());
   std::mt19937_64 rng(1);
   for (int op = 0; op < 5000; ++op) ASSERT_TRUE(arr->Get(rng() % n).ok());
+  // An eviction round in flight holds far blocks for objects still local:
+  // count once it is done.
+  rt->WaitEvictorIdle();
   auto st = rt->Stats();
   const uint64_t far = FarBytesHeld(*rt);
   // Frees accepted by the memnode but not yet applied (its delayed
@@ -213,6 +223,143 @@ TEST_P(ComputeTest, ScopedObjectsAreNeverEvicted) {
   stop = true;
   for (auto& t : pressure) t.join();
   EXPECT_GT(rt->Stats().swap_outs + rt->Stats().drops, 0u);
+}
+
+// The budget is a bound with the background evictor too: an application
+// thread that outruns it (New() costs no network round trip, eviction does)
+// evicts synchronously past the budget. Local usage, sampled from another
+// thread and as the runtime's own peak, stays within budget + budget/8 (the
+// slack while another thread evicts) + one object per adding thread (this
+// one and the prefetcher). Then a random mix and a scan read every value
+// back.
+TEST_P(ComputeTest, EvictorKeepsUsageWithinTheBudget) {
+  for (bool evictor : {true, false}) {
+    SCOPED_TRACE(evictor ? "evictor thread on" : "evictor thread off");
+    const uint64_t budget = 256 << 10, obj = 4096;
+    RuntimeOptions o = Options(budget);
+    o.evict_thread = evictor;
+    auto rt = Make(o);
+    ASSERT_TRUE(rt);
+    const uint64_t bound = budget + budget / 8 + 2 * obj;
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> sampled_max{0}, samples{0};
+    std::thread sampler([&] {
+      while (!stop.load()) {
+        uint64_t l = rt->Stats().local_bytes;
+        if (l > sampled_max.load()) sampled_max.store(l);
+        samples++;
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
+    // 16 MiB of new objects (64x the budget), as fast as malloc goes.
+    const size_t n = 2 * 1024 * 1024;
+    auto arr = RemoteArray<uint64_t>::Make(*rt, n);
+    ASSERT_TRUE(arr.ok()) << arr.status();
+    ASSERT_TRUE(arr->ForEachMut([](size_t i, uint64_t& v) { v = i * 5 + 1; }).ok());
+    std::vector<uint64_t> ref(n);
+    for (size_t i = 0; i < n; ++i) ref[i] = i * 5 + 1;
+    std::mt19937_64 rng(7);
+    for (int op = 0; op < 20000; ++op) {
+      size_t i = rng() % n;
+      if (rng() % 4 == 0) {
+        ASSERT_TRUE(arr->Set(i, rng()).ok());
+        ref[i] = *arr->Get(i);
+      } else {
+        auto v = arr->Get(i);
+        ASSERT_TRUE(v.ok()) << v.status();
+        ASSERT_EQ(*v, ref[i]) << "element " << i;
+      }
+    }
+    size_t wrong = 0;
+    ASSERT_TRUE(arr->ForEach([&](size_t i, const uint64_t& v) { wrong += v != ref[i]; }).ok());
+    EXPECT_EQ(wrong, 0u);
+    stop = true;
+    sampler.join();
+    auto st = rt->Stats();
+    EXPECT_GT(samples.load(), 0u);
+    EXPECT_LE(sampled_max.load(), bound);
+    EXPECT_LE(st.peak_local_bytes, bound) << "sync rounds " << st.sync_rounds << ", background rounds "
+                                          << st.background_rounds;
+    EXPECT_TRUE(rt->eviction_status().ok()) << rt->eviction_status();
+    if (evictor) {
+      EXPECT_GT(st.background_rounds, 0u);
+    } else {
+      EXPECT_EQ(st.background_rounds, 0u);
+      EXPECT_GT(st.sync_rounds, 0u);
+    }
+  }
+}
+
+// Usage between the evictor's start (budget - evict_ahead_bytes) and the
+// budget: only the evictor works. When far memory runs out, it says so in
+// eviction_status() and the objects stay local and readable.
+TEST_P(ComputeTest, EvictorReportsFarMemoryExhausted) {
+  StartMemnode(1 << 20);  // 1 MiB of far memory
+  RuntimeOptions o = Options(8 << 20);
+  o.evict_ahead_bytes = 4 << 20;  // the evictor starts at 4 MiB
+  auto rt = Make(o);
+  ASSERT_TRUE(rt);
+  std::vector<RemoteObject> objs;
+  for (int i = 0; i < 7 * 256; ++i) {  // 7 MiB of 4 KiB objects: under the budget
+    auto o = rt->New(4096, nullptr);
+    ASSERT_TRUE(o.ok());
+    DerefScope s(*rt);
+    uint64_t v = i * 3;
+    std::memcpy(*o->Deref(s, true), &v, 8);
+    objs.push_back(std::move(*o));
+  }
+  rt->WaitEvictorIdle();
+  auto st = rt->Stats();
+  EXPECT_EQ(rt->eviction_status().code(), StatusCode::kOutOfMemory) << rt->eviction_status();
+  EXPECT_GT(st.background_rounds + (st.eviction_rounds > 0), 0u);
+  EXPECT_EQ(st.sync_rounds, 0u);  // never over the budget
+  EXPECT_GT(st.swap_outs, 0u);    // some went far before it ran out
+  EXPECT_LE(st.local_bytes, o.local_budget_bytes);
+  size_t local = 0;
+  for (size_t i = 0; i < objs.size(); ++i) {
+    local += objs[i].is_local();
+    DerefScope s(*rt);
+    auto p = objs[i].Deref(s, false);
+    ASSERT_TRUE(p.ok()) << p.status();
+    ASSERT_EQ(*static_cast<uint64_t*>(*p), i * 3);  // nothing lost, local or far
+  }
+  EXPECT_GT(local, objs.size() / 2);
+}
+
+// The memnode goes away while the evictor has work: its error reaches
+// eviction_status(), every object stays local and readable, and the runtime
+// still shuts down (the evictor backs off instead of spinning or hanging).
+TEST_P(ComputeTest, EvictorSurvivesALostMemnode) {
+  RuntimeOptions o = Options(1 << 20);
+  o.evict_ahead_bytes = 512 << 10;  // the evictor starts at 512 KiB
+  o.connect_attempts = 1;
+  o.connect_timeout_ms = 500;
+  auto rt = Make(o);
+  ASSERT_TRUE(rt);
+  std::vector<RemoteObject> objs;
+  auto add = [&](int count) {
+    for (int k = 0; k < count; ++k) {
+      uint64_t v = objs.size() * 11;
+      auto obj = rt->New(4096, &v);
+      ASSERT_TRUE(obj.ok());
+      objs.push_back(std::move(*obj));
+    }
+  };
+  add(100);  // 400 KiB: no eviction yet
+  EXPECT_EQ(rt->Stats().eviction_rounds, 0u);
+  node_.reset();
+  add(100);  // 800 KiB: the evictor wakes and fails
+  for (int i = 0; i < 200 && rt->eviction_status().ok(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_FALSE(rt->eviction_status().ok());
+  for (size_t i = 0; i < objs.size(); ++i) {
+    ASSERT_TRUE(objs[i].is_local());
+    DerefScope s(*rt);
+    auto p = objs[i].Deref(s, false);
+    ASSERT_TRUE(p.ok()) << p.status();
+    ASSERT_EQ(*static_cast<uint64_t*>(*p), i * 11);
+  }
+  objs.clear();
+  rt.reset();  // joins the evictor
 }
 
 TEST_P(ComputeTest, ManyThreadsShareOneRuntime) {

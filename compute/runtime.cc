@@ -299,14 +299,24 @@ void Runtime::Destroy(ObjectHeader* h) {
   FreeHeader(h);
 }
 
+size_t Runtime::FreeReserve() const {
+  // Unique-Copy: the next eviction round reuses up to evict_batch queued
+  // blocks. Were they freed, that round would need an ALLOC and the FREE
+  // would have been wasted: in steady swapping (a swap-in per swap-out) the
+  // queue fills to one batch just as the round comes, so without a reserve
+  // nearly every round paid one ALLOC and one FREE RPC.
+  return opts_.mode == CopyMode::kUniqueCopy ? opts_.evict_batch : 0;
+}
+
 Status Runtime::QueueFree(uint64_t offset, uint32_t size) {
   std::unique_lock<std::mutex> l(control_mu_);
   pending_free_.push_back({offset, size});
   pending_free_bytes_ += size;
-  if (pending_free_.size() < opts_.free_batch) return Status::Ok();
-  // A full batch: the background thread sends it, off this (swap-in) path,
-  // unless it has fallen far behind.
-  if (opts_.prefetch_thread && pending_free_.size() < 4u * opts_.free_batch) {
+  const size_t reserve = FreeReserve();
+  if (pending_free_.size() < opts_.free_batch + reserve) return Status::Ok();
+  // A full batch beyond the reserve: the background thread sends it, off
+  // this (swap-in) path, unless it has fallen far behind.
+  if (opts_.prefetch_thread && pending_free_.size() < 4u * opts_.free_batch + reserve) {
     l.unlock();
     {
       std::lock_guard<std::mutex> pl(prefetch_mu_);
@@ -315,27 +325,33 @@ Status Runtime::QueueFree(uint64_t offset, uint32_t size) {
     prefetch_cv_.notify_one();
     return Status::Ok();
   }
-  return FlushFreesLocked(l);
+  return FlushFreesLocked(l, reserve);
 }
 
 Status Runtime::FlushFrees() {
   std::unique_lock<std::mutex> l(control_mu_);
-  return FlushFreesLocked(l);
+  return FlushFreesLocked(l, 0);
 }
 
-Status Runtime::FlushFreesLocked(std::unique_lock<std::mutex>&) {
-  if (pending_free_.empty()) return Status::Ok();
+Status Runtime::FlushFreesLocked(std::unique_lock<std::mutex>&, size_t keep) {
+  if (pending_free_.size() <= keep) return Status::Ok();
+  // The oldest go; the newest `keep` stay for reuse (Evict takes from the back).
+  const size_t n = pending_free_.size() - keep;
   std::vector<Status> each;
   std::vector<uint64_t> offsets;
-  offsets.reserve(pending_free_.size());
-  for (const FreeBlock& b : pending_free_) offsets.push_back(b.offset);
+  offsets.reserve(n);
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < n; ++i) {
+    offsets.push_back(pending_free_[i].offset);
+    bytes += pending_free_[i].size;
+  }
   Status s = control_->Free(offsets, &each);
   free_rpcs_++;
   if (!s.ok() && !control_->transport().alive()) return s;  // keep them queued
   // Element errors would be our bug (a block freed twice): say so, drop them.
   if (!s.ok()) LOG(ERROR) << "compute runtime: memnode refused a FREE: " << s;
-  pending_free_.clear();
-  pending_free_bytes_ = 0;
+  pending_free_.erase(pending_free_.begin(), pending_free_.begin() + n);
+  pending_free_bytes_ -= bytes;
   return Status::Ok();
 }
 
@@ -518,12 +534,14 @@ Status Runtime::Evict(uint64_t bytes_to_free, ObjectHeader* only) {
     std::vector<Status> each;
     std::lock_guard<std::mutex> l(control_mu_);
     // First reuse queued far blocks of the same size: no ALLOC, no FREE.
+    // Newest first (from the back): with objects of one size this is O(1)
+    // per victim, so the lock the swap-in path needs is held briefly.
     std::vector<size_t> still;
     for (size_t k : needs) {
       const uint32_t size = victims[k].h->size;
-      auto it = std::find_if(pending_free_.begin(), pending_free_.end(),
+      auto it = std::find_if(pending_free_.rbegin(), pending_free_.rend(),
                              [size](const FreeBlock& b) { return b.size == size; });
-      if (it == pending_free_.end()) {
+      if (it == pending_free_.rend()) {
         still.push_back(k);
         continue;
       }
@@ -621,8 +639,9 @@ void Runtime::PrefetchLoop() {
     }
     if (flush) {
       std::unique_lock<std::mutex> cl(control_mu_);
-      if (pending_free_.size() >= opts_.free_batch) {
-        if (Status s = FlushFreesLocked(cl); !s.ok()) LOG(WARNING) << "compute runtime: FREE failed: " << s;
+      const size_t reserve = FreeReserve();
+      if (pending_free_.size() >= opts_.free_batch + reserve) {
+        if (Status s = FlushFreesLocked(cl, reserve); !s.ok()) LOG(WARNING) << "compute runtime: FREE failed: " << s;
       }
       continue;
     }

@@ -13,11 +13,13 @@
 //   Unique-Copy   (default, paper 4.2) an object is either local or far,
 //                 never both: swap-out allocates a far block and WRITEs the
 //                 data there; swap-in READs it back and queues a FREE of the
-//                 far block; queued FREEs go out in batches of free_batch.
-//                 Until then a queued block of the right size is reused by
-//                 the next swap-out, which then needs no ALLOC at all: the
-//                 far memory held stays within working set - local + one
-//                 batch, and steady swapping costs no allocation RPCs.
+//                 far block; queued FREEs go out in batches of free_batch,
+//                 always keeping the newest evict_batch blocks queued. A
+//                 queued block of the right size is reused by the next
+//                 swap-out, which then needs no ALLOC at all: the far memory
+//                 held stays within working set - local + free_batch +
+//                 evict_batch blocks, and steady swapping costs no
+//                 allocation RPCs.
 //   Multi-Copy    (as AIFM) the far block is allocated at the first swap-out
 //                 and kept; later swap-outs write back only dirty objects; it
 //                 is freed only when the object is destroyed.
@@ -73,7 +75,8 @@ struct RuntimeOptions {
   uint64_t local_budget_bytes = 64u << 20;
   CopyMode mode = CopyMode::kUniqueCopy;
   uint32_t max_object_bytes = 1u << 20;  // the largest object New() accepts
-  uint32_t free_batch = 64;              // Unique-Copy: far blocks freed per FREE RPC
+  uint32_t free_batch = 64;              // Unique-Copy: far blocks freed per FREE RPC (beyond
+                                         // evict_batch kept queued for reuse by swap-outs)
   uint32_t evict_batch = 64;             // objects swapped out per eviction round
   bool prefetch_thread = true;           // a background thread serves Prefetch() and sends
                                          // full FREE batches off the swap-in path
@@ -229,7 +232,9 @@ class Runtime {
   void SignalEvictor();
   void EvictorLoop();
   Status QueueFree(uint64_t offset, uint32_t size);
-  Status FlushFreesLocked(std::unique_lock<std::mutex>& control_lock);
+  // FREEs all queued blocks but the newest `keep`.
+  Status FlushFreesLocked(std::unique_lock<std::mutex>& control_lock, size_t keep);
+  size_t FreeReserve() const;  // queued blocks kept for reuse by swap-outs
   void PrefetchLoop();
   void EnqueuePrefetch(ObjectHeader* h);
 

@@ -158,13 +158,18 @@ TEST_P(ComputeTest, RandomMixCorrectAtEveryBudget) {
 TEST_P(ComputeTest, FarMemoryAccounting) {
   const size_t n = 256 * 1024;  // 2 MiB working set
   const uint64_t ws = n * sizeof(uint64_t), budget = ws / 2;
-  auto rt = Make(budget);
+  RuntimeOptions opts = Options(budget);
+  // One eviction round takes as many blocks as a FREE batch holds: queued
+  // blocks must not all be freed just before the round that would reuse them.
+  opts.evict_batch = opts.free_batch = 16;
+  auto rt = Make(opts);
   ASSERT_TRUE(rt);
   auto arr = RemoteArray<uint64_t>::Make(*rt, n);
   ASSERT_TRUE(arr.ok());
   for (int pass = 0; pass < 2; ++pass)
     ASSERT_TRUE(arr->ForEachMut([](size_t i, uint64_t& v) { v = i * 3; }).ok());
   std::mt19937_64 rng(1);
+  const RuntimeStats before = rt->Stats();
   for (int op = 0; op < 5000; ++op) ASSERT_TRUE(arr->Get(rng() % n).ok());
   // An eviction round in flight holds far blocks for objects still local:
   // count once it is done.
@@ -175,10 +180,23 @@ TEST_P(ComputeTest, FarMemoryAccounting) {
   // reclamation) still count as held, like the runtime's queued FREEs.
   const uint64_t memnode_pending = node_->service().CollectStats().head.pending_bytes;
   if (GetParam().mode == CopyMode::kUniqueCopy) {
-    // far <= working set - local budget + the pending-free batches
+    // far <= working set - local + the queued frees, exactly
     EXPECT_LE(far, ws - st.local_bytes + st.pending_free_bytes + memnode_pending);
-    EXPECT_LE(far, ws - budget + budget / 32 + uint64_t{rt->options().free_batch} * 4096 + memnode_pending);
+    // ... and in terms of the options: the evictor keeps local usage down to
+    // budget - evict_ahead_bytes - one batch (2 batches by default), and at
+    // most free_batch + evict_batch blocks stay queued.
+    const RuntimeOptions& o = rt->options();
+    const uint64_t batch = std::min<uint64_t>(budget / 16, uint64_t{o.evict_batch} * 4096);
+    EXPECT_LE(far, ws - budget + 2 * batch + budget / 32 + uint64_t{o.free_batch + o.evict_batch} * 4096 +
+                       memnode_pending);
     EXPECT_LE(memnode_pending, 2u * 64 * 4096);  // 2 sections x the memnode free batch
+    // Steady swapping (a swap-in per swap-out) reuses the queued blocks:
+    // hardly any ALLOC or FREE RPC per eviction round.
+    const uint64_t rounds = st.eviction_rounds - before.eviction_rounds;
+    const uint64_t rpcs = st.alloc_rpcs - before.alloc_rpcs + st.free_rpcs - before.free_rpcs;
+    EXPECT_GT(rounds, 10u);
+    EXPECT_LE(rpcs * 10, rounds) << rpcs << " ALLOC/FREE RPCs in " << rounds << " eviction rounds; "
+                                 << st.recycled_blocks - before.recycled_blocks << " blocks reused";
   } else {
     EXPECT_GE(far, ws * 9 / 10);  // about the whole working set
   }

@@ -392,10 +392,13 @@ void Runtime::MaybeEvict() {
     if (local_bytes_.load(std::memory_order_relaxed) <= budget + budget / 8) return;
     l.lock();
   }
-  // Evict a little below the budget, so that rounds come in batches.
+  // Evict a little below the budget, so that rounds come in batches. A
+  // further round only while still over the budget: the first one stops at
+  // evict_batch objects, often one object short of sync_target_, and a
+  // round of one object would cost a whole WRITE round trip on this path.
   for (int round = 0; round < 64; ++round) {
     const uint64_t now = local_bytes_.load(std::memory_order_relaxed);
-    if (now <= sync_target_) break;
+    if (now <= (round == 0 ? sync_target_ : budget)) break;
     const uint64_t rounds_before = rounds_.load(std::memory_order_relaxed);
     Status s = Evict(now - sync_target_, nullptr);
     if (!s.ok()) {

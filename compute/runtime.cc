@@ -100,7 +100,11 @@ Status Runtime::Init() {
   evict_start_ = budget;
   evict_target_ = sync_target_;
   if (opts_.evict_thread) {
-    const uint64_t ahead = opts_.evict_ahead_bytes != 0 ? opts_.evict_ahead_bytes : batch;
+    // A quarter batch ahead by default: enough for the evictor to finish a
+    // round before the application reaches the budget (a round takes about
+    // as long as a few swap-ins), while local memory stays nearly full (each
+    // byte kept free costs hit rate).
+    const uint64_t ahead = opts_.evict_ahead_bytes != 0 ? opts_.evict_ahead_bytes : std::max<uint64_t>(batch / 4, 1);
     evict_start_ = budget - ahead;
     evict_target_ = evict_start_ - std::min(batch, evict_start_);
     evictor_ = std::thread([this] { EvictorLoop(); });

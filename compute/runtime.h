@@ -33,13 +33,14 @@
 //     WRITE, one per thread, created on first use), while ALLOC and FREE go
 //     over ONE control connection (the memnode's owner of all our blocks),
 //     guarded by a mutex. One thread evicts at a time; the others go on.
-//   - Eviction (evict_thread, the default): a background evictor thread owns
-//     the swap-outs. When local usage passes the low watermark (budget -
-//     evict_ahead_bytes) the thread that pushed it there only signals the
-//     evictor, which swaps out batches on its own data connection until
-//     usage is one batch below that mark; the application goes on meanwhile.
-//     Only past the budget itself does an application thread evict
-//     synchronously (as without the evictor), so the budget stays a bound:
+//   - Eviction: the thread that takes local usage past the budget evicts
+//     (synchronously) down to one batch below it. With evict_thread (off by
+//     default: on a 2-core tcp host it measured no faster, see
+//     docs/compute.md) a background evictor thread swaps out ahead: when
+//     usage passes the low watermark (budget - evict_ahead_bytes) the thread
+//     that pushed it there only signals the evictor, which swaps out batches
+//     on its own data connection until usage is one batch below that mark;
+//     the application goes on meanwhile. Either way the budget is a bound:
 //     local usage <= budget + budget/8 + one object per thread.
 //   - The prefetch thread (prefetch_thread) serves Prefetch() and sends full
 //     FREE batches; it is a separate thread from the evictor, so a prefetch
@@ -80,11 +81,12 @@ struct RuntimeOptions {
   uint32_t evict_batch = 64;             // objects swapped out per eviction round
   bool prefetch_thread = true;           // a background thread serves Prefetch() and sends
                                          // full FREE batches off the swap-in path
-  bool evict_thread = true;              // a background evictor swaps out ahead of the budget,
-                                         // off the application's threads (see the threading model)
+  bool evict_thread = false;             // a background evictor swaps out ahead of the budget,
+                                         // off the application's threads (see the threading model;
+                                         // off: no gain measured on a 2-core box, docs/compute.md)
   uint64_t evict_ahead_bytes = 0;        // evict_thread: the evictor starts this far below the
-                                         // budget; 0 = one eviction batch, min(budget/16,
-                                         // evict_batch x 4 KiB); at most budget/2
+                                         // budget; 0 = a quarter of one eviction batch of
+                                         // min(budget/16, evict_batch x 4 KiB); at most budget/2
   int connect_timeout_ms = 3000;
   int connect_attempts = 3;
 };

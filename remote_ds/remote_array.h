@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -27,21 +28,14 @@ class RemoteArray {
 
  public:
   static StatusOr<RemoteArray> Make(Runtime& rt, size_t n, uint32_t chunk_bytes = 4096) {
-    if (chunk_bytes < sizeof(T))
-      return Status::InvalidArgument("a chunk of " + std::to_string(chunk_bytes) + " B cannot hold one element");
-    RemoteArray a;
-    a.rt_ = &rt;
-    a.n_ = n;
-    a.per_chunk_ = chunk_bytes / sizeof(T);
-    const size_t chunks = (n + a.per_chunk_ - 1) / a.per_chunk_;
-    a.chunks_.reserve(chunks);
-    for (size_t c = 0; c < chunks; ++c) {
-      const size_t elems = std::min<size_t>(a.per_chunk_, n - c * a.per_chunk_);
-      auto o = rt.New(static_cast<uint32_t>(elems * sizeof(T)));
-      if (!o.ok()) return o.status();
-      a.chunks_.push_back(std::move(*o));
-    }
-    return a;
+    return Build(rt, n, chunk_bytes, static_cast<void (*)(size_t, T&)>(nullptr));
+  }
+  // As Make, but element i starts as init(i, T&) sets it: each chunk is
+  // filled before it becomes an object, so loading costs no swap-in (a
+  // ForEachMut after Make would bring every evicted chunk back once).
+  template <typename Init>
+  static StatusOr<RemoteArray> MakeWith(Runtime& rt, size_t n, Init&& init, uint32_t chunk_bytes = 4096) {
+    return Build(rt, n, chunk_bytes, &init);
   }
 
   size_t size() const { return n_; }
@@ -97,6 +91,52 @@ class RemoteArray {
   };
   ScopedRange In(DerefScope& scope) const { return ScopedRange(*this, scope); }
 
+  // A sequential reader of [begin, end), for scans that walk several arrays
+  // in step (the columns of a data frame): Next() returns the next element,
+  // local and pinned until the cursor leaves its chunk (one scope per chunk,
+  // as ForEach), or nullptr at the end or on an error (then status() says
+  // why). The next `prefetch` chunks are requested ahead. Within a chunk,
+  // Next() is a pointer compare and increment. One thread; not movable.
+  class Cursor {
+   public:
+    Cursor(const RemoteArray& a, size_t begin, size_t end, size_t prefetch)
+        : a_(a), next_(std::min(begin, a.n_)), end_(std::min(end, a.n_)), prefetch_(prefetch) {}
+    Cursor(const Cursor&) = delete;
+    Cursor& operator=(const Cursor&) = delete;
+    const T* Next() { return p_ != stop_ ? p_++ : Advance(); }
+    const Status& status() const { return status_; }
+
+   private:
+    const T* Advance() {
+      scope_.reset();  // unpins the chunk just read
+      if (next_ >= end_) return nullptr;
+      const size_t per = a_.per_chunk_, c = next_ / per;
+      for (size_t k = 1; k <= prefetch_ && c + k < a_.chunks_.size(); ++k) a_.chunks_[c + k].Prefetch();
+      scope_.emplace(*a_.rt_);
+      auto p = a_.chunks_[c].Deref(*scope_, false);
+      if (!p.ok()) {
+        status_ = p.status();
+        next_ = end_;
+        scope_.reset();
+        return nullptr;
+      }
+      const T* chunk = static_cast<const T*>(*p);
+      p_ = chunk + (next_ - c * per);
+      next_ = std::min(end_, (c + 1) * per);
+      stop_ = chunk + (next_ - c * per);
+      return p_++;
+    }
+    const RemoteArray& a_;
+    size_t next_, end_, prefetch_;
+    std::optional<DerefScope> scope_;
+    const T* p_ = nullptr;
+    const T* stop_ = nullptr;
+    Status status_;
+  };
+  Cursor Read(size_t begin = 0, size_t end = ~size_t{0}, size_t prefetch = 4) const {
+    return Cursor(*this, begin, end, prefetch);
+  }
+
  private:
   StatusOr<const T*> Element(DerefScope& scope, size_t i, bool write) const {
     if (i >= n_) return Status::OutOfRange("index " + std::to_string(i) + " of an array of " + std::to_string(n_));
@@ -119,6 +159,28 @@ class RemoteArray {
       for (; i < stop; ++i, ++elem) f(i, *elem);
     }
     return Status::Ok();
+  }
+
+  template <typename InitPtr>
+  static StatusOr<RemoteArray> Build(Runtime& rt, size_t n, uint32_t chunk_bytes, InitPtr init) {
+    if (chunk_bytes < sizeof(T))
+      return Status::InvalidArgument("a chunk of " + std::to_string(chunk_bytes) + " B cannot hold one element");
+    RemoteArray a;
+    a.rt_ = &rt;
+    a.n_ = n;
+    a.per_chunk_ = chunk_bytes / sizeof(T);
+    const size_t chunks = (n + a.per_chunk_ - 1) / a.per_chunk_;
+    a.chunks_.reserve(chunks);
+    std::vector<T> buf(init != nullptr ? a.per_chunk_ : 0);
+    for (size_t c = 0; c < chunks; ++c) {
+      const size_t elems = std::min<size_t>(a.per_chunk_, n - c * a.per_chunk_);
+      if (init != nullptr)
+        for (size_t k = 0; k < elems; ++k) (*init)(c * a.per_chunk_ + k, buf[k]);
+      auto o = rt.New(static_cast<uint32_t>(elems * sizeof(T)), init != nullptr ? buf.data() : nullptr);
+      if (!o.ok()) return o.status();
+      a.chunks_.push_back(std::move(*o));
+    }
+    return a;
   }
 
   Runtime* rt_ = nullptr;

@@ -3,6 +3,15 @@
 //
 //   build/compute/sharry_client --memnode=127.0.0.1:7000 --workload=array
 //       --working_set_mb=64 --local_pct=25 --mode=unique --ops=1000000
+//
+// The array workload is the paper's micro-benchmark (section 6.1): --arrays
+// remoteable arrays of uint64_t in objects (chunks) of --object_bytes; each
+// operation reads or writes (--write_pct) one element of a random array at a
+// random index (or scans). The working set is --working_set_mb, or
+// --objects objects of --object_bytes; the local budget is --local_pct of it,
+// or --local_mb. With --ready_file/--go_file the timed phase starts only when
+// the driver says so (compute/start_barrier.h), so that processes sharing a
+// memnode are measured over the same interval.
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
@@ -13,6 +22,7 @@
 #include <vector>
 
 #include "compute/runtime.h"
+#include "compute/start_barrier.h"
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
 
@@ -27,6 +37,12 @@ DEFINE_double(write_pct, 20, "percent of operations that write");
 DEFINE_string(pattern, "random", "array: random or scan");
 DEFINE_int32(threads, 1, "worker threads (array workload)");
 DEFINE_uint64(seed, 1, "random seed");
+DEFINE_uint32(arrays, 1, "array workload: number of remoteable arrays the working set is split into");
+DEFINE_uint32(object_bytes, 4096, "array workload: bytes per object (chunk of elements), a multiple of 8");
+DEFINE_uint64(objects, 0, "array workload: working set as a number of objects (overrides --working_set_mb)");
+DEFINE_uint64(local_mb, 0, "local memory budget in MiB (overrides --local_pct)");
+DEFINE_string(ready_file, "", "start barrier: created when the data is loaded");
+DEFINE_string(go_file, "", "start barrier: the timed phase starts once this file exists");
 
 namespace {
 
@@ -60,18 +76,33 @@ int main(int argc, char** argv) {
   o.mode = *mode;
   o.memnode_addr = FLAGS_memnode.substr(0, colon);
   o.memnode_port = static_cast<uint16_t>(std::stoi(FLAGS_memnode.substr(colon + 1)));
-  const uint64_t ws = FLAGS_working_set_mb << 20;
-  o.local_budget_bytes = std::max<uint64_t>(static_cast<uint64_t>(ws * FLAGS_local_pct / 100), 64 << 10);
+  if (FLAGS_object_bytes < 8 || FLAGS_object_bytes % 8 != 0 || FLAGS_object_bytes > o.max_object_bytes)
+    return Fail(sharry::Status::InvalidArgument("want a multiple of 8 in 8.." + std::to_string(o.max_object_bytes)),
+                "--object_bytes");
+  if (FLAGS_arrays == 0) return Fail(sharry::Status::InvalidArgument("want at least 1"), "--arrays");
+  if (FLAGS_threads < 1) return Fail(sharry::Status::InvalidArgument("want at least 1"), "--threads");
+  const uint64_t ws = FLAGS_objects ? FLAGS_objects * FLAGS_object_bytes : FLAGS_working_set_mb << 20;
+  const uint64_t local = FLAGS_local_mb ? FLAGS_local_mb << 20 : static_cast<uint64_t>(ws * FLAGS_local_pct / 100);
+  o.local_budget_bytes = std::max<uint64_t>(local, std::max<uint64_t>(64 << 10, 2 * FLAGS_object_bytes));
   auto rt = Runtime::Create(o);
   if (!rt.ok()) return Fail(rt.status(), "runtime");
 
   uint64_t done = 0, bad = 0;
-  double secs = 0;
+  double secs = 0, fill_secs = 0;
+  const auto t_fill = Clock::now();
   // Taken while the data structure still exists.
-  sharry::compute::RuntimeStats st;
+  // Counters of the timed phase: st (at its end) minus st0 (at its start).
+  sharry::compute::RuntimeStats st, st0;
   uint64_t far_mine = 0, far_total = 0;
   auto snapshot = [&] {
     st = (*rt)->Stats();
+    st.local_hits -= st0.local_hits;
+    st.swap_ins -= st0.swap_ins;
+    st.swap_outs -= st0.swap_outs;
+    st.drops -= st0.drops;
+    st.alloc_rpcs -= st0.alloc_rpcs;
+    st.free_rpcs -= st0.free_rpcs;
+    st.recycled_blocks -= st0.recycled_blocks;
     if (auto ms = (*rt)->MemnodeStats(); ms.ok()) {
       far_total = ms->head.used_bytes;
       for (auto& c : ms->clients)
@@ -79,10 +110,26 @@ int main(int argc, char** argv) {
     }
   };
   if (FLAGS_workload == "array") {
-    const size_t n = ws / sizeof(uint64_t);
-    auto arr = sharry::remote_ds::RemoteArray<uint64_t>::Make(**rt, n);
-    if (!arr.ok()) return Fail(arr.status(), "array");
-    if (auto s = arr->ForEachMut([](size_t i, uint64_t& v) { v = i; }); !s.ok()) return Fail(s, "fill");
+    // The working set, as FLAGS_arrays arrays of whole objects.
+    const size_t per_obj = FLAGS_object_bytes / sizeof(uint64_t);
+    const uint64_t objects = std::max<uint64_t>(ws / FLAGS_object_bytes, FLAGS_arrays);
+    std::vector<sharry::remote_ds::RemoteArray<uint64_t>> arrs;
+    std::vector<size_t> base;  // global index of each array's element 0
+    size_t n = 0;
+    for (uint32_t a = 0; a < FLAGS_arrays; ++a) {
+      const uint64_t objs = objects / FLAGS_arrays + (a < objects % FLAGS_arrays);
+      const size_t b = n;
+      auto arr = sharry::remote_ds::RemoteArray<uint64_t>::MakeWith(
+          **rt, objs * per_obj, [b](size_t i, uint64_t& v) { v = b + i; }, FLAGS_object_bytes);
+      if (!arr.ok()) return Fail(arr.status(), "fill");
+      base.push_back(n);
+      n += arr->size();
+      arrs.push_back(std::move(*arr));
+    }
+    fill_secs = std::chrono::duration<double>(Clock::now() - t_fill).count();
+    if (auto s = sharry::compute::WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file); !s.ok())
+      return Fail(s, "start barrier");
+    st0 = (*rt)->Stats();
     auto t0 = Clock::now();
     std::vector<std::thread> ts;
     std::atomic<uint64_t> ops{0}, errors{0};
@@ -92,22 +139,25 @@ int main(int argc, char** argv) {
         const uint64_t mine = FLAGS_ops / FLAGS_threads;
         if (FLAGS_pattern == "scan") {
           uint64_t count = 0;
-          while (count < mine) {
-            auto s = arr->ForEach([&](size_t i, const uint64_t& v) { errors += (v % n) != i; }, 0,
-                                  std::min<uint64_t>(n, mine - count));
+          for (size_t a = 0; count < mine; a = (a + 1) % arrs.size()) {
+            const uint64_t len = std::min<uint64_t>(arrs[a].size(), mine - count);
+            const size_t b = base[a];
+            auto s = arrs[a].ForEach([&](size_t i, const uint64_t& v) { errors += (v % n) != b + i; }, 0, len);
             if (!s.ok()) { errors++; break; }
-            count += std::min<uint64_t>(n, mine - count);
+            count += len;
           }
           ops += count;
           return;
         }
         for (uint64_t k = 0; k < mine; ++k) {
-          size_t i = rng() % n;
+          const size_t a = arrs.size() == 1 ? 0 : rng() % arrs.size();
+          const size_t i = rng() % arrs[a].size();
+          const size_t want = base[a] + i;
           if ((rng() % 10000) < FLAGS_write_pct * 100) {
-            errors += !arr->Set(i, i + n).ok();  // v % n == i still holds
+            errors += !arrs[a].Set(i, want + n).ok();  // v % n == want still holds
           } else {
-            auto v = arr->Get(i);
-            errors += !v.ok() || (*v % n) != i;
+            auto v = arrs[a].Get(i);
+            errors += !v.ok() || (*v % n) != want;
           }
         }
         ops += mine;
@@ -123,6 +173,10 @@ int main(int argc, char** argv) {
     const uint64_t keys = ws / sizeof(Value);
     for (uint64_t k = 0; k < keys; ++k)
       if (auto s = table.Put(k, Value{k, {}}); !s.ok()) return Fail(s, "fill");
+    fill_secs = std::chrono::duration<double>(Clock::now() - t_fill).count();
+    if (auto s = sharry::compute::WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file); !s.ok())
+      return Fail(s, "start barrier");
+    st0 = (*rt)->Stats();
     std::mt19937_64 rng(FLAGS_seed);
     auto t0 = Clock::now();
     for (uint64_t i = 0; i < FLAGS_ops; ++i) {
@@ -140,12 +194,15 @@ int main(int argc, char** argv) {
   } else {
     return Fail(sharry::Status::InvalidArgument("array or hashtable"), "--workload");
   }
-  std::printf("sharry_client workload=%s mode=%s transport=%s working_set_mb=%llu local_pct=%.0f threads=%d "
+  using ull = unsigned long long;
+  std::printf("sharry_client workload=%s mode=%s transport=%s working_set_bytes=%llu local_budget_bytes=%llu "
+              "arrays=%u object_bytes=%u threads=%d fill_secs=%.3f alloc_rpcs=%llu free_rpcs=%llu recycled=%llu "
               "ops=%llu secs=%.3f ops_per_s=%.0f hit_rate=%.4f swap_ins=%llu swap_outs=%llu drops=%llu "
               "local_bytes=%llu far_bytes_mine=%llu far_bytes_memnode=%llu errors=%llu\n",
-              FLAGS_workload.c_str(), FLAGS_mode.c_str(), FLAGS_transport.c_str(),
-              static_cast<unsigned long long>(FLAGS_working_set_mb), FLAGS_local_pct, FLAGS_threads,
-              static_cast<unsigned long long>(done), secs, done / secs, st.hit_rate(),
+              FLAGS_workload.c_str(), FLAGS_mode.c_str(), FLAGS_transport.c_str(), static_cast<ull>(ws),
+              static_cast<ull>(o.local_budget_bytes), FLAGS_arrays, FLAGS_object_bytes, FLAGS_threads, fill_secs,
+              static_cast<ull>(st.alloc_rpcs), static_cast<ull>(st.free_rpcs), static_cast<ull>(st.recycled_blocks),
+              static_cast<ull>(done), secs, done / secs, st.hit_rate(),
               static_cast<unsigned long long>(st.swap_ins), static_cast<unsigned long long>(st.swap_outs),
               static_cast<unsigned long long>(st.drops), static_cast<unsigned long long>(st.local_bytes),
               static_cast<unsigned long long>(far_mine), static_cast<unsigned long long>(far_total),

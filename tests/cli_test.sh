@@ -24,6 +24,32 @@ for workload in array hashtable; do
     case "$out" in *" errors=0"*) ;; *) echo "FAIL: $workload/$mode"; exit 1 ;; esac
   done
 done
+# The experiments' form (scripts/experiments.sh): 8 arrays of 256-byte
+# objects, a scan, and the start barrier: the timed phase must wait for go.
+"$build/compute/sharry_client" --transport="$transport" --memnode="$addr:$port" --arrays=8 --object_bytes=256 \
+  --objects=4000 --local_mb=0 --local_pct=30 --ops=20000 --pattern=scan --mode=unique \
+  --ready_file="$dir/ready" --go_file="$dir/go" >"$dir/barrier.out" 2>/dev/null &
+client=$!
+i=0
+while [ ! -e "$dir/ready" ]; do
+  i=$((i + 1))
+  if [ $i -gt 600 ]; then echo "FAIL: no ready file"; exit 1; fi
+  sleep 0.1
+done
+sleep 0.5
+if [ -s "$dir/barrier.out" ] || ! kill -0 $client 2>/dev/null; then echo "FAIL: ran before go"; exit 1; fi
+touch "$dir/go"
+wait $client
+out=$(cat "$dir/barrier.out")
+echo "$out"
+case "$out" in *" arrays=8 object_bytes=256 "*" errors=0"*) ;; *) echo "FAIL: 8 arrays with a barrier"; exit 1 ;; esac
+# Bad flags are refused with a message, before anything runs.
+for bad in --object_bytes=12 --arrays=0 --threads=0 --mode=both --transport=udp; do
+  if msg=$("$build/compute/sharry_client" --transport="$transport" --memnode="$addr:$port" $bad 2>&1 >/dev/null); then
+    echo "FAIL: $bad accepted"; exit 1
+  fi
+  case "$msg" in *"sharry_client: --"*) ;; *) echo "FAIL: $bad: no clear message: $msg"; exit 1 ;; esac
+done
 # Every client has gone: its blocks were all reclaimed or freed (the memnode
 # notices a departed client asynchronously, so give it a few seconds).
 i=0

@@ -1,0 +1,182 @@
+// dataframe_bench: the paper's data-analysis application (section 6.3,
+// Fig. 8) — a columnar data frame of NYC-taxi-shaped trips (bench/taxi.h) on
+// remoteable arrays, analysed with five group-by queries (trip duration and
+// speed by hour of day, fare by passenger count, detour by weekday, a
+// per-hour travel-time model), or the same on plain local memory.
+//
+//   build/bench/dataframe_bench --storage=local --rows=2000000
+//   build/bench/dataframe_bench --storage=remote --memnode=127.0.0.1:7000
+//       --mode=unique --local_pct=50 --rows=2000000 --passes=3 --print
+//
+// Prints one line of key=value results: load and query time, rows scanned per
+// second (rows x queries x passes / query time), a checksum of the query
+// results (equal for every storage and mode: the benchmark is also a check),
+// the runtime's swap counts and the far memory this process holds.
+// --verify recomputes the results on local memory and fails on a difference.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+
+#include "bench/taxi.h"
+#include "compute/runtime.h"
+#include "compute/start_barrier.h"
+
+DEFINE_string(storage, "remote", "remote (remoteable arrays in far memory) or local (std::vector)");
+DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT (remote)");
+DEFINE_string(transport, "tcp", "verbs or tcp (remote)");
+DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy) (remote)");
+DEFINE_uint64(rows, 1000000, "trips in the data frame (57 bytes each)");
+DEFINE_double(local_pct, 50, "local memory budget, percent of the frame's bytes (remote)");
+DEFINE_uint32(passes, 3, "times the five queries run over the frame");
+DEFINE_uint64(seed, 2016, "data set seed: the same seed makes the same trips");
+DEFINE_bool(verify, false, "also compute the results on local memory and compare");
+DEFINE_bool(print, false, "print the query results as tables");
+DEFINE_string(ready_file, "", "start barrier: created when the frame is loaded");
+DEFINE_string(go_file, "", "start barrier: the queries start once this file exists");
+
+namespace {
+
+using sharry::Status;
+using sharry::bench::LocalColumn;
+using sharry::bench::RemoteColumn;
+using sharry::bench::TaxiFrame;
+using sharry::bench::TaxiResults;
+using Clock = std::chrono::steady_clock;
+
+int Fail(const Status& s, const char* what) {
+  std::fprintf(stderr, "dataframe_bench: %s: %s\n", what, s.ToString().c_str());
+  return 1;
+}
+
+sharry::compute::RuntimeStats g_at_start;  // the runtime's counters when the queries start
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void Print(const TaxiResults& r) {
+  static const char* kDays[7] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  std::printf("hour  trips  mean_min  mean_mph  model_min_1mi  model_min_5mi\n");
+  for (int h = 0; h < 24; ++h) {
+    const double n = static_cast<double>(std::max<uint64_t>(r.trips_by_hour[h], 1));
+    std::printf("%4d %7llu %9.1f %9.1f %14.1f %14.1f\n", h, static_cast<unsigned long long>(r.trips_by_hour[h]),
+                r.duration_s_by_hour[h] / n / 60, r.mph_by_hour[h] / n, r.PredictMinutes(h, 1),
+                r.PredictMinutes(h, 5));
+  }
+  std::printf("passengers  trips  mean_fare\n");
+  for (int p = 0; p < 7; ++p)
+    std::printf("%10d %7llu %10.2f\n", p, static_cast<unsigned long long>(r.trips_by_passengers[p]),
+                r.fare_by_passengers[p] / static_cast<double>(std::max<uint64_t>(r.trips_by_passengers[p], 1)));
+  std::printf("weekday  trips  metered/straight\n");
+  for (int w = 0; w < 7; ++w)
+    std::printf("%7s %7llu %17.3f\n", kDays[w], static_cast<unsigned long long>(r.trips_by_weekday[w]),
+                r.detour_by_weekday[w] / static_cast<double>(std::max<uint64_t>(r.trips_by_weekday[w], 1)));
+}
+
+// Loads the frame, waits at the barrier, runs the passes; fills `r` and the
+// times, and calls `done` while the frame still exists.
+template <template <typename> class Column>
+Status Run(sharry::compute::Runtime* rt, TaxiResults& r, double& load_secs, double& query_secs,
+           const std::function<void()>& done = [] {}) {
+  auto t = Clock::now();
+  auto frame = TaxiFrame<Column>::Load(rt, FLAGS_rows, FLAGS_seed);
+  if (!frame.ok()) return frame.status().WithContext("load");
+  load_secs = Since(t);
+  SHARRY_RETURN_IF_ERROR(sharry::compute::WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file));
+  if (rt != nullptr) g_at_start = rt->Stats();
+  t = Clock::now();
+  for (uint32_t p = 0; p < FLAGS_passes; ++p) {
+    TaxiResults pass;
+    SHARRY_RETURN_IF_ERROR(frame->RunQueries(pass));
+    if (p > 0 && pass.Checksum() != r.Checksum())
+      return Status::Internal("pass " + std::to_string(p) + " computed different results");
+    const uint64_t scanned = r.rows_scanned + pass.rows_scanned;
+    r = pass;
+    r.rows_scanned = scanned;
+  }
+  query_secs = Since(t);
+  done();
+  return Status::Ok();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("Sharry data-frame benchmark: NYC-taxi-shaped trips, group-bys over far memory");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  google::InitGoogleLogging(argv[0]);
+  if (FLAGS_rows == 0) return Fail(Status::InvalidArgument("want at least 1 row"), "--rows");
+  if (FLAGS_passes == 0) return Fail(Status::InvalidArgument("want at least 1 pass"), "--passes");
+  if (!(FLAGS_local_pct > 0 && FLAGS_local_pct <= 100))
+    return Fail(Status::InvalidArgument("want a percentage in (0, 100]"), "--local_pct");
+  const uint64_t frame_bytes = FLAGS_rows * sharry::bench::kTripBytes;
+  TaxiResults r;
+  double load_secs = 0, query_secs = 0;
+  sharry::compute::RuntimeStats st;
+  uint64_t far_mine = 0, budget = 0;
+  std::unique_ptr<sharry::compute::Runtime> rt;
+  if (FLAGS_storage == "local") {
+    if (Status s = Run<LocalColumn>(nullptr, r, load_secs, query_secs); !s.ok()) return Fail(s, "local");
+  } else if (FLAGS_storage == "remote") {
+    sharry::compute::RuntimeOptions o;
+    auto transport = sharry::ParseTransport(FLAGS_transport);
+    if (!transport.ok()) return Fail(transport.status(), "--transport");
+    auto mode = sharry::compute::ParseCopyMode(FLAGS_mode);
+    if (!mode.ok()) return Fail(mode.status(), "--mode");
+    auto colon = FLAGS_memnode.rfind(':');
+    if (colon == std::string::npos) return Fail(Status::InvalidArgument("want HOST:PORT"), "--memnode");
+    o.transport = *transport;
+    o.mode = *mode;
+    o.memnode_addr = FLAGS_memnode.substr(0, colon);
+    o.memnode_port = static_cast<uint16_t>(std::stoi(FLAGS_memnode.substr(colon + 1)));
+    // At least a few chunks per column, so that a scan of six columns fits.
+    budget = std::max<uint64_t>(static_cast<uint64_t>(frame_bytes * FLAGS_local_pct / 100), 64 * 4096);
+    o.local_budget_bytes = budget;
+    auto made = sharry::compute::Runtime::Create(o);
+    if (!made.ok()) return Fail(made.status(), "runtime");
+    rt = std::move(*made);
+    Status s = Run<RemoteColumn>(rt.get(), r, load_secs, query_secs, [&] {
+      st = rt->Stats();  // of the query phase only
+      st.local_hits -= g_at_start.local_hits;
+      st.swap_ins -= g_at_start.swap_ins;
+      st.swap_outs -= g_at_start.swap_outs;
+      st.drops -= g_at_start.drops;
+      st.prefetches -= g_at_start.prefetches;
+      st.alloc_rpcs -= g_at_start.alloc_rpcs;
+      st.free_rpcs -= g_at_start.free_rpcs;
+      if (auto ms = rt->MemnodeStats(); ms.ok())
+        for (auto& c : ms->clients)
+          if (c.client_id == rt->control_client_id()) far_mine = c.bytes_held;
+    });
+    if (!s.ok()) return Fail(s, "remote");
+  } else {
+    return Fail(Status::InvalidArgument("remote or local"), "--storage");
+  }
+  uint64_t errors = 0;
+  if (FLAGS_verify) {
+    TaxiResults want;
+    double l = 0, q = 0;
+    FLAGS_ready_file.clear();
+    FLAGS_go_file.clear();
+    if (Status s = Run<LocalColumn>(nullptr, want, l, q); !s.ok()) return Fail(s, "verify");
+    if (want.Checksum() != r.Checksum()) {
+      std::fprintf(stderr, "dataframe_bench: results differ from plain local memory: %016llx vs %016llx\n",
+                   static_cast<unsigned long long>(r.Checksum()), static_cast<unsigned long long>(want.Checksum()));
+      errors++;
+    }
+  }
+  if (FLAGS_print) Print(r);
+  using ull = unsigned long long;
+  std::printf("dataframe_bench storage=%s mode=%s transport=%s rows=%llu frame_bytes=%llu local_budget_bytes=%llu "
+              "passes=%u load_secs=%.3f query_secs=%.3f rows_per_s=%.0f checksum=%016llx hit_rate=%.4f "
+              "swap_ins=%llu swap_outs=%llu drops=%llu prefetches=%llu alloc_rpcs=%llu free_rpcs=%llu "
+              "far_bytes_mine=%llu errors=%llu\n",
+              FLAGS_storage.c_str(), rt ? FLAGS_mode.c_str() : "-", rt ? FLAGS_transport.c_str() : "-",
+              static_cast<ull>(FLAGS_rows), static_cast<ull>(frame_bytes), static_cast<ull>(budget), FLAGS_passes,
+              load_secs, query_secs, r.rows_scanned / query_secs, static_cast<ull>(r.Checksum()), st.hit_rate(),
+              static_cast<ull>(st.swap_ins), static_cast<ull>(st.swap_outs), static_cast<ull>(st.drops),
+              static_cast<ull>(st.prefetches), static_cast<ull>(st.alloc_rpcs), static_cast<ull>(st.free_rpcs),
+              static_cast<ull>(far_mine), static_cast<ull>(errors));
+  return errors == 0 ? 0 : 3;
+}

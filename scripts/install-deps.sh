@@ -15,6 +15,8 @@ PKGS=(
   # baselines for the benchmarks
   perftest
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
+  # plots of the experiments (scripts/experiments.sh)
+  gnuplot-nox
   # the throwaway SoftRoCE VM (scripts/rxe-vm.sh)
   qemu-system-x86 linux-image-amd64 busybox-static ibverbs-utils rdmacm-utils
   iproute2 cpio gzip kmod

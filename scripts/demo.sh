@@ -50,26 +50,33 @@ for mode in unique multi; do
   for c in $(seq "$clients"); do
     "$b/compute/sharry_client" --transport="$transport" --memnode="$addr:$port" --workload=array --mode="$mode" \
       --working_set_mb="$ws_mb" --local_pct="$local_pct" --ops="$ops" --seed="$c" \
+      --ready_file="$tmp/ready-$mode-$c" --go_file="$tmp/go-$mode" \
       >"$tmp/client-$mode-$c.out" 2>"$tmp/client-$mode-$c.err" &
     pids+=($!)
   done
   # Progress, and the peak far memory the memnode reports while they run.
   peak=0 t=0
   while :; do
-    running=0
+    running=0 ready=0
     for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && running=$((running + 1)); done
+    # All loaded: start the timed phase of every client at once.
+    for c in $(seq "$clients"); do [[ -e $tmp/ready-$mode-$c ]] && ready=$((ready + 1)); done
+    [[ $ready == "$clients" && ! -e $tmp/go-$mode ]] && touch "$tmp/go-$mode"
     used=$("$b/memnode/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" 2>/dev/null |
            sed -n 's/^UMA [0-9.]* MiB: used \([0-9.]*\) MiB.*/\1/p')
     [[ -n $used ]] && peak=$(awk -v a="$peak" -v b="$used" 'BEGIN { print (b > a ? b : a) }')
-    if [[ -t 1 ]] || (( t % 5 == 0 )); then
-      printf '%s[%s-copy] %3ds: %d of %d clients running, far memory in use %s MiB (peak %s)   %s' \
-        "$([[ -t 1 ]] && printf '\r')" "$mode" "$t" "$running" "$clients" "${used:-?}" "$peak" "$([[ -t 1 ]] || echo)"
+    if [[ -t 1 ]]; then
+      printf '\r[%s-copy] %3ds: %d of %d clients running, far memory in use %s MiB (peak %s)   ' \
+        "$mode" "$t" "$running" "$clients" "${used:-?}" "$peak"
+    elif (( t % 5 == 0 )); then
+      printf '[%s-copy] %3ds: %d of %d clients running, far memory in use %s MiB (peak %s)\n' \
+        "$mode" "$t" "$running" "$clients" "${used:-?}" "$peak"
     fi
     [[ $running == 0 ]] && break
     sleep 1
     t=$((t + 1))
   done
-  echo
+  [[ -t 1 ]] && echo
   for p in "${pids[@]}"; do
     wait "$p" || { echo "a client failed:"; cat "$tmp"/client-"$mode"-*.err | tail -20; exit 1; }
   done

@@ -90,6 +90,7 @@ cleanup() {
 }
 trap cleanup EXIT
 poll=1; [[ $scale == vm ]] && poll=3
+live=0; [[ -t 1 && $scale != vm ]] && live=1  # a live status line (not on the VM's console)
 t_start=$(date +%s)
 
 kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }  # kv KEY < line: the value of KEY=
@@ -132,12 +133,12 @@ run_clients() {
     [[ -n $mn ]] && used=$("$b/memnode/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" 2>/dev/null |
            sed -n 's/^UMA [0-9.]* MiB: used \([0-9.]*\) MiB.*/\1/p' || true)
     [[ -n $used ]] && peak=$(awk -v a="$peak" -v b="$used" 'BEGIN { print (b * 1048576 > a ? b * 1048576 : a) }')
-    [[ -t 1 ]] && printf '\r  %-48s %4ds %s, %d/%d running, far %s MiB   ' "$label" $((SECONDS - t0)) "$phase" \
+    [[ $live == 1 ]] && printf '\r  %-48s %4ds %s, %d/%d running, far %s MiB   ' "$label" $((SECONDS - t0)) "$phase" \
       "$running" "$n" "${used:-?}"
     [[ $running == 0 ]] && break
     sleep "$poll"
   done
-  [[ -t 1 ]] && printf '\r%*s\r' 110 ''
+  [[ $live == 1 ]] && printf '\r%*s\r' 110 ''
   local rc=0
   for p in "${pids[@]}"; do wait "$p" || rc=1; done
   pids=()
@@ -184,8 +185,8 @@ fig6() {
 
 # ---------------------------------------------------------------- fig 7
 fig7() {
-  local local_mb=16 ops=100000 counts=(1000 10000 100000 1000000 10000000) sections=(1 2 4) modes=(unique multi)
-  if [[ $scale == vm ]]; then local_mb=2 ops=5000 counts=(1000 10000 100000) sections=(1 2); fi
+  local local_mb=4 ops=100000 counts=(1000 10000 100000 1000000 10000000) sections=(1 2 4) modes=(unique multi)
+  if [[ $scale == vm ]]; then local_mb=1 ops=5000 counts=(1000 10000 100000) sections=(1 2); fi
   if [[ $quick == 1 ]]; then ops=$((ops / 4)); counts=("${counts[@]:0:3}"); sections=(1 2); modes=(unique); fi
   local csv=$out/fig7.csv total=$(( ${#counts[@]} * ${#sections[@]} * ${#modes[@]} )) k=0
   echo "experiment,transport,procs,mode,sections,objects,object_bytes,ws_mib,local_mib_per_proc,ops_per_s,far_mib_end,far_mib_peak,hit_rate,alloc_rpcs,free_rpcs,fill_secs,secs" >"$csv"

@@ -52,8 +52,10 @@ if [[ -s $dir/fig7.csv ]]; then
     for sec in $(awk -F, 'NR > 1 { print $5 }' "$f" | sort -un); do
       series "$f" "s-$mode-$sec" "\$4 == \"$mode\" && \$5 == $sec" 6 10
       [[ -s $tmp/s-$mode-$sec ]] || continue
-      name=$([[ $mode == unique ]] && echo "Unique-Copy" || echo "Multi-Copy")
-      plots+=("\"$tmp/s-$mode-$sec\" w lp lw 2 $([[ $mode == multi ]] && echo 'dt 2') t \"$name, $sec section$([[ $sec != 1 ]] && echo s)\"")
+      name="Unique-Copy (Sharry)" dt=1 plural=s
+      [[ $mode == multi ]] && name="Multi-Copy (AIFM-style)" dt=2
+      [[ $sec == 1 ]] && plural=
+      plots+=("\"$tmp/s-$mode-$sec\" w lp lw 2 dt $dt t \"$name, $sec section$plural\"")
     done
   done
   local_mb=$(awk -F, 'NR == 2 { print $9 }' "$f")

@@ -5,7 +5,7 @@
 #         memnode, 8 remoteable arrays of 4 KiB objects each, local memory 10..100 %
 #         of the working set; throughput and far memory, Unique- vs Multi-Copy.
 #   fig7  scale: fixed local memory, 10^3..10^7 objects in the system (256 B
-#         each: 10^7 x 4 KiB would not fit in 24 GiB); 1, 2 and 4 sections.
+#         each: 10^7 x 4 KiB would not fit in 24 GiB); 1 and 2 sections.
 #   fig8  data analysis: NYC-taxi-shaped data frame (bench/dataframe_bench.cc),
 #         3 processes; Unique-Copy with 1 and 2 sections, Multi-Copy, and
 #         plain local memory; local memory 10..100 %.
@@ -151,7 +151,7 @@ run_clients() {
 
 # ---------------------------------------------------------------- fig 6
 fig6() {
-  local ws_mb=32 ops=100000 pcts=(10 20 30 40 50 60 70 80 90 100)
+  local ws_mb=32 ops=100000 pcts=(10 25 50 75 100)
   if [[ $scale == vm ]]; then ws_mb=4 ops=6000 pcts=(10 25 50 75 100); fi
   if [[ $quick == 1 ]]; then ws_mb=$((ws_mb / 2)) ops=$((ops / 4)) pcts=(10 50 100); fi
   local csv=$out/fig6.csv total=$(( ${#pcts[@]} * 4 )) k=0
@@ -185,7 +185,7 @@ fig6() {
 
 # ---------------------------------------------------------------- fig 7
 fig7() {
-  local local_mb=4 ops=100000 counts=(1000 10000 100000 1000000 10000000) sections=(1 2 4) modes=(unique multi)
+  local local_mb=4 ops=100000 counts=(1000 10000 100000 1000000 10000000) sections=(1 2) modes=(unique multi)
   if [[ $scale == vm ]]; then local_mb=1 ops=5000 counts=(1000 10000 100000) sections=(1 2); fi
   if [[ $quick == 1 ]]; then ops=$((ops / 4)); counts=("${counts[@]:0:3}"); sections=(1 2); modes=(unique); fi
   local csv=$out/fig7.csv total=$(( ${#counts[@]} * ${#sections[@]} * ${#modes[@]} )) k=0

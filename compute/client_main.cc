@@ -41,6 +41,7 @@ DEFINE_uint32(arrays, 1, "array workload: number of remoteable arrays the workin
 DEFINE_uint32(object_bytes, 4096, "array workload: bytes per object (chunk of elements), a multiple of 8");
 DEFINE_uint64(objects, 0, "array workload: working set as a number of objects (overrides --working_set_mb)");
 DEFINE_uint64(local_mb, 0, "local memory budget in MiB (overrides --local_pct)");
+DEFINE_double(min_secs, 0, "array workload (random): repeat the --ops operations until this long has passed");
 DEFINE_string(ready_file, "", "start barrier: created when the data is loaded");
 DEFINE_string(go_file, "", "start barrier: the timed phase starts once this file exists");
 
@@ -82,7 +83,10 @@ int main(int argc, char** argv) {
   if (FLAGS_arrays == 0) return Fail(sharry::Status::InvalidArgument("want at least 1"), "--arrays");
   if (FLAGS_threads < 1) return Fail(sharry::Status::InvalidArgument("want at least 1"), "--threads");
   const uint64_t ws = FLAGS_objects ? FLAGS_objects * FLAGS_object_bytes : FLAGS_working_set_mb << 20;
-  const uint64_t local = FLAGS_local_mb ? FLAGS_local_mb << 20 : static_cast<uint64_t>(ws * FLAGS_local_pct / 100);
+  uint64_t local = FLAGS_local_mb ? FLAGS_local_mb << 20 : static_cast<uint64_t>(ws * FLAGS_local_pct / 100);
+  // 100 % means all of it stays local: add the evictor's headroom (it starts
+  // a little below the budget).
+  if (!FLAGS_local_mb && FLAGS_local_pct >= 100) local += ws / 32 + (1u << 20);
   o.local_budget_bytes = std::max<uint64_t>(local, std::max<uint64_t>(64 << 10, 2 * FLAGS_object_bytes));
   auto rt = Runtime::Create(o);
   if (!rt.ok()) return Fail(rt.status(), "runtime");
@@ -149,18 +153,24 @@ int main(int argc, char** argv) {
           ops += count;
           return;
         }
-        for (uint64_t k = 0; k < mine; ++k) {
-          const size_t a = arrs.size() == 1 ? 0 : rng() % arrs.size();
-          const size_t i = rng() % arrs[a].size();
-          const size_t want = base[a] + i;
-          if ((rng() % 10000) < FLAGS_write_pct * 100) {
-            errors += !arrs[a].Set(i, want + n).ok();  // v % n == want still holds
-          } else {
-            auto v = arrs[a].Get(i);
-            errors += !v.ok() || (*v % n) != want;
+        // --ops operations, repeated until --min_secs have passed (so that
+        // fast, all-local configurations are not timed over microseconds).
+        uint64_t count = 0;
+        do {
+          for (uint64_t k = 0; k < mine; ++k) {
+            const size_t a = arrs.size() == 1 ? 0 : rng() % arrs.size();
+            const size_t i = rng() % arrs[a].size();
+            const size_t want = base[a] + i;
+            if ((rng() % 10000) < FLAGS_write_pct * 100) {
+              errors += !arrs[a].Set(i, want + n).ok();  // v % n == want still holds
+            } else {
+              auto v = arrs[a].Get(i);
+              errors += !v.ok() || (*v % n) != want;
+            }
           }
-        }
-        ops += mine;
+          count += mine;
+        } while (std::chrono::duration<double>(Clock::now() - t0).count() < FLAGS_min_secs);
+        ops += count;
       });
     }
     for (auto& t : ts) t.join();

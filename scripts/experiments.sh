@@ -164,7 +164,7 @@ fig6() {
         start_memnode 2 $((ws_mb * procs * 2 + 64))
         run_clients "[fig6 $k/$total] $mode x$procs local $pct %" "$procs" "$b/compute/sharry_client" \
           --transport="$transport" --memnode="$addr:@PORT@" --workload=array --arrays=8 --object_bytes=4096 \
-          --working_set_mb="$ws_mb" --local_pct="$pct" --ops="$ops" --mode="$mode"
+          --working_set_mb="$ws_mb" --local_pct="$pct" --ops="$ops" --mode="$mode" --min_secs=2
         stop_memnode
         local tput far secs hit
         tput=$(cat "$tmp"/out.* | kv ops_per_s | sum)
@@ -199,7 +199,7 @@ fig7() {
         start_memnode "$sec" $(( per * 3 * 256 / 1048576 * 2 + 128 ))
         run_clients "[fig7 $k/$total] $mode $count objects $sec sections" 3 "$b/compute/sharry_client" \
           --transport="$transport" --memnode="$addr:@PORT@" --workload=array --arrays=8 --object_bytes=256 \
-          --objects="$per" --local_mb="$local_mb" --ops="$ops" --mode="$mode"
+          --objects="$per" --local_mb="$local_mb" --ops="$ops" --mode="$mode" --min_secs=2
         stop_memnode
         local tput far fill secs
         tput=$(cat "$tmp"/out.* | kv ops_per_s | sum)
@@ -230,7 +230,7 @@ fig8() {
   k=$((k + 1))
   port=0
   run_clients "[fig8 $k/$total] local memory" 3 "$b/bench/dataframe_bench" --storage=local --rows="$rows" \
-    --passes="$passes"
+    --passes="$passes" --min_secs=2
   # Each process has its own data set (--seed); remote runs must match these.
   local want=() i
   for i in 1 2 3; do want[i]=$(kv checksum <"$tmp/out.$i"); done
@@ -247,7 +247,7 @@ fig8() {
       start_memnode "$sec" $(( rows * 57 * 3 * 2 / 1048576 + 128 ))
       run_clients "[fig8 $k/$total] $mode $sec sections local $pct %" 3 "$b/bench/dataframe_bench" --storage=remote \
         --transport="$transport" --memnode="$addr:@PORT@" --rows="$rows" --passes="$passes" --local_pct="$pct" \
-        --mode="$mode"
+        --mode="$mode" --min_secs=2
       stop_memnode
       local far got
       tput=$(cat "$tmp"/out.* | kv rows_per_s | sum)

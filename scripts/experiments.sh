@@ -17,6 +17,8 @@
 #   --vm       verbs over SoftRoCE in the throwaway VM (scripts/rxe-vm.sh), at a
 #              smaller scale; results in results/vm/
 #   --quick    fewer points and smaller sizes (a few minutes; for a smoke test)
+#   --rounds N each fig6/fig8 point N times, Unique and Multi interleaved; the
+#              median round is kept (default 3; fig7 runs once: its loads are long)
 #
 # Every run prints a progress line; each figure ends in DIR/<fig>.csv and
 # DIR/<fig>*.png. One memnode per measured point; client processes load their
@@ -24,11 +26,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-vm=0 quick=0 only=fig6,fig7,fig8 out= build=build inner=0 transport=tcp addr=127.0.0.1 scale=host
+vm=0 quick=0 rounds=3 only=fig6,fig7,fig8 out= build=build inner=0 transport=tcp addr=127.0.0.1 scale=host
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --vm) vm=1 ;;
     --quick) quick=1 ;;
+    --rounds) rounds=$2; shift ;;
     --only) only=$2; shift ;;
     --out) out=$2; shift ;;
     --build) build=$2; shift ;;
@@ -54,7 +57,7 @@ if [[ $inner == 0 ]]; then
   cmake -S . -B "$build" -G Ninja >/dev/null
   echo "experiments: building ..."
   cmake --build "$build" --target memnode memnode_stats sharry_client dataframe_bench >/dev/null
-  q=(); [[ $quick == 1 ]] && q=(--quick)
+  q=(--rounds "$rounds"); [[ $quick == 1 ]] && q+=(--quick)
   if [[ $vm == 1 ]]; then
     out=${out:-results/vm}
     mkdir -p "$out"
@@ -96,6 +99,10 @@ t_start=$(date +%s)
 kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }  # kv KEY < line: the value of KEY=
 sum() { awk '{ s += $1 } END { printf "%.0f", s }'; }
 mib() { awk -v x="$1" 'BEGIN { printf "%.1f", x / 1048576 }'; }
+
+# median_row FILE COL: the row of FILE (CSV rows of one configuration, one
+# per round) whose column COL is the median.
+median_row() { sort -t, -k"$2","$2" -g "$1" | awk -v n="$(wc -l <"$1")" 'NR == int((n + 1) / 2)'; }
 
 start_memnode() {  # start_memnode SECTIONS UMA_MB
   rm -f "$tmp/port"
@@ -154,11 +161,13 @@ fig6() {
   local ws_mb=32 ops=100000 pcts=(10 25 50 75 100)
   if [[ $scale == vm ]]; then ws_mb=4 ops=6000 pcts=(10 25 50 75 100); fi
   if [[ $quick == 1 ]]; then ws_mb=$((ws_mb / 2)) ops=$((ops / 4)) pcts=(10 50 100); fi
-  local csv=$out/fig6.csv total=$(( ${#pcts[@]} * 4 )) k=0
+  local csv=$out/fig6.csv total=$(( ${#pcts[@]} * 4 * rounds )) k=0
   echo "experiment,transport,procs,mode,sections,local_pct,ws_mib,ops_per_proc,ops_per_s,ops_per_s_per_proc,far_mib_end,far_mib_peak,hit_rate,swap_ins,swap_outs,drops,alloc_rpcs,free_rpcs,secs" >"$csv"
-  echo "fig6: sharing vs not sharing — 8 arrays of 4 KiB objects, ${ws_mb} MiB per process, $ops operations (20 % writes) per process"
+  echo "fig6: sharing vs not sharing — 8 arrays of 4 KiB objects, ${ws_mb} MiB per process, $ops operations (20 % writes) per process, median of $rounds rounds"
   for pct in "${pcts[@]}"; do
     for procs in 3 1; do
+      rm -f "$tmp"/rows.*
+      for _ in $(seq "$rounds"); do
       for mode in unique multi; do
         k=$((k + 1))
         start_memnode 2 $((ws_mb * procs * 2 + 64))
@@ -175,10 +184,12 @@ fig6() {
           "$ws_mb" "$ops" "$tput" "$((tput / procs))" "$(mib "$far")" "$(mib "$peak")" "$hit" \
           "$(cat "$tmp"/out.* | kv swap_ins | sum)" "$(cat "$tmp"/out.* | kv swap_outs | sum)" \
           "$(cat "$tmp"/out.* | kv drops | sum)" "$(cat "$tmp"/out.* | kv alloc_rpcs | sum)" \
-          "$(cat "$tmp"/out.* | kv free_rpcs | sum)" "$secs" >>"$csv"
+          "$(cat "$tmp"/out.* | kv free_rpcs | sum)" "$secs" >>"$tmp/rows.$mode"
         printf '[fig6 %2d/%d] %-6s x%d local %3d %%: %8s ops/s, far %7s MiB (peak %s)  [%ds]\n' "$k" "$total" "$mode" \
           "$procs" "$pct" "$tput" "$(mib "$far")" "$(mib "$peak")" $(( $(date +%s) - t_start ))
       done
+      done
+      for mode in unique multi; do median_row "$tmp/rows.$mode" 9 >>"$csv"; done
     done
   done
 }
@@ -223,9 +234,9 @@ fig8() {
   if [[ $scale == vm ]]; then rows=60000 passes=1 pcts=(10 50 100); fi
   if [[ $quick == 1 ]]; then rows=$((rows / 4)); pcts=(10 50 100); fi
   local configs=("unique 1" "unique 2" "multi 2")
-  local csv=$out/fig8.csv total=$(( ${#pcts[@]} * ${#configs[@]} + 1 )) k=0
+  local csv=$out/fig8.csv total=$(( ${#pcts[@]} * ${#configs[@]} * rounds + 1 )) k=0
   echo "experiment,transport,procs,storage,mode,sections,local_pct,rows_per_proc,frame_mib_per_proc,rows_per_s,far_mib_end,far_mib_peak,hit_rate,swap_ins,swap_outs,drops,alloc_rpcs,free_rpcs,load_secs,query_secs,checksum" >"$csv"
-  echo "fig8: data frame — 3 processes, $rows NYC-taxi-shaped trips each ($(mib $((rows * 57))) MiB), 5 group-by queries x $passes passes"
+  echo "fig8: data frame — 3 processes, $rows NYC-taxi-shaped trips each ($(mib $((rows * 57))) MiB), 5 group-by queries x $passes passes (at least 2 s), median of $rounds rounds"
   # Plain local memory: the same three processes, no memnode.
   k=$((k + 1))
   port=0
@@ -241,6 +252,8 @@ fig8() {
     "$(cat "$tmp"/out.* | kv query_secs | sort -n | tail -1)" "${want[1]}" >>"$csv"
   printf '[fig8 %2d/%d] plain local memory: %10s rows/s  [%ds]\n' "$k" "$total" "$tput" $(( $(date +%s) - t_start ))
   for pct in "${pcts[@]}"; do
+    rm -f "$tmp"/rows.*
+    for _ in $(seq "$rounds"); do
     for cfg in "${configs[@]}"; do
       read -r mode sec <<<"$cfg"
       k=$((k + 1))
@@ -262,10 +275,12 @@ fig8() {
         "$(cat "$tmp"/out.* | kv swap_ins | sum)" "$(cat "$tmp"/out.* | kv swap_outs | sum)" \
         "$(cat "$tmp"/out.* | kv drops | sum)" "$(cat "$tmp"/out.* | kv alloc_rpcs | sum)" \
         "$(cat "$tmp"/out.* | kv free_rpcs | sum)" "$(cat "$tmp"/out.* | kv load_secs | sort -n | tail -1)" \
-        "$(cat "$tmp"/out.* | kv query_secs | sort -n | tail -1)" "${want[1]}" >>"$csv"
+        "$(cat "$tmp"/out.* | kv query_secs | sort -n | tail -1)" "${want[1]}" >>"$tmp/rows.$mode$sec"
       printf '[fig8 %2d/%d] %-6s %d sections local %3d %%: %10s rows/s, far %7s MiB, results = local  [%ds]\n' "$k" \
         "$total" "$mode" "$sec" "$pct" "$tput" "$(mib "$far")" $(( $(date +%s) - t_start ))
     done
+    done
+    for cfg in "${configs[@]}"; do read -r mode sec <<<"$cfg"; median_row "$tmp/rows.$mode$sec" 10 >>"$csv"; done
   done
 }
 

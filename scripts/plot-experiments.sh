@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Draws the PNG plots of scripts/experiments.sh from the CSVs in DIR, with
-# gnuplot (Debian's gnuplot-nox):
+# gnuplot (Debian's gnuplot-nox), and writes DIR/tables.md (markdown tables
+# of the same numbers, with the savings and slowdowns in percent):
 #   fig6-throughput.png  fig6-far-memory.png  fig7-scale.png
 #   fig8-throughput.png  fig8-far-memory.png
 #
@@ -99,4 +100,44 @@ plot "$tmp/fu1" w lp lw 2 pt 7 t "Unique-Copy, 1 section", \
      3 * $frame * (1 - x / 100) w l dt 2 lc rgb "gray40" t "data - local"
 EOF
 fi
-ls "$dir"/*.png 2>/dev/null | sed 's/^/plot-experiments: wrote /'
+# ---------------------------------------------------------------- tables
+{
+if [[ -s $dir/fig6.csv ]]; then
+  echo "### Fig. 6: sharing vs not sharing ($where)"
+  echo
+  echo "| local | Unique x3 ops/s | Multi x3 ops/s | slowdown | Unique far MiB | Multi far MiB | far saved | Unique alone ops/s | Multi alone ops/s | slowdown alone |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  awk -F, 'NR > 1 { k = $6; p[k] = 1; t[k, $3, $4] = $9; f[k, $3, $4] = $11 }
+    END { for (k in p) {
+        printf "%s\t| %d %% | %.0f | %.0f | %.1f %% | %.1f | %.1f | %.1f %% | %.0f | %.0f | %.1f %% |\n", k, k, t[k,3,"unique"], t[k,3,"multi"],
+          100 * (1 - t[k,3,"unique"] / t[k,3,"multi"]), f[k,3,"unique"], f[k,3,"multi"],
+          (f[k,3,"multi"] > 0 ? 100 * (1 - f[k,3,"unique"] / f[k,3,"multi"]) : 0),
+          t[k,1,"unique"], t[k,1,"multi"], 100 * (1 - t[k,1,"unique"] / t[k,1,"multi"]) } }' "$dir/fig6.csv" | sort -g | cut -f2-
+  echo
+fi
+if [[ -s $dir/fig7.csv ]]; then
+  echo "### Fig. 7: scale ($where)"
+  echo
+  echo "| objects | data MiB | Unique 1 section ops/s | Unique 2 sections | Multi 1 section | Multi 2 sections | Unique far MiB | Multi far MiB | load s (Unique, 2 sections) |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  awk -F, 'NR > 1 { k = $6; p[k] = 1; ws[k] = $8; t[k, $4, $5] = $10; f[k, $4] = $11; if ($4 == "unique" && $5 == 2) l[k] = $16 }
+    END { for (k in p) {
+        printf "%s\t| %d | %.1f | %.0f | %.0f | %.0f | %.0f | %.1f | %.1f | %s |\n", k, k, ws[k], t[k,"unique",1], t[k,"unique",2],
+          t[k,"multi",1], t[k,"multi",2], f[k,"unique"], f[k,"multi"], l[k] } }' "$dir/fig7.csv" | sort -g | cut -f2-
+  echo
+fi
+if [[ -s $dir/fig8.csv ]]; then
+  echo "### Fig. 8: data frame ($where)"
+  echo
+  echo "| local | Unique 1 section rows/s | Unique 2 sections | Multi-Copy | plain local | Unique (2) vs Multi | 2 vs 1 section | Unique far MiB | Multi far MiB | far saved |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  awk -F, 'NR > 1 && $4 == "local" { loc = $10 }
+    NR > 1 && $4 == "remote" { k = $7; p[k] = 1; t[k, $5, $6] = $10; f[k, $5, $6] = $11 }
+    END { for (k in p) {
+        printf "%s\t| %d %% | %.0f | %.0f | %.0f | %.0f | %+.1f %% | %+.1f %% | %.1f | %.1f | %.1f %% |\n", k, k, t[k,"unique",1], t[k,"unique",2],
+          t[k,"multi",2], loc, 100 * (t[k,"unique",2] / t[k,"multi",2] - 1), 100 * (t[k,"unique",2] / t[k,"unique",1] - 1),
+          f[k,"unique",2], f[k,"multi",2], (f[k,"multi",2] > 0 ? 100 * (1 - f[k,"unique",2] / f[k,"multi",2]) : 0) } }' "$dir/fig8.csv" | sort -g | cut -f2-
+  echo
+fi
+} >"$dir/tables.md"
+ls "$dir"/*.png "$dir/tables.md" 2>/dev/null | sed 's/^/plot-experiments: wrote /'

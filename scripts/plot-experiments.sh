@@ -30,15 +30,15 @@ if [[ -s $dir/fig6.csv ]]; then
 $common
 set output "$dir/fig6-throughput.png"
 set title "Fig. 6a: throughput, 3 processes sharing one memnode ($where)"
-set xlabel "local memory (% of the working set)"; set ylabel "operations/s per process"
-set yrange [0:*]
+set xlabel "local memory (% of the working set)"; set ylabel "operations/s per process (log scale)"
+set logscale y
 plot "$tmp/u3" w lp lw 2 pt 7 t "Unique-Copy (Sharry), 3 sharing", \
      "$tmp/m3" w lp lw 2 pt 5 t "Multi-Copy (AIFM-style), 3 sharing", \
      "$tmp/u1" w lp dt 2 pt 6 t "Unique-Copy, 1 alone", \
      "$tmp/m1" w lp dt 2 pt 4 t "Multi-Copy, 1 alone"
 set output "$dir/fig6-far-memory.png"
 set title "Fig. 6b: far memory used by 3 processes ($ws MiB working set each)"
-set ylabel "far memory (MiB)"; set key top right
+set ylabel "far memory (MiB)"; set key top right; unset logscale y; set yrange [0:*]
 plot "$tmp/fu" w lp lw 2 pt 7 t "Unique-Copy (Sharry), at the end", \
      "$tmp/pu" w lp dt 3 pt 6 t "Unique-Copy, peak while running", \
      "$tmp/fm" w lp lw 2 pt 5 t "Multi-Copy (AIFM-style)", \

@@ -11,7 +11,7 @@ dir=${1:?usage: plot-experiments.sh DIR}
 command -v gnuplot >/dev/null || { echo "plot-experiments: gnuplot is missing (apt-get install gnuplot-nox)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-where=$(head -c 200 "$dir"/fig*.csv 2>/dev/null | awk -F, 'NR > 1 && $2 != "" && $2 != "transport" { print $2; exit }')
+where=$(awk -F, 'FNR == 2 { print $2; exit }' "$dir"/fig*.csv 2>/dev/null)
 # series FILE OUT AWK-CONDITION XCOL YCOL: the rows of FILE matching the condition, "x y", sorted by x.
 series() { awk -F, -v x="$4" -v y="$5" "NR > 1 && ($3) { print \$x, \$y }" "$1" | sort -g >"$tmp/$2"; }
 common='set terminal pngcairo size 900,560 font "sans,11"; set grid; set key top left; set datafile missing "?"'

@@ -342,15 +342,17 @@ TEST_P(ComputeTest, EvictorReportsFarMemoryExhausted) {
   EXPECT_EQ(st.sync_rounds, 0u);  // never over the budget: every round was the evictor's
   EXPECT_GT(st.swap_outs, 0u);    // some went far before it ran out
   EXPECT_LE(st.local_bytes, opts.local_budget_bytes);
+  // Count first: reading a far object back (Unique-Copy) frees its far block,
+  // and the evictor may then move another object into it.
   size_t local = 0;
+  for (const RemoteObject& obj : objs) local += obj.is_local();
+  EXPECT_GE(local, objs.size() - (1u << 20) / 4096) << "at most 1 MiB of 4 KiB objects fit far";
   for (size_t i = 0; i < objs.size(); ++i) {
-    local += objs[i].is_local();
     DerefScope s(*rt);
     auto p = objs[i].Deref(s, false);
     ASSERT_TRUE(p.ok()) << p.status();
     ASSERT_EQ(*static_cast<uint64_t*>(*p), i * 3);  // nothing lost, local or far
   }
-  EXPECT_GT(local, objs.size() / 2);
 }
 
 // The memnode goes away while the evictor has work: its error reaches
@@ -367,8 +369,10 @@ TEST_P(ComputeTest, EvictorSurvivesALostMemnode) {
   std::vector<RemoteObject> objs;
   auto add = [&](int count) {
     for (int k = 0; k < count; ++k) {
-      uint64_t v = objs.size() * 11;
-      auto obj = rt->New(4096, &v);
+      std::vector<uint8_t> init(4096);
+      const uint64_t v = objs.size() * 11;
+      std::memcpy(init.data(), &v, sizeof(v));
+      auto obj = rt->New(4096, init.data());
       ASSERT_TRUE(obj.ok());
       objs.push_back(std::move(*obj));
     }

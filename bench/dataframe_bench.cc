@@ -21,6 +21,7 @@
 #include <functional>
 
 #include "bench/taxi.h"
+#include "compute/client_options.h"
 #include "compute/runtime.h"
 #include "compute/start_barrier.h"
 
@@ -121,16 +122,10 @@ int main(int argc, char** argv) {
     if (Status s = Run<LocalColumn>(nullptr, r, load_secs, query_secs); !s.ok()) return Fail(s, "local");
   } else if (FLAGS_storage == "remote") {
     sharry::compute::RuntimeOptions o;
-    auto transport = sharry::ParseTransport(FLAGS_transport);
-    if (!transport.ok()) return Fail(transport.status(), "--transport");
-    auto mode = sharry::compute::ParseCopyMode(FLAGS_mode);
-    if (!mode.ok()) return Fail(mode.status(), "--mode");
-    auto colon = FLAGS_memnode.rfind(':');
-    if (colon == std::string::npos) return Fail(Status::InvalidArgument("want HOST:PORT"), "--memnode");
-    o.transport = *transport;
-    o.mode = *mode;
-    o.memnode_addr = FLAGS_memnode.substr(0, colon);
-    o.memnode_port = static_cast<uint16_t>(std::stoi(FLAGS_memnode.substr(colon + 1)));
+    const char* bad_flag = "";
+    if (auto s = sharry::compute::ParseConnectionFlags(FLAGS_transport, FLAGS_mode, FLAGS_memnode, &o, &bad_flag);
+        !s.ok())
+      return Fail(s, bad_flag);
     // At least a few chunks per column, so that a scan of six columns fits.
     budget = std::max<uint64_t>(static_cast<uint64_t>(frame_bytes * FLAGS_local_pct / 100), 64 * 4096);
     // 100 % means all of it stays local: add the evictor's headroom (it

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "compute/client_options.h"
 #include "compute/runtime.h"
 #include "compute/start_barrier.h"
 #include "remote_ds/remote_array.h"
@@ -67,16 +68,10 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
   sharry::compute::RuntimeOptions o;
-  auto transport = sharry::ParseTransport(FLAGS_transport);
-  if (!transport.ok()) return Fail(transport.status(), "--transport");
-  auto mode = sharry::compute::ParseCopyMode(FLAGS_mode);
-  if (!mode.ok()) return Fail(mode.status(), "--mode");
-  auto colon = FLAGS_memnode.rfind(':');
-  if (colon == std::string::npos) return Fail(sharry::Status::InvalidArgument("want HOST:PORT"), "--memnode");
-  o.transport = *transport;
-  o.mode = *mode;
-  o.memnode_addr = FLAGS_memnode.substr(0, colon);
-  o.memnode_port = static_cast<uint16_t>(std::stoi(FLAGS_memnode.substr(colon + 1)));
+  const char* bad_flag = "";
+  if (auto s = sharry::compute::ParseConnectionFlags(FLAGS_transport, FLAGS_mode, FLAGS_memnode, &o, &bad_flag);
+      !s.ok())
+    return Fail(s, bad_flag);
   if (FLAGS_object_bytes < 8 || FLAGS_object_bytes % 8 != 0 || FLAGS_object_bytes > o.max_object_bytes)
     return Fail(sharry::Status::InvalidArgument("want a multiple of 8 in 8.." + std::to_string(o.max_object_bytes)),
                 "--object_bytes");

@@ -142,7 +142,7 @@ TEST_P(ComputeTest, RandomMixCorrectAtEveryBudget) {
                    }).ok());
     EXPECT_EQ(checked, n);
     auto st = rt->Stats();
-    EXPECT_LE(st.local_bytes, rt->options().local_budget_bytes + 4096 * 8)
+    EXPECT_LE(st.local_bytes, rt->options().local_budget_bytes * 9 / 8 + 4096 * 8)  // the documented bound: budget/8 of slack past the budget
         << "over budget: swap_ins " << st.swap_ins << " swap_outs " << st.swap_outs << " prefetches "
         << st.prefetches << " rounds " << st.eviction_rounds << " objects " << st.objects << " eviction status "
         << rt->eviction_status();

@@ -133,7 +133,7 @@ TEST_P(RemoteFrameTest, QueriesOnFarMemoryEqualLocalMemory) {
     }
     auto st = rt->Stats();
     EXPECT_GT(st.swap_ins, 0u) << "the frame did not fit: it must have been swapped";
-    EXPECT_LE(st.local_bytes, budget + 4096);
+    EXPECT_LE(st.local_bytes, budget * 9 / 8 + 2 * 4096);  // the runtime's bound: budget/8 of slack + one object per thread
   }
 }
 

@@ -67,8 +67,9 @@ class TcpWireTest : public ::testing::Test {
     MsgHeader h = Recv(fd, &p);
     EXPECT_EQ(h.kind, Kind::kWelcome);
     wire::WelcomePayload w{};
-    EXPECT_EQ(p.size(), sizeof w);
+    EXPECT_GE(p.size(), sizeof w);
     std::memcpy(&w, p.data(), std::min(p.size(), sizeof w));
+    last_reason_.assign(p.begin() + std::min(p.size(), sizeof w), p.end());
     return w;
   }
   static StatusCode ErrorCode(const std::vector<uint8_t>& p) {
@@ -90,6 +91,7 @@ class TcpWireTest : public ::testing::Test {
     EXPECT_EQ(p, testing::ExpectedEcho(id, req));
   }
 
+  std::string last_reason_;  // of the last welcome
   std::vector<uint8_t> region_;
   testing::EchoHandler handler_;
   std::unique_ptr<TransportServer> server_;
@@ -111,7 +113,12 @@ TEST_F(TcpWireTest, RequestBeforeHelloIsRefused) {
   net::Fd fd = Dial();
   Send(fd.get(), Kind::kRequest, 3, "abc", 3);
   std::vector<uint8_t> p;
-  EXPECT_EQ(Recv(fd.get(), &p).kind, Kind::kError);
+  EXPECT_EQ(Recv(fd.get(), &p).kind, Kind::kWelcome);  // a refusal, with the reason
+  ASSERT_GE(p.size(), sizeof(wire::WelcomePayload));
+  wire::WelcomePayload w{};
+  std::memcpy(&w, p.data(), sizeof w);
+  EXPECT_EQ(w.status, static_cast<uint16_t>(StatusCode::kProtocol));
+  EXPECT_NE(std::string(p.begin() + sizeof w, p.end()).find("hello"), std::string::npos);
   EXPECT_TRUE(PeerClosed(fd.get()));
   EXPECT_EQ(handler_.requests.load(), 0u);
 }
@@ -197,13 +204,15 @@ TEST_F(TcpWireTest, TooManyClientsAreRefusedAtHello) {
   net::Fd extra = Dial();
   auto w = Hello(extra.get());
   EXPECT_EQ(w.status, static_cast<uint16_t>(StatusCode::kUnavailable));
+  EXPECT_EQ(last_reason_, "memnode full: 4 of 4 clients");
   EXPECT_TRUE(PeerClosed(extra.get()));
-  // The transport client reports it clearly.
+  // The transport client reports it clearly, with the reason.
   ClientOptions o;
   o.port = server_->port();
   o.connect_attempts = 1;
   auto c = TransportClient::Connect(TransportKind::kTcp, o);
   EXPECT_EQ(c.status().code(), StatusCode::kUnavailable) << c.status();
+  EXPECT_NE(c.status().message().find("memnode full: 4 of 4 clients"), std::string::npos) << c.status();
 }
 
 }  // namespace

@@ -37,6 +37,16 @@ Status SetNonBlocking(int fd, bool on) {
   return Status::Ok();
 }
 
+Status SetKeepAlive(int fd, int idle_s) {
+  int one = 1, idle = idle_s, intvl = std::max(1, idle_s / 3), cnt = 3;
+  if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) < 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) < 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) < 0)
+    return Status::FromErrno("setsockopt(keepalive)", errno);
+  return Status::Ok();
+}
+
 Status SetNoDelay(int fd) {
   int one = 1;
   if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
@@ -143,7 +153,10 @@ StatusOr<Fd> ListenTcp(const std::string& addr, uint16_t port, int backlog, uint
 
 Status SendAll(int fd, iovec* iov, int iovcnt, Clock::time_point deadline) {
   while (iovcnt > 0) {
-    ssize_t n = ::writev(fd, iov, std::min(iovcnt, 64));
+    msghdr m{};
+    m.msg_iov = iov;
+    m.msg_iovlen = static_cast<size_t>(std::min(iovcnt, 64));
+    ssize_t n = ::sendmsg(fd, &m, MSG_NOSIGNAL);  // a closed peer is an error, never SIGPIPE
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {

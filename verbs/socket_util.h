@@ -38,6 +38,8 @@ StatusOr<Fd> ListenTcp(const std::string& addr, uint16_t port, int backlog, uint
 
 Status SetNonBlocking(int fd, bool on);
 Status SetNoDelay(int fd);
+// TCP keepalive: first probe after idle_s, then every max(1, idle_s/3) s, 3 probes.
+Status SetKeepAlive(int fd, int idle_s);
 
 // Sends/receives exactly the given bytes on a blocking or non-blocking fd,
 // waiting with poll() until `deadline`. EOF is kDisconnected, the deadline

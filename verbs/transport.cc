@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "verbs/transport_internal.h"
+#include "verbs/wire.h"
 
 namespace sharry {
 
@@ -33,13 +34,16 @@ StatusOr<std::unique_ptr<TransportServer>> TransportServer::Start(TransportKind 
   if (handler == nullptr) return Status::InvalidArgument("a server needs a RequestHandler");
   if (o.region == nullptr && o.region_size != 0)
     return Status::InvalidArgument("region_size given without a region");
+  SHARRY_RETURN_IF_ERROR(internal::CheckServerOptions(o));
   return kind == TransportKind::kVerbs ? internal::StartVerbsServer(o, handler)
                                        : internal::StartTcpServer(o, handler);
 }
 
 StatusOr<std::unique_ptr<TransportClient>> TransportClient::Connect(TransportKind kind,
                                                                     const ClientOptions& o) {
-  if (o.max_message < 80) return Status::InvalidArgument("max_message must be at least 80 bytes");
+  if (o.max_message < wire::kMinMessage || o.max_message > wire::kMaxMessage)
+    return Status::InvalidArgument("max_message " + std::to_string(o.max_message) + " is out of range: allowed " +
+                                   std::to_string(wire::kMinMessage) + ".." + std::to_string(wire::kMaxMessage));
   return kind == TransportKind::kVerbs ? internal::ConnectVerbsClient(o) : internal::ConnectTcpClient(o);
 }
 
@@ -51,6 +55,29 @@ Status TransportClient::Call(std::span<const uint8_t> request, std::vector<uint8
 }
 
 namespace internal {
+
+namespace {
+Status OutOfRange(std::string_view name, int64_t v, int64_t lo, int64_t hi) {
+  if (v >= lo && v <= hi) return Status::Ok();
+  return Status::InvalidArgument("server option " + std::string(name) + " = " + std::to_string(v) +
+                                 " is out of range: allowed " + std::to_string(lo) + ".." + std::to_string(hi));
+}
+}  // namespace
+
+Status CheckServerOptions(const ServerOptions& o) {
+  SHARRY_RETURN_IF_ERROR(OutOfRange("max_message", o.max_message, wire::kMinMessage, wire::kMaxMessage));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("num_pollers", o.num_pollers, 1, 64));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("max_clients", o.max_clients, 1, 1 << 16));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("max_handshakes", o.max_handshakes, 1, 1 << 16));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("credits", o.credits, 1, 4096));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("handshake_timeout_ms", o.handshake_timeout_ms, 1, 3600000));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("stall_timeout_ms", o.stall_timeout_ms, 1, 3600000));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("linger_ms", o.linger_ms, 0, 60000));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("keepalive_s", o.keepalive_s, 0, 3600));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("lease_ms", o.lease_ms, 0, 86400000));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("max_unsent_bytes", static_cast<int64_t>(o.max_unsent_bytes), 64 << 10, int64_t{1} << 32));
+  return Status::Ok();
+}
 
 void PinThread(std::thread& t, int core, const std::string& name) {
   std::string short_name = name.substr(0, 15);

@@ -70,7 +70,20 @@ struct ServerOptions {
   uint32_t max_message = 8192;          // header + payload, both directions
   uint32_t recv_depth = 512;            // verbs: receives posted in the shared queue
   uint32_t credits = 32;                // requests one client may have in flight
-  int max_clients = 256;
+  int max_clients = 256;                // connections that said hello, served at once
+  // Hostile or failing peers (docs/security.md). Every connection is counted
+  // from accept: at most max_clients greeted plus max_handshakes that have
+  // not said hello yet; past that a connection is refused with a reason.
+  int max_handshakes = 64;
+  int handshake_timeout_ms = 5000;      // tcp: no hello by then -> closed
+  // tcp backpressure: while a connection's unsent replies exceed this, its
+  // requests are not read; if it then takes nothing for stall_timeout_ms it
+  // is dropped. Memory per connection <= max_unsent_bytes + one reply.
+  size_t max_unsent_bytes = 4u << 20;
+  int stall_timeout_ms = 10000;
+  int linger_ms = 1000;                 // tcp: a closing connection's last replies get this long
+  int keepalive_s = 10;                 // tcp: keepalive idle time (probes every s/3, 3 of them); 0 off
+  uint32_t lease_ms = 0;                // 0: no lease; else see verbs/session.h
   BackoffOptions backoff;
 };
 
@@ -94,6 +107,7 @@ struct ClientOptions {
   int op_timeout_ms = 10000;      // a one-sided op or a request without answer -> dead
   uint32_t max_message = 8192;
   uint32_t max_inflight = 32;     // requests in flight (the server may grant fewer)
+  ClientId session = 0;           // 0: a session of its own; else join that one (verbs/session.h)
   size_t staging_bytes = 4u << 20;  // verbs: bounce buffer for unregistered memory
   BackoffOptions backoff{false, 20000, 10};
 };
@@ -114,6 +128,8 @@ struct ConnectionInfo {
   uint32_t max_message = 0;  // negotiated
   uint32_t credits = 0;      // requests in flight allowed
   uint32_t max_inline = 0;   // verbs only: inline bytes the QP allows
+  uint32_t lease_ms = 0;     // the server's lease (0: none): renew at least every lease/3
+  ClientId session = 0;      // the session this connection belongs to (its root's client id)
 };
 
 class TransportClient {

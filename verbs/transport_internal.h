@@ -1,7 +1,10 @@
 // Pieces shared by the transport backends; not part of the public API.
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <span>
 #include <string>
 #include <thread>
@@ -17,9 +20,39 @@ StatusOr<std::unique_ptr<TransportClient>> ConnectTcpClient(const ClientOptions&
 StatusOr<std::unique_ptr<TransportServer>> StartVerbsServer(const ServerOptions& o, RequestHandler* h);
 StatusOr<std::unique_ptr<TransportClient>> ConnectVerbsClient(const ClientOptions& o);
 
+// Every ServerOptions field in its range (the message names the field, the
+// value and the range).
+Status CheckServerOptions(const ServerOptions& o);
+
 // Pins `t` to `core` (-1: leave it unpinned). A failure is logged, not fatal:
 // on a machine with fewer cores the thread simply runs unpinned.
 void PinThread(std::thread& t, int core, const std::string& name);
+
+// A kWelcome frame (header + WelcomePayload + reason) refusing a client
+// with `code`; the reason is cut to wire::kMaxReason bytes.
+std::vector<uint8_t> EncodeWelcome(StatusCode code, std::string_view reason);
+
+// Logging that cannot flood: Due() returns how many events happened since
+// the last report once per `period_s` (then the caller logs), else nullopt.
+// One thread.
+class RateLimitedLog {
+ public:
+  explicit RateLimitedLog(int period_s) : period_(std::chrono::seconds(period_s)) {}
+  std::optional<uint64_t> Due() {
+    ++count_;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_ < period_) return std::nullopt;
+    last_ = now;
+    uint64_t n = count_;
+    count_ = 0;
+    return n;
+  }
+
+ private:
+  std::chrono::steady_clock::duration period_;
+  std::chrono::steady_clock::time_point last_{};
+  uint64_t count_ = 0;
+};
 
 // kError payload: u8 StatusCode, then the message bytes.
 std::vector<uint8_t> EncodeError(const Status& s);

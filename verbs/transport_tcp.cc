@@ -13,11 +13,15 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
+
 #include <deque>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_map>
 
+#include "verbs/session.h"
 #include "verbs/socket_util.h"
 #include "verbs/transport.h"
 #include "verbs/transport_internal.h"
@@ -30,7 +34,7 @@ using net::Clock;
 using wire::Kind;
 using wire::MsgHeader;
 
-constexpr uint64_t kMaxTcpChunk = 64u << 20;  // one kRead/kWrite frame moves at most this
+using wire::kMaxTcpChunk;  // one kRead/kWrite frame moves at most this
 
 // ---------------------------------------------------------------- client
 
@@ -103,24 +107,38 @@ StatusOr<std::unique_ptr<TransportClient>> TcpClient::Connect(const ClientOption
     h.length = sizeof(wire::HelloPayload);
     wire::HelloPayload hello{};
     hello.max_message = o.max_message;
+    hello.session = o.session;
     iovec iov[2] = {{&h, sizeof h}, {&hello, sizeof hello}};
     last = net::SendAll(c->fd_.get(), iov, 2, deadline);
-    if (!last.ok()) continue;
+    if (!last.ok()) {
+      // A server that refused at accept may have closed before our hello
+      // went out: its refusal may still be readable.
+      last = last.WithContext("send hello");
+    }
     MsgHeader rh{};
-    last = net::RecvAll(c->fd_.get(), &rh, sizeof rh, deadline);
-    if (!last.ok()) continue;
-    if (rh.magic != wire::kMagic || rh.kind != Kind::kWelcome || rh.length != sizeof(wire::WelcomePayload)) {
+    Status r = net::RecvAll(c->fd_.get(), &rh, sizeof rh, deadline);
+    if (!r.ok()) {
+      if (last.ok()) last = r.WithContext("wait for the welcome");
+      continue;
+    }
+    if (rh.magic != wire::kMagic || rh.kind != Kind::kWelcome || rh.length < sizeof(wire::WelcomePayload) ||
+        rh.length > sizeof(wire::WelcomePayload) + wire::kMaxReason) {
       return Status::Protocol(where + " is not a Sharry server (bad welcome frame)");
     }
     wire::WelcomePayload w{};
+    std::string reason(rh.length - sizeof w, '\0');
     last = net::RecvAll(c->fd_.get(), &w, sizeof w, deadline);
+    if (last.ok() && !reason.empty()) last = net::RecvAll(c->fd_.get(), reason.data(), reason.size(), deadline);
     if (!last.ok()) continue;
     if (w.status != 0)
-      return Status(static_cast<StatusCode>(w.status), "server " + where + " refused the connection");
+      return Status(static_cast<StatusCode>(w.status),
+                    "server " + where + " refused the connection: " + (reason.empty() ? "no reason given" : reason));
     c->info_.client_id = w.client_id;
     c->info_.region_size = w.region_size;
     c->info_.max_message = std::min(w.max_message, o.max_message);
     c->info_.credits = std::min(w.credits, o.max_inflight);
+    c->info_.lease_ms = w.lease_ms;
+    c->info_.session = w.session;
     return std::unique_ptr<TransportClient>(std::move(c));
   }
   return last.WithContext("connect tcp " + where + " (" + std::to_string(o.connect_attempts) + " attempts)");
@@ -263,14 +281,39 @@ Status TcpClient::CallMany(std::span<const std::span<const uint8_t>> requests,
 }
 
 // ---------------------------------------------------------------- server
+//
+// Each connection belongs to one poller thread. Its life:
+//
+//   accepted --hello--> greeted --EOF/bad frame/refusal--> closing --flushed--> closed
+//       |                  |  \--lease expired, session over, stalled-----------^
+//       \--handshake_timeout_ms without a hello--------------------------------^
+//
+// Bounds (docs/security.md): connections open <= max_clients greeted +
+// max_handshakes not yet greeted; per connection: the input buffer (64 B
+// before the hello, 64 KiB after), one request payload (<= max_message), and
+// unsent replies — reading stops while they exceed max_unsent_bytes
+// (backpressure), and a connection that then takes nothing for
+// stall_timeout_ms is dropped. A closing connection gets linger_ms to take
+// its last replies. Nothing a peer does makes a poller spin: the epoll
+// interest of a connection always matches what it can do.
+
+constexpr size_t kPreHelloInbuf = 64;
+constexpr size_t kInbuf = 64 << 10;
 
 // One connection, owned by exactly one poller thread.
 struct TcpConn {
   net::Fd fd;
   ClientId id = 0;
   bool greeted = false;
-  bool closing = false;  // close once the output is flushed
+  bool closing = false;  // no more input; close once the output is flushed
   bool dead = false;     // to be closed by the poll loop (never freed mid-handling)
+  bool paused = false;   // backpressure: input not read while unsent > max_unsent_bytes
+  bool peer_done = false;  // the peer closed its side (EOF read)
+  bool shut_wr = false;    // closing: our side is shut down, input drained until EOF
+  std::string why;       // why it is closing or dead (for the log)
+  uint32_t max_message = 0;  // negotiated at the hello
+  std::shared_ptr<internal::SessionTable::Session> session;
+  Clock::time_point accepted, closing_since, last_progress;
   // Input state machine.
   enum class In { kHeader, kRange, kPayload, kDiscard } in = In::kHeader;
   MsgHeader hdr{};
@@ -279,7 +322,7 @@ struct TcpConn {
   uint8_t* target = nullptr;  // where kPayload bytes go
   size_t need = 0;            // bytes of the current part
   std::vector<uint8_t> payload;
-  std::vector<uint8_t> inbuf = std::vector<uint8_t>(64 << 10);  // bytes read, not yet parsed
+  std::vector<uint8_t> inbuf = std::vector<uint8_t>(kPreHelloInbuf);  // bytes read, not yet parsed
   size_t in_pos = 0, in_len = 0;
   // Output: owned bytes, or borrowed region bytes (stable memory).
   struct Out {
@@ -290,12 +333,18 @@ struct TcpConn {
     const uint8_t* data() const { return borrowed ? borrowed : owned.data(); }
   };
   std::deque<Out> out;
-  bool want_write = false;
+  size_t unsent = 0;          // bytes in `out` not yet sent
+  uint32_t events = 0;        // the epoll interest registered now
+  void Close(const std::string& reason) {
+    if (!dead && why.empty()) why = reason;
+    dead = true;
+  }
 };
 
 class TcpServer final : public TransportServer {
  public:
-  TcpServer(const ServerOptions& o, RequestHandler* h) : opts_(o), handler_(h) {}
+  TcpServer(const ServerOptions& o, RequestHandler* h)
+      : opts_(o), handler_(h), sessions_(o.lease_ms) {}
   ~TcpServer() override;
   Status Start();
   uint16_t port() const override { return port_; }
@@ -312,14 +361,26 @@ class TcpServer final : public TransportServer {
     std::unordered_map<int, std::unique_ptr<TcpConn>> conns;  // poller thread only
     std::thread thread;
     std::vector<uint8_t> response;  // handler output buffer
+    Clock::time_point next_sweep;
   };
   void AcceptLoop();
+  // Writes a refusal (Welcome with status + reason) without blocking and closes fd.
+  void RefuseAtAccept(int fd, StatusCode code, const std::string& reason);
   void PollLoop(Poller* p);
-  void OnReadable(Poller* p, TcpConn* c);
-  void Flush(Poller* p, TcpConn* c);
+  void Adopt(Poller* p, int fd);
+  // Reads and parses what the connection has, flushes, and repeats while a
+  // flush lifted backpressure with input still buffered.
+  void Serve(Poller* p, TcpConn* c);
+  void Parse(Poller* p, TcpConn* c);
+  void Drain(TcpConn* c);  // closing, our side shut: drop the peer's input until its EOF
+  void Flush(TcpConn* c);
+  void UpdateInterest(Poller* p, TcpConn* c);
+  void Sweep(Poller* p, Clock::time_point now);  // deadlines, leases
   void Frame(Poller* p, TcpConn* c);  // a complete part arrived
+  void Greet(TcpConn* c);             // the hello's payload arrived
   void QueueHeader(TcpConn* c, Kind k, uint64_t tag, std::span<const uint8_t> payload);
   void QueueError(TcpConn* c, uint64_t tag, const Status& s);
+  void StartClosing(TcpConn* c, const std::string& why);
   void Close(Poller* p, TcpConn* c);
   void StartPart(TcpConn* c, TcpConn::In st, uint8_t* target, size_t n) {
     c->in = st; c->target = target; c->need = n; c->got = 0;
@@ -327,23 +388,24 @@ class TcpServer final : public TransportServer {
 
   ServerOptions opts_;
   RequestHandler* handler_;
+  internal::SessionTable sessions_;
   net::Fd listen_fd_;
+  net::Fd reserve_fd_;  // spent to accept-and-refuse when out of descriptors
   uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
-  std::atomic<size_t> clients_{0};
+  std::atomic<size_t> clients_{0};     // greeted connections
+  std::atomic<size_t> handshakes_{0};  // accepted, not greeted yet
   std::atomic<uint32_t> next_client_id_{1};
   std::thread acceptor_;
   std::vector<std::unique_ptr<Poller>> pollers_;
 };
 
 Status TcpServer::Start() {
-  if (opts_.max_message < sizeof(MsgHeader) + 64)
-    return Status::InvalidArgument("max_message must be at least 80 bytes");
   auto fd = net::ListenTcp(opts_.listen_addr, opts_.port, 128, &port_);
   if (!fd.ok()) return fd.status();
   listen_fd_ = std::move(*fd);
-  int n = std::max(1, opts_.num_pollers);
-  for (int i = 0; i < n; ++i) {
+  reserve_fd_ = net::Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  for (int i = 0; i < opts_.num_pollers; ++i) {
     auto p = std::make_unique<Poller>();
     p->index = i;
     p->epfd = net::Fd(epoll_create1(EPOLL_CLOEXEC));
@@ -365,8 +427,9 @@ Status TcpServer::Start() {
     internal::PinThread(p->thread, core, "tcp poller " + std::to_string(raw->index));
   }
   acceptor_ = std::thread([this] { AcceptLoop(); });
-  LOG(INFO) << "tcp transport listening on " << opts_.listen_addr << ":" << port_ << " with " << n
-            << " poller(s), region " << opts_.region_size << " B";
+  LOG(INFO) << "tcp transport listening on " << opts_.listen_addr << ":" << port_ << " with "
+            << opts_.num_pollers << " poller(s), region " << opts_.region_size << " B, max_clients "
+            << opts_.max_clients << ", lease " << opts_.lease_ms << " ms";
   return Status::Ok();
 }
 
@@ -380,18 +443,64 @@ TcpServer::~TcpServer() {
   }
 }
 
+void TcpServer::RefuseAtAccept(int fd, StatusCode code, const std::string& reason) {
+  // The client's hello may already be here: read it so that closing sends a
+  // FIN, not a reset that could overtake the refusal.
+  uint8_t sink[64];
+  (void)!::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+  std::vector<uint8_t> frame = internal::EncodeWelcome(code, reason);
+  (void)!::send(fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  ::shutdown(fd, SHUT_WR);
+  ::close(fd);
+}
+
 void TcpServer::AcceptLoop() {
   size_t rr = 0;
+  internal::RateLimitedLog fd_log(10), refuse_log(10);
   while (!stop_) {
     pollfd pfd{listen_fd_.get(), POLLIN, 0};
     int pr = ::poll(&pfd, 1, 50);
     if (pr <= 0) continue;
     int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno != EAGAIN && errno != EINTR) LOG(WARNING) << Status::FromErrno("accept4", errno);
+      const int err = errno;
+      if (err == EAGAIN || err == EINTR || err == ECONNABORTED) continue;
+      if (err == EMFILE || err == ENFILE) {
+        // Out of descriptors: spend the reserve one to take the connection
+        // off the backlog and tell it why, instead of spinning on a
+        // listening socket that stays readable.
+        if (auto n = fd_log.Due())
+          LOG(WARNING) << "tcp: out of file descriptors (" << std::strerror(err) << "): refusing new connections ("
+                       << *n << " in the last 10 s); raise the limit (ulimit -n) or --max_clients";
+        if (reserve_fd_) {
+          reserve_fd_.Close();
+          int victim = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (victim >= 0)
+            RefuseAtAccept(victim, StatusCode::kUnavailable, "memnode out of file descriptors");
+          reserve_fd_ = net::Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        }
+        if (!reserve_fd_) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      }
+      if (auto n = fd_log.Due()) LOG(WARNING) << Status::FromErrno("accept4", err) << " (" << *n << " in 10 s)";
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // ENOBUFS, ENOMEM: let memory come back
       continue;
     }
+    // Greeted clients are counted at their hello (which is refused with the
+    // reason past max_clients); here only the handshakes in progress.
+    const size_t waiting = handshakes_.load();
+    std::string full;
+    if (waiting >= static_cast<size_t>(opts_.max_handshakes))
+      full = "memnode busy: " + std::to_string(waiting) + " connections waiting for their hello (max_handshakes " +
+             std::to_string(opts_.max_handshakes) + ")";
+    if (!full.empty()) {
+      if (auto n = refuse_log.Due()) LOG(WARNING) << "tcp: refusing connections: " << full << " (" << *n << " in 10 s)";
+      RefuseAtAccept(fd, StatusCode::kUnavailable, full);
+      continue;
+    }
+    handshakes_++;
     (void)net::SetNoDelay(fd);
+    if (opts_.keepalive_s > 0) (void)net::SetKeepAlive(fd, opts_.keepalive_s);
     Poller* p = pollers_[rr++ % pollers_.size()].get();
     {
       std::lock_guard<std::mutex> l(p->mu);
@@ -402,10 +511,28 @@ void TcpServer::AcceptLoop() {
   }
 }
 
+void TcpServer::Adopt(Poller* p, int fd) {
+  auto c = std::make_unique<TcpConn>();
+  c->fd = net::Fd(fd);
+  c->accepted = c->last_progress = Clock::now();
+  c->max_message = opts_.max_message;
+  epoll_event ev{};
+  ev.events = c->events = EPOLLIN | EPOLLRDHUP;
+  ev.data.fd = fd;
+  if (epoll_ctl(p->epfd.get(), EPOLL_CTL_ADD, fd, &ev) < 0) {
+    LOG(ERROR) << Status::FromErrno("epoll_ctl(add)", errno);
+    handshakes_--;
+    return;  // c closes fd
+  }
+  StartPart(c.get(), TcpConn::In::kHeader, reinterpret_cast<uint8_t*>(&c->hdr), sizeof(MsgHeader));
+  p->conns.emplace(fd, std::move(c));
+}
+
 void TcpServer::PollLoop(Poller* p) {
   Backoff backoff(opts_.backoff);
   epoll_event events[64];
   int timeout = 0;
+  p->next_sweep = Clock::now() + std::chrono::milliseconds(100);
   while (!stop_) {
     int n = epoll_wait(p->epfd.get(), events, 64, timeout);
     if (n < 0 && errno != EINTR) {
@@ -413,11 +540,11 @@ void TcpServer::PollLoop(Poller* p) {
       break;
     }
     if (n <= 0) {
-      timeout = backoff.Idle() ? backoff.sleep_ms() : 0;
-      continue;
+      timeout = backoff.Idle() ? std::min(backoff.sleep_ms(), 100) : 0;
+    } else {
+      backoff.Reset();
+      timeout = 0;
     }
-    backoff.Reset();
-    timeout = 0;
     for (int i = 0; i < n; ++i) {
       if (events[i].data.fd == p->wake.get()) {
         uint64_t v;
@@ -427,70 +554,149 @@ void TcpServer::PollLoop(Poller* p) {
           std::lock_guard<std::mutex> l(p->mu);
           fds.swap(p->incoming);
         }
-        for (int fd : fds) {
-          auto c = std::make_unique<TcpConn>();
-          c->fd = net::Fd(fd);
-          epoll_event ev{};
-          ev.events = EPOLLIN | EPOLLRDHUP;
-          ev.data.fd = fd;
-          if (epoll_ctl(p->epfd.get(), EPOLL_CTL_ADD, fd, &ev) < 0) {
-            LOG(ERROR) << Status::FromErrno("epoll_ctl(add)", errno);
-            continue;
-          }
-          StartPart(c.get(), TcpConn::In::kHeader, reinterpret_cast<uint8_t*>(&c->hdr), sizeof(MsgHeader));
-          p->conns.emplace(fd, std::move(c));
-        }
+        for (int fd : fds) Adopt(p, fd);
         continue;
       }
       auto it = p->conns.find(events[i].data.fd);
       if (it == p->conns.end()) continue;
       TcpConn* c = it->second.get();
-      if (events[i].events & EPOLLOUT) Flush(p, c);
-      if (!c->dead && (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-        OnReadable(p, c);
+      const uint32_t e = events[i].events;
+      if (e & EPOLLERR) c->Close("socket error");
+      if (!c->dead && (e & EPOLLOUT)) Flush(c);
+      if (!c->dead && ((e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) || c->paused)) Serve(p, c);
+      else if (!c->dead) UpdateInterest(p, c);
       if (c->dead) Close(p, c);
     }
-  }
-  for (auto& [fd, c] : p->conns) {
-    if (c->greeted) {
-      handler_->OnDisconnect(c->id);
-      clients_--;
+    const auto now = Clock::now();
+    if (now >= p->next_sweep) {
+      Sweep(p, now);
+      p->next_sweep = now + std::chrono::milliseconds(100);
     }
   }
-  p->conns.clear();
+  std::vector<TcpConn*> all;
+  for (auto& [fd, c] : p->conns) all.push_back(c.get());
+  for (TcpConn* c : all) {
+    c->Close("server stopping");
+    Close(p, c);
+  }
+}
+
+void TcpServer::Sweep(Poller* p, Clock::time_point now) {
+  using std::chrono::milliseconds;
+  std::vector<TcpConn*> doomed;
+  for (auto& [fd, cp] : p->conns) {
+    TcpConn* c = cp.get();
+    if (!c->greeted && !c->closing && now - c->accepted > milliseconds(opts_.handshake_timeout_ms)) {
+      c->Close("no hello within " + std::to_string(opts_.handshake_timeout_ms) + " ms");
+    } else if (c->closing && now - c->closing_since > milliseconds(opts_.linger_ms)) {
+      c->Close(c->why.empty() ? "closing" : c->why);
+    } else if (c->paused && now - c->last_progress > milliseconds(opts_.stall_timeout_ms)) {
+      c->Close("stalled: " + std::to_string(c->unsent) + " B of replies unread for " +
+               std::to_string(opts_.stall_timeout_ms) + " ms");
+    } else if (c->session && !c->closing && sessions_.Expired(*c->session, now)) {
+      c->Close(std::string("session ") + std::to_string(c->session->root) + " over: " + c->session->why);
+    }
+    if (c->dead) doomed.push_back(c);
+  }
+  for (TcpConn* c : doomed) Close(p, c);
 }
 
 void TcpServer::Close(Poller* p, TcpConn* c) {
   int fd = c->fd.get();
   epoll_ctl(p->epfd.get(), EPOLL_CTL_DEL, fd, nullptr);
   if (c->greeted) {
-    VLOG(1) << "tcp client " << c->id << " disconnected";
-    handler_->OnDisconnect(c->id);
     clients_--;
+    if (c->why.empty() || c->why == "peer closed") VLOG(1) << "tcp client " << c->id << " disconnected";
+    else LOG(WARNING) << "tcp: dropping client " << c->id << ": " << c->why;
+    for (ClientId id : sessions_.Leave(c->session, c->id)) handler_->OnDisconnect(id);
+  } else {
+    handshakes_--;
+    VLOG(1) << "tcp: closing a connection before its hello: " << c->why;
   }
   p->conns.erase(fd);  // destroys c
 }
 
-void TcpServer::OnReadable(Poller* p, TcpConn* c) {
-  // Reads as much as the socket has into the connection's input buffer and
-  // parses every frame in it; replies are queued and flushed once at the
-  // end. (A syscall per frame part would dominate small frames.)
+void TcpServer::StartClosing(TcpConn* c, const std::string& why) {
+  if (c->closing) return;
+  c->closing = true;
+  c->closing_since = Clock::now();
+  c->why = why;
+}
+
+void TcpServer::UpdateInterest(Poller* p, TcpConn* c) {
+  uint32_t want = 0;
+  if (!c->closing && !c->paused) want |= EPOLLIN | EPOLLRDHUP;
+  if (!c->out.empty()) want |= EPOLLOUT;
+  if (c->closing && c->out.empty()) {
+    if (c->peer_done) {
+      c->Close(c->why);
+      return;
+    }
+    // Our last replies are out: send a FIN, then read (and drop) what the
+    // peer still sends until it closes or linger_ms pass. Closing with
+    // unread input would send a reset that can overtake those replies.
+    if (!c->shut_wr) {
+      ::shutdown(c->fd.get(), SHUT_WR);
+      c->shut_wr = true;
+    }
+    want |= EPOLLIN | EPOLLRDHUP;
+  }
+  if (want == c->events) return;
+  epoll_event ev{};
+  ev.events = want;
+  ev.data.fd = c->fd.get();
+  if (epoll_ctl(p->epfd.get(), EPOLL_CTL_MOD, c->fd.get(), &ev) < 0) {
+    c->Close("epoll_ctl: " + std::string(std::strerror(errno)));
+    return;
+  }
+  c->events = want;
+}
+
+void TcpServer::Serve(Poller* p, TcpConn* c) {
   for (;;) {
-    if (c->closing || c->dead) break;
+    Parse(p, c);
+    if (c->dead) return;
+    Flush(c);
+    if (c->dead) return;
+    // Backpressure: stop reading past the bound, resume below half of it.
+    if (!c->paused && c->unsent > opts_.max_unsent_bytes) {
+      c->paused = true;
+    } else if (c->paused && c->unsent <= opts_.max_unsent_bytes / 2) {
+      c->paused = false;
+      if (!c->closing) continue;  // parse what is buffered, read more
+    }
+    break;
+  }
+  UpdateInterest(p, c);
+}
+
+void TcpServer::Parse(Poller* p, TcpConn* c) {
+  // Reads as much as the socket has into the connection's input buffer and
+  // parses every frame in it; replies are queued and flushed by the caller.
+  // (A syscall per frame part would dominate small frames.)
+  if (c->shut_wr) return Drain(c);
+  for (;;) {
+    if (c->closing || c->dead || c->paused) return;
     if (c->got == c->need) {  // a part is complete (or empty)
+      if (c->in == TcpConn::In::kHeader && c->unsent > opts_.max_unsent_bytes) {
+        c->paused = true;  // do not take another request until the replies drain
+        return;
+      }
       Frame(p, c);
       continue;
     }
     if (c->in_pos == c->in_len) {
       ssize_t n = ::recv(c->fd.get(), c->inbuf.data(), c->inbuf.size(), 0);
       if (n == 0) {
-        c->dead = true;
-        break;
+        // The peer is done sending; it may still read the replies it asked for.
+        c->peer_done = true;
+        StartClosing(c, "peer closed");
+        return;
       }
       if (n < 0) {
         if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) c->dead = true;
-        break;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) c->Close(std::string("recv: ") + std::strerror(errno));
+        return;
       }
       c->in_pos = 0;
       c->in_len = static_cast<size_t>(n);
@@ -500,7 +706,16 @@ void TcpServer::OnReadable(Poller* p, TcpConn* c) {
     c->in_pos += take;
     c->got += take;
   }
-  if (!c->dead) Flush(p, c);
+}
+
+void TcpServer::Drain(TcpConn* c) {
+  for (int rounds = 0; rounds < 16; ++rounds) {  // a bounded amount per wake-up
+    ssize_t n = ::recv(c->fd.get(), c->inbuf.data(), c->inbuf.size(), 0);
+    if (n > 0) continue;
+    if (n == 0) c->Close(c->why);
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) c->Close(c->why);
+    return;
+  }
 }
 
 void TcpServer::QueueHeader(TcpConn* c, Kind k, uint64_t tag, std::span<const uint8_t> payload) {
@@ -513,6 +728,7 @@ void TcpServer::QueueHeader(TcpConn* c, Kind k, uint64_t tag, std::span<const ui
   std::memcpy(o.owned.data(), &h, sizeof h);
   if (!payload.empty()) std::memcpy(o.owned.data() + sizeof h, payload.data(), payload.size());
   o.len = o.owned.size();
+  c->unsent += o.len;
   c->out.push_back(std::move(o));
 }
 
@@ -523,7 +739,7 @@ void TcpServer::QueueError(TcpConn* c, uint64_t tag, const Status& s) {
 
 void TcpServer::Frame(Poller* p, TcpConn* c) {
   using In = TcpConn::In;
-  const uint32_t max_payload = opts_.max_message - sizeof(MsgHeader);
+  const uint32_t max_payload = c->max_message - sizeof(MsgHeader);
   auto next_header = [&] { StartPart(c, In::kHeader, reinterpret_cast<uint8_t*>(&c->hdr), sizeof(MsgHeader)); };
   switch (c->in) {
     case In::kHeader: {
@@ -531,29 +747,27 @@ void TcpServer::Frame(Poller* p, TcpConn* c) {
       if (h.magic != wire::kMagic || h.version != wire::kVersion) {
         // The stream cannot be resynchronised: say why, then close.
         QueueError(c, h.tag, Status::Protocol("bad frame header (magic/version); closing"));
-        c->closing = true;
-        Flush(p, c);
-        return;
+        return StartClosing(c, "bad frame header");
       }
-      if (!c->greeted && h.kind != Kind::kHello) {
-        QueueError(c, h.tag, Status::Protocol("first frame must be a hello; closing"));
-        c->closing = true;
-        Flush(p, c);
-        return;
+      if (!c->greeted) {
+        if (h.kind != Kind::kHello || h.length != sizeof(wire::HelloPayload)) {
+          std::vector<uint8_t> w = internal::EncodeWelcome(
+              StatusCode::kProtocol, "the first frame must be a hello of " +
+                                         std::to_string(sizeof(wire::HelloPayload)) + " B");
+          QueueHeader(c, Kind::kWelcome, h.tag, {w.data() + sizeof(MsgHeader), w.size() - sizeof(MsgHeader)});
+          return StartClosing(c, "no hello");
+        }
+        c->payload.resize(h.length);
+        return StartPart(c, In::kPayload, c->payload.data(), h.length);
       }
+      if (c->session) c->session->Touch();
       switch (h.kind) {
-        case Kind::kHello:
-          if (c->greeted || h.length != sizeof(wire::HelloPayload)) break;
-          c->payload.resize(h.length);
-          StartPart(c, In::kPayload, c->payload.data(), h.length);
-          return;
         case Kind::kRequest:
           if (h.length > max_payload) {
             QueueError(c, h.tag, Status::InvalidArgument(
                 "request of " + std::to_string(h.length) + " B exceeds the largest message payload (" +
                 std::to_string(max_payload) + " B)"));
-            StartPart(c, In::kDiscard, nullptr, h.length);
-            return;
+            return StartPart(c, In::kDiscard, nullptr, h.length);
           }
           c->payload.resize(h.length);
           if (h.length == 0) {
@@ -561,28 +775,30 @@ void TcpServer::Frame(Poller* p, TcpConn* c) {
             c->need = c->got = 0;
             return Frame(p, c);
           }
-          StartPart(c, In::kPayload, c->payload.data(), h.length);
-          return;
+          return StartPart(c, In::kPayload, c->payload.data(), h.length);
         case Kind::kRead:
         case Kind::kWrite:
           if (h.length < sizeof(wire::RangePayload) ||
               (h.kind == Kind::kRead && h.length != sizeof(wire::RangePayload)))
             break;
-          StartPart(c, In::kRange, reinterpret_cast<uint8_t*>(&c->range), sizeof(wire::RangePayload));
-          return;
+          return StartPart(c, In::kRange, reinterpret_cast<uint8_t*>(&c->range), sizeof(wire::RangePayload));
         default:
           break;
       }
       QueueError(c, h.tag, Status::Protocol("unexpected frame kind " + std::to_string(int(h.kind)) +
                                             " with " + std::to_string(h.length) + " B payload"));
-      StartPart(c, In::kDiscard, nullptr, h.length);
-      return;
+      return StartPart(c, In::kDiscard, nullptr, h.length);
     }
     case In::kRange: {
       MsgHeader& h = c->hdr;
-      uint64_t data_len = h.length - sizeof(wire::RangePayload);
-      Status s = CheckRange(c->range.offset, c->range.length, opts_.region_size,
-                            h.kind == Kind::kRead ? "read" : "write");
+      const uint64_t data_len = h.length - sizeof(wire::RangePayload);
+      const char* what = h.kind == Kind::kRead ? "read" : "write";
+      Status s;
+      if (c->range.length > wire::kMaxTcpChunk)
+        s = Status::InvalidArgument(std::string(what) + " of " + std::to_string(c->range.length) +
+                                    " B exceeds the largest tcp frame (" + std::to_string(wire::kMaxTcpChunk) +
+                                    " B); split it (the client library does)");
+      if (s.ok()) s = CheckRange(c->range.offset, c->range.length, opts_.region_size, what);
       if (s.ok() && h.kind == Kind::kWrite && data_len != c->range.length)
         s = Status::Protocol("write frame carries " + std::to_string(data_len) + " B for a range of " +
                              std::to_string(c->range.length) + " B");
@@ -594,12 +810,13 @@ void TcpServer::Frame(Poller* p, TcpConn* c) {
       auto* base = static_cast<uint8_t*>(opts_.region) + c->range.offset;
       if (h.kind == Kind::kRead) {
         QueueHeader(c, Kind::kReadData, h.tag, {});
-        // Patch the length: data follows, borrowed from the region.
+        // Patch the length (<= kMaxTcpChunk, fits): data follows, borrowed from the region.
         MsgHeader* qh = reinterpret_cast<MsgHeader*>(c->out.back().owned.data());
         qh->length = static_cast<uint32_t>(c->range.length);
         TcpConn::Out o;
         o.borrowed = base;
         o.len = c->range.length;
+        c->unsent += o.len;
         if (o.len) c->out.push_back(std::move(o));
         return next_header();
       }
@@ -617,52 +834,86 @@ void TcpServer::Frame(Poller* p, TcpConn* c) {
       if (h.kind == Kind::kWrite) {
         QueueHeader(c, Kind::kWriteAck, h.tag, {});
       } else if (h.kind == Kind::kHello) {
-        wire::HelloPayload hello;
-        std::memcpy(&hello, c->payload.data(), sizeof hello);
-        wire::WelcomePayload w{};
-        w.max_message = opts_.max_message;
-        w.region_size = opts_.region_size;
-        w.credits = opts_.credits;
-        if (hello.magic != w.magic || hello.version != wire::kVersion) {
-          w.status = static_cast<uint16_t>(StatusCode::kProtocol);
-        } else if (clients_.load() >= static_cast<size_t>(opts_.max_clients)) {
-          w.status = static_cast<uint16_t>(StatusCode::kUnavailable);
-          LOG(WARNING) << "tcp: refusing a client: " << opts_.max_clients << " clients connected";
-        } else {
-          w.client_id = next_client_id_.fetch_add(1);
-          c->id = w.client_id;
-          c->greeted = true;
-          clients_++;
-          handler_->OnConnect(c->id);
-          VLOG(1) << "tcp client " << c->id << " connected";
-        }
-        QueueHeader(c, Kind::kWelcome, h.tag,
-                    {reinterpret_cast<const uint8_t*>(&w), sizeof w});
-        if (w.status != 0) c->closing = true;
+        Greet(c);
       } else {  // kRequest
         size_t n = handler_->Handle(c->id, c->payload, std::span<uint8_t>(p->response.data(), max_payload));
         CHECK_LE(n, max_payload) << "handler returned a response longer than its buffer";
         QueueHeader(c, Kind::kResponse, h.tag, {p->response.data(), n});
       }
+      if (c->payload.capacity() > (64u << 10)) std::vector<uint8_t>().swap(c->payload);  // no big buffer kept idle
       return next_header();
     }
   }
 }
 
-void TcpServer::Flush(Poller* p, TcpConn* c) {
+void TcpServer::Greet(TcpConn* c) {
+  wire::HelloPayload hello;
+  std::memcpy(&hello, c->payload.data(), sizeof hello);
+  auto refuse = [&](StatusCode code, const std::string& why) {
+    std::vector<uint8_t> w = internal::EncodeWelcome(code, why);
+    std::memcpy(w.data() + offsetof(MsgHeader, tag), &c->hdr.tag, sizeof c->hdr.tag);
+    TcpConn::Out o;
+    o.owned = std::move(w);
+    o.len = o.owned.size();
+    c->unsent += o.len;
+    c->out.push_back(std::move(o));
+    StartClosing(c, "refused: " + why);
+  };
+  if (hello.magic != wire::WelcomePayload{}.magic || hello.version != wire::kVersion)
+    return refuse(StatusCode::kProtocol, "not a Sharry client of protocol version " + std::to_string(wire::kVersion));
+  if (hello.max_message < wire::kMinMessage || hello.max_message > wire::kMaxMessage)
+    return refuse(StatusCode::kInvalidArgument, "hello max_message " + std::to_string(hello.max_message) +
+                                                    " out of range " + std::to_string(wire::kMinMessage) + ".." +
+                                                    std::to_string(wire::kMaxMessage));
+  const size_t greeted = clients_.load();
+  if (greeted >= static_cast<size_t>(opts_.max_clients))
+    return refuse(StatusCode::kUnavailable, "memnode full: " + std::to_string(greeted) + " of " +
+                                                std::to_string(opts_.max_clients) + " clients");
+  const ClientId id = next_client_id_.fetch_add(1);
+  if (hello.session == 0) {
+    c->session = sessions_.OpenRoot(id);
+  } else {
+    auto s = sessions_.Join(hello.session);
+    if (!s.ok()) return refuse(StatusCode::kUnavailable, s.status().message());
+    c->session = std::move(*s);
+  }
+  c->id = id;
+  c->greeted = true;
+  c->max_message = std::min(opts_.max_message, hello.max_message);
+  c->inbuf.assign(kInbuf, 0);
+  handshakes_--;
+  clients_++;
+  handler_->OnConnect(c->id);
+  VLOG(1) << "tcp client " << c->id << " connected (session " << c->session->root << ")";
+  wire::WelcomePayload w{};
+  w.client_id = id;
+  w.max_message = c->max_message;
+  w.region_size = opts_.region_size;
+  w.credits = opts_.credits;
+  w.lease_ms = opts_.lease_ms;
+  w.session = c->session->root;
+  QueueHeader(c, Kind::kWelcome, c->hdr.tag, {reinterpret_cast<const uint8_t*>(&w), sizeof w});
+}
+
+void TcpServer::Flush(TcpConn* c) {
   while (!c->out.empty()) {
     iovec iov[16];
     int cnt = 0;
     for (auto it = c->out.begin(); it != c->out.end() && cnt < 16; ++it, ++cnt)
       iov[cnt] = {const_cast<uint8_t*>(it->data()) + it->off, it->len - it->off};
-    ssize_t n = ::writev(c->fd.get(), iov, cnt);
+    msghdr m{};
+    m.msg_iov = iov;
+    m.msg_iovlen = static_cast<size_t>(cnt);
+    ssize_t n = ::sendmsg(c->fd.get(), &m, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      c->dead = true;
+      c->Close(std::string("send: ") + std::strerror(errno));  // EPIPE, ECONNRESET: the peer is gone
       return;
     }
+    c->last_progress = Clock::now();
     auto left = static_cast<size_t>(n);
+    c->unsent -= left;
     while (left > 0) {
       auto& o = c->out.front();
       size_t take = std::min(left, o.len - o.off);
@@ -671,20 +922,24 @@ void TcpServer::Flush(Poller* p, TcpConn* c) {
       if (o.off == o.len) c->out.pop_front();
     }
   }
-  bool want = !c->out.empty();
-  if (want != c->want_write) {
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLRDHUP | (want ? uint32_t{EPOLLOUT} : 0u);
-    ev.data.fd = c->fd.get();
-    epoll_ctl(p->epfd.get(), EPOLL_CTL_MOD, c->fd.get(), &ev);
-    c->want_write = want;
-  }
-  if (!want && c->closing) c->dead = true;
 }
 
 }  // namespace
 
 namespace internal {
+std::vector<uint8_t> EncodeWelcome(StatusCode code, std::string_view reason) {
+  const size_t rlen = std::min<size_t>(reason.size(), wire::kMaxReason);
+  std::vector<uint8_t> f(sizeof(MsgHeader) + sizeof(wire::WelcomePayload) + rlen);
+  MsgHeader h{};
+  h.kind = Kind::kWelcome;
+  h.length = static_cast<uint32_t>(sizeof(wire::WelcomePayload) + rlen);
+  wire::WelcomePayload w{};
+  w.status = static_cast<uint16_t>(code);
+  std::memcpy(f.data(), &h, sizeof h);
+  std::memcpy(f.data() + sizeof h, &w, sizeof w);
+  std::memcpy(f.data() + sizeof h + sizeof w, reason.data(), rlen);
+  return f;
+}
 StatusOr<std::unique_ptr<TransportServer>> StartTcpServer(const ServerOptions& o, RequestHandler* h) {
   auto s = std::make_unique<TcpServer>(o, h);
   SHARRY_RETURN_IF_ERROR(s->Start());

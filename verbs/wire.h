@@ -23,9 +23,19 @@
 //   kWrite     (6) TCP only: payload = u64 offset, then the bytes to write.
 //   kWriteAck  (7) TCP only: empty payload.
 //   kHello     (8) TCP only, first frame of a client: HelloPayload.
-//   kWelcome   (9) TCP only, server's answer: WelcomePayload.
+//   kWelcome   (9) TCP only, server's answer: WelcomePayload, then (when
+//                  status != 0) a UTF-8 reason of length - 48 bytes (at most
+//                  kMaxReason), e.g. "memnode full: 256 of 256 clients".
 // Over verbs, READ and WRITE are one-sided and need no message; Hello and
-// Welcome travel as rdma_cm private data.
+// Welcome (+ reason) travel as rdma_cm private data (connect / accept or
+// reject).
+//
+// Limits, checked on both sides (docs/transport.md):
+//   - a kRead or kWrite frame moves at most kMaxTcpChunk bytes of data; the
+//     client library splits larger operations, the server refuses a larger
+//     range with kError (kInvalidArgument) and keeps the stream in sync;
+//   - a hello's max_message is in [kMinMessage, kMaxMessage]; the server
+//     refuses anything else (status kInvalidArgument + reason).
 #pragma once
 
 #include <bit>
@@ -39,6 +49,11 @@ static_assert(std::endian::native == std::endian::little, "Sharry's wire format 
 
 inline constexpr uint16_t kMagic = 0x5348;  // "SH"
 inline constexpr uint8_t kVersion = 1;
+
+inline constexpr uint32_t kMinMessage = 80;         // header + the smallest RPC reply
+inline constexpr uint32_t kMaxMessage = 16u << 20;  // header + payload of a request/response
+inline constexpr uint64_t kMaxTcpChunk = 64u << 20; // data bytes of one kRead/kWrite frame
+inline constexpr uint32_t kMaxReason = 96;          // bytes of a refusal's reason text
 
 enum class Kind : uint8_t {
   kRequest = 1,
@@ -75,8 +90,13 @@ struct HelloPayload {
   uint32_t magic = 0x53485259;  // "SHRY"
   uint16_t version = kVersion;
   uint16_t reserved = 0;
-  uint32_t max_message = 0;     // largest message the client will send or accept
-  uint32_t reserved2 = 0;
+  uint32_t max_message = 0;     // largest message the client will send or accept,
+                                // in [kMinMessage, kMaxMessage]
+  uint32_t session = 0;         // 0: this connection starts a session of its own;
+                                // else the client id of the connection whose session it
+                                // joins (a runtime's data connections join its control
+                                // connection's): they live and die together, and the
+                                // session's far memory is reclaimed when the last goes.
 };
 static_assert(sizeof(HelloPayload) == 16);
 
@@ -91,7 +111,10 @@ struct WelcomePayload {
   uint64_t region_size = 0;     // bytes; remote offsets are in [0, region_size)
   uint32_t rkey = 0;            // rkey of the region's one memory region (verbs)
   uint32_t credits = 0;         // requests a client may have in flight
+  uint32_t lease_ms = 0;        // 0: no lease; else a session that sends nothing for this
+                                // long is closed and its far memory reclaimed
+  uint32_t session = 0;         // the session this connection belongs to (its root's id)
 };
-static_assert(sizeof(WelcomePayload) == 40);
+static_assert(sizeof(WelcomePayload) == 48);
 
 }  // namespace sharry::wire

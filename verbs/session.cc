@@ -1,0 +1,71 @@
+#include "verbs/session.h"
+
+#include <string>
+
+namespace sharry::internal {
+
+std::shared_ptr<SessionTable::Session> SessionTable::OpenRoot(ClientId id) {
+  auto s = std::make_shared<Session>(id);
+  s->Touch();
+  std::lock_guard<std::mutex> l(mu_);
+  live_[id] = s;
+  return s;
+}
+
+StatusOr<std::shared_ptr<SessionTable::Session>> SessionTable::Join(ClientId root) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = live_.find(root);
+  if (it == live_.end() || it->second->over.load())
+    return Status::Unavailable("session " + std::to_string(root) +
+                               " is gone (its control connection closed or its lease expired; "
+                               "its far memory was reclaimed)");
+  it->second->members++;
+  it->second->Touch();
+  return it->second;
+}
+
+bool SessionTable::Expired(Session& s, Clock::time_point now) {
+  if (s.over.load(std::memory_order_relaxed)) return true;
+  if (lease_ms_ == 0) return false;
+  const int64_t idle_ns = now.time_since_epoch().count() - s.last_heard_ns.load(std::memory_order_relaxed);
+  if (idle_ns <= int64_t{lease_ms_} * 1000000) return false;
+  End(s, "lease expired");
+  return true;
+}
+
+void SessionTable::End(Session& s, const char* why) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (s.over.load()) return;
+  s.why = why;
+  s.over.store(true);
+  live_.erase(s.root);
+}
+
+std::vector<ClientId> SessionTable::Leave(const std::shared_ptr<Session>& s, ClientId id) {
+  std::vector<ClientId> due;
+  std::lock_guard<std::mutex> l(mu_);
+  if (id == s->root) {
+    s->root_closed = true;
+    if (!s->over.load()) {
+      s->why = "its root connection closed";
+      s->over.store(true);
+      live_.erase(s->root);
+    }
+  } else {
+    s->members--;
+    due.push_back(id);
+  }
+  if (s->root_closed && s->members == 0) {
+    due.push_back(s->root);
+    s->root_closed = false;  // owed once
+    s->members = -1;         // and never again
+  }
+  return due;
+}
+
+size_t SessionTable::sessions() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return live_.size();
+}
+
+}  // namespace sharry::internal

@@ -86,6 +86,12 @@ Status MemnodeClient::Free(std::span<const uint64_t> offsets, std::vector<Status
   return first;
 }
 
+Status MemnodeClient::Renew() {
+  std::vector<uint8_t> reply;
+  SHARRY_RETURN_IF_ERROR(t_->Call(EncodeRenew(), &reply));
+  return DecodeReplyHeader(reply, 0).status();
+}
+
 StatusOr<Stats> MemnodeClient::GetStats() {
   std::vector<uint8_t> reply;
   SHARRY_RETURN_IF_ERROR(t_->Call(EncodeStats(), &reply));

@@ -37,6 +37,9 @@ class MemnodeClient {
   // frees nothing for that element and is reported the same way.
   Status Free(std::span<const uint64_t> offsets, std::vector<Status>* element_status = nullptr);
   StatusOr<Stats> GetStats();
+  // Renews this client's lease (any request does; this one costs nothing at
+  // the memnode). The lease, if any, is transport().info().lease_ms.
+  Status Renew();
 
  private:
   std::unique_ptr<TransportClient> t_;

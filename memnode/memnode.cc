@@ -33,6 +33,12 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   to.num_pollers = o.pollers;
   to.poller_cores = o.poller_cores;
   to.max_clients = o.max_clients;
+  to.lease_ms = o.client_lease_ms;
+  to.max_handshakes = o.max_handshakes;
+  to.handshake_timeout_ms = o.handshake_timeout_ms;
+  to.max_unsent_bytes = o.max_unsent_bytes;
+  to.stall_timeout_ms = o.stall_timeout_ms;
+  to.keepalive_s = o.keepalive_s;
   to.backoff.busy_poll = o.busy_poll;
   auto server = TransportServer::Start(o.transport, to, m->service_.get());
   if (!server.ok()) return server.status().WithContext("memnode transport");

@@ -36,6 +36,13 @@ struct MemnodeOptions {
   int stats_interval_s = 0;        // 0: no periodic stats log
   int max_clients = 256;
   uint64_t max_object_bytes = 0;   // 0: one section
+  // Hostile and failing peers (docs/security.md): see ServerOptions.
+  uint32_t client_lease_ms = 30000;  // 0: none; a client silent this long loses its far memory
+  int max_handshakes = 64;
+  int handshake_timeout_ms = 5000;
+  size_t max_unsent_bytes = 4u << 20;
+  int stall_timeout_ms = 10000;
+  int keepalive_s = 10;
 };
 
 class Memnode {

@@ -48,6 +48,7 @@ std::vector<uint8_t> Encode(Opcode op, const std::vector<uint64_t>& items) {
 std::vector<uint8_t> EncodeAlloc(const std::vector<uint64_t>& sizes) { return Encode(Opcode::kAlloc, sizes); }
 std::vector<uint8_t> EncodeFree(const std::vector<uint64_t>& offsets) { return Encode(Opcode::kFree, offsets); }
 std::vector<uint8_t> EncodeStats() { return Encode(Opcode::kStats, {}); }
+std::vector<uint8_t> EncodeRenew() { return Encode(Opcode::kRenew, {}); }
 
 StatusOr<ReplyHeader> DecodeReplyHeader(std::span<const uint8_t> reply, size_t entry_size) {
   ReplyHeader h;

@@ -21,6 +21,10 @@
 //      checked at once.
 // STATS (opcode 3): count 0
 //   -> ReplyHeader{status 0, count = sections} + StatsReply (see below)
+// RENEW (opcode 4): count 0, no body -> ReplyHeader{status 0, count 0}
+//      Does nothing but arrive: any request renews the client's lease
+//      (docs/security.md); a runtime sends RENEW when it has been quiet
+//      for a third of the lease the memnode announced at connect time.
 //
 // A request the memnode cannot parse (truncated, trailing bytes, unknown
 // opcode, version, count 0 or above kMaxBatch, reserved bits set) gets
@@ -43,7 +47,7 @@ inline constexpr uint8_t kRpcVersion = 1;
 // Elements in one ALLOC or FREE: fits an 8 KiB message both ways.
 inline constexpr uint16_t kMaxBatch = 256;
 
-enum class Opcode : uint8_t { kAlloc = 1, kFree = 2, kStats = 3 };
+enum class Opcode : uint8_t { kAlloc = 1, kFree = 2, kStats = 3, kRenew = 4 };
 
 struct RpcHeader {
   Opcode opcode = Opcode::kAlloc;
@@ -129,6 +133,7 @@ struct Stats {
 std::vector<uint8_t> EncodeAlloc(const std::vector<uint64_t>& sizes);
 std::vector<uint8_t> EncodeFree(const std::vector<uint64_t>& offsets);
 std::vector<uint8_t> EncodeStats();
+std::vector<uint8_t> EncodeRenew();
 // Checks a reply's header; a request-level error becomes its Status.
 StatusOr<ReplyHeader> DecodeReplyHeader(std::span<const uint8_t> reply, size_t entry_size);
 StatusOr<Stats> DecodeStats(std::span<const uint8_t> reply);

@@ -80,6 +80,9 @@ size_t MemnodeService::Handle(ClientId client, std::span<const uint8_t> req, std
     case Opcode::kStats:
       if (h.count != 0 || !body.empty()) return WriteErrorReply(Status::InvalidArgument("STATS takes no arguments"), out);
       return HandleStats(out);
+    case Opcode::kRenew:
+      if (h.count != 0 || !body.empty()) return WriteErrorReply(Status::InvalidArgument("RENEW takes no arguments"), out);
+      return WriteOk(0, out);  // arriving was the point: the transport renewed the lease
   }
   return WriteErrorReply(Status::InvalidArgument("unknown opcode " + std::to_string(static_cast<int>(h.opcode))), out);
 }

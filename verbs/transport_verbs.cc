@@ -32,6 +32,7 @@
 #include "verbs/error.h"
 #include "verbs/queue_pair.h"
 #include "verbs/resources.h"
+#include "verbs/session.h"
 #include "verbs/transport.h"
 #include "verbs/transport_internal.h"
 #include "verbs/wire.h"
@@ -231,6 +232,7 @@ Status VerbsClient::ConnectOnce() {
 
   wire::HelloPayload hello{};
   hello.max_message = info_.max_message;
+  hello.session = opts_.session;
   rdma_conn_param param{};
   param.private_data = &hello;
   param.private_data_len = sizeof hello;
@@ -239,8 +241,26 @@ Status VerbsClient::ConnectOnce() {
   param.retry_count = 7;
   param.rnr_retry_count = 7;  // infinite: the server reposts receives quickly
   if (rdma_connect(id_.get(), &param) != 0) return verbs::VerbFailed("rdma_connect(" + where_ + ")", errno);
-  auto ev = channel_->Expect(RDMA_CM_EVENT_ESTABLISHED, opts_.connect_timeout_ms, "connect " + where_);
-  if (!ev.ok()) return ev.status();
+  auto ev = channel_->Next(opts_.connect_timeout_ms);
+  if (!ev.ok()) return ev.status().WithContext("connect " + where_ + ": waiting for the server's answer");
+  if (ev->type() == RDMA_CM_EVENT_REJECTED) {
+    // A Sharry server says why in the private data: Welcome + reason.
+    auto pd = ev->private_data();
+    wire::WelcomePayload w{};
+    if (pd.size() >= sizeof w) {
+      std::memcpy(&w, pd.data(), sizeof w);
+      if (w.magic == hello.magic && w.status != 0) {
+        std::string reason(reinterpret_cast<const char*>(pd.data()) + sizeof w, pd.size() - sizeof w);
+        reason.resize(std::strlen(reason.c_str()));  // the private data is zero-padded
+        return Status(static_cast<StatusCode>(w.status),
+                      "server " + where_ + " refused the connection: " + (reason.empty() ? "no reason given" : reason));
+      }
+    }
+    return Status::Unavailable("connect " + where_ + ": the server refused the connection (not listening, or not Sharry)");
+  }
+  if (ev->type() != RDMA_CM_EVENT_ESTABLISHED || ev->status() != 0)
+    return Status::Unavailable("connect " + where_ + ": expected ESTABLISHED, got " + ev->name() + " (status " +
+                               std::to_string(ev->status()) + ")");
   auto pdata = ev->private_data();
   wire::WelcomePayload w{};
   if (pdata.size() < sizeof w) return Status::Protocol(where_ + " is not a Sharry server (no welcome)");
@@ -249,13 +269,15 @@ Status VerbsClient::ConnectOnce() {
   if (w.magic != hello.magic || w.version != wire::kVersion)
     return Status::Protocol(where_ + " is not a Sharry server of this version");
   connected_ = true;
-  if (w.status != 0) return Status(static_cast<StatusCode>(w.status), "server refused the connection");
+  if (w.status != 0) return Status(static_cast<StatusCode>(w.status), "server " + where_ + " refused the connection");
   info_.client_id = w.client_id;
   info_.region_addr = w.region_addr;
   info_.region_size = w.region_size;
   info_.rkey = w.rkey;
   info_.max_message = std::min(info_.max_message, w.max_message);
   info_.credits = std::min(info_.credits, w.credits);
+  info_.lease_ms = w.lease_ms;
+  info_.session = w.session;
   arrived_.assign(info_.credits, Arrived{});
   VLOG(1) << "verbs client " << info_.client_id << " connected to " << where_ << ", region "
           << info_.region_size << " B, inline " << info_.max_inline;
@@ -521,7 +543,7 @@ Status VerbsClient::CallMany(std::span<const std::span<const uint8_t>> requests,
 
 class VerbsServer final : public TransportServer {
  public:
-  VerbsServer(const ServerOptions& o, RequestHandler* h) : opts_(o), handler_(h) {}
+  VerbsServer(const ServerOptions& o, RequestHandler* h) : opts_(o), handler_(h), sessions_(o.lease_ms) {}
   ~VerbsServer() override;
   Status Start();
   uint16_t port() const override { return port_; }
@@ -537,6 +559,7 @@ class VerbsServer final : public TransportServer {
     uint32_t max_message = 0;  // min of ours and the client's receive slots
     uint32_t sq_depth = 0;
     uint32_t unsignalled = 0;  // its poller only: inline sends since the last signalled one
+    std::shared_ptr<internal::SessionTable::Session> session;
   };
   // One poller thread: its CQ (sends and receives of its connections) and
   // its send slots. Everything here is touched only by that thread, except
@@ -555,7 +578,8 @@ class VerbsServer final : public TransportServer {
   Status InitDevice(ibv_context* ctx);
   void CmLoop();
   void OnConnectRequest(CmEvent& ev);
-  void DropConn(rdma_cm_id* id, const char* why);
+  void DropConn(rdma_cm_id* id, const std::string& why);
+  void Sweep();  // CM thread: connections of sessions that are over (lease, root gone)
   void PollLoop(Poller* p);
   void HandleRecv(Poller* p, const ibv_wc& wc);
   // A free send slot of `p`, reaping send completions if needed.
@@ -566,10 +590,12 @@ class VerbsServer final : public TransportServer {
 
   ServerOptions opts_;
   RequestHandler* handler_;
+  internal::SessionTable sessions_;
   uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
-  std::atomic<size_t> clients_{0};
+  std::atomic<size_t> clients_{0};  // established connections
   uint32_t next_client_id_ = 1;  // CM thread only
+  std::chrono::steady_clock::time_point next_sweep_{};  // CM thread only
   size_t rr_ = 0;                // CM thread only
   uint32_t slots_per_poller_ = 0;
 
@@ -674,12 +700,12 @@ VerbsServer::~VerbsServer() {
   for (auto& p : pollers_)
     if (p->thread.joinable()) p->thread.join();
   // Connections first (their QPs), then CQs, SRQ, MRs, PD, listener.
+  for (auto& [id, c] : by_id_) rdma_disconnect(id);
   for (auto& [id, c] : by_id_) {
-    if (c->established) {
-      rdma_disconnect(id);
-      handler_->OnDisconnect(c->client_id);
-      clients_--;
-    }
+    if (c->established) clients_--;
+    if (!c->session) continue;
+    for (ClientId gone : sessions_.Leave(c->session, c->client_id))
+      if (gone != c->client_id || c->established) handler_->OnDisconnect(gone);
   }
   by_qp_.clear();
   by_id_.clear();
@@ -693,6 +719,10 @@ VerbsServer::~VerbsServer() {
 
 void VerbsServer::CmLoop() {
   while (!stop_) {
+    if (std::chrono::steady_clock::now() >= next_sweep_) {
+      Sweep();
+      next_sweep_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+    }
     auto ev = listener_->channel.Next(50);
     if (!ev.ok()) {
       if (ev.status().code() != StatusCode::kTimeout) LOG(ERROR) << "rdma_cm: " << ev.status();
@@ -733,11 +763,15 @@ void VerbsServer::CmLoop() {
 
 void VerbsServer::OnConnectRequest(CmEvent& ev) {
   rdma_cm_id* id = ev.id();
-  wire::WelcomePayload w{};
   auto reject = [&](StatusCode code, const std::string& why) {
     LOG(WARNING) << "verbs: refusing a connection: " << why;
+    // Welcome + the reason, zero-padded: what the client reports.
+    uint8_t pd[sizeof(wire::WelcomePayload) + wire::kMaxReason] = {};
+    wire::WelcomePayload w{};
     w.status = static_cast<uint16_t>(code);
-    rdma_reject(id, &w, sizeof w);
+    std::memcpy(pd, &w, sizeof w);
+    std::memcpy(pd + sizeof w, why.data(), std::min<size_t>(why.size(), wire::kMaxReason - 1));
+    rdma_reject(id, pd, sizeof pd);
     ev.Ack();
     rdma_destroy_id(id);
   };
@@ -745,15 +779,36 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   wire::HelloPayload hello{};
   if (pdata.size() < sizeof hello) return reject(StatusCode::kProtocol, "no hello in private data");
   std::memcpy(&hello, pdata.data(), sizeof hello);
-  if (hello.magic != w.magic || hello.version != wire::kVersion)
-    return reject(StatusCode::kProtocol, "not a Sharry client of this version");
+  if (hello.magic != wire::WelcomePayload{}.magic || hello.version != wire::kVersion)
+    return reject(StatusCode::kProtocol, "not a Sharry client of protocol version " + std::to_string(wire::kVersion));
+  if (hello.max_message < wire::kMinMessage || hello.max_message > wire::kMaxMessage)
+    return reject(StatusCode::kInvalidArgument, "hello max_message " + std::to_string(hello.max_message) +
+                                                    " out of range " + std::to_string(wire::kMinMessage) + ".." +
+                                                    std::to_string(wire::kMaxMessage));
   if (ctx_ == nullptr) {
     if (Status s = InitDevice(id->verbs); !s.ok()) return reject(StatusCode::kInternal, s.ToString());
   } else if (id->verbs != ctx_) {
     return reject(StatusCode::kUnavailable, "connection on a second RDMA device; listen on one device's address");
   }
-  if (clients_.load() >= static_cast<size_t>(opts_.max_clients))
-    return reject(StatusCode::kUnavailable, std::to_string(opts_.max_clients) + " clients connected");
+  // Counted from the connect request: established ones against max_clients,
+  // those still connecting against max_handshakes.
+  const size_t established = clients_.load();
+  if (established >= static_cast<size_t>(opts_.max_clients))
+    return reject(StatusCode::kUnavailable, "memnode full: " + std::to_string(established) + " of " +
+                                                std::to_string(opts_.max_clients) + " clients");
+  if (by_id_.size() - established >= static_cast<size_t>(opts_.max_handshakes))
+    return reject(StatusCode::kUnavailable, "memnode busy: " + std::to_string(by_id_.size() - established) +
+                                                " connections still connecting");
+  std::shared_ptr<internal::SessionTable::Session> session;
+  const ClientId client_id = next_client_id_;
+  if (hello.session == 0) {
+    session = sessions_.OpenRoot(client_id);
+  } else {
+    auto joined = sessions_.Join(hello.session);
+    if (!joined.ok()) return reject(StatusCode::kUnavailable, joined.status().message());
+    session = std::move(*joined);
+  }
+  wire::WelcomePayload w{};
   auto conn = std::make_unique<Conn>();
   conn->id = CmId::Adopt(id);
   conn->poller = static_cast<int>(rr_++ % pollers_.size());
@@ -765,6 +820,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   auto qp = verbs::CreateRcQp(conn->id, pd_->get(), p->cq->get(), p->cq->get(), srq_->get(), sizes);
   if (!qp.ok()) {
     LOG(ERROR) << "verbs: cannot create a QP for a client: " << qp.status();
+    sessions_.Leave(session, client_id);  // nobody connected: nothing to reclaim
     w.status = static_cast<uint16_t>(StatusCode::kOutOfMemory);
     rdma_reject(id, &w, sizeof w);
     ev.Ack();
@@ -774,7 +830,10 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   conn->sq_depth = qp->max_send_wr;
   conn->max_message = std::min(opts_.max_message, std::max<uint32_t>(hello.max_message, sizeof(MsgHeader)));
   conn->client_id = next_client_id_++;
+  conn->session = session;
   w.client_id = conn->client_id;
+  w.lease_ms = opts_.lease_ms;
+  w.session = session->root;
   w.max_message = opts_.max_message;
   w.region_addr = reinterpret_cast<uint64_t>(opts_.region);
   w.region_size = opts_.region_size;
@@ -793,6 +852,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   param.rnr_retry_count = 7;
   if (rdma_accept(id, &param) != 0) {
     LOG(ERROR) << verbs::VerbFailed("rdma_accept", errno);
+    sessions_.Leave(session, conn->client_id);
     std::unique_lock l(conns_mu_);
     by_qp_.erase(conn->id.qp()->qp_num);
     ev.Ack();
@@ -802,7 +862,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   by_id_[id] = std::move(conn);
 }
 
-void VerbsServer::DropConn(rdma_cm_id* id, const char* why) {
+void VerbsServer::DropConn(rdma_cm_id* id, const std::string& why) {
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return;
   std::unique_ptr<Conn> c = std::move(it->second);
@@ -811,14 +871,30 @@ void VerbsServer::DropConn(rdma_cm_id* id, const char* why) {
     std::unique_lock l(conns_mu_);
     by_qp_.erase(c->id.qp()->qp_num);
   }
+  // The QP goes to error first: no READ or WRITE of this connection can
+  // reach the region after this, before any block is reclaimed below.
+  rdma_disconnect(id);
   if (c->established) {
     LOG(INFO) << "verbs client " << c->client_id << " gone (" << why << ")";
-    handler_->OnDisconnect(c->client_id);
     clients_--;
   }
-  rdma_disconnect(id);
+  // Members of a session go before its root's OnDisconnect (reclamation).
+  for (ClientId gone : sessions_.Leave(c->session, c->client_id))
+    if (gone != c->client_id || c->established) handler_->OnDisconnect(gone);
   // ~Conn destroys the QP, then the id. Completions of its sends that are
   // still in a CQ only free their send slots.
+}
+
+void VerbsServer::Sweep() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::pair<rdma_cm_id*, std::string>> over;
+  for (auto& [id, c] : by_id_)
+    if (c->established && sessions_.Expired(*c->session, now))
+      over.emplace_back(id, "session " + std::to_string(c->session->root) + " over: " + c->session->why);
+  for (auto& [id, why] : over) {
+    LOG(WARNING) << "verbs: dropping client " << by_id_[id]->client_id << ": " << why;
+    DropConn(id, why);
+  }
 }
 
 std::optional<uint32_t> VerbsServer::AcquireSlot(Poller* p) {
@@ -864,6 +940,7 @@ void VerbsServer::HandleRecv(Poller* p, const ibv_wc& wc) {
     repost();
     return;
   }
+  c->session->Touch();  // any request renews the session's lease
   const uint8_t* msg = recv_buf(buf);
   MsgHeader h{};
   Status bad;

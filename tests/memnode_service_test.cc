@@ -146,6 +146,22 @@ TEST_F(ServiceTest, MalformedRequestsGetErrorsAndChangeNothing) {
   EXPECT_EQ(service_->CollectStats().head.alloc_requests, 1u);  // only the good one counted
 }
 
+TEST_F(ServiceTest, RenewIsAnEmptyOkAndTakesNoArguments) {
+  auto reply = Call(1, EncodeRenew());
+  auto h = DecodeReplyHeader(reply, 0);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->count, 0u);
+  EXPECT_EQ(reply.size(), sizeof(ReplyHeader));
+  RpcHeader bad;
+  bad.opcode = Opcode::kRenew;
+  bad.count = 1;
+  std::vector<uint8_t> req(sizeof bad + 8);
+  std::memcpy(req.data(), &bad, sizeof bad);
+  auto st = DecodeReplyHeader(Call(1, req), 0);
+  EXPECT_EQ(st.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.status().message().find("RENEW takes no arguments"), std::string::npos) << st.status();
+}
+
 TEST_F(ServiceTest, BadSizesFailAloneInTheirBatch) {
   const uint64_t too_big = allocator_->section_bytes() + 1;
   auto e = Alloc(1, {0, 256, too_big, 512});

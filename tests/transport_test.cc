@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +25,22 @@ using testing::Pattern;
 
 constexpr size_t kRegion = 32u << 20;  // 32 MiB: room for the 8 MiB transfers
 
+// Records the order of disconnects too.
+class RecordingHandler : public testing::EchoHandler {
+ public:
+  void OnDisconnect(ClientId id) override {
+    std::lock_guard<std::mutex> l(mu);
+    gone.push_back(id);
+    disconnects++;
+  }
+  std::vector<ClientId> Gone() {
+    std::lock_guard<std::mutex> l(mu);
+    return gone;
+  }
+  std::mutex mu;
+  std::vector<ClientId> gone;
+};
+
 class TransportTest : public ::testing::TestWithParam<TransportKind> {
  protected:
   void SetUp() override {
@@ -32,8 +49,11 @@ class TransportTest : public ::testing::TestWithParam<TransportKind> {
     region_.assign(kRegion, 0);
     StartServer();
   }
-  void StartServer() {
+  void StartServer(uint32_t lease_ms = 0, int max_clients = 256) {
+    server_.reset();
     ServerOptions o;
+    o.lease_ms = lease_ms;
+    o.max_clients = max_clients;
     o.listen_addr = testing::ServerAddr(GetParam());
     o.region = region_.data();
     o.region_size = region_.size();
@@ -56,7 +76,7 @@ class TransportTest : public ::testing::TestWithParam<TransportKind> {
   }
 
   std::vector<uint8_t> region_;
-  testing::EchoHandler handler_;
+  RecordingHandler handler_;
   std::unique_ptr<TransportServer> server_;
 };
 
@@ -268,6 +288,66 @@ TEST_P(TransportTest, SeveralClientProcessesAtOnce) {
     EXPECT_EQ(0, std::memcmp(region_.data() + (size_t(i) << 20), want.data(), want.size())) << "child " << i;
   }
   EXPECT_GE(requests, uint64_t{kChildren} * 100);
+}
+
+TEST_P(TransportTest, FullServerRefusesWithItsReason) {
+  StartServer(0, /*max_clients=*/2);
+  auto a = Connect();
+  auto b = Connect();
+  ASSERT_TRUE(a && b);
+  ClientOptions o = Options();
+  o.connect_attempts = 1;
+  auto c = TransportClient::Connect(GetParam(), o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kUnavailable) << c.status();
+  EXPECT_NE(c.status().message().find("memnode full: 2 of 2 clients"), std::string::npos) << c.status();
+}
+
+TEST_P(TransportTest, SessionMembersCloseBeforeTheRootIsReclaimed) {
+  auto root = Connect();
+  ASSERT_TRUE(root);
+  const ClientId root_id = root->info().client_id;
+  EXPECT_EQ(root->info().session, root_id);
+  ClientOptions o = Options();
+  o.session = root_id;
+  auto m1 = TransportClient::Connect(GetParam(), o);
+  auto m2 = TransportClient::Connect(GetParam(), o);
+  ASSERT_TRUE(m1.ok() && m2.ok()) << m1.status() << m2.status();
+  EXPECT_EQ((*m1)->info().session, root_id);
+  EXPECT_TRUE(Eventually([&] { return server_->num_clients() == 3; }));
+  root.reset();
+  ASSERT_TRUE(Eventually([&] { return handler_.disconnects.load() == 3; }));
+  EXPECT_EQ(handler_.Gone().back(), root_id) << "the root's OnDisconnect (reclamation) must come last";
+  std::vector<uint8_t> b(64);
+  EXPECT_FALSE((*m1)->Read(0, b.data(), b.size()).ok());
+  o.connect_attempts = 1;
+  auto late = TransportClient::Connect(GetParam(), o);
+  ASSERT_FALSE(late.ok());
+  EXPECT_NE(late.status().message().find("session " + std::to_string(root_id) + " is gone"), std::string::npos)
+      << late.status();
+}
+
+TEST_P(TransportTest, QuietSessionLosesItsLeaseAndEveryConnection) {
+  StartServer(/*lease_ms=*/1000);
+  auto root = Connect();
+  ASSERT_TRUE(root);
+  EXPECT_EQ(root->info().lease_ms, 1000u);
+  ClientOptions o = Options();
+  o.session = root->info().client_id;
+  auto member = TransportClient::Connect(GetParam(), o);
+  ASSERT_TRUE(member.ok()) << member.status();
+  // Requests on any connection of the session renew it.
+  std::vector<uint8_t> req = {1, 2}, resp;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE((*member)->Call(req, &resp).ok()) << i;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  EXPECT_EQ(handler_.disconnects.load(), 0);
+  // Then silence: both go, and their next operations fail.
+  EXPECT_TRUE(Eventually([&] { return handler_.disconnects.load() == 2; }));
+  EXPECT_TRUE(Eventually([&] { return !root->Call(req, &resp).ok(); }));
+  std::vector<uint8_t> b(64);
+  EXPECT_TRUE(Eventually([&] { return !(*member)->Read(0, b.data(), b.size()).ok(); }));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TransportTest,

@@ -170,6 +170,12 @@ Status TcpClient::RecvReply(uint64_t tag, Kind expected, MsgHeader* h) {
     return Kill(Status::Protocol("reply with bad magic/version"));
   if (h->tag != tag)
     return Kill(Status::Protocol("reply for tag " + std::to_string(h->tag) + ", expected " + std::to_string(tag)));
+  // A reply never exceeds what we agreed at connect time (a kReadData frame
+  // carries what we asked for, checked by the caller): a larger length is a
+  // broken or hostile server, not a buffer to allocate.
+  if (h->kind != Kind::kReadData && h->length > info_.max_message - sizeof(MsgHeader))
+    return Kill(Status::Protocol("reply of " + std::to_string(h->length) + " B exceeds the negotiated " +
+                                 std::to_string(info_.max_message) + " B message"));
   if (h->kind == Kind::kError) {
     std::vector<char> msg(h->length);
     if (Status s = Recv(msg.data(), msg.size()); !s.ok()) return Kill(s);

@@ -80,8 +80,10 @@ constexpr auto kHandshakeCloseWait = seconds(15);
 constexpr auto kStallCloseWait = seconds(30);
 // The memnode's RSS may grow at most this much over its baseline under a flood.
 constexpr long kMaxRssGrowthKb = 64 << 10;
-// CPU of the memnode while it is idle-but-attacked: at most this % of one core.
-constexpr double kMaxCpuPct = 50.0;
+// CPU of the memnode while it is idle-but-attacked: at most this % of one
+// core. (The issue says < 50 %; on a shared 2-core host a spinning memnode
+// measured 41-96 %, a non-spinning one 0 %, so the line sits lower, at 25 %.)
+constexpr double kMaxCpuPct = 25.0;
 // Its stderr log may hold at most this after a descriptor-exhaustion window.
 constexpr off_t kMaxLogBytes = 1 << 20;
 // Pending-handshake connections the memnode may hold on top of max_clients
@@ -825,7 +827,7 @@ TEST(MemnodeHostile, PreHelloFlood) {
 }
 
 // Finding 4. The memnode runs out of descriptors (RLIMIT_NOFILE 64, 200
-// connections). Fixed: no accept spin (CPU < 50 % of a core), no log flood
+// connections). Fixed: no accept spin (CPU < kMaxCpuPct of a core), no log flood
 // (< 1 MiB), and it serves again once the connections are gone.
 TEST(MemnodeHostile, DescriptorExhaustion) {
   START_MEMNODE(m, .uma_mb = 64, .nofile = 64);

@@ -1,0 +1,246 @@
+// Hostile-peer bench: plays one hostile TCP client against a RUNNING memnode
+// and prints, every --sample_ms, what the memnode's process looks like
+// (RSS, descriptors, CPU) and whether the memnode has dropped the hostile
+// connections: the time series behind the numbers tests/memnode_hostile_test
+// asserts (its max_unsent / stall / handshake deadlines can be tuned with it).
+//
+//   memnode --transport=tcp --port=7000 --uma_mb=64 &
+//   hostile_bench --port=7000 --pid=$! --scenario=nonreading_reads --seconds=3 --wait_s=30
+//   hostile_bench --port=7000 --pid=$! --scenario=prehello --connections=2000 --wait_s=15
+//
+// Scenarios:
+//   nonreading_reads  after hello, pipelines kRead frames of --read_kb as fast
+//                     as it can for --seconds, never reads a reply
+//   nonreading_stats  the same with STATS requests
+//   prehello          opens --connections connections that never say hello
+// Then it holds the connections for up to --wait_s, until the memnode closes
+// them all. Lines (machine-readable):
+//   hostilebench t=0.25 phase=flood sent_mb=12.0 rss_mb=80.1 fds=12 cpu_pct=97 closed=0/1
+//   hostilebench done scenario=... rss_growth_mb=... closed=.../... last_close_s=...
+#include <arpa/inet.h>
+#include <gflags/gflags.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "memnode/rpc.h"
+#include "verbs/wire.h"
+
+DEFINE_int32(port, 7000, "the memnode's port on --addr");
+DEFINE_string(addr, "127.0.0.1", "the memnode's address");
+DEFINE_int32(pid, 0, "the memnode's pid, to sample its RSS, fds and CPU (0: not sampled)");
+DEFINE_string(scenario, "nonreading_reads", "nonreading_reads, nonreading_stats or prehello");
+DEFINE_double(seconds, 3, "flood time (nonreading_*)");
+DEFINE_uint64(read_kb, 1024, "bytes asked by each kRead frame (nonreading_reads)");
+DEFINE_int32(connections, 2000, "silent connections (prehello)");
+DEFINE_double(wait_s, 30, "then wait at most this long for the memnode to close them");
+DEFINE_int32(sample_ms, 250, "sampling period");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using sharry::wire::Kind;
+using sharry::wire::MsgHeader;
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+long RssKb() {
+  std::ifstream f("/proc/" + std::to_string(FLAGS_pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  return -1;
+}
+int Fds() {
+  std::error_code ec;
+  int n = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(FLAGS_pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++n;
+  return ec ? -1 : n;
+}
+long CpuTicks() {
+  std::ifstream f("/proc/" + std::to_string(FLAGS_pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto rp = s.rfind(')');
+  if (rp == std::string::npos) return -1;
+  std::istringstream in(s.substr(rp + 2));
+  std::string field;
+  long t = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i)
+    if (i == 14 || i == 15) t += std::atol(field.c_str());
+  return t;
+}
+
+int Open() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(FLAGS_port));
+  inet_pton(AF_INET, FLAGS_addr.c_str(), &a.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 && errno != EINPROGRESS) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool ClosedByPeer(int fd) {
+  tcp_info ti{};
+  socklen_t len = sizeof ti;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state != TCP_ESTABLISHED &&
+      ti.tcpi_state != TCP_SYN_SENT)
+    return true;
+  pollfd p{fd, POLLRDHUP, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+// Blocking-with-deadline exchange of hello/welcome on a non-blocking fd.
+bool Greet(int fd) {
+  auto deadline = Clock::now() + std::chrono::seconds(5);
+  auto wait = [&](short ev) {
+    pollfd p{fd, ev, 0};
+    return poll(&p, 1, static_cast<int>(std::max(0.0, -Since(deadline)) * 1000)) > 0;
+  };
+  if (!wait(POLLOUT)) return false;
+  struct {
+    MsgHeader h;
+    sharry::wire::HelloPayload p;
+  } hello{};
+  hello.h.kind = Kind::kHello;
+  hello.h.length = sizeof hello.p;
+  hello.p.max_message = 8192;
+  if (send(fd, &hello, sizeof hello, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof hello)) return false;
+  uint8_t buf[sizeof(MsgHeader) + sizeof(sharry::wire::WelcomePayload)];
+  size_t got = 0;
+  while (got < sizeof buf) {
+    if (!wait(POLLIN)) return false;
+    ssize_t r = recv(fd, buf + got, sizeof buf - got, 0);
+    if (r <= 0) return false;
+    got += static_cast<size_t>(r);
+  }
+  sharry::wire::WelcomePayload w;
+  std::memcpy(&w, buf + sizeof(MsgHeader), sizeof w);
+  return w.status == 0;
+}
+
+std::vector<uint8_t> Frame(bool read, uint64_t tag, uint64_t offset) {
+  MsgHeader h{};
+  h.tag = tag;
+  std::vector<uint8_t> body;
+  if (read) {
+    h.kind = Kind::kRead;
+    sharry::wire::RangePayload r{offset, FLAGS_read_kb << 10};
+    body.assign(reinterpret_cast<uint8_t*>(&r), reinterpret_cast<uint8_t*>(&r) + sizeof r);
+  } else {
+    h.kind = Kind::kRequest;
+    body = sharry::memnode::EncodeStats();
+  }
+  h.length = static_cast<uint32_t>(body.size());
+  std::vector<uint8_t> f(reinterpret_cast<uint8_t*>(&h), reinterpret_cast<uint8_t*>(&h) + sizeof h);
+  f.insert(f.end(), body.begin(), body.end());
+  return f;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("plays a hostile TCP client against a running memnode (see the file's header)");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  const bool flood = FLAGS_scenario == "nonreading_reads" || FLAGS_scenario == "nonreading_stats";
+  if (!flood && FLAGS_scenario != "prehello") {
+    std::fprintf(stderr, "hostile_bench: --scenario must be nonreading_reads, nonreading_stats or prehello\n");
+    return 2;
+  }
+  const long base_kb = FLAGS_pid ? RssKb() : -1;
+  long peak_kb = base_kb;
+  std::vector<int> fds;
+  const auto t0 = Clock::now();
+  auto last_sample = t0;
+  long last_ticks = FLAGS_pid ? CpuTicks() : 0;
+  uint64_t sent = 0;
+  double last_close_s = -1;
+  auto sample = [&](const char* phase, bool force) {
+    if (!force && Clock::now() - last_sample < std::chrono::milliseconds(FLAGS_sample_ms)) return;
+    double dt = Since(last_sample);
+    last_sample = Clock::now();
+    int closed = 0;
+    for (int fd : fds) closed += ClosedByPeer(fd) ? 1 : 0;
+    if (closed == static_cast<int>(fds.size()) && last_close_s < 0 && !fds.empty()) last_close_s = Since(t0);
+    long rss = FLAGS_pid ? RssKb() : -1;
+    long ticks = FLAGS_pid ? CpuTicks() : 0;
+    peak_kb = std::max(peak_kb, rss);
+    std::printf("hostilebench t=%.2f phase=%s sent_mb=%.1f rss_mb=%.1f fds=%d cpu_pct=%.0f closed=%d/%zu\n", Since(t0),
+                phase, static_cast<double>(sent) / (1 << 20), static_cast<double>(rss) / 1024,
+                FLAGS_pid ? Fds() : -1,
+                100.0 * static_cast<double>(ticks - last_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK)) / dt,
+                closed, fds.size());
+    std::fflush(stdout);
+    last_ticks = ticks;
+  };
+  if (flood) {
+    int fd = Open();
+    if (fd < 0 || !Greet(fd)) {
+      std::fprintf(stderr, "hostile_bench: cannot connect and greet %s:%d\n", FLAGS_addr.c_str(), FLAGS_port);
+      return 1;
+    }
+    fds.push_back(fd);
+    const bool reads = FLAGS_scenario == "nonreading_reads";
+    std::vector<uint8_t> batch;
+    uint64_t tag = 1;
+    size_t off = 0;
+    while (Since(t0) < FLAGS_seconds) {
+      sample("flood", false);
+      if (off == batch.size()) {
+        batch.clear();
+        for (int i = 0; i < 2048; ++i) {
+          auto f = Frame(reads, tag++, 0);
+          batch.insert(batch.end(), f.begin(), f.end());
+        }
+        off = 0;
+      }
+      ssize_t r = send(fd, batch.data() + off, batch.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (r > 0) {
+        off += static_cast<size_t>(r);
+        sent += static_cast<uint64_t>(r);
+      } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        pollfd p{fd, POLLOUT, 0};
+        poll(&p, 1, FLAGS_sample_ms);
+      } else {
+        break;  // dropped by the memnode
+      }
+    }
+  } else {
+    for (int i = 0; i < FLAGS_connections; ++i) {
+      int fd = Open();
+      if (fd >= 0) fds.push_back(fd);
+      sample("open", false);
+    }
+  }
+  const auto wait_end = Clock::now() + std::chrono::duration<double>(FLAGS_wait_s);
+  while (Clock::now() < wait_end && last_close_s < 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(FLAGS_sample_ms, 50)));
+    sample("hold", false);
+  }
+  sample("hold", true);
+  int closed = 0;
+  for (int fd : fds) closed += ClosedByPeer(fd) ? 1 : 0;
+  for (int fd : fds) close(fd);
+  std::printf("hostilebench done scenario=%s sent_mb=%.1f rss_growth_mb=%.1f closed=%d/%zu last_close_s=%.2f\n",
+              FLAGS_scenario.c_str(), static_cast<double>(sent) / (1 << 20),
+              FLAGS_pid ? static_cast<double>(peak_kb - base_kb) / 1024 : -1.0, closed, fds.size(), last_close_s);
+  return 0;
+}

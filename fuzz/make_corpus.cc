@@ -196,6 +196,65 @@ void TcpSeeds() {
   Write(t, "truncated_open", b);
 }
 
+// tcp_client_fuzz: what a server answers after the welcome (byte 0 even).
+void ClientSeeds() {
+  const std::string t = "tcp_client_fuzz";
+  Stats st;
+  st.head.uma_bytes = 1u << 20;
+  st.head.sections = 1;
+  st.sections.resize(1);
+  ReplyHeader rh;
+  rh.count = 1;
+  Bytes stats;
+  Put(stats, rh);
+  Put(stats, st.head);
+  Put(stats, st.sections[0]);
+  Bytes alloc;
+  rh.count = 2;
+  Put(alloc, rh);
+  AllocEntry e;
+  e.offset = 4096;
+  Put(alloc, e);
+  e.offset = 8192;
+  Put(alloc, e);
+  Bytes freed;
+  Put(freed, rh);
+  freed.insert(freed.end(), {0, 0});
+  Bytes b{0x00};
+  Append(b, Frame(wire::Kind::kResponse, 1, stats));
+  Append(b, Frame(wire::Kind::kResponse, 2, alloc));
+  Append(b, Frame(wire::Kind::kResponse, 3, freed));
+  Append(b, Frame(wire::Kind::kReadData, 4, Bytes(64, 0x5a)));
+  Append(b, Frame(wire::Kind::kWriteAck, 5, {}));
+  Write(t, "well_behaved", b);
+
+  b = {0x00};  // every call refused with a transport error
+  for (uint64_t tag = 1; tag <= 5; ++tag)
+    Append(b, Frame(wire::Kind::kError, tag, internal::EncodeError(Status::Unavailable("busy"))));
+  Write(t, "errors", b);
+
+  b = {0x00};  // a memnode error reply, then an ALLOC reply with the wrong count
+  Bytes err(64);
+  err.resize(WriteErrorReply(Status::OutOfMemory("full"), err));
+  Append(b, Frame(wire::Kind::kResponse, 1, err));
+  rh.count = 1;
+  Bytes short_alloc;
+  Put(short_alloc, rh);
+  Put(short_alloc, e);
+  Append(b, Frame(wire::Kind::kResponse, 2, short_alloc));
+  Write(t, "bad_replies", b);
+
+  b = {0x01};  // no welcome: the server refuses (status kUnavailable)
+  wire::MsgHeader h{};
+  h.kind = wire::Kind::kWelcome;
+  h.length = sizeof(wire::WelcomePayload);
+  wire::WelcomePayload w{};
+  w.status = static_cast<uint16_t>(StatusCode::kUnavailable);
+  Put(b, h);
+  Put(b, w);
+  Write(t, "refused", b);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -207,5 +266,6 @@ int main(int argc, char** argv) {
   ServiceSeeds();
   CodecSeeds();
   TcpSeeds();
+  ClientSeeds();
   return 0;
 }

@@ -32,6 +32,7 @@ size_t WriteOk(uint16_t count, std::span<uint8_t> out) {
 }  // namespace
 
 size_t WriteErrorReply(const Status& s, std::span<uint8_t> out) {
+  if (out.size() < sizeof(ReplyHeader)) return 0;  // no room even for the header
   ReplyHeader r;
   r.status = static_cast<uint8_t>(s.code());
   const size_t n = std::min(s.message().size(), out.size() - sizeof r);
@@ -63,7 +64,11 @@ void MemnodeService::OnDisconnect(ClientId client) {
 }
 
 size_t MemnodeService::Handle(ClientId client, std::span<const uint8_t> req, std::span<uint8_t> out) {
-  // The transport guarantees `out` holds at least 64 bytes; replies are sized below.
+  // The transports promise at least 64 bytes, but a reply is checked against
+  // `out` anyway (the verbs backend sizes it by what the client's hello
+  // said). Without room for a header the only answer is an empty one, which
+  // the client's DecodeReplyHeader rejects.
+  if (out.size() < sizeof(ReplyHeader)) return 0;
   RpcHeader h;
   if (req.size() < sizeof h)
     return WriteErrorReply(Status::InvalidArgument("request of " + std::to_string(req.size()) +
@@ -132,6 +137,8 @@ size_t MemnodeService::HandleFree(ClientId c, const RpcHeader& h, std::span<cons
   if (body.size() != size_t{h.count} * 8)
     return WriteErrorReply(Status::InvalidArgument("FREE of " + std::to_string(h.count) + " offsets carries " +
                                                    std::to_string(body.size()) + " B (truncated or trailing bytes)"), out);
+  if (out.size() < sizeof(ReplyHeader) + h.count)
+    return WriteErrorReply(Status::InvalidArgument("FREE batch too large for a reply message"), out);
   free_requests_++;
   uint64_t offsets[kMaxBatch];
   std::memcpy(offsets, body.data(), body.size());

@@ -9,6 +9,8 @@ set -euo pipefail
 PKGS=(
   # build
   build-essential cmake ninja-build pkg-config
+  # the fuzz targets (scripts/fuzz.sh): clang with libFuzzer's runtime
+  clang libclang-rt-14-dev
   # libraries
   rdma-core libibverbs-dev librdmacm-dev
   libboost-dev libgtest-dev libgmock-dev libgflags-dev libgoogle-glog-dev

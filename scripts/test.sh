@@ -7,23 +7,29 @@
 #        rxe   end-to-end over RDMA verbs: natively on a host with an RDMA
 #              device, else in a throwaway SoftRoCE VM (scripts/rxe-vm.sh)
 #   3. rebuilds with ASan+UBSan and with TSan and runs unit+tcp there.
+#   4. builds the libFuzzer targets with clang and runs each for 30 s on a
+#      copy of its seed corpus (scripts/fuzz.sh; tree <build-root>-fuzz).
 #
-# Usage: scripts/test.sh [--quick] [--no-rxe] [--no-sanitizers] [--build-root DIR]
-#   --quick          the normal build only (no sanitizer builds)
+# Usage: scripts/test.sh [--quick] [--no-rxe] [--no-sanitizers] [--no-fuzz] [--build-root DIR]
+#   --quick          the normal build only (no sanitizer builds, no fuzzing)
 #   --no-rxe         skip the rxe label (e.g. on a host without qemu or RDMA)
+#   --no-fuzz        skip step 4
 # Exit status: 0 if every test passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rxe=1
 sanitizers=1
+fuzz=1
 root=build
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --quick|--no-sanitizers) sanitizers=0 ;;
+    --quick) sanitizers=0; fuzz=0 ;;
+    --no-sanitizers) sanitizers=0 ;;
     --no-rxe) rxe=0 ;;
+    --no-fuzz) fuzz=0 ;;
     --build-root) root=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -69,6 +75,13 @@ if [[ $sanitizers == 1 ]]; then
   step "tests under TSan: unit and tcp"
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
     run_ctest "$root-tsan" 'unit|tcp'
+fi
+
+if [[ $fuzz == 1 ]]; then
+  step "fuzz: libFuzzer targets, 30 s each ($root-fuzz)"
+  if ! scripts/fuzz.sh --seconds 30 --build-dir "$root-fuzz"; then
+    failed+=("$root-fuzz:fuzz")
+  fi
 fi
 
 step "done"

@@ -236,6 +236,32 @@ TEST_F(ServiceTest, LargestBatchFitsOneMessage) {
   for (auto c : Free(1, offs)) EXPECT_EQ(c, ElementCode::kOk);
 }
 
+// Found by fuzz/rpc_service_fuzz (fuzz/corpus/rpc_service_fuzz/small_buffer):
+// a FREE batch whose reply does not fit the response buffer wrote past it.
+// Every reply must fit whatever buffer the transport hands in, down to none.
+TEST_F(ServiceTest, RepliesFitSmallResponseBuffers) {
+  auto e = Alloc(1, {64});
+  ASSERT_EQ(e[0].code, ElementCode::kOk);
+  const std::vector<uint8_t> big_free = EncodeFree(std::vector<uint64_t>(kMaxBatch, e[0].offset));
+  const std::vector<uint8_t> requests[] = {big_free, EncodeAlloc(std::vector<uint64_t>(kMaxBatch, 8)),
+                                           EncodeStats(), {1, 2, 3}};
+  // 143: one byte short of a STATS reply; 263: of a 256-element FREE reply.
+  for (size_t cap : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{64}, size_t{143}, size_t{263}}) {
+    for (const auto& req : requests) {
+      if (cap == 263 && req != big_free) continue;
+      // Exactly `cap` bytes on the heap: ASan sees an overrun; the guard bytes
+      // past it catch one in a plain build.
+      std::vector<uint8_t> buf(cap + 64, 0xee);
+      const size_t n = service_->Handle(1, req, std::span<uint8_t>(buf.data(), cap));
+      ASSERT_LE(n, cap) << "cap " << cap;
+      for (size_t i = cap; i < buf.size(); ++i) ASSERT_EQ(buf[i], 0xee) << "cap " << cap << " byte " << i;
+      auto h = DecodeReplyHeader(std::span<const uint8_t>(buf.data(), n), 0);
+      EXPECT_FALSE(h.ok()) << "cap " << cap;  // none of these fits: each is refused
+    }
+  }
+  EXPECT_EQ(Free(1, {e[0].offset})[0], ElementCode::kOk);  // the refused FREEs freed nothing
+}
+
 TEST_F(ServiceTest, StatsReplyDecodes) {
   // With nothing allocated (no client records), too.
   auto empty = DecodeStats(Call(1, EncodeStats()));

@@ -1,0 +1,271 @@
+// Writes the seed corpora of the fuzz targets with the real encoders:
+//   fuzz_make_corpus <dir>      (scripts/fuzz.sh --make-corpus runs it on fuzz/corpus)
+// creates <dir>/<target>/<name> for each seed below. The input layouts are
+// described at the top of each target's source.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "memnode/rpc.h"
+#include "memnode/service.h"
+#include "verbs/transport_internal.h"
+#include "verbs/wire.h"
+
+namespace fs = std::filesystem;
+using namespace sharry;
+using namespace sharry::memnode;
+using Bytes = std::vector<uint8_t>;
+
+namespace {
+
+fs::path root;
+
+void Write(const std::string& target, const std::string& name, const Bytes& b) {
+  fs::create_directories(root / target);
+  std::ofstream(root / target / name, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+template <typename T>
+void Put(Bytes& b, const T& v) {
+  const auto* p = reinterpret_cast<const uint8_t*>(&v);
+  b.insert(b.end(), p, p + sizeof v);
+}
+void Append(Bytes& b, const Bytes& x) { b.insert(b.end(), x.begin(), x.end()); }
+
+// rpc_service_fuzz record: [client byte if multi] [u16 length] [request]
+void Record(Bytes& b, const Bytes& req, int client = -1) {
+  if (client >= 0) b.push_back(static_cast<uint8_t>(client));
+  Put(b, static_cast<uint16_t>(req.size()));
+  Append(b, req);
+}
+constexpr uint64_t H(uint64_t i) { return (uint64_t{1} << 63) | i; }  // history[i] in resolve mode
+
+Bytes Raw(Opcode op, uint8_t version, uint16_t count, uint32_t reserved, size_t body) {
+  RpcHeader h;
+  h.opcode = op;
+  h.version = version;
+  h.count = count;
+  h.reserved = reserved;
+  Bytes b;
+  Put(b, h);
+  b.resize(b.size() + body, 0);
+  return b;
+}
+
+void ServiceSeeds() {
+  const std::string t = "rpc_service_fuzz";
+  Bytes b{0x20};  // client 1, default buffer, resolve
+  Record(b, EncodeAlloc({64, 4096, 100000, 8}));
+  Record(b, EncodeStats());
+  Record(b, EncodeFree({H(0), H(1), H(2), H(3)}));
+  Record(b, EncodeStats());
+  Write(t, "alloc_stats_free", b);
+
+  b = {0x21};  // client 2: double free, interior pointer, out of range
+  Record(b, EncodeAlloc({128, 128}));
+  Record(b, EncodeFree({H(0), H(0)}));
+  Record(b, EncodeFree({H(0), H(1) + (1u << 16), 4u << 20, ~uint64_t{0}}));
+  Write(t, "double_free", b);
+
+  b = {0x24};  // several clients: foreign free, then the owner's
+  Record(b, EncodeAlloc({256}), 0);
+  Record(b, EncodeFree({H(0)}), 1);
+  Record(b, EncodeFree({H(0)}), 0);
+  Record(b, EncodeAlloc({512, 0, 5u << 20}), 3);  // left to the disconnect
+  Write(t, "foreign_free", b);
+
+  b = {0x08};  // the smallest response buffer (64 B)
+  Record(b, EncodeAlloc({8, 8, 8}));
+  Record(b, EncodeFree(std::vector<uint64_t>(64, 8)));
+  Record(b, EncodeStats());
+  Write(t, "small_buffer", b);
+
+  b = {0x02};  // malformed requests
+  Record(b, {1, 1, 0});
+  Record(b, Raw(Opcode::kAlloc, 9, 1, 0, 8));
+  Record(b, Raw(Opcode::kAlloc, 1, 1, 5, 8));
+  Record(b, Raw(Opcode::kAlloc, 1, 2, 0, 8));
+  Record(b, Raw(Opcode::kFree, 1, 0, 0, 0));
+  Record(b, Raw(Opcode::kStats, 1, 1, 0, 8));
+  Record(b, Raw(static_cast<Opcode>(42), 1, 1, 0, 8));
+  Write(t, "malformed", b);
+
+  b = {0x03};  // far memory exhausted
+  Record(b, EncodeAlloc({1u << 20, 1u << 20, 1u << 20, 1u << 20, 1u << 20}));
+  Record(b, EncodeStats());
+  Write(t, "exhaust", b);
+}
+
+void CodecSeeds() {
+  const std::string t = "rpc_codec_fuzz";
+  Bytes b;
+  ReplyHeader h;
+  h.count = 2;
+  Put(b, h);
+  AllocEntry e;
+  e.offset = 4096;
+  Put(b, e);
+  e.code = ElementCode::kOutOfMemory;
+  e.offset = 0;
+  Put(b, e);
+  Write(t, "alloc_reply", b);
+
+  b.clear();
+  h.count = 3;
+  Put(b, h);
+  b.insert(b.end(), {0, 4, 5});
+  Write(t, "free_reply", b);
+
+  b.clear();
+  Stats s;
+  s.head.uma_bytes = 4u << 20;
+  s.head.sections = 1;
+  s.head.client_records = 1;
+  s.sections.resize(1);
+  s.clients.resize(1);
+  s.clients[0].client_id = 7;
+  h.count = 1;
+  Put(b, h);
+  Put(b, s.head);
+  Put(b, s.sections[0]);
+  Put(b, s.clients[0]);
+  Write(t, "stats_reply", b);
+
+  b.assign(64, 0);
+  b.resize(WriteErrorReply(Status::InvalidArgument("STATS takes no arguments"), b));
+  Write(t, "error_reply", b);
+
+  Write(t, "transport_error", internal::EncodeError(Status::Protocol("bad frame header")));
+}
+
+// tcp_server_fuzz chunk: [ctl] [len] [bytes]
+void Chunk(Bytes& b, uint8_t ctl, const Bytes& x) {
+  b.push_back(ctl);
+  b.push_back(static_cast<uint8_t>(x.size()));
+  Append(b, x);
+}
+Bytes Frame(wire::Kind k, uint64_t tag, const Bytes& payload) {
+  wire::MsgHeader h{};
+  h.kind = k;
+  h.tag = tag;
+  h.length = static_cast<uint32_t>(payload.size());
+  Bytes b;
+  Put(b, h);
+  Append(b, payload);
+  return b;
+}
+Bytes Range(uint64_t off, uint64_t len) {
+  Bytes b;
+  Put(b, wire::RangePayload{off, len});
+  return b;
+}
+
+void TcpSeeds() {
+  const std::string t = "tcp_server_fuzz";
+  Bytes b{0x00};  // hello, then STATS, ALLOC, FREE as framed requests
+  Chunk(b, 0x20, EncodeStats());
+  Chunk(b, 0x21, EncodeAlloc({64, 64}));
+  Chunk(b, 0x22, EncodeFree({0}));
+  Write(t, "rpc", b);
+
+  b = {0x00};  // one-sided read and write frames, by hand
+  Chunk(b, 0x00, Frame(wire::Kind::kRead, 5, Range(0, 4096)));
+  Bytes w = Range(64, 8);
+  w.resize(w.size() + 8, 0xab);
+  Chunk(b, 0x02, Frame(wire::Kind::kWrite, 6, w));
+  Chunk(b, 0x00, Frame(wire::Kind::kRead, 7, Range(1u << 20, 1)));  // out of range
+  Write(t, "read_write", b);
+
+  b = {0x04};  // a 1 MiB read, and the peer closes without reading (mid-reply)
+  Chunk(b, 0x08, Frame(wire::Kind::kRead, 1, Range(0, 1u << 20)));
+  Write(t, "close_mid_reply", b);
+
+  b = {0x01};  // no hello: something else speaking
+  Chunk(b, 0x00, Bytes{'G', 'E', 'T', ' ', '/', ' ', 'H', 'T', 'T', 'P', '/', '1', '.', '1', '\r', '\n', '\r', '\n'});
+  Write(t, "not_sharry", b);
+
+  b = {0x02};  // hello, then a request whose header announces more than arrives; stays open
+  Bytes f = Frame(wire::Kind::kRequest, 1, EncodeAlloc({8}));
+  f[offsetof(wire::MsgHeader, length)] = 64;
+  Chunk(b, 0x00, f);
+  Write(t, "truncated_open", b);
+}
+
+// tcp_client_fuzz: what a server answers after the welcome (byte 0 even).
+void ClientSeeds() {
+  const std::string t = "tcp_client_fuzz";
+  Stats st;
+  st.head.uma_bytes = 1u << 20;
+  st.head.sections = 1;
+  st.sections.resize(1);
+  ReplyHeader rh;
+  rh.count = 1;
+  Bytes stats;
+  Put(stats, rh);
+  Put(stats, st.head);
+  Put(stats, st.sections[0]);
+  Bytes alloc;
+  rh.count = 2;
+  Put(alloc, rh);
+  AllocEntry e;
+  e.offset = 4096;
+  Put(alloc, e);
+  e.offset = 8192;
+  Put(alloc, e);
+  Bytes freed;
+  Put(freed, rh);
+  freed.insert(freed.end(), {0, 0});
+  Bytes b{0x00};
+  Append(b, Frame(wire::Kind::kResponse, 1, stats));
+  Append(b, Frame(wire::Kind::kResponse, 2, alloc));
+  Append(b, Frame(wire::Kind::kResponse, 3, freed));
+  Append(b, Frame(wire::Kind::kReadData, 4, Bytes(64, 0x5a)));
+  Append(b, Frame(wire::Kind::kWriteAck, 5, {}));
+  Write(t, "well_behaved", b);
+
+  b = {0x00};  // every call refused with a transport error
+  for (uint64_t tag = 1; tag <= 5; ++tag)
+    Append(b, Frame(wire::Kind::kError, tag, internal::EncodeError(Status::Unavailable("busy"))));
+  Write(t, "errors", b);
+
+  b = {0x00};  // a memnode error reply, then an ALLOC reply with the wrong count
+  Bytes err(64);
+  err.resize(WriteErrorReply(Status::OutOfMemory("full"), err));
+  Append(b, Frame(wire::Kind::kResponse, 1, err));
+  rh.count = 1;
+  Bytes short_alloc;
+  Put(short_alloc, rh);
+  Put(short_alloc, e);
+  Append(b, Frame(wire::Kind::kResponse, 2, short_alloc));
+  Write(t, "bad_replies", b);
+
+  b = {0x01};  // no welcome: the server refuses (status kUnavailable)
+  wire::MsgHeader h{};
+  h.kind = wire::Kind::kWelcome;
+  h.length = sizeof(wire::WelcomePayload);
+  wire::WelcomePayload w{};
+  w.status = static_cast<uint16_t>(StatusCode::kUnavailable);
+  Put(b, h);
+  Put(b, w);
+  Write(t, "refused", b);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s <corpus dir>\n", argv[0]);
+    return 2;
+  }
+  root = argv[1];
+  ServiceSeeds();
+  CodecSeeds();
+  TcpSeeds();
+  ClientSeeds();
+  return 0;
+}

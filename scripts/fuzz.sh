@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets of fuzz/ with clang (-fsanitize=fuzzer,address,
+# undefined; CMake option SHARRY_FUZZ in a build tree of their own) and runs
+# each for a bounded time on a COPY of its seed corpus fuzz/corpus/<target>/
+# (the committed corpus never grows). Inputs in fuzz/regressions/<target>/,
+# if any, are replayed too.
+#
+# Usage: scripts/fuzz.sh [--seconds N] [--build-dir DIR] [--target NAME]... [--make-corpus]
+#   --seconds N      run each target for N seconds (default 30)
+#   --build-dir DIR  the fuzz build tree (default build-fuzz); the runs go to
+#                    DIR/fuzz-run/<target>/ (corpus/, artifacts/, log)
+#   --target NAME    run only this target (repeatable); default: rpc_codec_fuzz,
+#                    rpc_service_fuzz, tcp_server_fuzz (not tcp_client_fuzz)
+#   --make-corpus    rewrite fuzz/corpus/ with fuzz_make_corpus, run nothing
+#
+# Prints per target: executions per second, total executions, the corpus
+# after the run (entries, bytes), and OK or the crash input's path. The
+# artifacts stay in the build tree. Exit status: 0 if no target crashed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+
+seconds=30
+dir=build-fuzz
+targets=()
+make_corpus=0
+# The targets run by default (and by scripts/test.sh). tcp_client_fuzz (a
+# hostile server against the TCP client) is built too but runs only when
+# named: it fails on fuzz/regressions/tcp_client_fuzz/ until the client
+# bounds the reply lengths a server announces (docs/testing.md).
+all_targets=(rpc_codec_fuzz rpc_service_fuzz tcp_server_fuzz)
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --seconds) seconds=$2; shift ;;
+    --build-dir) dir=$2; shift ;;
+    --target) targets+=("$2"); shift ;;
+    --make-corpus) make_corpus=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "fuzz.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
+[[ "$seconds" =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --seconds wants a whole number" >&2; exit 2; }
+
+cxx=${CXX_FUZZ:-clang++}
+command -v "$cxx" >/dev/null || { echo "fuzz.sh: $cxx not found (scripts/install-deps.sh installs clang)" >&2; exit 2; }
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+
+echo "fuzz.sh: configuring and building $dir with $cxx"
+cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DSHARRY_FUZZ=ON -DSHARRY_WERROR=ON -DSHARRY_BUILD_TESTS=OFF -DSHARRY_BUILD_BENCH=OFF \
+  -DSHARRY_BUILD_EXAMPLES=OFF "${launcher[@]}" >/dev/null
+if [[ $make_corpus == 1 ]]; then
+  cmake --build "$dir" -j "$(nproc)" --target fuzz_make_corpus
+  rm -rf fuzz/corpus
+  "$dir/fuzz/fuzz_make_corpus" fuzz/corpus
+  find fuzz/corpus -type f | sort
+  exit 0
+fi
+cmake --build "$dir" -j "$(nproc)" --target "${targets[@]}" tcp_client_fuzz
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+crashed=()
+summary=()
+for t in "${targets[@]}"; do
+  run="$dir/fuzz-run/$t"
+  rm -rf "$run/corpus"
+  mkdir -p "$run/corpus" "$run/artifacts"
+  cp fuzz/corpus/"$t"/* "$run/corpus/"
+  extra=()
+  if compgen -G "fuzz/regressions/$t/*" >/dev/null; then extra=("fuzz/regressions/$t"); fi
+  echo "fuzz.sh: $t for ${seconds}s (log: $run/log)"
+  rc=0
+  # -timeout: an input running this long is a hang (reported as a crash);
+  # `timeout` guards against a harness that never returns to libFuzzer.
+  timeout --signal=KILL $((seconds + 120)) "$dir/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 \
+    -timeout=30 -artifact_prefix="$run/artifacts/" "$run/corpus" "${extra[@]}" >"$run/log" 2>&1 || rc=$?
+  execs=$(awk '/stat::number_of_executed_units/ { print $2 }' "$run/log")
+  rate=$(awk '/stat::average_exec_per_sec/ { print $2 }' "$run/log")
+  entries=$(find "$run/corpus" -type f | wc -l)
+  bytes=$(find "$run/corpus" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+  if [[ $rc -eq 0 ]]; then
+    verdict=OK
+  else
+    crashed+=("$t")
+    input=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$run/log" | tail -1)
+    verdict="CRASH (exit $rc) input: ${input:-none written; see $run/log}"
+    { grep -E '^(==[0-9]+== ?ERROR|SUMMARY|F[0-9]{4} |Check failed)' "$run/log" | head -4
+      grep -m1 -E '#[0-9]+ .* in sharry::' "$run/log"; } | sed 's/^/    /' || true
+  fi
+  summary+=("$(printf '%-18s %8s exec/s %10s execs  corpus %5s entries %9s B  %s' \
+    "$t" "${rate:-?}" "${execs:-?}" "$entries" "$bytes" "$verdict")")
+done
+
+echo
+echo "fuzz.sh: ${seconds}s per target, build tree $dir"
+printf '%s\n' "${summary[@]}"
+if [[ ${#crashed[@]} -gt 0 ]]; then
+  echo "fuzz.sh: CRASHED: ${crashed[*]} (artifacts in $dir/fuzz-run/<target>/artifacts/)"
+  exit 1
+fi
+echo "fuzz.sh: no crashes"

@@ -78,6 +78,17 @@ Status CheckOneOf(std::string_view name, std::string_view value, std::initialize
   return Status::InvalidArgument(Flag(name, value) + " is not allowed: use " + list);
 }
 
+Status CheckListOf(std::string_view name, std::string_view value, std::initializer_list<std::string_view> allowed) {
+  const auto items = SplitCommas(value);
+  if (items.empty()) return Status::InvalidArgument(Flag(name, value) + " is empty: want a comma-separated list");
+  for (std::string_view item : items) {
+    if (auto s = CheckOneOf(name, item, allowed); !s.ok())
+      return Status::InvalidArgument(Flag(name, value) + ": '" + std::string(item) + "' is not allowed: use" +
+                                     s.message().substr(s.message().find(": use") + 5) + " (comma-separated)");
+  }
+  return Status::Ok();
+}
+
 StatusOr<std::vector<int>> ParseCoreList(std::string_view name, std::string_view value) {
   const int hi = NumCores() - 1;
   std::vector<int> cores;
@@ -98,9 +109,8 @@ StatusOr<std::vector<uint64_t>> ParseU64List(std::string_view name, std::string_
   for (std::string_view item : SplitCommas(value)) {
     uint64_t v = 0;
     if (!ParseWhole(item, &v) || v < lo || v > hi)
-      return Status::InvalidArgument(Flag(name, value) + ": '" + std::string(item) +
-                                     "' is out of range: want a comma-separated list of integers in " +
-                                     std::to_string(lo) + ".." + std::to_string(hi));
+      return Status::InvalidArgument(Flag(name, value) + ": '" + std::string(item) + "' is not an integer in " +
+                                     std::to_string(lo) + ".." + std::to_string(hi) + " (comma-separated list)");
     out.push_back(v);
   }
   if (out.empty()) return Status::InvalidArgument(Flag(name, value) + " is empty: want at least one integer");

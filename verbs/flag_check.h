@@ -34,6 +34,9 @@ Status CheckRangeF(std::string_view name, double value, double lo, double hi);
 // value is one of `allowed`; the message lists them all.
 Status CheckOneOf(std::string_view name, std::string_view value, std::initializer_list<std::string_view> allowed);
 
+// A comma-separated list whose every entry is one of `allowed`; at least one.
+Status CheckListOf(std::string_view name, std::string_view value, std::initializer_list<std::string_view> allowed);
+
 // A comma-separated core list ("0,2,3"); each entry a decimal integer in
 // [0, NumCores()-1] or -1 (not pinned). The empty string is the empty list
 // (nothing pinned); empty entries ("1,,2") and anything else are refused.

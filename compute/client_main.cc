@@ -252,7 +252,12 @@ int Main(int argc, char** argv) {
               static_cast<unsigned long long>(st.drops), static_cast<unsigned long long>(st.local_bytes),
               static_cast<unsigned long long>(far_mine), static_cast<unsigned long long>(far_total),
               static_cast<unsigned long long>(bad));
-  return bad == 0 ? 0 : 3;
+  if (bad != 0) {
+    std::fprintf(stderr, "sharry_client: %llu of %llu operations failed or read wrong data\n",
+                 static_cast<ull>(bad), static_cast<ull>(done));
+    return 3;
+  }
+  return 0;
 }
 
 }  // namespace

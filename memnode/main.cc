@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 
 #include "memnode/memnode.h"
@@ -87,9 +89,19 @@ int Main(int argc, char** argv) {
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   if (!FLAGS_port_file.empty()) {
+    // Written whole, then renamed: a reader sees no file or the whole port.
+    // A port file that cannot be written is fatal: whoever waits for it would
+    // wait forever.
     std::string tmp = FLAGS_port_file + ".tmp";
-    std::ofstream(tmp) << (*m)->port() << "\n";
-    std::rename(tmp.c_str(), FLAGS_port_file.c_str());
+    std::ofstream out(tmp);
+    out << (*m)->port() << "\n";
+    out.close();
+    if (!out || std::rename(tmp.c_str(), FLAGS_port_file.c_str()) != 0) {
+      std::fprintf(stderr, "memnode: --port_file=%s cannot be written: %s\n", FLAGS_port_file.c_str(),
+                   std::strerror(errno));
+      std::remove(tmp.c_str());
+      return 1;
+    }
   }
   std::printf("memnode serving on port %u\n", (*m)->port());
   std::fflush(stdout);

@@ -105,7 +105,7 @@ sharry_client memnode 2 --memnode=$addr:x
 sharry_client working_set_mb 2 --working_set_mb=0
 sharry_client working_set_mb 2 --working_set_mb=$huge_mb
 sharry_client working_set_mb 2 --working_set_mb=1048576 --local_pct=0
-sharry_client local_pct 2 --working_set_mb=1048576 --local_pct=100
+sharry_client local_pct 2 --working_set_mb=16777216 --local_pct=100
 sharry_client objects 2 --objects=18446744073709551615
 sharry_client objects 2 --workload=hashtable --objects=1 --object_bytes=8
 sharry_client local_mb 2 --local_mb=$huge_mb

@@ -73,6 +73,7 @@
 
 #include "alloc/mutex_allocator.h"
 #include "alloc/sharry_allocator.h"
+#include "verbs/flag_check.h"
 
 DEFINE_string(modes, "sharry-1,sharry-1p,sharry-K,mutex,malloc", "Backends for part 1");
 DEFINE_string(malloc_name, "glibc", "Name printed for the malloc mode (e.g. jemalloc)");
@@ -676,10 +677,33 @@ void RunScale() {
 }  // namespace
 }  // namespace sharry::alloc
 
-int main(int argc, char** argv) {
+namespace {
+
+int Main(int argc, char** argv) {
   gflags::SetUsageMessage("Sharry allocator benchmark (see the file comment)");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
+  namespace f = sharry::flags;
+  const int max_core = f::NumCores() - 1;
+  const std::initializer_list<std::string_view> modes = {"sharry-1", "sharry-1p", "sharry-K", "mutex", "malloc"};
+  f::ExitOnBadFlags("alloc_bench", {
+      f::CheckListOf("modes", FLAGS_modes, modes),
+      f::CheckListOf("scale_modes", FLAGS_scale_modes, modes),
+      f::CheckListOf("workloads", FLAGS_workloads, {"4k", "mixed"}),
+      f::ParseU64List("threads", FLAGS_threads, 1, 1024).status(),
+      f::ParseU64List("batches", FLAGS_batches, 1, 65536).status(),
+      f::ParseU64List("scale_live", FLAGS_scale_live, 1, uint64_t{1} << 32).status(),
+      f::CheckRangeU("sections", FLAGS_sections, 1, sharry::alloc::RequestScheduler::kMaxSections),
+      f::CheckRange("pin_section_core", FLAGS_pin_section_core, -1, max_core),
+      f::CheckRange("pin_requester_core", FLAGS_pin_requester_core, -1, max_core),
+      f::ParseCoreList("cores", FLAGS_cores).status(),
+      f::ParseCoreList("requester_cores", FLAGS_requester_cores).status(),
+      f::CheckRangeU("free_batch_threshold", FLAGS_free_batch_threshold, 1, 1u << 20),
+      f::CheckRangeU("window", FLAGS_window, 1, 1u << 24),
+      f::CheckRangeU("uma_gib", FLAGS_uma_gib, 1, f::kMaxFlagBytes >> 30),
+      f::CheckRangeU("scale_size", FLAGS_scale_size, 1, 1u << 20),
+      f::CheckRangeU("scale_batch", FLAGS_scale_batch, 1, 65536),
+  });
   utsname u{};
   uname(&u);
   std::printf("machine cores=%u kernel=%s malloc=%s\n", std::thread::hardware_concurrency(),
@@ -688,3 +712,7 @@ int main(int argc, char** argv) {
   if (FLAGS_scale) sharry::alloc::RunScale();
   return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return sharry::flags::RunMain("alloc_bench", Main, argc, argv); }

@@ -52,6 +52,7 @@
 #include "memnode/memnode.h"
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
+#include "verbs/flag_check.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(addr, "", "memnode address to serve on and connect to (default: tcp 127.0.0.1, verbs "
@@ -783,9 +784,39 @@ int Main() {
 }  // namespace
 }  // namespace sharry
 
-int main(int argc, char** argv) {
+namespace {
+
+int CheckedMain(int argc, char** argv) {
   gflags::SetUsageMessage("compute-runtime benchmark: --transport=tcp|verbs --mode=unique,multi [--tests=...]");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
+  namespace f = sharry::flags;
+  f::ExitOnBadFlags("compute_bench", {
+      f::CheckOneOf("transport", FLAGS_transport, {"verbs", "rdma", "tcp"}),
+      f::CheckListOf("mode", FLAGS_mode, {"unique", "unique-copy", "multi", "multi-copy"}),
+      f::CheckListOf("tests", FLAGS_tests, {"deref", "scan", "random", "swapin", "hashtable"}),
+      f::CheckRangeF("seconds", FLAGS_seconds, 0, 86400),
+      f::CheckRange("rounds", FLAGS_rounds, 1, 1000),
+      f::CheckRangeU("uma_mb", FLAGS_uma_mb, 1, std::min(f::kMaxFlagMiB, f::PhysicalMiB())),
+      f::CheckRangeU("sections", FLAGS_sections, 1, 64),
+      f::CheckRangeU("free_batch", FLAGS_free_batch, 1, 1u << 20),
+      f::CheckRangeU("evict_batch", FLAGS_evict_batch, 1, 1u << 20),
+      f::CheckRange("deref_objects", FLAGS_deref_objects, 1, 1 << 24),
+      f::CheckRange("deref_object_bytes", FLAGS_deref_object_bytes, 8, 1 << 20),
+      f::CheckRangeU("array_mb", FLAGS_array_mb, 1, f::kMaxFlagMiB),
+      f::CheckRangeU("chunk_bytes", FLAGS_chunk_bytes, 8, 1u << 20),
+      f::ParseU64List("local_pcts", FLAGS_local_pcts, 0, 100).status(),
+      f::CheckRangeU("random_indices", FLAGS_random_indices, 1, uint64_t{1} << 26),
+      f::CheckRange("prefetch", FLAGS_prefetch, 0, 1024),
+      f::CheckRange("swap_samples", FLAGS_swap_samples, 1, 1 << 24),
+      f::CheckRange("swap_objects", FLAGS_swap_objects, 1, 1 << 20),
+      f::CheckRange("swap_bytes", FLAGS_swap_bytes, 8, 1 << 20),
+      f::CheckRangeU("ht_entries", FLAGS_ht_entries, 1, uint64_t{1} << 32),
+      f::ParseU64List("ht_pcts", FLAGS_ht_pcts, 0, 100).status(),
+  });
   return sharry::Main();
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return sharry::flags::RunMain("compute_bench", CheckedMain, argc, argv); }

@@ -19,11 +19,13 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <new>
 
 #include "bench/taxi.h"
 #include "compute/client_options.h"
 #include "compute/runtime.h"
 #include "compute/start_barrier.h"
+#include "verbs/flag_check.h"
 
 DEFINE_string(storage, "remote", "remote (remoteable arrays in far memory) or local (std::vector)");
 DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT (remote)");
@@ -102,16 +104,22 @@ Status Run(sharry::compute::Runtime* rt, TaxiResults& r, double& load_secs, doub
   return Status::Ok();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   gflags::SetUsageMessage("Sharry data-frame benchmark: NYC-taxi-shaped trips, group-bys over far memory");
+  FLAGS_stderrthreshold = google::GLOG_WARNING;  // errors on stderr, not only in the log files
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
-  if (FLAGS_rows == 0) return Fail(Status::InvalidArgument("want at least 1 row"), "--rows");
-  if (FLAGS_passes == 0) return Fail(Status::InvalidArgument("want at least 1 pass"), "--passes");
-  if (!(FLAGS_local_pct > 0 && FLAGS_local_pct <= 100))
-    return Fail(Status::InvalidArgument("want a percentage in (0, 100]"), "--local_pct");
+  namespace f = sharry::flags;
+  f::ExitOnBadFlags("dataframe_bench", {
+      f::CheckOneOf("storage", FLAGS_storage, {"remote", "local"}),
+      // Checked in rows, so that rows * kTripBytes cannot wrap.
+      f::CheckRangeU("rows", FLAGS_rows, 1, f::kMaxFlagBytes / sharry::bench::kTripBytes),
+      f::CheckRangeU("passes", FLAGS_passes, 1, 1u << 20),
+      f::CheckRangeF("local_pct", FLAGS_local_pct, 0, 100),
+      FLAGS_local_pct != 0 ? Status::Ok()
+                           : Status::InvalidArgument("--local_pct=0 is out of range: allowed above 0, up to 100"),
+      f::CheckRangeF("min_secs", FLAGS_min_secs, 0, 86400),
+  });
   const uint64_t frame_bytes = FLAGS_rows * sharry::bench::kTripBytes;
   TaxiResults r;
   double load_secs = 0, query_secs = 0;
@@ -123,9 +131,8 @@ int main(int argc, char** argv) {
   } else if (FLAGS_storage == "remote") {
     sharry::compute::RuntimeOptions o;
     const char* bad_flag = "";
-    if (auto s = sharry::compute::ParseConnectionFlags(FLAGS_transport, FLAGS_mode, FLAGS_memnode, &o, &bad_flag);
-        !s.ok())
-      return Fail(s, bad_flag);
+    f::ExitOnBadFlags("dataframe_bench", sharry::compute::ParseConnectionFlags(FLAGS_transport, FLAGS_mode,
+                                                                             FLAGS_memnode, &o, &bad_flag));
     // At least a few chunks per column, so that a scan of six columns fits.
     budget = std::max<uint64_t>(static_cast<uint64_t>(frame_bytes * FLAGS_local_pct / 100), 64 * 4096);
     // 100 % means all of it stays local: add the evictor's headroom (it
@@ -178,4 +185,21 @@ int main(int argc, char** argv) {
               static_cast<ull>(st.prefetches), static_cast<ull>(st.alloc_rpcs), static_cast<ull>(st.free_rpcs),
               static_cast<ull>(far_mine), static_cast<ull>(errors));
   return errors == 0 ? 0 : 3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return sharry::flags::RunMain(
+      "dataframe_bench",
+      [](int argc, char** argv) {
+        try {
+          return Main(argc, argv);
+        } catch (const std::bad_alloc&) {
+          std::fprintf(stderr, "dataframe_bench: out of local memory (std::bad_alloc) for the frame: use fewer --rows "
+                               "(or --storage=remote)\n");
+          return 1;
+        }
+      },
+      argc, argv);
 }

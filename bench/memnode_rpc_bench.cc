@@ -23,6 +23,7 @@
 
 #include "memnode/client.h"
 #include "memnode/memnode.h"
+#include "verbs/flag_check.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(addr, "127.0.0.1", "address to serve on and connect to (verbs: the RDMA netdev's)");
@@ -182,9 +183,28 @@ int Main() {
 }  // namespace
 }  // namespace sharry
 
-int main(int argc, char** argv) {
+namespace {
+
+int CheckedMain(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
+  namespace f = sharry::flags;
+  f::ExitOnBadFlags("memnode_rpc_bench", {
+      f::CheckOneOf("transport", FLAGS_transport, {"verbs", "rdma", "tcp"}),
+      f::CheckRange("clients", FLAGS_clients, 1, 256),
+      f::CheckRangeF("seconds", FLAGS_seconds, 0, 86400),
+      f::ParseU64List("batches", FLAGS_batches, 1, 4096).status(),
+      f::CheckRangeU("object_bytes", FLAGS_object_bytes, 1, uint64_t{1} << 30),
+      f::CheckRangeU("sections", FLAGS_sections, 1, 64),
+      f::CheckRangeU("uma_mb", FLAGS_uma_mb, 1, std::min(f::kMaxFlagMiB, f::PhysicalMiB())),
+      f::CheckOneOf("child", FLAGS_child, {"", "plain", "allocfree"}),
+      f::CheckRange("port", FLAGS_port, 0, 65535),
+      f::CheckRange("batch", FLAGS_batch, 1, 4096),
+  });
   if (!FLAGS_child.empty()) return sharry::Child();
   return sharry::Main();
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return sharry::flags::RunMain("memnode_rpc_bench", CheckedMain, argc, argv); }

@@ -22,6 +22,7 @@
 
 #include "verbs/socket_util.h"
 #include "verbs/transport.h"
+#include "verbs/flag_check.h"
 #include "verbs/wire.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");
@@ -241,9 +242,28 @@ int Run() {
 }  // namespace
 }  // namespace sharry
 
-int main(int argc, char** argv) {
+namespace {
+
+int Main(int argc, char** argv) {
   gflags::SetUsageMessage("transport benchmark: --transport=verbs|tcp [--addr=...] [--baseline_tcp]");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
+  namespace f = sharry::flags;
+  f::ExitOnBadFlags("transport_bench", {
+      f::CheckOneOf("transport", FLAGS_transport, {"verbs", "rdma", "tcp"}),
+      f::CheckRange("port", FLAGS_port, 0, 65535),
+      f::ParseU64List("sizes", FLAGS_sizes, 1, 1u << 26).status(),
+      f::CheckRange("lat_iters", FLAGS_lat_iters, 1, 1 << 24),
+      f::CheckRange("bw_ops", FLAGS_bw_ops, 1, 1 << 24),
+      f::CheckRange("bw_batch", FLAGS_bw_batch, 1, 1024),
+      f::CheckRange("rpc_iters", FLAGS_rpc_iters, 1, 1 << 24),
+      f::CheckRange("rpc_size", FLAGS_rpc_size, 0, 1 << 20),
+      f::CheckRange("pollers", FLAGS_pollers, 1, 64),
+      f::CheckListOf("ops", FLAGS_ops, {"lat", "bw", "rpc"}),
+  });
   return sharry::Run();
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return sharry::flags::RunMain("transport_bench", Main, argc, argv); }

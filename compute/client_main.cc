@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <new>
 #include <random>
 #include <thread>
 #include <vector>
@@ -26,23 +27,24 @@
 #include "compute/start_barrier.h"
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
+#include "verbs/flag_check.h"
 
 DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT");
 DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(workload, "array", "array or hashtable");
 DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy)");
-DEFINE_uint64(working_set_mb, 64, "bytes of data, in MiB");
-DEFINE_double(local_pct, 25, "local memory budget, percent of the working set");
+DEFINE_uint64(working_set_mb, 64, "bytes of data, in MiB, 1..2^24 (16 TiB; and at most what the memnode holds)");
+DEFINE_double(local_pct, 25, "local memory budget, percent of the working set, 0..100");
 DEFINE_uint64(ops, 1000000, "operations (array: element reads/writes; hashtable: gets/puts)");
-DEFINE_double(write_pct, 20, "percent of operations that write");
+DEFINE_double(write_pct, 20, "percent of operations that write, 0..100");
 DEFINE_string(pattern, "random", "array: random or scan");
-DEFINE_int32(threads, 1, "worker threads (array workload)");
+DEFINE_int32(threads, 1, "worker threads (array workload), 1..256");
 DEFINE_uint64(seed, 1, "random seed");
-DEFINE_uint32(arrays, 1, "array workload: number of remoteable arrays the working set is split into");
-DEFINE_uint32(object_bytes, 4096, "array workload: bytes per object (chunk of elements), a multiple of 8");
-DEFINE_uint64(objects, 0, "array workload: working set as a number of objects (overrides --working_set_mb)");
-DEFINE_uint64(local_mb, 0, "local memory budget in MiB (overrides --local_pct)");
-DEFINE_double(min_secs, 0, "array workload (random): repeat the --ops operations until this long has passed");
+DEFINE_uint32(arrays, 1, "array workload: number of remoteable arrays the working set is split into, 1..65536");
+DEFINE_uint32(object_bytes, 4096, "array workload: bytes per object (chunk of elements), a multiple of 8 in 8..1048576");
+DEFINE_uint64(objects, 0, "array workload: working set as a number of objects (overrides --working_set_mb; at most 16 TiB of them)");
+DEFINE_uint64(local_mb, 0, "local memory budget in MiB, 0..2^24 (0: use --local_pct; else overrides it)");
+DEFINE_double(min_secs, 0, "array workload (random): repeat the --ops operations until this long has passed, 0..86400");
 DEFINE_string(ready_file, "", "start barrier: created when the data is loaded");
 DEFINE_string(go_file, "", "start barrier: the timed phase starts once this file exists");
 
@@ -56,35 +58,73 @@ struct Value {
   uint8_t bytes[248];
 };
 
+// A failed run: the error on stderr, exit status 1.
 int Fail(const sharry::Status& s, const char* what) {
   std::fprintf(stderr, "sharry_client: %s: %s\n", what, s.ToString().c_str());
   return 1;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   gflags::SetUsageMessage("Sharry compute client: array and hashtable workloads over far memory");
+  // Warnings and errors reach the user on stderr, not only the log files
+  // (set before parsing, so --stderrthreshold still overrides it).
+  FLAGS_stderrthreshold = google::GLOG_WARNING;
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
+  namespace f = sharry::flags;
   sharry::compute::RuntimeOptions o;
   const char* bad_flag = "";
-  if (auto s = sharry::compute::ParseConnectionFlags(FLAGS_transport, FLAGS_mode, FLAGS_memnode, &o, &bad_flag);
-      !s.ok())
-    return Fail(s, bad_flag);
-  if (FLAGS_object_bytes < 8 || FLAGS_object_bytes % 8 != 0 || FLAGS_object_bytes > o.max_object_bytes)
-    return Fail(sharry::Status::InvalidArgument("want a multiple of 8 in 8.." + std::to_string(o.max_object_bytes)),
-                "--object_bytes");
-  if (FLAGS_arrays == 0) return Fail(sharry::Status::InvalidArgument("want at least 1"), "--arrays");
-  if (FLAGS_threads < 1) return Fail(sharry::Status::InvalidArgument("want at least 1"), "--threads");
+  f::ExitOnBadFlags("sharry_client", sharry::compute::ParseConnectionFlags(FLAGS_transport, FLAGS_mode,
+                                                                           FLAGS_memnode, &o, &bad_flag));
+  const bool object_bytes_ok =
+      FLAGS_object_bytes >= 8 && FLAGS_object_bytes % 8 == 0 && FLAGS_object_bytes <= o.max_object_bytes;
+  f::ExitOnBadFlags("sharry_client", {
+      f::CheckOneOf("workload", FLAGS_workload, {"array", "hashtable"}),
+      f::CheckOneOf("pattern", FLAGS_pattern, {"random", "scan"}),
+      object_bytes_ok ? sharry::Status::Ok()
+                      : sharry::Status::InvalidArgument("--object_bytes=" + std::to_string(FLAGS_object_bytes) +
+                                                        " is not allowed: want a multiple of 8 in 8.." +
+                                                        std::to_string(o.max_object_bytes)),
+      f::CheckRangeU("working_set_mb", FLAGS_working_set_mb, 1, f::kMaxFlagMiB),
+      // Checked in objects, so that objects * object_bytes cannot wrap.
+      f::CheckRangeU("objects", FLAGS_objects, 0, f::kMaxFlagBytes / std::max(8u, FLAGS_object_bytes)),
+      f::CheckRangeF("local_pct", FLAGS_local_pct, 0, 100),
+      f::CheckRangeU("local_mb", FLAGS_local_mb, 0, f::kMaxFlagMiB),
+      f::CheckRangeF("write_pct", FLAGS_write_pct, 0, 100),
+      f::CheckRange("threads", FLAGS_threads, 1, 256),
+      f::CheckRangeU("arrays", FLAGS_arrays, 1, 65536),
+      f::CheckRangeF("min_secs", FLAGS_min_secs, 0, 86400),
+  });
   const uint64_t ws = FLAGS_objects ? FLAGS_objects * FLAGS_object_bytes : FLAGS_working_set_mb << 20;
+  if (FLAGS_workload == "hashtable" && ws < sizeof(Value))
+    f::ExitOnBadFlags("sharry_client",
+                      sharry::Status::InvalidArgument("--objects=" + std::to_string(FLAGS_objects) +
+                                                      " of --object_bytes=" + std::to_string(FLAGS_object_bytes) +
+                                                      " is too small: the hashtable workload needs at least one " +
+                                                      std::to_string(sizeof(Value)) + "-byte value"));
   uint64_t local = FLAGS_local_mb ? FLAGS_local_mb << 20 : static_cast<uint64_t>(ws * FLAGS_local_pct / 100);
   // 100 % means all of it stays local: add the evictor's headroom (it starts
   // a little below the budget).
   if (!FLAGS_local_mb && FLAGS_local_pct >= 100) local += ws / 32 + (1u << 20);
   o.local_budget_bytes = std::max<uint64_t>(local, std::max<uint64_t>(64 << 10, 2 * FLAGS_object_bytes));
+  // What stays local, min(working set, budget), must fit in this machine.
+  if (const uint64_t held = std::min(ws, o.local_budget_bytes); held >> 20 > f::PhysicalMiB())
+    f::ExitOnBadFlags("sharry_client",
+                      sharry::Status::InvalidArgument(
+                          "--local_pct/--local_mb: " + std::to_string(held >> 20) + " MiB of the working set would "
+                          "stay local, more than this machine's " + std::to_string(f::PhysicalMiB()) + " MiB"));
   auto rt = Runtime::Create(o);
   if (!rt.ok()) return Fail(rt.status(), "runtime");
+  // A working set that cannot fit in far memory plus the local budget is
+  // refused before the fill, not discovered as an allocation failure later.
+  if (auto ms = (*rt)->MemnodeStats(); ms.ok() && ws > ms->head.uma_bytes + o.local_budget_bytes) {
+    std::fprintf(stderr,
+                 "sharry_client: --working_set_mb/--objects: a working set of %llu B does not fit in the "
+                 "memnode's %llu B of far memory plus the local budget of %llu B\n",
+                 static_cast<unsigned long long>(ws), static_cast<unsigned long long>(ms->head.uma_bytes),
+                 static_cast<unsigned long long>(o.local_budget_bytes));
+    return 2;
+  }
 
   uint64_t done = 0, bad = 0;
   double secs = 0, fill_secs = 0;
@@ -212,5 +252,30 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(st.drops), static_cast<unsigned long long>(st.local_bytes),
               static_cast<unsigned long long>(far_mine), static_cast<unsigned long long>(far_total),
               static_cast<unsigned long long>(bad));
-  return bad == 0 ? 0 : 3;
+  if (bad != 0) {
+    std::fprintf(stderr, "sharry_client: %llu of %llu operations failed or read wrong data\n",
+                 static_cast<ull>(bad), static_cast<ull>(done));
+    return 3;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return sharry::flags::RunMain(
+      "sharry_client",
+      [](int argc, char** argv) {
+        // The fill allocates the working set's local metadata (object
+        // handles, per-array indexes): too large a working set ends here.
+        try {
+          return Main(argc, argv);
+        } catch (const std::bad_alloc&) {
+          std::fprintf(stderr,
+                       "sharry_client: out of local memory (std::bad_alloc) for the working set: use a smaller "
+                       "--working_set_mb or --objects, or a larger --object_bytes\n");
+          return 1;
+        }
+      },
+      argc, argv);
 }

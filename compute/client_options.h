@@ -7,26 +7,35 @@
 #include <string_view>
 
 #include "compute/runtime.h"
+#include "verbs/flag_check.h"
 
 namespace sharry::compute {
 
 // Sets o->transport, o->mode, o->memnode_addr and o->memnode_port. On bad
-// input returns the error and points *bad_flag at the flag's name.
+// input returns an InvalidArgument whose message names the flag, its value
+// and what is allowed ("--mode=both is not allowed: use unique, ...") and
+// points *bad_flag at the flag's name. Never throws.
 inline Status ParseConnectionFlags(std::string_view transport, std::string_view mode, std::string_view memnode,
                                    RuntimeOptions* o, const char** bad_flag) {
+  namespace f = sharry::flags;
+  if (auto s = f::CheckOneOf("transport", transport, {"verbs", "rdma", "tcp"}); !s.ok())
+    return *bad_flag = "--transport", s;
+  if (auto s = f::CheckOneOf("mode", mode, {"unique", "unique-copy", "multi", "multi-copy"}); !s.ok())
+    return *bad_flag = "--mode", s;
   auto t = ParseTransport(transport);
   if (!t.ok()) return *bad_flag = "--transport", t.status();
   auto m = ParseCopyMode(mode);
   if (!m.ok()) return *bad_flag = "--mode", m.status();
   const size_t colon = memnode.rfind(':');
-  const std::string port(colon == std::string_view::npos ? "" : memnode.substr(colon + 1));
-  if (colon == std::string_view::npos || port.empty() || port.size() > 5 ||
-      port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535)
-    return *bad_flag = "--memnode", Status::InvalidArgument("want HOST:PORT, not '" + std::string(memnode) + "'");
+  const std::string_view port = colon == std::string_view::npos ? std::string_view() : memnode.substr(colon + 1);
+  auto ports = f::ParseU64List("memnode", port, 1, 65535);  // no comma is allowed below
+  if (colon == 0 || colon == std::string_view::npos || port.find(',') != std::string_view::npos || !ports.ok())
+    return *bad_flag = "--memnode",
+           Status::InvalidArgument("--memnode=" + std::string(memnode) + " is not HOST:PORT with PORT in 1..65535");
   o->transport = *t;
   o->mode = *m;
   o->memnode_addr = std::string(memnode.substr(0, colon));
-  o->memnode_port = static_cast<uint16_t>(std::stoul(port));
+  o->memnode_port = static_cast<uint16_t>((*ports)[0]);
   return Status::Ok();
 }
 

@@ -5,53 +5,85 @@
 //   build/examples/quickstart --memnode=HOST:PORT   # or use a running one
 //   (add --transport=verbs on an RDMA network)
 #include <cstdio>
-#include <cstdlib>
 #include <string>
+#include <string_view>
 
+#include "compute/client_options.h"
 #include "compute/runtime.h"
 #include "memnode/memnode.h"
 #include "remote_ds/remote_array.h"
+#include "verbs/flag_check.h"
 
-int main(int argc, char** argv) {
-  std::string memnode_at = argc > 1 && std::string(argv[1]).rfind("--memnode=", 0) == 0 ? argv[1] + 10 : "";
-  sharry::TransportKind transport = sharry::TransportKind::kTcp;
-  for (int i = 1; i < argc; ++i)
-    if (std::string(argv[i]) == "--transport=verbs") transport = sharry::TransportKind::kVerbs;
+namespace {
+
+int Main(int argc, char** argv) {
+  // Arguments: [--memnode=HOST:PORT] [--transport=tcp|verbs]; anything else
+  // is refused (exit 2), as is a malformed value.
+  std::string_view memnode_at, transport = "tcp";
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a.starts_with("--memnode=")) {
+      memnode_at = a.substr(10);
+    } else if (a.starts_with("--transport=")) {
+      transport = a.substr(12);
+    } else {
+      std::fprintf(stderr, "quickstart: unknown argument '%s': use [--memnode=HOST:PORT] [--transport=tcp|verbs]\n",
+                   argv[i]);
+      return 2;
+    }
+  }
+  sharry::compute::RuntimeOptions opts;
+  const char* bad_flag = "";
+  // The memnode flag is checked only when given (the default is local).
+  sharry::flags::ExitOnBadFlags(
+      "quickstart", sharry::compute::ParseConnectionFlags(transport, "unique",
+                                                          memnode_at.empty() ? "127.0.0.1:1" : memnode_at,
+                                                          &opts, &bad_flag));
 
   // 1. A memory node. Normally a separate machine running `memnode`; here,
   //    for a self-contained example, one in this process.
   std::unique_ptr<sharry::memnode::Memnode> local_node;
-  sharry::compute::RuntimeOptions opts;
-  opts.transport = transport;
   if (memnode_at.empty()) {
     sharry::memnode::MemnodeOptions mo;
+    mo.transport = opts.transport;
     mo.listen_addr = "127.0.0.1";
     mo.uma_bytes = 64 << 20;
-    local_node = std::move(*sharry::memnode::Memnode::Start(mo));
+    auto node = sharry::memnode::Memnode::Start(mo);
+    if (!node.ok()) {
+      std::fprintf(stderr, "quickstart: memnode: %s\n", node.status().ToString().c_str());
+      return 1;
+    }
+    local_node = std::move(*node);
     opts.memnode_addr = "127.0.0.1";
     opts.memnode_port = local_node->port();
-  } else {
-    opts.memnode_addr = memnode_at.substr(0, memnode_at.find(':'));
-    opts.memnode_port = static_cast<uint16_t>(std::stoi(memnode_at.substr(memnode_at.find(':') + 1)));
   }
 
   // 2. The runtime: 1 MiB of local memory for 8 MiB of data.
   opts.local_budget_bytes = 1 << 20;
   auto rt = sharry::compute::Runtime::Create(opts);
   if (!rt.ok()) {
-    std::fprintf(stderr, "runtime: %s\n", rt.status().ToString().c_str());
+    std::fprintf(stderr, "quickstart: runtime: %s\n", rt.status().ToString().c_str());
     return 1;
   }
 
   // 3. A remoteable array of one million uint64_t.
   const size_t n = 1 << 20;
   auto arr = sharry::remote_ds::RemoteArray<uint64_t>::Make(**rt, n);
-  if (!arr.ok()) return 1;
-  if (!arr->ForEachMut([](size_t i, uint64_t& v) { v = i * i; }).ok()) return 1;
+  if (!arr.ok()) {
+    std::fprintf(stderr, "quickstart: array: %s\n", arr.status().ToString().c_str());
+    return 1;
+  }
+  if (auto st = arr->ForEachMut([](size_t i, uint64_t& v) { v = i * i; }); !st.ok()) {
+    std::fprintf(stderr, "quickstart: fill: %s\n", st.ToString().c_str());
+    return 1;
+  }
 
   // 4. Read it back: a scan, and random access inside a dereference scope.
   uint64_t sum = 0;
-  if (!arr->ForEach([&](size_t, const uint64_t& v) { sum += v; }).ok()) return 1;
+  if (auto st = arr->ForEach([&](size_t, const uint64_t& v) { sum += v; }); !st.ok()) {
+    std::fprintf(stderr, "quickstart: scan: %s\n", st.ToString().c_str());
+    return 1;
+  }
   {
     sharry::compute::DerefScope scope(**rt);  // what we touch here stays local until the scope ends
     auto p = arr->at(scope, 123456);
@@ -67,3 +99,7 @@ int main(int argc, char** argv) {
   const unsigned long long expect = (n - 1) * n * (2 * n - 1) / 6;
   return sum == expect ? 0 : 3;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return sharry::flags::RunMain("quickstart", Main, argc, argv); }

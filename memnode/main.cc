@@ -10,63 +10,71 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "memnode/memnode.h"
+#include "verbs/flag_check.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(listen, "0.0.0.0", "address to listen on (verbs: an address of the RDMA netdev)");
-DEFINE_int32(port, 7000, "port to listen on (0: pick a free one; see --port_file)");
+DEFINE_int32(port, 7000, "port to listen on, 0..65535 (0: pick a free one; see --port_file)");
 DEFINE_string(port_file, "", "write the port here once serving (for scripts and tests)");
-DEFINE_uint64(uma_mb, 1024, "size of the UMA (far memory) in MiB");
-DEFINE_uint32(sections, 1, "memory sections (one allocator thread each)");
-DEFINE_string(section_cores, "", "comma-separated cores for the section threads (empty: unpinned)");
-DEFINE_int32(pollers, 1, "RPC poller threads");
-DEFINE_string(poller_cores, "", "comma-separated cores for the pollers (empty: unpinned)");
+DEFINE_uint64(uma_mb, 1024, "size of the UMA (far memory) in MiB, 1..this machine's physical memory");
+DEFINE_uint32(sections, 1, "memory sections (one allocator thread each), 1..64");
+DEFINE_string(section_cores, "", "comma-separated cores for the section threads (empty: unpinned; -1: this one unpinned)");
+DEFINE_int32(pollers, 1, "RPC poller threads, 1..64");
+DEFINE_string(poller_cores, "", "comma-separated cores for the pollers (empty: unpinned; -1: this one unpinned)");
 DEFINE_bool(hugepages, false, "back the UMA with hugepages when available");
-DEFINE_uint32(free_batch, 64, "pending frees applied per batch (delayed reclamation)");
+DEFINE_uint32(free_batch, 64, "pending frees applied per batch (delayed reclamation), 1..1048576");
 DEFINE_bool(busy_poll, false, "section threads and pollers never sleep (dedicated cores)");
-DEFINE_int32(stats_interval, 10, "seconds between stats lines in the log (0: never)");
-DEFINE_int32(max_clients, 256, "connections served at once");
-DEFINE_uint64(max_object_kb, 0, "largest object in KiB (0: one section)");
+DEFINE_int32(stats_interval, 10, "seconds between stats lines in the log, 0..86400 (0: never)");
+DEFINE_int32(max_clients, 256, "connections served at once, 1..65536");
+DEFINE_uint64(max_object_kb, 0, "largest object in KiB, 0..the UMA's size (0: one section)");
 
 namespace {
-
-std::vector<int> ParseCores(const std::string& s) {
-  std::vector<int> v;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) v.push_back(std::stoi(item));
-  return v;
-}
 
 volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   gflags::SetUsageMessage("Sharry memory node: serves far memory to compute processes");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  namespace f = sharry::flags;
+  auto section_cores = f::ParseCoreList("section_cores", FLAGS_section_cores);
+  auto poller_cores = f::ParseCoreList("poller_cores", FLAGS_poller_cores);
+  // The UMA is mapped and populated at once: it must fit in this machine.
+  const uint64_t max_uma_mb = std::min(f::kMaxFlagMiB, f::PhysicalMiB());
+  f::ExitOnBadFlags("memnode", {
+      f::CheckOneOf("transport", FLAGS_transport, {"verbs", "rdma", "tcp"}),
+      f::CheckRange("port", FLAGS_port, 0, 65535),
+      f::CheckRangeU("uma_mb", FLAGS_uma_mb, 1, max_uma_mb),
+      f::CheckRangeU("sections", FLAGS_sections, 1, sharry::alloc::RequestScheduler::kMaxSections),
+      section_cores.status(),
+      f::CheckRange("pollers", FLAGS_pollers, 1, 64),
+      poller_cores.status(),
+      f::CheckRangeU("free_batch", FLAGS_free_batch, 1, 1u << 20),
+      f::CheckRange("stats_interval", FLAGS_stats_interval, 0, 86400),
+      f::CheckRange("max_clients", FLAGS_max_clients, 1, 65536),
+      // Checked after --uma_mb, so the bound (and the shift below) cannot wrap.
+      f::CheckRangeU("max_object_kb", FLAGS_max_object_kb, 0, FLAGS_uma_mb << 10),
+  });
   auto kind = sharry::ParseTransport(FLAGS_transport);
-  if (!kind.ok()) {
-    LOG(ERROR) << kind.status();
-    return 2;
-  }
+  if (!kind.ok()) f::ExitOnBadFlags("memnode", kind.status());
   sharry::memnode::MemnodeOptions o;
   o.transport = *kind;
   o.listen_addr = FLAGS_listen;
   o.port = static_cast<uint16_t>(FLAGS_port);
   o.uma_bytes = FLAGS_uma_mb << 20;
   o.sections = FLAGS_sections;
-  o.section_cores = ParseCores(FLAGS_section_cores);
+  o.section_cores = std::move(*section_cores);
   o.pollers = FLAGS_pollers;
-  o.poller_cores = ParseCores(FLAGS_poller_cores);
+  o.poller_cores = std::move(*poller_cores);
   o.hugepages = FLAGS_hugepages;
   o.free_batch = FLAGS_free_batch;
   o.busy_poll = FLAGS_busy_poll;
@@ -75,15 +83,25 @@ int main(int argc, char** argv) {
   o.max_object_bytes = FLAGS_max_object_kb << 10;
   auto m = sharry::memnode::Memnode::Start(o);
   if (!m.ok()) {
-    LOG(ERROR) << "memnode cannot start: " << m.status();
+    std::fprintf(stderr, "memnode: cannot start: %s\n", m.status().ToString().c_str());
     return 1;
   }
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   if (!FLAGS_port_file.empty()) {
+    // Written whole, then renamed: a reader sees no file or the whole port.
+    // A port file that cannot be written is fatal: whoever waits for it would
+    // wait forever.
     std::string tmp = FLAGS_port_file + ".tmp";
-    std::ofstream(tmp) << (*m)->port() << "\n";
-    std::rename(tmp.c_str(), FLAGS_port_file.c_str());
+    std::ofstream out(tmp);
+    out << (*m)->port() << "\n";
+    out.close();
+    if (!out || std::rename(tmp.c_str(), FLAGS_port_file.c_str()) != 0) {
+      std::fprintf(stderr, "memnode: --port_file=%s cannot be written: %s\n", FLAGS_port_file.c_str(),
+                   std::strerror(errno));
+      std::remove(tmp.c_str());
+      return 1;
+    }
   }
   std::printf("memnode serving on port %u\n", (*m)->port());
   std::fflush(stdout);
@@ -92,3 +110,7 @@ int main(int argc, char** argv) {
   m->reset();
   return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return sharry::flags::RunMain("memnode", Main, argc, argv); }

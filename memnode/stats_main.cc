@@ -1,25 +1,35 @@
 // memnode_stats: asks a running memnode for its STATS and prints them.
 //   memnode_stats --transport=tcp --addr=127.0.0.1 --port=7000
+// Exit status: 0 printed, 1 the memnode could not be reached or answered
+// with an error (printed on stderr), 2 a bad flag.
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
 #include <cstdio>
 
 #include "memnode/client.h"
+#include "verbs/flag_check.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(addr, "127.0.0.1", "memnode address");
-DEFINE_int32(port, 7000, "memnode port");
+DEFINE_int32(port, 7000, "memnode port, 1..65535");
 
-int main(int argc, char** argv) {
+namespace {
+
+int Main(int argc, char** argv) {
   gflags::SetUsageMessage("print a memnode's stats");
+  // Warnings and errors reach the user on stderr, not only the log files
+  // (set before parsing, so --stderrthreshold still overrides it).
+  FLAGS_stderrthreshold = google::GLOG_WARNING;
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
+  namespace f = sharry::flags;
+  f::ExitOnBadFlags("memnode_stats", {
+      f::CheckOneOf("transport", FLAGS_transport, {"verbs", "rdma", "tcp"}),
+      f::CheckRange("port", FLAGS_port, 1, 65535),
+  });
   auto kind = sharry::ParseTransport(FLAGS_transport);
-  if (!kind.ok()) {
-    std::fprintf(stderr, "%s\n", kind.status().ToString().c_str());
-    return 2;
-  }
+  if (!kind.ok()) f::ExitOnBadFlags("memnode_stats", kind.status());
   sharry::ClientOptions o;
   o.server_addr = FLAGS_addr;
   o.port = static_cast<uint16_t>(FLAGS_port);
@@ -38,3 +48,7 @@ int main(int argc, char** argv) {
   std::printf("%s", sharry::memnode::FormatStats(*s).c_str());
   return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return sharry::flags::RunMain("memnode_stats", Main, argc, argv); }

@@ -27,6 +27,8 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
+# The other values are checked by the binaries (one line naming the flag).
+[[ $rounds =~ ^[1-9][0-9]{0,3}$ ]] || { echo "demo: --rounds $rounds: want an integer in 1..9999" >&2; exit 2; }
 [[ $transport == verbs && $addr == 127.0.0.1 ]] && addr=${SHARRY_RDMA_ADDR:-192.0.2.1}
 b=$PWD/$build
 for bin in memnode/memnode memnode/memnode_stats compute/sharry_client; do

@@ -43,6 +43,10 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
+[[ $rounds =~ ^[1-9][0-9]{0,3}$ ]] || { echo "experiments: --rounds $rounds: want an integer in 1..9999" >&2; exit 2; }
+[[ $only =~ ^(fig6|fig7|fig8)(,(fig6|fig7|fig8))*$ ]] ||
+  { echo "experiments: --only $only: want a comma-separated list of fig6, fig7, fig8" >&2; exit 2; }
+[[ $scale == host || $scale == vm ]] || { echo "experiments: --scale $scale: want host or vm" >&2; exit 2; }
 b=$ROOT/$build
 bins=("$b/memnode/memnode" "$b/memnode/memnode_stats" "$b/compute/sharry_client" "$b/bench/dataframe_bench")
 

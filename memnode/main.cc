@@ -34,6 +34,17 @@ DEFINE_bool(busy_poll, false, "section threads and pollers never sleep (dedicate
 DEFINE_int32(stats_interval, 10, "seconds between stats lines in the log, 0..86400 (0: never)");
 DEFINE_int32(max_clients, 256, "connections served at once, 1..65536");
 DEFINE_uint64(max_object_kb, 0, "largest object in KiB, 0..the UMA's size (0: one section)");
+// Hostile and failing peers (docs/security.md).
+DEFINE_int32(client_lease_s, 30,
+             "a client that sends nothing for this long (a frozen or vanished process) has its connections "
+             "closed and its far memory reclaimed; 0..86400 (0: no lease)");
+DEFINE_int32(max_handshakes, 64, "connections accepted but not yet greeted, 1..65536 (beyond max_clients)");
+DEFINE_int32(handshake_timeout_ms, 5000, "a connection that has not said hello by then is closed, 1..3600000");
+DEFINE_uint64(max_unsent_kb, 4096,
+              "tcp: unsent replies per connection before its requests are no longer read, 64..4194304");
+DEFINE_int32(stall_timeout_ms, 10000,
+             "tcp: a connection over --max_unsent_kb that takes nothing for this long is dropped, 1..3600000");
+DEFINE_int32(keepalive_s, 10, "tcp keepalive idle seconds before probing a silent peer, 0..3600 (0: off)");
 
 namespace {
 
@@ -63,6 +74,12 @@ int Main(int argc, char** argv) {
       f::CheckRange("max_clients", FLAGS_max_clients, 1, 65536),
       // Checked after --uma_mb, so the bound (and the shift below) cannot wrap.
       f::CheckRangeU("max_object_kb", FLAGS_max_object_kb, 0, FLAGS_uma_mb << 10),
+      f::CheckRange("client_lease_s", FLAGS_client_lease_s, 0, 86400),
+      f::CheckRange("max_handshakes", FLAGS_max_handshakes, 1, 65536),
+      f::CheckRange("handshake_timeout_ms", FLAGS_handshake_timeout_ms, 1, 3600000),
+      f::CheckRangeU("max_unsent_kb", FLAGS_max_unsent_kb, 64, 4194304),
+      f::CheckRange("stall_timeout_ms", FLAGS_stall_timeout_ms, 1, 3600000),
+      f::CheckRange("keepalive_s", FLAGS_keepalive_s, 0, 3600),
   });
   auto kind = sharry::ParseTransport(FLAGS_transport);
   if (!kind.ok()) f::ExitOnBadFlags("memnode", kind.status());
@@ -81,6 +98,12 @@ int Main(int argc, char** argv) {
   o.stats_interval_s = FLAGS_stats_interval;
   o.max_clients = FLAGS_max_clients;
   o.max_object_bytes = FLAGS_max_object_kb << 10;
+  o.client_lease_ms = static_cast<uint32_t>(FLAGS_client_lease_s) * 1000;
+  o.max_handshakes = FLAGS_max_handshakes;
+  o.handshake_timeout_ms = FLAGS_handshake_timeout_ms;
+  o.max_unsent_bytes = FLAGS_max_unsent_kb << 10;
+  o.stall_timeout_ms = FLAGS_stall_timeout_ms;
+  o.keepalive_s = FLAGS_keepalive_s;
   auto m = sharry::memnode::Memnode::Start(o);
   if (!m.ok()) {
     std::fprintf(stderr, "memnode: cannot start: %s\n", m.status().ToString().c_str());

@@ -57,10 +57,9 @@ using wire::Kind;
 using wire::MsgHeader;
 
 // ---------------------------------------------------------------- knobs
-// The lead may retune the hardening's numbers; they live here. The memnode
-// flags are passed only if `memnode --helpfull` lists them (the current
-// binary has none of them), so the waits below are deadlines, not sleeps:
-// every wait polls and returns as soon as the condition holds.
+// The hardening's numbers, passed to the memnode as flags. The waits below
+// are deadlines, not sleeps: every wait polls and returns as soon as the
+// condition holds.
 
 // Passed as --handshake_timeout_ms: a connection that has not said hello by
 // then is closed.
@@ -86,8 +85,8 @@ constexpr long kMaxRssGrowthKb = 64 << 10;
 constexpr double kMaxCpuPct = 25.0;
 // Its stderr log may hold at most this after a descriptor-exhaustion window.
 constexpr off_t kMaxLogBytes = 1 << 20;
-// Pending-handshake connections the memnode may hold on top of max_clients
-// (the hardened transport documents its number; keep this in step with it).
+// Pending-handshake connections the memnode may hold on top of max_clients:
+// passed as --max_handshakes.
 constexpr int kPendingHandshakeSlack = 8;
 // Safety valve: a flood stops once the memnode grew this much (the test has
 // failed by then; this only protects the shared host).
@@ -125,25 +124,6 @@ bool PollUntil(const std::function<bool()>& pred, Clock::duration timeout, milli
 
 // ------------------------------------------------------- the memnode process
 
-// `memnode --helpfull`, read once: which hardening flags the binary has.
-const std::string& MemnodeHelp() {
-  static const std::string help = [] {
-    std::string out;
-    std::string cmd = "'" + g_memnode_path + "' --helpfull 2>&1";
-    if (FILE* f = popen(cmd.c_str(), "r")) {
-      char buf[4096];
-      size_t n;
-      while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-      pclose(f);
-    }
-    return out;
-  }();
-  return help;
-}
-bool MemnodeHasFlag(const std::string& name) {
-  return MemnodeHelp().find("-" + name + " (") != std::string::npos;
-}
-
 struct MemnodeSpec {
   uint64_t uma_mb = 64;
   int max_clients = 256;
@@ -174,10 +154,10 @@ class MemnodeProcess {
                                      "--sections=1",
                                      "--pollers=1",
                                      "--stats_interval=0"};
-    if (MemnodeHasFlag("handshake_timeout_ms"))
-      args.push_back("--handshake_timeout_ms=" + std::to_string(kHandshakeTimeoutMs));
-    if (MemnodeHasFlag("stall_timeout_ms")) args.push_back("--stall_timeout_ms=" + std::to_string(kStallTimeoutMs));
-    if (MemnodeHasFlag("max_unsent_kb")) args.push_back("--max_unsent_kb=" + std::to_string(kMaxUnsentKb));
+    args.push_back("--handshake_timeout_ms=" + std::to_string(kHandshakeTimeoutMs));
+    args.push_back("--stall_timeout_ms=" + std::to_string(kStallTimeoutMs));
+    args.push_back("--max_unsent_kb=" + std::to_string(kMaxUnsentKb));
+    args.push_back("--max_handshakes=" + std::to_string(kPendingHandshakeSlack));
     args.insert(args.end(), spec.extra.begin(), spec.extra.end());
     for (size_t i = 1; i < args.size(); ++i) m->cmdline_ += (i > 1 ? " " : "") + args[i];
     std::vector<char*> argv;
@@ -391,7 +371,7 @@ Status WellBehavedEventually(uint16_t port, Clock::duration timeout, double* too
 
 // A refusal that says the memnode is at its client limit.
 bool SaysWhyFull(const std::string& msg) {
-  for (const char* w : {"full", "clients", "capacity", "limit"})
+  for (const char* w : {"full", "clients", "capacity", "limit", "busy"})
     if (msg.find(w) != std::string::npos) return true;
   return false;
 }

@@ -243,6 +243,7 @@ StatusOr<void*> Runtime::Pin(DerefScope& scope, ObjectHeader* h, bool write) {
     if (write && !Is(m, kDirty)) h->word.fetch_or(kDirty, std::memory_order_relaxed);
     return reinterpret_cast<void*>(Addr(m));
   }
+  bool room_checked = false;
   for (;;) {
     if (Is(m, kPresent) && !Is(m, kBusy)) {
       // The local hit: one CAS, no lock, no system call.
@@ -264,11 +265,17 @@ StatusOr<void*> Runtime::Pin(DerefScope& scope, ObjectHeader* h, bool write) {
     if (!Is(m, kFar)) return Status::Internal("dereference of a destroyed object");
     if (Addr(m) == kLostFar) {
       std::lock_guard<std::mutex> l(health_mu_);
-      return FailedAccess(loss_status_.WithContext("swap-in of an object lost with the far memory"));
+      Status lost = !loss_status_.ok() ? loss_status_
+                                       : Status::Unavailable("far memory lost: the object's only copy was at memnode " +
+                                                             MemnodeName() + ", reclaimed when our connection dropped");
+      return FailedAccess(lost.WithContext("swap-in of an object lost with the far memory"));
     }
-    if (Status room = MakeRoom(h->size, true); !room.ok()) return room;
-    m = h->word.load(std::memory_order_acquire);  // MakeRoom may have taken a while
-    if (Is(m, kPresent) || Is(m, kBusy)) continue;
+    if (!room_checked) {  // then look at the word again: MakeRoom may have taken a while
+      if (Status room = MakeRoom(h->size, true); !room.ok()) return room;
+      room_checked = true;
+      m = h->word.load(std::memory_order_acquire);
+      continue;
+    }
     if (!h->word.compare_exchange_weak(m, m | kBusy, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
     Status s = SwapIn(h, m);
     if (!s.ok()) return s;
@@ -551,7 +558,7 @@ Status Runtime::SwapOut(const RemoteObject& obj) {
 // REQUIRES: evict_mu_ held. Picks up to evict_batch cold, unpinned, local
 // objects (CLOCK over the hot bits; or just `only`), swaps them out with one
 // batched ALLOC and one chain of WRITEs, and releases their local memory.
-Status Runtime::Evict(uint64_t bytes_to_free, ObjectHeader* only) {
+Status Runtime::Evict(uint64_t bytes_to_free, ObjectHeader* only, bool drops_only) {
   // Victims are taken only while holding the guard, so the reconnector
   // (epoch_mu_ exclusive) never waits for one of ours.
   FarGuard guard;
@@ -575,6 +582,7 @@ Status Runtime::Evict(uint64_t bytes_to_free, ObjectHeader* only) {
       if (h->live.load(std::memory_order_relaxed) == 0) continue;
       uint64_t m = h->word.load(std::memory_order_acquire);
       if (!Is(m, kPresent) || Is(m, kBusy) || Pins(m) > 0) continue;
+      if (drops_only && !Is(m, kFar)) continue;
       if (Is(m, kHot)) {  // second chance
         h->word.compare_exchange_strong(m, m & ~kHot, std::memory_order_acq_rel);
         continue;
@@ -1048,7 +1056,7 @@ void Runtime::NoteAllocResult(const Status& s, bool any_refused) {
 Status Runtime::MakeRoom(uint64_t size, bool swap_in) {
   auto fits = [&] {
     const uint64_t now = local_bytes_.load(std::memory_order_relaxed);
-    return now + size <= local_limit_ || (swap_in && now < local_limit_);
+    return now + size <= local_limit_ || (swap_in && now <= local_limit_);
   };
   if (fits()) return Status::Ok();
   Status why;
@@ -1059,6 +1067,11 @@ Status Runtime::MakeRoom(uint64_t size, bool swap_in) {
       const uint64_t rounds_before = rounds_.load(std::memory_order_relaxed);
       why = Evict(now + size - std::min(now + size, sync_target_), nullptr);
       if (!why.ok()) RecordEvictionError(why);
+      // Multi-Copy, far memory exhausted: objects with a far copy can still
+      // go (clean ones are dropped, dirty ones rewritten in place).
+      if (!why.ok() && why.code() == StatusCode::kOutOfMemory && opts_.mode == CopyMode::kMultiCopy &&
+          !fits())
+        (void)Evict(now + size - std::min(now + size, sync_target_), nullptr, true);
       if (local_bytes_.load(std::memory_order_relaxed) >= now &&
           (!why.ok() || rounds_.load(std::memory_order_relaxed) == rounds_before))
         break;  // no progress

@@ -272,7 +272,9 @@ class Runtime {
   // Local usage went up: signal the evictor past the low watermark; evict
   // here only past the budget.
   void MaybeEvict();
-  Status Evict(uint64_t bytes_to_free, ObjectHeader* only);
+  // drops_only: only objects that already hold a far block (Multi-Copy,
+  // when far memory is exhausted).
+  Status Evict(uint64_t bytes_to_free, ObjectHeader* only, bool drops_only = false);
   void AddLocal(uint64_t size);  // local_bytes_ += size, and the peak
   void RecordEvictionError(const Status& s);
   void SignalEvictor();

@@ -46,6 +46,13 @@
 //     FREE batches; it is a separate thread from the evictor, so a prefetch
 //     never waits behind an eviction round.
 //   - A DerefScope belongs to the thread that made it.
+//   - Failures (docs/compute.md, "When the memnode fails"): one health state
+//     for the memnode. Every far access holds a shared lock and fails at once
+//     while the runtime is unhealthy; the first dead connection starts one
+//     reconnector thread. A lost control connection means the memnode
+//     reclaims all our blocks: far-only objects are marked lost, never read.
+//     Local usage is held to budget + budget/8 (+ one object per thread) even
+//     when nothing can be evicted: New() and swap-ins past it fail.
 #pragma once
 
 #include <atomic>

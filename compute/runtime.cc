@@ -997,9 +997,13 @@ void Runtime::MarkFarMemoryLost(const Status& why) {
       }
       if (Is(m, kPresent)) {
         // Multi-Copy: the local copy survives; its far copy is gone, so it
-        // is dirty (the next swap-out writes it to a new block).
-        if (h->word.compare_exchange_weak(m, (m & ~kFar) | kDirty, std::memory_order_acq_rel)) {
+        // is dirty (the next swap-out writes it to a new block). Busy while
+        // far_offset changes (Destroy reads it under kBusy); the pin count
+        // may change meanwhile (Unpin), hence the RMWs.
+        if (h->word.compare_exchange_weak(m, m | kBusy, std::memory_order_acq_rel)) {
           h->far_offset = kNoFarOffset;
+          h->word.fetch_or(kDirty, std::memory_order_relaxed);
+          h->word.fetch_and(~(kFar | kBusy), std::memory_order_release);
           dropped_copies++;
           break;
         }

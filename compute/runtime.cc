@@ -188,18 +188,12 @@ StatusOr<TransportClient*> Runtime::DataConnection() {
     if (e.instance != instance_) continue;
     if (e.epoch == epoch) {
       if (e.conn->alive()) return e.conn;
-      Status why = e.conn->dead_reason();
-      OnFarFailure(why);
-      return why.WithContext("data connection");
+      return ConnectionFailed(e.conn->dead_reason(), "data connection");
     }
     mine = &e;  // from before a reconnect: the pointer is gone, connect anew
   }
   auto c = TransportClient::Connect(opts_.transport, conn_opts_);
-  if (!c.ok()) {
-    Status why = c.status().WithContext("the memnode is unreachable");
-    OnFarFailure(why);
-    return why;
-  }
+  if (!c.ok()) return ConnectionFailed(c.status(), "data connection");
   std::lock_guard<std::mutex> l(conns_mu_);
   data_conns_.push_back(std::move(*c));
   if (mine == nullptr) {
@@ -307,7 +301,7 @@ Status Runtime::SwapIn(ObjectHeader* h, uint64_t m) {
   // Holding the guard (and kBusy), the far block stays ours: the reconnector
   // marks objects lost only with epoch_mu_ held exclusively.
   auto conn = DataConnection();
-  if (!conn.ok()) return fail(FailedAccess(conn.status().WithContext("swap-in")));
+  if (!conn.ok()) return fail(conn.status().WithContext("swap-in"));  // counted
   if (Status s = (*conn)->Read(off, p, size); !s.ok()) {
     if (!(*conn)->alive()) return fail(ConnectionFailed(s, "swap-in"));
     return fail(FailedAccess(s.WithContext("swap-in")));

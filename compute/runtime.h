@@ -300,7 +300,8 @@ class Runtime {
   void FreeHeader(ObjectHeader* h);
   ObjectHeader* HeaderAt(size_t i) const { return &chunks_[i / kChunk][i % kChunk]; }
 
-  // This thread's data connection. REQUIRES: a FarGuard held.
+  // This thread's data connection. REQUIRES: a FarGuard held. Errors are
+  // kUnavailable (already counted as failed accesses).
   StatusOr<TransportClient*> DataConnection();
 
   // ---- health: the one place that decides whether the memnode is usable.

@@ -902,12 +902,12 @@ void Runtime::ReconnectLoop() {
   bool control_lost = false;
   {
     std::unique_lock<std::shared_mutex> ex(epoch_mu_);
-    Status probe;
-    {
-      std::lock_guard<std::mutex> l(control_mu_);
-      probe = control_->transport().alive() ? control_->GetStats().status() : control_->transport().dead_reason();
-      if (probe.ok() && !control_->transport().alive()) probe = control_->transport().dead_reason();
-    }
+    // Without control_mu_: nobody else uses control_ now (every user holds a
+    // FarGuard), and Stats() or a Destroy (control_mu_ for the FREE queue)
+    // must not wait for this round trip (up to op_timeout_ms).
+    Status probe =
+        control_->transport().alive() ? control_->GetStats().status() : control_->transport().dead_reason();
+    if (probe.ok() && !control_->transport().alive()) probe = control_->transport().dead_reason();
     if (probe.ok()) {
       std::lock_guard<std::mutex> l(conns_mu_);
       data_conns_.clear();

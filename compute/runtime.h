@@ -251,7 +251,8 @@ class Runtime {
   // The memnode's view (STATS over the control connection).
   StatusOr<memnode::Stats> MemnodeStats();
   // Our client id at the memnode (owner of our far blocks).
-  ClientId control_client_id() const { return control_id_; }
+  // (A new one after a reconnect.)
+  ClientId control_client_id() const { return control_id_.load(std::memory_order_acquire); }
   // The last automatic eviction error (OK if none): e.g. far memory exhausted.
   Status eviction_status() const;
   // OK while the memnode is reachable and no far data was lost; otherwise the
@@ -334,10 +335,12 @@ class Runtime {
 
   RuntimeOptions opts_;
   ClientOptions conn_opts_;
-  ClientId control_id_ = 0;
+  std::atomic<ClientId> control_id_{0};
 
   std::mutex control_mu_;  // the control connection and the pending frees
-  std::unique_ptr<memnode::MemnodeClient> control_;            // GUARDED_BY(control_mu_)
+  // Used under a FarGuard + control_mu_; replaced under epoch_mu_ exclusive
+  // + control_mu_ (so the reconnector's probe needs only epoch_mu_).
+  std::unique_ptr<memnode::MemnodeClient> control_;
   // Far blocks this runtime no longer needs (Unique-Copy swap-ins, destroyed
   // objects): reused by the next swap-out of the same size, or sent back in
   // one FREE once free_batch of them are queued (delayed reclamation).

@@ -73,7 +73,7 @@ int ExitCode(const sharry::Status& s) {
 
 int Fail(const sharry::Status& s, const char* what) {
   std::fprintf(stderr, "sharry_client: %s: %s\n", what, s.ToString().c_str());
-  return ExitCode(s);
+  return 1;
 }
 
 // A far access failed mid-run: say so, with the local usage, and exit.

@@ -50,9 +50,17 @@ using sharry::bench::TaxiFrame;
 using sharry::bench::TaxiResults;
 using Clock = std::chrono::steady_clock;
 
+// Exit status as sharry_client's: 2 far memory failed (memnode lost, far
+// data lost), 3 wrong results, 4 far memory exhausted, 1 anything else.
 int Fail(const Status& s, const char* what) {
   std::fprintf(stderr, "dataframe_bench: %s: %s\n", what, s.ToString().c_str());
-  return 1;
+  switch (s.code()) {
+    case sharry::StatusCode::kOutOfMemory: return 4;
+    case sharry::StatusCode::kUnavailable:
+    case sharry::StatusCode::kDisconnected:
+    case sharry::StatusCode::kTimeout: return 2;
+    default: return 1;
+  }
 }
 
 sharry::compute::RuntimeStats g_at_start;  // the runtime's counters when the queries start

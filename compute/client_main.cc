@@ -18,6 +18,8 @@
 #include <chrono>
 #include <cstdio>
 #include <new>
+#include <cstdlib>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
@@ -58,10 +60,37 @@ struct Value {
   uint8_t bytes[248];
 };
 
-// A failed run: the error on stderr, exit status 1.
+// Exit status: 0 ok; 1 bad flags or no runtime; 2 far memory failed mid-run
+// (memnode lost, far data lost); 3 wrong values read; 4 far memory
+// exhausted (the working set does not fit in the local bound plus far memory).
+int ExitCode(const sharry::Status& s) {
+  switch (s.code()) {
+    case sharry::StatusCode::kOutOfMemory: return 4;
+    case sharry::StatusCode::kUnavailable:
+    case sharry::StatusCode::kDisconnected:
+    case sharry::StatusCode::kTimeout: return 2;
+    default: return 1;
+  }
+}
+
 int Fail(const sharry::Status& s, const char* what) {
   std::fprintf(stderr, "sharry_client: %s: %s\n", what, s.ToString().c_str());
   return 1;
+}
+
+// A far access failed mid-run: say so, with the local usage, and exit.
+int FailRun(Runtime& rt, const sharry::Status& s, const char* what) {
+  const auto st = rt.Stats();
+  std::fprintf(stderr, "sharry_client: %s: %s\nsharry_client: peak_local_bytes=%llu local_limit_bytes=%llu "
+               "failed_far_accesses=%llu lost_objects=%llu far_exhausted=%llu\n", what, s.ToString().c_str(),
+               static_cast<unsigned long long>(st.peak_local_bytes),
+               static_cast<unsigned long long>(rt.local_limit_bytes()),
+               static_cast<unsigned long long>(st.failed_far_accesses),
+               static_cast<unsigned long long>(st.lost_objects), static_cast<unsigned long long>(st.far_exhausted));
+  // At once: tearing the runtime down could wait for an in-flight reconnect
+  // step (up to op_timeout_ms); the memnode reclaims our blocks anyway.
+  std::fflush(nullptr);
+  std::_Exit(ExitCode(s));
 }
 
 int Main(int argc, char** argv) {
@@ -160,7 +189,7 @@ int Main(int argc, char** argv) {
       const size_t b = n;
       auto arr = sharry::remote_ds::RemoteArray<uint64_t>::MakeWith(
           **rt, objs * per_obj, [b](size_t i, uint64_t& v) { v = b + i; }, FLAGS_object_bytes);
-      if (!arr.ok()) return Fail(arr.status(), "fill");
+      if (!arr.ok()) return FailRun(**rt, arr.status(), "fill");
       base.push_back(n);
       n += arr->size();
       arrs.push_back(std::move(*arr));
@@ -172,6 +201,16 @@ int Main(int argc, char** argv) {
     auto t0 = Clock::now();
     std::vector<std::thread> ts;
     std::atomic<uint64_t> ops{0}, errors{0};
+    // The first failed access stops every thread (a lost memnode must not
+    // turn into hours of failing accesses).
+    std::mutex first_mu;
+    sharry::Status first;
+    std::atomic<bool> failed{false};
+    auto note = [&](const sharry::Status& s) {
+      std::lock_guard<std::mutex> l(first_mu);
+      if (first.ok()) first = s;
+      failed = true;
+    };
     for (int t = 0; t < FLAGS_threads; ++t) {
       ts.emplace_back([&, t] {
         std::mt19937_64 rng(FLAGS_seed * 1000 + t);
@@ -182,7 +221,8 @@ int Main(int argc, char** argv) {
             const uint64_t len = std::min<uint64_t>(arrs[a].size(), mine - count);
             const size_t b = base[a];
             auto s = arrs[a].ForEach([&](size_t i, const uint64_t& v) { errors += (v % n) != b + i; }, 0, len);
-            if (!s.ok()) { errors++; break; }
+            if (!s.ok()) { note(s); break; }
+            if (failed.load(std::memory_order_relaxed)) break;
             count += len;
           }
           ops += count;
@@ -197,10 +237,18 @@ int Main(int argc, char** argv) {
             const size_t i = rng() % arrs[a].size();
             const size_t want = base[a] + i;
             if ((rng() % 10000) < FLAGS_write_pct * 100) {
-              errors += !arrs[a].Set(i, want + n).ok();  // v % n == want still holds
+              if (auto s = arrs[a].Set(i, want + n); !s.ok()) note(s);  // v % n == want still holds
             } else {
               auto v = arrs[a].Get(i);
-              errors += !v.ok() || (*v % n) != want;
+              if (!v.ok()) note(v.status());
+              else errors += (*v % n) != want;
+            }
+            if (k % 1024 == 0 && !failed.load(std::memory_order_relaxed))
+              if (auto h = (*rt)->health(); !h.ok()) note(h);
+            if (failed.load(std::memory_order_relaxed)) {
+              count += k;
+              ops += count;
+              return;
             }
           }
           count += mine;
@@ -209,6 +257,7 @@ int Main(int argc, char** argv) {
       });
     }
     for (auto& t : ts) t.join();
+    if (failed) return FailRun(**rt, first, "far memory");
     secs = std::chrono::duration<double>(Clock::now() - t0).count();
     done = ops;
     bad = errors;
@@ -217,7 +266,7 @@ int Main(int argc, char** argv) {
     sharry::remote_ds::RemoteHashTable<uint64_t, Value> table(**rt);
     const uint64_t keys = ws / sizeof(Value);
     for (uint64_t k = 0; k < keys; ++k)
-      if (auto s = table.Put(k, Value{k, {}}); !s.ok()) return Fail(s, "fill");
+      if (auto s = table.Put(k, Value{k, {}}); !s.ok()) return FailRun(**rt, s, "fill");
     fill_secs = std::chrono::duration<double>(Clock::now() - t_fill).count();
     if (auto s = sharry::compute::WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file); !s.ok())
       return Fail(s, "start barrier");
@@ -227,11 +276,14 @@ int Main(int argc, char** argv) {
     for (uint64_t i = 0; i < FLAGS_ops; ++i) {
       uint64_t k = rng() % keys;
       if ((rng() % 10000) < FLAGS_write_pct * 100) {
-        bad += !table.Put(k, Value{k, {1}}).ok();
+        if (auto s = table.Put(k, Value{k, {1}}); !s.ok()) return FailRun(**rt, s, "far memory");
       } else {
         auto v = table.Get(k);
-        bad += !v.ok() || v->key != k;
+        if (!v.ok()) return FailRun(**rt, v.status(), "far memory");
+        bad += v->key != k;
       }
+      if (i % 1024 == 0)
+        if (auto h = (*rt)->health(); !h.ok()) return FailRun(**rt, h, "far memory");
     }
     secs = std::chrono::duration<double>(Clock::now() - t0).count();
     done = FLAGS_ops;
@@ -243,13 +295,14 @@ int Main(int argc, char** argv) {
   std::printf("sharry_client workload=%s mode=%s transport=%s working_set_bytes=%llu local_budget_bytes=%llu "
               "arrays=%u object_bytes=%u threads=%d fill_secs=%.3f alloc_rpcs=%llu free_rpcs=%llu recycled=%llu "
               "ops=%llu secs=%.3f ops_per_s=%.0f hit_rate=%.4f swap_ins=%llu swap_outs=%llu drops=%llu "
-              "local_bytes=%llu far_bytes_mine=%llu far_bytes_memnode=%llu errors=%llu\n",
+              "local_bytes=%llu peak_local_bytes=%llu far_bytes_mine=%llu far_bytes_memnode=%llu errors=%llu\n",
               FLAGS_workload.c_str(), FLAGS_mode.c_str(), FLAGS_transport.c_str(), static_cast<ull>(ws),
               static_cast<ull>(o.local_budget_bytes), FLAGS_arrays, FLAGS_object_bytes, FLAGS_threads, fill_secs,
               static_cast<ull>(st.alloc_rpcs), static_cast<ull>(st.free_rpcs), static_cast<ull>(st.recycled_blocks),
               static_cast<ull>(done), secs, done / secs, st.hit_rate(),
               static_cast<unsigned long long>(st.swap_ins), static_cast<unsigned long long>(st.swap_outs),
               static_cast<unsigned long long>(st.drops), static_cast<unsigned long long>(st.local_bytes),
+              static_cast<unsigned long long>(st.peak_local_bytes),
               static_cast<unsigned long long>(far_mine), static_cast<unsigned long long>(far_total),
               static_cast<unsigned long long>(bad));
   if (bad != 0) {

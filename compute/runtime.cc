@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -74,6 +75,9 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o) {
   if (o.free_batch == 0 || o.evict_batch == 0) return Status::InvalidArgument("batches must be positive");
   if (o.evict_ahead_bytes > o.local_budget_bytes / 2)
     return Status::InvalidArgument("evict_ahead_bytes must be at most half the local budget");
+  if (o.op_timeout_ms <= 0 || o.reconnect_timeout_ms <= 0 || o.reconnect_attempts < 0 || o.reconnect_pause_ms < 0)
+    return Status::InvalidArgument("op_timeout_ms and reconnect_timeout_ms must be positive, the reconnect "
+                                   "attempts and pause not negative");
   std::unique_ptr<Runtime> rt(new Runtime(o));
   SHARRY_RETURN_IF_ERROR(rt->Init());
   return rt;
@@ -86,15 +90,20 @@ Status Runtime::Init() {
   conn_opts_.port = opts_.memnode_port;
   conn_opts_.connect_timeout_ms = opts_.connect_timeout_ms;
   conn_opts_.connect_attempts = opts_.connect_attempts;
+  conn_opts_.op_timeout_ms = opts_.op_timeout_ms;
   conn_opts_.staging_bytes = std::max<size_t>(4u << 20, size_t{opts_.max_object_bytes} * 2);
   auto c = memnode::MemnodeClient::Connect(opts_.transport, conn_opts_);
   if (!c.ok()) return c.status().WithContext("the memnode is unreachable");
   control_ = std::move(*c);
   control_id_ = control_->id();
+  // Later connections (data connections, reconnects) try once each: a
+  // failure marks the runtime unhealthy instead of retrying on every miss.
+  conn_opts_.connect_attempts = 1;
   // One eviction batch of bytes: what a synchronous eviction frees below the
   // budget, and how far below its start the evictor goes, so that rounds
   // come in full batches (one ALLOC, one chain of WRITEs).
   const uint64_t budget = opts_.local_budget_bytes;
+  local_limit_ = budget + budget / 8;
   const uint64_t batch = std::min<uint64_t>(budget / 16, uint64_t{opts_.evict_batch} * 4096);
   sync_target_ = budget - batch;
   evict_start_ = budget;
@@ -131,9 +140,21 @@ Runtime::~Runtime() {
   prefetch_cv_.notify_all();
   if (evictor_.joinable()) evictor_.join();
   if (prefetcher_.joinable()) prefetcher_.join();
+  {
+    std::unique_lock<std::mutex> l(health_mu_);
+    reconnector_stop_ = true;
+    health_cv_.notify_all();
+    std::thread t = std::move(reconnector_);
+    l.unlock();
+    if (t.joinable()) t.join();
+  }
   if (objects_.load() != 0) LOG(WARNING) << "compute runtime destroyed with " << objects_.load() << " live objects";
-  Status s = FlushFrees();
-  if (!s.ok()) LOG(WARNING) << "compute runtime: final FREE failed: " << s;
+  // Not while unhealthy: the FREE would fail at once (and the memnode
+  // reclaims our blocks when the control connection closes anyway).
+  if (health_.load() == kHealthy) {
+    Status s = FlushFrees();
+    if (!s.ok()) LOG(WARNING) << "compute runtime: final FREE failed: " << s;
+  }
 }
 
 ObjectHeader* Runtime::AllocHeader() {
@@ -156,32 +177,39 @@ void Runtime::FreeHeader(ObjectHeader* h) {
 }
 
 StatusOr<TransportClient*> Runtime::DataConnection() {
-  // One data connection per (thread, runtime), made on first use.
-  struct Entry { uint64_t instance; TransportClient* conn; };
+  // One data connection per (thread, runtime), made on first use and again
+  // after the reconnector replaced the connections (a new conn_epoch_). A
+  // dead one is not retried here: that is the reconnector's job.
+  struct Entry { uint64_t instance; uint64_t epoch; TransportClient* conn; };
   thread_local std::vector<Entry> cache;
+  const uint64_t epoch = conn_epoch_.load(std::memory_order_acquire);
+  Entry* mine = nullptr;
   for (Entry& e : cache) {
     if (e.instance != instance_) continue;
-    if (e.conn->alive()) return e.conn;
-    LOG(WARNING) << "compute runtime: data connection dead (" << e.conn->dead_reason() << "); reconnecting";
-    auto c = TransportClient::Connect(opts_.transport, conn_opts_);
-    if (!c.ok()) return c.status().WithContext("the memnode is unreachable");
-    std::lock_guard<std::mutex> l(conns_mu_);
-    data_conns_.push_back(std::move(*c));
-    e.conn = data_conns_.back().get();
-    return e.conn;
+    if (e.epoch == epoch) {
+      if (e.conn->alive()) return e.conn;
+      return ConnectionFailed(e.conn->dead_reason(), "data connection");
+    }
+    mine = &e;  // from before a reconnect: the pointer is gone, connect anew
   }
   auto c = TransportClient::Connect(opts_.transport, conn_opts_);
-  if (!c.ok()) return c.status().WithContext("the memnode is unreachable");
+  if (!c.ok()) return ConnectionFailed(c.status(), "data connection");
   std::lock_guard<std::mutex> l(conns_mu_);
   data_conns_.push_back(std::move(*c));
-  cache.push_back({instance_, data_conns_.back().get()});
-  return data_conns_.back().get();
+  if (mine == nullptr) {
+    cache.push_back({instance_, epoch, nullptr});
+    mine = &cache.back();
+  }
+  mine->epoch = epoch;
+  mine->conn = data_conns_.back().get();
+  return mine->conn;
 }
 
 StatusOr<RemoteObject> Runtime::New(uint32_t size, const void* init) {
   if (size == 0 || size > opts_.max_object_bytes)
     return Status::InvalidArgument("object of " + std::to_string(size) + " B: objects must be 1.." +
                                    std::to_string(opts_.max_object_bytes) + " B (max_object_bytes)");
+  SHARRY_RETURN_IF_ERROR(MakeRoom(size, false));
   void* p = std::malloc(size);
   if (p == nullptr) return Status::OutOfMemory("local memory for an object of " + std::to_string(size) + " B");
   if (init) std::memcpy(p, init, size);
@@ -209,6 +237,7 @@ StatusOr<void*> Runtime::Pin(DerefScope& scope, ObjectHeader* h, bool write) {
     if (write && !Is(m, kDirty)) h->word.fetch_or(kDirty, std::memory_order_relaxed);
     return reinterpret_cast<void*>(Addr(m));
   }
+  bool room_checked = false;
   for (;;) {
     if (Is(m, kPresent) && !Is(m, kBusy)) {
       // The local hit: one CAS, no lock, no system call.
@@ -228,6 +257,19 @@ StatusOr<void*> Runtime::Pin(DerefScope& scope, ObjectHeader* h, bool write) {
       continue;
     }
     if (!Is(m, kFar)) return Status::Internal("dereference of a destroyed object");
+    if (Addr(m) == kLostFar) {
+      std::lock_guard<std::mutex> l(health_mu_);
+      Status lost = !loss_status_.ok() ? loss_status_
+                                       : Status::Unavailable("far memory lost: the object's only copy was at memnode " +
+                                                             MemnodeName() + ", reclaimed when our connection dropped");
+      return FailedAccess(lost.WithContext("swap-in of an object lost with the far memory"));
+    }
+    if (!room_checked) {  // then look at the word again: MakeRoom may have taken a while
+      if (Status room = MakeRoom(h->size, true); !room.ok()) return room;
+      room_checked = true;
+      m = h->word.load(std::memory_order_acquire);
+      continue;
+    }
     if (!h->word.compare_exchange_weak(m, m | kBusy, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
     Status s = SwapIn(h, m);
     if (!s.ok()) return s;
@@ -253,9 +295,17 @@ Status Runtime::SwapIn(ObjectHeader* h, uint64_t m) {
     return s;
   };
   if (p == nullptr) return fail(Status::OutOfMemory("local memory for a swap-in"));
+  if (off == kLostFar) return fail(Status::Internal("swap-in of a lost object"));
+  FarGuard guard;
+  if (Status s = BeginFar(&guard); !s.ok()) return fail(s);
+  // Holding the guard (and kBusy), the far block stays ours: the reconnector
+  // marks objects lost only with epoch_mu_ held exclusively.
   auto conn = DataConnection();
-  if (!conn.ok()) return fail(conn.status());
-  if (Status s = (*conn)->Read(off, p, size); !s.ok()) return fail(s.WithContext("swap-in"));
+  if (!conn.ok()) return fail(conn.status().WithContext("swap-in"));  // counted
+  if (Status s = (*conn)->Read(off, p, size); !s.ok()) {
+    if (!(*conn)->alive()) return fail(ConnectionFailed(s, "swap-in"));
+    return fail(FailedAccess(s.WithContext("swap-in")));
+  }
   uint64_t word = kPresent | kHot | kBusy | reinterpret_cast<uint64_t>(p);
   if (opts_.mode == CopyMode::kUniqueCopy) {
     // Unique-Copy: the far copy goes away (its FREE is batched).
@@ -263,7 +313,7 @@ Status Runtime::SwapIn(ObjectHeader* h, uint64_t m) {
     h->word.store(word, std::memory_order_release);
     AddLocal(size);
     swap_ins_++;
-    if (Status s = QueueFree(off, size); !s.ok())
+    if (Status s = QueueFree(off, size, true); !s.ok())
       LOG(WARNING) << "compute runtime: FREE of far blocks failed (they stay queued): " << s;
     return Status::Ok();
   }
@@ -292,9 +342,11 @@ void Runtime::Destroy(ObjectHeader* h) {
   }
   uint64_t far = kNoFarOffset;
   if (Is(m, kFar)) far = Is(m, kPresent) ? h->far_offset : Addr(m);
-  if (far != kNoFarOffset) {
+  if (far == kLostFar) {
+    // Nothing to free: the memnode reclaimed it.
+  } else if (far != kNoFarOffset) {
     far_bytes_ -= size;
-    if (Status s = QueueFree(far, size); !s.ok()) LOG(WARNING) << "compute runtime: FREE failed: " << s;
+    if (Status s = QueueFree(far, size, false); !s.ok()) LOG(WARNING) << "compute runtime: FREE failed: " << s;
   }
   h->far_offset = kNoFarOffset;
   h->live.store(0, std::memory_order_relaxed);
@@ -312,12 +364,13 @@ size_t Runtime::FreeReserve() const {
   return opts_.mode == CopyMode::kUniqueCopy ? opts_.evict_batch : 0;
 }
 
-Status Runtime::QueueFree(uint64_t offset, uint32_t size) {
+Status Runtime::QueueFree(uint64_t offset, uint32_t size, bool guard_held) {
   std::unique_lock<std::mutex> l(control_mu_);
   pending_free_.push_back({offset, size});
   pending_free_bytes_ += size;
   const size_t reserve = FreeReserve();
   if (pending_free_.size() < opts_.free_batch + reserve) return Status::Ok();
+  if (health_.load(std::memory_order_acquire) != kHealthy) return Status::Ok();  // they wait in the queue
   // A full batch beyond the reserve: the background thread sends it, off
   // this (swap-in) path, unless it has fallen far behind.
   if (opts_.prefetch_thread && pending_free_.size() < 4u * opts_.free_batch + reserve) {
@@ -329,14 +382,23 @@ Status Runtime::QueueFree(uint64_t offset, uint32_t size) {
     prefetch_cv_.notify_one();
     return Status::Ok();
   }
+  if (guard_held) return FlushFreesLocked(l, reserve);
+  // Lock order: epoch_mu_ before control_mu_.
+  l.unlock();
+  FarGuard guard;
+  if (Status s = BeginFar(&guard); !s.ok()) return Status::Ok();  // they wait in the queue
+  l.lock();
   return FlushFreesLocked(l, reserve);
 }
 
 Status Runtime::FlushFrees() {
+  FarGuard guard;
+  SHARRY_RETURN_IF_ERROR(BeginFar(&guard));
   std::unique_lock<std::mutex> l(control_mu_);
   return FlushFreesLocked(l, 0);
 }
 
+// REQUIRES: a FarGuard held (lock order: epoch_mu_, then control_mu_).
 Status Runtime::FlushFreesLocked(std::unique_lock<std::mutex>&, size_t keep) {
   if (pending_free_.size() <= keep) return Status::Ok();
   // The oldest go; the newest `keep` stay for reuse (Evict takes from the back).
@@ -351,7 +413,9 @@ Status Runtime::FlushFreesLocked(std::unique_lock<std::mutex>&, size_t keep) {
   }
   Status s = control_->Free(offsets, &each);
   free_rpcs_++;
-  if (!s.ok() && !control_->transport().alive()) return s;  // keep them queued
+  if (!s.ok() && !control_->transport().alive()) {  // keep them queued
+    return ConnectionFailed(s.WithContext("control connection (FREE)"), "FREE");
+  }
   // Element errors would be our bug (a block freed twice): say so, drop them.
   if (!s.ok()) LOG(ERROR) << "compute runtime: memnode refused a FREE: " << s;
   pending_free_.erase(pending_free_.begin(), pending_free_.begin() + n);
@@ -488,7 +552,11 @@ Status Runtime::SwapOut(const RemoteObject& obj) {
 // REQUIRES: evict_mu_ held. Picks up to evict_batch cold, unpinned, local
 // objects (CLOCK over the hot bits; or just `only`), swaps them out with one
 // batched ALLOC and one chain of WRITEs, and releases their local memory.
-Status Runtime::Evict(uint64_t bytes_to_free, ObjectHeader* only) {
+Status Runtime::Evict(uint64_t bytes_to_free, ObjectHeader* only, bool drops_only) {
+  // Victims are taken only while holding the guard, so the reconnector
+  // (epoch_mu_ exclusive) never waits for one of ours.
+  FarGuard guard;
+  if (Status s = BeginFar(&guard); !s.ok()) return s.WithContext("swap-out");
   struct Victim { ObjectHeader* h; uint64_t word; };
   std::vector<Victim> victims;
   if (only != nullptr) {
@@ -508,6 +576,7 @@ Status Runtime::Evict(uint64_t bytes_to_free, ObjectHeader* only) {
       if (h->live.load(std::memory_order_relaxed) == 0) continue;
       uint64_t m = h->word.load(std::memory_order_acquire);
       if (!Is(m, kPresent) || Is(m, kBusy) || Pins(m) > 0) continue;
+      if (drops_only && !Is(m, kFar)) continue;
       if (Is(m, kHot)) {  // second chance
         h->word.compare_exchange_strong(m, m & ~kHot, std::memory_order_acq_rel);
         continue;
@@ -570,9 +639,10 @@ Status Runtime::Evict(uint64_t bytes_to_free, ObjectHeader* only) {
             pending_free_bytes_ += victims[k].h->size;
           }
         for (const Victim& v : victims) release(v);
-        return alloc_status.WithContext("swap-out: ALLOC");
+        return ConnectionFailed(alloc_status.WithContext("control connection (ALLOC)"), "swap-out: ALLOC");
       }
       for (size_t j = 0; j < still.size(); ++j) far[still[j]] = offs[j];
+      NoteAllocResult(alloc_status, !alloc_status.ok());
     }
   }
   // Objects without a far block (far memory exhausted) stay local.
@@ -588,6 +658,7 @@ Status Runtime::Evict(uint64_t bytes_to_free, ObjectHeader* only) {
   if (!writes.empty()) {
     auto conn = DataConnection();
     Status ws = conn.ok() ? (*conn)->WriteBatch(writes) : conn.status();
+    if (!ws.ok() && conn.ok() && !(*conn)->alive()) ws = ConnectionFailed(ws, "swap-out: WRITE");
     if (!ws.ok()) {
       // Nothing was lost: every object is still local. Give back new blocks.
       std::unique_lock<std::mutex> l(control_mu_);
@@ -597,7 +668,7 @@ Status Runtime::Evict(uint64_t bytes_to_free, ObjectHeader* only) {
           pending_free_bytes_ += victims[k].h->size;
         }
       for (const Victim& v : victims) release(v);
-      return ws.WithContext("swap-out: WRITE");
+      return ws.code() == StatusCode::kUnavailable ? ws : FailedAccess(ws.WithContext("swap-out: WRITE"));
     }
   }
   for (size_t i = 0; i < victims.size(); ++i) {
@@ -645,6 +716,8 @@ void Runtime::PrefetchLoop() {
       }
     }
     if (flush) {
+      FarGuard guard;
+      if (!BeginFar(&guard).ok()) continue;
       std::unique_lock<std::mutex> cl(control_mu_);
       const size_t reserve = FreeReserve();
       if (pending_free_.size() >= opts_.free_batch + reserve) {
@@ -653,7 +726,11 @@ void Runtime::PrefetchLoop() {
       continue;
     }
     uint64_t m = h->word.load(std::memory_order_acquire);
-    if (Is(m, kPresent) || Is(m, kBusy) || !Is(m, kFar)) continue;
+    if (Is(m, kPresent) || Is(m, kBusy) || !Is(m, kFar) || Addr(m) == kLostFar) continue;
+    // Best effort: never past the budget, never while unhealthy.
+    if (local_bytes_.load(std::memory_order_relaxed) + h->size > opts_.local_budget_bytes ||
+        health_.load(std::memory_order_relaxed) != kHealthy)
+      continue;
     if (!h->word.compare_exchange_strong(m, m | kBusy, std::memory_order_acq_rel)) continue;
     if (Status s = SwapIn(h, m); !s.ok()) {
       VLOG(1) << "prefetch failed: " << s;
@@ -702,17 +779,312 @@ RuntimeStats Runtime::Stats() const {
   s.alloc_rpcs = alloc_rpcs_.load();
   s.free_rpcs = free_rpcs_.load();
   s.recycled_blocks = recycled_.load();
+  s.failed_far_accesses = failed_far_.load();
+  s.connection_failures = connection_failures_.load();
+  s.reconnects = reconnects_.load();
+  s.lost_objects = lost_objects_.load();
+  s.lost_bytes = lost_bytes_.load();
+  s.far_exhausted = far_exhausted_count_.load();
+  s.refused_local = refused_local_.load();
   return s;
 }
 
 StatusOr<memnode::Stats> Runtime::MemnodeStats() {
+  FarGuard guard;
+  SHARRY_RETURN_IF_ERROR(BeginFar(&guard));
   std::lock_guard<std::mutex> l(control_mu_);
-  return control_->GetStats();
+  auto st = control_->GetStats();
+  if (!st.ok() && !control_->transport().alive()) {
+    return ConnectionFailed(st.status().WithContext("control connection (STATS)"), "STATS");
+  }
+  return st;
 }
 
 Status Runtime::eviction_status() const {
   std::lock_guard<std::mutex> l(evict_status_mu_);
   return evict_status_;
+}
+
+// ---------------------------------------------------------------- health
+
+std::string Runtime::MemnodeName() const {
+  return opts_.memnode_addr + ":" + std::to_string(opts_.memnode_port);
+}
+
+Status Runtime::ConnectionFailed(const Status& s, std::string_view what) {
+  OnFarFailure(s);
+  Status h = health();
+  return FailedAccess(h.ok() ? Status::Unavailable(s.ToString()).WithContext(what) : h.WithContext(what));
+}
+
+Status Runtime::FailedAccess(Status s) {
+  failed_far_.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
+
+Status Runtime::UnhealthyStatus() const {
+  // REQUIRES: health_mu_ held.
+  if (health_.load(std::memory_order_acquire) == kHealthy) return Status::Ok();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - unhealthy_since_).count();
+  char age[32];
+  std::snprintf(age, sizeof(age), "%.1f", secs);
+  const bool failed = health_.load(std::memory_order_acquire) == kFailed;
+  std::string msg = "memnode " + MemnodeName() + " unreachable since " + age + " s" +
+                    (failed ? " (gave up reconnecting)" : " (reconnecting)") + ": " +
+                    std::string(StatusCodeName(health_status_.code())) + ": " + health_status_.message();
+  return Status::Unavailable(std::move(msg));
+}
+
+Status Runtime::health() const {
+  std::lock_guard<std::mutex> l(health_mu_);
+  if (!loss_status_.ok()) {
+    if (health_.load(std::memory_order_acquire) != kHealthy) {
+      Status now = UnhealthyStatus();
+      return Status::Unavailable(loss_status_.message() + "; and now " + now.message());
+    }
+    return loss_status_;
+  }
+  return UnhealthyStatus();
+}
+
+Status Runtime::BeginFar(FarGuard* guard) {
+  if (health_.load(std::memory_order_acquire) == kHealthy) {
+    FarGuard g(epoch_mu_, std::try_to_lock);
+    // Not available: the reconnector is replacing the connections.
+    if (g.owns_lock()) {
+      *guard = std::move(g);
+      return Status::Ok();
+    }
+  }
+  std::lock_guard<std::mutex> l(health_mu_);
+  Status s = UnhealthyStatus();
+  if (s.ok()) s = Status::Unavailable("memnode " + MemnodeName() + ": the runtime is reconnecting");
+  return FailedAccess(std::move(s));
+}
+
+void Runtime::OnFarFailure(const Status& s) {
+  std::unique_lock<std::mutex> l(health_mu_);
+  if (health_.load(std::memory_order_acquire) != kHealthy || reconnector_stop_) return;  // already known
+  health_status_ = s.ok() ? Status::Disconnected("connection lost") : s;
+  unhealthy_since_ = std::chrono::steady_clock::now();
+  health_.store(kReconnecting, std::memory_order_release);
+  connection_failures_++;
+  LOG(WARNING) << "compute runtime: memnode " << MemnodeName() << " lost: " << health_status_
+               << "; far accesses fail until a reconnect succeeds";
+  // At most one reconnector: a previous one has finished (it sets the state
+  // before it returns), so joining it here is brief.
+  std::thread old = std::move(reconnector_);
+  reconnector_ = std::thread([this] { ReconnectLoop(); });
+  l.unlock();
+  if (old.joinable()) old.join();
+}
+
+// The reconnector. First, with every far access drained (epoch_mu_
+// exclusive), is the control connection still good? Then only a data
+// connection died: far data is intact, the data connections are replaced and
+// the runtime is healthy again. Otherwise the memnode reclaims (or has
+// reclaimed) all our blocks: the far-only objects are marked lost at once,
+// and up to reconnect_attempts connects (reconnect_timeout_ms each, pauses
+// from reconnect_pause_ms doubling) try to get a new control connection, so
+// that the surviving local objects and new ones can use far memory again.
+// After the last one the runtime is failed for good.
+void Runtime::ReconnectLoop() {
+  auto wait = [this](int ms) {  // false: the runtime is being destroyed
+    std::unique_lock<std::mutex> l(health_mu_);
+    health_cv_.wait_for(l, std::chrono::milliseconds(ms), [this] { return reconnector_stop_; });
+    return !reconnector_stop_;
+  };
+  auto set_state = [this](int state, const Status& why) {
+    std::lock_guard<std::mutex> l(health_mu_);
+    if (!why.ok()) health_status_ = why;
+    health_.store(state, std::memory_order_release);
+  };
+  bool control_lost = false;
+  {
+    std::unique_lock<std::shared_mutex> ex(epoch_mu_);
+    // Without control_mu_: nobody else uses control_ now (every user holds a
+    // FarGuard), and Stats() or a Destroy (control_mu_ for the FREE queue)
+    // must not wait for this round trip (up to op_timeout_ms).
+    Status probe =
+        control_->transport().alive() ? control_->GetStats().status() : control_->transport().dead_reason();
+    if (probe.ok() && !control_->transport().alive()) probe = control_->transport().dead_reason();
+    if (probe.ok()) {
+      std::lock_guard<std::mutex> l(conns_mu_);
+      data_conns_.clear();
+      conn_epoch_++;
+    } else {
+      control_lost = true;
+      MarkFarMemoryLost(probe);
+      std::lock_guard<std::mutex> l(conns_mu_);
+      data_conns_.clear();
+      conn_epoch_++;
+    }
+  }
+  if (!control_lost) {
+    LOG(WARNING) << "compute runtime: memnode " << MemnodeName() << " still answers: data connections replaced";
+    reconnects_++;
+    set_state(kHealthy, Status());
+    return;
+  }
+  int pause = opts_.reconnect_pause_ms;
+  Status last;
+  for (int attempt = 0; attempt < opts_.reconnect_attempts; ++attempt) {
+    if (attempt > 0) {
+      if (!wait(pause)) return;
+      pause *= 2;
+    }
+    {
+      std::lock_guard<std::mutex> l(health_mu_);
+      if (reconnector_stop_) return;
+    }
+    ClientOptions co = conn_opts_;
+    co.connect_attempts = 1;
+    co.connect_timeout_ms = opts_.reconnect_timeout_ms;
+    auto c = memnode::MemnodeClient::Connect(opts_.transport, co);
+    if (!c.ok()) {
+      last = c.status();
+      LOG(WARNING) << "compute runtime: reconnect " << attempt + 1 << "/" << opts_.reconnect_attempts << " to "
+                   << MemnodeName() << " failed: " << last;
+      continue;
+    }
+    {
+      std::unique_lock<std::shared_mutex> ex(epoch_mu_);
+      std::unique_ptr<memnode::MemnodeClient> old;
+      {
+        std::lock_guard<std::mutex> l(control_mu_);
+        old = std::move(control_);
+        control_ = std::move(*c);
+        control_id_ = control_->id();
+        // Blocks queued since the loss were the old client's: reclaimed.
+        pending_free_.clear();
+        pending_free_bytes_ = 0;
+      }
+      std::lock_guard<std::mutex> l(conns_mu_);
+      data_conns_.clear();
+      conn_epoch_++;
+    }
+    far_exhausted_ = false;
+    reconnects_++;
+    LOG(WARNING) << "compute runtime: reconnected to memnode " << MemnodeName() << " as client " << control_id_;
+    set_state(kHealthy, Status());
+    return;
+  }
+  LOG(ERROR) << "compute runtime: gave up reconnecting to memnode " << MemnodeName() << " after "
+             << opts_.reconnect_attempts << " attempts: " << last;
+  set_state(kFailed, Status());
+}
+
+void Runtime::MarkFarMemoryLost(const Status& why) {
+  // REQUIRES: epoch_mu_ exclusive. No far access is in flight; an object is
+  // busy only briefly (a Pin backing out of a swap-in, a Destroy).
+  uint64_t lost = 0, lost_bytes = 0, dropped_copies = 0;
+  const size_t hw = high_water_.load(std::memory_order_acquire);
+  for (size_t i = 0; i < hw; ++i) {
+    ObjectHeader* h = HeaderAt(i);
+    uint64_t m = h->word.load(std::memory_order_acquire);
+    for (;;) {
+      if (h->live.load(std::memory_order_acquire) == 0 || !Is(m, kFar)) break;
+      if (Is(m, kBusy)) {
+        std::this_thread::yield();
+        m = h->word.load(std::memory_order_acquire);
+        continue;
+      }
+      if (Is(m, kPresent)) {
+        // Multi-Copy: the local copy survives; its far copy is gone, so it
+        // is dirty (the next swap-out writes it to a new block). Busy while
+        // far_offset changes (Destroy reads it under kBusy); the pin count
+        // may change meanwhile (Unpin), hence the RMWs.
+        if (h->word.compare_exchange_weak(m, m | kBusy, std::memory_order_acq_rel)) {
+          h->far_offset = kNoFarOffset;
+          h->word.fetch_or(kDirty, std::memory_order_relaxed);
+          h->word.fetch_and(~(kFar | kBusy), std::memory_order_release);
+          dropped_copies++;
+          break;
+        }
+        continue;
+      }
+      if (Addr(m) == kLostFar) break;
+      if (h->word.compare_exchange_weak(m, kFar | kLostFar, std::memory_order_acq_rel)) {
+        lost++;
+        lost_bytes += h->size;
+        break;
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> l(control_mu_);
+    pending_free_.clear();
+    pending_free_bytes_ = 0;
+  }
+  far_bytes_ = 0;  // no object has a far copy any more
+  lost_objects_ += lost;
+  lost_bytes_ += lost_bytes;
+  std::lock_guard<std::mutex> l(health_mu_);
+  if (lost > 0 && loss_status_.ok()) {
+    loss_status_ = Status::Unavailable(
+        "far memory lost: " + std::to_string(lost) + " objects (" + std::to_string(lost_bytes) +
+        " B) whose only copy was at memnode " + MemnodeName() +
+        " were reclaimed when our control connection dropped (" + why.ToString() + ")");
+  } else if (lost > 0) {
+    loss_status_ = Status::Unavailable(loss_status_.message() + "; then " + std::to_string(lost) + " more objects");
+  }
+  LOG(WARNING) << "compute runtime: control connection to memnode " << MemnodeName() << " lost (" << why
+               << "): " << lost << " far-only objects (" << lost_bytes << " B) lost, " << dropped_copies
+               << " local objects lost their far copy and stay local";
+}
+
+void Runtime::NoteAllocResult(const Status& s, bool any_refused) {
+  if (!any_refused) {
+    if (far_exhausted_.load(std::memory_order_relaxed) && far_exhausted_.exchange(false))
+      LOG(WARNING) << "compute runtime: far memory available again at memnode " << MemnodeName();
+    return;
+  }
+  if (far_exhausted_.load(std::memory_order_relaxed) || far_exhausted_.exchange(true)) return;
+  far_exhausted_count_++;
+  LOG(WARNING) << "compute runtime: far memory exhausted at memnode " << MemnodeName() << ": " << s;
+  if (!exhausted_said_.exchange(true)) {
+    // Once per runtime on stderr (glog's files are easy to miss).
+    std::fprintf(stderr,
+                 "sharry runtime: far memory exhausted at memnode %s (%s): local usage is held to %llu B "
+                 "(budget + budget/8); New() and swap-ins past it fail with OutOfMemory\n",
+                 MemnodeName().c_str(), s.ToString().c_str(), static_cast<unsigned long long>(local_limit_));
+  }
+}
+
+Status Runtime::MakeRoom(uint64_t size, bool swap_in) {
+  auto fits = [&] {
+    const uint64_t now = local_bytes_.load(std::memory_order_relaxed);
+    return now + size <= local_limit_ || (swap_in && now <= local_limit_);
+  };
+  if (fits()) return Status::Ok();
+  Status why;
+  {
+    std::lock_guard<std::mutex> l(evict_mu_);
+    for (int round = 0; round < 64 && !fits(); ++round) {
+      const uint64_t now = local_bytes_.load(std::memory_order_relaxed);
+      const uint64_t rounds_before = rounds_.load(std::memory_order_relaxed);
+      why = Evict(now + size - std::min(now + size, sync_target_), nullptr);
+      if (!why.ok()) RecordEvictionError(why);
+      // Multi-Copy, far memory exhausted: objects with a far copy can still
+      // go (clean ones are dropped, dirty ones rewritten in place).
+      if (!why.ok() && why.code() == StatusCode::kOutOfMemory && opts_.mode == CopyMode::kMultiCopy &&
+          !fits())
+        (void)Evict(now + size - std::min(now + size, sync_target_), nullptr, true);
+      if (local_bytes_.load(std::memory_order_relaxed) >= now &&
+          (!why.ok() || rounds_.load(std::memory_order_relaxed) == rounds_before))
+        break;  // no progress
+    }
+    if (fits()) return Status::Ok();
+  }
+  refused_local_++;
+  std::string at = "local usage " + std::to_string(local_bytes_.load()) + " B at its bound of " +
+                   std::to_string(local_limit_) + " B (budget + budget/8)";
+  if (why.code() == StatusCode::kUnavailable || health_.load() != kHealthy) {
+    Status h = health();
+    return Status::Unavailable(at + ": " + (h.ok() ? why.message() : h.message()));
+  }
+  if (!why.ok()) return Status::OutOfMemory(at + ": far memory exhausted or refused: " + why.ToString());
+  return Status::OutOfMemory(at + ": every local object is pinned or busy");
 }
 
 }  // namespace sharry::compute

@@ -46,14 +46,23 @@
 //     FREE batches; it is a separate thread from the evictor, so a prefetch
 //     never waits behind an eviction round.
 //   - A DerefScope belongs to the thread that made it.
+//   - Failures (docs/compute.md, "When the memnode fails"): one health state
+//     for the memnode. Every far access holds a shared lock and fails at once
+//     while the runtime is unhealthy; the first dead connection starts one
+//     reconnector thread. A lost control connection means the memnode
+//     reclaims all our blocks: far-only objects are marked lost, never read.
+//     Local usage is held to budget + budget/8 (+ one object per thread) even
+//     when nothing can be evicted: New() and swap-ins past it fail.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -66,6 +75,10 @@
 namespace sharry::compute {
 
 enum class CopyMode { kUniqueCopy, kMultiCopy };
+
+// The far "offset" of an object lost with the far memory (kFar set, not
+// present): no real block has it (UMA offsets are aligned and below 2^48-1).
+inline constexpr uint64_t kLostFar = meta::kAddrMask;
 std::string_view CopyModeName(CopyMode m);
 StatusOr<CopyMode> ParseCopyMode(std::string_view s);  // "unique" / "multi"
 
@@ -87,8 +100,16 @@ struct RuntimeOptions {
   uint64_t evict_ahead_bytes = 0;        // evict_thread: the evictor starts this far below the
                                          // budget; 0 = a quarter of one eviction batch of
                                          // min(budget/16, evict_batch x 4 KiB); at most budget/2
-  int connect_timeout_ms = 3000;
-  int connect_attempts = 3;
+  int connect_timeout_ms = 3000;         // Create(): the first connection (per attempt)
+  int connect_attempts = 3;              // Create(): attempts, with a doubling pause
+  // Failure handling (see "When the memnode fails" in docs/compute.md).
+  int op_timeout_ms = 2000;              // a READ/WRITE/RPC unanswered this long kills its connection
+                                         // (a stopped memnode is noticed within this)
+  int reconnect_attempts = 3;            // after a connection failure: connects tried in the background,
+                                         // one at a time; then the runtime gives up (permanently failed)
+  int reconnect_timeout_ms = 500;        // each reconnect attempt's connect timeout
+  int reconnect_pause_ms = 250;          // pause before the 2nd attempt, doubling after each
+                                         // (defaults: all attempts over within ~3.3 s)
 };
 
 struct RuntimeStats {
@@ -111,6 +132,14 @@ struct RuntimeStats {
   uint64_t prefetches = 0;
   uint64_t alloc_rpcs = 0, free_rpcs = 0;
   uint64_t recycled_blocks = 0;   // swap-outs that reused a queued far block (no ALLOC, no FREE)
+  // Failures (docs/compute.md, "When the memnode fails").
+  uint64_t failed_far_accesses = 0;  // swap-ins, swap-out rounds, FREE/STATS RPCs that failed for want of
+                                     // the memnode (unreachable, reconnecting, far data lost)
+  uint64_t connection_failures = 0;  // times the runtime went unhealthy
+  uint64_t reconnects = 0;           // times it became healthy again
+  uint64_t lost_objects = 0, lost_bytes = 0;  // objects whose only copy was far when the far memory was lost
+  uint64_t far_exhausted = 0;        // times far memory ran out (ALLOC refused), each episode counted once
+  uint64_t refused_local = 0;        // New() and swap-ins refused at the local bound (kOutOfMemory)
   double hit_rate() const {
     uint64_t t = local_hits + swap_ins;
     return t ? static_cast<double>(local_hits) / t : 1.0;
@@ -166,12 +195,25 @@ class RemoteObject {
   explicit operator bool() const { return h_ != nullptr; }
   uint32_t size() const { return h_->size; }
   bool is_local() const { return meta::Is(h_->word.load(std::memory_order_acquire), meta::kPresent); }
-  bool has_far_copy() const { return meta::Is(h_->word.load(std::memory_order_acquire), meta::kFar); }
+  bool has_far_copy() const {
+    const uint64_t m = h_->word.load(std::memory_order_acquire);
+    return meta::Is(m, meta::kFar) && meta::Addr(m) != kLostFar;
+  }
+  // The far memory holding the object's only copy was lost (the memnode, or
+  // our control connection to it, went away): Deref fails for good.
+  bool lost() const {
+    const uint64_t m = h_->word.load(std::memory_order_acquire);
+    return !meta::Is(m, meta::kPresent) && meta::Is(m, meta::kFar) && meta::Addr(m) == kLostFar;
+  }
   uint64_t word() const { return h_->word.load(std::memory_order_acquire); }
 
   // The object's data, local and pinned until `scope` ends. `write` marks it
-  // dirty. Fails only if a swap-in fails (memnode unreachable: the object is
-  // unchanged and a later call may succeed on a new connection).
+  // dirty. Fails only if a swap-in is needed and cannot be done:
+  //   kUnavailable  the memnode is unreachable or the runtime is reconnecting
+  //                 (the object is unchanged; a later call may succeed), or
+  //                 the object was lost with the far memory ("far memory
+  //                 lost": for good, see lost())
+  //   kOutOfMemory  local usage is at its bound and far memory is exhausted
   StatusOr<void*> Deref(DerefScope& scope, bool write) const;
   // Asks the runtime to bring the object local in the background.
   void Prefetch() const;
@@ -209,9 +251,19 @@ class Runtime {
   // The memnode's view (STATS over the control connection).
   StatusOr<memnode::Stats> MemnodeStats();
   // Our client id at the memnode (owner of our far blocks).
-  ClientId control_client_id() const { return control_id_; }
+  // (A new one after a reconnect.)
+  ClientId control_client_id() const { return control_id_.load(std::memory_order_acquire); }
   // The last automatic eviction error (OK if none): e.g. far memory exhausted.
   Status eviction_status() const;
+  // OK while the memnode is reachable and no far data was lost; otherwise the
+  // error, naming the memnode and what happened, e.g. "memnode 127.0.0.1:7000
+  // unreachable since 2.1 s: ...". A loss of far memory (kUnavailable, "far
+  // memory lost: ...") is permanent: health() reports it even after the
+  // runtime reconnected and carries on with the objects that survived.
+  Status health() const;
+  // The largest local usage New() and swap-ins admit: budget + budget/8 (each
+  // thread may overshoot it by the one object it is adding).
+  uint64_t local_limit_bytes() const { return local_limit_; }
   const RuntimeOptions& options() const { return opts_; }
 
  private:
@@ -228,12 +280,15 @@ class Runtime {
   // Local usage went up: signal the evictor past the low watermark; evict
   // here only past the budget.
   void MaybeEvict();
-  Status Evict(uint64_t bytes_to_free, ObjectHeader* only);
+  // drops_only: only objects that already hold a far block (Multi-Copy,
+  // when far memory is exhausted).
+  Status Evict(uint64_t bytes_to_free, ObjectHeader* only, bool drops_only = false);
   void AddLocal(uint64_t size);  // local_bytes_ += size, and the peak
   void RecordEvictionError(const Status& s);
   void SignalEvictor();
   void EvictorLoop();
-  Status QueueFree(uint64_t offset, uint32_t size);
+  // guard_held: the caller holds a FarGuard (then a full queue may be FREEd here).
+  Status QueueFree(uint64_t offset, uint32_t size, bool guard_held);
   // FREEs all queued blocks but the newest `keep`.
   Status FlushFreesLocked(std::unique_lock<std::mutex>& control_lock, size_t keep);
   size_t FreeReserve() const;  // queued blocks kept for reuse by swap-outs
@@ -246,15 +301,46 @@ class Runtime {
   void FreeHeader(ObjectHeader* h);
   ObjectHeader* HeaderAt(size_t i) const { return &chunks_[i / kChunk][i % kChunk]; }
 
-  // This thread's data connection.
+  // This thread's data connection. REQUIRES: a FarGuard held. Errors are
+  // kUnavailable (already counted as failed accesses).
   StatusOr<TransportClient*> DataConnection();
+
+  // ---- health: the one place that decides whether the memnode is usable.
+  // Every far access (swap-in, swap-out round, FREE, STATS) holds a FarGuard
+  // (shared epoch_mu_) for its duration; BeginFar fails at once, without a
+  // network wait, while the runtime is unhealthy or reconnecting. The first
+  // failed connection marks it unhealthy and starts the reconnector thread
+  // (at most one), which takes epoch_mu_ exclusively to replace connections.
+  // Hook for the memnode's client lease: a heartbeat (MemnodeClient::Renew)
+  // would report its failure through OnFarFailure, like any far access.
+  using FarGuard = std::shared_lock<std::shared_mutex>;
+  Status BeginFar(FarGuard* guard);
+  // A far access failed because a connection died (`s` says why): record it.
+  void OnFarFailure(const Status& s);
+  Status FailedAccess(Status s);  // counts it, returns it
+  // OnFarFailure(s), then the failed access `what` as kUnavailable (counted).
+  Status ConnectionFailed(const Status& s, std::string_view what);
+  Status UnhealthyStatus() const;  // the recorded error, with its age
+  void ReconnectLoop();
+  // REQUIRES: epoch_mu_ held exclusively. The control connection is gone, so
+  // the memnode reclaims (or has reclaimed) every block we held: marks
+  // far-only objects lost, drops Multi-Copy far copies of local objects.
+  void MarkFarMemoryLost(const Status& why);
+  // Room for `size` more local bytes within local_limit_, evicting if need be.
+  // swap_in: a swap-in may overshoot by its own object (Unique-Copy: it frees
+  // the far block the next eviction reuses).
+  Status MakeRoom(uint64_t size, bool swap_in);
+  void NoteAllocResult(const Status& s, bool any_refused);
+  std::string MemnodeName() const;
 
   RuntimeOptions opts_;
   ClientOptions conn_opts_;
-  ClientId control_id_ = 0;
+  std::atomic<ClientId> control_id_{0};
 
   std::mutex control_mu_;  // the control connection and the pending frees
-  std::unique_ptr<memnode::MemnodeClient> control_;            // GUARDED_BY(control_mu_)
+  // Used under a FarGuard + control_mu_; replaced under epoch_mu_ exclusive
+  // + control_mu_ (so the reconnector's probe needs only epoch_mu_).
+  std::unique_ptr<memnode::MemnodeClient> control_;
   // Far blocks this runtime no longer needs (Unique-Copy swap-ins, destroyed
   // objects): reused by the next swap-out of the same size, or sent back in
   // one FREE once free_batch of them are queued (delayed reclamation).
@@ -264,6 +350,22 @@ class Runtime {
 
   std::mutex conns_mu_;
   std::vector<std::unique_ptr<TransportClient>> data_conns_;   // GUARDED_BY(conns_mu_)
+  std::atomic<uint64_t> conn_epoch_{1};  // bumped (epoch_mu_ exclusive) when data connections are replaced
+
+  // Health (see BeginFar).
+  enum HealthState : int { kHealthy = 0, kReconnecting = 1, kFailed = 2 };
+  std::shared_mutex epoch_mu_;
+  std::atomic<int> health_{kHealthy};
+  mutable std::mutex health_mu_;
+  Status health_status_;                                       // GUARDED_BY(health_mu_): why not healthy
+  Status loss_status_;                                         // GUARDED_BY(health_mu_): far memory lost (sticky)
+  std::chrono::steady_clock::time_point unhealthy_since_;      // GUARDED_BY(health_mu_)
+  bool reconnector_stop_ = false;                              // GUARDED_BY(health_mu_)
+  std::condition_variable health_cv_;
+  std::thread reconnector_;                                    // GUARDED_BY(health_mu_)
+  std::atomic<bool> far_exhausted_{false};
+  std::atomic<bool> exhausted_said_{false};
+  uint64_t local_limit_ = 0;
   const uint64_t instance_;  // distinguishes runtimes in thread-local caches
 
   std::mutex headers_mu_;
@@ -285,7 +387,9 @@ class Runtime {
 
   std::atomic<uint64_t> local_bytes_{0}, peak_local_bytes_{0}, far_bytes_{0}, objects_{0};
   mutable std::atomic<uint64_t> hits_{0}, swap_ins_{0}, swap_outs_{0}, drops_{0}, rounds_{0},
-      background_rounds_{0}, sync_rounds_{0}, prefetches_{0}, alloc_rpcs_{0}, free_rpcs_{0}, recycled_{0};
+      background_rounds_{0}, sync_rounds_{0}, prefetches_{0}, alloc_rpcs_{0}, free_rpcs_{0}, recycled_{0},
+      failed_far_{0}, connection_failures_{0}, reconnects_{0}, lost_objects_{0}, lost_bytes_{0},
+      far_exhausted_count_{0}, refused_local_{0};
 
   // The evictor thread (evict_thread). evict_wanted_ is set by the thread
   // that signals (once per wake-up: no lock or syscall while it is set) and

@@ -16,6 +16,13 @@
 
 namespace {
 
+// Far memory can fail (the memnode dies, or runs out): every call that may
+// touch it returns a Status. Say what happened and stop.
+int Fail(const sharry::Status& s, const char* what) {
+  std::fprintf(stderr, "quickstart: %s: %s\n", what, s.ToString().c_str());
+  return 1;
+}
+
 int Main(int argc, char** argv) {
   // Arguments: [--memnode=HOST:PORT] [--transport=tcp|verbs]; anything else
   // is refused (exit 2), as is a malformed value.
@@ -69,27 +76,20 @@ int Main(int argc, char** argv) {
   // 3. A remoteable array of one million uint64_t.
   const size_t n = 1 << 20;
   auto arr = sharry::remote_ds::RemoteArray<uint64_t>::Make(**rt, n);
-  if (!arr.ok()) {
-    std::fprintf(stderr, "quickstart: array: %s\n", arr.status().ToString().c_str());
-    return 1;
-  }
-  if (auto st = arr->ForEachMut([](size_t i, uint64_t& v) { v = i * i; }); !st.ok()) {
-    std::fprintf(stderr, "quickstart: fill: %s\n", st.ToString().c_str());
-    return 1;
-  }
+  if (!arr.ok()) return Fail(arr.status(), "make the array");
+  if (auto st = arr->ForEachMut([](size_t i, uint64_t& v) { v = i * i; }); !st.ok()) return Fail(st, "fill");
 
   // 4. Read it back: a scan, and random access inside a dereference scope.
   uint64_t sum = 0;
-  if (auto st = arr->ForEach([&](size_t, const uint64_t& v) { sum += v; }); !st.ok()) {
-    std::fprintf(stderr, "quickstart: scan: %s\n", st.ToString().c_str());
-    return 1;
-  }
+  if (auto st = arr->ForEach([&](size_t, const uint64_t& v) { sum += v; }); !st.ok()) return Fail(st, "scan");
   {
     sharry::compute::DerefScope scope(**rt);  // what we touch here stays local until the scope ends
     auto p = arr->at(scope, 123456);
-    if (!p.ok() || **p != 123456ull * 123456ull) return 2;
+    if (!p.ok()) return Fail(p.status(), "read");
+    if (**p != 123456ull * 123456ull) return 2;
   }
 
+  if (auto h = (*rt)->health(); !h.ok()) return Fail(h, "far memory");  // OK, or what went wrong
   auto s = (*rt)->Stats();
   std::printf("sum of squares below %zu: %llu\n", n, static_cast<unsigned long long>(sum));
   std::printf("local %llu KiB of %llu KiB data; %llu swap-ins, %llu swap-outs, hit rate %.1f %%\n",

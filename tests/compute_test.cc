@@ -35,11 +35,12 @@ class ComputeTest : public ::testing::TestWithParam<Param> {
       GTEST_SKIP() << "no RDMA device: SHARRY_RDMA_ADDR is unset (run through scripts/run-rxe.sh)";
     StartMemnode(64u << 20);
   }
-  void StartMemnode(uint64_t uma) {
+  void StartMemnode(uint64_t uma, uint16_t port = 0) {
     node_.reset();
     memnode::MemnodeOptions o;
     o.transport = GetParam().transport;
     o.listen_addr = sharry::testing::ServerAddr(GetParam().transport);
+    o.port = port;
     o.uma_bytes = uma;
     o.sections = 2;
     auto m = memnode::Memnode::Start(o);
@@ -338,6 +339,9 @@ TEST_P(ComputeTest, EvictorReportsFarMemoryExhausted) {
   rt->WaitEvictorIdle();
   auto st = rt->Stats();
   EXPECT_EQ(rt->eviction_status().code(), StatusCode::kOutOfMemory) << rt->eviction_status();
+  EXPECT_GE(st.far_exhausted, 1u);
+  EXPECT_EQ(st.refused_local, 0u);  // under the budget: nothing refused
+  EXPECT_TRUE(rt->health().ok()) << rt->health();  // exhaustion is not a failure of the memnode
   EXPECT_GT(st.eviction_rounds, 0u);
   EXPECT_EQ(st.sync_rounds, 0u);  // never over the budget: every round was the evictor's
   EXPECT_GT(st.swap_outs, 0u);    // some went far before it ran out
@@ -480,12 +484,74 @@ TEST_P(ComputeTest, ErrorsReachTheCaller) {
   EXPECT_TRUE(rt->SwapOut(*o).ok());
 }
 
-TEST_P(ComputeTest, FarMemoryExhaustedKeepsObjectsLocal) {
+// Far memory exhausted: swap-out leaves objects local, but local usage is
+// held to the documented bound (budget + budget/8, plus one object per
+// adding thread: this one and the prefetcher). Past it New() fails with
+// kOutOfMemory; the condition is said once on stderr and counted; every
+// value written reads back bit-exact (swap-ins at the bound trade places
+// with local objects); once far memory is freed, New() works again.
+TEST_P(ComputeTest, FarMemoryExhaustedBoundsLocalUsage) {
+  StartMemnode(1 << 20);  // 1 MiB of far memory
+  const uint64_t budget = 256 << 10, obj = 4096;
+  auto rt = Make(budget);
+  ASSERT_TRUE(rt);
+  const uint64_t bound = budget + budget / 8 + 2 * obj;
+  EXPECT_EQ(rt->local_limit_bytes(), budget + budget / 8);
+  ::testing::internal::CaptureStderr();
+  std::vector<RemoteObject> objs;
+  Status refused;
+  for (int i = 0; i < 2000; ++i) {  // up to 8 MiB: far more than fits
+    std::vector<uint8_t> init = sharry::testing::Pattern(obj, i);
+    auto o = rt->New(obj, init.data());
+    if (!o.ok()) {
+      refused = o.status();
+      break;
+    }
+    objs.push_back(std::move(*o));
+  }
+  ASSERT_EQ(refused.code(), StatusCode::kOutOfMemory) << refused;
+  EXPECT_NE(refused.message().find("far memory exhausted"), std::string::npos) << refused;
+  // Everything fits that can: 1 MiB far (less the FREE reserve) + the bound.
+  EXPECT_GT(objs.size() * obj, (1u << 20) / 2 + budget);
+  EXPECT_LE(objs.size() * obj, (1u << 20) + bound);
+  EXPECT_EQ(rt->New(obj).status().code(), StatusCode::kOutOfMemory);  // still refused
+  // Every value reads back bit-exact, twice over (swap-ins at the bound).
+  for (int pass = 0; pass < 2; ++pass)
+    for (size_t i = 0; i < objs.size(); ++i) {
+      DerefScope s(*rt);
+      auto p = objs[i].Deref(s, false);
+      ASSERT_TRUE(p.ok()) << "object " << i << ": " << p.status();
+      ASSERT_EQ(0, std::memcmp(*p, sharry::testing::Pattern(obj, i).data(), obj)) << "object " << i;
+    }
+  std::string err = ::testing::internal::GetCapturedStderr();
+  auto st = rt->Stats();
+  EXPECT_LE(st.peak_local_bytes, bound);
+  EXPECT_GE(st.far_exhausted, 1u);
+  EXPECT_GE(st.refused_local, 2u);
+  EXPECT_EQ(st.failed_far_accesses, 0u);
+  EXPECT_TRUE(rt->health().ok()) << rt->health();
+  size_t said = 0;
+  const std::string line = "sharry runtime: far memory exhausted at memnode";
+  for (size_t at = err.find(line); at != std::string::npos; at = err.find(line, at + 1)) said++;
+  EXPECT_EQ(said, 1u) << err;
+  // Far memory frees up (half the objects go): the runtime recovers.
+  objs.resize(objs.size() / 2);
+  ASSERT_TRUE(rt->FlushFrees().ok());
+  node_->allocator().Flush();
+  for (int i = 0; i < 32; ++i) {
+    auto o = rt->New(obj);
+    ASSERT_TRUE(o.ok()) << i << ": " << o.status();
+    objs.push_back(std::move(*o));
+  }
+  EXPECT_LE(rt->Stats().peak_local_bytes, bound);
+}
+
+TEST_P(ComputeTest, SwapOutWhenFarMemoryIsExhaustedKeepsObjectsLocal) {
   StartMemnode(1 << 20);  // 1 MiB of far memory
   auto rt = Make(8 << 20);
   ASSERT_TRUE(rt);
   std::vector<RemoteObject> objs;
-  for (int i = 0; i < 400; ++i) {  // 1.6 MiB of 4 KiB objects
+  for (int i = 0; i < 400; ++i) {  // 1.6 MiB of 4 KiB objects: under the budget
     uint64_t v = i;
     auto o = rt->New(4096, nullptr);
     ASSERT_TRUE(o.ok());
@@ -530,7 +596,171 @@ TEST_P(ComputeTest, MemnodeLostMidRunIsAnErrorNotAHang) {
   DerefScope s(*rt);
   auto p = o->Deref(s, false);
   EXPECT_FALSE(p.ok());
-  EXPECT_FALSE(o->is_local());  // still far: nothing half-done
+  EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status();
+  EXPECT_FALSE(o->is_local());  // still far (or lost): nothing half-done
+  EXPECT_FALSE(rt->health().ok());
+}
+
+// The memnode goes away under a running workload (3 threads of random
+// reads of an array at 25 % local): every later far access fails with
+// kUnavailable at once (no connect wait per miss: the reconnect runs once,
+// in the background), local hits go on, health() names the memnode and what
+// happened. Not a tight timing test: the bound is on the mean over many
+// failed accesses, and generous.
+TEST_P(ComputeTest, MemnodeStoppedUnderAWorkloadFailsPromptly) {
+  RuntimeOptions o = Options(256 << 10);
+  o.reconnect_attempts = 2;
+  o.reconnect_timeout_ms = 300;
+  o.reconnect_pause_ms = 100;
+  auto rt = Make(o);
+  ASSERT_TRUE(rt);
+  const std::string where = o.memnode_addr + ":" + std::to_string(o.memnode_port);
+  const size_t n = 128 * 1024;  // 1 MiB
+  auto arr = RemoteArray<uint64_t>::MakeWith(*rt, n, [](size_t i, uint64_t& v) { v = i * 7 + 1; });
+  ASSERT_TRUE(arr.ok()) << arr.status();
+  std::atomic<bool> stop{false}, dead{false};
+  std::atomic<uint64_t> ok_after{0}, failed{0}, wrong{0}, bad_code{0}, fail_ns{0}, max_fail_ns{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; ++t)
+    ts.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      while (!stop.load()) {
+        const size_t i = rng() % n;
+        const auto t0 = std::chrono::steady_clock::now();
+        auto v = arr->Get(i);
+        const uint64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::steady_clock::now() - t0).count();
+        if (v.ok()) {
+          if (*v != i * 7 + 1 && wrong.load() < 5)
+            fprintf(stderr, "WRONG dead=%d i=%zu v=%llu\n", (int)dead.load(), i, (unsigned long long)*v);
+          wrong += *v != i * 7 + 1;
+          ok_after += dead.load();
+          continue;
+        }
+        if (v.status().code() != StatusCode::kUnavailable && bad_code.load() < 3)
+          fprintf(stderr, "BADCODE %s\n", v.status().ToString().c_str());
+        bad_code += v.status().code() != StatusCode::kUnavailable;
+        failed++;
+        fail_ns += ns;
+        uint64_t m = max_fail_ns.load();
+        while (ns > m && !max_fail_ns.compare_exchange_weak(m, ns)) {
+        }
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(failed.load(), 0u);
+  node_.reset();
+  dead = true;
+  const auto t_dead = std::chrono::steady_clock::now();
+  while (failed.load() < 2000 && std::chrono::steady_clock::now() - t_dead < std::chrono::seconds(20))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  stop = true;
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(wrong.load(), 0u);
+  EXPECT_EQ(bad_code.load(), 0u);
+  ASSERT_GE(failed.load(), 2000u) << "far accesses did not fail promptly";
+  const double mean_ms = fail_ns.load() / 1e6 / failed.load();
+  std::printf("after the memnode went away: %llu far accesses failed, mean %.3f ms, max %.3f ms each\n",
+              static_cast<unsigned long long>(failed.load()), mean_ms, max_fail_ns.load() / 1e6);
+  EXPECT_LT(mean_ms, 500.0) << "max " << max_fail_ns.load() / 1e6 << " ms";
+  EXPECT_LT(max_fail_ns.load() / 1e6, 5000.0);
+  Status h = rt->health();
+  EXPECT_EQ(h.code(), StatusCode::kUnavailable) << h;
+  EXPECT_NE(h.message().find("memnode " + where), std::string::npos) << h;
+  auto st = rt->Stats();
+  EXPECT_GE(st.failed_far_accesses, failed.load());
+  EXPECT_EQ(st.connection_failures, 1u);
+  EXPECT_GT(st.lost_objects, 0u);
+  // After the reconnector gave up, still prompt, still unhealthy.
+  for (int i = 0; i < 500 && rt->health().message().find("gave up") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_NE(rt->health().message().find("gave up"), std::string::npos) << rt->health();
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t failures = 0;
+  for (size_t i = 0; i < n; i += 512) failures += !arr->Get(i).ok();
+  EXPECT_GT(failures, 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+}
+
+// The memnode restarts on the same port (our connections die, the far
+// blocks are gone): the next far access fails, the runtime reconnects in
+// the background; the objects that were local survive bit-exact (Multi-Copy:
+// also those with a far copy, which is dropped), the far-only ones are
+// reported lost (never read from the new memnode), health() keeps saying so,
+// and the survivors and new objects use the new memnode.
+TEST_P(ComputeTest, ReconnectKeepsLocalDataAndReportsFarDataLost) {
+  RuntimeOptions o = Options(1 << 20);
+  o.reconnect_attempts = 5;
+  o.reconnect_pause_ms = 50;
+  auto rt = Make(o);
+  ASSERT_TRUE(rt);
+  const uint32_t size = 4096;
+  std::vector<RemoteObject> objs;
+  for (int i = 0; i < 8; ++i) {
+    auto obj = rt->New(size, sharry::testing::Pattern(size, i).data());
+    ASSERT_TRUE(obj.ok()) << obj.status();
+    objs.push_back(std::move(*obj));
+  }
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(rt->SwapOut(objs[i]).ok());
+  for (int i = 4; i < 6; ++i) {  // far and back: Multi-Copy keeps a far copy
+    DerefScope s(*rt);
+    ASSERT_TRUE(objs[i].Deref(s, false).ok());
+  }
+  const ClientId old_id = rt->control_client_id();
+  const uint16_t port = node_->port();
+  StartMemnode(64u << 20, port);
+  ASSERT_EQ(node_->port(), port);
+  {
+    DerefScope s(*rt);
+    auto p = objs[0].Deref(s, false);
+    ASSERT_FALSE(p.ok());
+    EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status();
+  }
+  for (int i = 0; i < 1000 && rt->Stats().reconnects == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto st = rt->Stats();
+  ASSERT_EQ(st.reconnects, 1u);
+  EXPECT_EQ(st.lost_objects, 4u);
+  EXPECT_EQ(st.lost_bytes, 4u * size);
+  EXPECT_EQ(st.far_bytes, 0u);
+  Status h = rt->health();
+  EXPECT_EQ(h.code(), StatusCode::kUnavailable) << h;
+  EXPECT_NE(h.message().find("far memory lost: 4 objects"), std::string::npos) << h;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(objs[i].lost()) << i;
+    EXPECT_FALSE(objs[i].has_far_copy()) << i;
+    DerefScope s(*rt);
+    auto p = objs[i].Deref(s, false);
+    ASSERT_FALSE(p.ok()) << i;
+    EXPECT_EQ(p.status().code(), StatusCode::kUnavailable);
+    EXPECT_NE(p.status().message().find("far memory lost"), std::string::npos) << p.status();
+  }
+  EXPECT_NE(rt->control_client_id(), 0u);
+  (void)old_id;
+  for (int i = 4; i < 8; ++i) {
+    EXPECT_FALSE(objs[i].lost());
+    EXPECT_TRUE(objs[i].is_local());
+    EXPECT_FALSE(objs[i].has_far_copy());  // Multi-Copy: the far copy went with the old memnode
+    DerefScope s(*rt);
+    auto p = objs[i].Deref(s, false);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(0, std::memcmp(*p, sharry::testing::Pattern(size, i).data(), size)) << i;
+  }
+  // The survivors go far on the new memnode and come back intact.
+  for (int i = 4; i < 8; ++i) ASSERT_TRUE(rt->SwapOut(objs[i]).ok()) << i;
+  EXPECT_EQ(FarBytesHeld(*rt), 4u * size);
+  for (int i = 4; i < 8; ++i) {
+    DerefScope s(*rt);
+    auto p = objs[i].Deref(s, false);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(0, std::memcmp(*p, sharry::testing::Pattern(size, i).data(), size)) << i;
+  }
+  auto fresh = rt->New(size);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_TRUE(rt->SwapOut(*fresh).ok());
+  objs.clear();  // lost objects are destroyed without a FREE
+  fresh->Reset();
+  EXPECT_TRUE(rt->FlushFrees().ok());
 }
 
 TEST_P(ComputeTest, DerefFromAnotherThreadsScopeIsCaught) {

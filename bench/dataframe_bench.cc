@@ -55,7 +55,9 @@ using Clock = std::chrono::steady_clock;
 int Fail(const Status& s, const char* what) {
   std::fprintf(stderr, "dataframe_bench: %s: %s\n", what, s.ToString().c_str());
   switch (s.code()) {
-    case sharry::StatusCode::kOutOfMemory: return 4;
+    case sharry::StatusCode::kOutOfMemory:
+    case sharry::StatusCode::kResourceExhausted: return 4;
+    case sharry::StatusCode::kDataLoss:
     case sharry::StatusCode::kUnavailable:
     case sharry::StatusCode::kDisconnected:
     case sharry::StatusCode::kTimeout: return 2;

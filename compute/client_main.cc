@@ -65,7 +65,9 @@ struct Value {
 // exhausted (the working set does not fit in the local bound plus far memory).
 int ExitCode(const sharry::Status& s) {
   switch (s.code()) {
-    case sharry::StatusCode::kOutOfMemory: return 4;
+    case sharry::StatusCode::kOutOfMemory:
+    case sharry::StatusCode::kResourceExhausted: return 4;
+    case sharry::StatusCode::kDataLoss:
     case sharry::StatusCode::kUnavailable:
     case sharry::StatusCode::kDisconnected:
     case sharry::StatusCode::kTimeout: return 2;

@@ -119,6 +119,7 @@ Status Runtime::Init() {
     evictor_ = std::thread([this] { EvictorLoop(); });
   }
   if (opts_.prefetch_thread) prefetcher_ = std::thread([this] { PrefetchLoop(); });
+  lease_thread_ = std::thread([this] { LeaseLoop(); });
   LOG(INFO) << "compute runtime: " << CopyModeName(opts_.mode) << "-copy, local budget "
             << opts_.local_budget_bytes << " B, memnode " << opts_.memnode_addr << ":" << opts_.memnode_port
             << " over " << TransportName(opts_.transport) << " (client " << control_id_ << ")";
@@ -140,6 +141,12 @@ Runtime::~Runtime() {
   prefetch_cv_.notify_all();
   if (evictor_.joinable()) evictor_.join();
   if (prefetcher_.joinable()) prefetcher_.join();
+  {
+    std::lock_guard<std::mutex> l(lease_mu_);
+    lease_stop_ = true;
+  }
+  lease_cv_.notify_all();
+  if (lease_thread_.joinable()) lease_thread_.join();
   {
     std::unique_lock<std::mutex> l(health_mu_);
     reconnector_stop_ = true;
@@ -192,7 +199,12 @@ StatusOr<TransportClient*> Runtime::DataConnection() {
     }
     mine = &e;  // from before a reconnect: the pointer is gone, connect anew
   }
-  auto c = TransportClient::Connect(opts_.transport, conn_opts_);
+  // A data connection joins the control connection's session: the memnode
+  // closes it before it reclaims our far blocks (lease expired, control
+  // connection lost), so it can never touch a block handed to someone else.
+  ClientOptions co = conn_opts_;
+  co.session = control_id_.load(std::memory_order_acquire);
+  auto c = TransportClient::Connect(opts_.transport, co);
   if (!c.ok()) return ConnectionFailed(c.status(), "data connection");
   std::lock_guard<std::mutex> l(conns_mu_);
   data_conns_.push_back(std::move(*c));
@@ -260,7 +272,7 @@ StatusOr<void*> Runtime::Pin(DerefScope& scope, ObjectHeader* h, bool write) {
     if (Addr(m) == kLostFar) {
       std::lock_guard<std::mutex> l(health_mu_);
       Status lost = !loss_status_.ok() ? loss_status_
-                                       : Status::Unavailable("far memory lost: the object's only copy was at memnode " +
+                                       : Status::DataLoss("far memory lost: the object's only copy was at memnode " +
                                                              MemnodeName() + ", reclaimed when our connection dropped");
       return FailedAccess(lost.WithContext("swap-in of an object lost with the far memory"));
     }
@@ -781,6 +793,7 @@ RuntimeStats Runtime::Stats() const {
   s.recycled_blocks = recycled_.load();
   s.failed_far_accesses = failed_far_.load();
   s.connection_failures = connection_failures_.load();
+  s.lease_renewals = renewals_.load();
   s.reconnects = reconnects_.load();
   s.lost_objects = lost_objects_.load();
   s.lost_bytes = lost_bytes_.load();
@@ -840,7 +853,7 @@ Status Runtime::health() const {
   if (!loss_status_.ok()) {
     if (health_.load(std::memory_order_acquire) != kHealthy) {
       Status now = UnhealthyStatus();
-      return Status::Unavailable(loss_status_.message() + "; and now " + now.message());
+      return Status::DataLoss(loss_status_.message() + "; and now " + now.message());
     }
     return loss_status_;
   }
@@ -974,6 +987,34 @@ void Runtime::ReconnectLoop() {
   set_state(kFailed, Status());
 }
 
+void Runtime::LeaseLoop() {
+  for (;;) {
+    uint32_t lease_ms = 0;
+    if (health_.load(std::memory_order_acquire) == kHealthy) {
+      FarGuard g(epoch_mu_, std::try_to_lock);  // not while the reconnector replaces control_
+      if (g.owns_lock()) {
+        Status s;
+        {
+          std::lock_guard<std::mutex> l(control_mu_);
+          lease_ms = control_->transport().info().lease_ms;
+          if (lease_ms > 0) s = control_->Renew();
+        }
+        if (lease_ms > 0 && s.ok()) renewals_++;
+        if (!s.ok()) {
+          g.unlock();
+          failed_far_++;
+          OnFarFailure(s.WithContext("lease renewal"));
+        }
+      }
+    }
+    // Every lease/3 (two missed renewals of slack); without a lease, look
+    // again now and then (a reconnect may bring one).
+    const int wait_ms = lease_ms > 0 ? std::max<int>(1, static_cast<int>(lease_ms / 3)) : 1000;
+    std::unique_lock<std::mutex> l(lease_mu_);
+    if (lease_cv_.wait_for(l, std::chrono::milliseconds(wait_ms), [this] { return lease_stop_; })) return;
+  }
+}
+
 void Runtime::MarkFarMemoryLost(const Status& why) {
   // REQUIRES: epoch_mu_ exclusive. No far access is in flight; an object is
   // busy only briefly (a Pin backing out of a swap-in, a Destroy).
@@ -1021,12 +1062,12 @@ void Runtime::MarkFarMemoryLost(const Status& why) {
   lost_bytes_ += lost_bytes;
   std::lock_guard<std::mutex> l(health_mu_);
   if (lost > 0 && loss_status_.ok()) {
-    loss_status_ = Status::Unavailable(
+    loss_status_ = Status::DataLoss(
         "far memory lost: " + std::to_string(lost) + " objects (" + std::to_string(lost_bytes) +
         " B) whose only copy was at memnode " + MemnodeName() +
         " were reclaimed when our control connection dropped (" + why.ToString() + ")");
   } else if (lost > 0) {
-    loss_status_ = Status::Unavailable(loss_status_.message() + "; then " + std::to_string(lost) + " more objects");
+    loss_status_ = Status::DataLoss(loss_status_.message() + "; then " + std::to_string(lost) + " more objects");
   }
   LOG(WARNING) << "compute runtime: control connection to memnode " << MemnodeName() << " lost (" << why
                << "): " << lost << " far-only objects (" << lost_bytes << " B) lost, " << dropped_copies
@@ -1046,7 +1087,7 @@ void Runtime::NoteAllocResult(const Status& s, bool any_refused) {
     // Once per runtime on stderr (glog's files are easy to miss).
     std::fprintf(stderr,
                  "sharry runtime: far memory exhausted at memnode %s (%s): local usage is held to %llu B "
-                 "(budget + budget/8); New() and swap-ins past it fail with OutOfMemory\n",
+                 "(budget + budget/8); New() and swap-ins past it fail with ResourceExhausted\n",
                  MemnodeName().c_str(), s.ToString().c_str(), static_cast<unsigned long long>(local_limit_));
   }
 }
@@ -1083,8 +1124,8 @@ Status Runtime::MakeRoom(uint64_t size, bool swap_in) {
     Status h = health();
     return Status::Unavailable(at + ": " + (h.ok() ? why.message() : h.message()));
   }
-  if (!why.ok()) return Status::OutOfMemory(at + ": far memory exhausted or refused: " + why.ToString());
-  return Status::OutOfMemory(at + ": every local object is pinned or busy");
+  if (!why.ok()) return Status::ResourceExhausted(at + ": far memory exhausted or refused: " + why.ToString());
+  return Status::ResourceExhausted(at + ": every local object is pinned or busy");
 }
 
 }  // namespace sharry::compute

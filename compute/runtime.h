@@ -136,10 +136,11 @@ struct RuntimeStats {
   uint64_t failed_far_accesses = 0;  // swap-ins, swap-out rounds, FREE/STATS RPCs that failed for want of
                                      // the memnode (unreachable, reconnecting, far data lost)
   uint64_t connection_failures = 0;  // times the runtime went unhealthy
+  uint64_t lease_renewals = 0;       // RENEWs sent (the memnode announced a lease)
   uint64_t reconnects = 0;           // times it became healthy again
   uint64_t lost_objects = 0, lost_bytes = 0;  // objects whose only copy was far when the far memory was lost
   uint64_t far_exhausted = 0;        // times far memory ran out (ALLOC refused), each episode counted once
-  uint64_t refused_local = 0;        // New() and swap-ins refused at the local bound (kOutOfMemory)
+  uint64_t refused_local = 0;        // New() and swap-ins refused at the local bound (kResourceExhausted)
   double hit_rate() const {
     uint64_t t = local_hits + swap_ins;
     return t ? static_cast<double>(local_hits) / t : 1.0;
@@ -210,10 +211,11 @@ class RemoteObject {
   // The object's data, local and pinned until `scope` ends. `write` marks it
   // dirty. Fails only if a swap-in is needed and cannot be done:
   //   kUnavailable  the memnode is unreachable or the runtime is reconnecting
-  //                 (the object is unchanged; a later call may succeed), or
-  //                 the object was lost with the far memory ("far memory
+  //                 (the object is unchanged; a later call may succeed)
+  //   kDataLoss     the object was lost with the far memory ("far memory
   //                 lost": for good, see lost())
-  //   kOutOfMemory  local usage is at its bound and far memory is exhausted
+  //   kResourceExhausted  local usage is at its bound (budget + budget/8)
+  //                 and far memory is exhausted or refused
   StatusOr<void*> Deref(DerefScope& scope, bool write) const;
   // Asks the runtime to bring the object local in the background.
   void Prefetch() const;
@@ -257,7 +259,7 @@ class Runtime {
   Status eviction_status() const;
   // OK while the memnode is reachable and no far data was lost; otherwise the
   // error, naming the memnode and what happened, e.g. "memnode 127.0.0.1:7000
-  // unreachable since 2.1 s: ...". A loss of far memory (kUnavailable, "far
+  // unreachable since 2.1 s: ...". A loss of far memory (kDataLoss, "far
   // memory lost: ...") is permanent: health() reports it even after the
   // runtime reconnected and carries on with the objects that survived.
   Status health() const;
@@ -363,6 +365,18 @@ class Runtime {
   bool reconnector_stop_ = false;                              // GUARDED_BY(health_mu_)
   std::condition_variable health_cv_;
   std::thread reconnector_;                                    // GUARDED_BY(health_mu_)
+
+  // The lease (docs/security.md): while the memnode announces one, this
+  // thread sends a RENEW on the control connection every lease/3, so a
+  // runtime whose threads only hit locally (or only use one-sided verbs)
+  // keeps its far memory; a failed RENEW is a far failure like any other
+  // (so a dead memnode is noticed even by a workload that never misses).
+  void LeaseLoop();
+  std::mutex lease_mu_;
+  std::condition_variable lease_cv_;
+  bool lease_stop_ = false;                                    // GUARDED_BY(lease_mu_)
+  std::atomic<uint64_t> renewals_{0};
+  std::thread lease_thread_;
   std::atomic<bool> far_exhausted_{false};
   std::atomic<bool> exhausted_said_{false};
   uint64_t local_limit_ = 0;

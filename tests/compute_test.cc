@@ -35,9 +35,10 @@ class ComputeTest : public ::testing::TestWithParam<Param> {
       GTEST_SKIP() << "no RDMA device: SHARRY_RDMA_ADDR is unset (run through scripts/run-rxe.sh)";
     StartMemnode(64u << 20);
   }
-  void StartMemnode(uint64_t uma, uint16_t port = 0) {
+  void StartMemnode(uint64_t uma, uint16_t port = 0, uint32_t lease_ms = 0) {
     node_.reset();
     memnode::MemnodeOptions o;
+    o.client_lease_ms = lease_ms;
     o.transport = GetParam().transport;
     o.listen_addr = sharry::testing::ServerAddr(GetParam().transport);
     o.port = port;
@@ -106,6 +107,37 @@ TEST_P(ComputeTest, SwapOutAndBackKeepsTheBytes) {
   auto st = rt->Stats();
   EXPECT_EQ(st.swap_ins, 1u);
   EXPECT_EQ(st.swap_outs, 1u);
+}
+
+// With a lease, an idle runtime keeps its far memory: its lease thread
+// renews, and its data connections (one-sided traffic only, over verbs)
+// ride on the control connection's session.
+TEST_P(ComputeTest, IdleRuntimeKeepsItsFarMemoryUnderALease) {
+  StartMemnode(64u << 20, 0, /*lease_ms=*/1000);
+  auto rt = Make(1 << 20);
+  ASSERT_TRUE(rt);
+  std::vector<RemoteObject> objs;
+  for (uint64_t i = 0; i < 16; ++i) {
+    auto data = sharry::testing::Pattern(4096, i);
+    auto o = rt->New(4096, data.data());
+    ASSERT_TRUE(o.ok()) << o.status();
+    ASSERT_TRUE(rt->SwapOut(*o).ok());
+    objs.push_back(std::move(*o));
+  }
+  const uint64_t held = FarBytesHeld(*rt);
+  EXPECT_GE(held, 16u * 4096);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // 2.5 leases of silence from the application
+  EXPECT_GE(rt->Stats().lease_renewals, 2u);
+  EXPECT_TRUE(rt->health().ok()) << rt->health();
+  EXPECT_EQ(FarBytesHeld(*rt), held);
+  for (uint64_t i = 0; i < objs.size(); ++i) {
+    DerefScope s(*rt);
+    auto p = objs[i].Deref(s, false);
+    ASSERT_TRUE(p.ok()) << p.status();
+    auto data = sharry::testing::Pattern(4096, i);
+    EXPECT_EQ(0, std::memcmp(*p, data.data(), data.size())) << i;
+  }
+  EXPECT_EQ(rt->Stats().lost_objects, 0u);
 }
 
 // Random read/write mixes at 1, 10, 50 and 100 % of the working set, every
@@ -509,12 +541,12 @@ TEST_P(ComputeTest, FarMemoryExhaustedBoundsLocalUsage) {
     }
     objs.push_back(std::move(*o));
   }
-  ASSERT_EQ(refused.code(), StatusCode::kOutOfMemory) << refused;
+  ASSERT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused;
   EXPECT_NE(refused.message().find("far memory exhausted"), std::string::npos) << refused;
   // Everything fits that can: 1 MiB far (less the FREE reserve) + the bound.
   EXPECT_GT(objs.size() * obj, (1u << 20) / 2 + budget);
   EXPECT_LE(objs.size() * obj, (1u << 20) + bound);
-  EXPECT_EQ(rt->New(obj).status().code(), StatusCode::kOutOfMemory);  // still refused
+  EXPECT_EQ(rt->New(obj).status().code(), StatusCode::kResourceExhausted);  // still refused
   // Every value reads back bit-exact, twice over (swap-ins at the bound).
   for (int pass = 0; pass < 2; ++pass)
     for (size_t i = 0; i < objs.size(); ++i) {
@@ -637,9 +669,11 @@ TEST_P(ComputeTest, MemnodeStoppedUnderAWorkloadFailsPromptly) {
           ok_after += dead.load();
           continue;
         }
-        if (v.status().code() != StatusCode::kUnavailable && bad_code.load() < 3)
+        const bool far_failure = v.status().code() == StatusCode::kUnavailable ||
+                                 v.status().code() == StatusCode::kDataLoss;
+        if (!far_failure && bad_code.load() < 3)
           fprintf(stderr, "BADCODE %s\n", v.status().ToString().c_str());
-        bad_code += v.status().code() != StatusCode::kUnavailable;
+        bad_code += !far_failure;
         failed++;
         fail_ns += ns;
         uint64_t m = max_fail_ns.load();
@@ -665,7 +699,7 @@ TEST_P(ComputeTest, MemnodeStoppedUnderAWorkloadFailsPromptly) {
   EXPECT_LT(mean_ms, 500.0) << "max " << max_fail_ns.load() / 1e6 << " ms";
   EXPECT_LT(max_fail_ns.load() / 1e6, 5000.0);
   Status h = rt->health();
-  EXPECT_EQ(h.code(), StatusCode::kUnavailable) << h;
+  EXPECT_TRUE(h.code() == StatusCode::kUnavailable || h.code() == StatusCode::kDataLoss) << h;
   EXPECT_NE(h.message().find("memnode " + where), std::string::npos) << h;
   auto st = rt->Stats();
   EXPECT_GE(st.failed_far_accesses, failed.load());
@@ -714,7 +748,8 @@ TEST_P(ComputeTest, ReconnectKeepsLocalDataAndReportsFarDataLost) {
     DerefScope s(*rt);
     auto p = objs[0].Deref(s, false);
     ASSERT_FALSE(p.ok());
-    EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status();
+    EXPECT_TRUE(p.status().code() == StatusCode::kUnavailable || p.status().code() == StatusCode::kDataLoss)
+        << p.status();
   }
   for (int i = 0; i < 1000 && rt->Stats().reconnects == 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -724,7 +759,7 @@ TEST_P(ComputeTest, ReconnectKeepsLocalDataAndReportsFarDataLost) {
   EXPECT_EQ(st.lost_bytes, 4u * size);
   EXPECT_EQ(st.far_bytes, 0u);
   Status h = rt->health();
-  EXPECT_EQ(h.code(), StatusCode::kUnavailable) << h;
+  EXPECT_EQ(h.code(), StatusCode::kDataLoss) << h;
   EXPECT_NE(h.message().find("far memory lost: 4 objects"), std::string::npos) << h;
   for (int i = 0; i < 4; ++i) {
     EXPECT_TRUE(objs[i].lost()) << i;
@@ -732,7 +767,7 @@ TEST_P(ComputeTest, ReconnectKeepsLocalDataAndReportsFarDataLost) {
     DerefScope s(*rt);
     auto p = objs[i].Deref(s, false);
     ASSERT_FALSE(p.ok()) << i;
-    EXPECT_EQ(p.status().code(), StatusCode::kUnavailable);
+    EXPECT_EQ(p.status().code(), StatusCode::kDataLoss);
     EXPECT_NE(p.status().message().find("far memory lost"), std::string::npos) << p.status();
   }
   EXPECT_NE(rt->control_client_id(), 0u);

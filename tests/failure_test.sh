@@ -30,11 +30,11 @@ trap 'exit 1' INT TERM
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 fail() { echo "FAIL: $*"; exit 1; }
 
-# start_memnode NAME UMA_MB: sets mn (pid) and port.
+# start_memnode NAME UMA_MB [FLAGS...]: sets mn (pid) and port.
 start_memnode() {
   rm -f "$dir/port"
   "$build/memnode/memnode" --transport=tcp --listen=127.0.0.1 --port=0 --port_file="$dir/port" \
-    --uma_mb="$2" --sections=2 --stats_interval=0 >"$dir/$1.memnode.log" 2>&1 &
+    --uma_mb="$2" --sections=2 --stats_interval=0 "${@:3}" >"$dir/$1.memnode.log" 2>&1 &
   mn=$!
   echo $mn >"$dir/$1.memnode.pid"
   i=0
@@ -114,10 +114,19 @@ for sig in KILL STOP TERM; do
   wait $mn 2>/dev/null
 done
 
-# (d) Far memory exhausted: 4 MiB of far memory, 64 MiB of data at 10 % local.
-start_memnode exhausted 4
-start_client exhausted --workload=array --working_set_mb=64 --local_pct=10 --threads=2 --ops=100000
+# (d) Far memory exhausted mid-run: another client (the hog) holds most of
+# a 16 MiB memnode; ours (16 MiB of data, 10 % local) fits the memnode on
+# paper, so it starts, and finds far memory exhausted while it runs.
+start_memnode exhausted 16
+start_client hog --workload=array --working_set_mb=20 --local_pct=30 --threads=1 --ops=100000000
+deadline=$(($(now_ms) + 60000))
+until "$build/memnode/memnode_stats" --port="$port" 2>/dev/null | grep -q 'used 1[2-6]\.'; do
+  [ "$(now_ms)" -gt $deadline ] && fail "exhausted: the hog did not take 12 MiB of far memory within 60 s"
+  sleep 0.2
+done
+start_client exhausted --workload=array --working_set_mb=16 --local_pct=10 --threads=2 --ops=100000
 wait_rc exhausted 120
+kill -KILL "$(cat "$dir/hog.pid")" 2>/dev/null
 err=$(cat "$dir/exhausted.err")
 echo "far memory exhausted: the client exited $rc; stderr:"
 echo "$err" | sed 's/^/  /'
@@ -135,5 +144,29 @@ echo "exhausted: peak local $peak B, bound $bound B (budget + budget/8 = $lim B,
 kill -INT $mn
 wait $mn
 
-echo "death to exit:$summary (limit ${limit_ms} ms)"
-echo "failure_test: 4 passed, 0 failed"
+# (e) A frozen client (SIGSTOP) loses its far memory after its lease, and
+# when it wakes it is told, instead of reading blocks now someone else's.
+start_memnode frozen 256 --client_lease_s=2
+run_workload frozen
+used_before=$("$build/memnode/memnode_stats" --port="$port" 2>/dev/null | sed -n 's/.*: used \([0-9.]*\) MiB.*/\1/p' | head -1)
+kill -STOP "$(cat "$dir/frozen.pid")"
+t0=$(now_ms)
+deadline=$((t0 + 20000))
+until "$build/memnode/memnode_stats" --port="$port" 2>/dev/null | grep -q ': used 0.0 MiB'; do
+  [ "$(now_ms)" -gt $deadline ] && fail "frozen: its far memory ($used_before MiB) was not reclaimed within 20 s"
+  sleep 0.1
+done
+t_reclaim=$(($(now_ms) - t0))
+[ $t_reclaim -ge 1500 ] || fail "frozen: reclaimed after $t_reclaim ms, before its 2 s lease"
+kill -CONT "$(cat "$dir/frozen.pid")"
+wait_rc frozen 30
+err=$(cat "$dir/frozen.err")
+echo "frozen client: ${used_before} MiB of far memory reclaimed $t_reclaim ms after SIGSTOP (lease 2 s); after SIGCONT it exited $rc; stderr:"
+echo "$err" | sed 's/^/  /'
+[ "$rc" = 2 ] || fail "frozen: exit status $rc, want 2 (far memory failed)"
+case "$err" in *"lease expired"*) ;; *) fail "frozen: stderr does not say its lease expired" ;; esac
+kill -INT $mn
+wait $mn
+
+echo "death to exit:$summary (limit ${limit_ms} ms); frozen client reclaimed after ${t_reclaim} ms (lease 2000 ms)"
+echo "failure_test: 5 passed, 0 failed"

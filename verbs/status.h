@@ -32,6 +32,10 @@ enum class StatusCode : uint8_t {
   kUnavailable = 10,      // the peer cannot be reached (refused, no route)
   kPermissionDenied = 11, // e.g. freeing a block that another client owns
   kInternal = 12,         // a bug: should never be seen
+  kResourceExhausted = 13,// a local bound reached (e.g. local memory held to its bound
+                          // while far memory is exhausted); retry after freeing
+  kDataLoss = 14,         // data is gone for good (e.g. far-only objects reclaimed
+                          // after the control connection was lost)
 };
 
 // Stable, human-readable name of a code ("OutOfRange", ...).
@@ -55,6 +59,8 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
+  static Status DataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
   // An IoError naming a failed call and errno: "ibv_reg_mr: Cannot allocate memory (errno 12)".
   static Status FromErrno(std::string_view call, int err);
 

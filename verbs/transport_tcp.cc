@@ -168,6 +168,12 @@ Status TcpClient::RecvReply(uint64_t tag, Kind expected, MsgHeader* h) {
   if (Status s = Recv(h, sizeof *h); !s.ok()) return Kill(s);
   if (h->magic != wire::kMagic || h->version != wire::kVersion)
     return Kill(Status::Protocol("reply with bad magic/version"));
+  if (h->tag == 0 && h->kind == Kind::kError && h->length <= 4096) {
+    // The server's last word about the connection (e.g. our lease ran out).
+    std::vector<uint8_t> msg(h->length);
+    if (Status s = Recv(msg.data(), msg.size()); !s.ok()) return Kill(s);
+    return Kill(internal::DecodeError(msg).WithContext("the server closed the connection"));
+  }
   if (h->tag != tag)
     return Kill(Status::Protocol("reply for tag " + std::to_string(h->tag) + ", expected " + std::to_string(tag)));
   // A reply never exceeds what we agreed at connect time (a kReadData frame
@@ -600,7 +606,15 @@ void TcpServer::Sweep(Poller* p, Clock::time_point now) {
       c->Close("stalled: " + std::to_string(c->unsent) + " B of replies unread for " +
                std::to_string(opts_.stall_timeout_ms) + " ms");
     } else if (c->session && !c->closing && sessions_.Expired(*c->session, now)) {
-      c->Close(std::string("session ") + std::to_string(c->session->root) + " over: " + c->session->why);
+      // Say why before closing (tag 0: about the connection, not a request),
+      // so a client that wakes up learns its lease ran out.
+      const std::string why = "session " + std::to_string(c->session->root) + " over: " + c->session->why +
+                              (opts_.lease_ms ? " (lease " + std::to_string(opts_.lease_ms) + " ms)" : "") +
+                              "; its far memory is reclaimed";
+      QueueError(c, 0, Status::Unavailable(why));
+      StartClosing(c, why);
+      Flush(c);
+      if (!c->dead) UpdateInterest(p, c);
     }
     if (c->dead) doomed.push_back(c);
   }

@@ -32,15 +32,18 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 # start_memnode NAME UMA_MB [FLAGS...]: sets mn (pid) and port.
 start_memnode() {
+  mname=$1
+  muma=$2
+  shift 2
   rm -f "$dir/port"
   "$build/memnode/memnode" --transport=tcp --listen=127.0.0.1 --port=0 --port_file="$dir/port" \
-    --uma_mb="$2" --sections=2 --stats_interval=0 "${@:3}" >"$dir/$1.memnode.log" 2>&1 &
+    --uma_mb="$muma" --sections=2 --stats_interval=0 "$@" >"$dir/$mname.memnode.log" 2>&1 &
   mn=$!
-  echo $mn >"$dir/$1.memnode.pid"
+  echo $mn >"$dir/$mname.memnode.pid"
   i=0
   while [ ! -s "$dir/port" ]; do
     i=$((i + 1))
-    if [ $i -gt 300 ]; then cat "$dir/$1.memnode.log"; fail "$1: memnode did not start"; fi
+    if [ $i -gt 300 ]; then cat "$dir/$mname.memnode.log"; fail "$mname: memnode did not start"; fi
     sleep 0.1
   done
   port=$(cat "$dir/port")

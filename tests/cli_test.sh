@@ -50,7 +50,9 @@ case "$out" in *" arrays=8 object_bytes=256 "*" errors=0"*) ;; *) echo "FAIL: 8 
 huge_mb=17592186044416  # 2^44 MiB: 2^64 bytes
 while read -r bin name want flags; do
   case $bin in
-    memnode) cmd="$build/memnode/memnode --transport=$transport --listen=$addr --port=0 --port_file=$dir/bad.port" ;;
+    # A small UMA first (a row's own --uma_mb comes later and wins): the
+    # default 1 GiB does not fit a small VM, and would be refused first.
+    memnode) cmd="$build/memnode/memnode --transport=$transport --listen=$addr --port=0 --port_file=$dir/bad.port --uma_mb=64" ;;
     memnode_stats) cmd="$build/memnode/memnode_stats --transport=$transport --addr=$addr --port=$port" ;;
     sharry_client) cmd="$build/compute/sharry_client --transport=$transport --memnode=$addr:$port --working_set_mb=4" ;;
   esac
@@ -85,6 +87,13 @@ memnode poller_cores 2 --poller_cores=-2
 memnode free_batch 2 --free_batch=0
 memnode stats_interval 2 --stats_interval=-1
 memnode transport 2 --transport=udp
+memnode client_lease_s 2 --client_lease_s=-1
+memnode client_lease_s 2 --client_lease_s=86401
+memnode max_handshakes 2 --max_handshakes=0
+memnode handshake_timeout_ms 2 --handshake_timeout_ms=0
+memnode max_unsent_kb 2 --max_unsent_kb=1
+memnode stall_timeout_ms 2 --stall_timeout_ms=0
+memnode keepalive_s 2 --keepalive_s=-1
 memnode_stats port 2 --port=70000
 memnode_stats port 2 --port=-1
 memnode_stats port 2 --port=0

@@ -413,7 +413,11 @@ class TcpServer final : public TransportServer {
 };
 
 Status TcpServer::Start() {
-  auto fd = net::ListenTcp(opts_.listen_addr, opts_.port, 128, &port_);
+  // A deep backlog (capped by net.core.somaxconn): under a connection flood
+  // the kernel queues the connections for the acceptor, which refuses or
+  // times them out with a reason, instead of dropping handshakes that the
+  // client then thinks established and the kernel retries for a minute.
+  auto fd = net::ListenTcp(opts_.listen_addr, opts_.port, SOMAXCONN > 4096 ? SOMAXCONN : 4096, &port_);
   if (!fd.ok()) return fd.status();
   listen_fd_ = std::move(*fd);
   reserve_fd_ = net::Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));

@@ -85,6 +85,8 @@ bool WellFormed(const std::vector<uint8_t>& req, size_t cap) {
              cap >= sizeof(ReplyHeader) + h.count;
     case Opcode::kStats:
       return h.count == 0 && body == 0 && cap >= sizeof(ReplyHeader) + sizeof(StatsHead) + sizeof(SectionRecord);
+    case Opcode::kRenew:
+      return h.count == 0 && body == 0 && cap >= sizeof(ReplyHeader);
   }
   return false;
 }
@@ -132,6 +134,13 @@ class Session {
       case Opcode::kAlloc: return CheckAlloc(c, h, req, out);
       case Opcode::kFree: return CheckFree(c, h, req, out);
       case Opcode::kStats: return CheckStats(out);
+      case Opcode::kRenew: {
+        auto rh = DecodeReplyHeader(out, 0);
+        CHECK(rh.ok()) << rh.status();
+        CHECK_EQ(rh->count, 0u) << "RENEW reply count";
+        CHECK_EQ(out.size(), sizeof(ReplyHeader)) << "RENEW reply length";
+        return;
+      }
     }
   }
 

@@ -56,7 +56,9 @@ class SessionTable {
     // Guarded by SessionTable::mu_.
     int members = 0;          // open connections besides the root
     bool root_closed = false; // the root's OnDisconnect is owed once members == 0
-    const char* why = "";     // why it is over (for logs and refusals)
+    // Why it is over (a string literal; for logs and refusals). Written
+    // under mu_ before `over` is set, read by any thread after it.
+    std::atomic<const char*> why{""};
   };
 
   explicit SessionTable(uint32_t lease_ms) : lease_ms_(lease_ms) {}

@@ -612,7 +612,7 @@ void TcpServer::Sweep(Poller* p, Clock::time_point now) {
     } else if (c->session && !c->closing && sessions_.Expired(*c->session, now)) {
       // Say why before closing (tag 0: about the connection, not a request),
       // so a client that wakes up learns its lease ran out.
-      const std::string why = "session " + std::to_string(c->session->root) + " over: " + c->session->why +
+      const std::string why = "session " + std::to_string(c->session->root) + " over: " + c->session->why.load() +
                               (opts_.lease_ms ? " (lease " + std::to_string(opts_.lease_ms) + " ms)" : "") +
                               "; its far memory is reclaimed";
       QueueError(c, 0, Status::Unavailable(why));

@@ -890,7 +890,7 @@ void VerbsServer::Sweep() {
   std::vector<std::pair<rdma_cm_id*, std::string>> over;
   for (auto& [id, c] : by_id_)
     if (c->established && sessions_.Expired(*c->session, now))
-      over.emplace_back(id, "session " + std::to_string(c->session->root) + " over: " + c->session->why);
+      over.emplace_back(id, "session " + std::to_string(c->session->root) + " over: " + c->session->why.load());
   for (auto& [id, why] : over) {
     LOG(WARNING) << "verbs: dropping client " << by_id_[id]->client_id << ": " << why;
     DropConn(id, why);

@@ -25,7 +25,7 @@
 #include "compute/client_options.h"
 #include "compute/runtime.h"
 #include "compute/start_barrier.h"
-#include "verbs/flag_check.h"
+#include "base/flag_check.h"
 
 DEFINE_string(storage, "remote", "remote (remoteable arrays in far memory) or local (std::vector)");
 DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT (remote)");

@@ -35,7 +35,7 @@
 #include <vector>
 
 #include "remote_ds/remote_array.h"
-#include "verbs/status.h"
+#include "base/status.h"
 
 namespace sharry::bench {
 

@@ -22,7 +22,7 @@
 
 #include "verbs/socket_util.h"
 #include "verbs/transport.h"
-#include "verbs/flag_check.h"
+#include "base/flag_check.h"
 #include "verbs/wire.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");

@@ -29,7 +29,7 @@
 #include "compute/start_barrier.h"
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
-#include "verbs/flag_check.h"
+#include "base/flag_check.h"
 
 DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT");
 DEFINE_string(transport, "tcp", "verbs or tcp");

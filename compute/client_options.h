@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "compute/runtime.h"
-#include "verbs/flag_check.h"
+#include "base/flag_check.h"
 
 namespace sharry::compute {
 

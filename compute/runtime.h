@@ -69,7 +69,7 @@
 
 #include "compute/object.h"
 #include "memnode/client.h"
-#include "verbs/status.h"
+#include "base/status.h"
 #include "verbs/transport.h"
 
 namespace sharry::compute {

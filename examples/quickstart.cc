@@ -12,7 +12,7 @@
 #include "compute/runtime.h"
 #include "memnode/memnode.h"
 #include "remote_ds/remote_array.h"
-#include "verbs/flag_check.h"
+#include "base/flag_check.h"
 
 namespace {
 

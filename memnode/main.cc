@@ -17,7 +17,7 @@
 #include <fstream>
 
 #include "memnode/memnode.h"
-#include "verbs/flag_check.h"
+#include "base/flag_check.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(listen, "0.0.0.0", "address to listen on (verbs: an address of the RDMA netdev)");

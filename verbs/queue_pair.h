@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "verbs/cm.h"
-#include "verbs/status.h"
+#include "base/status.h"
 
 namespace sharry::verbs {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "compute/client_options.h"
+#include "tools/cli/client_options.h"
 #include "compute/runtime.h"
 #include "memnode/memnode.h"
 #include "remote_ds/remote_array.h"

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "alloc/scheduler.h"
 #include "memnode/memnode.h"
 #include "base/flag_check.h"
 

@@ -21,11 +21,11 @@
 #include <functional>
 #include <new>
 
-#include "workloads/taxi.h"
-#include "tools/cli/client_options.h"
-#include "compute/runtime.h"
-#include "tools/cli/start_barrier.h"
 #include "base/flag_check.h"
+#include "compute/runtime.h"
+#include "tools/cli/client_options.h"
+#include "tools/cli/start_barrier.h"
+#include "workloads/taxi.h"
 
 DEFINE_string(storage, "remote", "remote (remoteable arrays in far memory) or local (std::vector)");
 DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT (remote)");

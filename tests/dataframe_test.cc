@@ -10,11 +10,11 @@
 #include <cstring>
 #include <vector>
 
-#include "workloads/taxi.h"
 #include "compute/runtime.h"
 #include "memnode/memnode.h"
 #include "remote_ds/remote_array.h"
 #include "tests/test_util.h"
+#include "workloads/taxi.h"
 
 namespace sharry::bench {
 namespace {

@@ -17,8 +17,8 @@
 #include <fstream>
 
 #include "alloc/scheduler.h"
-#include "memnode/memnode.h"
 #include "base/flag_check.h"
+#include "memnode/memnode.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(listen, "0.0.0.0", "address to listen on (verbs: an address of the RDMA netdev)");

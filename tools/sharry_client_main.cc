@@ -24,12 +24,12 @@
 #include <thread>
 #include <vector>
 
-#include "tools/cli/client_options.h"
+#include "base/flag_check.h"
 #include "compute/runtime.h"
-#include "tools/cli/start_barrier.h"
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
-#include "base/flag_check.h"
+#include "tools/cli/client_options.h"
+#include "tools/cli/start_barrier.h"
 
 DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT");
 DEFINE_string(transport, "tcp", "verbs or tcp");

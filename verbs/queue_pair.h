@@ -18,8 +18,8 @@
 #include <span>
 #include <vector>
 
-#include "verbs/cm.h"
 #include "base/status.h"
+#include "verbs/cm.h"
 
 namespace sharry::verbs {
 

@@ -34,8 +34,8 @@
 #include <cstring>
 #include <vector>
 
-#include "remote_ds/remote_array.h"
 #include "base/status.h"
+#include "remote_ds/remote_array.h"
 
 namespace sharry::bench {
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <string_view>
 
-#include "compute/runtime.h"
 #include "base/flag_check.h"
+#include "compute/runtime.h"
 
 namespace sharry::compute {
 

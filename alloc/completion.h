@@ -29,7 +29,7 @@
 #include <cstdint>
 #include <thread>
 
-#include "alloc/cpu_relax.h"
+#include "base/cpu_relax.h"
 
 namespace sharry::alloc {
 

@@ -46,7 +46,7 @@
 #include <thread>
 #include <type_traits>
 
-#include "alloc/cpu_relax.h"
+#include "base/cpu_relax.h"
 #include "glog/logging.h"
 
 namespace sharry::alloc {

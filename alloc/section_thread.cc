@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "base/cpu_relax.h"
 #include "glog/logging.h"
 
 namespace sharry::alloc {

@@ -73,7 +73,7 @@
 
 #include "alloc/mutex_allocator.h"
 #include "alloc/sharry_allocator.h"
-#include "verbs/flag_check.h"
+#include "base/flag_check.h"
 
 DEFINE_string(modes, "sharry-1,sharry-1p,sharry-K,mutex,malloc", "Backends for part 1");
 DEFINE_string(malloc_name, "glibc", "Name printed for the malloc mode (e.g. jemalloc)");

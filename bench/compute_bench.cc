@@ -48,11 +48,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/flag_check.h"
 #include "compute/runtime.h"
 #include "memnode/memnode.h"
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
-#include "verbs/flag_check.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(addr, "", "memnode address to serve on and connect to (default: tcp 127.0.0.1, verbs "

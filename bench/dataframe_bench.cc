@@ -1,5 +1,5 @@
 // dataframe_bench: the paper's data-analysis application (section 6.3,
-// Fig. 8) — a columnar data frame of NYC-taxi-shaped trips (bench/taxi.h) on
+// Fig. 8) — a columnar data frame of NYC-taxi-shaped trips (workloads/taxi.h) on
 // remoteable arrays, analysed with five group-by queries (trip duration and
 // speed by hour of day, fare by passenger count, detour by weekday, a
 // per-hour travel-time model), or the same on plain local memory.
@@ -21,11 +21,11 @@
 #include <functional>
 #include <new>
 
-#include "bench/taxi.h"
-#include "compute/client_options.h"
+#include "base/flag_check.h"
 #include "compute/runtime.h"
-#include "compute/start_barrier.h"
-#include "verbs/flag_check.h"
+#include "tools/cli/client_options.h"
+#include "tools/cli/start_barrier.h"
+#include "workloads/taxi.h"
 
 DEFINE_string(storage, "remote", "remote (remoteable arrays in far memory) or local (std::vector)");
 DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT (remote)");

@@ -21,9 +21,9 @@
 #include <thread>
 #include <vector>
 
+#include "base/flag_check.h"
 #include "memnode/client.h"
 #include "memnode/memnode.h"
-#include "verbs/flag_check.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(addr, "127.0.0.1", "address to serve on and connect to (verbs: the RDMA netdev's)");

@@ -20,9 +20,9 @@
 #include <thread>
 #include <vector>
 
+#include "base/flag_check.h"
 #include "verbs/socket_util.h"
 #include "verbs/transport.h"
-#include "verbs/flag_check.h"
 #include "verbs/wire.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");

@@ -7,18 +7,14 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/cpu_relax.h"
+
 namespace sharry::compute {
 
 using namespace meta;  // NOLINT: the bit names of object.h
 
 namespace {
 std::atomic<uint64_t> g_instances{1};
-
-void Relax() {
-#if defined(__x86_64__)
-  __builtin_ia32_pause();
-#endif
-}
 }  // namespace
 
 std::string_view CopyModeName(CopyMode m) { return m == CopyMode::kUniqueCopy ? "unique" : "multi"; }
@@ -263,7 +259,7 @@ StatusOr<void*> Runtime::Pin(DerefScope& scope, ObjectHeader* h, bool write) {
       continue;
     }
     if (Is(m, kBusy)) {  // another thread is moving it: wait
-      Relax();
+      CpuRelax();
       std::this_thread::yield();
       m = h->word.load(std::memory_order_acquire);
       continue;

@@ -67,9 +67,9 @@
 #include <thread>
 #include <vector>
 
+#include "base/status.h"
 #include "compute/object.h"
 #include "memnode/client.h"
-#include "verbs/status.h"
 #include "verbs/transport.h"
 
 namespace sharry::compute {

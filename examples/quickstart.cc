@@ -8,11 +8,11 @@
 #include <string>
 #include <string_view>
 
-#include "compute/client_options.h"
+#include "base/flag_check.h"
 #include "compute/runtime.h"
 #include "memnode/memnode.h"
 #include "remote_ds/remote_array.h"
-#include "verbs/flag_check.h"
+#include "tools/cli/client_options.h"
 
 namespace {
 

@@ -2,6 +2,8 @@
 
 #include <glog/logging.h>
 
+#include "alloc/sharry_allocator.h"
+
 namespace sharry::memnode {
 
 StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {

@@ -14,10 +14,13 @@
 #include <thread>
 #include <vector>
 
-#include "alloc/sharry_allocator.h"
 #include "memnode/service.h"
 #include "memnode/uma.h"
 #include "verbs/transport.h"
+
+namespace sharry::alloc {
+class SharryAllocator;  // alloc/sharry_allocator.h: internal to the build, not installed
+}  // namespace sharry::alloc
 
 namespace sharry::memnode {
 

@@ -39,7 +39,7 @@
 #include <string_view>
 #include <vector>
 
-#include "verbs/status.h"
+#include "base/status.h"
 
 namespace sharry::memnode {
 

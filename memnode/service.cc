@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "alloc/sharry_allocator.h"
+
 namespace sharry::memnode {
 
 namespace {

@@ -19,9 +19,12 @@
 #include <mutex>
 #include <set>
 
-#include "alloc/sharry_allocator.h"
 #include "memnode/rpc.h"
 #include "verbs/transport.h"
+
+namespace sharry::alloc {
+class SharryAllocator;  // alloc/sharry_allocator.h: internal to the build, not installed
+}  // namespace sharry::alloc
 
 namespace sharry::memnode {
 

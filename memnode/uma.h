@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <string>
 
-#include "verbs/status.h"
+#include "base/status.h"
 
 namespace sharry::memnode {
 

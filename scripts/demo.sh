@@ -31,7 +31,7 @@ done
 [[ $rounds =~ ^[1-9][0-9]{0,3}$ ]] || { echo "demo: --rounds $rounds: want an integer in 1..9999" >&2; exit 2; }
 [[ $transport == verbs && $addr == 127.0.0.1 ]] && addr=${SHARRY_RDMA_ADDR:-192.0.2.1}
 b=$PWD/$build
-for bin in memnode/memnode memnode/memnode_stats compute/sharry_client; do
+for bin in tools/memnode tools/memnode_stats tools/sharry_client; do
   [[ -x $b/$bin ]] || { echo "demo: $b/$bin is missing: build first (scripts/run.sh)" >&2; exit 1; }
 done
 tmp=$(mktemp -d)
@@ -47,7 +47,7 @@ for round in $(seq "$rounds"); do
 for mode in unique multi; do
   printf '\n[%s-copy, round %d of %d] starting the memnode ... ' "$mode" "$round" "$rounds"
   rm -f "$tmp/port"
-  "$b/memnode/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$tmp/port" \
+  "$b/tools/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$tmp/port" \
     --uma_mb=$((ws_mb * clients * 2 + 64)) --sections=2 --stats_interval=0 >"$tmp/memnode-$mode.log" 2>&1 &
   mn=$!
   for _ in $(seq 300); do [[ -s $tmp/port ]] && break; sleep 0.1; done
@@ -56,7 +56,7 @@ for mode in unique multi; do
   echo "port $port"
   pids=()
   for c in $(seq "$clients"); do
-    "$b/compute/sharry_client" --transport="$transport" --memnode="$addr:$port" --workload=array --mode="$mode" \
+    "$b/tools/sharry_client" --transport="$transport" --memnode="$addr:$port" --workload=array --mode="$mode" \
       --working_set_mb="$ws_mb" --local_pct="$local_pct" --ops="$ops" --seed="$c" \
       --ready_file="$tmp/ready-$mode-$c" --go_file="$tmp/go-$mode" \
       >"$tmp/client-$mode-$c.out" 2>"$tmp/client-$mode-$c.err" &
@@ -70,7 +70,7 @@ for mode in unique multi; do
     # All loaded: start the timed phase of every client at once.
     for c in $(seq "$clients"); do [[ -e $tmp/ready-$mode-$c ]] && ready=$((ready + 1)); done
     [[ $ready == "$clients" && ! -e $tmp/go-$mode ]] && touch "$tmp/go-$mode"
-    used=$("$b/memnode/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" 2>/dev/null |
+    used=$("$b/tools/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" 2>/dev/null |
            sed -n 's/^UMA [0-9.]* MiB: used \([0-9.]*\) MiB.*/\1/p')
     [[ -n $used ]] && peak=$(awk -v a="$peak" -v b="$used" 'BEGIN { print (b > a ? b : a) }')
     if [[ -t 1 ]]; then

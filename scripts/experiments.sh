@@ -48,7 +48,7 @@ done
   { echo "experiments: --only $only: want a comma-separated list of fig6, fig7, fig8" >&2; exit 2; }
 [[ $scale == host || $scale == vm ]] || { echo "experiments: --scale $scale: want host or vm" >&2; exit 2; }
 b=$ROOT/$build
-bins=("$b/memnode/memnode" "$b/memnode/memnode_stats" "$b/compute/sharry_client" "$b/bench/dataframe_bench")
+bins=("$b/tools/memnode" "$b/tools/memnode_stats" "$b/tools/sharry_client" "$b/bench/dataframe_bench")
 
 plot() {  # plot DIR: every figure whose CSV is in DIR
   command -v gnuplot >/dev/null || { echo "experiments: gnuplot is missing (scripts/install-deps.sh); CSVs only"; return; }
@@ -110,7 +110,7 @@ median_row() { sort -t, -k"$2","$2" -g "$1" | awk -v n="$(wc -l <"$1")" 'NR == i
 
 start_memnode() {  # start_memnode SECTIONS UMA_MB
   rm -f "$tmp/port"
-  "$b/memnode/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$tmp/port" \
+  "$b/tools/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$tmp/port" \
     --uma_mb="$2" --sections="$1" --stats_interval=0 >"$tmp/memnode.log" 2>&1 &
   mn=$!
   for _ in $(seq 600); do [[ -s $tmp/port ]] && break; sleep 0.1; done
@@ -141,7 +141,7 @@ run_clients() {
     if [[ $phase == loading && $ready == "$n" ]]; then touch "$tmp/go"; phase=running; fi
     if [[ $phase == loading && $running -lt $n ]]; then break; fi  # one died while loading
     local used=
-    [[ -n $mn ]] && used=$("$b/memnode/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" 2>/dev/null |
+    [[ -n $mn ]] && used=$("$b/tools/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" 2>/dev/null |
            sed -n 's/^UMA [0-9.]* MiB: used \([0-9.]*\) MiB.*/\1/p' || true)
     [[ -n $used ]] && peak=$(awk -v a="$peak" -v b="$used" 'BEGIN { print (b * 1048576 > a ? b * 1048576 : a) }')
     [[ $live == 1 ]] && printf '\r  %-48s %4ds %s, %d/%d running, far %s MiB   ' "$label" $((SECONDS - t0)) "$phase" \
@@ -175,7 +175,7 @@ fig6() {
       for mode in unique multi; do
         k=$((k + 1))
         start_memnode 2 $((ws_mb * procs * 2 + 64))
-        run_clients "[fig6 $k/$total] $mode x$procs local $pct %" "$procs" "$b/compute/sharry_client" \
+        run_clients "[fig6 $k/$total] $mode x$procs local $pct %" "$procs" "$b/tools/sharry_client" \
           --transport="$transport" --memnode="$addr:@PORT@" --workload=array --arrays=8 --object_bytes=4096 \
           --working_set_mb="$ws_mb" --local_pct="$pct" --ops="$ops" --mode="$mode" --min_secs=2
         stop_memnode
@@ -212,7 +212,7 @@ fig7() {
         k=$((k + 1))
         local per=$(( (count + 2) / 3 ))
         start_memnode "$sec" $(( per * 3 * 256 / 1048576 * 2 + 128 ))
-        run_clients "[fig7 $k/$total] $mode $count objects $sec sections" 3 "$b/compute/sharry_client" \
+        run_clients "[fig7 $k/$total] $mode $count objects $sec sections" 3 "$b/tools/sharry_client" \
           --transport="$transport" --memnode="$addr:@PORT@" --workload=array --arrays=8 --object_bytes=256 \
           --objects="$per" --local_mb="$local_mb" --ops="$ops" --mode="$mode" --min_secs=2
         stop_memnode

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine:
 #   1. installs what is missing (Debian packages only; scripts/install-deps.sh)
-#   2. builds Sharry (warnings are errors) and runs the ctest labels
+#   2. builds Sharry (warnings are errors), checks that includes run only
+#      downward (scripts/check-layering.sh), and runs the ctest labels
 #        unit  in-process tests
 #        tcp   end-to-end over the TCP transport on loopback
 #        rxe   end-to-end over RDMA verbs: natively on a host with an RDMA
@@ -57,6 +58,10 @@ run_ctest() {
 
 step "build ($root)"
 configure_build "$root" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+step "layering: includes run only downward (docs/layout.md)"
+if ! scripts/check-layering.sh; then
+  failed+=("layering")
+fi
 step "tests: unit and tcp"
 run_ctest "$root" 'unit|tcp'
 if [[ $rxe == 1 ]]; then

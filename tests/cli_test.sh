@@ -5,7 +5,7 @@
 set -eu
 build=$1 transport=$2 addr=$3
 dir=$(mktemp -d)
-"$build/memnode/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$dir/port" \
+"$build/tools/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$dir/port" \
   --uma_mb=64 --sections=2 --stats_interval=0 >"$dir/memnode.log" 2>&1 &
 mn=$!
 trap 'kill $mn 2>/dev/null || true; rm -rf "$dir"' EXIT
@@ -18,7 +18,7 @@ done
 port=$(cat "$dir/port")
 for workload in array hashtable; do
   for mode in unique multi; do
-    out=$("$build/compute/sharry_client" --transport="$transport" --memnode="$addr:$port" --workload=$workload \
+    out=$("$build/tools/sharry_client" --transport="$transport" --memnode="$addr:$port" --workload=$workload \
       --mode=$mode --working_set_mb=4 --local_pct=25 --ops=20000 2>/dev/null)
     echo "$out"
     case "$out" in *" errors=0"*) ;; *) echo "FAIL: $workload/$mode"; exit 1 ;; esac
@@ -26,7 +26,7 @@ for workload in array hashtable; do
 done
 # The experiments' form (scripts/experiments.sh): 8 arrays of 256-byte
 # objects, a scan, and the start barrier: the timed phase must wait for go.
-"$build/compute/sharry_client" --transport="$transport" --memnode="$addr:$port" --arrays=8 --object_bytes=256 \
+"$build/tools/sharry_client" --transport="$transport" --memnode="$addr:$port" --arrays=8 --object_bytes=256 \
   --objects=4000 --local_mb=0 --local_pct=30 --ops=20000 --pattern=scan --mode=unique \
   --ready_file="$dir/ready" --go_file="$dir/go" >"$dir/barrier.out" 2>/dev/null &
 client=$!
@@ -52,9 +52,9 @@ while read -r bin name want flags; do
   case $bin in
     # A small UMA first (a row's own --uma_mb comes later and wins): the
     # default 1 GiB does not fit a small VM, and would be refused first.
-    memnode) cmd="$build/memnode/memnode --transport=$transport --listen=$addr --port=0 --port_file=$dir/bad.port --uma_mb=64" ;;
-    memnode_stats) cmd="$build/memnode/memnode_stats --transport=$transport --addr=$addr --port=$port" ;;
-    sharry_client) cmd="$build/compute/sharry_client --transport=$transport --memnode=$addr:$port --working_set_mb=4" ;;
+    memnode) cmd="$build/tools/memnode --transport=$transport --listen=$addr --port=0 --port_file=$dir/bad.port --uma_mb=64" ;;
+    memnode_stats) cmd="$build/tools/memnode_stats --transport=$transport --addr=$addr --port=$port" ;;
+    sharry_client) cmd="$build/tools/sharry_client --transport=$transport --memnode=$addr:$port --working_set_mb=4" ;;
   esac
   rc=0
   # $cmd and $flags are word lists.
@@ -130,7 +130,7 @@ EOF
 # notices a departed client asynchronously, so give it a few seconds).
 i=0
 while :; do
-  stats=$("$build/memnode/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" 2>/dev/null)
+  stats=$("$build/tools/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" 2>/dev/null)
   case "$stats" in *" 0 live blocks"*) break ;; esac
   i=$((i + 1))
   if [ $i -gt 100 ]; then echo "$stats"; echo "FAIL: blocks left behind"; exit 1; fi

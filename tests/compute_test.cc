@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "alloc/sharry_allocator.h"
 #include "compute/remote_ptr.h"
 #include "compute/runtime.h"
 #include "memnode/memnode.h"

@@ -1,4 +1,4 @@
-// The data-frame workload of the experiments (bench/taxi.h) and the pieces of
+// The data-frame workload of the experiments (workloads/taxi.h) and the pieces of
 // remote_ds/ it rests on (RemoteArray::MakeWith, RemoteArray::Cursor): the
 // generator is deterministic and shaped like the 2016 taxi records; the
 // queries give bit-identical results on far memory (both copy modes, small
@@ -10,11 +10,11 @@
 #include <cstring>
 #include <vector>
 
-#include "bench/taxi.h"
 #include "compute/runtime.h"
 #include "memnode/memnode.h"
 #include "remote_ds/remote_array.h"
 #include "tests/test_util.h"
+#include "workloads/taxi.h"
 
 namespace sharry::bench {
 namespace {

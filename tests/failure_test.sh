@@ -36,7 +36,7 @@ start_memnode() {
   muma=$2
   shift 2
   rm -f "$dir/port"
-  "$build/memnode/memnode" --transport=tcp --listen=127.0.0.1 --port=0 --port_file="$dir/port" \
+  "$build/tools/memnode" --transport=tcp --listen=127.0.0.1 --port=0 --port_file="$dir/port" \
     --uma_mb="$muma" --sections=2 --stats_interval=0 "$@" >"$dir/$mname.memnode.log" 2>&1 &
   mn=$!
   echo $mn >"$dir/$mname.memnode.pid"
@@ -55,7 +55,7 @@ start_client() {
   name=$1
   shift
   (
-    "$build/compute/sharry_client" --transport=tcp --memnode="127.0.0.1:$port" "$@" \
+    "$build/tools/sharry_client" --transport=tcp --memnode="127.0.0.1:$port" "$@" \
       >"$dir/$name.out" 2>"$dir/$name.err" &
     echo $! >"$dir/$name.pid"
     wait $!
@@ -123,7 +123,7 @@ done
 start_memnode exhausted 16
 start_client hog --workload=array --working_set_mb=20 --local_pct=30 --threads=1 --ops=100000000
 deadline=$(($(now_ms) + 60000))
-until "$build/memnode/memnode_stats" --port="$port" 2>/dev/null | grep -q 'used 1[2-6]\.'; do
+until "$build/tools/memnode_stats" --port="$port" 2>/dev/null | grep -q 'used 1[2-6]\.'; do
   [ "$(now_ms)" -gt $deadline ] && fail "exhausted: the hog did not take 12 MiB of far memory within 60 s"
   sleep 0.2
 done
@@ -151,11 +151,11 @@ wait $mn
 # when it wakes it is told, instead of reading blocks now someone else's.
 start_memnode frozen 256 --client_lease_s=2
 run_workload frozen
-used_before=$("$build/memnode/memnode_stats" --port="$port" 2>/dev/null | sed -n 's/.*: used \([0-9.]*\) MiB.*/\1/p' | head -1)
+used_before=$("$build/tools/memnode_stats" --port="$port" 2>/dev/null | sed -n 's/.*: used \([0-9.]*\) MiB.*/\1/p' | head -1)
 kill -STOP "$(cat "$dir/frozen.pid")"
 t0=$(now_ms)
 deadline=$((t0 + 20000))
-until "$build/memnode/memnode_stats" --port="$port" 2>/dev/null | grep -q ': used 0.0 MiB'; do
+until "$build/tools/memnode_stats" --port="$port" 2>/dev/null | grep -q ': used 0.0 MiB'; do
   [ "$(now_ms)" -gt $deadline ] && fail "frozen: its far memory ($used_before MiB) was not reclaimed within 20 s"
   sleep 0.1
 done

@@ -1,5 +1,5 @@
-// verbs/flag_check: the checked flag layer of every binary.
-#include "verbs/flag_check.h"
+// base/flag_check: the checked flag layer of every binary.
+#include "base/flag_check.h"
 
 #include <gtest/gtest.h>
 

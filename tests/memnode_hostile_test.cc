@@ -12,7 +12,7 @@
 // Every test prints one "[hostile] ..." summary line with what it measured.
 //
 //   memnode_hostile_test /path/to/memnode [gtest flags]
-//   (or SHARRY_MEMNODE=/path/to/memnode, or ../memnode/memnode next to it)
+//   (or SHARRY_MEMNODE=/path/to/memnode, or ../tools/memnode next to it)
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -1096,7 +1096,7 @@ int main(int argc, char** argv) {
   } else {
     std::error_code ec;
     auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-    sharry::memnode::g_memnode_path = (self.parent_path().parent_path() / "memnode" / "memnode").string();
+    sharry::memnode::g_memnode_path = (self.parent_path().parent_path() / "tools" / "memnode").string();
   }
   if (access(sharry::memnode::g_memnode_path.c_str(), X_OK) != 0) {
     std::fprintf(stderr, "memnode_hostile_test: no memnode binary at %s (pass its path as the first argument)\n",

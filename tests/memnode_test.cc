@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "alloc/sharry_allocator.h"
 #include "memnode/client.h"
 #include "memnode/memnode.h"
 #include "tests/test_util.h"

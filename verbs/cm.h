@@ -15,7 +15,7 @@
 #include <span>
 #include <string>
 
-#include "verbs/status.h"
+#include "base/status.h"
 
 namespace sharry::verbs {
 

@@ -9,7 +9,7 @@
 
 #include <string_view>
 
-#include "verbs/status.h"
+#include "base/status.h"
 
 namespace sharry::verbs {
 

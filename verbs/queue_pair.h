@@ -18,8 +18,8 @@
 #include <span>
 #include <vector>
 
+#include "base/status.h"
 #include "verbs/cm.h"
-#include "verbs/status.h"
 
 namespace sharry::verbs {
 

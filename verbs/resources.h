@@ -20,7 +20,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "verbs/status.h"
+#include "base/status.h"
 
 namespace sharry::verbs {
 

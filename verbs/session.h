@@ -34,7 +34,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "verbs/status.h"
+#include "base/status.h"
 #include "verbs/transport.h"
 
 namespace sharry::internal {

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "verbs/status.h"
+#include "base/status.h"
 
 namespace sharry::net {
 

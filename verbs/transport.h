@@ -33,8 +33,8 @@
 #include <string_view>
 #include <vector>
 
-#include "verbs/backoff.h"
-#include "verbs/status.h"
+#include "base/backoff.h"
+#include "base/status.h"
 
 namespace sharry {
 

@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "verbs/status.h"
+#include "base/status.h"
 #include "verbs/transport.h"
 
 namespace sharry::internal {

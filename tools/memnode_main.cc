@@ -16,8 +16,9 @@
 #include <cstring>
 #include <fstream>
 
+#include "alloc/scheduler.h"
+#include "base/flag_check.h"
 #include "memnode/memnode.h"
-#include "verbs/flag_check.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(listen, "0.0.0.0", "address to listen on (verbs: an address of the RDMA netdev)");

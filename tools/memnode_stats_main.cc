@@ -7,8 +7,8 @@
 
 #include <cstdio>
 
+#include "base/flag_check.h"
 #include "memnode/client.h"
-#include "verbs/flag_check.h"
 
 DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(addr, "127.0.0.1", "memnode address");

@@ -34,8 +34,8 @@
 #include <cstring>
 #include <vector>
 
+#include "base/status.h"
 #include "remote_ds/remote_array.h"
-#include "verbs/status.h"
 
 namespace sharry::bench {
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/flag_check.h"
 #include "compute/runtime.h"
-#include "verbs/flag_check.h"
 
 namespace sharry::compute {
 

@@ -1,4 +1,4 @@
-#include "verbs/flag_check.h"
+#include "base/flag_check.h"
 
 #include <signal.h>
 #include <unistd.h>

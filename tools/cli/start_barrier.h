@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "verbs/status.h"
+#include "base/status.h"
 
 namespace sharry::compute {
 

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "base/cpu_relax.h"
+
 namespace sharry {
 
 struct BackoffOptions {
@@ -26,9 +28,7 @@ class Backoff {
   // should now block (for at most sleep_ms()).
   bool Idle() {
     if (o_.busy_poll || ++idle_ < o_.spin_iters) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
+      CpuRelax();
       return false;
     }
     return true;

@@ -1,4 +1,4 @@
-#include "verbs/status.h"
+#include "base/status.h"
 
 #include <cstring>
 

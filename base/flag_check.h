@@ -10,8 +10,6 @@
 // exits with status 2 before anything starts. No check throws, wraps around
 // or overflows: values are compared in their own type, before any unit
 // conversion (see MiBToBytes).
-//
-// (Status lives in verbs/ today; this moves to base/ with it.)
 #pragma once
 
 #include <cstdint>
@@ -20,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "verbs/status.h"
+#include "base/status.h"
 
 namespace sharry::flags {
 

@@ -1,7 +1,7 @@
 // sharry_client: runs the array and hashtable workloads against a memnode
 // and reports throughput, local hit rate, swaps in/out and far memory used.
 //
-//   build/compute/sharry_client --memnode=127.0.0.1:7000 --workload=array
+//   build/tools/sharry_client --memnode=127.0.0.1:7000 --workload=array
 //       --working_set_mb=64 --local_pct=25 --mode=unique --ops=1000000
 //
 // The array workload is the paper's micro-benchmark (section 6.1): --arrays
@@ -10,7 +10,7 @@
 // random index (or scans). The working set is --working_set_mb, or
 // --objects objects of --object_bytes; the local budget is --local_pct of it,
 // or --local_mb. With --ready_file/--go_file the timed phase starts only when
-// the driver says so (compute/start_barrier.h), so that processes sharing a
+// the driver says so (tools/cli/start_barrier.h), so that processes sharing a
 // memnode are measured over the same interval.
 #include <gflags/gflags.h>
 #include <glog/logging.h>
@@ -24,12 +24,12 @@
 #include <thread>
 #include <vector>
 
-#include "compute/client_options.h"
+#include "base/flag_check.h"
 #include "compute/runtime.h"
-#include "compute/start_barrier.h"
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
-#include "verbs/flag_check.h"
+#include "tools/cli/client_options.h"
+#include "tools/cli/start_barrier.h"
 
 DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT");
 DEFINE_string(transport, "tcp", "verbs or tcp");

@@ -31,22 +31,6 @@ using wire::Kind;
 using wire::MsgHeader;
 using namespace std::chrono_literals;
 
-// Records connects and the order of disconnects.
-class RecordingHandler : public testing::EchoHandler {
- public:
-  void OnDisconnect(ClientId id) override {
-    std::lock_guard<std::mutex> l(mu);
-    gone.push_back(id);
-    disconnects++;
-  }
-  std::vector<ClientId> Gone() {
-    std::lock_guard<std::mutex> l(mu);
-    return gone;
-  }
-  std::mutex mu;
-  std::vector<ClientId> gone;
-};
-
 class TcpHardeningTest : public ::testing::Test {
  protected:
   void Start(ServerOptions o) {
@@ -131,7 +115,7 @@ class TcpHardeningTest : public ::testing::Test {
   }
 
   std::vector<uint8_t> region_;
-  RecordingHandler handler_;
+  testing::RecordingHandler handler_;
   std::unique_ptr<TransportServer> server_;
 };
 

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -96,6 +97,23 @@ class EchoHandler : public RequestHandler {
     for (size_t i = 4; i < n; ++i) resp[i] = req[req.size() - 1 - (i - 4)];
     return n;
   }
+};
+
+// An EchoHandler that also records the order of disconnects (sessions:
+// members must go before their root).
+class RecordingHandler : public EchoHandler {
+ public:
+  void OnDisconnect(ClientId id) override {
+    std::lock_guard<std::mutex> l(mu);
+    gone.push_back(id);
+    disconnects++;
+  }
+  std::vector<ClientId> Gone() {
+    std::lock_guard<std::mutex> l(mu);
+    return gone;
+  }
+  std::mutex mu;
+  std::vector<ClientId> gone;
 };
 
 inline std::vector<uint8_t> ExpectedEcho(ClientId id, std::span<const uint8_t> req) {

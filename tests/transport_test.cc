@@ -25,22 +25,6 @@ using testing::Pattern;
 
 constexpr size_t kRegion = 32u << 20;  // 32 MiB: room for the 8 MiB transfers
 
-// Records the order of disconnects too.
-class RecordingHandler : public testing::EchoHandler {
- public:
-  void OnDisconnect(ClientId id) override {
-    std::lock_guard<std::mutex> l(mu);
-    gone.push_back(id);
-    disconnects++;
-  }
-  std::vector<ClientId> Gone() {
-    std::lock_guard<std::mutex> l(mu);
-    return gone;
-  }
-  std::mutex mu;
-  std::vector<ClientId> gone;
-};
-
 class TransportTest : public ::testing::TestWithParam<TransportKind> {
  protected:
   void SetUp() override {
@@ -76,7 +60,7 @@ class TransportTest : public ::testing::TestWithParam<TransportKind> {
   }
 
   std::vector<uint8_t> region_;
-  RecordingHandler handler_;
+  testing::RecordingHandler handler_;
   std::unique_ptr<TransportServer> server_;
 };
 

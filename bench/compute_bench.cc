@@ -164,9 +164,8 @@ struct Delta {
   // `derefs_per_s`: the measured rate of dereferences (pins), for the time
   // per demand miss.
   std::string Format(Runtime& rt, double derefs_per_s = 0) const {
-    RuntimeStats a = rt.Stats();
-    uint64_t hits = a.local_hits - before.local_hits, ins = a.swap_ins - before.swap_ins;
-    uint64_t pf = a.prefetches - before.prefetches;
+    const RuntimeStats d = rt.Stats().Since(before);
+    const uint64_t hits = d.local_hits, ins = d.swap_ins, pf = d.prefetches;
     // A prefetched object is swapped in by the prefetcher and then pinned
     // as a local hit; "demand" misses are the swap-ins the user waited for.
     uint64_t demand = ins - std::min(ins, pf);
@@ -176,12 +175,10 @@ struct Delta {
                           "hit_rate=%.3f swap_ins=%llu prefetched=%llu swap_outs=%llu drops=%llu eviction_rounds=%llu "
                           "alloc_rpcs=%llu free_rpcs=%llu recycled_blocks=%llu",
                           hit, static_cast<unsigned long long>(ins), static_cast<unsigned long long>(pf),
-                          static_cast<unsigned long long>(a.swap_outs - before.swap_outs),
-                          static_cast<unsigned long long>(a.drops - before.drops),
-                          static_cast<unsigned long long>(a.eviction_rounds - before.eviction_rounds),
-                          static_cast<unsigned long long>(a.alloc_rpcs - before.alloc_rpcs),
-                          static_cast<unsigned long long>(a.free_rpcs - before.free_rpcs),
-                          static_cast<unsigned long long>(a.recycled_blocks - before.recycled_blocks));
+                          static_cast<unsigned long long>(d.swap_outs), static_cast<unsigned long long>(d.drops),
+                          static_cast<unsigned long long>(d.eviction_rounds),
+                          static_cast<unsigned long long>(d.alloc_rpcs), static_cast<unsigned long long>(d.free_rpcs),
+                          static_cast<unsigned long long>(d.recycled_blocks));
     // Time per dereference, and per demand miss if the hits cost nothing:
     // what one miss costs the user, eviction and FREEs included.
     if (derefs_per_s > 0 && hit < 1.0)

@@ -153,17 +153,8 @@ int Main(int argc, char** argv) {
     if (!made.ok()) return Fail(made.status(), "runtime");
     rt = std::move(*made);
     Status s = Run<RemoteColumn>(rt.get(), r, load_secs, query_secs, [&] {
-      st = rt->Stats();  // of the query phase only
-      st.local_hits -= g_at_start.local_hits;
-      st.swap_ins -= g_at_start.swap_ins;
-      st.swap_outs -= g_at_start.swap_outs;
-      st.drops -= g_at_start.drops;
-      st.prefetches -= g_at_start.prefetches;
-      st.alloc_rpcs -= g_at_start.alloc_rpcs;
-      st.free_rpcs -= g_at_start.free_rpcs;
-      if (auto ms = rt->MemnodeStats(); ms.ok())
-        for (auto& c : ms->clients)
-          if (c.client_id == rt->control_client_id()) far_mine = c.bytes_held;
+      st = rt->Stats().Since(g_at_start);  // of the query phase only
+      if (auto ms = rt->MemnodeStats(); ms.ok()) far_mine = ms->BytesHeldBy(rt->control_client_id());
     });
     if (!s.ok()) return Fail(s, "remote");
   } else {

@@ -60,6 +60,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -144,6 +145,21 @@ struct RuntimeStats {
   double hit_rate() const {
     uint64_t t = local_hits + swap_ins;
     return t ? static_cast<double>(local_hits) / t : 1.0;
+  }
+  // The counters since `before` (an earlier Stats() of the same runtime):
+  // every event count is this minus before; the levels (objects, bytes,
+  // peaks, pending frees) are this snapshot's.
+  RuntimeStats Since(const RuntimeStats& before) const {
+    RuntimeStats d = *this;
+    for (auto m : {&RuntimeStats::local_hits, &RuntimeStats::swap_ins, &RuntimeStats::swap_outs,
+                   &RuntimeStats::drops, &RuntimeStats::eviction_rounds, &RuntimeStats::background_rounds,
+                   &RuntimeStats::sync_rounds, &RuntimeStats::prefetches, &RuntimeStats::alloc_rpcs,
+                   &RuntimeStats::free_rpcs, &RuntimeStats::recycled_blocks, &RuntimeStats::failed_far_accesses,
+                   &RuntimeStats::connection_failures, &RuntimeStats::lease_renewals, &RuntimeStats::reconnects,
+                   &RuntimeStats::lost_objects, &RuntimeStats::lost_bytes, &RuntimeStats::far_exhausted,
+                   &RuntimeStats::refused_local})
+      d.*m -= before.*m;
+    return d;
   }
 };
 

@@ -127,6 +127,13 @@ struct Stats {
   StatsHead head;
   std::vector<SectionRecord> sections;
   std::vector<ClientRecord> clients;
+  // Requested bytes the client holds; 0 if it has no record (none, or past
+  // the records the memnode sent).
+  uint64_t BytesHeldBy(uint32_t client_id) const {
+    for (const ClientRecord& c : clients)
+      if (c.client_id == client_id) return c.bytes_held;
+    return 0;
+  }
 };
 
 // Encoding and decoding, shared by the memnode and its clients.

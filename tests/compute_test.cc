@@ -68,10 +68,7 @@ class ComputeTest : public ::testing::TestWithParam<Param> {
   }
   // Bytes our runtime holds at the memnode (its control client's record).
   uint64_t FarBytesHeld(Runtime& rt) {
-    auto s = node_->service().CollectStats(1000);
-    for (auto& c : s.clients)
-      if (c.client_id == rt.control_client_id()) return c.bytes_held;
-    return 0;
+    return node_->service().CollectStats(1000).BytesHeldBy(rt.control_client_id());
   }
 
   std::unique_ptr<memnode::Memnode> node_;
@@ -226,11 +223,11 @@ TEST_P(ComputeTest, FarMemoryAccounting) {
     EXPECT_LE(memnode_pending, 2u * 64 * 4096);  // 2 sections x the memnode free batch
     // Steady swapping (a swap-in per swap-out) reuses the queued blocks:
     // hardly any ALLOC or FREE RPC per eviction round.
-    const uint64_t rounds = st.eviction_rounds - before.eviction_rounds;
-    const uint64_t rpcs = st.alloc_rpcs - before.alloc_rpcs + st.free_rpcs - before.free_rpcs;
+    const RuntimeStats d = st.Since(before);
+    const uint64_t rounds = d.eviction_rounds, rpcs = d.alloc_rpcs + d.free_rpcs;
     EXPECT_GT(rounds, 10u);
     EXPECT_LE(rpcs * 10, rounds) << rpcs << " ALLOC/FREE RPCs in " << rounds << " eviction rounds; "
-                                 << st.recycled_blocks - before.recycled_blocks << " blocks reused";
+                                 << d.recycled_blocks << " blocks reused";
   } else {
     EXPECT_GE(far, ws * 9 / 10);  // about the whole working set
   }

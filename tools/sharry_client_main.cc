@@ -165,18 +165,10 @@ int Main(int argc, char** argv) {
   sharry::compute::RuntimeStats st, st0;
   uint64_t far_mine = 0, far_total = 0;
   auto snapshot = [&] {
-    st = (*rt)->Stats();
-    st.local_hits -= st0.local_hits;
-    st.swap_ins -= st0.swap_ins;
-    st.swap_outs -= st0.swap_outs;
-    st.drops -= st0.drops;
-    st.alloc_rpcs -= st0.alloc_rpcs;
-    st.free_rpcs -= st0.free_rpcs;
-    st.recycled_blocks -= st0.recycled_blocks;
+    st = (*rt)->Stats().Since(st0);
     if (auto ms = (*rt)->MemnodeStats(); ms.ok()) {
       far_total = ms->head.used_bytes;
-      for (auto& c : ms->clients)
-        if (c.client_id == (*rt)->control_client_id()) far_mine = c.bytes_held;
+      far_mine = ms->BytesHeldBy((*rt)->control_client_id());
     }
   };
   if (FLAGS_workload == "array") {

@@ -74,6 +74,7 @@
 #include "alloc/mutex_allocator.h"
 #include "alloc/sharry_allocator.h"
 #include "base/flag_check.h"
+#include "bench/bench_stats.h"
 
 DEFINE_string(modes, "sharry-1,sharry-1p,sharry-K,mutex,malloc", "Backends for part 1");
 DEFINE_string(malloc_name, "glibc", "Name printed for the malloc mode (e.g. jemalloc)");
@@ -108,27 +109,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<std::string> Split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
+using bench::Median;
+using bench::Percentile;
+using bench::Split;
+using bench::SplitNumbers;
 
-std::vector<uint64_t> SplitNumbers(const std::string& s) {
-  std::vector<uint64_t> out;
-  for (const auto& x : Split(s)) out.push_back(std::stoull(x));
-  return out;
-}
-
-std::vector<int> SplitCores(const std::string& s) {
-  std::vector<int> out;
-  for (uint64_t c : SplitNumbers(s)) out.push_back(static_cast<int>(c));
-  return out;
-}
+std::vector<int> SplitCores(const std::string& s) { return SplitNumbers<int>(s); }
 
 // Where a mode's threads run.
 struct Placement {
@@ -320,21 +306,6 @@ uint32_t Nanos(Clock::time_point a, Clock::time_point b) {
                         UINT32_MAX));
 }
 
-// p in [0, 1]; microseconds.
-double Percentile(std::vector<uint32_t>& v, double p) {
-  if (v.empty()) return 0;
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(p * v.size()));
-  std::nth_element(v.begin(), v.begin() + k, v.end());
-  return v[k] / 1000.0;
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 struct ThreadResult {
   uint64_t objects = 0;  // allocated + freed
   uint64_t calls = 0;
@@ -470,7 +441,7 @@ void RunThroughput() {
               "threads", "Mobjects/s", "p50 (us)", "p99 (us)", "csw/kcall", "parks/k", "errors");
   for (Row& row : rows) {
     const double rate = Median(row.rates);
-    const double p50 = Percentile(row.call_ns, 0.50), p99 = Percentile(row.call_ns, 0.99);
+    const double p50 = Percentile(row.call_ns, 0.50) / 1000, p99 = Percentile(row.call_ns, 0.99) / 1000;  // us
     const double kcalls = std::max<double>(1, row.calls) / 1000.0;
     char csw[32];
     std::snprintf(csw, sizeof(csw), "%.0f+%.0f", row.usage.voluntary / kcalls,
@@ -643,7 +614,7 @@ void RunScale() {
       const double cut_pct = 100.0 * (a.cut + f.cut) / std::max<uint64_t>(1, calls);
       std::vector<uint32_t> pairs(p.alloc_call_ns.size());
       for (size_t i = 0; i < pairs.size(); ++i) pairs[i] = p.alloc_call_ns[i] + p.free_call_ns[i];
-      const double p50 = 1000 * Percentile(pairs, 0.5) / batch;
+      const double p50 = Percentile(pairs, 0.5) / batch;
       if (&p == &points[0]) {
         base_all = all;
         base_clean = clean;

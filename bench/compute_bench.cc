@@ -50,6 +50,7 @@
 
 #include "base/flag_check.h"
 #include "compute/runtime.h"
+#include "bench/bench_stats.h"
 #include "memnode/memnode.h"
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
@@ -86,7 +87,7 @@ DEFINE_string(ht_pcts, "100,25", "hashtable: local budgets, percent of the value
 namespace sharry {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
 using compute::CopyMode;
 using compute::DerefScope;
 using compute::RemoteObject;
@@ -108,40 +109,16 @@ inline void Launder(T& v) {
   asm volatile("" : "+r"(v));
 }
 
-double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::vector<std::string> Split(const std::string& s) {
-  std::vector<std::string> v;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) v.push_back(item);
-  return v;
-}
+using bench::Mean;
+using bench::Median;
+using bench::Percentile;
+using bench::SecondsSince;
+using bench::Split;
 
 bool Want(const std::string& test) {
   for (const auto& t : Split(FLAGS_tests))
     if (t == test) return true;
   return false;
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-double Percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))];
-}
-
-double Mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / v.size();
 }
 
 // Calls step() (which does some work and returns how many operations) until
@@ -152,7 +129,7 @@ double Rate(const std::function<uint64_t()>& step, double seconds) {
   double el;
   do {
     ops += step();
-    el = Since(t0);
+    el = SecondsSince(t0);
   } while (el < seconds);
   return ops / el;
 }
@@ -612,7 +589,7 @@ void Bench::HashTable() {
       Status s = ht.Put(keys[i], v);
       if (!s.ok()) LOG(FATAL) << s;
     }
-    const double insert = n / Since(t0);
+    const double insert = n / SecondsSince(t0);
     size_t pos = 0;
     uint64_t bad = 0;
     auto get_step = [&]() -> uint64_t {
@@ -675,7 +652,7 @@ void Bench::StdHashTable() {
     v.w[0] = keys[i];
     m[keys[i]] = v;
   }
-  const double insert = n / Since(t0);
+  const double insert = n / SecondsSince(t0);
   size_t pos = 0;
   auto get_step = [&]() -> uint64_t {
     uint64_t sum = 0;

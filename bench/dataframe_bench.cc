@@ -22,6 +22,7 @@
 #include <new>
 
 #include "base/flag_check.h"
+#include "bench/bench_stats.h"
 #include "compute/runtime.h"
 #include "tools/cli/client_options.h"
 #include "tools/cli/start_barrier.h"
@@ -48,7 +49,8 @@ using sharry::bench::LocalColumn;
 using sharry::bench::RemoteColumn;
 using sharry::bench::TaxiFrame;
 using sharry::bench::TaxiResults;
-using Clock = std::chrono::steady_clock;
+using sharry::bench::Clock;
+using sharry::bench::SecondsSince;
 
 // Exit status as sharry_client's: 2 far memory failed (memnode lost, far
 // data lost), 3 wrong results, 4 far memory exhausted, 1 anything else.
@@ -66,8 +68,6 @@ int Fail(const Status& s, const char* what) {
 }
 
 sharry::compute::RuntimeStats g_at_start;  // the runtime's counters when the queries start
-
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 void Print(const TaxiResults& r) {
   static const char* kDays[7] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
@@ -96,11 +96,11 @@ Status Run(sharry::compute::Runtime* rt, TaxiResults& r, double& load_secs, doub
   auto t = Clock::now();
   auto frame = TaxiFrame<Column>::Load(rt, FLAGS_rows, FLAGS_seed);
   if (!frame.ok()) return frame.status().WithContext("load");
-  load_secs = Since(t);
+  load_secs = SecondsSince(t);
   SHARRY_RETURN_IF_ERROR(sharry::compute::WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file));
   if (rt != nullptr) g_at_start = rt->Stats();
   t = Clock::now();
-  for (uint32_t p = 0; p < FLAGS_passes || Since(t) < FLAGS_min_secs; ++p) {
+  for (uint32_t p = 0; p < FLAGS_passes || SecondsSince(t) < FLAGS_min_secs; ++p) {
     TaxiResults pass;
     SHARRY_RETURN_IF_ERROR(frame->RunQueries(pass));
     if (p > 0 && pass.Checksum() != r.Checksum())
@@ -109,7 +109,7 @@ Status Run(sharry::compute::Runtime* rt, TaxiResults& r, double& load_secs, doub
     r = pass;
     r.rows_scanned = scanned;
   }
-  query_secs = Since(t);
+  query_secs = SecondsSince(t);
   done();
   return Status::Ok();
 }

@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_stats.h"
 #include "memnode/rpc.h"
 #include "verbs/wire.h"
 
@@ -50,11 +51,10 @@ DEFINE_int32(sample_ms, 250, "sampling period");
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using sharry::bench::Clock;
+using sharry::bench::SecondsSince;
 using sharry::wire::Kind;
 using sharry::wire::MsgHeader;
-
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 long RssKb() {
   std::ifstream f("/proc/" + std::to_string(FLAGS_pid) + "/status");
@@ -113,7 +113,7 @@ bool Greet(int fd) {
   auto deadline = Clock::now() + std::chrono::seconds(5);
   auto wait = [&](short ev) {
     pollfd p{fd, ev, 0};
-    return poll(&p, 1, static_cast<int>(std::max(0.0, -Since(deadline)) * 1000)) > 0;
+    return poll(&p, 1, static_cast<int>(std::max(0.0, -SecondsSince(deadline)) * 1000)) > 0;
   };
   if (!wait(POLLOUT)) return false;
   struct {
@@ -175,15 +175,15 @@ int main(int argc, char** argv) {
   double last_close_s = -1;
   auto sample = [&](const char* phase, bool force) {
     if (!force && Clock::now() - last_sample < std::chrono::milliseconds(FLAGS_sample_ms)) return;
-    double dt = Since(last_sample);
+    double dt = SecondsSince(last_sample);
     last_sample = Clock::now();
     int closed = 0;
     for (int fd : fds) closed += ClosedByPeer(fd) ? 1 : 0;
-    if (closed == static_cast<int>(fds.size()) && last_close_s < 0 && !fds.empty()) last_close_s = Since(t0);
+    if (closed == static_cast<int>(fds.size()) && last_close_s < 0 && !fds.empty()) last_close_s = SecondsSince(t0);
     long rss = FLAGS_pid ? RssKb() : -1;
     long ticks = FLAGS_pid ? CpuTicks() : 0;
     peak_kb = std::max(peak_kb, rss);
-    std::printf("hostilebench t=%.2f phase=%s sent_mb=%.1f rss_mb=%.1f fds=%d cpu_pct=%.0f closed=%d/%zu\n", Since(t0),
+    std::printf("hostilebench t=%.2f phase=%s sent_mb=%.1f rss_mb=%.1f fds=%d cpu_pct=%.0f closed=%d/%zu\n", SecondsSince(t0),
                 phase, static_cast<double>(sent) / (1 << 20), static_cast<double>(rss) / 1024,
                 FLAGS_pid ? Fds() : -1,
                 100.0 * static_cast<double>(ticks - last_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK)) / dt,
@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> batch;
     uint64_t tag = 1;
     size_t off = 0;
-    while (Since(t0) < FLAGS_seconds) {
+    while (SecondsSince(t0) < FLAGS_seconds) {
       sample("flood", false);
       if (off == batch.size()) {
         batch.clear();

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "base/flag_check.h"
+#include "bench/bench_stats.h"
 #include "memnode/client.h"
 #include "memnode/memnode.h"
 
@@ -146,12 +147,7 @@ int Main() {
     std::fprintf(stderr, "%s\n", kind.status().ToString().c_str());
     return 2;
   }
-  std::vector<int> batches;
-  for (size_t pos = 0; pos < FLAGS_batches.size();) {
-    size_t comma = FLAGS_batches.find(',', pos);
-    batches.push_back(std::stoi(FLAGS_batches.substr(pos, comma - pos)));
-    pos = comma == std::string::npos ? FLAGS_batches.size() : comma + 1;
-  }
+  const std::vector<int> batches = bench::SplitNumbers<int>(FLAGS_batches);
   memnode::MemnodeOptions mo;
   mo.transport = *kind;
   mo.listen_addr = FLAGS_addr;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/flag_check.h"
+#include "bench/bench_stats.h"
 #include "verbs/socket_util.h"
 #include "verbs/transport.h"
 #include "verbs/wire.h"
@@ -42,26 +43,16 @@ DEFINE_string(ops, "lat,bw,rpc", "what to measure: lat (READ/WRITE latency), bw 
 namespace sharry {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
 
 struct Lat {
   double p50_us, p99_us, avg_us;
 };
-Lat Summarize(std::vector<double>& ns) {
-  std::sort(ns.begin(), ns.end());
-  double sum = 0;
-  for (double v : ns) sum += v;
-  auto at = [&](double q) { return ns[std::min(ns.size() - 1, static_cast<size_t>(q * ns.size()))] / 1000; };
-  return {at(0.5), at(0.99), sum / ns.size() / 1000};
+Lat Summarize(const std::vector<double>& ns) {
+  return {bench::Percentile(ns, 0.5) / 1000, bench::Percentile(ns, 0.99) / 1000, bench::Mean(ns) / 1000};
 }
 
-std::vector<size_t> ParseSizes() {
-  std::vector<size_t> v;
-  std::stringstream ss(FLAGS_sizes);
-  std::string item;
-  while (std::getline(ss, item, ',')) v.push_back(std::stoul(item));
-  return v;
-}
+std::vector<size_t> ParseSizes() { return bench::SplitNumbers<size_t>(FLAGS_sizes); }
 
 void PrintLat(const char* transport, const char* op, size_t size, int iters, const Lat& l) {
   std::printf("bench transport=%s op=%s size=%zu iters=%d p50_us=%.2f p99_us=%.2f avg_us=%.2f\n", transport, op,
@@ -150,7 +141,7 @@ int Run() {
         CHECK(s.ok()) << s;
         done += batch;
       }
-      double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      double secs = bench::SecondsSince(t0);
       std::printf("bench transport=%s op=%s_bw size=%zu ops=%d batch=%d MBps=%.2f\n", tname,
                   write ? "write" : "read", size, done, batch, double(done) * size / secs / 1e6);
     }
@@ -178,7 +169,7 @@ int Run() {
       CHECK(c->CallMany(views, &resps).ok());
       calls += 256;
     }
-    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    double secs = bench::SecondsSince(t0);
     std::printf("bench transport=%s op=rpc_pipelined size=%d calls=%d Mops=%.4f\n", tname, FLAGS_rpc_size, calls,
                 calls / secs / 1e6);
   }

@@ -5,7 +5,8 @@
 // by the requester threads behind one std::mutex: the "global free list
 // behind a lock" design of paper 4.3, with no offloading.
 //
-// Its API mirrors SharryAllocator so benchmarks and tests can drive both.
+// Its API mirrors SharryAllocator (both satisfy FarAllocator) so
+// benchmarks and tests can drive both.
 //
 // Thread-safety: all methods may be called concurrently; each holds mu_ for
 // the whole batch.
@@ -18,6 +19,7 @@
 #include <span>
 #include <vector>
 
+#include "alloc/allocator_concept.h"
 #include "alloc/section_allocator.h"
 #include "alloc/types.h"
 
@@ -47,6 +49,7 @@ class MutexAllocator {
   std::mutex mu_;
   SectionAllocator alloc_;  // GUARDED_BY(mu_)
 };
+static_assert(FarAllocator<MutexAllocator>);
 
 }  // namespace sharry::alloc
 

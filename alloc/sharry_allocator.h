@@ -33,6 +33,7 @@
 #include <span>
 #include <vector>
 
+#include "alloc/allocator_concept.h"
 #include "alloc/clock.h"
 #include "alloc/scheduler.h"
 #include "alloc/section_thread.h"
@@ -149,6 +150,7 @@ class SharryAllocator {
   RequestScheduler scheduler_;
   std::vector<std::unique_ptr<SectionThread>> sections_;
 };
+static_assert(FarAllocator<SharryAllocator>);
 
 }  // namespace sharry::alloc
 

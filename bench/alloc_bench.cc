@@ -71,10 +71,11 @@
 #include <thread>
 #include <vector>
 
+#include "alloc/allocator_concept.h"
 #include "alloc/mutex_allocator.h"
 #include "alloc/sharry_allocator.h"
-#include "base/flag_check.h"
 #include "bench/bench_stats.h"
+#include "base/flag_check.h"
 
 DEFINE_string(modes, "sharry-1,sharry-1p,sharry-K,mutex,malloc", "Backends for part 1");
 DEFINE_string(malloc_name, "glibc", "Name printed for the malloc mode (e.g. jemalloc)");
@@ -165,19 +166,11 @@ class Backend {
   virtual uint64_t Parks() { return 0; }
 };
 
-class SharryBackend final : public Backend {
+// SharryAllocator or MutexAllocator: the same batch calls on either.
+template <FarAllocator A>
+class FarBackend final : public Backend {
  public:
-  SharryBackend(uint32_t sections, const Placement& placement) {
-    SharryAllocatorOptions o;
-    o.uma_bytes = FLAGS_uma_gib << 30;
-    o.num_sections = sections;
-    o.cores = placement.section_cores;
-    o.busy_poll = FLAGS_busy_poll;
-    o.idle_spin_nanos = FLAGS_idle_spin_ns;
-    o.idle_yield_nanos = FLAGS_idle_yield_ns;
-    o.free_batch_threshold = FLAGS_free_batch_threshold;
-    a_ = std::make_unique<SharryAllocator>(o);
-  }
+  explicit FarBackend(std::unique_ptr<A> a) : a_(std::move(a)) {}
   int AllocBatch(OwnerId owner, const std::vector<uint64_t>& sizes,
                  std::vector<uint64_t>* handles) override {
     thread_local std::vector<AllocResult> out;
@@ -200,42 +193,32 @@ class SharryBackend final : public Backend {
   }
   uint64_t Parks() override {
     uint64_t n = 0;
-    for (const auto& s : a_->Stats().sections) n += s.parks;
+    if constexpr (requires { a_->Stats().sections; }) {  // section threads (SharryAllocator)
+      for (const auto& s : a_->Stats().sections) n += s.parks;
+    }
     return n;
   }
 
  private:
-  std::unique_ptr<SharryAllocator> a_;
+  std::unique_ptr<A> a_;
 };
 
-class MutexBackend final : public Backend {
- public:
-  MutexBackend() : a_({.uma_bytes = FLAGS_uma_gib << 30,
-                       .free_batch_threshold = FLAGS_free_batch_threshold}) {}
-  int AllocBatch(OwnerId owner, const std::vector<uint64_t>& sizes,
-                 std::vector<uint64_t>* handles) override {
-    thread_local std::vector<AllocResult> out;
-    out.resize(sizes.size());
-    a_.AllocBatch(owner, sizes, out);
-    int errors = 0;
-    handles->resize(sizes.size());
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      errors += !out[i].ok();
-      (*handles)[i] = out[i].offset;
-    }
-    return errors;
-  }
-  int FreeBatch(OwnerId owner, const std::vector<uint64_t>& handles) override {
-    thread_local std::vector<AllocStatus> st;
-    st.resize(handles.size());
-    a_.FreeBatch(owner, handles, st);
-    return static_cast<int>(std::count_if(st.begin(), st.end(),
-                                          [](AllocStatus s) { return s != AllocStatus::kOk; }));
-  }
+std::unique_ptr<Backend> MakeSharryBackend(uint32_t sections, const Placement& placement) {
+  SharryAllocatorOptions o;
+  o.uma_bytes = FLAGS_uma_gib << 30;
+  o.num_sections = sections;
+  o.cores = placement.section_cores;
+  o.busy_poll = FLAGS_busy_poll;
+  o.idle_spin_nanos = FLAGS_idle_spin_ns;
+  o.idle_yield_nanos = FLAGS_idle_yield_ns;
+  o.free_batch_threshold = FLAGS_free_batch_threshold;
+  return std::make_unique<FarBackend<SharryAllocator>>(std::make_unique<SharryAllocator>(o));
+}
 
- private:
-  MutexAllocator a_;
-};
+std::unique_ptr<Backend> MakeMutexBackend() {
+  return std::make_unique<FarBackend<MutexAllocator>>(std::make_unique<MutexAllocator>(
+      MutexAllocator::Options{.uma_bytes = FLAGS_uma_gib << 30, .free_batch_threshold = FLAGS_free_batch_threshold}));
+}
 
 // The process allocator (glibc unless LD_PRELOADed). A batch is a loop.
 class MallocBackend final : public Backend {
@@ -259,10 +242,10 @@ class MallocBackend final : public Backend {
 
 std::unique_ptr<Backend> MakeBackend(const std::string& mode, const Placement& placement) {
   if (mode == "sharry-1" || mode == "sharry-1p") {
-    return std::make_unique<SharryBackend>(1, placement);
+    return MakeSharryBackend(1, placement);
   }
-  if (mode == "sharry-K") return std::make_unique<SharryBackend>(FLAGS_sections, placement);
-  if (mode == "mutex") return std::make_unique<MutexBackend>();
+  if (mode == "sharry-K") return MakeSharryBackend(FLAGS_sections, placement);
+  if (mode == "mutex") return MakeMutexBackend();
   if (mode == "malloc") return std::make_unique<MallocBackend>();
   LOG(FATAL) << "unknown mode " << mode;
 }

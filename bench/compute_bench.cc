@@ -46,11 +46,12 @@
 #include <sstream>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "base/flag_check.h"
-#include "compute/runtime.h"
 #include "bench/bench_stats.h"
+#include "compute/runtime.h"
 #include "memnode/memnode.h"
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
@@ -571,13 +572,20 @@ struct Value256 {
 };
 static_assert(sizeof(Value256) == 256);
 
-void Bench::HashTable() {
-  const uint64_t n = FLAGS_ht_entries;
+// The keys of both hashtable benchmarks, and the random order in which
+// they are looked up and updated.
+std::pair<std::vector<uint64_t>, std::vector<uint64_t>> HashKeys(uint64_t n) {
   std::mt19937_64 rng(7);
   std::vector<uint64_t> keys(n);
   for (uint64_t i = 0; i < n; ++i) keys[i] = i * 2654435761u + 1;
   std::vector<uint64_t> order(std::min<uint64_t>(FLAGS_random_indices, 1u << 24));
   for (auto& x : order) x = keys[rng() % n];
+  return {std::move(keys), std::move(order)};
+}
+
+void Bench::HashTable() {
+  const uint64_t n = FLAGS_ht_entries;
+  const auto [keys, order] = HashKeys(n);
   for (const auto& pct_s : Split(FLAGS_ht_pcts)) {
     const int pct = std::stoi(pct_s);
     auto rt = MakeRuntime(n * sizeof(Value256) * pct / 100);
@@ -640,11 +648,7 @@ void Bench::HashTable() {
 
 void Bench::StdHashTable() {
   const uint64_t n = FLAGS_ht_entries;
-  std::mt19937_64 rng(7);
-  std::vector<uint64_t> keys(n);
-  for (uint64_t i = 0; i < n; ++i) keys[i] = i * 2654435761u + 1;
-  std::vector<uint64_t> order(std::min<uint64_t>(FLAGS_random_indices, 1u << 24));
-  for (auto& x : order) x = keys[rng() % n];
+  const auto [keys, order] = HashKeys(n);
   std::unordered_map<uint64_t, Value256> m;
   Value256 v{};
   auto t0 = Clock::now();

@@ -52,19 +52,10 @@ using sharry::bench::TaxiResults;
 using sharry::bench::Clock;
 using sharry::bench::SecondsSince;
 
-// Exit status as sharry_client's: 2 far memory failed (memnode lost, far
-// data lost), 3 wrong results, 4 far memory exhausted, 1 anything else.
+// Exit status as sharry_client's (sharry::compute::ExitCodeOf), 3 for wrong results.
 int Fail(const Status& s, const char* what) {
   std::fprintf(stderr, "dataframe_bench: %s: %s\n", what, s.ToString().c_str());
-  switch (s.code()) {
-    case sharry::StatusCode::kOutOfMemory:
-    case sharry::StatusCode::kResourceExhausted: return 4;
-    case sharry::StatusCode::kDataLoss:
-    case sharry::StatusCode::kUnavailable:
-    case sharry::StatusCode::kDisconnected:
-    case sharry::StatusCode::kTimeout: return 2;
-    default: return 1;
-  }
+  return sharry::compute::ExitCodeOf(s);
 }
 
 sharry::compute::RuntimeStats g_at_start;  // the runtime's counters when the queries start

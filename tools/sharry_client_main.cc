@@ -60,20 +60,9 @@ struct Value {
   uint8_t bytes[248];
 };
 
-// Exit status: 0 ok; 1 bad flags or no runtime; 2 far memory failed mid-run
-// (memnode lost, far data lost); 3 wrong values read; 4 far memory
-// exhausted (the working set does not fit in the local bound plus far memory).
-int ExitCode(const sharry::Status& s) {
-  switch (s.code()) {
-    case sharry::StatusCode::kOutOfMemory:
-    case sharry::StatusCode::kResourceExhausted: return 4;
-    case sharry::StatusCode::kDataLoss:
-    case sharry::StatusCode::kUnavailable:
-    case sharry::StatusCode::kDisconnected:
-    case sharry::StatusCode::kTimeout: return 2;
-    default: return 1;
-  }
-}
+// Exit status: 0 ok; 1 bad flags or no runtime; 3 wrong values read; a
+// failed run: sharry::compute::ExitCodeOf (2 far memory failed mid-run,
+// 4 far memory exhausted).
 
 int Fail(const sharry::Status& s, const char* what) {
   std::fprintf(stderr, "sharry_client: %s: %s\n", what, s.ToString().c_str());
@@ -92,7 +81,7 @@ int FailRun(Runtime& rt, const sharry::Status& s, const char* what) {
   // At once: tearing the runtime down could wait for an in-flight reconnect
   // step (up to op_timeout_ms); the memnode reclaims our blocks anyway.
   std::fflush(nullptr);
-  std::_Exit(ExitCode(s));
+  std::_Exit(sharry::compute::ExitCodeOf(s));
 }
 
 int Main(int argc, char** argv) {

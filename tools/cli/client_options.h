@@ -11,6 +11,22 @@
 
 namespace sharry::compute {
 
+// The exit status of a client binary whose run failed with `s`: 2 far
+// memory failed mid-run (memnode lost, far data lost), 4 far memory
+// exhausted (the working set does not fit in the local bound plus far
+// memory), 1 anything else. (3, wrong values read, the callers decide.)
+inline int ExitCodeOf(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kOutOfMemory:
+    case StatusCode::kResourceExhausted: return 4;
+    case StatusCode::kDataLoss:
+    case StatusCode::kUnavailable:
+    case StatusCode::kDisconnected:
+    case StatusCode::kTimeout: return 2;
+    default: return 1;
+  }
+}
+
 // Sets o->transport, o->mode, o->memnode_addr and o->memnode_port. On bad
 // input returns an InvalidArgument whose message names the flag, its value
 // and what is allowed ("--mode=both is not allowed: use unique, ...") and

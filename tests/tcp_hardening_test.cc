@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/tcp_frames.h"
 #include "tests/test_util.h"
 #include "verbs/socket_util.h"
 #include "verbs/transport.h"
@@ -42,43 +43,16 @@ class TcpHardeningTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
   }
-  net::Fd Dial() {
-    auto fd = net::ConnectTcp("127.0.0.1", server_->port(), 2000);
-    EXPECT_TRUE(fd.ok()) << fd.status();
-    return fd.ok() ? std::move(*fd) : net::Fd();
-  }
-  static auto Deadline() { return net::Clock::now() + 5s; }
+  net::Fd Dial() { return testing::DialLoopback(server_->port()); }
+  static auto Deadline() { return testing::FrameDeadline(); }
   static Status Send(int fd, Kind k, uint64_t tag, const void* payload, size_t n) {
-    MsgHeader h{};
-    h.kind = k;
-    h.tag = tag;
-    h.length = static_cast<uint32_t>(n);
-    SHARRY_RETURN_IF_ERROR(net::SendAll(fd, &h, sizeof h, Deadline()));
-    return n ? net::SendAll(fd, payload, n, Deadline()) : Status::Ok();
+    return testing::SendFrame(fd, k, tag, payload, n);
   }
-  static MsgHeader Recv(int fd, std::vector<uint8_t>* payload) {
-    MsgHeader h{};
-    EXPECT_TRUE(net::RecvAll(fd, &h, sizeof h, Deadline()).ok());
-    payload->resize(h.length);
-    if (h.length) {
-      EXPECT_TRUE(net::RecvAll(fd, payload->data(), h.length, Deadline()).ok());
-    }
-    return h;
-  }
+  static MsgHeader Recv(int fd, std::vector<uint8_t>* payload) { return testing::RecvFrame(fd, payload); }
   // Says hello with `max_message`; returns the welcome and its reason.
   wire::WelcomePayload Hello(int fd, uint32_t max_message = 4096, std::string* reason = nullptr,
                              ClientId session = 0) {
-    wire::HelloPayload hello{};
-    hello.max_message = max_message;
-    hello.session = session;
-    EXPECT_TRUE(Send(fd, Kind::kHello, 0, &hello, sizeof hello).ok());
-    std::vector<uint8_t> p;
-    MsgHeader h = Recv(fd, &p);
-    EXPECT_EQ(h.kind, Kind::kWelcome);
-    wire::WelcomePayload w{};
-    std::memcpy(&w, p.data(), std::min(p.size(), sizeof w));
-    if (reason) reason->assign(p.begin() + std::min(p.size(), sizeof w), p.end());
-    return w;
+    return testing::SayHello(fd, max_message, reason, session);
   }
   // True once the server closed fd (EOF), reading and dropping what comes first.
   static bool ClosedWithin(int fd, std::chrono::milliseconds limit) {

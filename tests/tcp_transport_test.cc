@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "tests/tcp_frames.h"
 #include "tests/test_util.h"
 #include "verbs/socket_util.h"
 #include "verbs/transport.h"
@@ -32,46 +33,14 @@ class TcpWireTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
   }
-  net::Fd Dial() {
-    auto fd = net::ConnectTcp("127.0.0.1", server_->port(), 2000);
-    EXPECT_TRUE(fd.ok()) << fd.status();
-    return fd.ok() ? std::move(*fd) : net::Fd();
-  }
-  static auto Deadline() { return net::Clock::now() + std::chrono::seconds(5); }
+  net::Fd Dial() { return testing::DialLoopback(server_->port()); }
+  static auto Deadline() { return testing::FrameDeadline(); }
   static void Send(int fd, Kind k, uint64_t tag, const void* payload, size_t n, uint32_t claimed_len = ~0u) {
-    MsgHeader h{};
-    h.kind = k;
-    h.tag = tag;
-    h.length = claimed_len == ~0u ? static_cast<uint32_t>(n) : claimed_len;
-    ASSERT_TRUE(net::SendAll(fd, &h, sizeof h, Deadline()).ok());
-    if (n) {
-      ASSERT_TRUE(net::SendAll(fd, payload, n, Deadline()).ok());
-    }
+    ASSERT_TRUE(testing::SendFrame(fd, k, tag, payload, n, claimed_len).ok());
   }
-  // Reads one frame; returns its header and payload.
-  static MsgHeader Recv(int fd, std::vector<uint8_t>* payload) {
-    MsgHeader h{};
-    EXPECT_TRUE(net::RecvAll(fd, &h, sizeof h, Deadline()).ok());
-    payload->resize(h.length);
-    if (h.length) {
-      EXPECT_TRUE(net::RecvAll(fd, payload->data(), h.length, Deadline()).ok());
-    }
-    return h;
-  }
+  static MsgHeader Recv(int fd, std::vector<uint8_t>* payload) { return testing::RecvFrame(fd, payload); }
   // Says hello; returns the welcome.
-  wire::WelcomePayload Hello(int fd) {
-    wire::HelloPayload hello{};
-    hello.max_message = 4096;
-    Send(fd, Kind::kHello, 0, &hello, sizeof hello);
-    std::vector<uint8_t> p;
-    MsgHeader h = Recv(fd, &p);
-    EXPECT_EQ(h.kind, Kind::kWelcome);
-    wire::WelcomePayload w{};
-    EXPECT_GE(p.size(), sizeof w);
-    std::memcpy(&w, p.data(), std::min(p.size(), sizeof w));
-    last_reason_.assign(p.begin() + std::min(p.size(), sizeof w), p.end());
-    return w;
-  }
+  wire::WelcomePayload Hello(int fd) { return testing::SayHello(fd, 4096, &last_reason_); }
   static StatusCode ErrorCode(const std::vector<uint8_t>& p) {
     return p.empty() ? StatusCode::kOk : static_cast<StatusCode>(p[0]);
   }

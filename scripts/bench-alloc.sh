@@ -28,6 +28,8 @@
 # whole script takes about 2 minutes on the quiet 2-core dev VM, plus up
 # to 4 x 60 s of waiting when other work is running.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 duration_ms=200
@@ -43,21 +45,17 @@ out=
 install=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --duration-ms) duration_ms=$2; shift ;;
-    --reps) reps=$2; shift ;;
-    --threads) threads=$2; shift ;;
-    --sections) sections=$2; shift ;;
-    --scale-live) scale_live=$2; shift ;;
-    --scale-ops) scale_ops=$2; shift ;;
-    --scale-rounds) scale_rounds=$2; shift ;;
-    --quiet-wait) quiet_wait=$2; shift ;;
-    --build) build=$2; shift ;;
-    --out) out=$2; shift ;;
-    --no-install) install=0 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
-    *) echo "bench-alloc: unknown option $1" >&2; exit 2 ;;
+    --duration-ms) duration_ms=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --sections) sections=$2; shift 2 ;;
+    --scale-live) scale_live=$2; shift 2 ;;
+    --scale-ops) scale_ops=$2; shift 2 ;;
+    --scale-rounds) scale_rounds=$2; shift 2 ;;
+    --quiet-wait) quiet_wait=$2; shift 2 ;;
+    --no-install) install=0; shift ;;
+    *) common_opt bench-alloc "$@"; shift "$opt_shift" ;;
   esac
-  shift
 done
 out=${out:-$build/bench-results}
 

@@ -17,30 +17,19 @@
 # std::vector; 4 KiB swap-in p50 (Unique-Copy: plus its amortized batched
 # FREE) <= 1.3x the transport's 4 KiB READ p50 in the same run.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 do_tcp=0 do_verbs=0 build=build out=
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --tcp) do_tcp=1 ;;
-    --verbs) do_verbs=1 ;;
-    --build) build=$2; shift ;;
-    --out) out=$2; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
-    *) echo "bench-compute: unknown option $1" >&2; exit 2 ;;
+    *) common_opt bench-compute "$@"; shift "$opt_shift" ;;
   esac
-  shift
 done
-[[ $do_tcp == 0 && $do_verbs == 0 ]] && do_tcp=1 do_verbs=1
-out=${out:-$build/bench-results}
-mkdir -p "$out"
-bench=$PWD/$build/bench/compute_bench
-if [[ ! -x $bench ]]; then
-  cmake -S . -B "$build" -G Ninja >/dev/null
-  cmake --build "$build" --target compute_bench -j 2
-fi
+bench_setup compute_bench
 
 host_line() {
   echo "computebench host cores=$(nproc) mem_gib=$(awk '/MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)" \

@@ -18,6 +18,8 @@
 # >= 0.8x ib_write_bw; request/response round trip <= 1.3x twice ib_send_lat;
 # tcp 4 KiB read round trip <= 1.5x the plain TCP ping-pong.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 do_tcp=0 do_verbs=0
@@ -27,25 +29,12 @@ rounds=5
 out=
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --tcp) do_tcp=1 ;;
-    --verbs) do_verbs=1 ;;
-    --sizes) sizes=$2; shift ;;
-    --rounds) rounds=$2; shift ;;
-    --build) build=$2; shift ;;
-    --out) out=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-    *) echo "bench-transport: unknown option $1" >&2; exit 2 ;;
+    --sizes) sizes=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    *) common_opt bench-transport "$@"; shift "$opt_shift" ;;
   esac
-  shift
 done
-[[ $do_tcp == 0 && $do_verbs == 0 ]] && do_tcp=1 do_verbs=1
-out=${out:-$build/bench-results}
-mkdir -p "$out"
-bench=$PWD/$build/bench/transport_bench
-if [[ ! -x $bench ]]; then
-  cmake -S . -B "$build" -G Ninja >/dev/null
-  cmake --build "$build" --target transport_bench
-fi
+bench_setup transport_bench
 csv_sizes=$(echo "$sizes" | tr ' ' ',')
 
 # ratios.awk-like report: reads "bench ..." and "perftest ..." lines.

@@ -10,6 +10,9 @@
 # upward (or sideways) include and exits 1 if there is one; 0 otherwise.
 #   scripts/check-layering.sh
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+help_opt "$@"
 cd "$(dirname "$0")/.."
 
 ours='base|verbs|alloc|memnode|compute|remote_ds|workloads|tools|bench|examples|tests|fuzz'

@@ -11,21 +11,20 @@
 #
 # Needs the binaries built (scripts/run.sh builds them). Runs in about a minute.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 transport=tcp addr=127.0.0.1 ws_mb=32 local_pct=50 ops=200000 build=build clients=3 rounds=3
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --transport) transport=$2; shift ;;
-    --addr) addr=$2; shift ;;
-    --working-set-mb) ws_mb=$2; shift ;;
-    --local-pct) local_pct=$2; shift ;;
-    --ops) ops=$2; shift ;;
-    --rounds) rounds=$2; shift ;;
-    --build) build=$2; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    *) echo "demo: unknown option $1" >&2; exit 2 ;;
+    --transport) transport=$2; shift 2 ;;
+    --addr) addr=$2; shift 2 ;;
+    --working-set-mb) ws_mb=$2; shift 2 ;;
+    --local-pct) local_pct=$2; shift 2 ;;
+    --ops) ops=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    *) common_opt demo "$@"; shift "$opt_shift" ;;
   esac
-  shift
 done
 # The other values are checked by the binaries (one line naming the flag).
 [[ $rounds =~ ^[1-9][0-9]{0,3}$ ]] || { echo "demo: --rounds $rounds: want an integer in 1..9999" >&2; exit 2; }

@@ -24,24 +24,22 @@
 # DIR/<fig>*.png. One memnode per measured point; client processes load their
 # data, wait at a start barrier, then run the timed phase together.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 vm=0 quick=0 rounds=3 only=fig6,fig7,fig8 out= build=build inner=0 transport=tcp addr=127.0.0.1 scale=host
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --vm) vm=1 ;;
-    --quick) quick=1 ;;
-    --rounds) rounds=$2; shift ;;
-    --only) only=$2; shift ;;
-    --out) out=$2; shift ;;
-    --build) build=$2; shift ;;
-    --inner) inner=1 ;;  # (internal) inside the VM: run, then print the CSVs
-    --transport) transport=$2; shift ;;
-    --scale) scale=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
-    *) echo "experiments: unknown option $1" >&2; exit 2 ;;
+    --vm) vm=1; shift ;;
+    --quick) quick=1; shift ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --inner) inner=1; shift ;;  # (internal) inside the VM: run, then print the CSVs
+    --transport) transport=$2; shift 2 ;;
+    --scale) scale=$2; shift 2 ;;
+    *) common_opt experiments "$@"; shift "$opt_shift" ;;
   esac
-  shift
 done
 [[ $rounds =~ ^[1-9][0-9]{0,3}$ ]] || { echo "experiments: --rounds $rounds: want an integer in 1..9999" >&2; exit 2; }
 [[ $only =~ ^(fig6|fig7|fig8)(,(fig6|fig7|fig8))*$ ]] ||

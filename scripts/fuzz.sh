@@ -17,9 +17,9 @@
 # after the run (entries, bytes), and OK or the crash input's path. The
 # artifacts stay in the build tree. Exit status: 0 if no target crashed.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
-
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 seconds=30
 dir=build-fuzz
@@ -31,14 +31,12 @@ make_corpus=0
 all_targets=(rpc_codec_fuzz rpc_service_fuzz tcp_server_fuzz tcp_client_fuzz)
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --seconds) seconds=$2; shift ;;
-    --build-dir) dir=$2; shift ;;
-    --target) targets+=("$2"); shift ;;
-    --make-corpus) make_corpus=1 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "fuzz.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --build-dir) dir=$2; shift 2 ;;
+    --target) targets+=("$2"); shift 2 ;;
+    --make-corpus) make_corpus=1; shift ;;
+    *) common_opt fuzz.sh "$@"; shift "$opt_shift" ;;
   esac
-  shift
 done
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
 [[ "$seconds" =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --seconds wants a whole number" >&2; exit 2; }

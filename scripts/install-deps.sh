@@ -5,6 +5,9 @@
 #   scripts/install-deps.sh          # build + test + VM dependencies
 #   scripts/install-deps.sh --check  # print what is missing, install nothing
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+help_opt "$@"
 
 PKGS=(
   # build

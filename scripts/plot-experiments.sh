@@ -7,6 +7,9 @@
 #
 #   scripts/plot-experiments.sh DIR
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+help_opt "$@"
 dir=${1:?usage: plot-experiments.sh DIR}
 command -v gnuplot >/dev/null || { echo "plot-experiments: gnuplot is missing (apt-get install gnuplot-nox)" >&2; exit 1; }
 tmp=$(mktemp -d)

@@ -18,6 +18,8 @@
 set -euo pipefail
 
 here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
 timeout_s=600
 vm_opts=()
 
@@ -30,7 +32,7 @@ while [[ $# -gt 0 ]]; do
       [[ $# -ge 2 ]] || { echo "run-rxe: $1 needs a value" >&2; exit 2; }
       vm_opts+=("$1" "$2"); shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    -h|--help) script_help; exit 0 ;;
     -*) vm_opts+=("$1"); shift ;;
     *) break ;;
   esac

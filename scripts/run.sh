@@ -13,17 +13,16 @@
 #
 # Usage: scripts/run.sh [--vm] [--bench] [--build DIR]
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 vm=0 bench=0 build=build
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --vm) vm=1 ;;
-    --bench) bench=1 ;;
-    --build) build=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    --vm) vm=1; shift ;;
+    --bench) bench=1; shift ;;
+    *) common_opt run.sh "$@"; shift "$opt_shift" ;;
   esac
-  shift
 done
 
 scripts/install-deps.sh

@@ -17,6 +17,8 @@
 # modprobe and `rdma link add` (iproute2). Ubuntu may need
 # linux-modules-extra-$(uname -r).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 
 name=rxe0
 netdev=
@@ -30,7 +32,7 @@ while [[ $# -gt 0 ]]; do
     --name) [[ $# -ge 2 ]] || die "--name needs a value"; name=$2; shift 2 ;;
     --name=*) name=${1#*=}; shift ;;
     --teardown) teardown=true; shift ;;
-    -h|--help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    -h|--help) script_help; exit 0 ;;
     *) echo "rxe-setup: unknown argument: $1" >&2; exit 2 ;;
   esac
 done

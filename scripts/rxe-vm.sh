@@ -40,6 +40,8 @@
 set -euo pipefail
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$SELF")/lib.sh"
 PROG=rxe-vm
 
 timeout_s=600
@@ -49,7 +51,7 @@ quiet=false
 cache_dir=${SHARRY_VM_CACHE:-${HOME:-/tmp}/.cache/sharry-vm}
 files=()
 
-usage() { sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$SELF" >&2; exit 2; }
+usage() { script_help >&2; exit 2; }
 die() { echo "$PROG: error: $*" >&2; exit 2; }
 say() { $quiet || echo "$PROG: $*" >&2; }
 warn() { echo "$PROG: warning: $*" >&2; }
@@ -68,7 +70,7 @@ while [[ $# -gt 0 ]]; do
     --cache-dir) [[ $# -ge 2 ]] || usage; cache_dir=$2; shift 2 ;;
     --cache-dir=*) cache_dir=${1#*=}; shift ;;
     --quiet|-q) quiet=true; shift ;;
-    -h|--help) usage ;;
+    -h|--help) script_help; exit 0 ;;
     --) shift; break ;;
     -*) echo "$PROG: unknown option: $1" >&2; usage ;;
     *) break ;;

@@ -17,6 +17,8 @@
 #   --no-fuzz        skip step 4
 # Exit status: 0 if every test passed.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 rxe=1
@@ -25,15 +27,13 @@ fuzz=1
 root=build
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --quick) sanitizers=0; fuzz=0 ;;
-    --no-sanitizers) sanitizers=0 ;;
-    --no-rxe) rxe=0 ;;
-    --no-fuzz) fuzz=0 ;;
-    --build-root) root=$2; shift ;;
-    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-    *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
+    --quick) sanitizers=0; fuzz=0; shift ;;
+    --no-sanitizers) sanitizers=0; shift ;;
+    --no-rxe) rxe=0; shift ;;
+    --no-fuzz) fuzz=0; shift ;;
+    --build-root) root=$2; shift 2 ;;
+    *) common_opt test.sh "$@"; shift "$opt_shift" ;;
   esac
-  shift
 done
 
 step() { printf '\n==== %s (%ss)\n' "$*" "$SECONDS"; }

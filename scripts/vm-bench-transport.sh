@@ -13,6 +13,9 @@
 #      ib_write_bw 64 KiB  / our WRITE 64 KiB bandwidth
 #      ib_send_lat 64 B    / our request/response round trip
 #    Each round starts with a line "round N".
+
+# shellcheck source=scripts/lib.sh
+case "${1:-}" in -h|--help) . "$(dirname "$0")/lib.sh"; script_help; exit 0 ;; esac
 bench=$1 perftest=$2 rounds=$3
 shift 3
 sizes="$*"

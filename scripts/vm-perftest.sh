@@ -24,6 +24,9 @@
 # PERFTEST_VERBOSE=1 (show perftest's own output).
 # Exit status: 0 if every measurement succeeded, 1 otherwise.
 
+# shellcheck source=scripts/lib.sh
+case "${1:-}" in -h|--help) . "$(dirname "$0")/lib.sh"; script_help; exit 0 ;; esac
+
 addr=${SHARRY_RDMA_ADDR:-192.0.2.1}
 dev=${SHARRY_RDMA_DEV:-rxe0}
 gid=${SHARRY_RDMA_GID_INDEX:-1}

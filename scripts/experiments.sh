@@ -101,6 +101,10 @@ t_start=$(date +%s)
 kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }  # kv KEY < line: the value of KEY=
 sum() { awk '{ s += $1 } END { printf "%.0f", s }'; }
 mib() { awk -v x="$1" 'BEGIN { printf "%.1f", x / 1048576 }'; }
+# Over the client outputs of the last point ($tmp/out.*), the values of KEY:
+outs_sum() { cat "$tmp"/out.* | kv "$1" | sum; }                   # summed
+outs_max() { cat "$tmp"/out.* | kv "$1" | sort -n | tail -1; }     # the largest
+outs_mean() { cat "$tmp"/out.* | kv "$1" | awk '{ s += $1 } END { printf "%.4f", s / NR }'; }  # averaged
 
 # median_row FILE COL: the row of FILE (CSV rows of one configuration, one
 # per round) whose column COL is the median.
@@ -178,15 +182,15 @@ fig6() {
           --working_set_mb="$ws_mb" --local_pct="$pct" --ops="$ops" --mode="$mode" --min_secs=2
         stop_memnode
         local tput far secs hit
-        tput=$(cat "$tmp"/out.* | kv ops_per_s | sum)
-        far=$(cat "$tmp"/out.* | kv far_bytes_mine | sum)
-        secs=$(cat "$tmp"/out.* | kv secs | sort -n | tail -1)
-        hit=$(cat "$tmp"/out.* | kv hit_rate | awk '{ s += $1 } END { printf "%.4f", s / NR }')
+        tput=$(outs_sum ops_per_s)
+        far=$(outs_sum far_bytes_mine)
+        secs=$(outs_max secs)
+        hit=$(outs_mean hit_rate)
         printf '%s,%s,%d,%s,2,%d,%d,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' fig6 "$transport" "$procs" "$mode" "$pct" \
           "$ws_mb" "$ops" "$tput" "$((tput / procs))" "$(mib "$far")" "$(mib "$peak")" "$hit" \
-          "$(cat "$tmp"/out.* | kv swap_ins | sum)" "$(cat "$tmp"/out.* | kv swap_outs | sum)" \
-          "$(cat "$tmp"/out.* | kv drops | sum)" "$(cat "$tmp"/out.* | kv alloc_rpcs | sum)" \
-          "$(cat "$tmp"/out.* | kv free_rpcs | sum)" "$secs" >>"$tmp/rows.$mode"
+          "$(outs_sum swap_ins)" "$(outs_sum swap_outs)" \
+          "$(outs_sum drops)" "$(outs_sum alloc_rpcs)" \
+          "$(outs_sum free_rpcs)" "$secs" >>"$tmp/rows.$mode"
         printf '[fig6 %2d/%d] %-6s x%d local %3d %%: %8s ops/s, far %7s MiB (peak %s)  [%ds]\n' "$k" "$total" "$mode" \
           "$procs" "$pct" "$tput" "$(mib "$far")" "$(mib "$peak")" $(( $(date +%s) - t_start ))
       done
@@ -215,14 +219,14 @@ fig7() {
           --objects="$per" --local_mb="$local_mb" --ops="$ops" --mode="$mode" --min_secs=2
         stop_memnode
         local tput far fill secs
-        tput=$(cat "$tmp"/out.* | kv ops_per_s | sum)
-        far=$(cat "$tmp"/out.* | kv far_bytes_mine | sum)
-        fill=$(cat "$tmp"/out.* | kv fill_secs | sort -n | tail -1)
-        secs=$(cat "$tmp"/out.* | kv secs | sort -n | tail -1)
+        tput=$(outs_sum ops_per_s)
+        far=$(outs_sum far_bytes_mine)
+        fill=$(outs_max fill_secs)
+        secs=$(outs_max secs)
         printf '%s,%s,3,%s,%d,%d,256,%s,%d,%s,%s,%s,%s,%s,%s,%s,%s\n' fig7 "$transport" "$mode" "$sec" "$((per * 3))" \
           "$(mib $((per * 3 * 256)))" "$local_mb" "$tput" "$(mib "$far")" "$(mib "$peak")" \
-          "$(cat "$tmp"/out.* | kv hit_rate | awk '{ s += $1 } END { printf "%.4f", s / NR }')" \
-          "$(cat "$tmp"/out.* | kv alloc_rpcs | sum)" "$(cat "$tmp"/out.* | kv free_rpcs | sum)" "$fill" "$secs" >>"$csv"
+          "$(outs_mean hit_rate)" \
+          "$(outs_sum alloc_rpcs)" "$(outs_sum free_rpcs)" "$fill" "$secs" >>"$csv"
         printf '[fig7 %2d/%d] %-6s %9d objects, %d sections: %8s ops/s, far %8s MiB, load %6ss  [%ds]\n' "$k" "$total" \
           "$mode" "$((per * 3))" "$sec" "$tput" "$(mib "$far")" "$fill" $(( $(date +%s) - t_start ))
       done
@@ -248,10 +252,10 @@ fig8() {
   local want=() i
   for i in 1 2 3; do want[i]=$(kv checksum <"$tmp/out.$i"); done
   local tput
-  tput=$(cat "$tmp"/out.* | kv rows_per_s | sum)
+  tput=$(outs_sum rows_per_s)
   printf '%s,%s,3,local,-,0,100,%d,%s,%s,0,0,1,0,0,0,0,0,%s,%s,%s\n' fig8 "$transport" "$rows" "$(mib $((rows * 57)))" \
-    "$tput" "$(cat "$tmp"/out.* | kv load_secs | sort -n | tail -1)" \
-    "$(cat "$tmp"/out.* | kv query_secs | sort -n | tail -1)" "${want[1]}" >>"$csv"
+    "$tput" "$(outs_max load_secs)" \
+    "$(outs_max query_secs)" "${want[1]}" >>"$csv"
   printf '[fig8 %2d/%d] plain local memory: %10s rows/s  [%ds]\n' "$k" "$total" "$tput" $(( $(date +%s) - t_start ))
   for pct in "${pcts[@]}"; do
     rm -f "$tmp"/rows.*
@@ -265,19 +269,19 @@ fig8() {
         --mode="$mode" --min_secs=2
       stop_memnode
       local far got
-      tput=$(cat "$tmp"/out.* | kv rows_per_s | sum)
-      far=$(cat "$tmp"/out.* | kv far_bytes_mine | sum)
+      tput=$(outs_sum rows_per_s)
+      far=$(outs_sum far_bytes_mine)
       for i in 1 2 3; do
         got=$(kv checksum <"$tmp/out.$i")
         [[ $got == "${want[i]}" ]] || { echo "experiments: fig8 process $i: results $got, local memory ${want[i]}"; exit 1; }
       done
       printf '%s,%s,3,remote,%s,%d,%d,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' fig8 "$transport" "$mode" "$sec" \
         "$pct" "$rows" "$(mib $((rows * 57)))" "$tput" "$(mib "$far")" "$(mib "$peak")" \
-        "$(cat "$tmp"/out.* | kv hit_rate | awk '{ s += $1 } END { printf "%.4f", s / NR }')" \
-        "$(cat "$tmp"/out.* | kv swap_ins | sum)" "$(cat "$tmp"/out.* | kv swap_outs | sum)" \
-        "$(cat "$tmp"/out.* | kv drops | sum)" "$(cat "$tmp"/out.* | kv alloc_rpcs | sum)" \
-        "$(cat "$tmp"/out.* | kv free_rpcs | sum)" "$(cat "$tmp"/out.* | kv load_secs | sort -n | tail -1)" \
-        "$(cat "$tmp"/out.* | kv query_secs | sort -n | tail -1)" "${want[1]}" >>"$tmp/rows.$mode$sec"
+        "$(outs_mean hit_rate)" \
+        "$(outs_sum swap_ins)" "$(outs_sum swap_outs)" \
+        "$(outs_sum drops)" "$(outs_sum alloc_rpcs)" \
+        "$(outs_sum free_rpcs)" "$(outs_max load_secs)" \
+        "$(outs_max query_secs)" "${want[1]}" >>"$tmp/rows.$mode$sec"
       printf '[fig8 %2d/%d] %-6s %d sections local %3d %%: %10s rows/s, far %7s MiB, results = local  [%ds]\n' "$k" \
         "$total" "$mode" "$sec" "$pct" "$tput" "$(mib "$far")" $(( $(date +%s) - t_start ))
     done

@@ -817,11 +817,7 @@ TEST_P(ComputeTest, ThreeProcessesShareOneMemnode) {
     ASSERT_GT(pid, 0);
     pids.push_back(pid);
   }
-  for (pid_t pid : pids) {
-    int status = 0;
-    ASSERT_EQ(pid, waitpid(pid, &status, 0));
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child exit " << status;
-  }
+  sharry::testing::ExpectChildrenSucceed(pids);
 }
 
 std::string Name(const ::testing::TestParamInfo<Param>& info) {

@@ -156,11 +156,7 @@ TEST_P(MemnodeTest, FarMemoryExhaustedIsAnErrorNotACrash) {
 TEST_P(MemnodeTest, ThreeClientProcessesShareOneMemnode) {
   std::vector<pid_t> pids;
   for (int i = 0; i < 3; ++i) pids.push_back(Spawn("work", i));
-  for (pid_t pid : pids) {
-    int status = 0;
-    ASSERT_EQ(pid, waitpid(pid, &status, 0));
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child exit " << status;
-  }
+  sharry::testing::ExpectChildrenSucceed(pids);
   // They freed half their blocks and left: everything came back.
   EXPECT_TRUE(Eventually([&] { return node_->num_clients() == 0; }));
   node_->allocator().Flush();

@@ -1,7 +1,9 @@
 // Helpers shared by the transport tests.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -26,6 +28,15 @@ inline std::string RdmaAddr() {
 }
 
 inline std::string ServerAddr(TransportKind k) { return k == TransportKind::kVerbs ? RdmaAddr() : "127.0.0.1"; }
+
+// Waits for each child and expects it to have exited with status 0.
+inline void ExpectChildrenSucceed(const std::vector<pid_t>& pids) {
+  for (pid_t pid : pids) {
+    int status = 0;
+    ASSERT_EQ(pid, waitpid(pid, &status, 0));
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child " << pid << " exit status " << status;
+  }
+}
 
 // Starts this test binary again as a child process with argv[1..] = args
 // (its main() recognises the first argument and runs the child's part, never

@@ -257,11 +257,7 @@ TEST_P(TransportTest, SeveralClientProcessesAtOnce) {
     ASSERT_GT(pid, 0);
     pids.push_back(pid);
   }
-  for (pid_t pid : pids) {
-    int status = 0;
-    ASSERT_EQ(pid, waitpid(pid, &status, 0));
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
-  }
+  testing::ExpectChildrenSucceed(pids);
   // Stopping the server joins its pollers: their writes into the region
   // happen-before the checks below (the children's own synchronisation is
   // invisible to ThreadSanitizer).

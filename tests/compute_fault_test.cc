@@ -451,5 +451,45 @@ TEST_F(ComputeFaultTest, MemnodeGoneForGood) {
   rt.reset();
 }
 
+// The same loss in Multi-Copy: an object that is local AND has a far copy
+// survives (it drops its far copy and is written to a new block next time);
+// a far-only one is lost.
+TEST_F(ComputeFaultTest, MultiCopyLocalObjectsSurviveALostSession) {
+  auto opts = Options(1 << 20);
+  opts.mode = CopyMode::kMultiCopy;
+  auto rt = Make(opts);
+  ASSERT_TRUE(rt);
+  auto objs = MakeObjects(*rt, 3);
+  for (auto& o : objs) ASSERT_TRUE(rt->SwapOut(o).ok());
+  EXPECT_TRUE(Holds(*rt, objs[0], 0));  // local again, its far copy kept
+  EXPECT_TRUE(objs[0].has_far_copy());
+  auto plan = Arm();
+  plan->DisconnectAt(FaultOp::kRead, 1, FaultScope::kSession);
+  {
+    DerefScope s(*rt);
+    EXPECT_EQ(objs[1].Deref(s, false).status().code(), StatusCode::kUnavailable);
+  }
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt->Stats().reconnects == 1; })) << rt->health();
+  EXPECT_FALSE(objs[0].has_far_copy());
+  EXPECT_FALSE(objs[0].lost());
+  EXPECT_TRUE(objs[1].lost());
+  EXPECT_TRUE(objs[2].lost());
+  EXPECT_EQ(rt->Stats().lost_objects, 2u);
+  EXPECT_EQ(LiveBlocks(), 0u);
+  ASSERT_TRUE(rt->SwapOut(objs[0]).ok());  // dirty now: written to a new block
+  EXPECT_EQ(LiveBlocks(), 1u);
+  EXPECT_TRUE(Holds(*rt, objs[0], 0));
+}
+
+// Errors table, "memnode unreachable at start": no server on the port.
+TEST_F(ComputeFaultTest, MemnodeUnreachableAtStart) {
+  auto opts = Options(1 << 20);
+  node_.reset();
+  auto rt = Runtime::Create(opts);
+  ASSERT_FALSE(rt.ok());
+  EXPECT_EQ(rt.status().code(), StatusCode::kUnavailable) << rt.status();
+  EXPECT_NE(rt.status().message().find("the memnode is unreachable"), std::string::npos) << rt.status();
+}
+
 }  // namespace
 }  // namespace sharry::compute

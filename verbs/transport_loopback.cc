@@ -50,8 +50,8 @@ struct LoopConn {
   ClientId id = 0;
   std::shared_ptr<SessionTable::Session> session;
   std::shared_mutex op_mu;      // shared by each operation, exclusive to close
-  std::atomic<bool> closed{false};
   std::mutex why_mu;
+  std::atomic<bool> closed{false};  // set once, under why_mu, after why
   Status why;                   // GUARDED_BY(why_mu): why the server closed it
 };
 
@@ -163,10 +163,12 @@ class LoopCore {
   }
 
   void CloseOne(const std::shared_ptr<LoopConn>& c, const Status& why) {
-    if (c->closed.exchange(true)) return;
     {
+      // The reason first, then `closed`: whoever sees it closed reads why.
       std::lock_guard<std::mutex> l(c->why_mu);
+      if (c->closed.load(std::memory_order_relaxed)) return;
       c->why = why;
+      c->closed.store(true, std::memory_order_release);
     }
     // Wait for an operation in flight on it (never our own: a fault closes
     // its connection before the operation takes op_mu).

@@ -11,12 +11,20 @@
 
 namespace sharry {
 
-std::string_view TransportName(TransportKind k) { return k == TransportKind::kVerbs ? "verbs" : "tcp"; }
+std::string_view TransportName(TransportKind k) {
+  switch (k) {
+    case TransportKind::kVerbs: return "verbs";
+    case TransportKind::kTcp: return "tcp";
+    case TransportKind::kLoopback: return "loopback";
+  }
+  return "unknown";
+}
 
 StatusOr<TransportKind> ParseTransport(std::string_view name) {
   if (name == "verbs" || name == "rdma") return TransportKind::kVerbs;
   if (name == "tcp") return TransportKind::kTcp;
-  return Status::InvalidArgument("unknown transport '" + std::string(name) + "' (use verbs or tcp)");
+  if (name == "loopback") return TransportKind::kLoopback;
+  return Status::InvalidArgument("unknown transport '" + std::string(name) + "' (use verbs, tcp or loopback)");
 }
 
 Status CheckRange(uint64_t offset, uint64_t len, uint64_t size, std::string_view what) {
@@ -35,8 +43,12 @@ StatusOr<std::unique_ptr<TransportServer>> TransportServer::Start(TransportKind 
   if (o.region == nullptr && o.region_size != 0)
     return Status::InvalidArgument("region_size given without a region");
   SHARRY_RETURN_IF_ERROR(internal::CheckServerOptions(o));
-  return kind == TransportKind::kVerbs ? internal::StartVerbsServer(o, handler)
-                                       : internal::StartTcpServer(o, handler);
+  switch (kind) {
+    case TransportKind::kVerbs: return internal::StartVerbsServer(o, handler);
+    case TransportKind::kTcp: return internal::StartTcpServer(o, handler);
+    case TransportKind::kLoopback: return internal::StartLoopbackServer(o, handler);
+  }
+  return Status::InvalidArgument("unknown transport kind");
 }
 
 StatusOr<std::unique_ptr<TransportClient>> TransportClient::Connect(TransportKind kind,
@@ -44,7 +56,12 @@ StatusOr<std::unique_ptr<TransportClient>> TransportClient::Connect(TransportKin
   if (o.max_message < wire::kMinMessage || o.max_message > wire::kMaxMessage)
     return Status::InvalidArgument("max_message " + std::to_string(o.max_message) + " is out of range: allowed " +
                                    std::to_string(wire::kMinMessage) + ".." + std::to_string(wire::kMaxMessage));
-  return kind == TransportKind::kVerbs ? internal::ConnectVerbsClient(o) : internal::ConnectTcpClient(o);
+  switch (kind) {
+    case TransportKind::kVerbs: return internal::ConnectVerbsClient(o);
+    case TransportKind::kTcp: return internal::ConnectTcpClient(o);
+    case TransportKind::kLoopback: return internal::ConnectLoopbackClient(o);
+  }
+  return Status::InvalidArgument("unknown transport kind");
 }
 
 Status TransportClient::Call(std::span<const uint8_t> request, std::vector<uint8_t>* response) {

@@ -8,6 +8,11 @@
 //   kTcp    For hosts without RDMA (the paper's prototype used TCP). The
 //           server serves READ and WRITE itself by copying to and from the
 //           region; requests go to the same RequestHandler.
+//   kLoopback In-process, for tests only (not a production transport): the
+//           client calls the server's RequestHandler and copies to and from
+//           its region directly, no sockets; servers are found by port in a
+//           process-wide registry. It carries deterministic fault injection
+//           (verbs/fault_injection.h) so that error paths are unit tests.
 //
 // Glossary
 //   region      the memory a server exposes (for the memnode: the UMA). A
@@ -38,9 +43,9 @@
 
 namespace sharry {
 
-enum class TransportKind { kVerbs, kTcp };
+enum class TransportKind { kVerbs, kTcp, kLoopback };
 std::string_view TransportName(TransportKind k);
-// "verbs" or "tcp" (also "rdma" for verbs).
+// "verbs", "tcp" or "loopback" (also "rdma" for verbs).
 StatusOr<TransportKind> ParseTransport(std::string_view name);
 
 using ClientId = uint32_t;

@@ -19,6 +19,9 @@ StatusOr<std::unique_ptr<TransportServer>> StartTcpServer(const ServerOptions& o
 StatusOr<std::unique_ptr<TransportClient>> ConnectTcpClient(const ClientOptions& o);
 StatusOr<std::unique_ptr<TransportServer>> StartVerbsServer(const ServerOptions& o, RequestHandler* h);
 StatusOr<std::unique_ptr<TransportClient>> ConnectVerbsClient(const ClientOptions& o);
+// verbs/transport_loopback.cc: in-process, for tests (verbs/fault_injection.h).
+StatusOr<std::unique_ptr<TransportServer>> StartLoopbackServer(const ServerOptions& o, RequestHandler* h);
+StatusOr<std::unique_ptr<TransportClient>> ConnectLoopbackClient(const ClientOptions& o);
 
 // Every ServerOptions field in its range (the message names the field, the
 // value and the range).

@@ -28,10 +28,6 @@ Status CheckServerOptions(const ServerOptions& o);
 // on a machine with fewer cores the thread simply runs unpinned.
 void PinThread(std::thread& t, int core, const std::string& name);
 
-// A kWelcome frame (header + WelcomePayload + reason) refusing a client
-// with `code`; the reason is cut to wire::kMaxReason bytes.
-std::vector<uint8_t> EncodeWelcome(StatusCode code, std::string_view reason);
-
 // Logging that cannot flood: Due() returns how many events happened since
 // the last report once per `period_s` (then the caller logs), else nullopt.
 // One thread.

@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "verbs/handshake.h"
 #include "verbs/session.h"
 #include "verbs/socket_util.h"
 #include "verbs/transport.h"
@@ -125,14 +126,11 @@ StatusOr<std::unique_ptr<TransportClient>> TcpClient::Connect(const ClientOption
         rh.length > sizeof(wire::WelcomePayload) + wire::kMaxReason) {
       return Status::Protocol(where + " is not a Sharry server (bad welcome frame)");
     }
-    wire::WelcomePayload w{};
-    std::string reason(rh.length - sizeof w, '\0');
-    last = net::RecvAll(c->fd_.get(), &w, sizeof w, deadline);
-    if (last.ok() && !reason.empty()) last = net::RecvAll(c->fd_.get(), reason.data(), reason.size(), deadline);
+    std::vector<uint8_t> payload(rh.length);
+    last = net::RecvAll(c->fd_.get(), payload.data(), payload.size(), deadline);
     if (!last.ok()) continue;
-    if (w.status != 0)
-      return Status(static_cast<StatusCode>(w.status),
-                    "server " + where + " refused the connection: " + (reason.empty() ? "no reason given" : reason));
+    wire::WelcomePayload w{};
+    SHARRY_RETURN_IF_ERROR(internal::CheckWelcome(payload, where, &w));
     c->info_.client_id = w.client_id;
     c->info_.region_size = w.region_size;
     c->info_.max_message = std::min(w.max_message, o.max_message);
@@ -951,19 +949,6 @@ void TcpServer::Flush(TcpConn* c) {
 }  // namespace
 
 namespace internal {
-std::vector<uint8_t> EncodeWelcome(StatusCode code, std::string_view reason) {
-  const size_t rlen = std::min<size_t>(reason.size(), wire::kMaxReason);
-  std::vector<uint8_t> f(sizeof(MsgHeader) + sizeof(wire::WelcomePayload) + rlen);
-  MsgHeader h{};
-  h.kind = Kind::kWelcome;
-  h.length = static_cast<uint32_t>(sizeof(wire::WelcomePayload) + rlen);
-  wire::WelcomePayload w{};
-  w.status = static_cast<uint16_t>(code);
-  std::memcpy(f.data(), &h, sizeof h);
-  std::memcpy(f.data() + sizeof h, &w, sizeof w);
-  std::memcpy(f.data() + sizeof h + sizeof w, reason.data(), rlen);
-  return f;
-}
 StatusOr<std::unique_ptr<TransportServer>> StartTcpServer(const ServerOptions& o, RequestHandler* h) {
   auto s = std::make_unique<TcpServer>(o, h);
   SHARRY_RETURN_IF_ERROR(s->Start());

@@ -30,6 +30,7 @@
 
 #include "verbs/cm.h"
 #include "verbs/error.h"
+#include "verbs/handshake.h"
 #include "verbs/queue_pair.h"
 #include "verbs/resources.h"
 #include "verbs/session.h"
@@ -245,31 +246,22 @@ Status VerbsClient::ConnectOnce() {
   if (!ev.ok()) return ev.status().WithContext("connect " + where_ + ": waiting for the server's answer");
   if (ev->type() == RDMA_CM_EVENT_REJECTED) {
     // A Sharry server says why in the private data: Welcome + reason.
-    auto pd = ev->private_data();
     wire::WelcomePayload w{};
-    if (pd.size() >= sizeof w) {
-      std::memcpy(&w, pd.data(), sizeof w);
-      if (w.magic == hello.magic && w.status != 0) {
-        std::string reason(reinterpret_cast<const char*>(pd.data()) + sizeof w, pd.size() - sizeof w);
-        reason.resize(std::strlen(reason.c_str()));  // the private data is zero-padded
-        return Status(static_cast<StatusCode>(w.status),
-                      "server " + where_ + " refused the connection: " + (reason.empty() ? "no reason given" : reason));
-      }
-    }
+    bool refused = false;
+    Status s = internal::CheckWelcome(ev->private_data(), where_, &w, &refused);
+    if (refused) return s;
     return Status::Unavailable("connect " + where_ + ": the server refused the connection (not listening, or not Sharry)");
   }
   if (ev->type() != RDMA_CM_EVENT_ESTABLISHED || ev->status() != 0)
     return Status::Unavailable("connect " + where_ + ": expected ESTABLISHED, got " + ev->name() + " (status " +
                                std::to_string(ev->status()) + ")");
-  auto pdata = ev->private_data();
   wire::WelcomePayload w{};
-  if (pdata.size() < sizeof w) return Status::Protocol(where_ + " is not a Sharry server (no welcome)");
-  std::memcpy(&w, pdata.data(), sizeof w);
+  bool refused = false;
+  Status welcome = internal::CheckWelcome(ev->private_data(), where_, &w, &refused);
   ev->Ack();
-  if (w.magic != hello.magic || w.version != wire::kVersion)
-    return Status::Protocol(where_ + " is not a Sharry server of this version");
+  if (!welcome.ok() && !refused) return welcome;  // not a Sharry server (of this version)
   connected_ = true;
-  if (w.status != 0) return Status(static_cast<StatusCode>(w.status), "server " + where_ + " refused the connection");
+  SHARRY_RETURN_IF_ERROR(welcome);  // accepted, yet with a status: a refusal after all
   info_.client_id = w.client_id;
   info_.region_addr = w.region_addr;
   info_.region_size = w.region_size;
@@ -765,13 +757,11 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   rdma_cm_id* id = ev.id();
   auto reject = [&](StatusCode code, const std::string& why) {
     LOG(WARNING) << "verbs: refusing a connection: " << why;
-    // Welcome + the reason, zero-padded: what the client reports.
-    uint8_t pd[sizeof(wire::WelcomePayload) + wire::kMaxReason] = {};
-    wire::WelcomePayload w{};
-    w.status = static_cast<uint16_t>(code);
-    std::memcpy(pd, &w, sizeof w);
-    std::memcpy(pd + sizeof w, why.data(), std::min<size_t>(why.size(), wire::kMaxReason - 1));
-    rdma_reject(id, pd, sizeof pd);
+    // Welcome + the reason, zero-padded (a NUL ends it): what the client reports.
+    std::vector<uint8_t> pd =
+        internal::EncodeWelcomePayload(code, std::string_view(why).substr(0, wire::kMaxReason - 1));
+    pd.resize(sizeof(wire::WelcomePayload) + wire::kMaxReason);
+    rdma_reject(id, pd.data(), static_cast<uint8_t>(pd.size()));
     ev.Ack();
     rdma_destroy_id(id);
   };

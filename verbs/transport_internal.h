@@ -1,4 +1,11 @@
 // Pieces shared by the transport backends; not part of the public API.
+//
+// Where the backends are (docs/transport.md has the whole list):
+//   tcp    tcp_client.cc; tcp_server_impl.h + tcp_server.cc; tcp_framing.h/.cc
+//          (the server's socket-free input parser)
+//   verbs  verbs_client_impl.h + verbs_client.cc, verbs_client_data.cc;
+//          verbs_server_impl.h + verbs_server.cc, verbs_server_poll.cc
+//   both   handshake.h/.cc (EncodeWelcome, CheckWelcome), session.h/.cc
 #pragma once
 
 #include <chrono>

@@ -41,7 +41,6 @@ using net::Clock;
 using wire::Kind;
 using wire::MsgHeader;
 
-//
 // Each connection belongs to one poller thread. Its life:
 //
 //   accepted --hello--> greeted --EOF/bad frame/refusal--> closing --flushed--> closed

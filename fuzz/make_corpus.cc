@@ -255,6 +255,39 @@ void ClientSeeds() {
   Write(t, "refused", b);
 }
 
+// tcp_framing_fuzz: [k | hold bit] [k piece sizes] [stream].
+void FramingSeeds() {
+  const std::string t = "tcp_framing_fuzz";
+  wire::HelloPayload hello{};
+  hello.max_message = 1024;
+  Bytes hp;
+  Put(hp, hello);
+  Bytes b{0x00};  // byte by byte: hello, a request, a write, a read
+  Append(b, Frame(wire::Kind::kHello, 1, hp));
+  Append(b, Frame(wire::Kind::kRequest, 2, Bytes{'h', 'i'}));
+  Bytes w = Range(64, 4);
+  w.insert(w.end(), {1, 2, 3, 4});
+  Append(b, Frame(wire::Kind::kWrite, 3, w));
+  Append(b, Frame(wire::Kind::kRead, 4, Range(64, 4)));
+  Write(t, "hello_requests", b);
+
+  b = {0x13, 5, 0, 17};  // uneven pieces, backpressure: every recoverable error, then a bad header
+  hello.max_message = wire::kMinMessage;  // requests of more than 64 B are too long
+  hp.clear();
+  Put(hp, hello);
+  Append(b, Frame(wire::Kind::kHello, 1, hp));
+  Append(b, Frame(wire::Kind::kRequest, 2, Bytes(65, 'z')));
+  Append(b, Frame(wire::Kind::kRead, 3, Range(0, wire::kMaxTcpChunk + 1)));
+  Append(b, Frame(wire::Kind::kWrite, 4, Range(0, 8)));
+  Append(b, Frame(wire::Kind::kWriteAck, 5, Bytes{1, 2}));
+  b.insert(b.end(), 16, 0xee);
+  Write(t, "errors_split", b);
+
+  b = {0x01, 7};  // a request before the hello
+  Append(b, Frame(wire::Kind::kRequest, 1, Bytes{'x'}));
+  Write(t, "no_hello", b);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -267,5 +300,6 @@ int main(int argc, char** argv) {
   CodecSeeds();
   TcpSeeds();
   ClientSeeds();
+  FramingSeeds();
   return 0;
 }

@@ -1,4 +1,11 @@
 // Pieces shared by the transport backends; not part of the public API.
+//
+// Where the backends are (docs/transport.md has the whole list):
+//   tcp    tcp_client.cc; tcp_server_impl.h + tcp_server.cc; tcp_framing.h/.cc
+//          (the server's socket-free input parser)
+//   verbs  verbs_client_impl.h + verbs_client.cc, verbs_client_data.cc;
+//          verbs_server_impl.h + verbs_server.cc, verbs_server_poll.cc
+//   both   handshake.h/.cc (EncodeWelcome, CheckWelcome), session.h/.cc
 #pragma once
 
 #include <chrono>
@@ -30,10 +37,6 @@ Status CheckServerOptions(const ServerOptions& o);
 // Pins `t` to `core` (-1: leave it unpinned). A failure is logged, not fatal:
 // on a machine with fewer cores the thread simply runs unpinned.
 void PinThread(std::thread& t, int core, const std::string& name);
-
-// A kWelcome frame (header + WelcomePayload + reason) refusing a client
-// with `code`; the reason is cut to wire::kMaxReason bytes.
-std::vector<uint8_t> EncodeWelcome(StatusCode code, std::string_view reason);
 
 // Logging that cannot flood: Due() returns how many events happened since
 // the last report once per `period_s` (then the caller logs), else nullopt.

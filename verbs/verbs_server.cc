@@ -1,0 +1,301 @@
+// The verbs server: device setup, the rdma_cm thread (accept/reject,
+// disconnects), the sessions sweep (see verbs_server_impl.h for the map of
+// the server's files).
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "verbs/error.h"
+#include "verbs/handshake.h"
+#include "verbs/transport_internal.h"
+#include "verbs/verbs_server_impl.h"
+#include "verbs/wr_id.h"
+
+namespace sharry::internal {
+
+Status VerbsServer::Start() {
+  if (opts_.max_message < sizeof(MsgHeader) + 64)
+    return Status::InvalidArgument("max_message must be at least 80 bytes");
+  auto l = verbs::Listen(opts_.listen_addr, opts_.port, 128);
+  if (!l.ok()) return l.status();
+  listener_.emplace(std::move(*l));
+  port_ = listener_->port;
+  // Bound to an RDMA device's address: set up now. Bound to any address:
+  // at the first connection, when the device is known.
+  if (listener_->id->verbs != nullptr) SHARRY_RETURN_IF_ERROR(InitDevice(listener_->id->verbs));
+  cm_thread_ = std::thread([this] { CmLoop(); });
+  internal::PinThread(cm_thread_, -1, "verbs cm");
+  LOG(INFO) << "verbs transport listening on " << opts_.listen_addr << ":" << port_ << ", region "
+            << opts_.region_size << " B";
+  return Status::Ok();
+}
+
+Status VerbsServer::InitDevice(ibv_context* ctx) {
+  ctx_ = ctx;
+  auto caps = verbs::QueryDeviceCaps(ctx);
+  if (!caps.ok()) return caps.status();
+  auto pd = ProtectionDomain::Create(ctx);
+  if (!pd.ok()) return pd.status();
+  pd_.emplace(std::move(*pd));
+  if (opts_.region_size > 0) {
+    // The region (the UMA) is registered ONCE, as one memory region.
+    auto mr = MemoryRegion::Register(pd_->get(), opts_.region, opts_.region_size, MemoryRegion::kRemoteReadWrite);
+    if (!mr.ok()) return mr.status().WithContext("register the region");
+    region_mr_.emplace(std::move(*mr));
+  }
+  const uint32_t depth = std::min<uint32_t>(opts_.recv_depth, caps->max_srq_wr);
+  recv_buf_ = AllocBuffer(size_t{depth} * opts_.max_message);
+  if (!recv_buf_) return Status::OutOfMemory("receive buffers");
+  auto rmr = MemoryRegion::Register(pd_->get(), recv_buf_.get(), size_t{depth} * opts_.max_message,
+                                    MemoryRegion::kLocalOnly);
+  if (!rmr.ok()) return rmr.status();
+  recv_mr_.emplace(std::move(*rmr));
+  auto srq = SharedReceiveQueue::Create(pd_->get(), depth);
+  if (!srq.ok()) return srq.status();
+  srq_.emplace(std::move(*srq));
+  for (uint32_t i = 0; i < depth; ++i)
+    SHARRY_RETURN_IF_ERROR(srq_->PostRecv(MakeWrId(kWrRecv, i), recv_buf(i), opts_.max_message, recv_mr_->lkey()));
+
+  const int n = std::max(1, opts_.num_pollers);
+  slots_per_poller_ = depth + 64;
+  for (int i = 0; i < n; ++i) {
+    auto p = std::make_unique<Poller>();
+    p->index = i;
+    auto comp = CompletionChannel::Create(ctx);
+    if (!comp.ok()) return comp.status();
+    p->comp.emplace(std::move(*comp));
+    int cq_depth = static_cast<int>(std::min<uint32_t>(caps->max_cqe, 2 * slots_per_poller_ + depth));
+    auto cq = CompletionQueue::Create(ctx, cq_depth, p->comp->get());
+    if (!cq.ok()) return cq.status();
+    p->cq.emplace(std::move(*cq));
+    p->slots_buf = AllocBuffer(size_t{slots_per_poller_} * opts_.max_message);
+    if (!p->slots_buf) return Status::OutOfMemory("send slots");
+    auto smr = MemoryRegion::Register(pd_->get(), p->slots_buf.get(),
+                                      size_t{slots_per_poller_} * opts_.max_message, MemoryRegion::kLocalOnly);
+    if (!smr.ok()) return smr.status();
+    p->slots_mr.emplace(std::move(*smr));
+    for (uint32_t s = slots_per_poller_; s-- > 0;) p->free_slots.push_back(s);
+    pollers_.push_back(std::move(p));
+  }
+  for (auto& p : pollers_) {
+    Poller* raw = p.get();
+    p->thread = std::thread([this, raw] { PollLoop(raw); });
+    int core = raw->index < static_cast<int>(opts_.poller_cores.size()) ? opts_.poller_cores[raw->index] : -1;
+    internal::PinThread(p->thread, core, "verbs poller " + std::to_string(raw->index));
+  }
+  LOG(INFO) << "verbs device " << ibv_get_device_name(ctx->device) << ": region rkey "
+            << (region_mr_ ? region_mr_->rkey() : 0) << ", " << depth << " shared receives of "
+            << opts_.max_message << " B, " << n << " poller(s)";
+  return Status::Ok();
+}
+
+VerbsServer::~VerbsServer() {
+  stop_ = true;
+  if (cm_thread_.joinable()) cm_thread_.join();
+  for (auto& p : pollers_)
+    if (p->thread.joinable()) p->thread.join();
+  // Connections first (their QPs), then CQs, SRQ, MRs, PD, listener.
+  for (auto& [id, c] : by_id_) rdma_disconnect(id);
+  for (auto& [id, c] : by_id_) {
+    if (c->established) clients_--;
+    if (!c->session) continue;
+    for (ClientId gone : sessions_.Leave(c->session, c->client_id))
+      if (gone != c->client_id || c->established) handler_->OnDisconnect(gone);
+  }
+  by_qp_.clear();
+  by_id_.clear();
+  pollers_.clear();
+  srq_.reset();
+  recv_mr_.reset();
+  region_mr_.reset();
+  pd_.reset();
+  listener_.reset();
+}
+
+void VerbsServer::CmLoop() {
+  while (!stop_) {
+    if (std::chrono::steady_clock::now() >= next_sweep_) {
+      Sweep();
+      next_sweep_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+    }
+    auto ev = listener_->channel.Next(50);
+    if (!ev.ok()) {
+      if (ev.status().code() != StatusCode::kTimeout) LOG(ERROR) << "rdma_cm: " << ev.status();
+      continue;
+    }
+    switch (ev->type()) {
+      case RDMA_CM_EVENT_CONNECT_REQUEST:
+        OnConnectRequest(*ev);
+        break;
+      case RDMA_CM_EVENT_ESTABLISHED: {
+        auto it = by_id_.find(ev->id());
+        if (it == by_id_.end()) break;
+        it->second->established = true;
+        clients_++;
+        VLOG(1) << "verbs client " << it->second->client_id << " connected";
+        handler_->OnConnect(it->second->client_id);
+        break;
+      }
+      case RDMA_CM_EVENT_DISCONNECTED:
+      case RDMA_CM_EVENT_REJECTED:
+      case RDMA_CM_EVENT_CONNECT_ERROR:
+      case RDMA_CM_EVENT_UNREACHABLE: {
+        rdma_cm_id* id = ev->id();
+        const char* why = ev->name();
+        ev->Ack();  // before the id is destroyed
+        DropConn(id, why);
+        break;
+      }
+      case RDMA_CM_EVENT_DEVICE_REMOVAL:
+        LOG(ERROR) << "rdma_cm: the RDMA device was removed; clients will see their connections die";
+        break;
+      default:
+        VLOG(1) << "rdma_cm event " << ev->name();
+        break;
+    }
+  }
+}
+
+void VerbsServer::OnConnectRequest(CmEvent& ev) {
+  rdma_cm_id* id = ev.id();
+  auto reject = [&](StatusCode code, const std::string& why) {
+    LOG(WARNING) << "verbs: refusing a connection: " << why;
+    // Welcome + the reason, zero-padded (a NUL ends it): what the client reports.
+    std::vector<uint8_t> pd =
+        internal::EncodeWelcomePayload(code, std::string_view(why).substr(0, wire::kMaxReason - 1));
+    pd.resize(sizeof(wire::WelcomePayload) + wire::kMaxReason);
+    rdma_reject(id, pd.data(), static_cast<uint8_t>(pd.size()));
+    ev.Ack();
+    rdma_destroy_id(id);
+  };
+  auto pdata = ev.private_data();
+  wire::HelloPayload hello{};
+  if (pdata.size() < sizeof hello) return reject(StatusCode::kProtocol, "no hello in private data");
+  std::memcpy(&hello, pdata.data(), sizeof hello);
+  if (hello.magic != wire::WelcomePayload{}.magic || hello.version != wire::kVersion)
+    return reject(StatusCode::kProtocol, "not a Sharry client of protocol version " + std::to_string(wire::kVersion));
+  if (hello.max_message < wire::kMinMessage || hello.max_message > wire::kMaxMessage)
+    return reject(StatusCode::kInvalidArgument, "hello max_message " + std::to_string(hello.max_message) +
+                                                    " out of range " + std::to_string(wire::kMinMessage) + ".." +
+                                                    std::to_string(wire::kMaxMessage));
+  if (ctx_ == nullptr) {
+    if (Status s = InitDevice(id->verbs); !s.ok()) return reject(StatusCode::kInternal, s.ToString());
+  } else if (id->verbs != ctx_) {
+    return reject(StatusCode::kUnavailable, "connection on a second RDMA device; listen on one device's address");
+  }
+  // Counted from the connect request: established ones against max_clients,
+  // those still connecting against max_handshakes.
+  const size_t established = clients_.load();
+  if (established >= static_cast<size_t>(opts_.max_clients))
+    return reject(StatusCode::kUnavailable, "memnode full: " + std::to_string(established) + " of " +
+                                                std::to_string(opts_.max_clients) + " clients");
+  if (by_id_.size() - established >= static_cast<size_t>(opts_.max_handshakes))
+    return reject(StatusCode::kUnavailable, "memnode busy: " + std::to_string(by_id_.size() - established) +
+                                                " connections still connecting");
+  std::shared_ptr<internal::SessionTable::Session> session;
+  const ClientId client_id = next_client_id_;
+  if (hello.session == 0) {
+    session = sessions_.OpenRoot(client_id);
+  } else {
+    auto joined = sessions_.Join(hello.session);
+    if (!joined.ok()) return reject(StatusCode::kUnavailable, joined.status().message());
+    session = std::move(*joined);
+  }
+  wire::WelcomePayload w{};
+  auto conn = std::make_unique<Conn>();
+  conn->id = CmId::Adopt(id);
+  conn->poller = static_cast<int>(rr_++ % pollers_.size());
+  Poller* p = pollers_[conn->poller].get();
+  verbs::QpSizes sizes;
+  sizes.max_send_wr = 2 * opts_.credits + 16;
+  sizes.max_send_sge = 1;
+  sizes.max_inline_data = 256;
+  auto qp = verbs::CreateRcQp(conn->id, pd_->get(), p->cq->get(), p->cq->get(), srq_->get(), sizes);
+  if (!qp.ok()) {
+    LOG(ERROR) << "verbs: cannot create a QP for a client: " << qp.status();
+    sessions_.Leave(session, client_id);  // nobody connected: nothing to reclaim
+    w.status = static_cast<uint16_t>(StatusCode::kOutOfMemory);
+    rdma_reject(id, &w, sizeof w);
+    ev.Ack();
+    return;  // conn's CmId destroys the id
+  }
+  max_inline_ = qp->max_inline_data;
+  conn->sq_depth = qp->max_send_wr;
+  conn->max_message = std::min(opts_.max_message, std::max<uint32_t>(hello.max_message, sizeof(MsgHeader)));
+  conn->client_id = next_client_id_++;
+  conn->session = session;
+  w.client_id = conn->client_id;
+  w.lease_ms = opts_.lease_ms;
+  w.session = session->root;
+  w.max_message = opts_.max_message;
+  w.region_addr = reinterpret_cast<uint64_t>(opts_.region);
+  w.region_size = opts_.region_size;
+  w.rkey = region_mr_ ? region_mr_->rkey() : 0;
+  w.credits = opts_.credits;
+  {
+    std::unique_lock l(conns_mu_);
+    by_qp_[conn->id.qp()->qp_num] = conn.get();
+  }
+  rdma_conn_param param{};
+  param.private_data = &w;
+  param.private_data_len = sizeof w;
+  const rdma_conn_param& req = ev.conn_param();
+  param.responder_resources = std::min<uint8_t>(req.initiator_depth, kRdAtomic);
+  param.initiator_depth = std::min<uint8_t>(req.responder_resources, kRdAtomic);
+  param.rnr_retry_count = 7;
+  if (rdma_accept(id, &param) != 0) {
+    LOG(ERROR) << verbs::VerbFailed("rdma_accept", errno);
+    sessions_.Leave(session, conn->client_id);
+    std::unique_lock l(conns_mu_);
+    by_qp_.erase(conn->id.qp()->qp_num);
+    ev.Ack();
+    return;
+  }
+  ev.Ack();
+  by_id_[id] = std::move(conn);
+}
+
+void VerbsServer::DropConn(rdma_cm_id* id, const std::string& why) {
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return;
+  std::unique_ptr<Conn> c = std::move(it->second);
+  by_id_.erase(it);
+  {
+    std::unique_lock l(conns_mu_);
+    by_qp_.erase(c->id.qp()->qp_num);
+  }
+  // The QP goes to error first: no READ or WRITE of this connection can
+  // reach the region after this, before any block is reclaimed below.
+  rdma_disconnect(id);
+  if (c->established) {
+    LOG(INFO) << "verbs client " << c->client_id << " gone (" << why << ")";
+    clients_--;
+  }
+  // Members of a session go before its root's OnDisconnect (reclamation).
+  for (ClientId gone : sessions_.Leave(c->session, c->client_id))
+    if (gone != c->client_id || c->established) handler_->OnDisconnect(gone);
+  // ~Conn destroys the QP, then the id. Completions of its sends that are
+  // still in a CQ only free their send slots.
+}
+
+void VerbsServer::Sweep() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::pair<rdma_cm_id*, std::string>> over;
+  for (auto& [id, c] : by_id_)
+    if (c->established && sessions_.Expired(*c->session, now))
+      over.emplace_back(id, "session " + std::to_string(c->session->root) + " over: " + c->session->why.load());
+  for (auto& [id, why] : over) {
+    LOG(WARNING) << "verbs: dropping client " << by_id_[id]->client_id << ": " << why;
+    DropConn(id, why);
+  }
+}
+
+StatusOr<std::unique_ptr<TransportServer>> StartVerbsServer(const ServerOptions& o, RequestHandler* h) {
+  auto s = std::make_unique<VerbsServer>(o, h);
+  SHARRY_RETURN_IF_ERROR(s->Start());
+  return std::unique_ptr<TransportServer>(std::move(s));
+}
+
+}  // namespace sharry::internal

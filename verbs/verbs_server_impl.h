@@ -1,0 +1,134 @@
+// The verbs backend's server: RDMA RC through rdma_cm. Private to the build.
+//
+// One listener thread handles rdma_cm events (connect, disconnect); each
+// connection's QP has its receives in ONE shared receive queue and its
+// completions in the CQ of one poller thread (round robin), so requests of
+// many clients share the pollers. The region is registered ONCE as one
+// memory region; clients READ and WRITE it one-sidedly at region_addr +
+// offset with its rkey. Requests are SENDs: header + payload (wire.h) into a
+// posted receive buffer; the poller calls the RequestHandler and SENDs the
+// response (inline when the device allows) on the same QP.
+//
+// Where the code is:
+//   verbs_server.cc       device setup (PD, region MR, SRQ, pollers), the
+//                         rdma_cm thread: accept/reject (hello checks,
+//                         welcome), disconnects, the sessions sweep
+//   verbs_server_poll.cc  the pollers: receives, the handler, response
+//                         SENDs from send slots
+//   wr_id.h               work-request id packing
+//   verbs_common.h        page-aligned buffers, the RDMA READ depth
+// The client is in verbs_client_impl.h.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "verbs/cm.h"
+#include "verbs/queue_pair.h"
+#include "verbs/resources.h"
+#include "verbs/session.h"
+#include "verbs/transport.h"
+#include "verbs/verbs_common.h"
+#include "verbs/wire.h"
+
+namespace sharry::internal {
+
+using verbs::CmEvent;
+using verbs::CmEventChannel;
+using verbs::CmId;
+using verbs::CompletionChannel;
+using verbs::CompletionQueue;
+using verbs::MemoryRegion;
+using verbs::ProtectionDomain;
+using verbs::SendChain;
+using verbs::SharedReceiveQueue;
+using wire::Kind;
+using wire::MsgHeader;
+using Clock = std::chrono::steady_clock;
+
+class VerbsServer final : public TransportServer {
+ public:
+  VerbsServer(const ServerOptions& o, RequestHandler* h) : opts_(o), handler_(h), sessions_(o.lease_ms) {}
+  ~VerbsServer() override;
+  Status Start();
+  uint16_t port() const override { return port_; }
+  size_t num_clients() const override { return clients_.load(); }
+  TransportKind kind() const override { return TransportKind::kVerbs; }
+
+ private:
+  struct Conn {
+    CmId id;
+    ClientId client_id = 0;
+    int poller = 0;
+    bool established = false;
+    uint32_t max_message = 0;  // min of ours and the client's receive slots
+    uint32_t sq_depth = 0;
+    uint32_t unsignalled = 0;  // its poller only: inline sends since the last signalled one
+    std::shared_ptr<internal::SessionTable::Session> session;
+  };
+  // One poller thread: its CQ (sends and receives of its connections) and
+  // its send slots. Everything here is touched only by that thread, except
+  // at creation and destruction.
+  struct Poller {
+    int index = 0;
+    std::optional<CompletionChannel> comp;
+    std::optional<CompletionQueue> cq;
+    Buffer slots_buf;
+    std::optional<MemoryRegion> slots_mr;
+    std::vector<uint32_t> free_slots;
+    std::deque<ibv_wc> deferred;  // receives seen while waiting for a send slot
+    std::thread thread;
+  };
+
+  Status InitDevice(ibv_context* ctx);
+  void CmLoop();
+  void OnConnectRequest(CmEvent& ev);
+  void DropConn(rdma_cm_id* id, const std::string& why);
+  void Sweep();  // CM thread: connections of sessions that are over (lease, root gone)
+  void PollLoop(Poller* p);
+  void HandleRecv(Poller* p, const ibv_wc& wc);
+  // A free send slot of `p`, reaping send completions if needed.
+  std::optional<uint32_t> AcquireSlot(Poller* p);
+  void HandleSendWc(Poller* p, const ibv_wc& wc);
+  uint8_t* slot(Poller* p, uint32_t i) const { return p->slots_buf.get() + size_t{i} * opts_.max_message; }
+  uint8_t* recv_buf(uint32_t i) const { return recv_buf_.get() + size_t{i} * opts_.max_message; }
+
+  ServerOptions opts_;
+  RequestHandler* handler_;
+  internal::SessionTable sessions_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> clients_{0};  // established connections
+  uint32_t next_client_id_ = 1;  // CM thread only
+  std::chrono::steady_clock::time_point next_sweep_{};  // CM thread only
+  size_t rr_ = 0;                // CM thread only
+  uint32_t slots_per_poller_ = 0;
+
+  // Creation order: listener, then the device's PD, region MR, receive
+  // buffers, SRQ, pollers (CQs). Destroyed in reverse by the destructor.
+  std::optional<verbs::Listener> listener_;
+  ibv_context* ctx_ = nullptr;
+  std::optional<ProtectionDomain> pd_;
+  std::optional<MemoryRegion> region_mr_;
+  Buffer recv_buf_;
+  std::optional<MemoryRegion> recv_mr_;
+  std::optional<SharedReceiveQueue> srq_;
+  std::vector<std::unique_ptr<Poller>> pollers_;
+  uint32_t max_inline_ = 0;
+
+  // Connections by QP number (pollers read, the CM thread writes) and by id.
+  mutable std::shared_mutex conns_mu_;
+  std::unordered_map<uint32_t, Conn*> by_qp_;           // GUARDED_BY(conns_mu_)
+  std::unordered_map<rdma_cm_id*, std::unique_ptr<Conn>> by_id_;  // CM thread only
+  std::thread cm_thread_;
+};
+
+}  // namespace sharry::internal

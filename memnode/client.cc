@@ -41,11 +41,20 @@ Status MemnodeClient::Alloc(std::span<const uint64_t> sizes, std::vector<uint64_
     for (size_t i = 0; i < n; ++i) {
       AllocEntry e;
       std::memcpy(&e, replies_[r].data() + sizeof(ReplyHeader) + i * sizeof e, sizeof e);
+      Status s;
       if (e.code == ElementCode::kOk) {
-        (*offsets)[base + i] = e.offset;
-        continue;
+        // A block must lie inside the UMA: anything else is a broken or
+        // hostile memnode, never an offset to hand to the application.
+        s = CheckRange(e.offset, sizes[base + i], uma_bytes(), "ALLOC reply");
+        if (s.ok()) {
+          (*offsets)[base + i] = e.offset;
+          continue;
+        }
+        s = Status::Protocol("memnode answered ALLOC of " + std::to_string(sizes[base + i]) + " B with offset " +
+                             std::to_string(e.offset) + " outside its UMA of " + std::to_string(uma_bytes()) + " B");
+      } else {
+        s = ElementStatus(e.code, "ALLOC of " + std::to_string(sizes[base + i]) + " B");
       }
-      Status s = ElementStatus(e.code, "ALLOC of " + std::to_string(sizes[base + i]) + " B");
       if (element_status) (*element_status)[base + i] = s;
       if (first.ok()) first = s;
     }

@@ -238,10 +238,12 @@ void TcpServer::Close(Poller* p, TcpConn* c) {
   int fd = c->fd.get();
   epoll_ctl(p->epfd.get(), EPOLL_CTL_DEL, fd, nullptr);
   if (c->framing.greeted()) {
-    clients_--;
     if (c->why.empty() || c->why == "peer closed") VLOG(1) << "tcp client " << c->id << " disconnected";
     else LOG(WARNING) << "tcp: dropping client " << c->id << ": " << c->why;
     for (ClientId id : sessions_.Leave(c->session, c->id)) handler_->OnDisconnect(id);
+    // Counted out only after its OnDisconnect (reclamation) ran: who sees
+    // num_clients() reach 0 sees every departed client's blocks reclaimed.
+    clients_--;
   } else {
     handshakes_--;
     VLOG(1) << "tcp: closing a connection before its hello: " << c->why;

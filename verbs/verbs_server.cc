@@ -269,13 +269,12 @@ void VerbsServer::DropConn(rdma_cm_id* id, const std::string& why) {
   // The QP goes to error first: no READ or WRITE of this connection can
   // reach the region after this, before any block is reclaimed below.
   rdma_disconnect(id);
-  if (c->established) {
-    LOG(INFO) << "verbs client " << c->client_id << " gone (" << why << ")";
-    clients_--;
-  }
+  if (c->established) LOG(INFO) << "verbs client " << c->client_id << " gone (" << why << ")";
   // Members of a session go before its root's OnDisconnect (reclamation).
   for (ClientId gone : sessions_.Leave(c->session, c->client_id))
     if (gone != c->client_id || c->established) handler_->OnDisconnect(gone);
+  // Counted out after its OnDisconnect: num_clients() == 0 means reclaimed.
+  if (c->established) clients_--;
   // ~Conn destroys the QP, then the id. Completions of its sends that are
   // still in a CQ only free their send slots.
 }

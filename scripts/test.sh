@@ -8,7 +8,7 @@
 #        rxe   end-to-end over RDMA verbs: natively on a host with an RDMA
 #              device, else in a throwaway SoftRoCE VM (scripts/rxe-vm.sh)
 #   3. rebuilds with ASan+UBSan and with TSan and runs unit+tcp there.
-#   4. builds the libFuzzer targets with clang and runs each for 30 s on a
+#   4. builds the libFuzzer targets with clang and runs each for 20 s on a
 #      copy of its seed corpus (scripts/fuzz.sh; tree <build-root>-fuzz).
 #
 # Usage: scripts/test.sh [--quick] [--no-rxe] [--no-sanitizers] [--no-fuzz] [--build-root DIR]
@@ -83,8 +83,8 @@ if [[ $sanitizers == 1 ]]; then
 fi
 
 if [[ $fuzz == 1 ]]; then
-  step "fuzz: libFuzzer targets, 30 s each ($root-fuzz)"
-  if ! scripts/fuzz.sh --seconds 30 --build-dir "$root-fuzz"; then
+  step "fuzz: libFuzzer targets, 20 s each ($root-fuzz)"
+  if ! scripts/fuzz.sh --seconds 20 --build-dir "$root-fuzz"; then
     failed+=("$root-fuzz:fuzz")
   fi
 fi

@@ -64,6 +64,16 @@ StatusOr<std::unique_ptr<TransportClient>> TransportClient::Connect(TransportKin
   return Status::InvalidArgument("unknown transport kind");
 }
 
+Status TransportClient::Read(uint64_t offset, void* dst, size_t len) {
+  RemoteOp op{offset, dst, len};
+  return ReadBatch({&op, 1});
+}
+
+Status TransportClient::Write(uint64_t offset, const void* src, size_t len) {
+  RemoteOp op{offset, const_cast<void*>(src), len};
+  return WriteBatch({&op, 1});
+}
+
 Status TransportClient::Call(std::span<const uint8_t> request, std::vector<uint8_t>* response) {
   std::vector<std::vector<uint8_t>> out;
   SHARRY_RETURN_IF_ERROR(CallMany({&request, 1}, &out));

@@ -156,8 +156,9 @@ class TransportClient {
   // An out-of-range request fails with kOutOfRange and leaves the connection
   // usable; a failure of the connection itself makes it dead (alive() false,
   // every later call fails with the first error).
-  virtual Status Read(uint64_t offset, void* dst, size_t len) = 0;
-  virtual Status Write(uint64_t offset, const void* src, size_t len) = 0;
+  // (By default one-op batches; a backend may do better.)
+  virtual Status Read(uint64_t offset, void* dst, size_t len);
+  virtual Status Write(uint64_t offset, const void* src, size_t len);
   // Many operations posted together (verbs: one chain, one doorbell, one
   // signalled completion per chain). All-or-error.
   virtual Status ReadBatch(std::span<const RemoteOp> ops) = 0;

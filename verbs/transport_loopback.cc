@@ -224,14 +224,6 @@ class LoopClient final : public TransportClient {
   const ConnectionInfo& info() const override { return info_; }
   Status RegisterLocal(void*, size_t) override { return Status::Ok(); }
 
-  Status Read(uint64_t offset, void* dst, size_t len) override {
-    RemoteOp op{offset, dst, len};
-    return Batch({&op, 1}, false);
-  }
-  Status Write(uint64_t offset, const void* src, size_t len) override {
-    RemoteOp op{offset, const_cast<void*>(src), len};
-    return Batch({&op, 1}, true);
-  }
   Status ReadBatch(std::span<const RemoteOp> ops) override { return Batch(ops, false); }
   Status WriteBatch(std::span<const RemoteOp> ops) override { return Batch(ops, true); }
   Status CallMany(std::span<const std::span<const uint8_t>> requests,

@@ -34,19 +34,6 @@
 
 namespace sharry::internal {
 
-using verbs::CmEvent;
-using verbs::CmEventChannel;
-using verbs::CmId;
-using verbs::CompletionChannel;
-using verbs::CompletionQueue;
-using verbs::MemoryRegion;
-using verbs::ProtectionDomain;
-using verbs::SendChain;
-using verbs::SharedReceiveQueue;
-using wire::Kind;
-using wire::MsgHeader;
-using Clock = std::chrono::steady_clock;
-
 class VerbsClient final : public TransportClient {
  public:
   static StatusOr<std::unique_ptr<TransportClient>> Connect(const ClientOptions& o);
@@ -55,14 +42,6 @@ class VerbsClient final : public TransportClient {
   TransportKind kind() const override { return TransportKind::kVerbs; }
   const ConnectionInfo& info() const override { return info_; }
   Status RegisterLocal(void* addr, size_t len) override;
-  Status Read(uint64_t offset, void* dst, size_t len) override {
-    RemoteOp op{offset, dst, len};
-    return Batch({&op, 1}, false);
-  }
-  Status Write(uint64_t offset, const void* src, size_t len) override {
-    RemoteOp op{offset, const_cast<void*>(src), len};
-    return Batch({&op, 1}, true);
-  }
   Status ReadBatch(std::span<const RemoteOp> ops) override { return Batch(ops, false); }
   Status WriteBatch(std::span<const RemoteOp> ops) override { return Batch(ops, true); }
   Status CallMany(std::span<const std::span<const uint8_t>> requests,

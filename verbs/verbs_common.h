@@ -1,14 +1,33 @@
-// Small pieces both sides of the verbs backend use: page-aligned message
-// buffers and the RDMA READ depth asked for per QP.
+// Small pieces both sides of the verbs backend use: the names they share,
+// page-aligned message buffers and the RDMA READ depth asked for per QP.
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 
+#include "verbs/cm.h"
+#include "verbs/queue_pair.h"
+#include "verbs/resources.h"
+#include "verbs/wire.h"
+
 namespace sharry::internal {
+
+using verbs::CmEvent;
+using verbs::CmEventChannel;
+using verbs::CmId;
+using verbs::CompletionChannel;
+using verbs::CompletionQueue;
+using verbs::MemoryRegion;
+using verbs::ProtectionDomain;
+using verbs::SendChain;
+using verbs::SharedReceiveQueue;
+using wire::Kind;
+using wire::MsgHeader;
+using Clock = std::chrono::steady_clock;
 
 constexpr int kRdAtomic = 16;  // outstanding RDMA READs we ask for per QP
 

@@ -41,19 +41,6 @@
 
 namespace sharry::internal {
 
-using verbs::CmEvent;
-using verbs::CmEventChannel;
-using verbs::CmId;
-using verbs::CompletionChannel;
-using verbs::CompletionQueue;
-using verbs::MemoryRegion;
-using verbs::ProtectionDomain;
-using verbs::SendChain;
-using verbs::SharedReceiveQueue;
-using wire::Kind;
-using wire::MsgHeader;
-using Clock = std::chrono::steady_clock;
-
 class VerbsServer final : public TransportServer {
  public:
   VerbsServer(const ServerOptions& o, RequestHandler* h) : opts_(o), handler_(h), sessions_(o.lease_ms) {}

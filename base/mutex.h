@@ -1,6 +1,7 @@
 // sharry::Mutex, MutexLock and CondVar: std::mutex and
 // std::condition_variable with Clang thread-safety annotations
-// (base/thread_annotations.h), after LevelDB's port::Mutex.
+// (base/thread_annotations.h), after LevelDB's port::Mutex; SharedMutex,
+// WriterMutexLock and ReaderMutexLock: std::shared_mutex likewise.
 //
 //   class Queue {
 //     Mutex mu_;
@@ -27,6 +28,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <shared_mutex>
 
 #include "base/thread_annotations.h"
 
@@ -112,6 +114,58 @@ class CondVar {
 
  private:
   std::condition_variable cv_;
+};
+
+// A reader-writer lock: many holders in shared mode, or one exclusive.
+class CAPABILITY("shared_mutex") SharedMutex {
+ public:
+  SharedMutex() = default;
+  SharedMutex(const SharedMutex&) = delete;
+  SharedMutex& operator=(const SharedMutex&) = delete;
+
+  void Lock() ACQUIRE() { mu_.lock(); }
+  void Unlock() RELEASE() { mu_.unlock(); }
+  void LockShared() ACQUIRE_SHARED() { mu_.lock_shared(); }
+  void UnlockShared() RELEASE_SHARED() { mu_.unlock_shared(); }
+  [[nodiscard]] bool TryLockShared() TRY_ACQUIRE_SHARED(true) { return mu_.try_lock_shared(); }
+
+ private:
+  std::shared_mutex mu_;
+};
+
+// Holds a SharedMutex exclusively for its scope.
+class SCOPED_CAPABILITY WriterMutexLock {
+ public:
+  explicit WriterMutexLock(SharedMutex* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
+  ~WriterMutexLock() RELEASE() { mu_->Unlock(); }
+  WriterMutexLock(const WriterMutexLock&) = delete;
+  WriterMutexLock& operator=(const WriterMutexLock&) = delete;
+
+ private:
+  SharedMutex* const mu_;
+};
+
+// Holds a SharedMutex shared for its scope. The adopting constructor takes
+// over a shared hold the caller already has (after a TryLockShared that
+// succeeded); Unlock() may end it early.
+class SCOPED_CAPABILITY ReaderMutexLock {
+ public:
+  explicit ReaderMutexLock(SharedMutex* mu) ACQUIRE_SHARED(mu) : mu_(mu) { mu_->LockShared(); }
+  ReaderMutexLock(SharedMutex* mu, std::adopt_lock_t) REQUIRES_SHARED(mu) : mu_(mu) {}
+  ~ReaderMutexLock() RELEASE_GENERIC() {
+    if (held_) mu_->UnlockShared();
+  }
+  ReaderMutexLock(const ReaderMutexLock&) = delete;
+  ReaderMutexLock& operator=(const ReaderMutexLock&) = delete;
+
+  void Unlock() RELEASE_GENERIC() {
+    held_ = false;
+    mu_->UnlockShared();
+  }
+
+ private:
+  SharedMutex* const mu_;
+  bool held_ = true;
 };
 
 }  // namespace sharry

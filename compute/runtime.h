@@ -53,18 +53,32 @@
 //     reclaims all our blocks: far-only objects are marked lost, never read.
 //     Local usage is held to budget + budget/8 (+ one object per thread) even
 //     when nothing can be evicted: New() and swap-ins past it fail.
+//
+// Where the runtime is (the files of compute/, one idea each; the private
+// state and the lock order are in runtime_impl.h, not installed):
+//   runtime.h           this API: options, stats, DerefScope, RemoteObject
+//   runtime_impl.h      RuntimeImpl: every lock, slab, queue, thread handle,
+//                       and the lock order, written once beside the locks
+//   runtime.cc          Create/Init/~Runtime, the API's entry points, Stats()
+//   object_table.cc     the header slab; an object's lifecycle: New, Pin (the
+//                       local-hit path), SwapIn, Destroy; DerefScope
+//   far_block_queue.h/.cc  far blocks we no longer need: the queue (its own
+//                       lock), the reuse reserve, batched FREEs
+//   data_connections.cc the per-thread data connection cache; a data
+//                       connection joins the control connection's session
+//   eviction.cc         when to evict (MaybeEvict, MakeRoom) and one round:
+//                       PickVictims -> AssignFarBlocks -> WriteBack -> Commit
+//   background_threads.cc  the evictor, the prefetch/FREE thread, the lease
+//                       renewer
+//   health.cc           the health state, the far-access gate, the
+//                       reconnector, marking far memory lost
 #pragma once
 
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <initializer_list>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -164,6 +178,7 @@ struct RuntimeStats {
 };
 
 class Runtime;
+class RuntimeImpl;
 
 // Pins objects for its lifetime. Not copyable, not movable, one thread.
 class DerefScope {
@@ -176,7 +191,7 @@ class DerefScope {
   size_t pinned() const { return n_inline_ + overflow_.size(); }
 
  private:
-  friend class Runtime;
+  friend class RuntimeImpl;
   // The object, if this scope already pins it (the last few pins are
   // checked): a repeated dereference then costs no atomic operation.
   bool Holds(const ObjectHeader* h) const {
@@ -237,16 +252,21 @@ class RemoteObject {
   void Prefetch() const;
 
  private:
-  friend class Runtime;
+  friend class RuntimeImpl;
   RemoteObject(Runtime* rt, ObjectHeader* h) : rt_(rt), h_(h) {}
   Runtime* rt_ = nullptr;
   ObjectHeader* h_ = nullptr;
 };
 
+// The runtime. Create() returns a RuntimeImpl (runtime_impl.h), whose
+// state — locks, the header slab, queues, connections, threads — stays out of
+// this header; this class is only its API.
 class Runtime {
  public:
   static StatusOr<std::unique_ptr<Runtime>> Create(const RuntimeOptions& options);
-  ~Runtime();  // REQUIRES: every RemoteObject and DerefScope is gone
+  virtual ~Runtime();  // REQUIRES: every RemoteObject and DerefScope is gone
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
 
   // A new object of `size` bytes, local, zero-filled (or copied from `init`).
   // kInvalidArgument for 0 or above max_object_bytes.
@@ -270,7 +290,7 @@ class Runtime {
   StatusOr<memnode::Stats> MemnodeStats();
   // Our client id at the memnode (owner of our far blocks).
   // (A new one after a reconnect.)
-  ClientId control_client_id() const { return control_id_.load(std::memory_order_acquire); }
+  ClientId control_client_id() const;
   // The last automatic eviction error (OK if none): e.g. far memory exhausted.
   Status eviction_status() const;
   // OK while the memnode is reachable and no far data was lost; otherwise the
@@ -281,163 +301,12 @@ class Runtime {
   Status health() const;
   // The largest local usage New() and swap-ins admit: budget + budget/8 (each
   // thread may overshoot it by the one object it is adding).
-  uint64_t local_limit_bytes() const { return local_limit_; }
-  const RuntimeOptions& options() const { return opts_; }
+  uint64_t local_limit_bytes() const;
+  const RuntimeOptions& options() const;
 
  private:
-  friend class RemoteObject;
-  friend class DerefScope;
-  explicit Runtime(const RuntimeOptions& o);
-  Status Init();
-
-  // Slow and fast paths.
-  StatusOr<void*> Pin(DerefScope& scope, ObjectHeader* h, bool write);
-  void Unpin(ObjectHeader* h) { h->word.fetch_sub(meta::kPinOne, std::memory_order_release); }
-  Status SwapIn(ObjectHeader* h, uint64_t busy_word);
-  void Destroy(ObjectHeader* h);
-  // Local usage went up: signal the evictor past the low watermark; evict
-  // here only past the budget.
-  void MaybeEvict();
-  // drops_only: only objects that already hold a far block (Multi-Copy,
-  // when far memory is exhausted).
-  Status Evict(uint64_t bytes_to_free, ObjectHeader* only, bool drops_only = false);
-  void AddLocal(uint64_t size);  // local_bytes_ += size, and the peak
-  void RecordEvictionError(const Status& s);
-  void SignalEvictor();
-  void EvictorLoop();
-  // guard_held: the caller holds a FarGuard (then a full queue may be FREEd here).
-  Status QueueFree(uint64_t offset, uint32_t size, bool guard_held);
-  // FREEs all queued blocks but the newest `keep`.
-  Status FlushFreesLocked(std::unique_lock<std::mutex>& control_lock, size_t keep);
-  size_t FreeReserve() const;  // queued blocks kept for reuse by swap-outs
-  void PrefetchLoop();
-  void EnqueuePrefetch(ObjectHeader* h);
-
-  // Object headers: chunks of kChunk at stable addresses.
-  static constexpr size_t kChunk = 4096;
-  ObjectHeader* AllocHeader();
-  void FreeHeader(ObjectHeader* h);
-  ObjectHeader* HeaderAt(size_t i) const { return &chunks_[i / kChunk][i % kChunk]; }
-
-  // This thread's data connection. REQUIRES: a FarGuard held. Errors are
-  // kUnavailable (already counted as failed accesses).
-  StatusOr<TransportClient*> DataConnection();
-
-  // ---- health: the one place that decides whether the memnode is usable.
-  // Every far access (swap-in, swap-out round, FREE, STATS) holds a FarGuard
-  // (shared epoch_mu_) for its duration; BeginFar fails at once, without a
-  // network wait, while the runtime is unhealthy or reconnecting. The first
-  // failed connection marks it unhealthy and starts the reconnector thread
-  // (at most one), which takes epoch_mu_ exclusively to replace connections.
-  // Hook for the memnode's client lease: a heartbeat (MemnodeClient::Renew)
-  // would report its failure through OnFarFailure, like any far access.
-  using FarGuard = std::shared_lock<std::shared_mutex>;
-  Status BeginFar(FarGuard* guard);
-  // A far access failed because a connection died (`s` says why): record it.
-  void OnFarFailure(const Status& s);
-  Status FailedAccess(Status s);  // counts it, returns it
-  // OnFarFailure(s), then the failed access `what` as kUnavailable (counted).
-  Status ConnectionFailed(const Status& s, std::string_view what);
-  Status UnhealthyStatus() const;  // the recorded error, with its age
-  void ReconnectLoop();
-  // REQUIRES: epoch_mu_ held exclusively. The control connection is gone, so
-  // the memnode reclaims (or has reclaimed) every block we held: marks
-  // far-only objects lost, drops Multi-Copy far copies of local objects.
-  void MarkFarMemoryLost(const Status& why);
-  // Room for `size` more local bytes within local_limit_, evicting if need be.
-  // swap_in: a swap-in may overshoot by its own object (Unique-Copy: it frees
-  // the far block the next eviction reuses).
-  Status MakeRoom(uint64_t size, bool swap_in);
-  void NoteAllocResult(const Status& s, bool any_refused);
-  std::string MemnodeName() const;
-
-  RuntimeOptions opts_;
-  ClientOptions conn_opts_;
-  std::atomic<ClientId> control_id_{0};
-
-  std::mutex control_mu_;  // the control connection and the pending frees
-  // Used under a FarGuard + control_mu_; replaced under epoch_mu_ exclusive
-  // + control_mu_ (so the reconnector's probe needs only epoch_mu_).
-  std::unique_ptr<memnode::MemnodeClient> control_;
-  // Far blocks this runtime no longer needs (Unique-Copy swap-ins, destroyed
-  // objects): reused by the next swap-out of the same size, or sent back in
-  // one FREE once free_batch of them are queued (delayed reclamation).
-  struct FreeBlock { uint64_t offset; uint32_t size; };
-  std::vector<FreeBlock> pending_free_;                        // GUARDED_BY(control_mu_)
-  uint64_t pending_free_bytes_ = 0;                            // GUARDED_BY(control_mu_)
-
-  std::mutex conns_mu_;
-  std::vector<std::unique_ptr<TransportClient>> data_conns_;   // GUARDED_BY(conns_mu_)
-  std::atomic<uint64_t> conn_epoch_{1};  // bumped (epoch_mu_ exclusive) when data connections are replaced
-
-  // Health (see BeginFar).
-  enum HealthState : int { kHealthy = 0, kReconnecting = 1, kFailed = 2 };
-  std::shared_mutex epoch_mu_;
-  std::atomic<int> health_{kHealthy};
-  mutable std::mutex health_mu_;
-  Status health_status_;                                       // GUARDED_BY(health_mu_): why not healthy
-  Status loss_status_;                                         // GUARDED_BY(health_mu_): far memory lost (sticky)
-  std::chrono::steady_clock::time_point unhealthy_since_;      // GUARDED_BY(health_mu_)
-  bool reconnector_stop_ = false;                              // GUARDED_BY(health_mu_)
-  std::condition_variable health_cv_;
-  std::thread reconnector_;                                    // GUARDED_BY(health_mu_)
-
-  // The lease (docs/security.md): while the memnode announces one, this
-  // thread sends a RENEW on the control connection every lease/3, so a
-  // runtime whose threads only hit locally (or only use one-sided verbs)
-  // keeps its far memory; a failed RENEW is a far failure like any other
-  // (so a dead memnode is noticed even by a workload that never misses).
-  void LeaseLoop();
-  std::mutex lease_mu_;
-  std::condition_variable lease_cv_;
-  bool lease_stop_ = false;                                    // GUARDED_BY(lease_mu_)
-  std::atomic<uint64_t> renewals_{0};
-  std::thread lease_thread_;
-  std::atomic<bool> far_exhausted_{false};
-  std::atomic<bool> exhausted_said_{false};
-  uint64_t local_limit_ = 0;
-  const uint64_t instance_;  // distinguishes runtimes in thread-local caches
-
-  std::mutex headers_mu_;
-  std::unique_ptr<ObjectHeader[]> chunks_[1 << 14];            // up to 64 M objects
-  std::atomic<size_t> high_water_{0};                          // slots ever used
-  std::vector<ObjectHeader*> free_headers_;                    // GUARDED_BY(headers_mu_)
-
-  std::mutex evict_mu_;   // one evicting thread at a time (the evictor or an application thread)
-  size_t clock_hand_ = 0; // GUARDED_BY(evict_mu_)
-  mutable std::mutex evict_status_mu_;
-  Status evict_status_;   // GUARDED_BY(evict_status_mu_)
-
-  // Watermarks (bytes of local object data), fixed at Init:
-  //   budget          past it, an application thread evicts synchronously
-  //   sync_target_    ... down to here (budget - one batch)
-  //   evict_start_    past it, the evictor is signalled (budget without one)
-  //   evict_target_   the evictor swaps out down to here (evict_start_ - one batch)
-  uint64_t sync_target_ = 0, evict_start_ = 0, evict_target_ = 0;
-
-  std::atomic<uint64_t> local_bytes_{0}, peak_local_bytes_{0}, far_bytes_{0}, objects_{0};
-  mutable std::atomic<uint64_t> hits_{0}, swap_ins_{0}, swap_outs_{0}, drops_{0}, rounds_{0},
-      background_rounds_{0}, sync_rounds_{0}, prefetches_{0}, alloc_rpcs_{0}, free_rpcs_{0}, recycled_{0},
-      failed_far_{0}, connection_failures_{0}, reconnects_{0}, lost_objects_{0}, lost_bytes_{0},
-      far_exhausted_count_{0}, refused_local_{0};
-
-  // The evictor thread (evict_thread). evict_wanted_ is set by the thread
-  // that signals (once per wake-up: no lock or syscall while it is set) and
-  // cleared by the evictor before it looks at usage, so no signal is lost.
-  std::mutex evictor_mu_;
-  std::condition_variable evictor_cv_;
-  std::atomic<bool> evict_wanted_{false};
-  bool evictor_stop_ = false;                                  // GUARDED_BY(evictor_mu_)
-  bool evictor_busy_ = false;                                  // GUARDED_BY(evictor_mu_): in its rounds
-  std::condition_variable evictor_idle_cv_;                    // evictor_busy_ went false
-  std::thread evictor_;
-
-  std::mutex prefetch_mu_;
-  std::condition_variable prefetch_cv_;
-  std::deque<ObjectHeader*> prefetch_q_;                       // GUARDED_BY(prefetch_mu_)
-  bool flush_wanted_ = false;                                  // GUARDED_BY(prefetch_mu_)
-  bool stop_ = false;                                          // GUARDED_BY(prefetch_mu_)
-  std::thread prefetcher_;
+  friend class RuntimeImpl;  // the only subclass
+  Runtime() = default;
 };
 
 }  // namespace sharry::compute

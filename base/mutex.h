@@ -147,25 +147,17 @@ class SCOPED_CAPABILITY WriterMutexLock {
 
 // Holds a SharedMutex shared for its scope. The adopting constructor takes
 // over a shared hold the caller already has (after a TryLockShared that
-// succeeded); Unlock() may end it early.
+// succeeded).
 class SCOPED_CAPABILITY ReaderMutexLock {
  public:
   explicit ReaderMutexLock(SharedMutex* mu) ACQUIRE_SHARED(mu) : mu_(mu) { mu_->LockShared(); }
   ReaderMutexLock(SharedMutex* mu, std::adopt_lock_t) REQUIRES_SHARED(mu) : mu_(mu) {}
-  ~ReaderMutexLock() RELEASE_GENERIC() {
-    if (held_) mu_->UnlockShared();
-  }
+  ~ReaderMutexLock() RELEASE_GENERIC() { mu_->UnlockShared(); }
   ReaderMutexLock(const ReaderMutexLock&) = delete;
   ReaderMutexLock& operator=(const ReaderMutexLock&) = delete;
 
-  void Unlock() RELEASE_GENERIC() {
-    held_ = false;
-    mu_->UnlockShared();
-  }
-
  private:
   SharedMutex* const mu_;
-  bool held_ = true;
 };
 
 }  // namespace sharry

@@ -191,6 +191,8 @@ class DerefScope {
   size_t pinned() const { return n_inline_ + overflow_.size(); }
 
  private:
+  // The scope's own state stays inline here (not in runtime_impl.h): Pin's
+  // local hit reads and appends to it without a call.
   friend class RuntimeImpl;
   // The object, if this scope already pins it (the last few pins are
   // checked): a repeated dereference then costs no atomic operation.

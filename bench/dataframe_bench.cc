@@ -25,12 +25,13 @@
 #include "bench/bench_stats.h"
 #include "compute/runtime.h"
 #include "tools/cli/client_options.h"
+#include "tools/cli/output.h"
+#include "tools/cli/program.h"
 #include "tools/cli/start_barrier.h"
 #include "workloads/taxi.h"
 
 DEFINE_string(storage, "remote", "remote (remoteable arrays in far memory) or local (std::vector)");
 DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT (remote)");
-DEFINE_string(transport, "tcp", "verbs or tcp (remote)");
 DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy) (remote)");
 DEFINE_uint64(rows, 1000000, "trips in the data frame (57 bytes each)");
 DEFINE_double(local_pct, 50, "local memory budget, percent of the frame's bytes (remote)");
@@ -106,10 +107,9 @@ Status Run(sharry::compute::Runtime* rt, TaxiResults& r, double& load_secs, doub
 }
 
 int Main(int argc, char** argv) {
-  gflags::SetUsageMessage("Sharry data-frame benchmark: NYC-taxi-shaped trips, group-bys over far memory");
-  FLAGS_stderrthreshold = google::GLOG_WARNING;  // errors on stderr, not only in the log files
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  sharry::cli::InitProgram(&argc, &argv,
+                           "Sharry data-frame benchmark: NYC-taxi-shaped trips, group-bys over far memory",
+                           sharry::cli::Log::kWarnings);
   namespace f = sharry::flags;
   f::ExitOnBadFlags("dataframe_bench", {
       f::CheckOneOf("storage", FLAGS_storage, {"remote", "local"}),
@@ -121,6 +121,7 @@ int Main(int argc, char** argv) {
                            : Status::InvalidArgument("--local_pct=0 is out of range: allowed above 0, up to 100"),
       f::CheckRangeF("min_secs", FLAGS_min_secs, 0, 86400),
   });
+  sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("dataframe_bench");
   const uint64_t frame_bytes = FLAGS_rows * sharry::bench::kTripBytes;
   TaxiResults r;
   double load_secs = 0, query_secs = 0;
@@ -165,17 +166,29 @@ int Main(int argc, char** argv) {
     }
   }
   if (FLAGS_print) Print(r);
-  using ull = unsigned long long;
-  std::printf("dataframe_bench storage=%s mode=%s transport=%s rows=%llu frame_bytes=%llu local_budget_bytes=%llu "
-              "passes=%llu load_secs=%.3f query_secs=%.3f rows_per_s=%.0f checksum=%016llx hit_rate=%.4f "
-              "swap_ins=%llu swap_outs=%llu drops=%llu prefetches=%llu alloc_rpcs=%llu free_rpcs=%llu "
-              "far_bytes_mine=%llu errors=%llu\n",
-              FLAGS_storage.c_str(), rt ? FLAGS_mode.c_str() : "-", rt ? FLAGS_transport.c_str() : "-",
-              static_cast<ull>(FLAGS_rows), static_cast<ull>(frame_bytes), static_cast<ull>(budget), static_cast<ull>(r.rows_scanned / 5 / FLAGS_rows),
-              load_secs, query_secs, r.rows_scanned / query_secs, static_cast<ull>(r.Checksum()), st.hit_rate(),
-              static_cast<ull>(st.swap_ins), static_cast<ull>(st.swap_outs), static_cast<ull>(st.drops),
-              static_cast<ull>(st.prefetches), static_cast<ull>(st.alloc_rpcs), static_cast<ull>(st.free_rpcs),
-              static_cast<ull>(far_mine), static_cast<ull>(errors));
+  char checksum[17];
+  std::snprintf(checksum, sizeof checksum, "%016llx", static_cast<unsigned long long>(r.Checksum()));
+  out.Emit(sharry::cli::Record("dataframe_bench")
+               .Add("storage", FLAGS_storage)
+               .Add("mode", rt ? FLAGS_mode : "-")
+               .Add("transport", rt ? FLAGS_transport : "-")
+               .Add("rows", FLAGS_rows)
+               .Add("frame_bytes", frame_bytes)
+               .Add("local_budget_bytes", budget)
+               .Add("passes", r.rows_scanned / 5 / FLAGS_rows)
+               .Add("load_secs", load_secs, "%.3f")
+               .Add("query_secs", query_secs, "%.3f")
+               .Add("rows_per_s", r.rows_scanned / query_secs, "%.0f")
+               .Add("checksum", checksum)
+               .Add("hit_rate", st.hit_rate(), "%.4f")
+               .Add("swap_ins", st.swap_ins)
+               .Add("swap_outs", st.swap_outs)
+               .Add("drops", st.drops)
+               .Add("prefetches", st.prefetches)
+               .Add("alloc_rpcs", st.alloc_rpcs)
+               .Add("free_rpcs", st.free_rpcs)
+               .Add("far_bytes_mine", far_mine)
+               .Add("errors", errors));
   return errors == 0 ? 0 : 3;
 }
 

@@ -29,10 +29,11 @@
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
 #include "tools/cli/client_options.h"
+#include "tools/cli/output.h"
+#include "tools/cli/program.h"
 #include "tools/cli/start_barrier.h"
 
 DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT");
-DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(workload, "array", "array or hashtable");
 DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy)");
 DEFINE_uint64(working_set_mb, 64, "bytes of data, in MiB, 1..2^24 (16 TiB; and at most what the memnode holds)");
@@ -85,12 +86,8 @@ int FailRun(Runtime& rt, const sharry::Status& s, const char* what) {
 }
 
 int Main(int argc, char** argv) {
-  gflags::SetUsageMessage("Sharry compute client: array and hashtable workloads over far memory");
-  // Warnings and errors reach the user on stderr, not only the log files
-  // (set before parsing, so --stderrthreshold still overrides it).
-  FLAGS_stderrthreshold = google::GLOG_WARNING;
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  sharry::cli::InitProgram(&argc, &argv, "Sharry compute client: array and hashtable workloads over far memory",
+                           sharry::cli::Log::kWarnings);
   namespace f = sharry::flags;
   sharry::compute::RuntimeOptions o;
   const char* bad_flag = "";
@@ -115,6 +112,7 @@ int Main(int argc, char** argv) {
       f::CheckRangeU("arrays", FLAGS_arrays, 1, 65536),
       f::CheckRangeF("min_secs", FLAGS_min_secs, 0, 86400),
   });
+  sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("sharry_client");
   const uint64_t ws = FLAGS_objects ? FLAGS_objects * FLAGS_object_bytes : FLAGS_working_set_mb << 20;
   if (FLAGS_workload == "hashtable" && ws < sizeof(Value))
     f::ExitOnBadFlags("sharry_client",
@@ -274,23 +272,34 @@ int Main(int argc, char** argv) {
   } else {
     return Fail(sharry::Status::InvalidArgument("array or hashtable"), "--workload");
   }
-  using ull = unsigned long long;
-  std::printf("sharry_client workload=%s mode=%s transport=%s working_set_bytes=%llu local_budget_bytes=%llu "
-              "arrays=%u object_bytes=%u threads=%d fill_secs=%.3f alloc_rpcs=%llu free_rpcs=%llu recycled=%llu "
-              "ops=%llu secs=%.3f ops_per_s=%.0f hit_rate=%.4f swap_ins=%llu swap_outs=%llu drops=%llu "
-              "local_bytes=%llu peak_local_bytes=%llu far_bytes_mine=%llu far_bytes_memnode=%llu errors=%llu\n",
-              FLAGS_workload.c_str(), FLAGS_mode.c_str(), FLAGS_transport.c_str(), static_cast<ull>(ws),
-              static_cast<ull>(o.local_budget_bytes), FLAGS_arrays, FLAGS_object_bytes, FLAGS_threads, fill_secs,
-              static_cast<ull>(st.alloc_rpcs), static_cast<ull>(st.free_rpcs), static_cast<ull>(st.recycled_blocks),
-              static_cast<ull>(done), secs, done / secs, st.hit_rate(),
-              static_cast<unsigned long long>(st.swap_ins), static_cast<unsigned long long>(st.swap_outs),
-              static_cast<unsigned long long>(st.drops), static_cast<unsigned long long>(st.local_bytes),
-              static_cast<unsigned long long>(st.peak_local_bytes),
-              static_cast<unsigned long long>(far_mine), static_cast<unsigned long long>(far_total),
-              static_cast<unsigned long long>(bad));
+  out.Emit(sharry::cli::Record("sharry_client")
+               .Add("workload", FLAGS_workload)
+               .Add("mode", FLAGS_mode)
+               .Add("transport", FLAGS_transport)
+               .Add("working_set_bytes", ws)
+               .Add("local_budget_bytes", o.local_budget_bytes)
+               .Add("arrays", FLAGS_arrays)
+               .Add("object_bytes", FLAGS_object_bytes)
+               .Add("threads", FLAGS_threads)
+               .Add("fill_secs", fill_secs, "%.3f")
+               .Add("alloc_rpcs", st.alloc_rpcs)
+               .Add("free_rpcs", st.free_rpcs)
+               .Add("recycled", st.recycled_blocks)
+               .Add("ops", done)
+               .Add("secs", secs, "%.3f")
+               .Add("ops_per_s", done / secs, "%.0f")
+               .Add("hit_rate", st.hit_rate(), "%.4f")
+               .Add("swap_ins", st.swap_ins)
+               .Add("swap_outs", st.swap_outs)
+               .Add("drops", st.drops)
+               .Add("local_bytes", st.local_bytes)
+               .Add("peak_local_bytes", st.peak_local_bytes)
+               .Add("far_bytes_mine", far_mine)
+               .Add("far_bytes_memnode", far_total)
+               .Add("errors", bad));
   if (bad != 0) {
     std::fprintf(stderr, "sharry_client: %llu of %llu operations failed or read wrong data\n",
-                 static_cast<ull>(bad), static_cast<ull>(done));
+                 static_cast<unsigned long long>(bad), static_cast<unsigned long long>(done));
     return 3;
   }
   return 0;

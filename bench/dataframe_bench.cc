@@ -19,20 +19,18 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
-#include <new>
 
 #include "base/flag_check.h"
 #include "bench/bench_stats.h"
 #include "compute/runtime.h"
+#include "tools/cli/client_flags.h"
 #include "tools/cli/client_options.h"
 #include "tools/cli/output.h"
 #include "tools/cli/program.h"
-#include "tools/cli/start_barrier.h"
 #include "workloads/taxi.h"
 
-DEFINE_string(storage, "remote", "remote (remoteable arrays in far memory) or local (std::vector)");
-DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT (remote)");
-DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy) (remote)");
+DEFINE_string(storage, "remote", "remote (remoteable arrays in far memory) or local (std::vector; "
+                                 "--memnode, --transport and --mode are then not used)");
 DEFINE_uint64(rows, 1000000, "trips in the data frame (57 bytes each)");
 DEFINE_double(local_pct, 50, "local memory budget, percent of the frame's bytes (remote)");
 DEFINE_uint32(passes, 3, "times the five queries run over the frame");
@@ -40,8 +38,6 @@ DEFINE_double(min_secs, 0, "more passes until the queries have run this long");
 DEFINE_uint64(seed, 2016, "data set seed: the same seed makes the same trips");
 DEFINE_bool(verify, false, "also compute the results on local memory and compare");
 DEFINE_bool(print, false, "print the query results as tables");
-DEFINE_string(ready_file, "", "start barrier: created when the frame is loaded");
-DEFINE_string(go_file, "", "start barrier: the queries start once this file exists");
 
 namespace {
 
@@ -89,7 +85,7 @@ Status Run(sharry::compute::Runtime* rt, TaxiResults& r, double& load_secs, doub
   auto frame = TaxiFrame<Column>::Load(rt, FLAGS_rows, FLAGS_seed);
   if (!frame.ok()) return frame.status().WithContext("load");
   load_secs = SecondsSince(t);
-  SHARRY_RETURN_IF_ERROR(sharry::compute::WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file));
+  SHARRY_RETURN_IF_ERROR(sharry::compute::WaitAtStartBarrierOfFlags());
   if (rt != nullptr) g_at_start = rt->Stats();
   t = Clock::now();
   for (uint32_t p = 0; p < FLAGS_passes || SecondsSince(t) < FLAGS_min_secs; ++p) {
@@ -132,9 +128,7 @@ int Main(int argc, char** argv) {
     if (Status s = Run<LocalColumn>(nullptr, r, load_secs, query_secs); !s.ok()) return Fail(s, "local");
   } else if (FLAGS_storage == "remote") {
     sharry::compute::RuntimeOptions o;
-    const char* bad_flag = "";
-    f::ExitOnBadFlags("dataframe_bench", sharry::compute::ParseConnectionFlags(FLAGS_transport, FLAGS_mode,
-                                                                             FLAGS_memnode, &o, &bad_flag));
+    sharry::compute::ConnectionFromFlags("dataframe_bench", &o);
     // At least a few chunks per column, so that a scan of six columns fits.
     budget = std::max<uint64_t>(static_cast<uint64_t>(frame_bytes * FLAGS_local_pct / 100), 64 * 4096);
     // 100 % means all of it stays local: add the evictor's headroom (it
@@ -195,16 +189,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return sharry::flags::RunMain(
-      "dataframe_bench",
-      [](int argc, char** argv) {
-        try {
-          return Main(argc, argv);
-        } catch (const std::bad_alloc&) {
-          std::fprintf(stderr, "dataframe_bench: out of local memory (std::bad_alloc) for the frame: use fewer --rows "
-                               "(or --storage=remote)\n");
-          return 1;
-        }
-      },
-      argc, argv);
+  return sharry::flags::RunMain("dataframe_bench", Main, argc, argv,
+                                "out of local memory (std::bad_alloc) for the frame: use fewer --rows (or "
+                                "--storage=remote)");
 }

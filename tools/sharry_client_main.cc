@@ -17,7 +17,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <new>
 #include <cstdlib>
 #include <mutex>
 #include <random>
@@ -28,14 +27,12 @@
 #include "compute/runtime.h"
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
+#include "tools/cli/client_flags.h"
 #include "tools/cli/client_options.h"
 #include "tools/cli/output.h"
 #include "tools/cli/program.h"
-#include "tools/cli/start_barrier.h"
 
-DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT");
 DEFINE_string(workload, "array", "array or hashtable");
-DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy)");
 DEFINE_uint64(working_set_mb, 64, "bytes of data, in MiB, 1..2^24 (16 TiB; and at most what the memnode holds)");
 DEFINE_double(local_pct, 25, "local memory budget, percent of the working set, 0..100");
 DEFINE_uint64(ops, 1000000, "operations (array: element reads/writes; hashtable: gets/puts)");
@@ -48,8 +45,6 @@ DEFINE_uint32(object_bytes, 4096, "array workload: bytes per object (chunk of el
 DEFINE_uint64(objects, 0, "array workload: working set as a number of objects (overrides --working_set_mb; at most 16 TiB of them)");
 DEFINE_uint64(local_mb, 0, "local memory budget in MiB, 0..2^24 (0: use --local_pct; else overrides it)");
 DEFINE_double(min_secs, 0, "array workload (random): repeat the --ops operations until this long has passed, 0..86400");
-DEFINE_string(ready_file, "", "start barrier: created when the data is loaded");
-DEFINE_string(go_file, "", "start barrier: the timed phase starts once this file exists");
 
 namespace {
 
@@ -90,9 +85,7 @@ int Main(int argc, char** argv) {
                            sharry::cli::Log::kWarnings);
   namespace f = sharry::flags;
   sharry::compute::RuntimeOptions o;
-  const char* bad_flag = "";
-  f::ExitOnBadFlags("sharry_client", sharry::compute::ParseConnectionFlags(FLAGS_transport, FLAGS_mode,
-                                                                           FLAGS_memnode, &o, &bad_flag));
+  sharry::compute::ConnectionFromFlags("sharry_client", &o);
   const bool object_bytes_ok =
       FLAGS_object_bytes >= 8 && FLAGS_object_bytes % 8 == 0 && FLAGS_object_bytes <= o.max_object_bytes;
   f::ExitOnBadFlags("sharry_client", {
@@ -176,7 +169,7 @@ int Main(int argc, char** argv) {
       arrs.push_back(std::move(*arr));
     }
     fill_secs = std::chrono::duration<double>(Clock::now() - t_fill).count();
-    if (auto s = sharry::compute::WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file); !s.ok())
+    if (auto s = sharry::compute::WaitAtStartBarrierOfFlags(); !s.ok())
       return Fail(s, "start barrier");
     st0 = (*rt)->Stats();
     auto t0 = Clock::now();
@@ -249,7 +242,7 @@ int Main(int argc, char** argv) {
     for (uint64_t k = 0; k < keys; ++k)
       if (auto s = table.Put(k, Value{k, {}}); !s.ok()) return FailRun(**rt, s, "fill");
     fill_secs = std::chrono::duration<double>(Clock::now() - t_fill).count();
-    if (auto s = sharry::compute::WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file); !s.ok())
+    if (auto s = sharry::compute::WaitAtStartBarrierOfFlags(); !s.ok())
       return Fail(s, "start barrier");
     st0 = (*rt)->Stats();
     std::mt19937_64 rng(FLAGS_seed);
@@ -308,19 +301,9 @@ int Main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return sharry::flags::RunMain(
-      "sharry_client",
-      [](int argc, char** argv) {
-        // The fill allocates the working set's local metadata (object
-        // handles, per-array indexes): too large a working set ends here.
-        try {
-          return Main(argc, argv);
-        } catch (const std::bad_alloc&) {
-          std::fprintf(stderr,
-                       "sharry_client: out of local memory (std::bad_alloc) for the working set: use a smaller "
-                       "--working_set_mb or --objects, or a larger --object_bytes\n");
-          return 1;
-        }
-      },
-      argc, argv);
+  // The fill allocates the working set's local metadata (object handles,
+  // per-array indexes): too large a working set ends here.
+  return sharry::flags::RunMain("sharry_client", Main, argc, argv,
+                                "out of local memory (std::bad_alloc) for the working set: use a smaller "
+                                "--working_set_mb or --objects, or a larger --object_bytes");
 }

@@ -46,6 +46,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -613,7 +614,9 @@ std::pair<std::vector<uint64_t>, std::vector<uint64_t>> HashKeys(uint64_t n) {
 
 void Bench::HashTable() {
   const uint64_t n = FLAGS_ht_entries;
-  const auto [keys, order] = HashKeys(n);
+  // Not a structured binding: clang 14 cannot capture one in a lambda.
+  std::vector<uint64_t> keys, order;
+  std::tie(keys, order) = HashKeys(n);
   for (const auto& pct_s : Split(FLAGS_ht_pcts)) {
     const int pct = std::stoi(pct_s);
     auto rt = MakeRuntime(n * sizeof(Value256) * pct / 100);
@@ -680,7 +683,9 @@ void Bench::HashTable() {
 
 void Bench::StdHashTable() {
   const uint64_t n = FLAGS_ht_entries;
-  const auto [keys, order] = HashKeys(n);
+  // Not a structured binding: clang 14 cannot capture one in a lambda.
+  std::vector<uint64_t> keys, order;
+  std::tie(keys, order) = HashKeys(n);
   std::unordered_map<uint64_t, Value256> m;
   Value256 v{};
   auto t0 = Clock::now();

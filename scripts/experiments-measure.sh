@@ -117,6 +117,15 @@ run_clients() {
   echo "@endpoint"
 }
 
+# measure SECTIONS UMA_MB LABEL N CMD...: one point against its own memnode:
+# N clients of CMD, which also get --transport and --memnode.
+measure() {
+  local sections=$1 uma_mb=$2 label=$3 n=$4; shift 4
+  start_memnode "$sections" "$uma_mb"
+  run_clients "$label" "$n" "$@" --transport="$transport" --memnode="$addr:@PORT@"
+  stop_memnode
+}
+
 # ---------------------------------------------------------------- fig 6
 fig6() {
   local ws_mb=32 ops=100000 pcts=(10 25 50 75 100)
@@ -131,11 +140,9 @@ fig6() {
           k=$((k + 1))
           point fig=\"fig6\" k="$k" total="$total" round="$round" procs="$procs" mode=\""$mode"\" sections=2 \
             local_pct="$pct" ws_mib="$ws_mb" ops="$ops"
-          start_memnode 2 $((ws_mb * procs * 2 + 64))
-          run_clients "[fig6 $k/$total] $mode x$procs local $pct %" "$procs" "$b/tools/sharry_client" \
-            --transport="$transport" --memnode="$addr:@PORT@" --workload=array --arrays=8 --object_bytes=4096 \
-            --working_set_mb="$ws_mb" --local_pct="$pct" --ops="$ops" --mode="$mode" --min_secs=2
-          stop_memnode
+          measure 2 $((ws_mb * procs * 2 + 64)) "[fig6 $k/$total] $mode x$procs local $pct %" "$procs" \
+            "$b/tools/sharry_client" --workload=array --arrays=8 --object_bytes=4096 --working_set_mb="$ws_mb" \
+            --local_pct="$pct" --ops="$ops" --mode="$mode" --min_secs=2
         done
       done
     done
@@ -157,11 +164,9 @@ fig7() {
         per=$(( (count + 2) / 3 ))
         point fig=\"fig7\" k="$k" total="$total" round=1 procs=3 mode=\""$mode"\" sections="$sec" \
           objects=$((per * 3)) object_bytes=256 local_mib_per_proc="$local_mb" ops="$ops"
-        start_memnode "$sec" $(( (per * 3 * 256 / 1048576) * 2 + 128 ))
-        run_clients "[fig7 $k/$total] $mode $count objects $sec sections" 3 "$b/tools/sharry_client" \
-          --transport="$transport" --memnode="$addr:@PORT@" --workload=array --arrays=8 --object_bytes=256 \
-          --objects="$per" --local_mb="$local_mb" --ops="$ops" --mode="$mode" --min_secs=2
-        stop_memnode
+        measure "$sec" $(( (per * 3 * 256 / 1048576) * 2 + 128 )) "[fig7 $k/$total] $mode $count objects $sec sections" \
+          3 "$b/tools/sharry_client" --workload=array --arrays=8 --object_bytes=256 --objects="$per" \
+          --local_mb="$local_mb" --ops="$ops" --mode="$mode" --min_secs=2
       done
     done
   done
@@ -191,11 +196,9 @@ fig8() {
         k=$((k + 1))
         point fig=\"fig8\" k="$k" total="$total" round="$round" procs=3 storage=\"remote\" mode=\""$mode"\" \
           sections="$sec" local_pct="$pct" rows_per_proc="$rows"
-        start_memnode "$sec" $(( rows * 57 * 3 * 2 / 1048576 + 128 ))
-        run_clients "[fig8 $k/$total] $mode $sec sections local $pct %" 3 "$b/bench/dataframe_bench" \
-          --storage=remote --transport="$transport" --memnode="$addr:@PORT@" --rows="$rows" --passes="$passes" \
-          --local_pct="$pct" --mode="$mode" --min_secs=2
-        stop_memnode
+        measure "$sec" $(( rows * 57 * 3 * 2 / 1048576 + 128 )) "[fig8 $k/$total] $mode $sec sections local $pct %" \
+          3 "$b/bench/dataframe_bench" --storage=remote --rows="$rows" --passes="$passes" --local_pct="$pct" \
+          --mode="$mode" --min_secs=2
       done
     done
   done

@@ -275,16 +275,20 @@ def pct_of(a, b):
     return 100 * (1 - a / b) if b else 0.0
 
 
+def table_head(title, where, columns):
+    """A markdown table's heading, header row and right-aligned rule."""
+    return ["### %s (%s)" % (title, where), "", "| " + " | ".join(columns) + " |", "|" + "---:|" * len(columns)]
+
+
 def tables_md(figs, where):
     """DIR/tables.md: markdown tables of the figures' numbers, with the savings
     and slowdowns in percent. `figs` maps fig6/fig7/fig8 to their CSV rows."""
     out = []
     rows = figs.get("fig6")
     if rows:
-        out += ["### Fig. 6: sharing vs not sharing (%s)" % where, "",
-                "| local | Unique x3 ops/s | Multi x3 ops/s | slowdown | Unique far MiB | Multi far MiB | far saved "
-                "| Unique alone ops/s | Multi alone ops/s | slowdown alone |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        out += table_head("Fig. 6: sharing vs not sharing", where, [
+            "local", "Unique x3 ops/s", "Multi x3 ops/s", "slowdown", "Unique far MiB", "Multi far MiB", "far saved",
+            "Unique alone ops/s", "Multi alone ops/s", "slowdown alone"])
         t, f = {}, {}
         for r in rows:
             t[r[5], r[2], r[3]] = num(r[8])
@@ -298,10 +302,9 @@ def tables_md(figs, where):
         out.append("")
     rows = figs.get("fig7")
     if rows:
-        out += ["### Fig. 7: scale (%s)" % where, "",
-                "| objects | data MiB | Unique 1 section ops/s | Unique 2 sections | Multi 1 section | Multi 2 sections "
-                "| Unique far MiB | Multi far MiB | load s (Unique, 2 sections) |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        out += table_head("Fig. 7: scale", where, [
+            "objects", "data MiB", "Unique 1 section ops/s", "Unique 2 sections", "Multi 1 section", "Multi 2 sections",
+            "Unique far MiB", "Multi far MiB", "load s (Unique, 2 sections)"])
         t, f, ws, load = {}, {}, {}, {}
         for r in rows:
             ws[r[5]] = num(r[7])
@@ -317,10 +320,9 @@ def tables_md(figs, where):
         out.append("")
     rows = figs.get("fig8")
     if rows:
-        out += ["### Fig. 8: data frame (%s)" % where, "",
-                "| local | Unique 1 section rows/s | Unique 2 sections | Multi-Copy | plain local | Unique (2) vs Multi "
-                "| 2 vs 1 section | Unique far MiB | Multi far MiB | far saved |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        out += table_head("Fig. 8: data frame", where, [
+            "local", "Unique 1 section rows/s", "Unique 2 sections", "Multi-Copy", "plain local", "Unique (2) vs Multi",
+            "2 vs 1 section", "Unique far MiB", "Multi far MiB", "far saved"])
         loc, t, f = 0.0, {}, {}
         for r in rows:
             if r[3] == "local":

@@ -162,27 +162,15 @@ int Main(int argc, char** argv) {
   if (FLAGS_print) Print(r);
   char checksum[17];
   std::snprintf(checksum, sizeof checksum, "%016llx", static_cast<unsigned long long>(r.Checksum()));
-  out.Emit(sharry::cli::Record("dataframe_bench")
-               .Add("storage", FLAGS_storage)
-               .Add("mode", rt ? FLAGS_mode : "-")
-               .Add("transport", rt ? FLAGS_transport : "-")
-               .Add("rows", FLAGS_rows)
-               .Add("frame_bytes", frame_bytes)
-               .Add("local_budget_bytes", budget)
-               .Add("passes", r.rows_scanned / 5 / FLAGS_rows)
-               .Add("load_secs", load_secs, "%.3f")
-               .Add("query_secs", query_secs, "%.3f")
-               .Add("rows_per_s", r.rows_scanned / query_secs, "%.0f")
-               .Add("checksum", checksum)
-               .Add("hit_rate", st.hit_rate(), "%.4f")
-               .Add("swap_ins", st.swap_ins)
-               .Add("swap_outs", st.swap_outs)
-               .Add("drops", st.drops)
-               .Add("prefetches", st.prefetches)
-               .Add("alloc_rpcs", st.alloc_rpcs)
-               .Add("free_rpcs", st.free_rpcs)
-               .Add("far_bytes_mine", far_mine)
-               .Add("errors", errors));
+  sharry::cli::Record result("dataframe_bench");
+  result.Add("storage", FLAGS_storage).Add("mode", rt ? FLAGS_mode : "-").Add("transport", rt ? FLAGS_transport : "-");
+  result.Add("rows", FLAGS_rows).Add("frame_bytes", frame_bytes).Add("local_budget_bytes", budget);
+  result.Add("passes", r.rows_scanned / 5 / FLAGS_rows).Add("load_secs", load_secs, "%.3f");
+  result.Add("query_secs", query_secs, "%.3f").Add("rows_per_s", r.rows_scanned / query_secs, "%.0f");
+  result.Add("checksum", checksum);
+  sharry::compute::AddSwapCounters(st, &result);
+  result.Add("prefetches", st.prefetches).Add("alloc_rpcs", st.alloc_rpcs).Add("free_rpcs", st.free_rpcs);
+  out.Emit(result.Add("far_bytes_mine", far_mine).Add("errors", errors));
   return errors == 0 ? 0 : 3;
 }
 

@@ -43,17 +43,11 @@ int Main(int argc, char** argv) {
   }
   // csv/json: the totals (the sections and clients stay in the text form).
   const auto& h = s->head;
-  out.Emit(sharry::cli::Record("memnode_stats")
-               .Add("uma_bytes", h.uma_bytes)
-               .Add("used_bytes", h.used_bytes)
-               .Add("free_bytes", h.free_bytes)
-               .Add("live_blocks", h.live_blocks)
-               .Add("pending_blocks", h.pending_blocks)
-               .Add("pending_bytes", h.pending_bytes)
-               .Add("clients", h.clients)
-               .Add("alloc_requests", h.alloc_requests)
-               .Add("free_requests", h.free_requests)
-               .Add("reclaimed_blocks", h.reclaimed_blocks));
+  sharry::cli::Record r("memnode_stats");
+  r.Add("uma_bytes", h.uma_bytes).Add("used_bytes", h.used_bytes).Add("free_bytes", h.free_bytes);
+  r.Add("live_blocks", h.live_blocks).Add("pending_blocks", h.pending_blocks).Add("pending_bytes", h.pending_bytes);
+  r.Add("clients", h.clients).Add("alloc_requests", h.alloc_requests).Add("free_requests", h.free_requests);
+  out.Emit(r.Add("reclaimed_blocks", h.reclaimed_blocks));
   return 0;
 }
 

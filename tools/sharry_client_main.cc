@@ -265,31 +265,15 @@ int Main(int argc, char** argv) {
   } else {
     return Fail(sharry::Status::InvalidArgument("array or hashtable"), "--workload");
   }
-  out.Emit(sharry::cli::Record("sharry_client")
-               .Add("workload", FLAGS_workload)
-               .Add("mode", FLAGS_mode)
-               .Add("transport", FLAGS_transport)
-               .Add("working_set_bytes", ws)
-               .Add("local_budget_bytes", o.local_budget_bytes)
-               .Add("arrays", FLAGS_arrays)
-               .Add("object_bytes", FLAGS_object_bytes)
-               .Add("threads", FLAGS_threads)
-               .Add("fill_secs", fill_secs, "%.3f")
-               .Add("alloc_rpcs", st.alloc_rpcs)
-               .Add("free_rpcs", st.free_rpcs)
-               .Add("recycled", st.recycled_blocks)
-               .Add("ops", done)
-               .Add("secs", secs, "%.3f")
-               .Add("ops_per_s", done / secs, "%.0f")
-               .Add("hit_rate", st.hit_rate(), "%.4f")
-               .Add("swap_ins", st.swap_ins)
-               .Add("swap_outs", st.swap_outs)
-               .Add("drops", st.drops)
-               .Add("local_bytes", st.local_bytes)
-               .Add("peak_local_bytes", st.peak_local_bytes)
-               .Add("far_bytes_mine", far_mine)
-               .Add("far_bytes_memnode", far_total)
-               .Add("errors", bad));
+  sharry::cli::Record result("sharry_client");
+  result.Add("workload", FLAGS_workload).Add("mode", FLAGS_mode).Add("transport", FLAGS_transport);
+  result.Add("working_set_bytes", ws).Add("local_budget_bytes", o.local_budget_bytes).Add("arrays", FLAGS_arrays);
+  result.Add("object_bytes", FLAGS_object_bytes).Add("threads", FLAGS_threads).Add("fill_secs", fill_secs, "%.3f");
+  result.Add("alloc_rpcs", st.alloc_rpcs).Add("free_rpcs", st.free_rpcs).Add("recycled", st.recycled_blocks);
+  result.Add("ops", done).Add("secs", secs, "%.3f").Add("ops_per_s", done / secs, "%.0f");
+  sharry::compute::AddSwapCounters(st, &result);
+  result.Add("local_bytes", st.local_bytes).Add("peak_local_bytes", st.peak_local_bytes);
+  out.Emit(result.Add("far_bytes_mine", far_mine).Add("far_bytes_memnode", far_total).Add("errors", bad));
   if (bad != 0) {
     std::fprintf(stderr, "sharry_client: %llu of %llu operations failed or read wrong data\n",
                  static_cast<unsigned long long>(bad), static_cast<unsigned long long>(done));

@@ -19,4 +19,9 @@ void ConnectionFromFlags(std::string_view program, RuntimeOptions* o) {
 
 Status WaitAtStartBarrierOfFlags() { return WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file); }
 
+void AddSwapCounters(const RuntimeStats& st, cli::Record* r) {
+  r->Add("hit_rate", st.hit_rate(), "%.4f").Add("swap_ins", st.swap_ins).Add("swap_outs", st.swap_outs);
+  r->Add("drops", st.drops);
+}
+
 }  // namespace sharry::compute

@@ -142,13 +142,14 @@ void ExitOnBadFlags(std::string_view program, const Status& s) {
   std::exit(2);
 }
 
-int RunMain(std::string_view program, int (*body)(int, char**), int argc, char** argv) {
+int RunMain(std::string_view program, int (*body)(int, char**), int argc, char** argv,
+            std::string_view out_of_memory) {
   signal(SIGPIPE, SIG_IGN);
   try {
     return body(argc, argv);
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "%.*s: out of memory (std::bad_alloc): ask for less (smaller sizes or counts)\n",
-                 static_cast<int>(program.size()), program.data());
+    std::fprintf(stderr, "%.*s: %.*s\n", static_cast<int>(program.size()), program.data(),
+                 static_cast<int>(out_of_memory.size()), out_of_memory.data());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%.*s: unexpected error: %s\n", static_cast<int>(program.size()), program.data(),
                  e.what());

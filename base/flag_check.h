@@ -72,7 +72,9 @@ inline void ExitOnBadFlags(std::string_view program, std::initializer_list<Statu
 // its end must never kill the process; writes then fail with EPIPE), runs
 // `body` and returns its exit status. The last line of defence: an exception
 // escaping `body` is printed as one line on stderr ("<program>: unexpected
-// error: ...", or out of memory for std::bad_alloc) and the status is 1.
-int RunMain(std::string_view program, int (*body)(int, char**), int argc, char** argv);
+// error: ...", or "<program>: <out_of_memory>" for std::bad_alloc) and the
+// status is 1.
+int RunMain(std::string_view program, int (*body)(int, char**), int argc, char** argv,
+            std::string_view out_of_memory = "out of memory (std::bad_alloc): ask for less (smaller sizes or counts)");
 
 }  // namespace sharry::flags

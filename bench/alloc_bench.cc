@@ -43,7 +43,8 @@
 // its own bookkeeping costs the same at every N.
 //
 // Output: a human-readable table, plus one `row ...` / `scale ...` line of
-// key=value pairs per result for scripts/bench-alloc.sh.
+// key=value pairs per result; with --format=csv or json (tools/cli/output.h)
+// the results alone, as scripts/bench-alloc.sh reads them.
 //
 // Sharry and mutex manage UMA offsets only (no data area is mapped), so a
 // large --uma_gib costs nothing but metadata for what is allocated. malloc
@@ -76,6 +77,8 @@
 #include "alloc/sharry_allocator.h"
 #include "bench/bench_stats.h"
 #include "base/flag_check.h"
+#include "tools/cli/output.h"
+#include "tools/cli/program.h"
 
 DEFINE_string(modes, "sharry-1,sharry-1p,sharry-K,mutex,malloc", "Backends for part 1");
 DEFINE_string(malloc_name, "glibc", "Name printed for the malloc mode (e.g. jemalloc)");
@@ -384,12 +387,13 @@ struct Row {
   Usage usage;
 };
 
-void RunThroughput() {
-  std::printf("\nPart 1: alloc+free throughput (objects/s = allocations + frees) and latency of one\n"
-              "call (a whole batch), %u live objects per thread, %u x %u ms per row (median),\n"
-              "%u cores online. csw/kcall: context switches per 1000 calls, voluntary +\n"
-              "involuntary; parks: section-thread sleeps per 1000 calls.\n\n",
-              FLAGS_window, FLAGS_reps, FLAGS_duration_ms, std::thread::hardware_concurrency());
+void RunThroughput(cli::Emitter& out) {
+  if (out.text())
+    std::printf("\nPart 1: alloc+free throughput (objects/s = allocations + frees) and latency of one\n"
+                "call (a whole batch), %u live objects per thread, %u x %u ms per row (median),\n"
+                "%u cores online. csw/kcall: context switches per 1000 calls, voluntary +\n"
+                "involuntary; parks: section-thread sleeps per 1000 calls.\n\n",
+                FLAGS_window, FLAGS_reps, FLAGS_duration_ms, std::thread::hardware_concurrency());
   // The modes of one (workload, batch, threads) run back to back, and the
   // reps are outermost: noise from other processes lands on all modes of a
   // row alike instead of on one of them.
@@ -420,8 +424,9 @@ void RunThroughput() {
       row.usage.involuntary += r.usage.involuntary;
     }
   }
-  std::printf("%-8s %-10s %5s %7s %11s %9s %9s %13s %8s %6s\n", "workload", "mode", "batch",
-              "threads", "Mobjects/s", "p50 (us)", "p99 (us)", "csw/kcall", "parks/k", "errors");
+  if (out.text())
+    std::printf("%-8s %-10s %5s %7s %11s %9s %9s %13s %8s %6s\n", "workload", "mode", "batch", "threads",
+                "Mobjects/s", "p50 (us)", "p99 (us)", "csw/kcall", "parks/k", "errors");
   for (Row& row : rows) {
     const double rate = Median(row.rates);
     const double p50 = Percentile(row.call_ns, 0.50) / 1000, p99 = Percentile(row.call_ns, 0.99) / 1000;  // us
@@ -429,15 +434,22 @@ void RunThroughput() {
     char csw[32];
     std::snprintf(csw, sizeof(csw), "%.0f+%.0f", row.usage.voluntary / kcalls,
                   row.usage.involuntary / kcalls);
-    std::printf("%-8s %-10s %5lu %7lu %11.3f %9.2f %9.2f %13s %8.1f %6lu\n", row.workload.c_str(),
-                Display(row.mode).c_str(), row.batch, row.threads, rate, p50, p99, csw,
-                row.parks / kcalls, row.errors);
-    std::printf("row workload=%s mode=%s batch=%lu threads=%lu mobjs=%.4f p50_us=%.3f "
-                "p99_us=%.3f vcsw_per_kcall=%.1f ivcsw_per_kcall=%.1f parks_per_kcall=%.2f "
-                "errors=%lu\n",
-                row.workload.c_str(), Display(row.mode).c_str(), row.batch, row.threads, rate, p50,
-                p99, row.usage.voluntary / kcalls, row.usage.involuntary / kcalls,
-                row.parks / kcalls, row.errors);
+    if (out.text())
+      std::printf("%-8s %-10s %5lu %7lu %11.3f %9.2f %9.2f %13s %8.1f %6lu\n", row.workload.c_str(),
+                  Display(row.mode).c_str(), row.batch, row.threads, rate, p50, p99, csw, row.parks / kcalls,
+                  row.errors);
+    out.Emit(cli::Record("row")
+                 .Add("workload", row.workload)
+                 .Add("mode", Display(row.mode))
+                 .Add("batch", row.batch)
+                 .Add("threads", row.threads)
+                 .Add("mobjs", rate, "%.4f")
+                 .Add("p50_us", p50, "%.3f")
+                 .Add("p99_us", p99, "%.3f")
+                 .Add("vcsw_per_kcall", row.usage.voluntary / kcalls, "%.1f")
+                 .Add("ivcsw_per_kcall", row.usage.involuntary / kcalls, "%.1f")
+                 .Add("parks_per_kcall", row.parks / kcalls, "%.2f")
+                 .Add("errors", row.errors));
   }
   std::fflush(stdout);
 }
@@ -507,21 +519,23 @@ Trimmed TrimmedMean(const std::vector<uint32_t>& calls, uint64_t batch, uint64_t
   return {n == 0 ? 0 : sum / static_cast<double>(n) / static_cast<double>(batch), cut};
 }
 
-void RunScale() {
+void RunScale(cli::Emitter& out) {
   const std::vector<uint64_t> lives = SplitNumbers(FLAGS_scale_live);
   CHECK(!lives.empty());
   const uint32_t rounds = std::max(1u, FLAGS_scale_rounds);
-  std::printf("\nPart 2: one thread, %lu-byte objects, FIFO alloc+free with N live objects,\n"
-              "%u interleaved rounds, %lu pairs per N in total; batch %u for sharry and mutex,\n"
-              "single calls for malloc. ns per object (alloc + free):\n"
-              "  all      median over rounds of the round's mean, every call counted\n"
-              "  p50      median call\n"
-              "  clean    mean of the calls not longer than --scale_cutoff_us (longer\n"
-              "           ones are preemptions or wake-ups; their number is shown)\n"
-              "ratio is clean / clean at the first N.\n\n",
-              FLAGS_scale_size, rounds, FLAGS_scale_ops, FLAGS_scale_batch);
-  std::printf("%-10s %10s %8s %8s %8s %9s %7s %9s %8s %7s\n", "mode", "live", "all", "p50",
-              "clean", "cut", "ratio", "faults/k", "csw/k", "parks");
+  if (out.text()) {
+    std::printf("\nPart 2: one thread, %lu-byte objects, FIFO alloc+free with N live objects,\n"
+                "%u interleaved rounds, %lu pairs per N in total; batch %u for sharry and mutex,\n"
+                "single calls for malloc. ns per object (alloc + free):\n"
+                "  all      median over rounds of the round's mean, every call counted\n"
+                "  p50      median call\n"
+                "  clean    mean of the calls not longer than --scale_cutoff_us (longer\n"
+                "           ones are preemptions or wake-ups; their number is shown)\n"
+                "ratio is clean / clean at the first N.\n\n",
+                FLAGS_scale_size, rounds, FLAGS_scale_ops, FLAGS_scale_batch);
+    std::printf("%-10s %10s %8s %8s %8s %9s %7s %9s %8s %7s\n", "mode", "live", "all", "p50", "clean", "cut",
+                "ratio", "faults/k", "csw/k", "parks");
+  }
   const uint64_t cutoff = FLAGS_scale_cutoff_us * 1000;
   for (const auto& mode : Split(FLAGS_scale_modes)) {
     const Placement placement = PlacementFor(mode);
@@ -605,17 +619,23 @@ void RunScale() {
       const double kops = (per_round * rounds) / 1000.0;
       char cut[32];
       std::snprintf(cut, sizeof(cut), "%.2f%%", cut_pct);
-      std::printf("%-10s %10lu %8.1f %8.1f %8.1f %9s %7.2f %9.2f %8.2f %7lu\n",
-                  Display(mode).c_str(), p.live_n, all, p50, clean, cut, clean / base_clean,
-                  p.usage.minor_faults / kops, (p.usage.voluntary + p.usage.involuntary) / kops,
-                  p.parks);
-      std::printf("scale mode=%s live=%lu batch=%lu pair_ns=%.2f pair_p50_ns=%.2f "
-                  "clean_pair_ns=%.2f cut_pct=%.3f ratio=%.4f ratio_all=%.4f "
-                  "faults_per_kop=%.3f csw_per_kop=%.3f parks=%lu\n",
-                  Display(mode).c_str(), p.live_n, batch, all, p50, clean, cut_pct,
-                  clean / base_clean, all / base_all, p.usage.minor_faults / kops,
-                  (p.usage.voluntary + p.usage.involuntary) / kops, p.parks);
-      std::fflush(stdout);
+      if (out.text())
+        std::printf("%-10s %10lu %8.1f %8.1f %8.1f %9s %7.2f %9.2f %8.2f %7lu\n", Display(mode).c_str(), p.live_n,
+                    all, p50, clean, cut, clean / base_clean, p.usage.minor_faults / kops,
+                    (p.usage.voluntary + p.usage.involuntary) / kops, p.parks);
+      out.Emit(cli::Record("scale")
+                   .Add("mode", Display(mode))
+                   .Add("live", p.live_n)
+                   .Add("batch", batch)
+                   .Add("pair_ns", all, "%.2f")
+                   .Add("pair_p50_ns", p50, "%.2f")
+                   .Add("clean_pair_ns", clean, "%.2f")
+                   .Add("cut_pct", cut_pct, "%.3f")
+                   .Add("ratio", clean / base_clean, "%.4f")
+                   .Add("ratio_all", all / base_all, "%.4f")
+                   .Add("faults_per_kop", p.usage.minor_faults / kops, "%.3f")
+                   .Add("csw_per_kop", (p.usage.voluntary + p.usage.involuntary) / kops, "%.3f")
+                   .Add("parks", p.parks));
     }
     // Return everything (not timed), in big batches, then drop the backends.
     for (ScalePoint& p : points) {
@@ -634,9 +654,7 @@ void RunScale() {
 namespace {
 
 int Main(int argc, char** argv) {
-  gflags::SetUsageMessage("Sharry allocator benchmark (see the file comment)");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  sharry::cli::InitProgram(&argc, &argv, "Sharry allocator benchmark (see the file comment)");
   namespace f = sharry::flags;
   const int max_core = f::NumCores() - 1;
   const std::initializer_list<std::string_view> modes = {"sharry-1", "sharry-1p", "sharry-K", "mutex", "malloc"};
@@ -658,12 +676,15 @@ int Main(int argc, char** argv) {
       f::CheckRangeU("scale_size", FLAGS_scale_size, 1, 1u << 20),
       f::CheckRangeU("scale_batch", FLAGS_scale_batch, 1, 65536),
   });
+  sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("alloc_bench");
   utsname u{};
   uname(&u);
-  std::printf("machine cores=%u kernel=%s malloc=%s\n", std::thread::hardware_concurrency(),
-              u.release, FLAGS_malloc_name.c_str());
-  if (FLAGS_throughput) sharry::alloc::RunThroughput();
-  if (FLAGS_scale) sharry::alloc::RunScale();
+  out.Emit(sharry::cli::Record("machine")
+               .Add("cores", std::thread::hardware_concurrency())
+               .Add("kernel", u.release)
+               .Add("malloc", FLAGS_malloc_name));
+  if (FLAGS_throughput) sharry::alloc::RunThroughput(out);
+  if (FLAGS_scale) sharry::alloc::RunScale(out);
   return 0;
 }
 

@@ -29,7 +29,8 @@
 // Budgets are a percentage of the working set's object bytes; the runtime's
 // headers and the hashtable's local index are not counted in it.
 //
-// Every measurement is one machine-readable line:
+// Every measurement is one machine-readable line (or csv/json with --format,
+// tools/cli/output.h; the human table is then left out):
 //   computebench transport=tcp mode=unique test=scan local_pct=50 sharry_Mps=.. vector_Mps=.. ratio=..
 // and the run ends with a human table (lines starting with '|' and TARGET).
 #include <gflags/gflags.h>
@@ -45,6 +46,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -55,8 +57,9 @@
 #include "memnode/memnode.h"
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
+#include "tools/cli/output.h"
+#include "tools/cli/program.h"
 
-DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(addr, "", "memnode address to serve on and connect to (default: tcp 127.0.0.1, verbs "
                         "$SHARRY_RDMA_ADDR, else 192.0.2.1)");
 DEFINE_string(mode, "unique,multi", "copy modes, comma-separated: unique, multi");
@@ -141,28 +144,28 @@ struct Delta {
   explicit Delta(Runtime& rt) : before(rt.Stats()) {}
   // `derefs_per_s`: the measured rate of dereferences (pins), for the time
   // per demand miss.
-  std::string Format(Runtime& rt, double derefs_per_s = 0) const {
+  cli::Record Format(Runtime& rt, double derefs_per_s = 0) const {
     const RuntimeStats d = rt.Stats().Since(before);
     const uint64_t hits = d.local_hits, ins = d.swap_ins, pf = d.prefetches;
     // A prefetched object is swapped in by the prefetcher and then pinned
     // as a local hit; "demand" misses are the swap-ins the user waited for.
     uint64_t demand = ins - std::min(ins, pf);
     double hit = hits + demand ? static_cast<double>(hits) / (hits + demand) : 1.0;
-    char buf[512];
-    int n = std::snprintf(buf, sizeof buf,
-                          "hit_rate=%.3f swap_ins=%llu prefetched=%llu swap_outs=%llu drops=%llu eviction_rounds=%llu "
-                          "alloc_rpcs=%llu free_rpcs=%llu recycled_blocks=%llu",
-                          hit, static_cast<unsigned long long>(ins), static_cast<unsigned long long>(pf),
-                          static_cast<unsigned long long>(d.swap_outs), static_cast<unsigned long long>(d.drops),
-                          static_cast<unsigned long long>(d.eviction_rounds),
-                          static_cast<unsigned long long>(d.alloc_rpcs), static_cast<unsigned long long>(d.free_rpcs),
-                          static_cast<unsigned long long>(d.recycled_blocks));
+    cli::Record r("delta");
+    r.Add("hit_rate", hit, "%.3f")
+        .Add("swap_ins", ins)
+        .Add("prefetched", pf)
+        .Add("swap_outs", d.swap_outs)
+        .Add("drops", d.drops)
+        .Add("eviction_rounds", d.eviction_rounds)
+        .Add("alloc_rpcs", d.alloc_rpcs)
+        .Add("free_rpcs", d.free_rpcs)
+        .Add("recycled_blocks", d.recycled_blocks);
     // Time per dereference, and per demand miss if the hits cost nothing:
     // what one miss costs the user, eviction and FREEs included.
     if (derefs_per_s > 0 && hit < 1.0)
-      std::snprintf(buf + n, sizeof buf - n, " us_per_deref=%.2f us_per_demand_miss=%.2f", 1e6 / derefs_per_s,
-                    1e6 / derefs_per_s / (1.0 - hit));
-    return buf;
+      r.Add("us_per_deref", 1e6 / derefs_per_s, "%.2f").Add("us_per_demand_miss", 1e6 / derefs_per_s / (1.0 - hit), "%.2f");
+    return r;
   }
 };
 
@@ -173,8 +176,8 @@ struct Row {
 
 class Bench {
  public:
-  Bench(TransportKind kind, std::string addr, memnode::Memnode* node)
-      : kind_(kind), addr_(std::move(addr)), node_(node) {}
+  Bench(TransportKind kind, std::string addr, memnode::Memnode* node, cli::Emitter& out)
+      : kind_(kind), addr_(std::move(addr)), node_(node), out_(out) {}
 
   void RunMode(CopyMode mode) {
     mode_ = mode;
@@ -202,9 +205,12 @@ class Bench {
     CHECK(rt.ok()) << rt.status();
     return std::move(*rt);
   }
-  std::string Head(const char* test) const {
-    return std::string("computebench transport=") + std::string(TransportName(kind_)) +
-           " mode=" + std::string(compute::CopyModeName(mode_)) + " test=" + test;
+  // A result line: "computebench transport=.. mode=.. test=..", then its values.
+  cli::Record Head(const char* test, std::string_view mode = "") const {
+    cli::Record r("computebench");
+    r.Add("transport", TransportName(kind_)).Add("mode", mode.empty() ? compute::CopyModeName(mode_) : mode);
+    r.Add("test", test);
+    return r;
   }
   void AddRow(std::string what, std::string sharry, std::string baseline, std::string ratio, std::string target = "",
               std::string verdict = "") {
@@ -220,6 +226,7 @@ class Bench {
   TransportKind kind_;
   std::string addr_;
   memnode::Memnode* node_;
+  cli::Emitter& out_;
   CopyMode mode_ = CopyMode::kUniqueCopy;
   std::vector<Row> rows_;
   std::vector<Row> std_rows_;
@@ -307,10 +314,14 @@ void Bench::Deref() {
     pin_ns.push_back(1e9 / Rate(pin_step, secs));
   }
   double raw = Median(raw_ns), scope = Median(scope_ns), only = Median(only_ns), pin = Median(pin_ns);
-  std::printf("%s objects=%d object_bytes=%u deref_ns=%.2f raw_ns=%.3f ratio=%.1f scope_only_ns=%.2f "
-              "pin_in_open_scope_ns=%.2f\n",
-              Head("deref").c_str(), k, bytes, scope, raw, scope / raw, only, pin);
-  std::fflush(stdout);
+  out_.Emit(Head("deref")
+                .Add("objects", k)
+                .Add("object_bytes", bytes)
+                .Add("deref_ns", scope, "%.2f")
+                .Add("raw_ns", raw, "%.3f")
+                .Add("ratio", scope / raw, "%.1f")
+                .Add("scope_only_ns", only, "%.2f")
+                .Add("pin_in_open_scope_ns", pin, "%.2f"));
   double ratio = scope / raw;
   AddRow("local hit (a): ns per access, scope + Deref + unpin vs raw load", F("%.1f", scope), F("%.2f", raw) + " (raw load)",
          F("%.1f", ratio), "<= 2", ratio <= 2 ? "met" : "MISSED");
@@ -388,7 +399,7 @@ void Bench::Array() {
         return n;
       };
       std::vector<double> r_vec, r_fe, r_ch, r_np;
-      std::string stats, np_stats;
+      cli::Record stats("delta"), np_stats("delta");
       for (int r = 0; r < rounds; ++r) {
         r_vec.push_back(Rate(vec_scan, FLAGS_seconds));
         Delta d(*rt);
@@ -410,14 +421,18 @@ void Bench::Array() {
         np_stats = d.Format(*rt, r_np.back() / per_chunk);
       }
       double v = Median(r_vec), fe = Median(r_fe), ch = Median(r_ch);
-      std::printf("%s local_pct=%d elements=%zu sharry_Mps=%.2f vector_Mps=%.2f ratio=%.4f", Head("scan").c_str(), pct,
-                  n, fe / 1e6, v / 1e6, fe / v);
-      if (pct >= 100) std::printf(" chunkloop_Mps=%.2f chunkloop_ratio=%.3f", ch / 1e6, ch / v);
-      std::printf(" %s\n", stats.c_str());
+      cli::Record scan = Head("scan");
+      scan.Add("local_pct", pct).Add("elements", n);
+      cli::Record no_prefetch = scan;
+      scan.Add("sharry_Mps", fe / 1e6, "%.2f").Add("vector_Mps", v / 1e6, "%.2f").Add("ratio", fe / v, "%.4f");
+      if (pct >= 100) scan.Add("chunkloop_Mps", ch / 1e6, "%.2f").Add("chunkloop_ratio", ch / v, "%.3f");
+      out_.Emit(scan.Append(stats));
       if (!r_np.empty())
-        std::printf("%s local_pct=%d elements=%zu prefetch=0 sharry_Mps=%.2f vector_Mps=%.2f ratio=%.4f %s\n",
-                    Head("scan").c_str(), pct, n, r_np[0] / 1e6, v / 1e6, r_np[0] / v, np_stats.c_str());
-      std::fflush(stdout);
+        out_.Emit(no_prefetch.Add("prefetch", 0)
+                      .Add("sharry_Mps", r_np[0] / 1e6, "%.2f")
+                      .Add("vector_Mps", v / 1e6, "%.2f")
+                      .Add("ratio", r_np[0] / v, "%.4f")
+                      .Append(np_stats));
       std::string what = "scan " + std::to_string(pct) + " % local, ForEach, M elem/s";
       if (pct >= 100) {
         AddRow("local hit (b): ns per element, ForEach (scope per chunk) vs vector loop", F("%.2f", 1e9 / fe),
@@ -452,7 +467,7 @@ void Bench::Array() {
       pos = 0;
       vpos = 0;
       std::vector<double> r_vec, r_get;
-      std::string stats;
+      cli::Record stats("delta");
       for (int r = 0; r < rounds; ++r) {
         r_vec.push_back(Rate(vec_random, FLAGS_seconds));
         Delta d(*rt);
@@ -460,9 +475,13 @@ void Bench::Array() {
         if (r == 0) stats = d.Format(*rt, r_get.back());
       }
       double v = Median(r_vec), g = Median(r_get);
-      std::printf("%s local_pct=%d elements=%zu sharry_Mps=%.4f vector_Mps=%.2f ratio=%.5f %s\n",
-                  Head("random").c_str(), pct, n, g / 1e6, v / 1e6, g / v, stats.c_str());
-      std::fflush(stdout);
+      out_.Emit(Head("random")
+                    .Add("local_pct", pct)
+                    .Add("elements", n)
+                    .Add("sharry_Mps", g / 1e6, "%.4f")
+                    .Add("vector_Mps", v / 1e6, "%.2f")
+                    .Add("ratio", g / v, "%.5f")
+                    .Append(stats));
       AddRow("random Get " + std::to_string(pct) + " % local, M elem/s", F(pct >= 100 ? "%.2f" : "%.4f", g / 1e6),
              F("%.1f", v / 1e6) + " (vector)", F(pct >= 100 ? "%.3f" : "%.5f", g / v));
     }
@@ -542,20 +561,30 @@ void Bench::SwapIn() {
       }
     }
   }
-  const std::string stats = delta.Format(*rt);
+  const cli::Record stats = delta.Format(*rt);
   const double sw50 = Percentile(t_swap, 0.5), rd50 = Percentile(t_read, 0.5);
   // The FREE RPC sent every free_batch swap-ins (Unique-Copy), spread over
   // all swap-ins: p50 plus the extra time of the samples that sent one.
   double extra = 0;
   for (double t : t_free_samples) extra += std::max(0.0, t - sw50);
   const double amortized = sw50 + extra / t_swap.size();
-  std::printf("%s bytes=%u samples=%zu swapin_p50_us=%.2f swapin_p99_us=%.2f swapin_mean_us=%.2f "
-              "swapin_p50_plus_free_us=%.2f samples_with_free=%llu free_sample_mean_us=%.2f read_p50_us=%.2f read_p99_us=%.2f read_mean_us=%.2f "
-              "read_unregistered_p50_us=%.2f ratio_p50=%.3f ratio_with_free=%.3f ratio_mean=%.3f %s\n",
-              Head("swapin").c_str(), bytes, t_swap.size(), sw50, Percentile(t_swap, 0.99), Mean(t_swap), amortized,
-              static_cast<unsigned long long>(free_rpcs), Mean(t_free_samples), rd50, Percentile(t_read, 0.99), Mean(t_read),
-              Percentile(t_staged, 0.5), sw50 / rd50, amortized / rd50, Mean(t_swap) / Mean(t_read), stats.c_str());
-  std::fflush(stdout);
+  out_.Emit(Head("swapin")
+                .Add("bytes", bytes)
+                .Add("samples", t_swap.size())
+                .Add("swapin_p50_us", sw50, "%.2f")
+                .Add("swapin_p99_us", Percentile(t_swap, 0.99), "%.2f")
+                .Add("swapin_mean_us", Mean(t_swap), "%.2f")
+                .Add("swapin_p50_plus_free_us", amortized, "%.2f")
+                .Add("samples_with_free", free_rpcs)
+                .Add("free_sample_mean_us", Mean(t_free_samples), "%.2f")
+                .Add("read_p50_us", rd50, "%.2f")
+                .Add("read_p99_us", Percentile(t_read, 0.99), "%.2f")
+                .Add("read_mean_us", Mean(t_read), "%.2f")
+                .Add("read_unregistered_p50_us", Percentile(t_staged, 0.5), "%.2f")
+                .Add("ratio_p50", sw50 / rd50, "%.3f")
+                .Add("ratio_with_free", amortized / rd50, "%.3f")
+                .Add("ratio_mean", Mean(t_swap) / Mean(t_read), "%.3f")
+                .Append(stats));
   const bool unique = mode_ == CopyMode::kUniqueCopy;
   const double judged = unique ? amortized / rd50 : sw50 / rd50;
   AddRow(unique ? "swap-in 4 KiB p50 + amortized FREE, us" : "swap-in 4 KiB p50, us",
@@ -585,7 +614,9 @@ std::pair<std::vector<uint64_t>, std::vector<uint64_t>> HashKeys(uint64_t n) {
 
 void Bench::HashTable() {
   const uint64_t n = FLAGS_ht_entries;
-  const auto [keys, order] = HashKeys(n);
+  // Not a structured binding: clang 14 cannot capture one in a lambda.
+  std::vector<uint64_t> keys, order;
+  std::tie(keys, order) = HashKeys(n);
   for (const auto& pct_s : Split(FLAGS_ht_pcts)) {
     const int pct = std::stoi(pct_s);
     auto rt = MakeRuntime(n * sizeof(Value256) * pct / 100);
@@ -623,7 +654,7 @@ void Bench::HashTable() {
     Rate(get_step, FLAGS_seconds / 3);  // warm
     pos = 0;
     std::vector<double> r_get, r_put;
-    std::string gstats, pstats;
+    cli::Record gstats("delta"), pstats("delta");
     for (int r = 0; r < (pct >= 100 ? FLAGS_rounds : 1); ++r) {
       Delta dg(*rt);
       r_get.push_back(Rate(get_step, FLAGS_seconds));
@@ -634,11 +665,15 @@ void Bench::HashTable() {
     }
     CHECK_EQ(bad, 0u) << "the hashtable returned a wrong value";
     const double g = Median(r_get), p = Median(r_put);
-    std::printf("%s local_pct=%d entries=%llu value_bytes=256 insert_Mops=%.4f get_Mops=%.4f update_Mops=%.4f "
-                "get:%s update:%s\n",
-                Head("hashtable").c_str(), pct, static_cast<unsigned long long>(n), insert / 1e6, g / 1e6, p / 1e6,
-                gstats.c_str(), pstats.c_str());
-    std::fflush(stdout);
+    out_.Emit(Head("hashtable")
+                  .Add("local_pct", pct)
+                  .Add("entries", n)
+                  .Add("value_bytes", 256)
+                  .Add("insert_Mops", insert / 1e6, "%.4f")
+                  .Add("get_Mops", g / 1e6, "%.4f")
+                  .Add("update_Mops", p / 1e6, "%.4f")
+                  .Append(gstats, "get")
+                  .Append(pstats, "update"));
     const std::string at = " " + std::to_string(pct) + " % local, M ops/s";
     AddRow("hashtable put (insert)" + at, F("%.3f", insert / 1e6), "", "");
     AddRow("hashtable put (update)" + at, F("%.3f", p / 1e6), "", "");
@@ -648,7 +683,9 @@ void Bench::HashTable() {
 
 void Bench::StdHashTable() {
   const uint64_t n = FLAGS_ht_entries;
-  const auto [keys, order] = HashKeys(n);
+  // Not a structured binding: clang 14 cannot capture one in a lambda.
+  std::vector<uint64_t> keys, order;
+  std::tie(keys, order) = HashKeys(n);
   std::unordered_map<uint64_t, Value256> m;
   Value256 v{};
   auto t0 = Clock::now();
@@ -687,17 +724,19 @@ void Bench::StdHashTable() {
     r_put.push_back(Rate(put_step, FLAGS_seconds));
   }
   const double g = Median(r_get), p = Median(r_put);
-  std::printf("computebench transport=%s mode=none test=hashtable_std entries=%llu value_bytes=256 insert_Mops=%.4f "
-              "get_Mops=%.4f update_Mops=%.4f\n",
-              std::string(TransportName(kind_)).c_str(), static_cast<unsigned long long>(n), insert / 1e6, g / 1e6,
-              p / 1e6);
-  std::fflush(stdout);
+  out_.Emit(Head("hashtable_std", "none")
+                .Add("entries", n)
+                .Add("value_bytes", 256)
+                .Add("insert_Mops", insert / 1e6, "%.4f")
+                .Add("get_Mops", g / 1e6, "%.4f")
+                .Add("update_Mops", p / 1e6, "%.4f"));
   std_rows_.push_back({"-", "std::unordered_map insert / update / get, M ops/s",
                        F("%.3f", insert / 1e6) + " / " + F("%.3f", p / 1e6) + " / " + F("%.3f", g / 1e6), "", "", "",
                        ""});
 }
 
 void Bench::PrintTable() const {
+  if (!out_.text()) return;  // csv/json: the results alone
   std::printf("\n| mode | measurement | Sharry | baseline | ratio | target | verdict |\n");
   std::printf("|---|---|---:|---:|---:|---|---|\n");
   auto print = [](const Row& r) {
@@ -714,12 +753,7 @@ void Bench::PrintTable() const {
   std::fflush(stdout);
 }
 
-int Main() {
-  auto kind = ParseTransport(FLAGS_transport);
-  if (!kind.ok()) {
-    std::fprintf(stderr, "%s\n", kind.status().ToString().c_str());
-    return 2;
-  }
+int Main(TransportKind kind, cli::Emitter& out) {
   std::vector<CopyMode> modes;
   for (const auto& m : Split(FLAGS_mode)) {
     auto cm = compute::ParseCopyMode(m);
@@ -732,10 +766,10 @@ int Main() {
   std::string addr = FLAGS_addr;
   if (addr.empty()) {
     const char* env = std::getenv("SHARRY_RDMA_ADDR");
-    addr = *kind == TransportKind::kTcp ? "127.0.0.1" : (env && *env ? env : "192.0.2.1");
+    addr = kind == TransportKind::kTcp ? "127.0.0.1" : (env && *env ? env : "192.0.2.1");
   }
   memnode::MemnodeOptions mo;
-  mo.transport = *kind;
+  mo.transport = kind;
   mo.listen_addr = addr;
   mo.uma_bytes = FLAGS_uma_mb << 20;
   mo.sections = FLAGS_sections;
@@ -744,17 +778,25 @@ int Main() {
     std::fprintf(stderr, "memnode: %s\n", node.status().ToString().c_str());
     return 1;
   }
-  std::printf("computebench transport=%s config addr=%s array_mb=%llu chunk_bytes=%u ht_entries=%llu seconds=%.2f "
-              "rounds=%d free_batch=%u evict_batch=%u prefetch=%d prefetch_thread=%d uma_mb=%llu\n",
-              FLAGS_transport.c_str(), addr.c_str(), static_cast<unsigned long long>(FLAGS_array_mb), FLAGS_chunk_bytes,
-              static_cast<unsigned long long>(FLAGS_ht_entries), FLAGS_seconds, FLAGS_rounds, FLAGS_free_batch,
-              FLAGS_evict_batch, FLAGS_prefetch, FLAGS_prefetch_thread ? 1 : 0,
-              static_cast<unsigned long long>(FLAGS_uma_mb));
-  std::fflush(stdout);
-  Bench b(*kind, addr, node->get());
+  out.Emit(cli::Record("computebench_config", "computebench transport=" + FLAGS_transport + " config")
+               .AddHidden("transport", FLAGS_transport)
+               .Add("addr", addr)
+               .Add("array_mb", FLAGS_array_mb)
+               .Add("chunk_bytes", FLAGS_chunk_bytes)
+               .Add("ht_entries", FLAGS_ht_entries)
+               .Add("seconds", FLAGS_seconds, "%.2f")
+               .Add("rounds", FLAGS_rounds)
+               .Add("free_batch", FLAGS_free_batch)
+               .Add("evict_batch", FLAGS_evict_batch)
+               .Add("prefetch", FLAGS_prefetch)
+               .Add("prefetch_thread", FLAGS_prefetch_thread ? 1 : 0)
+               .Add("uma_mb", FLAGS_uma_mb));
+  Bench b(kind, addr, node->get(), out);
   for (CopyMode m : modes) b.RunMode(m);
   if (Want("hashtable")) b.StdHashTable();
-  std::printf("computebench memnode: %s", memnode::FormatStats((*node)->service().CollectStats()).c_str());
+  // The memnode's stats: a text report (on stderr with csv/json).
+  std::fprintf(out.text() ? stdout : stderr, "computebench memnode: %s",
+               memnode::FormatStats((*node)->service().CollectStats()).c_str());
   b.PrintTable();
   return 0;
 }
@@ -765,12 +807,11 @@ int Main() {
 namespace {
 
 int CheckedMain(int argc, char** argv) {
-  gflags::SetUsageMessage("compute-runtime benchmark: --transport=tcp|verbs --mode=unique,multi [--tests=...]");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  sharry::cli::InitProgram(&argc, &argv,
+                           "compute-runtime benchmark: --transport=tcp|verbs --mode=unique,multi [--tests=...]");
+  const sharry::TransportKind kind = sharry::cli::TransportFromFlags("compute_bench");
   namespace f = sharry::flags;
   f::ExitOnBadFlags("compute_bench", {
-      f::CheckOneOf("transport", FLAGS_transport, {"verbs", "rdma", "tcp"}),
       f::CheckListOf("mode", FLAGS_mode, {"unique", "unique-copy", "multi", "multi-copy"}),
       f::CheckListOf("tests", FLAGS_tests, {"deref", "scan", "random", "swapin", "hashtable"}),
       f::CheckRangeF("seconds", FLAGS_seconds, 0, 86400),
@@ -792,7 +833,8 @@ int CheckedMain(int argc, char** argv) {
       f::CheckRangeU("ht_entries", FLAGS_ht_entries, 1, uint64_t{1} << 32),
       f::ParseU64List("ht_pcts", FLAGS_ht_pcts, 0, 100).status(),
   });
-  return sharry::Main();
+  sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("compute_bench");
+  return sharry::Main(kind, out);
 }
 
 }  // namespace

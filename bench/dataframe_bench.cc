@@ -19,19 +19,18 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
-#include <new>
 
 #include "base/flag_check.h"
 #include "bench/bench_stats.h"
 #include "compute/runtime.h"
+#include "tools/cli/client_flags.h"
 #include "tools/cli/client_options.h"
-#include "tools/cli/start_barrier.h"
+#include "tools/cli/output.h"
+#include "tools/cli/program.h"
 #include "workloads/taxi.h"
 
-DEFINE_string(storage, "remote", "remote (remoteable arrays in far memory) or local (std::vector)");
-DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT (remote)");
-DEFINE_string(transport, "tcp", "verbs or tcp (remote)");
-DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy) (remote)");
+DEFINE_string(storage, "remote", "remote (remoteable arrays in far memory) or local (std::vector; "
+                                 "--memnode, --transport and --mode are then not used)");
 DEFINE_uint64(rows, 1000000, "trips in the data frame (57 bytes each)");
 DEFINE_double(local_pct, 50, "local memory budget, percent of the frame's bytes (remote)");
 DEFINE_uint32(passes, 3, "times the five queries run over the frame");
@@ -39,8 +38,6 @@ DEFINE_double(min_secs, 0, "more passes until the queries have run this long");
 DEFINE_uint64(seed, 2016, "data set seed: the same seed makes the same trips");
 DEFINE_bool(verify, false, "also compute the results on local memory and compare");
 DEFINE_bool(print, false, "print the query results as tables");
-DEFINE_string(ready_file, "", "start barrier: created when the frame is loaded");
-DEFINE_string(go_file, "", "start barrier: the queries start once this file exists");
 
 namespace {
 
@@ -88,7 +85,7 @@ Status Run(sharry::compute::Runtime* rt, TaxiResults& r, double& load_secs, doub
   auto frame = TaxiFrame<Column>::Load(rt, FLAGS_rows, FLAGS_seed);
   if (!frame.ok()) return frame.status().WithContext("load");
   load_secs = SecondsSince(t);
-  SHARRY_RETURN_IF_ERROR(sharry::compute::WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file));
+  SHARRY_RETURN_IF_ERROR(sharry::compute::WaitAtStartBarrierOfFlags());
   if (rt != nullptr) g_at_start = rt->Stats();
   t = Clock::now();
   for (uint32_t p = 0; p < FLAGS_passes || SecondsSince(t) < FLAGS_min_secs; ++p) {
@@ -106,10 +103,9 @@ Status Run(sharry::compute::Runtime* rt, TaxiResults& r, double& load_secs, doub
 }
 
 int Main(int argc, char** argv) {
-  gflags::SetUsageMessage("Sharry data-frame benchmark: NYC-taxi-shaped trips, group-bys over far memory");
-  FLAGS_stderrthreshold = google::GLOG_WARNING;  // errors on stderr, not only in the log files
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  sharry::cli::InitProgram(&argc, &argv,
+                           "Sharry data-frame benchmark: NYC-taxi-shaped trips, group-bys over far memory",
+                           sharry::cli::Log::kWarnings);
   namespace f = sharry::flags;
   f::ExitOnBadFlags("dataframe_bench", {
       f::CheckOneOf("storage", FLAGS_storage, {"remote", "local"}),
@@ -121,6 +117,7 @@ int Main(int argc, char** argv) {
                            : Status::InvalidArgument("--local_pct=0 is out of range: allowed above 0, up to 100"),
       f::CheckRangeF("min_secs", FLAGS_min_secs, 0, 86400),
   });
+  sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("dataframe_bench");
   const uint64_t frame_bytes = FLAGS_rows * sharry::bench::kTripBytes;
   TaxiResults r;
   double load_secs = 0, query_secs = 0;
@@ -131,9 +128,7 @@ int Main(int argc, char** argv) {
     if (Status s = Run<LocalColumn>(nullptr, r, load_secs, query_secs); !s.ok()) return Fail(s, "local");
   } else if (FLAGS_storage == "remote") {
     sharry::compute::RuntimeOptions o;
-    const char* bad_flag = "";
-    f::ExitOnBadFlags("dataframe_bench", sharry::compute::ParseConnectionFlags(FLAGS_transport, FLAGS_mode,
-                                                                             FLAGS_memnode, &o, &bad_flag));
+    sharry::compute::ConnectionFromFlags("dataframe_bench", &o);
     // At least a few chunks per column, so that a scan of six columns fits.
     budget = std::max<uint64_t>(static_cast<uint64_t>(frame_bytes * FLAGS_local_pct / 100), 64 * 4096);
     // 100 % means all of it stays local: add the evictor's headroom (it
@@ -165,33 +160,24 @@ int Main(int argc, char** argv) {
     }
   }
   if (FLAGS_print) Print(r);
-  using ull = unsigned long long;
-  std::printf("dataframe_bench storage=%s mode=%s transport=%s rows=%llu frame_bytes=%llu local_budget_bytes=%llu "
-              "passes=%llu load_secs=%.3f query_secs=%.3f rows_per_s=%.0f checksum=%016llx hit_rate=%.4f "
-              "swap_ins=%llu swap_outs=%llu drops=%llu prefetches=%llu alloc_rpcs=%llu free_rpcs=%llu "
-              "far_bytes_mine=%llu errors=%llu\n",
-              FLAGS_storage.c_str(), rt ? FLAGS_mode.c_str() : "-", rt ? FLAGS_transport.c_str() : "-",
-              static_cast<ull>(FLAGS_rows), static_cast<ull>(frame_bytes), static_cast<ull>(budget), static_cast<ull>(r.rows_scanned / 5 / FLAGS_rows),
-              load_secs, query_secs, r.rows_scanned / query_secs, static_cast<ull>(r.Checksum()), st.hit_rate(),
-              static_cast<ull>(st.swap_ins), static_cast<ull>(st.swap_outs), static_cast<ull>(st.drops),
-              static_cast<ull>(st.prefetches), static_cast<ull>(st.alloc_rpcs), static_cast<ull>(st.free_rpcs),
-              static_cast<ull>(far_mine), static_cast<ull>(errors));
+  char checksum[17];
+  std::snprintf(checksum, sizeof checksum, "%016llx", static_cast<unsigned long long>(r.Checksum()));
+  sharry::cli::Record result("dataframe_bench");
+  result.Add("storage", FLAGS_storage).Add("mode", rt ? FLAGS_mode : "-").Add("transport", rt ? FLAGS_transport : "-");
+  result.Add("rows", FLAGS_rows).Add("frame_bytes", frame_bytes).Add("local_budget_bytes", budget);
+  result.Add("passes", r.rows_scanned / 5 / FLAGS_rows).Add("load_secs", load_secs, "%.3f");
+  result.Add("query_secs", query_secs, "%.3f").Add("rows_per_s", r.rows_scanned / query_secs, "%.0f");
+  result.Add("checksum", checksum);
+  sharry::compute::AddSwapCounters(st, &result);
+  result.Add("prefetches", st.prefetches).Add("alloc_rpcs", st.alloc_rpcs).Add("free_rpcs", st.free_rpcs);
+  out.Emit(result.Add("far_bytes_mine", far_mine).Add("errors", errors));
   return errors == 0 ? 0 : 3;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  return sharry::flags::RunMain(
-      "dataframe_bench",
-      [](int argc, char** argv) {
-        try {
-          return Main(argc, argv);
-        } catch (const std::bad_alloc&) {
-          std::fprintf(stderr, "dataframe_bench: out of local memory (std::bad_alloc) for the frame: use fewer --rows "
-                               "(or --storage=remote)\n");
-          return 1;
-        }
-      },
-      argc, argv);
+  return sharry::flags::RunMain("dataframe_bench", Main, argc, argv,
+                                "out of local memory (std::bad_alloc) for the frame: use fewer --rows (or "
+                                "--storage=remote)");
 }

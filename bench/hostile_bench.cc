@@ -37,6 +37,7 @@
 
 #include "bench/bench_stats.h"
 #include "memnode/rpc.h"
+#include "tools/cli/program.h"
 #include "verbs/wire.h"
 
 DEFINE_int32(port, 7000, "the memnode's port on --addr");
@@ -158,8 +159,7 @@ std::vector<uint8_t> Frame(bool read, uint64_t tag, uint64_t offset) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("plays a hostile TCP client against a running memnode (see the file's header)");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  sharry::cli::InitProgram(&argc, &argv, "plays a hostile TCP client against a running memnode (see the file's header)");
   const bool flood = FLAGS_scenario == "nonreading_reads" || FLAGS_scenario == "nonreading_stats";
   if (!flood && FLAGS_scenario != "prehello") {
     std::fprintf(stderr, "hostile_bench: --scenario must be nonreading_reads, nonreading_stats or prehello\n");

@@ -5,7 +5,7 @@
 //
 //   memnode_rpc_bench --transport=tcp --clients=3 --seconds=3
 //
-// Prints machine-readable lines:
+// Prints machine-readable lines (or csv/json with --format, tools/cli/output.h):
 //   rpcbench transport=tcp clients=3 kind=plain batch=1 calls_per_s=...
 //   rpcbench transport=tcp clients=3 kind=allocfree batch=1 calls_per_s=... objects_per_s=...
 #include <gflags/gflags.h>
@@ -25,8 +25,9 @@
 #include "bench/bench_stats.h"
 #include "memnode/client.h"
 #include "memnode/memnode.h"
+#include "tools/cli/output.h"
+#include "tools/cli/program.h"
 
-DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(addr, "127.0.0.1", "address to serve on and connect to (verbs: the RDMA netdev's)");
 DEFINE_int32(clients, 3, "client processes");
 DEFINE_double(seconds, 3, "measuring time per phase");
@@ -61,12 +62,11 @@ class PlainHandler : public RequestHandler {
 };
 
 // A client process: from start_ms for `seconds`, round trips; prints its count.
-int Child() {
-  auto kind = ParseTransport(FLAGS_transport);
+int Child(TransportKind kind) {
   ClientOptions o;
   o.server_addr = FLAGS_addr;
   o.port = static_cast<uint16_t>(FLAGS_port);
-  auto c = memnode::MemnodeClient::Connect(*kind, o);
+  auto c = memnode::MemnodeClient::Connect(kind, o);
   if (!c.ok()) {
     std::fprintf(stderr, "child: %s\n", c.status().ToString().c_str());
     return 1;
@@ -141,15 +141,10 @@ double RunPhase(const std::string& kind, uint16_t port, int batch) {
   return total;
 }
 
-int Main() {
-  auto kind = ParseTransport(FLAGS_transport);
-  if (!kind.ok()) {
-    std::fprintf(stderr, "%s\n", kind.status().ToString().c_str());
-    return 2;
-  }
+int Main(TransportKind kind, cli::Emitter& out) {
   const std::vector<int> batches = bench::SplitNumbers<int>(FLAGS_batches);
   memnode::MemnodeOptions mo;
-  mo.transport = *kind;
+  mo.transport = kind;
   mo.listen_addr = FLAGS_addr;
   mo.uma_bytes = FLAGS_uma_mb << 20;
   mo.sections = FLAGS_sections;
@@ -159,20 +154,22 @@ int Main() {
   PlainHandler plain;
   ServerOptions so;
   so.listen_addr = FLAGS_addr;
-  auto echo = TransportServer::Start(*kind, so, &plain);
+  auto echo = TransportServer::Start(kind, so, &plain);
   CHECK(echo.ok()) << echo.status();
   for (int b : batches) {
     double p = RunPhase("plain", (*echo)->port(), b);
     double a = RunPhase("allocfree", (*node)->port(), b);
-    std::printf("rpcbench transport=%s clients=%d kind=plain batch=%d calls_per_s=%.0f\n", FLAGS_transport.c_str(),
-                FLAGS_clients, b, p);
-    std::printf("rpcbench transport=%s clients=%d kind=allocfree batch=%d calls_per_s=%.0f objects_per_s=%.0f "
-                "ratio_to_plain=%.2f\n",
-                FLAGS_transport.c_str(), FLAGS_clients, b, a, a / 2 * b, p > 0 ? a / p : 0);
-    std::fflush(stdout);
+    auto result = [&](const char* what, double calls_per_s) {
+      cli::Record r("rpcbench");
+      r.Add("transport", FLAGS_transport).Add("clients", FLAGS_clients).Add("kind", what).Add("batch", b);
+      return r.Add("calls_per_s", calls_per_s, "%.0f");
+    };
+    out.Emit(result("plain", p));
+    out.Emit(result("allocfree", a).Add("objects_per_s", a / 2 * b, "%.0f").Add("ratio_to_plain", p > 0 ? a / p : 0, "%.2f"));
   }
+  // The memnode's stats: a text report (on stderr with csv/json).
   auto st = (*node)->service().CollectStats();
-  std::printf("rpcbench memnode: %s", memnode::FormatStats(st).c_str());
+  std::fprintf(out.text() ? stdout : stderr, "rpcbench memnode: %s", memnode::FormatStats(st).c_str());
   return 0;
 }
 
@@ -182,11 +179,10 @@ int Main() {
 namespace {
 
 int CheckedMain(int argc, char** argv) {
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  sharry::cli::InitProgram(&argc, &argv, "");
+  const sharry::TransportKind kind = sharry::cli::TransportFromFlags("memnode_rpc_bench");
   namespace f = sharry::flags;
   f::ExitOnBadFlags("memnode_rpc_bench", {
-      f::CheckOneOf("transport", FLAGS_transport, {"verbs", "rdma", "tcp"}),
       f::CheckRange("clients", FLAGS_clients, 1, 256),
       f::CheckRangeF("seconds", FLAGS_seconds, 0, 86400),
       f::ParseU64List("batches", FLAGS_batches, 1, 4096).status(),
@@ -197,8 +193,9 @@ int CheckedMain(int argc, char** argv) {
       f::CheckRange("port", FLAGS_port, 0, 65535),
       f::CheckRange("batch", FLAGS_batch, 1, 4096),
   });
-  if (!FLAGS_child.empty()) return sharry::Child();
-  return sharry::Main();
+  if (!FLAGS_child.empty()) return sharry::Child(kind);
+  sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("memnode_rpc_bench");
+  return sharry::Main(kind, out);
 }
 
 }  // namespace

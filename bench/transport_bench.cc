@@ -3,7 +3,8 @@
 // verbs or the tcp backend. With --baseline_tcp it also measures a plain TCP
 // ping-pong of the same sizes in the same run (the yardstick for tcp).
 //
-// Every measurement is printed as one machine-readable line:
+// Every measurement is printed as one machine-readable line (or csv/json
+// with --format, tools/cli/output.h):
 //   bench transport=verbs op=read size=4096 iters=2000 p50_us=.. p99_us=.. MBps=..
 // scripts/bench-transport.sh puts these beside perftest's numbers.
 #include <gflags/gflags.h>
@@ -12,7 +13,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -22,11 +22,12 @@
 
 #include "base/flag_check.h"
 #include "bench/bench_stats.h"
+#include "tools/cli/output.h"
+#include "tools/cli/program.h"
 #include "verbs/socket_util.h"
 #include "verbs/transport.h"
 #include "verbs/wire.h"
 
-DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(addr, "127.0.0.1", "server address (verbs: an address of the RDMA netdev)");
 DEFINE_int32(port, 0, "server port (0: an in-process server on a free port)");
 DEFINE_string(sizes, "64,256,1024,4096,16384,65536,262144,1048576", "message sizes in bytes");
@@ -54,9 +55,19 @@ Lat Summarize(const std::vector<double>& ns) {
 
 std::vector<size_t> ParseSizes() { return bench::SplitNumbers<size_t>(FLAGS_sizes); }
 
-void PrintLat(const char* transport, const char* op, size_t size, int iters, const Lat& l) {
-  std::printf("bench transport=%s op=%s size=%zu iters=%d p50_us=%.2f p99_us=%.2f avg_us=%.2f\n", transport, op,
-              size, iters, l.p50_us, l.p99_us, l.avg_us);
+// One result line: "bench transport=.. op=.. size=..", then the measurement's values.
+cli::Record Result(const char* transport, const std::string& op, size_t size) {
+  cli::Record r("bench");
+  r.Add("transport", transport).Add("op", op).Add("size", size);
+  return r;
+}
+
+void PrintLat(cli::Emitter& out, const char* transport, const char* op, size_t size, int iters, const Lat& l) {
+  out.Emit(Result(transport, op, size)
+               .Add("iters", iters)
+               .Add("p50_us", l.p50_us, "%.2f")
+               .Add("p99_us", l.p99_us, "%.2f")
+               .Add("avg_us", l.avg_us, "%.2f"));
 }
 
 class ReplyHandler : public RequestHandler {
@@ -68,12 +79,7 @@ class ReplyHandler : public RequestHandler {
   }
 };
 
-int Run() {
-  auto kind = ParseTransport(FLAGS_transport);
-  if (!kind.ok()) {
-    std::fprintf(stderr, "%s\n", kind.status().ToString().c_str());
-    return 2;
-  }
+int Run(TransportKind kind, cli::Emitter& out) {
   const char* tname = FLAGS_transport.c_str();
   std::vector<size_t> sizes = ParseSizes();
   size_t max_size = *std::max_element(sizes.begin(), sizes.end());
@@ -89,7 +95,7 @@ int Run() {
     so.region_size = region.size();
     so.num_pollers = FLAGS_pollers;
     so.backoff.busy_poll = FLAGS_busy_poll;
-    auto s = TransportServer::Start(*kind, so, &handler);
+    auto s = TransportServer::Start(kind, so, &handler);
     if (!s.ok()) {
       std::fprintf(stderr, "server: %s\n", s.status().ToString().c_str());
       return 1;
@@ -100,7 +106,7 @@ int Run() {
   ClientOptions co;
   co.server_addr = FLAGS_addr;
   co.port = port;
-  auto cr = TransportClient::Connect(*kind, co);
+  auto cr = TransportClient::Connect(kind, co);
   if (!cr.ok()) {
     std::fprintf(stderr, "client: %s\n", cr.status().ToString().c_str());
     return 1;
@@ -126,7 +132,7 @@ int Run() {
         if (i >= 10) ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
       }
       Lat l = Summarize(ns);
-      PrintLat(tname, write ? "write" : "read", size, FLAGS_lat_iters, l);
+      PrintLat(out, tname, write ? "write" : "read", size, FLAGS_lat_iters, l);
     }
     for (bool write : {false, true}) {
       if (!want("bw")) break;
@@ -142,10 +148,11 @@ int Run() {
         done += batch;
       }
       double secs = bench::SecondsSince(t0);
-      std::printf("bench transport=%s op=%s_bw size=%zu ops=%d batch=%d MBps=%.2f\n", tname,
-                  write ? "write" : "read", size, done, batch, double(done) * size / secs / 1e6);
+      out.Emit(Result(tname, write ? "write_bw" : "read_bw", size)
+                   .Add("ops", done)
+                   .Add("batch", batch)
+                   .Add("MBps", double(done) * size / secs / 1e6, "%.2f"));
     }
-    std::fflush(stdout);
   }
   // Request/response round trips.
   if (want("rpc")) {
@@ -158,7 +165,7 @@ int Run() {
       CHECK(s.ok()) << s;
       if (i >= 10) ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
     }
-    PrintLat(tname, "rpc", FLAGS_rpc_size, FLAGS_rpc_iters, Summarize(ns));
+    PrintLat(out, tname, "rpc", FLAGS_rpc_size, FLAGS_rpc_iters, Summarize(ns));
     // Throughput with many requests in flight.
     std::vector<std::vector<uint8_t>> reqs(256, req);
     std::vector<std::span<const uint8_t>> views(reqs.begin(), reqs.end());
@@ -170,8 +177,7 @@ int Run() {
       calls += 256;
     }
     double secs = bench::SecondsSince(t0);
-    std::printf("bench transport=%s op=rpc_pipelined size=%d calls=%d Mops=%.4f\n", tname, FLAGS_rpc_size, calls,
-                calls / secs / 1e6);
+    out.Emit(Result(tname, "rpc_pipelined", FLAGS_rpc_size).Add("calls", calls).Add("Mops", calls / secs / 1e6, "%.4f"));
   }
   c.reset();
   server.reset();
@@ -182,7 +188,6 @@ int Run() {
     uint16_t bport = 0;
     auto lfd = net::ListenTcp("127.0.0.1", 0, 4, &bport);
     CHECK(lfd.ok()) << lfd.status();
-    std::atomic<bool> stop{false};
     std::thread srv([&] {
       int fd = ::accept(lfd->get(), nullptr, nullptr);
       CHECK_GE(fd, 0);
@@ -222,7 +227,7 @@ int Run() {
         auto t1 = Clock::now();
         if (i >= 10) ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
       }
-      PrintLat("rawtcp", "pingpong", size, FLAGS_lat_iters, Summarize(ns));
+      PrintLat(out, "rawtcp", "pingpong", size, FLAGS_lat_iters, Summarize(ns));
     }
     cfd->Close();
     srv.join();
@@ -236,12 +241,10 @@ int Run() {
 namespace {
 
 int Main(int argc, char** argv) {
-  gflags::SetUsageMessage("transport benchmark: --transport=verbs|tcp [--addr=...] [--baseline_tcp]");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  sharry::cli::InitProgram(&argc, &argv, "transport benchmark: --transport=verbs|tcp [--addr=...] [--baseline_tcp]");
+  const sharry::TransportKind kind = sharry::cli::TransportFromFlags("transport_bench");
   namespace f = sharry::flags;
   f::ExitOnBadFlags("transport_bench", {
-      f::CheckOneOf("transport", FLAGS_transport, {"verbs", "rdma", "tcp"}),
       f::CheckRange("port", FLAGS_port, 0, 65535),
       f::ParseU64List("sizes", FLAGS_sizes, 1, 1u << 26).status(),
       f::CheckRange("lat_iters", FLAGS_lat_iters, 1, 1 << 24),
@@ -252,7 +255,8 @@ int Main(int argc, char** argv) {
       f::CheckRange("pollers", FLAGS_pollers, 1, 64),
       f::CheckListOf("ops", FLAGS_ops, {"lat", "bw", "rpc"}),
   });
-  return sharry::Run();
+  sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("transport_bench");
+  return sharry::Run(kind, out);
 }
 
 }  // namespace

@@ -19,8 +19,8 @@
 #include "alloc/scheduler.h"
 #include "base/flag_check.h"
 #include "memnode/memnode.h"
+#include "tools/cli/program.h"
 
-DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(listen, "0.0.0.0", "address to listen on (verbs: an address of the RDMA netdev)");
 DEFINE_int32(port, 7000, "port to listen on, 0..65535 (0: pick a free one; see --port_file)");
 DEFINE_string(port_file, "", "write the port here once serving (for scripts and tests)");
@@ -53,17 +53,15 @@ volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
 int Main(int argc, char** argv) {
-  gflags::SetUsageMessage("Sharry memory node: serves far memory to compute processes");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
+  sharry::cli::InitProgram(&argc, &argv, "Sharry memory node: serves far memory to compute processes",
+                           sharry::cli::Log::kStderr);
   namespace f = sharry::flags;
+  const sharry::TransportKind kind = sharry::cli::TransportFromFlags("memnode");
   auto section_cores = f::ParseCoreList("section_cores", FLAGS_section_cores);
   auto poller_cores = f::ParseCoreList("poller_cores", FLAGS_poller_cores);
   // The UMA is mapped and populated at once: it must fit in this machine.
   const uint64_t max_uma_mb = std::min(f::kMaxFlagMiB, f::PhysicalMiB());
   f::ExitOnBadFlags("memnode", {
-      f::CheckOneOf("transport", FLAGS_transport, {"verbs", "rdma", "tcp"}),
       f::CheckRange("port", FLAGS_port, 0, 65535),
       f::CheckRangeU("uma_mb", FLAGS_uma_mb, 1, max_uma_mb),
       f::CheckRangeU("sections", FLAGS_sections, 1, sharry::alloc::RequestScheduler::kMaxSections),
@@ -82,10 +80,8 @@ int Main(int argc, char** argv) {
       f::CheckRange("stall_timeout_ms", FLAGS_stall_timeout_ms, 1, 3600000),
       f::CheckRange("keepalive_s", FLAGS_keepalive_s, 0, 3600),
   });
-  auto kind = sharry::ParseTransport(FLAGS_transport);
-  if (!kind.ok()) f::ExitOnBadFlags("memnode", kind.status());
   sharry::memnode::MemnodeOptions o;
-  o.transport = *kind;
+  o.transport = kind;
   o.listen_addr = FLAGS_listen;
   o.port = static_cast<uint16_t>(FLAGS_port);
   o.uma_bytes = FLAGS_uma_mb << 20;

@@ -9,32 +9,24 @@
 
 #include "base/flag_check.h"
 #include "memnode/client.h"
+#include "tools/cli/output.h"
+#include "tools/cli/program.h"
 
-DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(addr, "127.0.0.1", "memnode address");
 DEFINE_int32(port, 7000, "memnode port, 1..65535");
 
 namespace {
 
 int Main(int argc, char** argv) {
-  gflags::SetUsageMessage("print a memnode's stats");
-  // Warnings and errors reach the user on stderr, not only the log files
-  // (set before parsing, so --stderrthreshold still overrides it).
-  FLAGS_stderrthreshold = google::GLOG_WARNING;
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
-  namespace f = sharry::flags;
-  f::ExitOnBadFlags("memnode_stats", {
-      f::CheckOneOf("transport", FLAGS_transport, {"verbs", "rdma", "tcp"}),
-      f::CheckRange("port", FLAGS_port, 1, 65535),
-  });
-  auto kind = sharry::ParseTransport(FLAGS_transport);
-  if (!kind.ok()) f::ExitOnBadFlags("memnode_stats", kind.status());
+  sharry::cli::InitProgram(&argc, &argv, "print a memnode's stats", sharry::cli::Log::kWarnings);
+  const sharry::TransportKind kind = sharry::cli::TransportFromFlags("memnode_stats");
+  sharry::flags::ExitOnBadFlags("memnode_stats", sharry::flags::CheckRange("port", FLAGS_port, 1, 65535));
+  sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("memnode_stats");
   sharry::ClientOptions o;
   o.server_addr = FLAGS_addr;
   o.port = static_cast<uint16_t>(FLAGS_port);
   o.connect_attempts = 1;
-  auto c = sharry::memnode::MemnodeClient::Connect(*kind, o);
+  auto c = sharry::memnode::MemnodeClient::Connect(kind, o);
   if (!c.ok()) {
     std::fprintf(stderr, "memnode_stats: %s\n", c.status().ToString().c_str());
     return 1;
@@ -45,7 +37,17 @@ int Main(int argc, char** argv) {
     return 1;
   }
   // This connection itself is one of the clients counted.
-  std::printf("%s", sharry::memnode::FormatStats(*s).c_str());
+  if (out.text()) {
+    std::printf("%s", sharry::memnode::FormatStats(*s).c_str());
+    return 0;
+  }
+  // csv/json: the totals (the sections and clients stay in the text form).
+  const auto& h = s->head;
+  sharry::cli::Record r("memnode_stats");
+  r.Add("uma_bytes", h.uma_bytes).Add("used_bytes", h.used_bytes).Add("free_bytes", h.free_bytes);
+  r.Add("live_blocks", h.live_blocks).Add("pending_blocks", h.pending_blocks).Add("pending_bytes", h.pending_bytes);
+  r.Add("clients", h.clients).Add("alloc_requests", h.alloc_requests).Add("free_requests", h.free_requests);
+  out.Emit(r.Add("reclaimed_blocks", h.reclaimed_blocks));
   return 0;
 }
 

@@ -17,7 +17,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <new>
 #include <cstdlib>
 #include <mutex>
 #include <random>
@@ -28,13 +27,12 @@
 #include "compute/runtime.h"
 #include "remote_ds/remote_array.h"
 #include "remote_ds/remote_hashtable.h"
+#include "tools/cli/client_flags.h"
 #include "tools/cli/client_options.h"
-#include "tools/cli/start_barrier.h"
+#include "tools/cli/output.h"
+#include "tools/cli/program.h"
 
-DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT");
-DEFINE_string(transport, "tcp", "verbs or tcp");
 DEFINE_string(workload, "array", "array or hashtable");
-DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy)");
 DEFINE_uint64(working_set_mb, 64, "bytes of data, in MiB, 1..2^24 (16 TiB; and at most what the memnode holds)");
 DEFINE_double(local_pct, 25, "local memory budget, percent of the working set, 0..100");
 DEFINE_uint64(ops, 1000000, "operations (array: element reads/writes; hashtable: gets/puts)");
@@ -47,8 +45,6 @@ DEFINE_uint32(object_bytes, 4096, "array workload: bytes per object (chunk of el
 DEFINE_uint64(objects, 0, "array workload: working set as a number of objects (overrides --working_set_mb; at most 16 TiB of them)");
 DEFINE_uint64(local_mb, 0, "local memory budget in MiB, 0..2^24 (0: use --local_pct; else overrides it)");
 DEFINE_double(min_secs, 0, "array workload (random): repeat the --ops operations until this long has passed, 0..86400");
-DEFINE_string(ready_file, "", "start barrier: created when the data is loaded");
-DEFINE_string(go_file, "", "start barrier: the timed phase starts once this file exists");
 
 namespace {
 
@@ -85,17 +81,11 @@ int FailRun(Runtime& rt, const sharry::Status& s, const char* what) {
 }
 
 int Main(int argc, char** argv) {
-  gflags::SetUsageMessage("Sharry compute client: array and hashtable workloads over far memory");
-  // Warnings and errors reach the user on stderr, not only the log files
-  // (set before parsing, so --stderrthreshold still overrides it).
-  FLAGS_stderrthreshold = google::GLOG_WARNING;
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  sharry::cli::InitProgram(&argc, &argv, "Sharry compute client: array and hashtable workloads over far memory",
+                           sharry::cli::Log::kWarnings);
   namespace f = sharry::flags;
   sharry::compute::RuntimeOptions o;
-  const char* bad_flag = "";
-  f::ExitOnBadFlags("sharry_client", sharry::compute::ParseConnectionFlags(FLAGS_transport, FLAGS_mode,
-                                                                           FLAGS_memnode, &o, &bad_flag));
+  sharry::compute::ConnectionFromFlags("sharry_client", &o);
   const bool object_bytes_ok =
       FLAGS_object_bytes >= 8 && FLAGS_object_bytes % 8 == 0 && FLAGS_object_bytes <= o.max_object_bytes;
   f::ExitOnBadFlags("sharry_client", {
@@ -115,6 +105,7 @@ int Main(int argc, char** argv) {
       f::CheckRangeU("arrays", FLAGS_arrays, 1, 65536),
       f::CheckRangeF("min_secs", FLAGS_min_secs, 0, 86400),
   });
+  sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("sharry_client");
   const uint64_t ws = FLAGS_objects ? FLAGS_objects * FLAGS_object_bytes : FLAGS_working_set_mb << 20;
   if (FLAGS_workload == "hashtable" && ws < sizeof(Value))
     f::ExitOnBadFlags("sharry_client",
@@ -178,7 +169,7 @@ int Main(int argc, char** argv) {
       arrs.push_back(std::move(*arr));
     }
     fill_secs = std::chrono::duration<double>(Clock::now() - t_fill).count();
-    if (auto s = sharry::compute::WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file); !s.ok())
+    if (auto s = sharry::compute::WaitAtStartBarrierOfFlags(); !s.ok())
       return Fail(s, "start barrier");
     st0 = (*rt)->Stats();
     auto t0 = Clock::now();
@@ -251,7 +242,7 @@ int Main(int argc, char** argv) {
     for (uint64_t k = 0; k < keys; ++k)
       if (auto s = table.Put(k, Value{k, {}}); !s.ok()) return FailRun(**rt, s, "fill");
     fill_secs = std::chrono::duration<double>(Clock::now() - t_fill).count();
-    if (auto s = sharry::compute::WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file); !s.ok())
+    if (auto s = sharry::compute::WaitAtStartBarrierOfFlags(); !s.ok())
       return Fail(s, "start barrier");
     st0 = (*rt)->Stats();
     std::mt19937_64 rng(FLAGS_seed);
@@ -274,23 +265,18 @@ int Main(int argc, char** argv) {
   } else {
     return Fail(sharry::Status::InvalidArgument("array or hashtable"), "--workload");
   }
-  using ull = unsigned long long;
-  std::printf("sharry_client workload=%s mode=%s transport=%s working_set_bytes=%llu local_budget_bytes=%llu "
-              "arrays=%u object_bytes=%u threads=%d fill_secs=%.3f alloc_rpcs=%llu free_rpcs=%llu recycled=%llu "
-              "ops=%llu secs=%.3f ops_per_s=%.0f hit_rate=%.4f swap_ins=%llu swap_outs=%llu drops=%llu "
-              "local_bytes=%llu peak_local_bytes=%llu far_bytes_mine=%llu far_bytes_memnode=%llu errors=%llu\n",
-              FLAGS_workload.c_str(), FLAGS_mode.c_str(), FLAGS_transport.c_str(), static_cast<ull>(ws),
-              static_cast<ull>(o.local_budget_bytes), FLAGS_arrays, FLAGS_object_bytes, FLAGS_threads, fill_secs,
-              static_cast<ull>(st.alloc_rpcs), static_cast<ull>(st.free_rpcs), static_cast<ull>(st.recycled_blocks),
-              static_cast<ull>(done), secs, done / secs, st.hit_rate(),
-              static_cast<unsigned long long>(st.swap_ins), static_cast<unsigned long long>(st.swap_outs),
-              static_cast<unsigned long long>(st.drops), static_cast<unsigned long long>(st.local_bytes),
-              static_cast<unsigned long long>(st.peak_local_bytes),
-              static_cast<unsigned long long>(far_mine), static_cast<unsigned long long>(far_total),
-              static_cast<unsigned long long>(bad));
+  sharry::cli::Record result("sharry_client");
+  result.Add("workload", FLAGS_workload).Add("mode", FLAGS_mode).Add("transport", FLAGS_transport);
+  result.Add("working_set_bytes", ws).Add("local_budget_bytes", o.local_budget_bytes).Add("arrays", FLAGS_arrays);
+  result.Add("object_bytes", FLAGS_object_bytes).Add("threads", FLAGS_threads).Add("fill_secs", fill_secs, "%.3f");
+  result.Add("alloc_rpcs", st.alloc_rpcs).Add("free_rpcs", st.free_rpcs).Add("recycled", st.recycled_blocks);
+  result.Add("ops", done).Add("secs", secs, "%.3f").Add("ops_per_s", done / secs, "%.0f");
+  sharry::compute::AddSwapCounters(st, &result);
+  result.Add("local_bytes", st.local_bytes).Add("peak_local_bytes", st.peak_local_bytes);
+  out.Emit(result.Add("far_bytes_mine", far_mine).Add("far_bytes_memnode", far_total).Add("errors", bad));
   if (bad != 0) {
     std::fprintf(stderr, "sharry_client: %llu of %llu operations failed or read wrong data\n",
-                 static_cast<ull>(bad), static_cast<ull>(done));
+                 static_cast<unsigned long long>(bad), static_cast<unsigned long long>(done));
     return 3;
   }
   return 0;
@@ -299,19 +285,9 @@ int Main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return sharry::flags::RunMain(
-      "sharry_client",
-      [](int argc, char** argv) {
-        // The fill allocates the working set's local metadata (object
-        // handles, per-array indexes): too large a working set ends here.
-        try {
-          return Main(argc, argv);
-        } catch (const std::bad_alloc&) {
-          std::fprintf(stderr,
-                       "sharry_client: out of local memory (std::bad_alloc) for the working set: use a smaller "
-                       "--working_set_mb or --objects, or a larger --object_bytes\n");
-          return 1;
-        }
-      },
-      argc, argv);
+  // The fill allocates the working set's local metadata (object handles,
+  // per-array indexes): too large a working set ends here.
+  return sharry::flags::RunMain("sharry_client", Main, argc, argv,
+                                "out of local memory (std::bad_alloc) for the working set: use a smaller "
+                                "--working_set_mb or --objects, or a larger --object_bytes");
 }

@@ -1,0 +1,829 @@
+#!/usr/bin/env python3
+"""sharry_bench.py: the experiment and benchmark drivers that read results.
+
+The binaries print their results as csv or JSON lines (--format,
+tools/cli/output.h); this program runs them, aggregates what they print
+(sums, means, medians over rounds), writes the CSVs, the markdown tables and
+the reports, and draws the plots with gnuplot. Python 3, standard library only.
+
+  scripts/sharry_bench.py experiments [...]   the paper's Figs. 6, 7, 8 (scripts/experiments.sh)
+  scripts/sharry_bench.py plot DIR            tables.md + PNGs of DIR's CSVs (scripts/plot-experiments.sh)
+  scripts/sharry_bench.py aggregate RAW DIR   the CSVs again from a raw log of the experiments
+  scripts/sharry_bench.py alloc [...]         the allocator matrix and its targets (scripts/bench-alloc.sh)
+
+`scripts/sharry_bench.py COMMAND --help` describes each.
+"""
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------- reading results
+
+def parse_records(lines):
+    """The results in `lines`, as dicts of strings: JSON Lines (one object a
+    line) or csv (a header line, then rows; a new header where the keys
+    change). Numbers stay the text the binary printed ("2.000" stays
+    "2.000"); a JSON null becomes None. Blank lines are skipped."""
+    records = []
+    header = None
+    for line in lines:
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            records.append(json.loads(line, parse_float=str, parse_int=str))
+            continue
+        row = next(csv.reader([line]))
+        if row and row[0] == "record":
+            header = row
+        elif header is not None:
+            records.append(dict(zip(header, row)))
+    return records
+
+
+def num(x):
+    """A result's value as a float (None and "" are 0, as awk reads them)."""
+    return float(x) if x not in (None, "") else 0.0
+
+
+def total(records, key):
+    """The sum of `key` over `records`, printed as awk's "%.0f"."""
+    return "%.0f" % sum(num(r.get(key)) for r in records)
+
+
+def mean(records, key, fmt="%.4f"):
+    return fmt % (sum(num(r.get(key)) for r in records) / len(records))
+
+
+def largest(records, key):
+    """The largest value of `key`, as printed."""
+    return max((r.get(key) for r in records), key=num)
+
+
+def median_row(rows, col):
+    """Of CSV rows (lists) of one configuration, one per round, the one whose
+    column `col` (0-based) is the median (the lower middle for an even count)."""
+    ordered = sorted(rows, key=lambda r: num(r[col]))
+    return ordered[(len(ordered) + 1) // 2 - 1]
+
+
+def mib(nbytes):
+    return "%.1f" % (num(nbytes) / 1048576)
+
+
+# ---------------------------------------------------------------- experiments: aggregation
+
+FIG_COLUMNS = {
+    "fig6": "experiment,transport,procs,mode,sections,local_pct,ws_mib,ops_per_proc,ops_per_s,ops_per_s_per_proc,"
+            "far_mib_end,far_mib_peak,hit_rate,swap_ins,swap_outs,drops,alloc_rpcs,free_rpcs,secs",
+    "fig7": "experiment,transport,procs,mode,sections,objects,object_bytes,ws_mib,local_mib_per_proc,ops_per_s,"
+            "far_mib_end,far_mib_peak,hit_rate,alloc_rpcs,free_rpcs,fill_secs,secs",
+    "fig8": "experiment,transport,procs,storage,mode,sections,local_pct,rows_per_proc,frame_mib_per_proc,rows_per_s,"
+            "far_mib_end,far_mib_peak,hit_rate,swap_ins,swap_outs,drops,alloc_rpcs,free_rpcs,load_secs,query_secs,"
+            "checksum",
+}
+# The column whose median round is kept, per figure (fig7 runs once).
+MEDIAN_COLUMN = {"fig6": 8, "fig7": 9, "fig8": 9}
+
+
+class Point:
+    """One measured point: its @point metadata, the memnode's peak far memory
+    and the clients' results."""
+
+    def __init__(self, meta):
+        self.meta = meta
+        self.peak = 0.0
+        self.clients = {}  # process number -> result record
+
+    def results(self):
+        return [self.clients[i] for i in sorted(self.clients)]
+
+
+def point_row(p, local_checksum):
+    """The CSV row (a list of strings) of point `p`, as the old shell script printed it."""
+    m, c = p.meta, p.results()
+    fig = m["fig"]
+    far, peak = mib(total(c, "far_bytes_mine")), mib(p.peak)
+    if fig == "fig6":
+        tput = total(c, "ops_per_s")
+        return ["fig6", m["transport"], m["procs"], m["mode"], m["sections"], m["local_pct"], m["ws_mib"], m["ops"],
+                tput, str(int(tput) // int(m["procs"])), far, peak, mean(c, "hit_rate"),
+                total(c, "swap_ins"), total(c, "swap_outs"), total(c, "drops"), total(c, "alloc_rpcs"),
+                total(c, "free_rpcs"), largest(c, "secs")]
+    if fig == "fig7":
+        return ["fig7", m["transport"], m["procs"], m["mode"], m["sections"], m["objects"], m["object_bytes"],
+                mib(num(m["objects"]) * num(m["object_bytes"])), m["local_mib_per_proc"], total(c, "ops_per_s"),
+                far, peak, mean(c, "hit_rate"), total(c, "alloc_rpcs"), total(c, "free_rpcs"),
+                largest(c, "fill_secs"), largest(c, "secs")]
+    frame = mib(c[0]["frame_bytes"])
+    if m["storage"] == "local":
+        return ["fig8", m["transport"], m["procs"], "local", "-", "0", "100", m["rows_per_proc"], frame,
+                total(c, "rows_per_s"), "0", "0", "1", "0", "0", "0", "0", "0", largest(c, "load_secs"),
+                largest(c, "query_secs"), local_checksum]
+    return ["fig8", m["transport"], m["procs"], "remote", m["mode"], m["sections"], m["local_pct"], m["rows_per_proc"],
+            frame, total(c, "rows_per_s"), far, peak, mean(c, "hit_rate"), total(c, "swap_ins"),
+            total(c, "swap_outs"), total(c, "drops"), total(c, "alloc_rpcs"), total(c, "free_rpcs"),
+            largest(c, "load_secs"), largest(c, "query_secs"), local_checksum]
+
+
+def config_key(meta):
+    """What identifies a configuration across rounds."""
+    return tuple((k, v) for k, v in meta.items() if k not in ("k", "total", "round"))
+
+
+def figure_csv(fig, points):
+    """The CSV text of one figure from its points: one row per configuration,
+    its median round, in the order the configurations were first measured."""
+    groups = {}
+    local_checksums = {}
+    for p in points:
+        if p.meta.get("storage") == "local":
+            local_checksums = {i: r["checksum"] for i, r in p.clients.items()}
+    for p in points:
+        groups.setdefault(config_key(p.meta), []).append(point_row(p, local_checksums.get(1, "")))
+    out = [FIG_COLUMNS[fig]]
+    for rows in groups.values():
+        out.append(",".join(median_row(rows, MEDIAN_COLUMN[fig])))
+    return "\n".join(out) + "\n"
+
+
+class ExperimentError(Exception):
+    pass
+
+
+class Collector:
+    """Reads the measuring script's lines (scripts/experiments-measure.sh):
+    echoes the ones for people, keeps the points, prints a progress line per
+    point, checks fig8's results against plain local memory, and writes
+    DIR/<fig>.csv at the end of each figure."""
+
+    def __init__(self, out_dir, raw=None, echo=print, live=False):
+        self.out_dir, self.raw, self.echo, self.live = out_dir, raw, echo, live
+        self.points = {}     # fig -> [Point]
+        self.current = None
+        self.used = None     # the memnode's far memory in the last @stats, bytes
+        self.t_start = time.time()
+        self.written = []
+
+    def feed(self, line):
+        line = line.rstrip("\r\n")
+        if self.raw is not None and not line.startswith("@tick"):
+            self.raw.write(line + "\n")
+        if not line.startswith("@"):
+            if line:
+                self.clear_live()
+                self.echo(line)
+            return
+        tag, _, rest = line.partition(" ")
+        if tag == "@point":
+            self.current = Point(parse_records([rest])[0])
+            self.used = None
+        elif tag == "@stats" and self.current is not None:
+            r = parse_records([rest])[0]
+            self.used = num(r.get("used_bytes"))
+            self.current.peak = max(self.current.peak, self.used)
+        elif tag == "@tick" and self.live:
+            t = json.loads(rest)
+            used = "?" if self.used is None else mib(self.used)
+            sys.stdout.write("\r  %-48s %4ds %s, %d/%d running, far %s MiB   " % (
+                t["label"], t["secs"], t["phase"], t["running"], t["procs"], used))
+            sys.stdout.flush()
+        elif tag == "@client" and self.current is not None:
+            i, _, js = rest.partition(" ")
+            self.current.clients[int(i)] = parse_records([js])[0]
+        elif tag == "@endpoint" and self.current is not None:
+            self.clear_live()
+            self.end_point(self.current)
+            self.current = None
+        elif tag == "@endfig":
+            self.write_figure(rest.strip())
+
+    def clear_live(self):
+        if self.live:
+            sys.stdout.write("\r%*s\r" % (110, ""))
+
+    def end_point(self, p):
+        fig, m = p.meta["fig"], p.meta
+        self.points.setdefault(fig, []).append(p)
+        c = p.results()
+        secs = int(time.time() - self.t_start)
+        far = mib(total(c, "far_bytes_mine"))
+        if fig == "fig6":
+            self.echo("[fig6 %2d/%s] %-6s x%s local %3s %%: %8s ops/s, far %7s MiB (peak %s)  [%ds]" % (
+                int(m["k"]), m["total"], m["mode"], m["procs"], m["local_pct"], total(c, "ops_per_s"), far,
+                mib(p.peak), secs))
+        elif fig == "fig7":
+            self.echo("[fig7 %2d/%s] %-6s %9s objects, %s sections: %8s ops/s, far %8s MiB, load %6ss  [%ds]" % (
+                int(m["k"]), m["total"], m["mode"], m["objects"], m["sections"], total(c, "ops_per_s"), far,
+                largest(c, "fill_secs"), secs))
+        elif m["storage"] == "local":
+            self.echo("[fig8 %2d/%s] plain local memory: %10s rows/s  [%ds]" % (
+                int(m["k"]), m["total"], total(c, "rows_per_s"), secs))
+        else:
+            local = [q for q in self.points["fig8"] if q.meta["storage"] == "local"]
+            want = local[0].clients if local else {}
+            for i, r in sorted(p.clients.items()):
+                if i in want and r["checksum"] != want[i]["checksum"]:
+                    raise ExperimentError("experiments: fig8 process %d: results %s, local memory %s" % (
+                        i, r["checksum"], want[i]["checksum"]))
+            self.echo("[fig8 %2d/%s] %-6s %s sections local %3s %%: %10s rows/s, far %7s MiB, results = local  [%ds]"
+                      % (int(m["k"]), m["total"], m["mode"], m["sections"], m["local_pct"], total(c, "rows_per_s"),
+                         far, secs))
+
+    def write_figure(self, fig):
+        if not self.points.get(fig):
+            return
+        path = os.path.join(self.out_dir, fig + ".csv")
+        with open(path, "w") as f:
+            f.write(figure_csv(fig, self.points[fig]))
+        self.written.append(path)
+
+
+def aggregate_lines(lines, out_dir, echo=print):
+    c = Collector(out_dir, echo=echo)
+    for line in lines:
+        c.feed(line)
+    for fig in sorted(c.points):
+        if os.path.join(out_dir, fig + ".csv") not in c.written:
+            c.write_figure(fig)
+    return c
+
+
+# ---------------------------------------------------------------- tables and plots
+
+def read_csv(path):
+    """A figure's CSV as lists of strings, without its header; [] if missing or empty."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return []
+    with open(path) as f:
+        return list(csv.reader(f))[1:]
+
+
+def pct_of(a, b):
+    """100 * (1 - a / b), 0 where b is 0."""
+    return 100 * (1 - a / b) if b else 0.0
+
+
+def table_head(title, where, columns):
+    """A markdown table's heading, header row and right-aligned rule."""
+    return ["### %s (%s)" % (title, where), "", "| " + " | ".join(columns) + " |", "|" + "---:|" * len(columns)]
+
+
+def tables_md(figs, where):
+    """DIR/tables.md: markdown tables of the figures' numbers, with the savings
+    and slowdowns in percent. `figs` maps fig6/fig7/fig8 to their CSV rows."""
+    out = []
+    rows = figs.get("fig6")
+    if rows:
+        out += table_head("Fig. 6: sharing vs not sharing", where, [
+            "local", "Unique x3 ops/s", "Multi x3 ops/s", "slowdown", "Unique far MiB", "Multi far MiB", "far saved",
+            "Unique alone ops/s", "Multi alone ops/s", "slowdown alone"])
+        t, f = {}, {}
+        for r in rows:
+            t[r[5], r[2], r[3]] = num(r[8])
+            f[r[5], r[2], r[3]] = num(r[10])
+        for k in sorted({r[5] for r in rows}, key=num):
+            g = lambda d, p, m: d.get((k, p, m), 0.0)  # noqa: E731
+            out.append("| %d %% | %.0f | %.0f | %.1f %% | %.1f | %.1f | %.1f %% | %.0f | %.0f | %.1f %% |" % (
+                num(k), g(t, "3", "unique"), g(t, "3", "multi"), pct_of(g(t, "3", "unique"), g(t, "3", "multi")),
+                g(f, "3", "unique"), g(f, "3", "multi"), pct_of(g(f, "3", "unique"), g(f, "3", "multi")),
+                g(t, "1", "unique"), g(t, "1", "multi"), pct_of(g(t, "1", "unique"), g(t, "1", "multi"))))
+        out.append("")
+    rows = figs.get("fig7")
+    if rows:
+        out += table_head("Fig. 7: scale", where, [
+            "objects", "data MiB", "Unique 1 section ops/s", "Unique 2 sections", "Multi 1 section", "Multi 2 sections",
+            "Unique far MiB", "Multi far MiB", "load s (Unique, 2 sections)"])
+        t, f, ws, load = {}, {}, {}, {}
+        for r in rows:
+            ws[r[5]] = num(r[7])
+            t[r[5], r[3], r[4]] = num(r[9])
+            f[r[5], r[3]] = num(r[10])
+            if r[3] == "unique" and r[4] == "2":
+                load[r[5]] = r[15]
+        for k in sorted({r[5] for r in rows}, key=num):
+            out.append("| %d | %.1f | %.0f | %.0f | %.0f | %.0f | %.1f | %.1f | %s |" % (
+                num(k), ws[k], t.get((k, "unique", "1"), 0), t.get((k, "unique", "2"), 0),
+                t.get((k, "multi", "1"), 0), t.get((k, "multi", "2"), 0), f.get((k, "unique"), 0),
+                f.get((k, "multi"), 0), load.get(k, "")))
+        out.append("")
+    rows = figs.get("fig8")
+    if rows:
+        out += table_head("Fig. 8: data frame", where, [
+            "local", "Unique 1 section rows/s", "Unique 2 sections", "Multi-Copy", "plain local", "Unique (2) vs Multi",
+            "2 vs 1 section", "Unique far MiB", "Multi far MiB", "far saved"])
+        loc, t, f = 0.0, {}, {}
+        for r in rows:
+            if r[3] == "local":
+                loc = num(r[9])
+            elif r[3] == "remote":
+                t[r[6], r[4], r[5]] = num(r[9])
+                f[r[6], r[4], r[5]] = num(r[10])
+        for k in sorted({r[6] for r in rows if r[3] == "remote"}, key=num):
+            u1, u2, m2 = (t.get((k, m, s), 0.0) for m, s in (("unique", "1"), ("unique", "2"), ("multi", "2")))
+            fu, fm = f.get((k, "unique", "2"), 0.0), f.get((k, "multi", "2"), 0.0)
+            out.append("| %d %% | %.0f | %.0f | %.0f | %.0f | %+.1f %% | %+.1f %% | %.1f | %.1f | %.1f %% |" % (
+                num(k), u1, u2, m2, loc, -pct_of(u2, m2), -pct_of(u2, u1), fu, fm, pct_of(fu, fm)))
+        out.append("")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+GNUPLOT_COMMON = ('set terminal pngcairo size 900,560 font "sans,11"; set grid; set key top left; '
+                  'set datafile missing "?"')
+
+
+def series(tmp, name, rows, pred, xcol, ycol):
+    """Writes the rows matching `pred`, "x y" sorted by x, to tmp/name; returns the path."""
+    pts = sorted(((r[xcol], r[ycol]) for r in rows if pred(r)), key=lambda p: (num(p[0]), num(p[1])))
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.writelines("%s %s\n" % p for p in pts)
+    return path
+
+
+def gnuplot_scripts(d, figs, where, tmp):
+    """The gnuplot programs that draw DIR's PNGs (one per figure with rows)."""
+    scripts = []
+    rows = figs.get("fig6")
+    if rows:
+        s = lambda n, p, m, y: series(tmp, n, rows, lambda r: r[2] == p and r[3] == m, 5, y)  # noqa: E731
+        u3, m3, u1, m1 = s("u3", "3", "unique", 9), s("m3", "3", "multi", 9), s("u1", "1", "unique", 9), \
+            s("m1", "1", "multi", 9)
+        fu, fm, pu = s("fu", "3", "unique", 10), s("fm", "3", "multi", 10), s("pu", "3", "unique", 11)
+        ws = rows[0][6]
+        scripts.append(f"""{GNUPLOT_COMMON}
+set output "{d}/fig6-throughput.png"
+set title "Fig. 6a: throughput, 3 processes sharing one memnode ({where})"
+set xlabel "local memory (% of the working set)"; set ylabel "operations/s per process (log scale)"
+set logscale y
+plot "{u3}" w lp lw 2 pt 7 t "Unique-Copy (Sharry), 3 sharing", \\
+     "{m3}" w lp lw 2 pt 5 t "Multi-Copy (AIFM-style), 3 sharing", \\
+     "{u1}" w lp dt 2 pt 6 t "Unique-Copy, 1 alone", \\
+     "{m1}" w lp dt 2 pt 4 t "Multi-Copy, 1 alone"
+set output "{d}/fig6-far-memory.png"
+set title "Fig. 6b: far memory used by 3 processes ({ws} MiB working set each)"
+set ylabel "far memory (MiB)"; set key top right; unset logscale y; set yrange [0:*]
+plot "{fu}" w lp lw 2 pt 7 t "Unique-Copy (Sharry), at the end", \\
+     "{pu}" w lp dt 3 pt 6 t "Unique-Copy, peak while running", \\
+     "{fm}" w lp lw 2 pt 5 t "Multi-Copy (AIFM-style)", \\
+     3 * {ws} * (1 - x / 100) w l dt 2 lc rgb "gray40" t "working set - local"
+""")
+    rows = figs.get("fig7")
+    if rows:
+        plots = []
+        for mode in ("unique", "multi"):
+            for sec in sorted({r[4] for r in rows}, key=num):
+                path = series(tmp, "s-%s-%s" % (mode, sec), rows, lambda r: r[3] == mode and r[4] == sec, 5, 9)
+                if os.path.getsize(path) == 0:
+                    continue
+                name, dt = ("Multi-Copy (AIFM-style)", 2) if mode == "multi" else ("Unique-Copy (Sharry)", 1)
+                plural = "" if sec == "1" else "s"
+                plots.append('"%s" w lp lw 2 dt %d t "%s, %s section%s"' % (path, dt, name, sec, plural))
+        scripts.append(f"""{GNUPLOT_COMMON}
+set output "{d}/fig7-scale.png"
+set title "Fig. 7: throughput against the number of objects (3 processes, {rows[0][8]} MiB local each, {where})"
+set xlabel "objects in the system (256 B each)"; set ylabel "operations/s (3 processes)"
+set logscale x; set format x "10^{{%T}}"; set yrange [0:*]; set key top right
+plot {",".join(plots)}
+""")
+    rows = figs.get("fig8")
+    if rows:
+        def s(n, mode, sec, y):
+            return series(tmp, n, rows, lambda r: r[3] == "remote" and r[4] == mode and r[5] == sec, 6, y)
+        u1, u2, m2 = s("u1", "unique", "1", 9), s("u2", "unique", "2", 9), s("m2", "multi", "2", 9)
+        fu1, fu2, fm2 = s("fu1", "unique", "1", 10), s("fu2", "unique", "2", 10), s("fm2", "multi", "2", 10)
+        local = [r for r in rows if r[3] == "local"]
+        loc = local[-1][9] if local else "0"
+        frame = local[-1][8] if local else ""
+        scripts.append(f"""{GNUPLOT_COMMON}
+set output "{d}/fig8-throughput.png"
+set title "Fig. 8a: data-frame throughput, 3 processes ({where})"
+set xlabel "local memory (% of the data frame)"; set ylabel "rows scanned/s (3 processes)"
+set logscale y; set key bottom right
+plot "{u1}" w lp lw 2 pt 7 t "Sharry, Unique-Copy, 1 section", \\
+     "{u2}" w lp lw 2 pt 9 t "Sharry, Unique-Copy, 2 sections", \\
+     "{m2}" w lp lw 2 pt 5 t "Multi-Copy (AIFM-style), 2 sections", \\
+     {loc} w l lw 2 dt 2 lc rgb "black" t "plain local memory"
+set output "{d}/fig8-far-memory.png"
+unset logscale y; set yrange [0:*]; set key top right
+set title "Fig. 8b: far memory used by 3 processes ({frame} MiB data frame each)"
+set ylabel "far memory (MiB)"
+plot "{fu1}" w lp lw 2 pt 7 t "Unique-Copy, 1 section", \\
+     "{fu2}" w lp lw 2 pt 9 t "Unique-Copy, 2 sections", \\
+     "{fm2}" w lp lw 2 pt 5 t "Multi-Copy (AIFM-style)", \\
+     3 * {frame} * (1 - x / 100) w l dt 2 lc rgb "gray40" t "data - local"
+""")
+    return scripts
+
+
+def read_figures(d):
+    figs = {fig: read_csv(os.path.join(d, fig + ".csv")) for fig in ("fig6", "fig7", "fig8")}
+    where = next((rows[0][1] for rows in figs.values() if rows), "")
+    return figs, where
+
+
+def cmd_plot(args):
+    """Draws the PNG plots of scripts/experiments.sh from the CSVs in DIR, with
+gnuplot (Debian's gnuplot-nox), and writes DIR/tables.md (markdown tables of
+the same numbers, with the savings and slowdowns in percent):
+  fig6-throughput.png  fig6-far-memory.png  fig7-scale.png
+  fig8-throughput.png  fig8-far-memory.png
+
+  scripts/plot-experiments.sh DIR
+  scripts/sharry_bench.py plot DIR
+"""
+    if len(args) != 1 or args[0].startswith("-"):
+        return usage_error("plot", "usage: plot-experiments.sh DIR")
+    return plot_dir(args[0])
+
+
+def plot_dir(d):
+    if shutil.which("gnuplot") is None:
+        print("plot-experiments: gnuplot is missing (apt-get install gnuplot-nox)", file=sys.stderr)
+        return 1
+    figs, where = read_figures(d)
+    with tempfile.TemporaryDirectory() as tmp:
+        for script in gnuplot_scripts(d, figs, where, tmp):
+            subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    with open(os.path.join(d, "tables.md"), "w") as f:
+        f.write(tables_md(figs, where))
+    wrote = sorted([os.path.join(d, n) for n in os.listdir(d) if n.endswith(".png")] + [os.path.join(d, "tables.md")])
+    for path in wrote:
+        print("plot-experiments: wrote " + path)
+    return 0
+
+
+# ---------------------------------------------------------------- experiments: the driver
+
+def cmd_experiments(args):
+    """The paper's experiments (section 6), scaled to this machine, each writing a
+CSV and drawing PNG plots with gnuplot:
+  fig6  sharing vs not sharing: 3 processes (and 1 alone) against one
+        memnode, 8 remoteable arrays of 4 KiB objects each, local memory 10..100 %
+        of the working set; throughput and far memory, Unique- vs Multi-Copy.
+  fig7  scale: fixed local memory, 10^3..10^7 objects in the system (256 B
+        each: 10^7 x 4 KiB would not fit in 24 GiB); 1 and 2 sections.
+  fig8  data analysis: NYC-taxi-shaped data frame (bench/dataframe_bench.cc),
+        3 processes; Unique-Copy with 1 and 2 sections, Multi-Copy, and
+        plain local memory; local memory 10..100 %.
+
+  scripts/experiments.sh [--vm] [--quick] [--only fig6,fig7,fig8] [--out DIR]
+                         [--build DIR] [--rounds N]
+
+  (default)  tcp transport on this host; results in results/host/
+  --vm       verbs over SoftRoCE in the throwaway VM (scripts/rxe-vm.sh), at a
+             smaller scale; results in results/vm/
+  --quick    fewer points and smaller sizes (a few minutes; for a smoke test)
+  --rounds N each fig6/fig8 point N times, Unique and Multi interleaved; the
+             median round is kept (default 3; fig7 runs once: its loads are long)
+
+Every run prints a progress line; each figure ends in DIR/<fig>.csv and
+DIR/<fig>*.png, DIR/tables.md; DIR/raw.log keeps the run's output with every
+result line (`scripts/sharry_bench.py aggregate DIR/raw.log DIR` rebuilds the
+CSVs). The
+measuring is scripts/experiments-measure.sh (bash: it also runs inside the VM,
+which has no python3); this program reads what it prints.
+"""
+    opts = {"vm": False, "quick": False, "rounds": "3", "only": "fig6,fig7,fig8", "out": None, "build": "build"}
+    err = parse_options("experiments", args, opts, flags=("vm", "quick"))
+    if err is not None:
+        return err
+    if not re.fullmatch(r"[1-9][0-9]{0,3}", opts["rounds"]):
+        return usage_error("experiments", "--rounds %s: want an integer in 1..9999" % opts["rounds"])
+    if not re.fullmatch(r"(fig6|fig7|fig8)(,(fig6|fig7|fig8))*", opts["only"]):
+        return usage_error("experiments", "--only %s: want a comma-separated list of fig6, fig7, fig8" % opts["only"])
+    os.chdir(ROOT)
+    build = opts["build"]
+    subprocess.run(["scripts/install-deps.sh"], stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(["cmake", "-S", ".", "-B", build, "-G", "Ninja"], stdout=subprocess.DEVNULL, check=True)
+    print("experiments: building ...", flush=True)
+    subprocess.run(["cmake", "--build", build, "--target", "memnode", "memnode_stats", "sharry_client",
+                    "dataframe_bench"], stdout=subprocess.DEVNULL, check=True)
+    measure = [os.path.join(ROOT, "scripts/experiments-measure.sh"), "--only", opts["only"], "--build", build,
+               "--rounds", opts["rounds"]] + (["--quick"] if opts["quick"] else [])
+    if opts["vm"]:
+        out = opts["out"] or "results/vm"
+        b = os.path.join(ROOT, build)
+        files = []
+        for f in ("tools/memnode", "tools/memnode_stats", "tools/sharry_client", "bench/dataframe_bench"):
+            files += ["--file", os.path.join(b, f)]
+        files += ["--file", os.path.join(ROOT, "scripts/lib.sh")]
+        cmd = ["scripts/rxe-vm.sh", "--timeout", "5400", "--mem", "3072"] + files + ["--"] + measure + \
+            ["--transport", "verbs", "--scale", "vm"]
+        print("experiments: verbs over SoftRoCE in the VM (emulated, so smaller); results in " + out, flush=True)
+    else:
+        out = opts["out"] or "results/host"
+        cmd = measure + ["--transport", "tcp", "--scale", "host"]
+        print("experiments: writing to " + out, flush=True)
+    os.makedirs(out, exist_ok=True)
+    start = time.time()
+    with open(os.path.join(out, "raw.log"), "w") as raw:
+        collector = Collector(out, raw=raw, echo=lambda s: print(s, flush=True),
+                              live=sys.stdout.isatty() and not opts["vm"])
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
+        try:
+            for line in proc.stdout:
+                collector.feed(line)
+        except (ExperimentError, KeyboardInterrupt) as e:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+            if isinstance(e, ExperimentError):
+                print(e, flush=True)
+            return 1
+        rc = proc.wait()
+    if rc != 0:
+        print("experiments: the measuring failed (exit status %d)" % rc, file=sys.stderr)
+        return rc
+    print("experiments: done in %d s" % (time.time() - start), flush=True)
+    if shutil.which("gnuplot") is None:
+        print("experiments: gnuplot is missing (scripts/install-deps.sh); CSVs only")
+        return 0
+    return plot_dir(out)
+
+
+def cmd_aggregate(args):
+    """The CSVs of scripts/experiments.sh again, from the raw log a run left
+(DIR/raw.log: the lines of scripts/experiments-measure.sh), into OUT:
+
+  scripts/sharry_bench.py aggregate RAW OUT
+"""
+    if len(args) != 2:
+        return usage_error("aggregate", "usage: sharry_bench.py aggregate RAW OUT")
+    with open(args[0]) as f:
+        c = aggregate_lines(f, args[1], echo=lambda s: None)
+    for path in c.written:
+        print("aggregate: wrote " + path)
+    return 0
+
+
+# ---------------------------------------------------------------- the allocator matrix
+
+ALLOC_PRELOAD = {
+    "jemalloc": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+    "tcmalloc": "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "mimalloc": "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2",
+}
+ALLOC_COLUMNS = ["sharry-1", "sharry-1p", "sharry-K", "mutex", "glibc", "jemalloc", "tcmalloc", "mimalloc"]
+OFFLOADED = ["sharry-1", "sharry-1p", "sharry-K"]
+
+
+def busy_pct():
+    """Busy percentage of all CPUs over one second."""
+    def sample():
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    a = sample()
+    time.sleep(1)
+    b = sample()
+    d = [y - x for x, y in zip(a, b)]
+    tot, idle = sum(d), d[3] + d[4]
+    return 100 * (tot - idle) // tot if tot > 0 else 0
+
+
+def wait_quiet(seconds):
+    """Waits (at most `seconds`) until the machine is below 15 % busy; returns how busy it was last."""
+    deadline = time.time() + seconds
+    pct = busy_pct()
+    while pct >= 15 and time.time() < deadline:
+        pct = busy_pct()
+    return pct
+
+
+def alloc_report(records, threads):
+    """The markdown report of bench-alloc from alloc_bench's row and scale records."""
+    rate, p99, scale, order = {}, {}, {}, []
+    for r in records:
+        if r["record"] == "row":
+            key = (r["workload"], r["batch"], r["threads"], r["mode"])
+            rate[key], p99[key] = r["mobjs"], r["p99_us"]
+        elif r["record"] == "scale":
+            m = r["mode"]
+            if m not in scale:
+                order.append(m)
+                scale[m] = {"batch": r["batch"], "first": r["live"], "points": {}}
+            scale[m]["batch"] = r["batch"]
+            scale[m]["last"] = r["live"]
+            scale[m]["points"][r["live"]] = r
+    ts = [t for t in threads.split(",") if t]
+    cells = [(w, b, t) for w in ("4k", "mixed") for b in ("1", "16") for t in ts]
+    wname = lambda w: "4 KiB" if w == "4k" else "mixed"  # noqa: E731
+    out = ["Throughput in M objects/s (allocations + frees), then p99 of one call (a whole batch) in us.",
+           "sharry-1p: section thread on core 1, all requesters on core 0; the others unpinned.", "",
+           "| workload | batch | threads |" + "".join(" %s |" % c for c in ALLOC_COLUMNS),
+           "|---|---|---|" + "---|" * len(ALLOC_COLUMNS)]
+    for w, b, t in cells:
+        line = "| %s | %s | %s |" % (wname(w), b, t)
+        for m in ALLOC_COLUMNS:
+            k = (w, b, t, m)
+            line += " %.2f / %.1f |" % (num(rate[k]), num(p99[k])) if k in rate else " n/a |"
+        out.append(line)
+    out += ["", "Target 1: offloaded Sharry >= 2x the mutex allocator at 8+ requester threads",
+            "(best of sharry-1, sharry-1p, sharry-K against mutex, same process, same reps).", "",
+            "| workload | batch | threads | best offloaded | M obj/s | mutex M obj/s | ratio | >= 2 |",
+            "|---|---|---|---|---|---|---|---|"]
+    ratios = []
+    for w, b, t in cells:
+        if num(t) < 8 or (w, b, t, "mutex") not in rate:
+            continue
+        best = max((m for m in OFFLOADED if (w, b, t, m) in rate), key=lambda m: num(rate[w, b, t, m]), default=None)
+        if best is None:
+            continue
+        bv, mv = num(rate[w, b, t, best]), num(rate[w, b, t, "mutex"])
+        ratios.append(bv / mv)
+        out.append("| %s | %s | %s | %s | %.2f | %.2f | %.2f | %s |" % (
+            wname(w), b, t, best, bv, mv, bv / mv, "met" if bv / mv >= 2 else "MISSED"))
+    out.append("")
+    if ratios:
+        met = sum(r >= 2 for r in ratios)
+        out.append("Target 1: %d of %d rows met, ratio %.2f .. %.2f: %s" % (
+            met, len(ratios), min(ratios), max(ratios), "met" if met == len(ratios) else "MISSED"))
+    else:
+        out.append("Target 1: no rows with 8+ threads measured")
+    out += ["", "Target 2: cost of one alloc + one free, ns per object. all: median over interleaved",
+            "rounds of the round mean, every call; clean: mean of the calls not longer than 10 us",
+            "(longer ones were preempted or woke a sleeping thread; cut: their share of the calls).", "",
+            "| mode | batch | all, first N | all, last N | clean, first N | clean, last N | cut, last N "
+            "| ratio (clean) | ratio (all) | faults per 1000 ops, last N |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in order:
+        s = scale[m]
+        f, l = s["points"][s["first"]], s["points"][s["last"]]
+        out.append("| %s (%s vs %s live) | %s | %.1f | %.1f | %.1f | %.1f | %.2f%% | %.2f | %.2f | %.2f |" % (
+            m, s["first"], s["last"], s["batch"], num(f["pair_ns"]), num(l["pair_ns"]), num(f["clean_pair_ns"]),
+            num(l["clean_pair_ns"]), num(l["cut_pct"]), num(l["clean_pair_ns"]) / num(f["clean_pair_ns"]),
+            num(l["pair_ns"]) / num(f["pair_ns"]), num(l["faults_per_kop"])))
+    out.append("")
+    if "sharry-1p" in scale:
+        s = scale["sharry-1p"]
+        f, l = s["points"][s["first"]], s["points"][s["last"]]
+        r = num(l["clean_pair_ns"]) / num(f["clean_pair_ns"])
+        ra = num(l["pair_ns"]) / num(f["pair_ns"])
+        out.append("Target 2: sharry-1p at %s live / at %s live = %.2f clean (%.2f all calls) (<= 1.2): %s" % (
+            s["last"], s["first"], r, ra, "met" if r <= 1.2 else "MISSED"))
+    else:
+        out.append("Target 2: sharry-1p not measured")
+    return "\n".join(out) + "\n"
+
+
+def cmd_alloc(args):
+    """The allocator benchmark matrix in one run, printed as ONE markdown table
+plus the two targets of the issue, each marked met or MISSED.
+
+  scripts/bench-alloc.sh [--duration-ms N] [--reps N] [--threads "1,2,4,8,16"]
+                         [--sections K] [--scale-live "1000,10000000"]
+                         [--scale-ops N] [--scale-rounds N] [--quiet-wait S]
+                         [--build DIR] [--out DIR] [--no-install]
+
+Part 1: alloc+free throughput (objects/s) and p99 of one call, for 1..16
+requester threads x {4 KiB, mixed 16 B..64 KiB} x batch {1, 16} x
+  sharry-1   Sharry, 1 section, offloaded to its section thread, unpinned
+  sharry-1p  the same, section thread pinned to core 1, requesters to core 0
+  sharry-K   Sharry, K sections (default 2: one per core), unpinned
+  mutex      the same SectionAllocator behind one mutex, called directly
+  glibc, jemalloc, tcmalloc, mimalloc  malloc/free on the same request
+             stream (the last three by LD_PRELOAD of the Debian packages)
+Part 2: cost of one alloc + free (64 B, FIFO) with 10^3 vs 10^7 live
+objects, measured in interleaved rounds (bench/alloc_bench.cc).
+Targets: offloaded Sharry >= 2x the mutex allocator at 8+ requester
+threads; Sharry's alloc/free at 10^7 live <= 1.2x its cost at 10^3.
+
+Installs only through scripts/install-deps.sh; builds bench/alloc_bench
+(Release) in DIR (default build-alloc-bench). Raw results (alloc_bench
+--format=json, one file per allocator, each starting with a "busy" record)
+go to OUT (default DIR/bench-results), the report to OUT/report.md. Before
+each process it waits up to --quiet-wait seconds (default 60) for the other
+processes on the machine to go quiet, and prints how busy the machine was.
+With the defaults the whole script takes about 2 minutes on the quiet 2-core
+dev VM, plus up to 4 x 60 s of waiting when other work is running.
+"""
+    opts = {"duration-ms": "200", "reps": "3", "threads": "1,2,4,8,16", "sections": "2",
+            "scale-live": "1000,10000000", "scale-ops": "400000", "scale-rounds": "20", "quiet-wait": "60",
+            "build": "build-alloc-bench", "out": None, "no-install": False}
+    err = parse_options("bench-alloc", args, opts, flags=("no-install",))
+    if err is not None:
+        return err
+    os.chdir(ROOT)
+    build = opts["build"]
+    out = opts["out"] or os.path.join(build, "bench-results")
+    if not opts["no-install"]:
+        subprocess.run(["scripts/install-deps.sh"], check=True)
+    subprocess.run(["cmake", "-S", ".", "-B", build, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
+                    "-DSHARRY_BUILD_TESTS=OFF", "-DSHARRY_BUILD_EXAMPLES=OFF"], stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(["cmake", "--build", build, "--target", "alloc_bench"], stdout=subprocess.DEVNULL, check=True)
+    bench = os.path.join(ROOT, build, "bench", "alloc_bench")
+    os.makedirs(out, exist_ok=True)
+    for name in os.listdir(out):
+        if name.endswith(".jsonl") or name.endswith(".txt"):
+            os.remove(os.path.join(out, name))
+    common = ["--threads=" + opts["threads"], "--duration_ms=" + opts["duration-ms"], "--reps=" + opts["reps"],
+              "--sections=" + opts["sections"], "--scale_live=" + opts["scale-live"],
+              "--scale_ops=" + opts["scale-ops"], "--scale_rounds=" + opts["scale-rounds"], "--format=json"]
+    runs = [("main", "sharry, mutex, glibc", None,
+             ["--modes=sharry-1,sharry-1p,sharry-K,mutex,malloc", "--malloc_name=glibc",
+              "--scale_modes=sharry-1p,mutex,malloc"])]
+    for name, lib in ALLOC_PRELOAD.items():
+        runs.append((name, name, lib, ["--modes=malloc", "--malloc_name=" + name, "--scale_modes=malloc"]))
+    start = time.time()
+    records, busy = [], []
+    for name, what, lib, extra in runs:
+        if lib is not None and not os.path.exists(lib):
+            print("bench-alloc: %s missing; %s skipped (scripts/install-deps.sh installs it)" % (lib, name),
+                  file=sys.stderr)
+            continue
+        pct = wait_quiet(int(opts["quiet-wait"]))
+        print("bench-alloc: %s (machine %d%% busy before)" % (what, pct), file=sys.stderr, flush=True)
+        env = dict(os.environ, **({"LD_PRELOAD": lib} if lib else {}))
+        res = subprocess.run([bench] + common + extra, env=env, stdout=subprocess.PIPE, text=True, check=True)
+        with open(os.path.join(out, name + ".jsonl"), "w") as f:
+            f.write(json.dumps({"record": "busy", "before": pct}) + "\n" + res.stdout)
+        records += parse_records(res.stdout.splitlines())
+        busy.append("%d%%" % pct)
+    elapsed = int(time.time() - start)
+    with open("/proc/meminfo") as f:
+        mem_gib = next("%.0f" % (int(l.split()[1]) / 1048576) for l in f if l.startswith("MemTotal"))
+    with open("/etc/os-release") as f:
+        os_name = next((l.split("=", 1)[1].strip().strip('"') for l in f if l.startswith("PRETTY_NAME=")), "")
+    with open("/proc/cpuinfo") as f:
+        cpu = next((l.split(": ", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    print()
+    print("Machine: %d cores (%s), %s GiB, %s, kernel %s." % (len(os.sched_getaffinity(0)), cpu, mem_gib, os_name,
+                                                              os.uname().release))
+    print("Command: scripts/bench-alloc.sh --duration-ms %s --reps %s --threads %s --sections %s --scale-live %s "
+          "--scale-ops %s --scale-rounds %s (%d s; machine busy before each process: %s)" % (
+              opts["duration-ms"], opts["reps"], opts["threads"], opts["sections"], opts["scale-live"],
+              opts["scale-ops"], opts["scale-rounds"], elapsed, ", ".join(busy)))
+    print()
+    report = alloc_report(records, opts["threads"])
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(report)
+    sys.stdout.write(report)
+    return 0
+
+
+# ---------------------------------------------------------------- command line
+
+def usage_error(name, message):
+    print("%s: %s (see --help)" % (name, message), file=sys.stderr)
+    return 2
+
+
+def parse_options(name, args, opts, flags=()):
+    """Fills `opts` from "--key VALUE" and "--flag" arguments (keys as in
+    `opts`); -h/--help prints the caller's docstring. Returns None, or an exit
+    status for the caller to return."""
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("-h", "--help"):
+            print_help(name)
+            return 0
+        key = a[2:] if a.startswith("--") else None
+        if key in flags:
+            opts[key] = True
+            i += 1
+        elif key in opts:
+            if i + 1 >= len(args):
+                return usage_error(name, "%s needs a value" % a)
+            opts[key] = args[i + 1]
+            i += 2
+        else:
+            return usage_error(name, "unknown option " + a)
+    return None
+
+
+COMMANDS = {"experiments": cmd_experiments, "plot": cmd_plot, "aggregate": cmd_aggregate, "alloc": cmd_alloc}
+# The names the wrapper scripts use in messages, for their --help.
+ALIASES = {"bench-alloc": "alloc", "plot-experiments": "plot"}
+
+
+def print_help(name):
+    fn = COMMANDS.get(ALIASES.get(name, name))
+    sys.stdout.write((fn.__doc__ if fn else __doc__).rstrip() + "\n")
+
+
+def main(argv):
+    if not argv or argv[0] in ("-h", "--help"):
+        sys.stdout.write(__doc__.lstrip())
+        return 0 if argv else 2
+    cmd = COMMANDS.get(argv[0])
+    if cmd is None:
+        return usage_error("sharry_bench", "unknown command " + argv[0])
+    if any(a in ("-h", "--help") for a in argv[1:2]):
+        print_help(argv[0])
+        return 0
+    return cmd(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

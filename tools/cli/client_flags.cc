@@ -1,0 +1,27 @@
+#include "tools/cli/client_flags.h"
+
+#include "base/flag_check.h"
+#include "tools/cli/client_options.h"
+#include "tools/cli/program.h"
+#include "tools/cli/start_barrier.h"
+
+DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT");
+DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy)");
+DEFINE_string(ready_file, "", "start barrier: created when the data is loaded");
+DEFINE_string(go_file, "", "start barrier: the timed phase starts once this file exists");
+
+namespace sharry::compute {
+
+void ConnectionFromFlags(std::string_view program, RuntimeOptions* o) {
+  const char* bad_flag = "";
+  flags::ExitOnBadFlags(program, ParseConnectionFlags(FLAGS_transport, FLAGS_mode, FLAGS_memnode, o, &bad_flag));
+}
+
+Status WaitAtStartBarrierOfFlags() { return WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file); }
+
+void AddSwapCounters(const RuntimeStats& st, cli::Record* r) {
+  r->Add("hit_rate", st.hit_rate(), "%.4f").Add("swap_ins", st.swap_ins).Add("swap_outs", st.swap_outs);
+  r->Add("drops", st.drops);
+}
+
+}  // namespace sharry::compute

@@ -4,6 +4,7 @@
 //   GUARDED_BY(mu)        this member is read and written only with mu held
 //   PT_GUARDED_BY(mu)     what this pointer points to is guarded by mu
 //   REQUIRES(mu)          the caller holds mu
+//   REQUIRES_SHARED(mu)   the caller holds mu, at least shared (SharedMutex)
 //   EXCLUDES(mu)          the caller must not hold mu (the function takes it)
 //   ACQUIRED_AFTER(mu)    lock order: this lock is taken only after mu
 //   ACQUIRED_BEFORE(mu)   lock order: this lock is taken before mu
@@ -29,7 +30,9 @@
 #define REQUIRES(...) SHARRY_TSA(requires_capability(__VA_ARGS__))
 #define REQUIRES_SHARED(...) SHARRY_TSA(requires_shared_capability(__VA_ARGS__))
 #define ACQUIRE(...) SHARRY_TSA(acquire_capability(__VA_ARGS__))
+#define ACQUIRE_SHARED(...) SHARRY_TSA(acquire_shared_capability(__VA_ARGS__))
 #define RELEASE(...) SHARRY_TSA(release_capability(__VA_ARGS__))
+#define RELEASE_SHARED(...) SHARRY_TSA(release_shared_capability(__VA_ARGS__))
 #define TRY_ACQUIRE(...) SHARRY_TSA(try_acquire_capability(__VA_ARGS__))
 #define EXCLUDES(...) SHARRY_TSA(locks_excluded(__VA_ARGS__))
 #define ASSERT_CAPABILITY(x) SHARRY_TSA(assert_capability(x))

@@ -118,6 +118,21 @@ class CompletionQueue {
   unsigned unacked_ = 0;  // CQ events got but not yet acknowledged
 };
 
+// A receive work request for one buffer, as SharedReceiveQueue::PostRecv
+// and PostRecv (queue_pair.h) post it. Not copyable: wr points at sge.
+struct OneRecv {
+  OneRecv(uint64_t wr_id, void* addr, uint32_t len, uint32_t lkey)
+      : sge{reinterpret_cast<uintptr_t>(addr), len, lkey} {
+    wr.wr_id = wr_id;
+    wr.sg_list = &sge;
+    wr.num_sge = 1;
+  }
+  OneRecv(const OneRecv&) = delete;
+  OneRecv& operator=(const OneRecv&) = delete;
+  ibv_sge sge;
+  ibv_recv_wr wr{};
+};
+
 class SharedReceiveQueue {
  public:
   static StatusOr<SharedReceiveQueue> Create(ibv_pd* pd, uint32_t depth, uint32_t max_sge = 1);

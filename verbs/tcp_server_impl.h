@@ -16,7 +16,7 @@
 //                      queueing and flushing replies
 //   tcp_framing.h/.cc  the input parser, driven by bytes
 //   tcp_client.cc      the client
-//   handshake.h/.cc    hello/welcome encoding and CheckWelcome (both backends)
+//   handshake.h/.cc    hello/welcome encoding, CheckHello and CheckWelcome (both backends)
 #pragma once
 
 #include <atomic>

@@ -5,7 +5,8 @@
 //          (the server's socket-free input parser)
 //   verbs  verbs_client_impl.h + verbs_client.cc, verbs_client_data.cc;
 //          verbs_server_impl.h + verbs_server.cc, verbs_server_poll.cc
-//   both   handshake.h/.cc (EncodeWelcome, CheckWelcome), session.h/.cc
+//   both   handshake.h/.cc (EncodeWelcome, CheckHello, CheckWelcome), session.h/.cc;
+//          NetServer, CopyingClient and CheckRequestSize below
 #pragma once
 
 #include <atomic>

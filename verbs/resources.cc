@@ -34,16 +34,9 @@ StatusOr<ProtectionDomain> ProtectionDomain::Create(ibv_context* ctx) {
   return ProtectionDomain(pd);
 }
 
-ProtectionDomain& ProtectionDomain::operator=(ProtectionDomain&& o) noexcept {
-  std::swap(pd_, o.pd_);
-  return *this;
-}
-
-ProtectionDomain::~ProtectionDomain() {
-  if (pd_ != nullptr) {
-    if (int rc = ibv_dealloc_pd(pd_); rc != 0)
-      LOG(ERROR) << VerbFailed("ibv_dealloc_pd", rc) << " (an object still uses the PD)";
-  }
+void DeallocPd(ibv_pd* pd) {
+  if (int rc = ibv_dealloc_pd(pd); rc != 0)
+    LOG(ERROR) << VerbFailed("ibv_dealloc_pd", rc) << " (an object still uses the PD)";
 }
 
 StatusOr<MemoryRegion> MemoryRegion::Register(ibv_pd* pd, void* addr, size_t len, int access) {
@@ -58,15 +51,8 @@ StatusOr<MemoryRegion> MemoryRegion::Register(ibv_pd* pd, void* addr, size_t len
   return MemoryRegion(mr);
 }
 
-MemoryRegion& MemoryRegion::operator=(MemoryRegion&& o) noexcept {
-  std::swap(mr_, o.mr_);
-  return *this;
-}
-
-MemoryRegion::~MemoryRegion() {
-  if (mr_ != nullptr) {
-    if (int rc = ibv_dereg_mr(mr_); rc != 0) LOG(ERROR) << VerbFailed("ibv_dereg_mr", rc);
-  }
+void DeregMr(ibv_mr* mr) {
+  if (int rc = ibv_dereg_mr(mr); rc != 0) LOG(ERROR) << VerbFailed("ibv_dereg_mr", rc);
 }
 
 StatusOr<CompletionChannel> CompletionChannel::Create(ibv_context* ctx) {

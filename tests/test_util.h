@@ -145,7 +145,7 @@ class RecordingHandler : public EchoHandler {
     MutexLock l(&mu);
     return gone;
   }
-  Mutex mu;
+  Mutex mu;  // a leaf lock
   std::vector<ClientId> gone GUARDED_BY(mu);
 };
 

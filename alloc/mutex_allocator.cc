@@ -15,54 +15,60 @@ MutexAllocator::MutexAllocator(const Options& options)
           .free_batch_threshold = options.free_batch_threshold,
       }) {}
 
+template <typename T>
+void MutexAllocator::RunBatch(T (SectionAllocator::*op)(uint64_t, OwnerId), OwnerId owner,
+                              std::span<const uint64_t> in, std::span<T> out) {
+  CHECK_EQ(in.size(), out.size());
+  MutexLock lock(&mu_);
+  for (size_t i = 0; i < in.size(); ++i) out[i] = (alloc_.*op)(in[i], owner);
+}
+
 void MutexAllocator::AllocBatch(OwnerId owner, std::span<const uint64_t> sizes,
                                 std::span<AllocResult> out) {
-  CHECK_EQ(sizes.size(), out.size());
-  std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i = 0; i < sizes.size(); ++i) out[i] = alloc_.Allocate(sizes[i], owner);
+  RunBatch(&SectionAllocator::Allocate, owner, sizes, out);
 }
 
 AllocResult MutexAllocator::Allocate(OwnerId owner, uint64_t size) {
-  std::lock_guard<std::mutex> lock(mu_);
-  return alloc_.Allocate(size, owner);
+  AllocResult r;
+  AllocBatch(owner, {&size, 1}, {&r, 1});
+  return r;
 }
 
 void MutexAllocator::FreeBatch(OwnerId owner, std::span<const uint64_t> offsets,
                                std::span<AllocStatus> out) {
-  CHECK_EQ(offsets.size(), out.size());
-  std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i = 0; i < offsets.size(); ++i) out[i] = alloc_.Free(offsets[i], owner);
+  RunBatch(&SectionAllocator::Free, owner, offsets, out);
 }
 
 AllocStatus MutexAllocator::Free(OwnerId owner, uint64_t offset) {
-  std::lock_guard<std::mutex> lock(mu_);
-  return alloc_.Free(offset, owner);
+  AllocStatus s{};
+  FreeBatch(owner, {&offset, 1}, {&s, 1});
+  return s;
 }
 
 ReclaimResult MutexAllocator::FreeAllOf(OwnerId owner) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return alloc_.FreeAllOf(owner);
 }
 
 uint64_t MutexAllocator::Flush() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return alloc_.FlushPendingFrees();
 }
 
 SectionStats MutexAllocator::Stats() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return alloc_.stats();
 }
 
 OwnerUsage MutexAllocator::Usage(OwnerId owner) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return alloc_.Usage(owner);
 }
 
 std::vector<OwnerUsage> MutexAllocator::Owners() {
   std::vector<OwnerUsage> out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     alloc_.AppendOwners(&out);
   }
   std::sort(out.begin(), out.end(), [](const OwnerUsage& a, const OwnerUsage& b) {

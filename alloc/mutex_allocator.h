@@ -2,7 +2,7 @@
 //
 // MutexAllocator: the baseline Sharry is measured against. The same
 // SectionAllocator logic over the whole UMA (one section), called directly
-// by the requester threads behind one std::mutex: the "global free list
+// by the requester threads behind one mutex: the "global free list
 // behind a lock" design of paper 4.3, with no offloading.
 //
 // Its API mirrors SharryAllocator (both satisfy FarAllocator) so
@@ -15,11 +15,11 @@
 #define SHARRY_ALLOC_MUTEX_ALLOCATOR_H_
 
 #include <cstdint>
-#include <mutex>
 #include <span>
 #include <vector>
 
 #include "alloc/allocator_concept.h"
+#include "base/mutex.h"
 #include "alloc/section_allocator.h"
 #include "alloc/types.h"
 
@@ -34,20 +34,27 @@ class MutexAllocator {
 
   explicit MutexAllocator(const Options& options);
 
-  void AllocBatch(OwnerId owner, std::span<const uint64_t> sizes, std::span<AllocResult> out);
-  [[nodiscard]] AllocResult Allocate(OwnerId owner, uint64_t size);
-  void FreeBatch(OwnerId owner, std::span<const uint64_t> offsets, std::span<AllocStatus> out);
-  [[nodiscard]] AllocStatus Free(OwnerId owner, uint64_t offset);
-  ReclaimResult FreeAllOf(OwnerId owner);
-  uint64_t Flush();
-  SectionStats Stats();
-  OwnerUsage Usage(OwnerId owner);
+  // As SharryAllocator's (alloc/sharry_allocator.h), over one section.
+  void AllocBatch(OwnerId owner, std::span<const uint64_t> sizes, std::span<AllocResult> out) EXCLUDES(mu_);
+  [[nodiscard]] AllocResult Allocate(OwnerId owner, uint64_t size) EXCLUDES(mu_);
+  void FreeBatch(OwnerId owner, std::span<const uint64_t> offsets, std::span<AllocStatus> out) EXCLUDES(mu_);
+  [[nodiscard]] AllocStatus Free(OwnerId owner, uint64_t offset) EXCLUDES(mu_);
+  ReclaimResult FreeAllOf(OwnerId owner) EXCLUDES(mu_);
+  uint64_t Flush() EXCLUDES(mu_);
+  SectionStats Stats() EXCLUDES(mu_);
+  OwnerUsage Usage(OwnerId owner) EXCLUDES(mu_);
   // Every owner with live blocks, by bytes descending (as in AllocatorStats).
-  std::vector<OwnerUsage> Owners();
+  std::vector<OwnerUsage> Owners() EXCLUDES(mu_);
 
  private:
-  std::mutex mu_;
-  SectionAllocator alloc_;  // GUARDED_BY(mu_)
+  // AllocBatch and FreeBatch: out[i] = (alloc_.*op)(in[i], owner), the
+  // whole batch under one hold of mu_.
+  template <typename T>
+  void RunBatch(T (SectionAllocator::*op)(uint64_t, OwnerId), OwnerId owner, std::span<const uint64_t> in,
+                std::span<T> out) EXCLUDES(mu_);
+
+  Mutex mu_;  // the one lock of the baseline
+  SectionAllocator alloc_ GUARDED_BY(mu_);
 };
 static_assert(FarAllocator<MutexAllocator>);
 

@@ -57,16 +57,16 @@ AllocResult SectionAllocator::TryAllocate(uint64_t size, OwnerId owner) {
       if (span == nullptr) return {0, AllocStatus::kOutOfMemory};
       span->InitSmall(cl);
       list.push_front(*span);
-      ++small_spans_;
-      span_free_bytes_ += uint64_t{span->num_blocks()} * span->block_size();
-      span_tail_bytes_ += span->tail_bytes();
+      ++counts_.small_spans;
+      counts_.span_free_bytes += uint64_t{span->num_blocks()} * span->block_size();
+      counts_.span_tail_bytes += span->tail_bytes();
     }
     Span& span = list.front();
     const uint32_t index = span.AllocateBlock(owner);
     if (span.full()) list.erase(list.iterator_to(span));
-    span_free_bytes_ -= span.block_size();
-    used_bytes_ += span.block_size();
-    ++live_blocks_;
+    counts_.span_free_bytes -= span.block_size();
+    counts_.used_bytes += span.block_size();
+    ++counts_.live_blocks;
     owners_.Add(owner, span.block_size());
     return {base_ + span.block_start(index), AllocStatus::kOk};
   }
@@ -75,9 +75,9 @@ AllocResult SectionAllocator::TryAllocate(uint64_t size, OwnerId owner) {
   Span* span = page_heap_.New(static_cast<PageCount>(pages), Span::State::kLarge);
   if (span == nullptr) return {0, AllocStatus::kOutOfMemory};
   span->InitLarge(owner);
-  ++large_spans_;
-  used_bytes_ += span->bytes();
-  ++live_blocks_;
+  ++counts_.large_spans;
+  counts_.used_bytes += span->bytes();
+  ++counts_.live_blocks;
   owners_.Add(owner, span->bytes());
   return {base_ + span->start_byte(), AllocStatus::kOk};
 }
@@ -135,7 +135,7 @@ AllocStatus SectionAllocator::Free(uint64_t offset, OwnerId owner) {
     ref.span->MarkPending(ref.index);
   }
   pending_.push_back(offset - base_);
-  pending_bytes_ += BlockBytes(ref);
+  counts_.pending_bytes += BlockBytes(ref);
   if (pending_.size() >= free_batch_threshold_) FlushPendingFrees();
   return AllocStatus::kOk;
 }
@@ -148,29 +148,29 @@ size_t SectionAllocator::FlushPendingFrees() {
     const AllocStatus st = FindBlock(rel, &ref, &pending);
     CHECK(st == AllocStatus::kNotAllocated && pending)
         << "queued free of offset " << base_ + rel << " is no longer pending";
-    pending_bytes_ -= BlockBytes(ref);
+    counts_.pending_bytes -= BlockBytes(ref);
     ApplyFree(ref);
   }
   pending_.clear();
-  CHECK_EQ(pending_bytes_, 0u);
+  CHECK_EQ(counts_.pending_bytes, 0u);
   return n;
 }
 
 void SectionAllocator::ApplyFree(const BlockRef& ref) {
   Span* span = ref.span;
-  --live_blocks_;
+  --counts_.live_blocks;
   if (span->state() == Span::State::kLarge) {
     owners_.Remove(span->large_owner(), span->bytes());
-    used_bytes_ -= span->bytes();
-    --large_spans_;
+    counts_.used_bytes -= span->bytes();
+    --counts_.large_spans;
     page_heap_.Delete(span);
     return;
   }
   const bool was_full = span->full();
   owners_.Remove(span->block_owner(ref.index), span->block_size());
   span->FreeBlock(ref.index);
-  used_bytes_ -= span->block_size();
-  span_free_bytes_ += span->block_size();
+  counts_.used_bytes -= span->block_size();
+  counts_.span_free_bytes += span->block_size();
   ClassList& list = class_lists_[span->size_class()];
   if (was_full) list.push_front(*span);
   if (span->empty() && list.size() > 1) ReleaseSmallSpan(span);
@@ -180,9 +180,9 @@ void SectionAllocator::ReleaseSmallSpan(Span* span) {
   CHECK(span->empty());
   class_lists_[span->size_class()].erase(
       class_lists_[span->size_class()].iterator_to(*span));
-  span_free_bytes_ -= uint64_t{span->num_blocks()} * span->block_size();
-  span_tail_bytes_ -= span->tail_bytes();
-  --small_spans_;
+  counts_.span_free_bytes -= uint64_t{span->num_blocks()} * span->block_size();
+  counts_.span_tail_bytes -= span->tail_bytes();
+  --counts_.small_spans;
   page_heap_.Delete(span);
 }
 
@@ -228,18 +228,11 @@ ReclaimResult SectionAllocator::FreeAllOf(OwnerId owner) {
 }
 
 SectionStats SectionAllocator::stats() const {
-  SectionStats s;
+  SectionStats s = counts_;
   s.section_bytes = length_;
-  s.used_bytes = used_bytes_;
-  s.free_bytes = length_ - used_bytes_;
-  s.live_blocks = live_blocks_;
+  s.free_bytes = length_ - counts_.used_bytes;
   s.pending_blocks = pending_.size();
-  s.pending_bytes = pending_bytes_;
   s.page_heap_free_bytes = page_heap_.free_pages() << kPageShift;
-  s.span_free_bytes = span_free_bytes_;
-  s.span_tail_bytes = span_tail_bytes_;
-  s.small_spans = small_spans_;
-  s.large_spans = large_spans_;
   s.free_runs = page_heap_.free_runs();
   s.largest_free_run_bytes = uint64_t{page_heap_.largest_free_run()} << kPageShift;
   return s;
@@ -307,8 +300,8 @@ void SectionAllocator::CheckInvariants() const {
     CHECK_LE(empty_in_class, 1u) << "class " << cl;
   }
 
-  CHECK_EQ(used, used_bytes_);
-  CHECK_EQ(live, live_blocks_);
+  CHECK_EQ(used, counts_.used_bytes);
+  CHECK_EQ(live, counts_.live_blocks);
   // Per-owner counters: exactly the owners found in the walk, same counts.
   CHECK_EQ(owners_.size(), by_owner.size());
   for (const auto& [owner, u] : by_owner) {
@@ -317,11 +310,11 @@ void SectionAllocator::CheckInvariants() const {
     CHECK_EQ(o.bytes, u.bytes) << "owner " << owner;
   }
   CHECK_EQ(pending_blocks, pending_.size());
-  CHECK_EQ(pending_bytes, pending_bytes_);
-  CHECK_EQ(span_free, span_free_bytes_);
-  CHECK_EQ(tail, span_tail_bytes_);
-  CHECK_EQ(small, small_spans_);
-  CHECK_EQ(large, large_spans_);
+  CHECK_EQ(pending_bytes, counts_.pending_bytes);
+  CHECK_EQ(span_free, counts_.span_free_bytes);
+  CHECK_EQ(tail, counts_.span_tail_bytes);
+  CHECK_EQ(small, counts_.small_spans);
+  CHECK_EQ(large, counts_.large_spans);
   CHECK_EQ(free_run_bytes, page_heap_.free_pages() << kPageShift);
   // Every byte of the section is accounted for exactly once.
   CHECK_EQ(used + free_run_bytes + span_free + tail, length_);

@@ -109,7 +109,7 @@ class SectionAllocator {
   uint64_t end() const { return base_ + length_; }
   uint64_t max_block_size() const { return length_; }
   uint32_t free_batch_threshold() const { return free_batch_threshold_; }
-  uint64_t used_bytes() const { return used_bytes_; }
+  uint64_t used_bytes() const { return counts_.used_bytes; }
   size_t pending_frees() const { return pending_.size(); }
 
   // Walks all metadata and CHECKs that it agrees with the counters: the page
@@ -155,14 +155,10 @@ class SectionAllocator {
   // Per-owner {blocks, bytes}, updated on Allocate and on ApplyFree.
   OwnerTable owners_;
 
-  // Counters; see SectionStats.
-  uint64_t used_bytes_ = 0;
-  uint64_t live_blocks_ = 0;
-  uint64_t pending_bytes_ = 0;
-  uint64_t span_free_bytes_ = 0;
-  uint64_t span_tail_bytes_ = 0;
-  uint64_t small_spans_ = 0;
-  uint64_t large_spans_ = 0;
+  // The counters kept up to date as blocks come and go: used_bytes,
+  // live_blocks, pending_bytes, span_free_bytes, span_tail_bytes,
+  // small_spans, large_spans (stats() fills in the rest).
+  SectionStats counts_;
 };
 
 }  // namespace sharry::alloc

@@ -169,18 +169,19 @@ bool SectionThread::Serve(const SectionRequest& r, int cpu) {
   return same_cpu;
 }
 
-void SectionThread::AllocBatch(OwnerId owner, std::span<const uint64_t> sizes,
-                               std::span<AllocResult> out) {
-  CHECK_EQ(sizes.size(), out.size());
+template <typename T>
+void SectionThread::RunBatch(SectionRequest::Kind kind, OwnerId owner, std::span<const uint64_t> in,
+                             std::span<T> out) {
+  CHECK_EQ(in.size(), out.size());
   SectionRequest r;
-  r.kind = SectionRequest::Kind::kAlloc;
+  r.kind = kind;
   r.owner = owner;
-  r.count = static_cast<uint32_t>(sizes.size());
+  r.count = static_cast<uint32_t>(in.size());
   if (r.count == 1) {
     // The element travels in the slot, the answer beside the completion.
-    OneReply<AllocResult> reply;
-    r.in1 = sizes[0];
-    r.out.alloc = &reply.value;
+    OneReply<T> reply;
+    r.in1 = in[0];
+    SetOut(r.out, &reply.value);
     r.done = &reply.done;
     Submit(r);
     reply.done.Wait(&cpu_);
@@ -188,88 +189,47 @@ void SectionThread::AllocBatch(OwnerId owner, std::span<const uint64_t> sizes,
     return;
   }
   Completion done;
-  r.in = sizes.data();
-  r.out.alloc = out.data();
+  r.in = in.data();
+  SetOut(r.out, out.data());
   r.done = &done;
   Submit(r);
   done.Wait(&cpu_);
+}
+
+void SectionThread::AllocBatch(OwnerId owner, std::span<const uint64_t> sizes,
+                               std::span<AllocResult> out) {
+  RunBatch(SectionRequest::Kind::kAlloc, owner, sizes, out);
 }
 
 void SectionThread::FreeBatch(OwnerId owner, std::span<const uint64_t> offsets,
                               std::span<AllocStatus> out) {
-  CHECK_EQ(offsets.size(), out.size());
-  SectionRequest r;
-  r.kind = SectionRequest::Kind::kFree;
-  r.owner = owner;
-  r.count = static_cast<uint32_t>(offsets.size());
-  if (r.count == 1) {
-    OneReply<AllocStatus> reply;
-    r.in1 = offsets[0];
-    r.out.status = &reply.value;
-    r.done = &reply.done;
-    Submit(r);
-    reply.done.Wait(&cpu_);
-    out[0] = reply.value;
-    return;
-  }
+  RunBatch(SectionRequest::Kind::kFree, owner, offsets, out);
+}
+
+template <typename T>
+T SectionThread::RunOne(SectionRequest::Kind kind, OwnerId owner) {
+  T answer{};
   Completion done;
-  r.in = offsets.data();
-  r.out.status = out.data();
+  SectionRequest r;
+  r.kind = kind;
+  r.owner = owner;
+  SetOut(r.out, &answer);
   r.done = &done;
   Submit(r);
   done.Wait(&cpu_);
+  return answer;
 }
 
 ReclaimResult SectionThread::FreeAllOf(OwnerId owner) {
-  ReclaimResult result;
-  Completion done;
-  SectionRequest r;
-  r.kind = SectionRequest::Kind::kFreeAllOf;
-  r.owner = owner;
-  r.out.reclaim = &result;
-  r.done = &done;
-  Submit(r);
-  done.Wait(&cpu_);
-  return result;
+  return RunOne<ReclaimResult>(SectionRequest::Kind::kFreeAllOf, owner);
 }
 
-uint64_t SectionThread::Flush() {
-  uint64_t flushed = 0;
-  Completion done;
-  SectionRequest r;
-  r.kind = SectionRequest::Kind::kFlush;
-  r.out.flushed = &flushed;
-  r.done = &done;
-  Submit(r);
-  done.Wait(&cpu_);
-  return flushed;
-}
+uint64_t SectionThread::Flush() { return RunOne<uint64_t>(SectionRequest::Kind::kFlush, kNoOwner); }
 
 SectionStats SectionThread::Stats() { return Snapshot().stats; }
 
-SectionSnapshot SectionThread::Snapshot() {
-  SectionSnapshot snapshot;
-  Completion done;
-  SectionRequest r;
-  r.kind = SectionRequest::Kind::kStats;
-  r.out.snapshot = &snapshot;
-  r.done = &done;
-  Submit(r);
-  done.Wait(&cpu_);
-  return snapshot;
-}
+SectionSnapshot SectionThread::Snapshot() { return RunOne<SectionSnapshot>(SectionRequest::Kind::kStats, kNoOwner); }
 
-OwnerUsage SectionThread::Usage(OwnerId owner) {
-  OwnerUsage usage;
-  Completion done;
-  SectionRequest r;
-  r.kind = SectionRequest::Kind::kUsage;
-  r.owner = owner;
-  r.out.usage = &usage;
-  r.done = &done;
-  Submit(r);
-  done.Wait(&cpu_);
-  return usage;
-}
+OwnerUsage SectionThread::Usage(OwnerId owner) { return RunOne<OwnerUsage>(SectionRequest::Kind::kUsage, owner); }
 
 }  // namespace sharry::alloc

@@ -98,6 +98,14 @@ struct SectionRequest {
   Completion* done = nullptr;
   uint64_t in1 = 0;
 };
+// Points a request's answer at `p`, the union member chosen by p's type:
+// for code generic over the kinds.
+inline void SetOut(SectionRequest::Out& o, AllocResult* p) { o.alloc = p; }
+inline void SetOut(SectionRequest::Out& o, AllocStatus* p) { o.status = p; }
+inline void SetOut(SectionRequest::Out& o, ReclaimResult* p) { o.reclaim = p; }
+inline void SetOut(SectionRequest::Out& o, SectionSnapshot* p) { o.snapshot = p; }
+inline void SetOut(SectionRequest::Out& o, uint64_t* p) { o.flushed = p; }
+inline void SetOut(SectionRequest::Out& o, OwnerUsage* p) { o.usage = p; }
 static_assert(sizeof(SectionRequest) == 48);
 static_assert(offsetof(SectionRequest, cpu) == 12 && offsetof(SectionRequest, in1) == 40,
               "keep the slot layout drawn above");
@@ -164,6 +172,14 @@ class SectionThread {
   // on this thread's CPU.
   bool Serve(const SectionRequest& r, int cpu);
   void PinToCore();
+  // AllocBatch and FreeBatch: submits a request of `kind` for the elements
+  // `in`, answered into `out` (T: AllocResult or AllocStatus), and waits.
+  template <typename T>
+  void RunBatch(SectionRequest::Kind kind, OwnerId owner, std::span<const uint64_t> in, std::span<T> out);
+  // FreeAllOf, Flush, Snapshot, Usage: submits a request of `kind` whose
+  // answer is a T (SetOut), waits, and returns the answer.
+  template <typename T>
+  T RunOne(SectionRequest::Kind kind, OwnerId owner);
 
   const uint64_t base_;
   const uint64_t length_;

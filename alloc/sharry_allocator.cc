@@ -54,6 +54,43 @@ std::array<uint32_t, RequestScheduler::kMaxSections + 1> GroupBySection(
   return first;
 }
 
+// Submits to each section s with a slice of a grouped batch (first[s] ..
+// first[s+1] of `in`, GroupBySection) one request of `kind`, answered into
+// the same slice of `answers` and completed by done[s].
+template <typename T>
+void SubmitSlices(const std::vector<std::unique_ptr<SectionThread>>& sections, SectionRequest::Kind kind,
+                  OwnerId owner, const std::array<uint32_t, RequestScheduler::kMaxSections + 1>& first,
+                  const uint64_t* in, T* answers, std::array<Completion, RequestScheduler::kMaxSections>& done) {
+  for (uint32_t s = 0; s < sections.size(); ++s) {
+    if (first[s] == first[s + 1]) continue;
+    SectionRequest r;
+    r.kind = kind;
+    r.owner = owner;
+    r.count = first[s + 1] - first[s];
+    r.in = in + first[s];
+    SetOut(r.out, answers + first[s]);
+    r.done = &done[s];
+    sections[s]->Submit(r);
+  }
+}
+
+// Asks every section at once (they work in parallel) with a request of
+// `kind` for `owner`, answered into answers[s], and waits for them all.
+template <typename T>
+void AskEverySection(const std::vector<std::unique_ptr<SectionThread>>& sections, SectionRequest::Kind kind,
+                     OwnerId owner, T* answers) {
+  std::array<Completion, RequestScheduler::kMaxSections> done;
+  for (uint32_t s = 0; s < sections.size(); ++s) {
+    SectionRequest r;
+    r.kind = kind;
+    r.owner = owner;
+    SetOut(r.out, &answers[s]);
+    r.done = &done[s];
+    sections[s]->Submit(r);
+  }
+  for (uint32_t s = 0; s < sections.size(); ++s) done[s].Wait(&sections[s]->running_cpu());
+}
+
 }  // namespace
 
 SharryAllocator::SharryAllocator(const SharryAllocatorOptions& options)
@@ -159,17 +196,7 @@ void SharryAllocator::AllocBatch(OwnerId owner, std::span<const uint64_t> sizes,
     const auto first = GroupBySection(num_sections_, vs, sc.section_of, &sc.in, &sc.position);
     sc.alloc_out.resize(m);
     std::array<Completion, RequestScheduler::kMaxSections> done;
-    for (uint32_t s = 0; s < num_sections_; ++s) {
-      if (first[s] == first[s + 1]) continue;
-      SectionRequest r;
-      r.kind = SectionRequest::Kind::kAlloc;
-      r.owner = owner;
-      r.count = first[s + 1] - first[s];
-      r.in = sc.in.data() + first[s];
-      r.out.alloc = sc.alloc_out.data() + first[s];
-      r.done = &done[s];
-      sections_[s]->Submit(r);
-    }
+    SubmitSlices(sections_, SectionRequest::Kind::kAlloc, owner, first, sc.in.data(), sc.alloc_out.data(), done);
     for (uint32_t s = 0; s < num_sections_; ++s) {
       if (first[s] == first[s + 1]) continue;
       done[s].Wait(&sections_[s]->running_cpu());
@@ -248,19 +275,10 @@ void SharryAllocator::FreeBatch(OwnerId owner, std::span<const uint64_t> offsets
   const auto first =
       GroupBySection(num_sections_, sc.valid_in, sc.section_of, &sc.in, &sc.position);
   sc.status_out.resize(m);
+  for (uint32_t s = 0; s < num_sections_; ++s)
+    if (first[s] != first[s + 1]) scheduler_.RecordOps(s, first[s + 1] - first[s]);
   std::array<Completion, RequestScheduler::kMaxSections> done;
-  for (uint32_t s = 0; s < num_sections_; ++s) {
-    if (first[s] == first[s + 1]) continue;
-    scheduler_.RecordOps(s, first[s + 1] - first[s]);
-    SectionRequest r;
-    r.kind = SectionRequest::Kind::kFree;
-    r.owner = owner;
-    r.count = first[s + 1] - first[s];
-    r.in = sc.in.data() + first[s];
-    r.out.status = sc.status_out.data() + first[s];
-    r.done = &done[s];
-    sections_[s]->Submit(r);
-  }
+  SubmitSlices(sections_, SectionRequest::Kind::kFree, owner, first, sc.in.data(), sc.status_out.data(), done);
   for (uint32_t s = 0; s < num_sections_; ++s) {
     if (first[s] == first[s + 1]) continue;
     done[s].Wait(&sections_[s]->running_cpu());
@@ -277,57 +295,27 @@ AllocStatus SharryAllocator::Free(OwnerId owner, uint64_t offset) {
 }
 
 ReclaimResult SharryAllocator::FreeAllOf(OwnerId owner) {
+  for (uint32_t s = 0; s < num_sections_; ++s) scheduler_.RecordOps(s, 1);
   std::vector<ReclaimResult> results(num_sections_);
-  std::array<Completion, RequestScheduler::kMaxSections> done;
-  for (uint32_t s = 0; s < num_sections_; ++s) {
-    scheduler_.RecordOps(s, 1);
-    SectionRequest r;
-    r.kind = SectionRequest::Kind::kFreeAllOf;
-    r.owner = owner;
-    r.out.reclaim = &results[s];
-    r.done = &done[s];
-    sections_[s]->Submit(r);
-  }
+  AskEverySection(sections_, SectionRequest::Kind::kFreeAllOf, owner, results.data());
   ReclaimResult total;
-  for (uint32_t s = 0; s < num_sections_; ++s) {
-    done[s].Wait(&sections_[s]->running_cpu());
-    total += results[s];
-  }
+  for (const ReclaimResult& r : results) total += r;
   return total;
 }
 
 uint64_t SharryAllocator::Flush() {
   std::vector<uint64_t> flushed(num_sections_);
-  std::array<Completion, RequestScheduler::kMaxSections> done;
-  for (uint32_t s = 0; s < num_sections_; ++s) {
-    SectionRequest r;
-    r.kind = SectionRequest::Kind::kFlush;
-    r.out.flushed = &flushed[s];
-    r.done = &done[s];
-    sections_[s]->Submit(r);
-  }
+  AskEverySection(sections_, SectionRequest::Kind::kFlush, kNoOwner, flushed.data());
   uint64_t total = 0;
-  for (uint32_t s = 0; s < num_sections_; ++s) {
-    done[s].Wait(&sections_[s]->running_cpu());
-    total += flushed[s];
-  }
+  for (uint64_t n : flushed) total += n;
   return total;
 }
 
 OwnerUsage SharryAllocator::Usage(OwnerId owner) {
   std::array<OwnerUsage, RequestScheduler::kMaxSections> usage;
-  std::array<Completion, RequestScheduler::kMaxSections> done;
-  for (uint32_t s = 0; s < num_sections_; ++s) {
-    SectionRequest r;
-    r.kind = SectionRequest::Kind::kUsage;
-    r.owner = owner;
-    r.out.usage = &usage[s];
-    r.done = &done[s];
-    sections_[s]->Submit(r);
-  }
+  AskEverySection(sections_, SectionRequest::Kind::kUsage, owner, usage.data());
   OwnerUsage total{owner, 0, 0};
   for (uint32_t s = 0; s < num_sections_; ++s) {
-    done[s].Wait(&sections_[s]->running_cpu());
     total.blocks += usage[s].blocks;
     total.bytes += usage[s].bytes;
   }
@@ -339,17 +327,9 @@ AllocatorStats SharryAllocator::Stats() {
   out.sections.resize(num_sections_);
   // Ask every section at once, then collect.
   std::vector<SectionSnapshot> snapshots(num_sections_);
-  std::array<Completion, RequestScheduler::kMaxSections> done;
-  for (uint32_t s = 0; s < num_sections_; ++s) {
-    SectionRequest r;
-    r.kind = SectionRequest::Kind::kStats;
-    r.out.snapshot = &snapshots[s];
-    r.done = &done[s];
-    sections_[s]->Submit(r);
-  }
+  AskEverySection(sections_, SectionRequest::Kind::kStats, kNoOwner, snapshots.data());
   std::unordered_map<OwnerId, OwnerUsage> owners;
   for (uint32_t s = 0; s < num_sections_; ++s) {
-    done[s].Wait(&sections_[s]->running_cpu());
     AllocatorStats::Section& sec = out.sections[s];
     sec.index = s;
     sec.base = sections_[s]->base();

@@ -1,7 +1,7 @@
 // sharry::Mutex, MutexLock and CondVar: std::mutex and
 // std::condition_variable with Clang thread-safety annotations
-// (base/thread_annotations.h), after LevelDB's port::Mutex; SharedMutex,
-// WriterMutexLock and ReaderMutexLock: std::shared_mutex likewise.
+// (base/thread_annotations.h), after LevelDB's port::Mutex; SharedMutex
+// with ReaderMutexLock/WriterMutexLock: std::shared_mutex, likewise.
 //
 //   class Queue {
 //     Mutex mu_;
@@ -56,16 +56,37 @@ class CAPABILITY("mutex") Mutex {
   std::mutex mu_;
 };
 
-// Holds a Mutex for its scope; Unlock()/Lock() may drop and retake it
-// inside the scope (the destructor releases only if held).
-class SCOPED_CAPABILITY MutexLock {
+// A reader/writer lock: many readers (ReaderMutexLock) or one writer
+// (WriterMutexLock). A member read under either is GUARDED_BY it; one that
+// is written must be written under the writer lock.
+class CAPABILITY("shared_mutex") SharedMutex {
  public:
-  explicit MutexLock(Mutex* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
-  ~MutexLock() RELEASE() {
+  SharedMutex() = default;
+  SharedMutex(const SharedMutex&) = delete;
+  SharedMutex& operator=(const SharedMutex&) = delete;
+
+  void Lock() ACQUIRE() { mu_.lock(); }
+  void Unlock() RELEASE() { mu_.unlock(); }
+  void ReaderLock() ACQUIRE_SHARED() { mu_.lock_shared(); }
+  void ReaderUnlock() RELEASE_SHARED() { mu_.unlock_shared(); }
+  [[nodiscard]] bool TryLockShared() TRY_ACQUIRE_SHARED(true) { return mu_.try_lock_shared(); }
+
+ private:
+  std::shared_mutex mu_;
+};
+
+// Holds a Mutex (MutexLock) or a SharedMutex exclusively (WriterMutexLock)
+// for its scope; Unlock()/Lock() may drop and retake it inside the scope
+// (the destructor releases only if held).
+template <typename M>
+class SCOPED_CAPABILITY ScopedLock {
+ public:
+  explicit ScopedLock(M* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
+  ~ScopedLock() RELEASE() {
     if (held_) mu_->Unlock();
   }
-  MutexLock(const MutexLock&) = delete;
-  MutexLock& operator=(const MutexLock&) = delete;
+  ScopedLock(const ScopedLock&) = delete;
+  ScopedLock& operator=(const ScopedLock&) = delete;
 
   void Unlock() RELEASE() {
     held_ = false;
@@ -77,8 +98,25 @@ class SCOPED_CAPABILITY MutexLock {
   }
 
  private:
-  Mutex* const mu_;
+  M* const mu_;
   bool held_ = true;
+};
+using MutexLock = ScopedLock<Mutex>;
+using WriterMutexLock = ScopedLock<SharedMutex>;
+
+// Holds a SharedMutex shared for its scope. The adopting constructor takes
+// over a shared hold the caller already has (after a TryLockShared that
+// succeeded).
+class SCOPED_CAPABILITY ReaderMutexLock {
+ public:
+  explicit ReaderMutexLock(SharedMutex* mu) ACQUIRE_SHARED(mu) : mu_(mu) { mu_->ReaderLock(); }
+  ReaderMutexLock(SharedMutex* mu, std::adopt_lock_t) REQUIRES_SHARED(mu) : mu_(mu) {}
+  ~ReaderMutexLock() RELEASE_GENERIC() { mu_->ReaderUnlock(); }
+  ReaderMutexLock(const ReaderMutexLock&) = delete;
+  ReaderMutexLock& operator=(const ReaderMutexLock&) = delete;
+
+ private:
+  SharedMutex* const mu_;
 };
 
 // A condition variable. Each wait names the Mutex it waits with, so the
@@ -97,10 +135,7 @@ class CondVar {
   // Returns false on timeout.
   template <class Rep, class Period>
   bool WaitFor(Mutex* mu, std::chrono::duration<Rep, Period> d) REQUIRES(mu) {
-    std::unique_lock<std::mutex> lk(mu->mu_, std::adopt_lock);
-    const bool signalled = cv_.wait_for(lk, d) == std::cv_status::no_timeout;
-    lk.release();
-    return signalled;
+    return WaitUntil(mu, std::chrono::steady_clock::now() + d);
   }
   template <class Clock, class Duration>
   bool WaitUntil(Mutex* mu, std::chrono::time_point<Clock, Duration> t) REQUIRES(mu) {
@@ -114,50 +149,6 @@ class CondVar {
 
  private:
   std::condition_variable cv_;
-};
-
-// A reader-writer lock: many holders in shared mode, or one exclusive.
-class CAPABILITY("shared_mutex") SharedMutex {
- public:
-  SharedMutex() = default;
-  SharedMutex(const SharedMutex&) = delete;
-  SharedMutex& operator=(const SharedMutex&) = delete;
-
-  void Lock() ACQUIRE() { mu_.lock(); }
-  void Unlock() RELEASE() { mu_.unlock(); }
-  void LockShared() ACQUIRE_SHARED() { mu_.lock_shared(); }
-  void UnlockShared() RELEASE_SHARED() { mu_.unlock_shared(); }
-  [[nodiscard]] bool TryLockShared() TRY_ACQUIRE_SHARED(true) { return mu_.try_lock_shared(); }
-
- private:
-  std::shared_mutex mu_;
-};
-
-// Holds a SharedMutex exclusively for its scope.
-class SCOPED_CAPABILITY WriterMutexLock {
- public:
-  explicit WriterMutexLock(SharedMutex* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
-  ~WriterMutexLock() RELEASE() { mu_->Unlock(); }
-  WriterMutexLock(const WriterMutexLock&) = delete;
-  WriterMutexLock& operator=(const WriterMutexLock&) = delete;
-
- private:
-  SharedMutex* const mu_;
-};
-
-// Holds a SharedMutex shared for its scope. The adopting constructor takes
-// over a shared hold the caller already has (after a TryLockShared that
-// succeeded).
-class SCOPED_CAPABILITY ReaderMutexLock {
- public:
-  explicit ReaderMutexLock(SharedMutex* mu) ACQUIRE_SHARED(mu) : mu_(mu) { mu_->LockShared(); }
-  ReaderMutexLock(SharedMutex* mu, std::adopt_lock_t) REQUIRES_SHARED(mu) : mu_(mu) {}
-  ~ReaderMutexLock() RELEASE_GENERIC() { mu_->UnlockShared(); }
-  ReaderMutexLock(const ReaderMutexLock&) = delete;
-  ReaderMutexLock& operator=(const ReaderMutexLock&) = delete;
-
- private:
-  SharedMutex* const mu_;
 };
 
 }  // namespace sharry

@@ -43,6 +43,34 @@ void Record(Bytes& b, const Bytes& req, int client = -1) {
   Put(b, static_cast<uint16_t>(req.size()));
   Append(b, req);
 }
+// Reply bodies as the memnode writes them: the header, then the entries.
+Bytes AllocReply(const std::vector<AllocEntry>& entries) {
+  ReplyHeader h;
+  h.count = static_cast<uint16_t>(entries.size());
+  Bytes b;
+  Put(b, h);
+  for (const AllocEntry& e : entries) Put(b, e);
+  return b;
+}
+Bytes FreeReply(const Bytes& codes) {
+  ReplyHeader h;
+  h.count = static_cast<uint16_t>(codes.size());
+  Bytes b;
+  Put(b, h);
+  Append(b, codes);
+  return b;
+}
+Bytes StatsReply(const Stats& s) {
+  ReplyHeader h;
+  h.count = 1;
+  Bytes b;
+  Put(b, h);
+  Put(b, s.head);
+  for (const SectionRecord& r : s.sections) Put(b, r);
+  for (const ClientRecord& r : s.clients) Put(b, r);
+  return b;
+}
+
 constexpr uint64_t H(uint64_t i) { return (uint64_t{1} << 63) | i; }  // history[i] in resolve mode
 
 Bytes Raw(Opcode op, uint8_t version, uint16_t count, uint32_t reserved, size_t body) {
@@ -103,25 +131,9 @@ void ServiceSeeds() {
 
 void CodecSeeds() {
   const std::string t = "rpc_codec_fuzz";
-  Bytes b;
-  ReplyHeader h;
-  h.count = 2;
-  Put(b, h);
-  AllocEntry e;
-  e.offset = 4096;
-  Put(b, e);
-  e.code = ElementCode::kOutOfMemory;
-  e.offset = 0;
-  Put(b, e);
-  Write(t, "alloc_reply", b);
+  Write(t, "alloc_reply", AllocReply({{.offset = 4096}, {.offset = 0, .code = ElementCode::kOutOfMemory}}));
+  Write(t, "free_reply", FreeReply({0, 4, 5}));
 
-  b.clear();
-  h.count = 3;
-  Put(b, h);
-  b.insert(b.end(), {0, 4, 5});
-  Write(t, "free_reply", b);
-
-  b.clear();
   Stats s;
   s.head.uma_bytes = 4u << 20;
   s.head.sections = 1;
@@ -129,14 +141,9 @@ void CodecSeeds() {
   s.sections.resize(1);
   s.clients.resize(1);
   s.clients[0].client_id = 7;
-  h.count = 1;
-  Put(b, h);
-  Put(b, s.head);
-  Put(b, s.sections[0]);
-  Put(b, s.clients[0]);
-  Write(t, "stats_reply", b);
+  Write(t, "stats_reply", StatsReply(s));
 
-  b.assign(64, 0);
+  Bytes b(64, 0);
   b.resize(WriteErrorReply(Status::InvalidArgument("STATS takes no arguments"), b));
   Write(t, "error_reply", b);
 
@@ -203,27 +210,10 @@ void ClientSeeds() {
   st.head.uma_bytes = 1u << 20;
   st.head.sections = 1;
   st.sections.resize(1);
-  ReplyHeader rh;
-  rh.count = 1;
-  Bytes stats;
-  Put(stats, rh);
-  Put(stats, st.head);
-  Put(stats, st.sections[0]);
-  Bytes alloc;
-  rh.count = 2;
-  Put(alloc, rh);
-  AllocEntry e;
-  e.offset = 4096;
-  Put(alloc, e);
-  e.offset = 8192;
-  Put(alloc, e);
-  Bytes freed;
-  Put(freed, rh);
-  freed.insert(freed.end(), {0, 0});
   Bytes b{0x00};
-  Append(b, Frame(wire::Kind::kResponse, 1, stats));
-  Append(b, Frame(wire::Kind::kResponse, 2, alloc));
-  Append(b, Frame(wire::Kind::kResponse, 3, freed));
+  Append(b, Frame(wire::Kind::kResponse, 1, StatsReply(st)));
+  Append(b, Frame(wire::Kind::kResponse, 2, AllocReply({{.offset = 4096}, {.offset = 8192}})));
+  Append(b, Frame(wire::Kind::kResponse, 3, FreeReply({0, 0})));
   Append(b, Frame(wire::Kind::kReadData, 4, Bytes(64, 0x5a)));
   Append(b, Frame(wire::Kind::kWriteAck, 5, {}));
   Write(t, "well_behaved", b);
@@ -237,11 +227,7 @@ void ClientSeeds() {
   Bytes err(64);
   err.resize(WriteErrorReply(Status::OutOfMemory("full"), err));
   Append(b, Frame(wire::Kind::kResponse, 1, err));
-  rh.count = 1;
-  Bytes short_alloc;
-  Put(short_alloc, rh);
-  Put(short_alloc, e);
-  Append(b, Frame(wire::Kind::kResponse, 2, short_alloc));
+  Append(b, Frame(wire::Kind::kResponse, 2, AllocReply({{.offset = 8192}})));
   Write(t, "bad_replies", b);
 
   b = {0x01};  // no welcome: the server refuses (status kUnavailable)

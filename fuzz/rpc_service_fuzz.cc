@@ -30,9 +30,8 @@
 #include <memory>
 #include <vector>
 
-#include "alloc/sharry_allocator.h"
+#include "fuzz/service_env.h"
 #include "memnode/rpc.h"
-#include "memnode/service.h"
 
 namespace {
 
@@ -43,24 +42,14 @@ constexpr uint64_t kUma = 4u << 20;
 constexpr ClientId kClients = 4;
 constexpr size_t kCaps[4] = {8192 - 16, 64, 271, sizeof(ReplyHeader) + kMaxBatch * sizeof(AllocEntry)};
 
-struct Env {
-  std::unique_ptr<alloc::SharryAllocator> allocator;
-  std::unique_ptr<MemnodeService> service;
-  uint64_t limit = 0;  // offsets at or past this are outside every section
+// free_batch_threshold 8: pending frees get applied within an input.
+struct Env : fuzz::ServiceEnv {
+  Env() : ServiceEnv(kUma, 8), limit(allocator->section_bytes() * allocator->num_sections()) {}
+  const uint64_t limit;  // offsets at or past this are outside every section
 };
 
 Env& env() {
-  static Env* e = [] {
-    auto* x = new Env;
-    alloc::SharryAllocatorOptions o;
-    o.uma_bytes = kUma;
-    o.num_sections = 1;
-    o.free_batch_threshold = 8;  // pending frees get applied within an input
-    x->allocator = std::make_unique<alloc::SharryAllocator>(o);
-    x->service = std::make_unique<MemnodeService>(x->allocator.get(), ServiceOptions{});
-    x->limit = x->allocator->section_bytes() * x->allocator->num_sections();
-    return x;
-  }();
+  static Env* e = new Env;
   return *e;
 }
 

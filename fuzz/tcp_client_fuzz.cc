@@ -21,14 +21,13 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "base/mutex.h"
 #include "memnode/client.h"
 #include "verbs/transport.h"
 #include "verbs/wire.h"
@@ -42,25 +41,25 @@ using Clock = std::chrono::steady_clock;
 struct FakeServer {
   int listen_fd = -1;
   uint16_t port = 0;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<uint8_t> script;  // GUARDED_BY(mu)
-  bool done = true;             // GUARDED_BY(mu): the last connection is over
+  Mutex mu;      // the only lock here
+  CondVar cv;    // with mu: done was set
+  std::vector<uint8_t> script GUARDED_BY(mu);
+  bool done GUARDED_BY(mu) = true;  // the last connection is over
 
-  void Serve() {
+  void Serve() EXCLUDES(mu) {
     for (;;) {
       int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) continue;
       std::vector<uint8_t> s;
       {
-        std::lock_guard<std::mutex> l(mu);
+        MutexLock l(&mu);
         s = script;
       }
       Play(fd, s);
       ::close(fd);
-      std::lock_guard<std::mutex> l(mu);
+      MutexLock l(&mu);
       done = true;
-      cv.notify_all();
+      cv.SignalAll();
     }
   }
 
@@ -133,8 +132,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   FakeServer& s = server();
   {
-    std::unique_lock<std::mutex> l(s.mu);
-    s.cv.wait(l, [&] { return s.done; });
+    MutexLock l(&s.mu);
+    while (!s.done) s.cv.Wait(&s.mu);
     s.script.clear();
     if (!(data[0] & 1)) s.script = Welcome();
     s.script.insert(s.script.end(), data + 1, data + size);

@@ -36,9 +36,8 @@
 #include <thread>
 #include <vector>
 
-#include "alloc/sharry_allocator.h"
+#include "fuzz/service_env.h"
 #include "memnode/rpc.h"
-#include "memnode/service.h"
 #include "verbs/transport.h"
 #include "verbs/wire.h"
 
@@ -51,10 +50,9 @@ constexpr uint64_t kRegion = 1u << 20;
 constexpr int kReadDeadlineMs = 30;
 constexpr uint64_t kCheckEvery = 64;
 
-struct Env {
+struct Env : fuzz::ServiceEnv {
+  Env() : ServiceEnv(kRegion, alloc::SharryAllocatorOptions{}.free_batch_threshold) {}
   std::vector<uint8_t> region = std::vector<uint8_t>(kRegion);
-  std::unique_ptr<alloc::SharryAllocator> allocator;
-  std::unique_ptr<memnode::MemnodeService> service;
   std::unique_ptr<TransportServer> server;
   uint64_t inputs = 0;
 };
@@ -62,11 +60,6 @@ struct Env {
 Env& env() {
   static Env* e = [] {
     auto* x = new Env;
-    alloc::SharryAllocatorOptions ao;
-    ao.uma_bytes = kRegion;
-    ao.num_sections = 1;
-    x->allocator = std::make_unique<alloc::SharryAllocator>(ao);
-    x->service = std::make_unique<memnode::MemnodeService>(x->allocator.get(), memnode::ServiceOptions{});
     ServerOptions so;
     so.listen_addr = "127.0.0.1";
     so.region = x->region.data();

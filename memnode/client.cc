@@ -1,6 +1,8 @@
 #include "memnode/client.h"
 
+#include <algorithm>
 #include <cstring>
+#include <string>
 
 namespace sharry::memnode {
 
@@ -21,45 +23,61 @@ std::vector<std::vector<uint8_t>> Chunk(std::span<const uint64_t> items, Opcode 
   }
   return reqs;
 }
+
+// ALLOC or FREE of `items`: sends them in requests of at most kMaxBatch
+// elements, checks each reply's header and count, and calls
+// entry(j, bytes) with the reply's entry (entry_bytes long) for items[j].
+// The first failed call or malformed reply is returned; element errors are
+// the caller's to collect.
+template <typename Entry>
+Status CallBatched(TransportClient& t, Opcode op, std::span<const uint64_t> items, size_t entry_bytes,
+                   std::vector<std::vector<uint8_t>>* replies, Entry entry) {
+  if (items.empty()) return Status::Ok();
+  auto reqs = Chunk(items, op);
+  std::vector<std::span<const uint8_t>> views(reqs.begin(), reqs.end());
+  SHARRY_RETURN_IF_ERROR(t.CallMany(views, replies));
+  size_t base = 0;
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    const std::vector<uint8_t>& reply = (*replies)[r];
+    auto h = DecodeReplyHeader(reply, entry_bytes);
+    if (!h.ok()) return h.status();
+    const size_t n = std::min<size_t>(kMaxBatch, items.size() - base);
+    if (h->count != n)
+      return Status::Protocol(std::string(op == Opcode::kAlloc ? "ALLOC" : "FREE") + " reply with " +
+                              std::to_string(h->count) + " entries for " + std::to_string(n));
+    for (size_t i = 0; i < n; ++i) entry(base + i, reply.data() + sizeof(ReplyHeader) + i * entry_bytes);
+    base += n;
+  }
+  return Status::Ok();
+}
 }  // namespace
 
 Status MemnodeClient::Alloc(std::span<const uint64_t> sizes, std::vector<uint64_t>* offsets,
                             std::vector<Status>* element_status) {
   offsets->assign(sizes.size(), kNoOffset);
   if (element_status) element_status->assign(sizes.size(), Status::Ok());
-  if (sizes.empty()) return Status::Ok();
-  auto reqs = Chunk(sizes, Opcode::kAlloc);
-  std::vector<std::span<const uint8_t>> views(reqs.begin(), reqs.end());
-  SHARRY_RETURN_IF_ERROR(t_->CallMany(views, &replies_));
   Status first;
-  size_t base = 0;
-  for (size_t r = 0; r < reqs.size(); ++r) {
-    auto h = DecodeReplyHeader(replies_[r], sizeof(AllocEntry));
-    if (!h.ok()) return h.status();
-    const size_t n = std::min<size_t>(kMaxBatch, sizes.size() - base);
-    if (h->count != n) return Status::Protocol("ALLOC reply with " + std::to_string(h->count) + " entries for " + std::to_string(n));
-    for (size_t i = 0; i < n; ++i) {
-      AllocEntry e;
-      std::memcpy(&e, replies_[r].data() + sizeof(ReplyHeader) + i * sizeof e, sizeof e);
-      Status s;
-      if (e.code == ElementCode::kOk) {
-        // A block must lie inside the UMA: anything else is a broken or
-        // hostile memnode, never an offset to hand to the application.
-        s = CheckRange(e.offset, sizes[base + i], uma_bytes(), "ALLOC reply");
-        if (s.ok()) {
-          (*offsets)[base + i] = e.offset;
-          continue;
+  SHARRY_RETURN_IF_ERROR(
+      CallBatched(*t_, Opcode::kAlloc, sizes, sizeof(AllocEntry), &replies_, [&](size_t j, const uint8_t* entry) {
+        AllocEntry e;
+        std::memcpy(&e, entry, sizeof e);
+        Status s;
+        if (e.code == ElementCode::kOk) {
+          // A block must lie inside the UMA: anything else is a broken or
+          // hostile memnode, never an offset to hand to the application.
+          s = CheckRange(e.offset, sizes[j], uma_bytes(), "ALLOC reply");
+          if (s.ok()) {
+            (*offsets)[j] = e.offset;
+            return;
+          }
+          s = Status::Protocol("memnode answered ALLOC of " + std::to_string(sizes[j]) + " B with offset " +
+                               std::to_string(e.offset) + " outside its UMA of " + std::to_string(uma_bytes()) + " B");
+        } else {
+          s = ElementStatus(e.code, "ALLOC of " + std::to_string(sizes[j]) + " B");
         }
-        s = Status::Protocol("memnode answered ALLOC of " + std::to_string(sizes[base + i]) + " B with offset " +
-                             std::to_string(e.offset) + " outside its UMA of " + std::to_string(uma_bytes()) + " B");
-      } else {
-        s = ElementStatus(e.code, "ALLOC of " + std::to_string(sizes[base + i]) + " B");
-      }
-      if (element_status) (*element_status)[base + i] = s;
-      if (first.ok()) first = s;
-    }
-    base += n;
-  }
+        if (element_status) (*element_status)[j] = s;
+        if (first.ok()) first = s;
+      }));
   return first;
 }
 
@@ -72,26 +90,14 @@ StatusOr<uint64_t> MemnodeClient::AllocOne(uint64_t size) {
 
 Status MemnodeClient::Free(std::span<const uint64_t> offsets, std::vector<Status>* element_status) {
   if (element_status) element_status->assign(offsets.size(), Status::Ok());
-  if (offsets.empty()) return Status::Ok();
-  auto reqs = Chunk(offsets, Opcode::kFree);
-  std::vector<std::span<const uint8_t>> views(reqs.begin(), reqs.end());
-  SHARRY_RETURN_IF_ERROR(t_->CallMany(views, &replies_));
   Status first;
-  size_t base = 0;
-  for (size_t r = 0; r < reqs.size(); ++r) {
-    auto h = DecodeReplyHeader(replies_[r], 1);
-    if (!h.ok()) return h.status();
-    const size_t n = std::min<size_t>(kMaxBatch, offsets.size() - base);
-    if (h->count != n) return Status::Protocol("FREE reply with wrong entry count");
-    for (size_t i = 0; i < n; ++i) {
-      auto code = static_cast<ElementCode>(replies_[r][sizeof(ReplyHeader) + i]);
-      if (code == ElementCode::kOk) continue;
-      Status s = ElementStatus(code, "FREE of offset " + std::to_string(offsets[base + i]));
-      if (element_status) (*element_status)[base + i] = s;
-      if (first.ok()) first = s;
-    }
-    base += n;
-  }
+  SHARRY_RETURN_IF_ERROR(CallBatched(*t_, Opcode::kFree, offsets, 1, &replies_, [&](size_t j, const uint8_t* entry) {
+    const auto code = static_cast<ElementCode>(*entry);
+    if (code == ElementCode::kOk) return;
+    Status s = ElementStatus(code, "FREE of offset " + std::to_string(offsets[j]));
+    if (element_status) (*element_status)[j] = s;
+    if (first.ok()) first = s;
+  }));
   return first;
 }
 

@@ -57,20 +57,24 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
 }
 
 void Memnode::StatsLoop(int interval_s) {
-  std::unique_lock<std::mutex> l(stop_mu_);
-  while (!stop_cv_.wait_for(l, std::chrono::seconds(interval_s), [this] { return stop_; })) {
-    l.unlock();
+  MutexLock l(&stop_mu_);
+  for (;;) {
+    const auto due = std::chrono::steady_clock::now() + std::chrono::seconds(interval_s);
+    while (!stop_)
+      if (!stop_cv_.WaitUntil(&stop_mu_, due)) break;  // the interval is up
+    if (stop_) return;
+    l.Unlock();
     LOG(INFO) << "memnode stats: " << FormatStats(service_->CollectStats());
-    l.lock();
+    l.Lock();
   }
 }
 
 Memnode::~Memnode() {
   {
-    std::lock_guard<std::mutex> l(stop_mu_);
+    MutexLock l(&stop_mu_);
     stop_ = true;
   }
-  stop_cv_.notify_all();
+  stop_cv_.SignalAll();
   if (stats_thread_.joinable()) stats_thread_.join();
   server_.reset();     // no more requests; disconnects reclaim their blocks
   service_.reset();

@@ -6,21 +6,16 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "memnode/service.h"
+#include "base/mutex.h"
+#include "memnode/service.h"  // also declares alloc::SharryAllocator (not installed)
 #include "memnode/uma.h"
 #include "verbs/transport.h"
-
-namespace sharry::alloc {
-class SharryAllocator;  // alloc/sharry_allocator.h: internal to the build, not installed
-}  // namespace sharry::alloc
 
 namespace sharry::memnode {
 
@@ -61,16 +56,17 @@ class Memnode {
 
  private:
   Memnode() = default;
-  void StatsLoop(int interval_s);
+  void StatsLoop(int interval_s) EXCLUDES(stop_mu_);
 
   // Declared in start order; destroyed in reverse.
   std::optional<Uma> uma_;
   std::unique_ptr<alloc::SharryAllocator> allocator_;
   std::unique_ptr<MemnodeService> service_;
   std::unique_ptr<TransportServer> server_;
-  std::mutex stop_mu_;
-  std::condition_variable stop_cv_;
-  bool stop_ = false;
+  // A leaf lock (the stats thread collects stats with it released).
+  Mutex stop_mu_;
+  CondVar stop_cv_;  // with stop_mu_: stop_ was set
+  bool stop_ GUARDED_BY(stop_mu_) = false;
   std::thread stats_thread_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "alloc/sharry_allocator.h"
 
@@ -31,6 +32,22 @@ size_t WriteOk(uint16_t count, std::span<uint8_t> out) {
   return sizeof r;
 }
 
+// The request-level checks of an ALLOC or FREE batch (`op`, of `elements`):
+// 1..max_batch elements of 8 bytes each in the body, and room in the reply
+// for entry_bytes per element.
+Status CheckBatch(const char* op, const char* elements, const RpcHeader& h, size_t body_bytes, uint16_t max_batch,
+                  size_t reply_bytes, size_t entry_bytes) {
+  if (h.count == 0 || h.count > max_batch)
+    return Status::InvalidArgument(std::string(op) + " batch of " + std::to_string(h.count) + " (allowed 1.." +
+                                   std::to_string(max_batch) + ")");
+  if (body_bytes != size_t{h.count} * 8)
+    return Status::InvalidArgument(std::string(op) + " of " + std::to_string(h.count) + " " + elements + " carries " +
+                                   std::to_string(body_bytes) + " B (truncated or trailing bytes)");
+  if (reply_bytes < sizeof(ReplyHeader) + size_t{h.count} * entry_bytes)
+    return Status::InvalidArgument(std::string(op) + " batch too large for a reply message");
+  return Status::Ok();
+}
+
 }  // namespace
 
 size_t WriteErrorReply(const Status& s, std::span<uint8_t> out) {
@@ -51,7 +68,7 @@ MemnodeService::MemnodeService(alloc::SharryAllocator* allocator, const ServiceO
       max_batch_(std::min<uint16_t>(o.max_batch, kMaxBatch)) {}
 
 void MemnodeService::OnConnect(ClientId client) {
-  std::lock_guard<std::mutex> l(clients_mu_);
+  MutexLock l(&clients_mu_);
   clients_.insert(client);
   LOG(INFO) << "memnode: client " << client << " connected (" << clients_.size() << " now)";
 }
@@ -59,7 +76,7 @@ void MemnodeService::OnConnect(ClientId client) {
 void MemnodeService::OnDisconnect(ClientId client) {
   alloc::ReclaimResult r = allocator_->FreeAllOf(client);
   reclaimed_blocks_ += r.blocks;
-  std::lock_guard<std::mutex> l(clients_mu_);
+  MutexLock l(&clients_mu_);
   clients_.erase(client);
   LOG(INFO) << "memnode: client " << client << " gone; reclaimed " << r.blocks << " blocks (" << r.bytes
             << " B); " << clients_.size() << " clients left";
@@ -95,14 +112,8 @@ size_t MemnodeService::Handle(ClientId client, std::span<const uint8_t> req, std
 }
 
 size_t MemnodeService::HandleAlloc(ClientId c, const RpcHeader& h, std::span<const uint8_t> body, std::span<uint8_t> out) {
-  if (h.count == 0 || h.count > max_batch_)
-    return WriteErrorReply(Status::InvalidArgument("ALLOC batch of " + std::to_string(h.count) +
-                                                   " (allowed 1.." + std::to_string(max_batch_) + ")"), out);
-  if (body.size() != size_t{h.count} * 8)
-    return WriteErrorReply(Status::InvalidArgument("ALLOC of " + std::to_string(h.count) + " sizes carries " +
-                                                   std::to_string(body.size()) + " B (truncated or trailing bytes)"), out);
-  if (out.size() < sizeof(ReplyHeader) + size_t{h.count} * sizeof(AllocEntry))
-    return WriteErrorReply(Status::InvalidArgument("ALLOC batch too large for a reply message"), out);
+  if (Status s = CheckBatch("ALLOC", "sizes", h, body.size(), max_batch_, out.size(), sizeof(AllocEntry)); !s.ok())
+    return WriteErrorReply(s, out);
   alloc_requests_++;
   uint64_t sizes[kMaxBatch];
   std::memcpy(sizes, body.data(), body.size());
@@ -133,14 +144,8 @@ size_t MemnodeService::HandleAlloc(ClientId c, const RpcHeader& h, std::span<con
 }
 
 size_t MemnodeService::HandleFree(ClientId c, const RpcHeader& h, std::span<const uint8_t> body, std::span<uint8_t> out) {
-  if (h.count == 0 || h.count > max_batch_)
-    return WriteErrorReply(Status::InvalidArgument("FREE batch of " + std::to_string(h.count) +
-                                                   " (allowed 1.." + std::to_string(max_batch_) + ")"), out);
-  if (body.size() != size_t{h.count} * 8)
-    return WriteErrorReply(Status::InvalidArgument("FREE of " + std::to_string(h.count) + " offsets carries " +
-                                                   std::to_string(body.size()) + " B (truncated or trailing bytes)"), out);
-  if (out.size() < sizeof(ReplyHeader) + h.count)
-    return WriteErrorReply(Status::InvalidArgument("FREE batch too large for a reply message"), out);
+  if (Status s = CheckBatch("FREE", "offsets", h, body.size(), max_batch_, out.size(), 1); !s.ok())
+    return WriteErrorReply(s, out);
   free_requests_++;
   uint64_t offsets[kMaxBatch];
   std::memcpy(offsets, body.data(), body.size());
@@ -183,7 +188,7 @@ Stats MemnodeService::CollectStats(size_t max_client_records) {
     s.clients.push_back(r);
   }
   {
-    std::lock_guard<std::mutex> l(clients_mu_);
+    MutexLock l(&clients_mu_);
     s.head.clients = static_cast<uint32_t>(clients_.size());
   }
   s.head.sections = static_cast<uint32_t>(s.sections.size());

@@ -16,9 +16,9 @@
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <set>
 
+#include "base/mutex.h"
 #include "memnode/rpc.h"
 #include "verbs/transport.h"
 
@@ -37,12 +37,12 @@ class MemnodeService final : public RequestHandler {
  public:
   MemnodeService(alloc::SharryAllocator* allocator, const ServiceOptions& options);
 
-  void OnConnect(ClientId client) override;
-  void OnDisconnect(ClientId client) override;
+  void OnConnect(ClientId client) override EXCLUDES(clients_mu_);
+  void OnDisconnect(ClientId client) override EXCLUDES(clients_mu_);
   size_t Handle(ClientId client, std::span<const uint8_t> request, std::span<uint8_t> response) override;
 
   // The same numbers STATS returns.
-  Stats CollectStats(size_t max_client_records = 64);
+  Stats CollectStats(size_t max_client_records = 64) EXCLUDES(clients_mu_);
   uint64_t max_object_bytes() const { return max_object_; }
 
  private:
@@ -54,8 +54,10 @@ class MemnodeService final : public RequestHandler {
   const uint64_t max_object_;
   const uint16_t max_batch_;
   std::atomic<uint64_t> alloc_requests_{0}, free_requests_{0}, reclaimed_blocks_{0};
-  std::mutex clients_mu_;               // connect/disconnect only, never on the data path
-  std::set<ClientId> clients_;          // GUARDED_BY(clients_mu_)
+  // Connect/disconnect and STATS only, never on the data path; a leaf lock
+  // (the allocator is called with it released).
+  Mutex clients_mu_;
+  std::set<ClientId> clients_ GUARDED_BY(clients_mu_);
 };
 
 // Writes a request-level error reply into `out`; returns its length.

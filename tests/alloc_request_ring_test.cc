@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "alloc/completion.h"
+#include "tests/test_util.h"
 
 namespace sharry::alloc {
 namespace {
@@ -51,11 +52,7 @@ TEST(RequestRingTest, FifoFullAndWraparound) {
 // exactly once and each producer's items arrive in order.
 TEST(RequestRingTest, MpscStressCountsReconcile) {
   constexpr uint32_t kProducers = 8;
-#if defined(__SANITIZE_THREAD__)
-  constexpr uint32_t kPerProducer = 20000;
-#else
-  constexpr uint32_t kPerProducer = 100000;
-#endif
+  constexpr uint32_t kPerProducer = sharry::testing::kTsan ? 20000 : 100000;
   RequestRing<Item> ring(64);  // small: producers often find it full
   std::vector<std::thread> producers;
   std::atomic<uint64_t> full_events{0};

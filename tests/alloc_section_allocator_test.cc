@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "alloc/size_classes.h"
+#include "tests/test_util.h"
 
 namespace sharry::alloc {
 
@@ -195,11 +196,7 @@ class SectionAllocatorRandomTest : public ::testing::TestWithParam<RandomParams>
 // per-owner usage); full metadata walk every 5000.
 TEST_P(SectionAllocatorRandomTest, MatchesReferenceModel) {
   const RandomParams p = GetParam();
-#if defined(__SANITIZE_THREAD__)
-  constexpr int kOps = 50000;  // single-threaded: TSan adds nothing here
-#else
-  constexpr int kOps = 200000;
-#endif
+  constexpr int kOps = sharry::testing::kTsan ? 50000 : 200000;  // single-threaded: TSan adds nothing here
   const uint64_t base = 3 * 64 * kMiB;  // a section that does not start at 0
   SectionAllocator a({.base = base, .length = 64 * kMiB, .free_batch_threshold = p.threshold});
   Model m;

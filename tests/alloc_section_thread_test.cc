@@ -164,12 +164,19 @@ AllocResult Alloc64(SectionThread& t) {
   return r;
 }
 
-TEST(SectionThreadTest, PinningAndBusyPoll) {
+// The first CPU this process may run on (CPU_SETSIZE if none is found).
+int FirstAllowedCore() {
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
-  ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return CPU_SETSIZE;
   int core = 0;
   while (core < CPU_SETSIZE && !CPU_ISSET(core, &allowed)) ++core;
+  return core;
+}
+
+TEST(SectionThreadTest, PinningAndBusyPoll) {
+  const int core = FirstAllowedCore();
+  ASSERT_LT(core, CPU_SETSIZE);
   {
     SectionThread t(Opts(kMiB, 1, core, /*busy_poll=*/true));
     EXPECT_TRUE(Alloc64(t).ok());
@@ -188,11 +195,7 @@ TEST(SectionThreadTest, PinningAndBusyPoll) {
 // spinning, the section thread yields back after serving it. Round trips
 // of one element (inline in the slot) and of batches all come back right.
 TEST(SectionThreadTest, SharedCpuHandoff) {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
-  int core = 0;
-  while (core < CPU_SETSIZE && !CPU_ISSET(core, &allowed)) ++core;
+  const int core = FirstAllowedCore();
   ASSERT_LT(core, CPU_SETSIZE);
   SectionThread t(Opts(8 * kMiB, /*threshold=*/8, core));
   uint64_t rounds = 0;

@@ -18,6 +18,7 @@
 
 #include "alloc/mutex_allocator.h"
 #include "alloc/size_classes.h"
+#include "tests/test_util.h"
 
 namespace sharry::alloc {
 
@@ -195,11 +196,7 @@ TEST(SharryAllocatorTest, OutOfMemoryTriesOtherSections) {
 TEST(SharryAllocatorTest, ConcurrentRequestersAgainstSections) {
   constexpr uint64_t kUma = 96 * kMiB;
   constexpr int kThreads = 8;
-#if defined(__SANITIZE_THREAD__)
-  constexpr int kRounds = 150;
-#else
-  constexpr int kRounds = 600;
-#endif
+  constexpr int kRounds = sharry::testing::kTsan ? 150 : 600;
   SharryAllocator a(Opts(kUma, 3, /*threshold=*/8));
   Ownership owned(kUma);
   std::atomic<uint64_t> allocs{0}, frees{0}, errors{0};

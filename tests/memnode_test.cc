@@ -246,11 +246,7 @@ int ChildMain(const std::string& mode, const std::string& transport, const std::
 }  // namespace sharry::memnode
 
 int main(int argc, char** argv) {
-  // A child never runs the tests itself (that would spawn children forever).
-  if (argc >= 2 && std::string(argv[1]) == "--memnode-child") {
-    if (argc != 7) return 64;
-    return sharry::memnode::ChildMain(argv[2], argv[3], argv[4], std::atoi(argv[5]), std::atoi(argv[6]));
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
+  return sharry::testing::TestsOrChildMain(argc, argv, "--memnode-child", 7, [](char** a) {
+    return sharry::memnode::ChildMain(a[2], a[3], a[4], std::atoi(a[5]), std::atoi(a[6]));
+  });
 }

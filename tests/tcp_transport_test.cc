@@ -49,6 +49,12 @@ class TcpWireTest : public ::testing::Test {
     auto s = net::RecvAll(fd, &c, 1, net::Clock::now() + std::chrono::seconds(5));
     return s.code() == StatusCode::kDisconnected;
   }
+  // The next frame is a kError with `code`: a frame was refused.
+  void ExpectError(int fd, StatusCode code) {
+    std::vector<uint8_t> p;
+    EXPECT_EQ(Recv(fd, &p).kind, Kind::kError);
+    EXPECT_EQ(ErrorCode(p), code);
+  }
   // A well-formed request still gets its echo on this socket.
   void ExpectEchoWorks(int fd, ClientId id, uint64_t tag) {
     auto req = testing::Pattern(33, tag);
@@ -110,9 +116,7 @@ TEST_F(TcpWireTest, UnknownKindIsRefusedAndStreamContinues) {
   net::Fd fd = Dial();
   auto w = Hello(fd.get());
   Send(fd.get(), static_cast<Kind>(99), 5, "xyz", 3);
-  std::vector<uint8_t> p;
-  EXPECT_EQ(Recv(fd.get(), &p).kind, Kind::kError);
-  EXPECT_EQ(ErrorCode(p), StatusCode::kProtocol);
+  ExpectError(fd.get(), StatusCode::kProtocol);
   ExpectEchoWorks(fd.get(), w.client_id, 6);
 }
 
@@ -121,9 +125,7 @@ TEST_F(TcpWireTest, ReadOutOfRangeIsRefused) {
   auto w = Hello(fd.get());
   wire::RangePayload r{(1 << 20) - 10, 100};
   Send(fd.get(), Kind::kRead, 9, &r, sizeof r);
-  std::vector<uint8_t> p;
-  EXPECT_EQ(Recv(fd.get(), &p).kind, Kind::kError);
-  EXPECT_EQ(ErrorCode(p), StatusCode::kOutOfRange);
+  ExpectError(fd.get(), StatusCode::kOutOfRange);
   ExpectEchoWorks(fd.get(), w.client_id, 10);
 }
 
@@ -135,15 +137,12 @@ TEST_F(TcpWireTest, WriteWithWrongLengthOrRangeIsRefusedAndWritesNothing) {
   wire::RangePayload r{0, 100};
   std::memcpy(frame.data(), &r, sizeof r);
   Send(fd.get(), Kind::kWrite, 11, frame.data(), frame.size());
-  std::vector<uint8_t> p;
-  EXPECT_EQ(Recv(fd.get(), &p).kind, Kind::kError);
-  EXPECT_EQ(ErrorCode(p), StatusCode::kProtocol);
+  ExpectError(fd.get(), StatusCode::kProtocol);
   // Past the end of the region.
   r = {(1 << 20) - 20, 50};
   std::memcpy(frame.data(), &r, sizeof r);
   Send(fd.get(), Kind::kWrite, 12, frame.data(), frame.size());
-  EXPECT_EQ(Recv(fd.get(), &p).kind, Kind::kError);
-  EXPECT_EQ(ErrorCode(p), StatusCode::kOutOfRange);
+  ExpectError(fd.get(), StatusCode::kOutOfRange);
   for (uint8_t b : region_) ASSERT_EQ(b, 0x5C);
   ExpectEchoWorks(fd.get(), w.client_id, 13);
 }

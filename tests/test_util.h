@@ -11,14 +11,25 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
+#include "base/mutex.h"
 #include "verbs/transport.h"
 
 namespace sharry::testing {
+
+// True in a ThreadSanitizer build (gcc's macro, clang's feature): stress
+// tests run fewer rounds there, e.g. `kRounds = kTsan ? 150 : 600`.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool kTsan = true;
+#elif defined(__has_feature)
+inline constexpr bool kTsan = __has_feature(thread_sanitizer);
+#else
+inline constexpr bool kTsan = false;
+#endif
 
 // The address tests use for the verbs transport: SHARRY_RDMA_ADDR, set by
 // scripts/run-rxe.sh and inside the test VM. Empty if there is no device.
@@ -64,6 +75,17 @@ inline pid_t SpawnSelf(const std::vector<std::string>& args, int* out_fd = nullp
     *out_fd = pipefd[0];
   }
   return pid;
+}
+
+// main() of a test binary whose children are itself (SpawnSelf): with
+// argv[1] == child_flag it is a child and returns child(argv), or 64 unless
+// argc == child_argc; else it runs the tests. A child never runs the tests
+// (that would spawn children forever).
+template <typename Child>
+int TestsOrChildMain(int argc, char** argv, std::string_view child_flag, int child_argc, Child child) {
+  if (argc >= 2 && argv[1] == child_flag) return argc == child_argc ? child(argv) : 64;
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
 }
 
 // Deterministic bytes: what a test writes and expects back.
@@ -114,17 +136,17 @@ class EchoHandler : public RequestHandler {
 // members must go before their root).
 class RecordingHandler : public EchoHandler {
  public:
-  void OnDisconnect(ClientId id) override {
-    std::lock_guard<std::mutex> l(mu);
+  void OnDisconnect(ClientId id) override EXCLUDES(mu) {
+    MutexLock l(&mu);
     gone.push_back(id);
     disconnects++;
   }
-  std::vector<ClientId> Gone() {
-    std::lock_guard<std::mutex> l(mu);
+  std::vector<ClientId> Gone() EXCLUDES(mu) {
+    MutexLock l(&mu);
     return gone;
   }
-  std::mutex mu;
-  std::vector<ClientId> gone;
+  Mutex mu;  // a leaf lock
+  std::vector<ClientId> gone GUARDED_BY(mu);
 };
 
 inline std::vector<uint8_t> ExpectedEcho(ClientId id, std::span<const uint8_t> req) {

@@ -48,13 +48,7 @@ struct RawConn {
   }
 
   Status Connect(const std::string& addr, uint16_t port) {
-    auto c = CmEventChannel::Create();
-    if (!c.ok()) return c.status();
-    ch.emplace(std::move(*c));
-    auto i = CmId::Create(*ch);
-    if (!i.ok()) return i.status();
-    id = std::move(*i);
-    SHARRY_RETURN_IF_ERROR(ResolveRoute(*ch, id, addr, port, 2000));
+    SHARRY_RETURN_IF_ERROR(OpenAndResolve(&ch, &id, addr, port, 2000));
     auto p = ProtectionDomain::Create(id->verbs);
     if (!p.ok()) return p.status();
     pd.emplace(std::move(*p));
@@ -116,6 +110,17 @@ struct RawConn {
   }
   int flushed_recvs = 0;
   uint64_t remote(uint64_t off) const { return welcome.region_addr + off; }
+  // Posts one RDMA READ (or WRITE) of buf[0, len) at region offset `off`
+  // with `rkey` (0: the welcome's) and returns its send-side completion
+  // (none if the post failed or nothing came within 5 s).
+  std::vector<ibv_wc> OneSided(bool write, uint32_t len, uint64_t off, uint32_t rkey = 0) {
+    ibv_sge sge{reinterpret_cast<uintptr_t>(buf.data()), len, mr->lkey()};
+    SendChain chain;
+    if (write) chain.Write(7, {&sge, 1}, remote(off), rkey ? rkey : welcome.rkey);
+    else chain.Read(7, {&sge, 1}, remote(off), rkey ? rkey : welcome.rkey);
+    if (!chain.Post(id.qp()).ok()) return {};
+    return PollSendSide(1);
+  }
 };
 
 class VerbsTest : public ::testing::Test {
@@ -224,11 +229,7 @@ TEST_F(VerbsTest, ReadPastEndOfRegionIsRemoteAccessErrorAndServerSurvives) {
   {
     RawConn c;
     ASSERT_TRUE(c.Connect(addr_, server_->port()).ok());
-    ibv_sge sge{reinterpret_cast<uintptr_t>(c.buf.data()), 4096, c.mr->lkey()};
-    SendChain chain;
-    chain.Read(7, {&sge, 1}, c.remote(kRegion - 8), c.welcome.rkey);
-    ASSERT_TRUE(chain.Post(c.id.qp()).ok());
-    auto wcs = c.PollSendSide(1);
+    auto wcs = c.OneSided(/*write=*/false, 4096, kRegion - 8);
     ASSERT_EQ(wcs.size(), 1u);
     ASSERT_NE(wcs[0].status, IBV_WC_SUCCESS);
     Status s = WcFailed(wcs[0], "RDMA READ past the end");
@@ -255,11 +256,7 @@ TEST_F(VerbsTest, WritePastEndOfRegionIsRemoteAccessErrorAndCorruptsNothing) {
     RawConn c;
     ASSERT_TRUE(c.Connect(addr_, server_->port()).ok());
     std::memset(c.buf.data(), 0x11, 4096);
-    ibv_sge sge{reinterpret_cast<uintptr_t>(c.buf.data()), 4096, c.mr->lkey()};
-    SendChain chain;
-    chain.Write(7, {&sge, 1}, c.remote(kRegion - 16), c.welcome.rkey);
-    ASSERT_TRUE(chain.Post(c.id.qp()).ok());
-    auto wcs = c.PollSendSide(1);
+    auto wcs = c.OneSided(/*write=*/true, 4096, kRegion - 16);
     ASSERT_EQ(wcs.size(), 1u);
     EXPECT_EQ(WcFailed(wcs[0], "RDMA WRITE past the end").code(), StatusCode::kRemoteAccess);
     for (size_t i = kRegion - 16; i < kRegion; ++i) ASSERT_EQ(region_[i], 0xAB) << "byte " << i << " was written";
@@ -270,11 +267,7 @@ TEST_F(VerbsTest, WritePastEndOfRegionIsRemoteAccessErrorAndCorruptsNothing) {
 TEST_F(VerbsTest, WrongRkeyIsRemoteAccessError) {
   RawConn c;
   ASSERT_TRUE(c.Connect(addr_, server_->port()).ok());
-  ibv_sge sge{reinterpret_cast<uintptr_t>(c.buf.data()), 64, c.mr->lkey()};
-  SendChain chain;
-  chain.Read(1, {&sge, 1}, c.remote(0), c.welcome.rkey ^ 0x5a5a00);
-  ASSERT_TRUE(chain.Post(c.id.qp()).ok());
-  auto wcs = c.PollSendSide(1);
+  auto wcs = c.OneSided(/*write=*/false, 64, 0, c.welcome.rkey ^ 0x5a5a00);
   ASSERT_EQ(wcs.size(), 1u);
   EXPECT_EQ(WcFailed(wcs[0], "READ with a wrong rkey").code(), StatusCode::kRemoteAccess);
 }

@@ -1,7 +1,6 @@
 #include "verbs/cm.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <glog/logging.h>
 #include <netdb.h>
 #include <poll.h>
@@ -10,6 +9,7 @@
 #include <cstring>
 
 #include "verbs/error.h"
+#include "verbs/socket_util.h"
 
 namespace sharry::verbs {
 
@@ -22,11 +22,9 @@ StatusOr<CmEventChannel> CmEventChannel::Create() {
       s = s.WithContext("no RDMA device (is rdma_rxe or a NIC driver loaded? see scripts/rxe-setup.sh)");
     return s;
   }
-  int flags = fcntl(ch->fd, F_GETFL);
-  if (flags < 0 || fcntl(ch->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-    int err = errno;
+  if (Status s = net::SetNonBlocking(ch->fd, true); !s.ok()) {
     rdma_destroy_event_channel(ch);
-    return VerbFailed("fcntl(rdma event channel, O_NONBLOCK)", err);
+    return s.WithContext("rdma event channel, O_NONBLOCK");
   }
   return CmEventChannel(ch);
 }
@@ -114,6 +112,17 @@ Status ResolveRoute(CmEventChannel& ch, CmId& id, const std::string& host, uint1
   auto ev = ch.Expect(RDMA_CM_EVENT_ROUTE_RESOLVED, timeout_ms + 1000, "resolve route " + where);
   if (!ev.ok()) return ev.status();
   return Status::Ok();
+}
+
+Status OpenAndResolve(std::optional<CmEventChannel>* ch, CmId* id, const std::string& host, uint16_t port,
+                      int timeout_ms) {
+  auto c = CmEventChannel::Create();
+  if (!c.ok()) return c.status();
+  ch->emplace(std::move(*c));
+  auto i = CmId::Create(**ch);
+  if (!i.ok()) return i.status();
+  *id = std::move(*i);
+  return ResolveRoute(**ch, *id, host, port, timeout_ms);
 }
 
 StatusOr<Listener> Listen(const std::string& addr, uint16_t port, int backlog) {

@@ -12,6 +12,7 @@
 #include <rdma/rdma_cma.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -96,6 +97,10 @@ Status ResolveAddress(const std::string& host, uint16_t port, sockaddr_storage* 
 // most timeout_ms for each step. After it, id->verbs is the local device.
 Status ResolveRoute(CmEventChannel& ch, CmId& id, const std::string& host, uint16_t port,
                     int timeout_ms);
+// Client side, from nothing: a new event channel into *ch, a new id on it
+// into *id, then ResolveRoute to host:port.
+Status OpenAndResolve(std::optional<CmEventChannel>* ch, CmId* id, const std::string& host, uint16_t port,
+                      int timeout_ms);
 
 // A listening id bound to addr:port (port 0 picks a free one).
 struct Listener {

@@ -17,77 +17,57 @@ std::string_view FaultOpName(FaultOp op) {
 }
 
 FaultPlan& FaultPlan::Add(const Fault& f) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   faults_.push_back(f);
   return *this;
 }
 
 FaultPlan& FaultPlan::FailNth(FaultOp op, uint64_t n, StatusCode code) {
-  Fault f;
-  f.op = op;
-  f.nth = n;
-  f.action = FaultAction::kFail;
-  f.code = code;
-  return Add(f);
+  return Add({.op = op, .nth = n, .action = FaultAction::kFail, .code = code});
 }
 
 FaultPlan& FaultPlan::DisconnectAt(FaultOp op, uint64_t n, FaultScope scope) {
-  Fault f;
-  f.op = op;
-  f.nth = n;
-  f.action = FaultAction::kDisconnect;
-  f.scope = scope;
-  return Add(f);
+  return Add({.op = op, .nth = n, .action = FaultAction::kDisconnect, .scope = scope});
 }
 
 FaultPlan& FaultPlan::DelayNth(FaultOp op, uint64_t n, int delay_ms) {
-  Fault f;
-  f.op = op;
-  f.nth = n;
-  f.action = FaultAction::kDelay;
-  f.delay_ms = delay_ms;
-  return Add(f);
+  return Add({.op = op, .nth = n, .action = FaultAction::kDelay, .delay_ms = delay_ms});
 }
 
 FaultPlan& FaultPlan::DropReplyNth(FaultOp op, uint64_t n) {
-  Fault f;
-  f.op = op;
-  f.nth = n;
-  f.action = FaultAction::kDropReply;
-  return Add(f);
+  return Add({.op = op, .nth = n, .action = FaultAction::kDropReply});
 }
 
 FaultPlan& FaultPlan::HoldNth(FaultOp op, uint64_t n) {
-  Fault f;
-  f.op = op;
-  f.nth = n;
-  f.action = FaultAction::kHold;
-  return Add(f);
+  return Add({.op = op, .nth = n, .action = FaultAction::kHold});
 }
 
 uint64_t FaultPlan::count(FaultOp op) const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   return counts_[static_cast<int>(op)];
 }
 
 uint64_t FaultPlan::fired() const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   return fired_;
 }
 
 bool FaultPlan::WaitHeld(int timeout_ms) {
-  std::unique_lock<std::mutex> l(mu_);
-  return cv_.wait_for(l, std::chrono::milliseconds(timeout_ms), [this] { return held_ > 0; });
+  MutexLock l(&mu_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (held_ == 0)
+    if (!cv_.WaitUntil(&mu_, deadline)) return held_ > 0;
+  return true;
 }
 
 void FaultPlan::Release() {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   released_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 std::optional<Fault> FaultPlan::Next(FaultOp op) {
-  std::unique_lock<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   const uint64_t n = ++counts_[static_cast<int>(op)];
   const uint64_t any = ++counts_[static_cast<int>(FaultOp::kAny)];
   for (const Fault& f : faults_) {
@@ -97,8 +77,8 @@ std::optional<Fault> FaultPlan::Next(FaultOp op) {
     Fault hit = f;
     if (hit.action == FaultAction::kHold) {
       held_++;
-      cv_.notify_all();
-      cv_.wait(l, [this] { return released_; });
+      cv_.SignalAll();
+      while (!released_) cv_.Wait(&mu_);
       held_--;
     }
     return hit;

@@ -39,14 +39,13 @@
 // Thread-safety: all methods may be called from any thread.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 
 namespace sharry {
@@ -72,7 +71,7 @@ class FaultPlan {
   FaultPlan& operator=(const FaultPlan&) = delete;
 
   // Builders (chainable).
-  FaultPlan& Add(const Fault& f);
+  FaultPlan& Add(const Fault& f) EXCLUDES(mu_);
   FaultPlan& FailNth(FaultOp op, uint64_t n, StatusCode code = StatusCode::kUnavailable);
   FaultPlan& DisconnectAt(FaultOp op, uint64_t n, FaultScope scope = FaultScope::kConnection);
   FaultPlan& DelayNth(FaultOp op, uint64_t n, int delay_ms);
@@ -80,25 +79,26 @@ class FaultPlan {
   FaultPlan& HoldNth(FaultOp op, uint64_t n);
 
   // Operations of that kind counted so far, and faults that acted.
-  uint64_t count(FaultOp op) const;
-  uint64_t fired() const;
+  uint64_t count(FaultOp op) const EXCLUDES(mu_);
+  uint64_t fired() const EXCLUDES(mu_);
   // kHold: waits (up to timeout_ms) until an operation is held; true if so.
-  bool WaitHeld(int timeout_ms = 10000);
+  bool WaitHeld(int timeout_ms = 10000) EXCLUDES(mu_);
   // Lets every held operation (and every later one) go on.
-  void Release();
+  void Release() EXCLUDES(mu_);
 
   // The transport's side: counts one operation of kind `op` (never kAny)
   // and returns the fault that acts on it, if any. Waits here for kHold.
-  std::optional<Fault> Next(FaultOp op);
+  std::optional<Fault> Next(FaultOp op) EXCLUDES(mu_);
 
  private:
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Fault> faults_;  // GUARDED_BY(mu_)
-  uint64_t counts_[4] = {};    // GUARDED_BY(mu_): by FaultOp
-  uint64_t fired_ = 0;         // GUARDED_BY(mu_)
-  int held_ = 0;               // GUARDED_BY(mu_)
-  bool released_ = false;      // GUARDED_BY(mu_)
+  // A leaf lock: the loopback transport calls in holding none of its own.
+  mutable Mutex mu_;
+  CondVar cv_;  // with mu_: held_ or released_ changed
+  std::vector<Fault> faults_ GUARDED_BY(mu_);
+  uint64_t counts_[4] GUARDED_BY(mu_) = {};  // by FaultOp
+  uint64_t fired_ GUARDED_BY(mu_) = 0;
+  int held_ GUARDED_BY(mu_) = 0;
+  bool released_ GUARDED_BY(mu_) = false;
 };
 
 // Installs `plan` on the loopback server on `port` (replacing any; nullptr

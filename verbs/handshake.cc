@@ -28,6 +28,15 @@ std::vector<uint8_t> EncodeWelcome(StatusCode code, std::string_view reason) {
   return f;
 }
 
+Status CheckHello(const wire::HelloPayload& hello) {
+  if (hello.magic != wire::WelcomePayload{}.magic || hello.version != wire::kVersion)
+    return Status::Protocol("not a Sharry client of protocol version " + std::to_string(wire::kVersion));
+  if (hello.max_message < wire::kMinMessage || hello.max_message > wire::kMaxMessage)
+    return Status::InvalidArgument("hello max_message " + std::to_string(hello.max_message) + " out of range " +
+                                   std::to_string(wire::kMinMessage) + ".." + std::to_string(wire::kMaxMessage));
+  return Status::Ok();
+}
+
 Status CheckWelcome(std::span<const uint8_t> payload, std::string_view where, wire::WelcomePayload* out,
                     bool* refused) {
   if (refused != nullptr) *refused = false;

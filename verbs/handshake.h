@@ -22,6 +22,11 @@ std::vector<uint8_t> EncodeWelcomePayload(StatusCode code, std::string_view reas
 // A kWelcome frame (header + EncodeWelcomePayload) refusing a client.
 std::vector<uint8_t> EncodeWelcome(StatusCode code, std::string_view reason);
 
+// The server's checks of a client's hello: the magic and version are ours
+// (else kProtocol) and max_message is in [kMinMessage, kMaxMessage] (else
+// kInvalidArgument); the message is the reason the client is told.
+Status CheckHello(const wire::HelloPayload& hello);
+
 // Checks the welcome payload `payload` (WelcomePayload, then the reason of a
 // refusal; trailing zero padding is ignored) that server `where` sent:
 //   - too short, or the magic or version is not ours: kProtocol, "<where> is

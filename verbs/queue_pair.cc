@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "verbs/error.h"
+#include "verbs/resources.h"
 
 namespace sharry::verbs {
 
@@ -37,13 +38,9 @@ StatusOr<QpCaps> CreateRcQp(CmId& id, ibv_pd* pd, ibv_cq* send_cq, ibv_cq* recv_
 }
 
 Status PostRecv(ibv_qp* qp, uint64_t wr_id, void* addr, uint32_t len, uint32_t lkey) {
-  ibv_sge sge{reinterpret_cast<uintptr_t>(addr), len, lkey};
-  ibv_recv_wr wr{};
-  wr.wr_id = wr_id;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
+  OneRecv r(wr_id, addr, len, lkey);
   ibv_recv_wr* bad = nullptr;
-  if (int rc = ibv_post_recv(qp, &wr, &bad); rc != 0) return VerbFailed("ibv_post_recv", rc);
+  if (int rc = ibv_post_recv(qp, &r.wr, &bad); rc != 0) return VerbFailed("ibv_post_recv", rc);
   return Status::Ok();
 }
 

@@ -1,12 +1,12 @@
 #include "verbs/resources.h"
 
 #include <glog/logging.h>
-#include <fcntl.h>
 #include <poll.h>
 
 #include <cerrno>
 
 #include "verbs/error.h"
+#include "verbs/socket_util.h"
 
 namespace sharry::verbs {
 
@@ -34,16 +34,9 @@ StatusOr<ProtectionDomain> ProtectionDomain::Create(ibv_context* ctx) {
   return ProtectionDomain(pd);
 }
 
-ProtectionDomain& ProtectionDomain::operator=(ProtectionDomain&& o) noexcept {
-  std::swap(pd_, o.pd_);
-  return *this;
-}
-
-ProtectionDomain::~ProtectionDomain() {
-  if (pd_ != nullptr) {
-    if (int rc = ibv_dealloc_pd(pd_); rc != 0)
-      LOG(ERROR) << VerbFailed("ibv_dealloc_pd", rc) << " (an object still uses the PD)";
-  }
+void DeallocPd(ibv_pd* pd) {
+  if (int rc = ibv_dealloc_pd(pd); rc != 0)
+    LOG(ERROR) << VerbFailed("ibv_dealloc_pd", rc) << " (an object still uses the PD)";
 }
 
 StatusOr<MemoryRegion> MemoryRegion::Register(ibv_pd* pd, void* addr, size_t len, int access) {
@@ -58,26 +51,17 @@ StatusOr<MemoryRegion> MemoryRegion::Register(ibv_pd* pd, void* addr, size_t len
   return MemoryRegion(mr);
 }
 
-MemoryRegion& MemoryRegion::operator=(MemoryRegion&& o) noexcept {
-  std::swap(mr_, o.mr_);
-  return *this;
-}
-
-MemoryRegion::~MemoryRegion() {
-  if (mr_ != nullptr) {
-    if (int rc = ibv_dereg_mr(mr_); rc != 0) LOG(ERROR) << VerbFailed("ibv_dereg_mr", rc);
-  }
+void DeregMr(ibv_mr* mr) {
+  if (int rc = ibv_dereg_mr(mr); rc != 0) LOG(ERROR) << VerbFailed("ibv_dereg_mr", rc);
 }
 
 StatusOr<CompletionChannel> CompletionChannel::Create(ibv_context* ctx) {
   ibv_comp_channel* ch = ibv_create_comp_channel(ctx);
   if (ch == nullptr) return VerbFailed("ibv_create_comp_channel", errno);
   // Non-blocking, so that Sleep() never blocks in ibv_get_cq_event.
-  int flags = fcntl(ch->fd, F_GETFL);
-  if (flags < 0 || fcntl(ch->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-    int err = errno;
+  if (Status s = net::SetNonBlocking(ch->fd, true); !s.ok()) {
     ibv_destroy_comp_channel(ch);
-    return VerbFailed("fcntl(completion channel, O_NONBLOCK)", err);
+    return s.WithContext("completion channel, O_NONBLOCK");
   }
   return CompletionChannel(ch);
 }
@@ -149,13 +133,9 @@ SharedReceiveQueue::~SharedReceiveQueue() {
 }
 
 Status SharedReceiveQueue::PostRecv(uint64_t wr_id, void* addr, uint32_t len, uint32_t lkey) const {
-  ibv_sge sge{reinterpret_cast<uintptr_t>(addr), len, lkey};
-  ibv_recv_wr wr{};
-  wr.wr_id = wr_id;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
+  OneRecv r(wr_id, addr, len, lkey);
   ibv_recv_wr* bad = nullptr;
-  if (int rc = ibv_post_srq_recv(srq_, &wr, &bad); rc != 0) return VerbFailed("ibv_post_srq_recv", rc);
+  if (int rc = ibv_post_srq_recv(srq_, &r.wr, &bad); rc != 0) return VerbFailed("ibv_post_srq_recv", rc);
   return Status::Ok();
 }
 

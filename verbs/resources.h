@@ -38,17 +38,24 @@ struct DeviceCaps {
 };
 StatusOr<DeviceCaps> QueryDeviceCaps(ibv_context* ctx);
 
+// The verbs that destroy a PD and an MR, logging a failure (a destructor
+// cannot return it), and the deleter that calls one: ProtectionDomain and
+// MemoryRegion are movable owners through it.
+void DeallocPd(ibv_pd* pd);
+void DeregMr(ibv_mr* mr);
+template <typename T, void (*Destroy)(T*)>
+struct VerbsDeleter {
+  void operator()(T* p) const { Destroy(p); }
+};
+
 class ProtectionDomain {
  public:
   static StatusOr<ProtectionDomain> Create(ibv_context* ctx);
-  ProtectionDomain(ProtectionDomain&& o) noexcept : pd_(o.pd_) { o.pd_ = nullptr; }
-  ProtectionDomain& operator=(ProtectionDomain&& o) noexcept;
-  ~ProtectionDomain();
-  ibv_pd* get() const { return pd_; }
+  ibv_pd* get() const { return pd_.get(); }
 
  private:
   explicit ProtectionDomain(ibv_pd* pd) : pd_(pd) {}
-  ibv_pd* pd_ = nullptr;
+  std::unique_ptr<ibv_pd, VerbsDeleter<ibv_pd, DeallocPd>> pd_;
 };
 
 // A registered memory region. Large regions (the UMA) are registered ONCE;
@@ -60,11 +67,8 @@ class MemoryRegion {
       IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE;
 
   static StatusOr<MemoryRegion> Register(ibv_pd* pd, void* addr, size_t len, int access);
-  MemoryRegion(MemoryRegion&& o) noexcept : mr_(o.mr_) { o.mr_ = nullptr; }
-  MemoryRegion& operator=(MemoryRegion&& o) noexcept;
-  ~MemoryRegion();
 
-  ibv_mr* get() const { return mr_; }
+  ibv_mr* get() const { return mr_.get(); }
   uint32_t lkey() const { return mr_->lkey; }
   uint32_t rkey() const { return mr_->rkey; }
   uint8_t* addr() const { return static_cast<uint8_t*>(mr_->addr); }
@@ -77,7 +81,7 @@ class MemoryRegion {
 
  private:
   explicit MemoryRegion(ibv_mr* mr) : mr_(mr) {}
-  ibv_mr* mr_ = nullptr;
+  std::unique_ptr<ibv_mr, VerbsDeleter<ibv_mr, DeregMr>> mr_;
 };
 
 class CompletionChannel {
@@ -116,6 +120,21 @@ class CompletionQueue {
   explicit CompletionQueue(ibv_cq* cq) : cq_(cq) {}
   ibv_cq* cq_ = nullptr;
   unsigned unacked_ = 0;  // CQ events got but not yet acknowledged
+};
+
+// A receive work request for one buffer, as SharedReceiveQueue::PostRecv
+// and PostRecv (queue_pair.h) post it. Not copyable: wr points at sge.
+struct OneRecv {
+  OneRecv(uint64_t wr_id, void* addr, uint32_t len, uint32_t lkey)
+      : sge{reinterpret_cast<uintptr_t>(addr), len, lkey} {
+    wr.wr_id = wr_id;
+    wr.sg_list = &sge;
+    wr.num_sge = 1;
+  }
+  OneRecv(const OneRecv&) = delete;
+  OneRecv& operator=(const OneRecv&) = delete;
+  ibv_sge sge;
+  ibv_recv_wr wr{};
 };
 
 class SharedReceiveQueue {

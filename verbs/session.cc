@@ -7,13 +7,13 @@ namespace sharry::internal {
 std::shared_ptr<SessionTable::Session> SessionTable::OpenRoot(ClientId id) {
   auto s = std::make_shared<Session>(id);
   s->Touch();
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   live_[id] = s;
   return s;
 }
 
 StatusOr<std::shared_ptr<SessionTable::Session>> SessionTable::Join(ClientId root) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   auto it = live_.find(root);
   if (it == live_.end() || it->second->over.load())
     return Status::Unavailable("session " + std::to_string(root) +
@@ -34,7 +34,7 @@ bool SessionTable::Expired(Session& s, Clock::time_point now) {
 }
 
 void SessionTable::End(Session& s, const char* why) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   if (s.over.load()) return;
   s.why = why;
   s.over.store(true);
@@ -43,7 +43,7 @@ void SessionTable::End(Session& s, const char* why) {
 
 std::vector<ClientId> SessionTable::Leave(const std::shared_ptr<Session>& s, ClientId id) {
   std::vector<ClientId> due;
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   if (id == s->root) {
     s->root_closed = true;
     if (!s->over.load()) {
@@ -64,7 +64,7 @@ std::vector<ClientId> SessionTable::Leave(const std::shared_ptr<Session>& s, Cli
 }
 
 size_t SessionTable::sessions() const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   return live_.size();
 }
 

@@ -26,15 +26,11 @@ using wire::MsgHeader;
 
 using wire::kMaxTcpChunk;  // one kRead/kWrite frame moves at most this
 
-class TcpClient final : public TransportClient {
+class TcpClient final : public internal::CopyingClient {
  public:
   static StatusOr<std::unique_ptr<TransportClient>> Connect(const ClientOptions& o);
 
   TransportKind kind() const override { return TransportKind::kTcp; }
-  const ConnectionInfo& info() const override { return info_; }
-  Status RegisterLocal(void*, size_t) override { return Status::Ok(); }
-  Status ReadBatch(std::span<const RemoteOp> ops) override { return Batch(ops, false); }
-  Status WriteBatch(std::span<const RemoteOp> ops) override { return Batch(ops, true); }
   Status CallMany(std::span<const std::span<const uint8_t>> requests,
                   std::vector<std::vector<uint8_t>>* responses) override;
   bool alive() const override { return dead_.ok(); }
@@ -56,7 +52,7 @@ class TcpClient final : public TransportClient {
   }
   // Reads one reply header; a kError frame becomes its Status (connection stays up).
   Status RecvReply(uint64_t tag, Kind expected, MsgHeader* h);
-  Status Batch(std::span<const RemoteOp> ops, bool write);
+  Status Batch(std::span<const RemoteOp> ops, bool write) override;
   // Receives exactly n bytes through a read buffer (one recv serves many
   // small replies); large payloads go straight into dst.
   Status Recv(void* dst, size_t n);
@@ -65,7 +61,6 @@ class TcpClient final : public TransportClient {
 
   net::Fd fd_;
   ClientOptions opts_;
-  ConnectionInfo info_;
   Status dead_;
   uint64_t next_tag_ = 1;
 };
@@ -233,11 +228,7 @@ Status TcpClient::Batch(std::span<const RemoteOp> ops, bool write) {
 Status TcpClient::CallMany(std::span<const std::span<const uint8_t>> requests,
                            std::vector<std::vector<uint8_t>>* responses) {
   SHARRY_RETURN_IF_ERROR(CheckAlive());
-  for (const auto& r : requests)
-    if (r.size() + sizeof(MsgHeader) > info_.max_message)
-      return Status::InvalidArgument("request of " + std::to_string(r.size()) +
-                                     " B exceeds the largest message (" +
-                                     std::to_string(info_.max_message) + " B with header)");
+  for (const auto& r : requests) SHARRY_RETURN_IF_ERROR(internal::CheckRequestSize(r.size(), info_.max_message));
   responses->assign(requests.size(), {});
   const size_t window = std::max<uint32_t>(1, info_.credits);
   const uint64_t base = next_tag_;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "verbs/handshake.h"
 #include "verbs/transport.h"
 
 namespace sharry::internal {
@@ -135,12 +136,7 @@ void TcpFraming::Greet(Sink& sink) {
     sink.OnRefuse(hdr_.tag, code, why);
     Close(sink, "refused: " + why);
   };
-  if (hello.magic != wire::WelcomePayload{}.magic || hello.version != wire::kVersion)
-    return refuse(StatusCode::kProtocol, "not a Sharry client of protocol version " + std::to_string(wire::kVersion));
-  if (hello.max_message < wire::kMinMessage || hello.max_message > wire::kMaxMessage)
-    return refuse(StatusCode::kInvalidArgument, "hello max_message " + std::to_string(hello.max_message) +
-                                                    " out of range " + std::to_string(wire::kMinMessage) + ".." +
-                                                    std::to_string(wire::kMaxMessage));
+  if (Status s = CheckHello(hello); !s.ok()) return refuse(s.code(), s.message());
   const uint32_t max_message = std::min(max_message_, hello.max_message);
   if (Status s = sink.OnHello(hdr_.tag, hello, max_message); !s.ok()) return refuse(s.code(), s.message());
   greeted_ = true;

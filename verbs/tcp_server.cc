@@ -126,7 +126,7 @@ void TcpServer::AcceptLoop() {
     if (opts_.keepalive_s > 0) (void)net::SetKeepAlive(fd, opts_.keepalive_s);
     Poller* p = pollers_[rr++ % pollers_.size()].get();
     {
-      std::lock_guard<std::mutex> l(p->mu);
+      MutexLock l(&p->mu);
       p->incoming.push_back(fd);
     }
     uint64_t one = 1;
@@ -176,7 +176,7 @@ void TcpServer::PollLoop(Poller* p) {
         (void)!::read(p->wake.get(), &v, sizeof v);
         std::vector<int> fds;
         {
-          std::lock_guard<std::mutex> l(p->mu);
+          MutexLock l(&p->mu);
           fds.swap(p->incoming);
         }
         for (int fd : fds) Adopt(p, fd);

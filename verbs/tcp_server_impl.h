@@ -16,22 +16,23 @@
 //                      queueing and flushing replies
 //   tcp_framing.h/.cc  the input parser, driven by bytes
 //   tcp_client.cc      the client
-//   handshake.h/.cc    hello/welcome encoding and CheckWelcome (both backends)
+//   handshake.h/.cc    hello/welcome encoding, CheckHello and CheckWelcome (both backends)
 #pragma once
 
 #include <atomic>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "base/mutex.h"
 #include "verbs/session.h"
 #include "verbs/socket_util.h"
 #include "verbs/tcp_framing.h"
+#include "verbs/transport_internal.h"
 #include "verbs/transport.h"
 #include "verbs/wire.h"
 
@@ -92,23 +93,21 @@ struct TcpConn {
   }
 };
 
-class TcpServer final : public TransportServer {
+class TcpServer final : public NetServer {
  public:
-  TcpServer(const ServerOptions& o, RequestHandler* h)
-      : opts_(o), handler_(h), sessions_(o.lease_ms) {}
+  TcpServer(const ServerOptions& o, RequestHandler* h) : NetServer(TransportKind::kTcp, o, h) {}
   ~TcpServer() override;
   Status Start();
-  uint16_t port() const override { return port_; }
-  size_t num_clients() const override { return clients_.load(); }
-  TransportKind kind() const override { return TransportKind::kTcp; }
 
  private:
   struct Poller {
     int index = 0;
     net::Fd epfd;
     net::Fd wake;  // eventfd: new connections handed over
-    std::mutex mu;
-    std::vector<int> incoming;  // GUARDED_BY(mu)
+    // The acceptor hands fds over under mu (a leaf lock, the only one of
+    // this server besides SessionTable's, which is never taken under it).
+    Mutex mu;
+    std::vector<int> incoming GUARDED_BY(mu);
     std::unordered_map<int, std::unique_ptr<TcpConn>> conns;  // poller thread only
     std::thread thread;
     std::vector<uint8_t> response;  // handler output buffer
@@ -135,14 +134,8 @@ class TcpServer final : public TransportServer {
   void StartClosing(TcpConn* c, const std::string& why);
   void Close(Poller* p, TcpConn* c);
 
-  ServerOptions opts_;
-  RequestHandler* handler_;
-  SessionTable sessions_;
   net::Fd listen_fd_;
   net::Fd reserve_fd_;  // spent to accept-and-refuse when out of descriptors
-  uint16_t port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::atomic<size_t> clients_{0};     // greeted connections
   std::atomic<size_t> handshakes_{0};  // accepted, not greeted yet
   std::atomic<uint32_t> next_client_id_{1};
   std::thread acceptor_;

@@ -91,6 +91,13 @@ Status OutOfRange(std::string_view name, int64_t v, int64_t lo, int64_t hi) {
 }
 }  // namespace
 
+Status CheckRequestSize(size_t n, uint32_t max_message) {
+  if (n + sizeof(wire::MsgHeader) > max_message)
+    return Status::InvalidArgument("request of " + std::to_string(n) + " B exceeds the largest message (" +
+                                   std::to_string(max_message) + " B with header)");
+  return Status::Ok();
+}
+
 Status CheckServerOptions(const ServerOptions& o) {
   SHARRY_RETURN_IF_ERROR(OutOfRange("max_message", o.max_message, wire::kMinMessage, wire::kMaxMessage));
   SHARRY_RETURN_IF_ERROR(OutOfRange("num_pollers", o.num_pollers, 1, 64));

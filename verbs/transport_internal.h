@@ -5,9 +5,11 @@
 //          (the server's socket-free input parser)
 //   verbs  verbs_client_impl.h + verbs_client.cc, verbs_client_data.cc;
 //          verbs_server_impl.h + verbs_server.cc, verbs_server_poll.cc
-//   both   handshake.h/.cc (EncodeWelcome, CheckWelcome), session.h/.cc
+//   both   handshake.h/.cc (EncodeWelcome, CheckHello, CheckWelcome), session.h/.cc;
+//          NetServer, CopyingClient and CheckRequestSize below
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "verbs/session.h"
 #include "verbs/transport.h"
 
 namespace sharry::internal {
@@ -29,6 +32,52 @@ StatusOr<std::unique_ptr<TransportClient>> ConnectVerbsClient(const ClientOption
 // verbs/transport_loopback.cc: in-process, for tests (verbs/fault_injection.h).
 StatusOr<std::unique_ptr<TransportServer>> StartLoopbackServer(const ServerOptions& o, RequestHandler* h);
 StatusOr<std::unique_ptr<TransportClient>> ConnectLoopbackClient(const ClientOptions& o);
+
+// What the network servers (TcpServer, VerbsServer) share: their options,
+// handler and sessions, the port they listen on, the stop flag of their
+// threads and the count num_clients() reports (greeted connections over tcp,
+// established ones over verbs). The members outlive the derived server's,
+// whose destructor stops its threads.
+class NetServer : public TransportServer {
+ public:
+  uint16_t port() const override { return port_; }
+  size_t num_clients() const override { return clients_.load(); }
+  TransportKind kind() const override { return kind_; }
+
+ protected:
+  NetServer(TransportKind kind, const ServerOptions& o, RequestHandler* h)
+      : kind_(kind), opts_(o), handler_(h), sessions_(o.lease_ms) {}
+
+  const TransportKind kind_;
+  const ServerOptions opts_;
+  RequestHandler* const handler_;
+  SessionTable sessions_;
+  uint16_t port_ = 0;  // set by Start
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> clients_{0};
+};
+
+// What the tcp and loopback clients share: their data path copies bytes
+// (over a socket, or in process), so there is nothing to register; READ and
+// WRITE batches both go through Batch(ops, write); the ConnectionInfo is
+// set at connect.
+class CopyingClient : public TransportClient {
+ public:
+  const ConnectionInfo& info() const override { return info_; }
+  Status RegisterLocal(void*, size_t) override { return Status::Ok(); }
+  Status ReadBatch(std::span<const RemoteOp> ops) override { return Batch(ops, false); }
+  Status WriteBatch(std::span<const RemoteOp> ops) override { return Batch(ops, true); }
+
+ protected:
+  explicit CopyingClient(const ConnectionInfo& info = {}) : info_(info) {}
+  virtual Status Batch(std::span<const RemoteOp> ops, bool write) = 0;
+
+  ConnectionInfo info_;
+};
+
+// A request of n bytes fits one message of max_message bytes with its
+// header; else kInvalidArgument naming both (every backend's client checks).
+Status CheckRequestSize(size_t n, uint32_t max_message);
 
 // Every ServerOptions field in its range (the message names the field, the
 // value and the range).

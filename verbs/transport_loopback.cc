@@ -22,6 +22,15 @@
 // closing it takes op_mu exclusively, so a connection is closed only
 // between its operations, and a session's root OnDisconnect (which reclaims
 // its far memory) runs after every member's operations are over.
+//
+// Locks, in the order they may nest (written once, here; the analysis
+// checks what each guards, the order is kept by hand):
+//   g_registry_mu   -> LoopCore::mu_ -> SessionTable::mu_ (verbs/session.h)
+//   LoopConn::op_mu -> LoopCore::mu_, LoopConn::why_mu
+//   LoopConn::why_mu: a leaf
+// A FaultPlan's lock is taken with none of them held. The RequestHandler
+// runs under its connection's op_mu only (Handle shared, OnDisconnect
+// exclusive); OnConnect under none.
 #include <glog/logging.h>
 
 #include <algorithm>
@@ -29,11 +38,10 @@
 #include <chrono>
 #include <cstring>
 #include <map>
-#include <mutex>
-#include <shared_mutex>
 #include <thread>
 #include <unordered_map>
 
+#include "base/mutex.h"
 #include "verbs/fault_injection.h"
 #include "verbs/session.h"
 #include "verbs/transport_internal.h"
@@ -49,18 +57,18 @@ namespace {
 struct LoopConn {
   ClientId id = 0;
   std::shared_ptr<SessionTable::Session> session;
-  std::shared_mutex op_mu;      // shared by each operation, exclusive to close
-  std::mutex why_mu;
+  SharedMutex op_mu;            // shared by each operation, exclusive to close
+  Mutex why_mu;
   std::atomic<bool> closed{false};  // set once, under why_mu, after why
-  Status why;                   // GUARDED_BY(why_mu): why the server closed it
+  Status why GUARDED_BY(why_mu);    // why the server closed it
 };
 
 class LoopServer;
 
 // Port -> server. Servers unregister in their destructor.
-std::mutex g_registry_mu;
-std::map<uint16_t, LoopServer*> g_registry;  // GUARDED_BY(g_registry_mu)
-uint16_t g_next_port = 1;                     // GUARDED_BY(g_registry_mu)
+Mutex g_registry_mu;
+std::map<uint16_t, LoopServer*> g_registry GUARDED_BY(g_registry_mu);
+uint16_t g_next_port GUARDED_BY(g_registry_mu) = 1;
 
 // The server's state; shared with its clients so that a client outliving
 // the server finds it stopped rather than gone.
@@ -71,24 +79,24 @@ class LoopCore {
   const ServerOptions& opts() const { return opts_; }
   RequestHandler* handler() const { return handler_; }
 
-  std::shared_ptr<FaultPlan> plan() const {
-    std::lock_guard<std::mutex> l(mu_);
+  std::shared_ptr<FaultPlan> plan() const EXCLUDES(mu_) {
+    MutexLock l(&mu_);
     return plan_;
   }
-  void set_plan(std::shared_ptr<FaultPlan> p) {
-    std::lock_guard<std::mutex> l(mu_);
+  void set_plan(std::shared_ptr<FaultPlan> p) EXCLUDES(mu_) {
+    MutexLock l(&mu_);
     plan_ = std::move(p);
   }
 
-  size_t num_clients() const {
-    std::lock_guard<std::mutex> l(mu_);
+  size_t num_clients() const EXCLUDES(mu_) {
+    MutexLock l(&mu_);
     return conns_.size();
   }
 
-  StatusOr<std::shared_ptr<LoopConn>> Open(ClientId session, uint16_t port) {
+  StatusOr<std::shared_ptr<LoopConn>> Open(ClientId session, uint16_t port) EXCLUDES(mu_) {
     auto c = std::make_shared<LoopConn>();
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(&mu_);
       if (stopped_) return Status::Unavailable("loopback server on port " + std::to_string(port) + " is stopping");
       const size_t greeted = conns_.size();
       if (greeted >= static_cast<size_t>(opts_.max_clients))
@@ -114,7 +122,7 @@ class LoopCore {
   }
 
   // Closes `c` (a root: its whole session, members first). Idempotent.
-  void Close(const std::shared_ptr<LoopConn>& c, const Status& why) {
+  void Close(const std::shared_ptr<LoopConn>& c, const Status& why) EXCLUDES(mu_) {
     if (c->id == c->session->root) {
       sessions_.End(*c->session, "its root connection closed");
       for (const auto& m : SessionMembers(c->session->root)) CloseOne(m, why);
@@ -123,10 +131,10 @@ class LoopCore {
   }
 
   // Closes the session of `c`, as when its root drops: members first.
-  void CloseSession(const std::shared_ptr<LoopConn>& c, const Status& why) {
+  void CloseSession(const std::shared_ptr<LoopConn>& c, const Status& why) EXCLUDES(mu_) {
     std::shared_ptr<LoopConn> root;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(&mu_);
       auto it = conns_.find(c->session->root);
       if (it != conns_.end()) root = it->second;
     }
@@ -134,10 +142,10 @@ class LoopCore {
   }
 
   // Closes every connection: members first, then the roots.
-  void CloseAll(const Status& why) {
+  void CloseAll(const Status& why) EXCLUDES(mu_) {
     std::vector<std::shared_ptr<LoopConn>> all;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(&mu_);
       for (auto& [id, c] : conns_) all.push_back(c);
     }
     std::stable_partition(all.begin(), all.end(),
@@ -145,37 +153,37 @@ class LoopCore {
     for (const auto& c : all) Close(c, why);
   }
 
-  void Stop() {
+  void Stop() EXCLUDES(mu_) {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(&mu_);
       stopped_ = true;
     }
     CloseAll(Status::Disconnected("the loopback server stopped"));
   }
 
  private:
-  std::vector<std::shared_ptr<LoopConn>> SessionMembers(ClientId root) {
+  std::vector<std::shared_ptr<LoopConn>> SessionMembers(ClientId root) EXCLUDES(mu_) {
     std::vector<std::shared_ptr<LoopConn>> out;
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     for (auto& [id, c] : conns_)
       if (c->session->root == root && c->id != root) out.push_back(c);
     return out;
   }
 
-  void CloseOne(const std::shared_ptr<LoopConn>& c, const Status& why) {
+  void CloseOne(const std::shared_ptr<LoopConn>& c, const Status& why) EXCLUDES(mu_) {
     {
       // The reason first, then `closed`: whoever sees it closed reads why.
-      std::lock_guard<std::mutex> l(c->why_mu);
+      MutexLock l(&c->why_mu);
       if (c->closed.load(std::memory_order_relaxed)) return;
       c->why = why;
       c->closed.store(true, std::memory_order_release);
     }
     // Wait for an operation in flight on it (never our own: a fault closes
     // its connection before the operation takes op_mu).
-    std::unique_lock<std::shared_mutex> ex(c->op_mu);
+    WriterMutexLock ex(&c->op_mu);
     std::vector<ClientId> due;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(&mu_);
       conns_.erase(c->id);
       due = sessions_.Leave(c->session, c->id);
     }
@@ -186,11 +194,11 @@ class LoopCore {
   const ServerOptions opts_;
   RequestHandler* const handler_;
   SessionTable sessions_;
-  mutable std::mutex mu_;
-  std::unordered_map<ClientId, std::shared_ptr<LoopConn>> conns_;  // GUARDED_BY(mu_)
-  ClientId next_id_ = 1;                                           // GUARDED_BY(mu_)
-  bool stopped_ = false;                                           // GUARDED_BY(mu_)
-  std::shared_ptr<FaultPlan> plan_;                                // GUARDED_BY(mu_)
+  mutable Mutex mu_ ACQUIRED_AFTER(g_registry_mu);
+  std::unordered_map<ClientId, std::shared_ptr<LoopConn>> conns_ GUARDED_BY(mu_);
+  ClientId next_id_ GUARDED_BY(mu_) = 1;
+  bool stopped_ GUARDED_BY(mu_) = false;
+  std::shared_ptr<FaultPlan> plan_ GUARDED_BY(mu_);
 };
 
 class LoopServer final : public TransportServer {
@@ -199,7 +207,7 @@ class LoopServer final : public TransportServer {
       : core_(std::make_shared<LoopCore>(o, h)), port_(port) {}
   ~LoopServer() override {
     {
-      std::lock_guard<std::mutex> l(g_registry_mu);
+      MutexLock l(&g_registry_mu);
       g_registry.erase(port_);
     }
     core_->Stop();
@@ -214,18 +222,13 @@ class LoopServer final : public TransportServer {
   const uint16_t port_;
 };
 
-class LoopClient final : public TransportClient {
+class LoopClient final : public CopyingClient {
  public:
-  LoopClient(std::shared_ptr<LoopCore> core, std::shared_ptr<LoopConn> conn, ConnectionInfo info)
-      : core_(std::move(core)), conn_(std::move(conn)), info_(info) {}
+  LoopClient(std::shared_ptr<LoopCore> core, std::shared_ptr<LoopConn> conn, const ConnectionInfo& info)
+      : CopyingClient(info), core_(std::move(core)), conn_(std::move(conn)) {}
   ~LoopClient() override { core_->Close(conn_, Status::Disconnected("the client closed the connection")); }
 
   TransportKind kind() const override { return TransportKind::kLoopback; }
-  const ConnectionInfo& info() const override { return info_; }
-  Status RegisterLocal(void*, size_t) override { return Status::Ok(); }
-
-  Status ReadBatch(std::span<const RemoteOp> ops) override { return Batch(ops, false); }
-  Status WriteBatch(std::span<const RemoteOp> ops) override { return Batch(ops, true); }
   Status CallMany(std::span<const std::span<const uint8_t>> requests,
                   std::vector<std::vector<uint8_t>>* responses) override;
 
@@ -233,7 +236,7 @@ class LoopClient final : public TransportClient {
   Status dead_reason() const override {
     if (!dead_.ok()) return dead_;
     if (!conn_->closed.load(std::memory_order_acquire)) return Status::Ok();
-    std::lock_guard<std::mutex> l(conn_->why_mu);
+    MutexLock l(&conn_->why_mu);
     return conn_->why;
   }
 
@@ -251,11 +254,10 @@ class LoopClient final : public TransportClient {
   // the operation must not be done (its status); sets *drop_reply for
   // kDropReply (done, then the client times out).
   Status Inject(FaultOp op, bool* drop_reply);
-  Status Batch(std::span<const RemoteOp> ops, bool write);
+  Status Batch(std::span<const RemoteOp> ops, bool write) override;
 
   std::shared_ptr<LoopCore> core_;
   std::shared_ptr<LoopConn> conn_;
-  ConnectionInfo info_;
   Status dead_;  // set by this client (a dropped reply)
 };
 
@@ -298,7 +300,7 @@ Status LoopClient::Batch(std::span<const RemoteOp> ops, bool write) {
     bool drop = false;
     if (Status s = Inject(write ? FaultOp::kWrite : FaultOp::kRead, &drop); !s.ok()) return s;
     {
-      std::shared_lock<std::shared_mutex> l(conn_->op_mu);
+      ReaderMutexLock l(&conn_->op_mu);
       SHARRY_RETURN_IF_ERROR(CheckAlive());
       if (op.length > 0) {
         if (write) std::memcpy(region + op.offset, op.local, op.length);
@@ -313,11 +315,7 @@ Status LoopClient::Batch(std::span<const RemoteOp> ops, bool write) {
 Status LoopClient::CallMany(std::span<const std::span<const uint8_t>> requests,
                             std::vector<std::vector<uint8_t>>* responses) {
   SHARRY_RETURN_IF_ERROR(CheckAlive());
-  for (const auto& r : requests)
-    if (r.size() + sizeof(wire::MsgHeader) > info_.max_message)
-      return Status::InvalidArgument("request of " + std::to_string(r.size()) +
-                                     " B exceeds the largest message (" + std::to_string(info_.max_message) +
-                                     " B with header)");
+  for (const auto& r : requests) SHARRY_RETURN_IF_ERROR(CheckRequestSize(r.size(), info_.max_message));
   responses->assign(requests.size(), {});
   const size_t max_payload = info_.max_message - sizeof(wire::MsgHeader);
   Status first;
@@ -330,7 +328,7 @@ Status LoopClient::CallMany(std::span<const std::span<const uint8_t>> requests,
     }
     auto& out = (*responses)[i];
     {
-      std::shared_lock<std::shared_mutex> l(conn_->op_mu);
+      ReaderMutexLock l(&conn_->op_mu);
       SHARRY_RETURN_IF_ERROR(CheckAlive());
       out.resize(max_payload);
       const size_t n = core_->handler()->Handle(conn_->id, requests[i], std::span<uint8_t>(out.data(), max_payload));
@@ -345,7 +343,7 @@ Status LoopClient::CallMany(std::span<const std::span<const uint8_t>> requests,
 }  // namespace
 
 StatusOr<std::unique_ptr<TransportServer>> StartLoopbackServer(const ServerOptions& o, RequestHandler* h) {
-  std::lock_guard<std::mutex> l(g_registry_mu);
+  MutexLock l(&g_registry_mu);
   uint16_t port = o.port;
   if (port != 0) {
     if (g_registry.count(port))
@@ -365,7 +363,7 @@ StatusOr<std::unique_ptr<TransportServer>> StartLoopbackServer(const ServerOptio
 StatusOr<std::unique_ptr<TransportClient>> ConnectLoopbackClient(const ClientOptions& o) {
   std::shared_ptr<LoopCore> core;
   {
-    std::lock_guard<std::mutex> l(g_registry_mu);
+    MutexLock l(&g_registry_mu);
     auto it = g_registry.find(o.port);
     if (it == g_registry.end())
       return Status::Unavailable("connect loopback:" + std::to_string(o.port) +
@@ -387,7 +385,7 @@ StatusOr<std::unique_ptr<TransportClient>> ConnectLoopbackClient(const ClientOpt
 }  // namespace internal
 
 Status SetLoopbackFaults(uint16_t port, std::shared_ptr<FaultPlan> plan) {
-  std::lock_guard<std::mutex> l(internal::g_registry_mu);
+  MutexLock l(&internal::g_registry_mu);
   auto it = internal::g_registry.find(port);
   if (it == internal::g_registry.end())
     return Status::NotFound("no loopback server on port " + std::to_string(port));

@@ -31,14 +31,8 @@ StatusOr<std::unique_ptr<TransportClient>> VerbsClient::Connect(const ClientOpti
 
 Status VerbsClient::ConnectOnce() {
   where_ = opts_.server_addr + ":" + std::to_string(opts_.port);
-  auto ch = CmEventChannel::Create();
-  if (!ch.ok()) return ch.status();
-  channel_.emplace(std::move(*ch));
-  auto id = CmId::Create(*channel_);
-  if (!id.ok()) return id.status();
-  id_ = std::move(*id);
-  SHARRY_RETURN_IF_ERROR(verbs::ResolveRoute(*channel_, id_, opts_.server_addr, opts_.port,
-                                             opts_.connect_timeout_ms));
+  SHARRY_RETURN_IF_ERROR(
+      verbs::OpenAndResolve(&channel_, &id_, opts_.server_addr, opts_.port, opts_.connect_timeout_ms));
   ibv_context* ctx = id_->verbs;
   auto caps = verbs::QueryDeviceCaps(ctx);
   if (!caps.ok()) return caps.status();

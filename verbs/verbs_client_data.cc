@@ -148,12 +148,7 @@ Status VerbsClient::Batch(std::span<const RemoteOp> ops, bool write) {
   return flush();
 }
 
-Status VerbsClient::CheckRequestSize(size_t n) const {
-  if (n + sizeof(MsgHeader) > info_.max_message)
-    return Status::InvalidArgument("request of " + std::to_string(n) + " B exceeds the largest message (" +
-                                   std::to_string(info_.max_message) + " B with header)");
-  return Status::Ok();
-}
+Status VerbsClient::CheckRequestSize(size_t n) const { return internal::CheckRequestSize(n, info_.max_message); }
 
 Status VerbsClient::PostRequest(uint64_t tag, std::span<const uint8_t> request) {
   // Request `tag` uses send slot tag % credits; it is reused only after the

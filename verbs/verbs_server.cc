@@ -174,12 +174,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   wire::HelloPayload hello{};
   if (pdata.size() < sizeof hello) return reject(StatusCode::kProtocol, "no hello in private data");
   std::memcpy(&hello, pdata.data(), sizeof hello);
-  if (hello.magic != wire::WelcomePayload{}.magic || hello.version != wire::kVersion)
-    return reject(StatusCode::kProtocol, "not a Sharry client of protocol version " + std::to_string(wire::kVersion));
-  if (hello.max_message < wire::kMinMessage || hello.max_message > wire::kMaxMessage)
-    return reject(StatusCode::kInvalidArgument, "hello max_message " + std::to_string(hello.max_message) +
-                                                    " out of range " + std::to_string(wire::kMinMessage) + ".." +
-                                                    std::to_string(wire::kMaxMessage));
+  if (Status s = CheckHello(hello); !s.ok()) return reject(s.code(), s.message());
   if (ctx_ == nullptr) {
     if (Status s = InitDevice(id->verbs); !s.ok()) return reject(StatusCode::kInternal, s.ToString());
   } else if (id->verbs != ctx_) {
@@ -235,7 +230,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   w.rkey = region_mr_ ? region_mr_->rkey() : 0;
   w.credits = opts_.credits;
   {
-    std::unique_lock l(conns_mu_);
+    WriterMutexLock l(&conns_mu_);
     by_qp_[conn->id.qp()->qp_num] = conn.get();
   }
   rdma_conn_param param{};
@@ -248,7 +243,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   if (rdma_accept(id, &param) != 0) {
     LOG(ERROR) << verbs::VerbFailed("rdma_accept", errno);
     sessions_.Leave(session, conn->client_id);
-    std::unique_lock l(conns_mu_);
+    WriterMutexLock l(&conns_mu_);
     by_qp_.erase(conn->id.qp()->qp_num);
     ev.Ack();
     return;
@@ -263,7 +258,7 @@ void VerbsServer::DropConn(rdma_cm_id* id, const std::string& why) {
   std::unique_ptr<Conn> c = std::move(it->second);
   by_id_.erase(it);
   {
-    std::unique_lock l(conns_mu_);
+    WriterMutexLock l(&conns_mu_);
     by_qp_.erase(c->id.qp()->qp_num);
   }
   // The QP goes to error first: no READ or WRITE of this connection can

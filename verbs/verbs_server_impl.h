@@ -25,30 +25,28 @@
 #include <deque>
 #include <memory>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "base/mutex.h"
 #include "verbs/cm.h"
 #include "verbs/queue_pair.h"
 #include "verbs/resources.h"
 #include "verbs/session.h"
 #include "verbs/transport.h"
+#include "verbs/transport_internal.h"
 #include "verbs/verbs_common.h"
 #include "verbs/wire.h"
 
 namespace sharry::internal {
 
-class VerbsServer final : public TransportServer {
+class VerbsServer final : public NetServer {
  public:
-  VerbsServer(const ServerOptions& o, RequestHandler* h) : opts_(o), handler_(h), sessions_(o.lease_ms) {}
+  VerbsServer(const ServerOptions& o, RequestHandler* h) : NetServer(TransportKind::kVerbs, o, h) {}
   ~VerbsServer() override;
   Status Start();
-  uint16_t port() const override { return port_; }
-  size_t num_clients() const override { return clients_.load(); }
-  TransportKind kind() const override { return TransportKind::kVerbs; }
 
  private:
   struct Conn {
@@ -88,12 +86,6 @@ class VerbsServer final : public TransportServer {
   uint8_t* slot(Poller* p, uint32_t i) const { return p->slots_buf.get() + size_t{i} * opts_.max_message; }
   uint8_t* recv_buf(uint32_t i) const { return recv_buf_.get() + size_t{i} * opts_.max_message; }
 
-  ServerOptions opts_;
-  RequestHandler* handler_;
-  internal::SessionTable sessions_;
-  uint16_t port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::atomic<size_t> clients_{0};  // established connections
   uint32_t next_client_id_ = 1;  // CM thread only
   std::chrono::steady_clock::time_point next_sweep_{};  // CM thread only
   size_t rr_ = 0;                // CM thread only
@@ -112,8 +104,11 @@ class VerbsServer final : public TransportServer {
   uint32_t max_inline_ = 0;
 
   // Connections by QP number (pollers read, the CM thread writes) and by id.
-  mutable std::shared_mutex conns_mu_;
-  std::unordered_map<uint32_t, Conn*> by_qp_;           // GUARDED_BY(conns_mu_)
+  // conns_mu_ is this server's only lock besides SessionTable's and never
+  // nests with it; a poller holds it shared across the RequestHandler's
+  // Handle (so a connection is dropped only between its requests).
+  mutable SharedMutex conns_mu_;
+  std::unordered_map<uint32_t, Conn*> by_qp_ GUARDED_BY(conns_mu_);
   std::unordered_map<rdma_cm_id*, std::unique_ptr<Conn>> by_id_;  // CM thread only
   std::thread cm_thread_;
 };

@@ -43,7 +43,7 @@ void VerbsServer::HandleRecv(Poller* p, const ibv_wc& wc) {
     if (Status s = srq_->PostRecv(wc.wr_id, recv_buf(buf), opts_.max_message, recv_mr_->lkey()); !s.ok())
       LOG(ERROR) << "verbs: lost a shared receive buffer: " << s;
   };
-  std::shared_lock l(conns_mu_);
+  ReaderMutexLock l(&conns_mu_);
   auto it = by_qp_.find(wc.qp_num);
   Conn* c = it == by_qp_.end() ? nullptr : it->second;
   if (wc.status != IBV_WC_SUCCESS) {

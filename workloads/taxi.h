@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <tuple>
 #include <vector>
 
 #include "base/status.h"
@@ -229,85 +230,56 @@ class TaxiFrame {
   Status DurationByHour(TaxiResults& r) const {
     auto pu = pickup.Read();
     auto dr = dropoff.Read();
-    for (uint64_t i = 0; i < rows_; ++i) {
-      const int64_t* a = pu.Next();
-      const int64_t* b = dr.Next();
-      if (a == nullptr || b == nullptr) return Short(pu.status(), dr.status());
-      const int h = HourOf(*a);
+    return ForEachRow(r, [&r](int64_t a, int64_t b) {
+      const int h = HourOf(a);
       r.trips_by_hour[h]++;
-      r.duration_s_by_hour[h] += static_cast<double>(*b - *a);
-    }
-    r.rows_scanned += rows_;
-    return Status::Ok();
+      r.duration_s_by_hour[h] += static_cast<double>(b - a);
+    }, pu, dr);
   }
   // Q2: mean fare by passenger count.
   Status FareByPassengers(TaxiResults& r) const {
     auto pc = passengers.Read();
     auto fa = fare.Read();
-    for (uint64_t i = 0; i < rows_; ++i) {
-      const uint8_t* n = pc.Next();
-      const float* f = fa.Next();
-      if (n == nullptr || f == nullptr) return Short(pc.status(), fa.status());
-      r.trips_by_passengers[*n]++;
-      r.fare_by_passengers[*n] += *f;
-    }
-    r.rows_scanned += rows_;
-    return Status::Ok();
+    return ForEachRow(r, [&r](uint8_t n, float f) {
+      r.trips_by_passengers[n]++;
+      r.fare_by_passengers[n] += f;
+    }, pc, fa);
   }
   // Q3: mean speed by hour of day.
   Status SpeedByHour(TaxiResults& r) const {
     auto pu = pickup.Read();
     auto dr = dropoff.Read();
     auto di = distance.Read();
-    for (uint64_t i = 0; i < rows_; ++i) {
-      const int64_t* a = pu.Next();
-      const int64_t* b = dr.Next();
-      const float* d = di.Next();
-      if (a == nullptr || b == nullptr || d == nullptr) return Short(pu.status(), dr.status(), di.status());
-      r.mph_by_hour[HourOf(*a)] += *d / (static_cast<double>(*b - *a) / 3600);
-    }
-    r.rows_scanned += rows_;
-    return Status::Ok();
+    return ForEachRow(r, [&r](int64_t a, int64_t b, float d) {
+      r.mph_by_hour[HourOf(a)] += d / (static_cast<double>(b - a) / 3600);
+    }, pu, dr, di);
   }
   // Q4: how much longer the metered route is than the straight line, by weekday.
   Status DetourByWeekday(TaxiResults& r) const {
     auto pu = pickup.Read();
     auto di = distance.Read();
     auto plo = pickup_lon.Read(), pla = pickup_lat.Read(), dlo = dropoff_lon.Read(), dla = dropoff_lat.Read();
-    for (uint64_t i = 0; i < rows_; ++i) {
-      const int64_t* a = pu.Next();
-      const float* d = di.Next();
-      const double *x0 = plo.Next(), *y0 = pla.Next(), *x1 = dlo.Next(), *y1 = dla.Next();
-      if (!a || !d || !x0 || !y0 || !x1 || !y1)
-        return Short(pu.status(), di.status(), plo.status(), pla.status(), dlo.status(), dla.status());
-      const double dy = (*y1 - *y0) * 69.0, dx = (*x1 - *x0) * 52.4;
+    return ForEachRow(r, [&r](int64_t a, float d, double x0, double y0, double x1, double y1) {
+      const double dy = (y1 - y0) * 69.0, dx = (x1 - x0) * 52.4;
       const double straight = std::sqrt(dx * dx + dy * dy);
-      const int w = WeekdayOf(*a);
+      const int w = WeekdayOf(a);
       r.trips_by_weekday[w]++;
-      r.detour_by_weekday[w] += straight > 0.01 ? *d / straight : 1.0;
-    }
-    r.rows_scanned += rows_;
-    return Status::Ok();
+      r.detour_by_weekday[w] += straight > 0.01 ? d / straight : 1.0;
+    }, pu, di, plo, pla, dlo, dla);
   }
   // Q5: per hour, least squares of duration on distance (the travel-time model).
   Status TravelTimeModel(TaxiResults& r) const {
     auto pu = pickup.Read();
     auto dr = dropoff.Read();
     auto di = distance.Read();
-    for (uint64_t i = 0; i < rows_; ++i) {
-      const int64_t* a = pu.Next();
-      const int64_t* b = dr.Next();
-      const float* d = di.Next();
-      if (a == nullptr || b == nullptr || d == nullptr) return Short(pu.status(), dr.status(), di.status());
-      const int h = HourOf(*a);
-      const double x = *d, y = static_cast<double>(*b - *a);
+    return ForEachRow(r, [&r](int64_t a, int64_t b, float d) {
+      const int h = HourOf(a);
+      const double x = d, y = static_cast<double>(b - a);
       r.fit_x[h] += x;
       r.fit_y[h] += y;
       r.fit_xx[h] += x * x;
       r.fit_xy[h] += x * y;
-    }
-    r.rows_scanned += rows_;
-    return Status::Ok();
+    }, pu, dr, di);
   }
 
   Column<int64_t> pickup, dropoff;
@@ -323,6 +295,19 @@ class TaxiFrame {
     bool found = false;
     ((!found && !s.ok() ? (first = s, found = true) : false), ...);
     return found ? first : Status::Internal("a column is shorter than the frame");
+  }
+  // One pass of the query over the columns whose cursors are `cur`, in
+  // step: fn(value of each column...) for each row, in row order. A column
+  // that ends early (an error, or short) ends the pass with Short().
+  template <typename Fn, typename... Cursor>
+  Status ForEachRow(TaxiResults& r, Fn fn, Cursor&... cur) const {
+    for (uint64_t i = 0; i < rows_; ++i) {
+      const std::tuple<decltype(cur.Next())...> row{cur.Next()...};  // left to right
+      if (std::apply([](auto*... p) { return ((p == nullptr) || ...); }, row)) return Short(cur.status()...);
+      std::apply([&fn](auto*... p) { fn(*p...); }, row);
+    }
+    r.rows_scanned += rows_;
+    return Status::Ok();
   }
   uint64_t rows_ = 0;
 };

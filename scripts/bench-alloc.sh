@@ -40,7 +40,7 @@ scale_live=1000,10000000
 scale_ops=400000
 scale_rounds=20
 quiet_wait=60
-build=build-alloc-bench
+build='build-alloc-bench'
 out=
 install=1
 while [[ $# -gt 0 ]]; do

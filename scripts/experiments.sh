@@ -28,7 +28,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-vm=0 quick=0 rounds=3 only=fig6,fig7,fig8 out= build=build inner=0 transport=tcp addr=127.0.0.1 scale=host
+vm=0 quick=0 rounds=3 only=fig6,fig7,fig8 out='' build=build inner=0 transport=tcp addr=127.0.0.1 scale=host
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --vm) vm=1; shift ;;
@@ -87,10 +87,10 @@ fi
 for f in "${bins[@]}"; do [[ -x $f ]] || { echo "experiments: $f is missing" >&2; exit 1; }; done
 mkdir -p "$out"
 tmp=$(mktemp -d)
-mn= pids=()
+mn='' pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [[ -n $mn ]] && kill "$mn" 2>/dev/null || true
+  if [[ -n $mn ]]; then kill "$mn" 2>/dev/null || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -213,6 +213,7 @@ fig7() {
       for mode in "${modes[@]}"; do
         k=$((k + 1))
         local per=$(( (count + 2) / 3 ))
+        # shellcheck disable=SC2017  # MiB rounded down, then doubled
         start_memnode "$sec" $(( per * 3 * 256 / 1048576 * 2 + 128 ))
         run_clients "[fig7 $k/$total] $mode $count objects $sec sections" 3 "$b/tools/sharry_client" \
           --transport="$transport" --memnode="$addr:@PORT@" --workload=array --arrays=8 --object_bytes=256 \

@@ -6,6 +6,7 @@
 #   fig8-throughput.png  fig8-far-memory.png
 #
 #   scripts/plot-experiments.sh DIR
+# shellcheck disable=SC2016  # awk expressions in single quotes
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -53,6 +54,7 @@ if [[ -s $dir/fig7.csv ]]; then
   f=$dir/fig7.csv
   plots=()
   for mode in unique multi; do
+    # shellcheck disable=SC2013  # the words are section counts
     for sec in $(awk -F, 'NR > 1 { print $5 }' "$f" | sort -un); do
       series "$f" "s-$mode-$sec" "\$4 == \"$mode\" && \$5 == $sec" 6 10
       [[ -s $tmp/s-$mode-$sec ]] || continue
@@ -143,4 +145,5 @@ if [[ -s $dir/fig8.csv ]]; then
   echo
 fi
 } >"$dir/tables.md"
+# shellcheck disable=SC2012  # file names this script chose
 ls "$dir"/*.png "$dir/tables.md" 2>/dev/null | sed 's/^/plot-experiments: wrote /'

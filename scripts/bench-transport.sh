@@ -128,6 +128,7 @@ fi
 if [[ $do_verbs == 1 ]]; then
   # One run: perftest, then our benchmark, on the same device.
   echo "== verbs backend vs perftest, same device, same run ($rounds rounds of the target pairs)"
+  # shellcheck disable=SC2086  # $sizes: a list of words
   scripts/run-rxe.sh --timeout 1500 --file "$PWD/scripts/vm-perftest.sh" --file "$bench" \
     -- "$PWD/scripts/vm-bench-transport.sh" "$bench" "$PWD/scripts/vm-perftest.sh" "$rounds" $sizes | tee "$out/verbs.raw"
   report verbs < "$out/verbs.raw" | tee "$out/verbs.md"

@@ -35,7 +35,7 @@ for bin in tools/memnode tools/memnode_stats tools/sharry_client; do
 done
 tmp=$(mktemp -d)
 mn=
-cleanup() { [[ -n $mn ]] && kill "$mn" 2>/dev/null || true; rm -rf "$tmp"; }
+cleanup() { if [[ -n $mn ]]; then kill "$mn" 2>/dev/null || true; fi; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 echo "Sharry demo: $clients compute processes share one memnode over $transport;"

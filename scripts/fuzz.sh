@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of fuzz/ with clang (-fsanitize=fuzzer,address,
-# undefined; CMake option SHARRY_FUZZ in a build tree of their own) and runs
-# each for a bounded time on a COPY of its seed corpus fuzz/corpus/<target>/
-# (the committed corpus never grows). Inputs in fuzz/regressions/<target>/,
-# if any, are replayed too.
+# undefined; the `fuzz` preset of CMakePresets.json: SHARRY_FUZZ, and the lock
+# annotations checked, in a build tree of its own) and runs each for a bounded
+# time on a COPY of its seed corpus fuzz/corpus/<target>/ (the committed
+# corpus never grows). Inputs in fuzz/regressions/<target>/, if any, are
+# replayed too.
 #
 # Usage: scripts/fuzz.sh [--seconds N] [--build-dir DIR] [--target NAME]... [--make-corpus]
 #   --seconds N      run each target for N seconds (default 30)
-#   --build-dir DIR  the fuzz build tree (default build-fuzz); the runs go to
-#                    DIR/fuzz-run/<target>/ (corpus/, artifacts/, log)
+#   --build-dir DIR  the fuzz build tree (default build-fuzz, the preset's); the
+#                    runs go to DIR/fuzz-run/<target>/ (corpus/, artifacts/, log)
 #   --target NAME    run only this target (repeatable); default: rpc_codec_fuzz,
 #                    rpc_service_fuzz, tcp_server_fuzz, tcp_client_fuzz,
 #                    tcp_framing_fuzz
@@ -17,13 +18,15 @@
 # Prints per target: executions per second, total executions, the corpus
 # after the run (entries, bytes), and OK or the crash input's path. The
 # artifacts stay in the build tree. Exit status: 0 if no target crashed.
+# Environment: CXX_FUZZ, a clang++ other than the preset's; ccache, if
+# installed, is the compiler launcher.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 seconds=30
-dir=build-fuzz
+dir='build-fuzz'
 targets=()
 make_corpus=0
 # The targets run by default (and by scripts/test.sh). tcp_client_fuzz is a
@@ -44,13 +47,12 @@ done
 
 cxx=${CXX_FUZZ:-clang++}
 command -v "$cxx" >/dev/null || { echo "fuzz.sh: $cxx not found (scripts/install-deps.sh installs clang)" >&2; exit 2; }
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+compiler=()
+[[ -n ${CXX_FUZZ:-} ]] && compiler=(-DCMAKE_CXX_COMPILER="$CXX_FUZZ")
+if command -v ccache >/dev/null; then export CMAKE_CXX_COMPILER_LAUNCHER=ccache; fi
 
-echo "fuzz.sh: configuring and building $dir with $cxx"
-cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DSHARRY_FUZZ=ON -DSHARRY_WERROR=ON -DSHARRY_BUILD_TESTS=OFF -DSHARRY_BUILD_BENCH=OFF \
-  -DSHARRY_BUILD_EXAMPLES=OFF "${launcher[@]}" >/dev/null
+echo "fuzz.sh: configuring and building $dir with $cxx (preset fuzz)"
+cmake --preset fuzz -B "$dir" ${compiler[@]+"${compiler[@]}"} >/dev/null
 if [[ $make_corpus == 1 ]]; then
   cmake --build "$dir" -j "$(nproc)" --target fuzz_make_corpus
   rm -rf fuzz/corpus

@@ -12,6 +12,10 @@ help_opt "$@"
 PKGS=(
   # build
   build-essential cmake ninja-build pkg-config
+  # the Debian packages (cpack -G DEB runs dpkg-shlibdeps, which needs file)
+  # and the shell-script lint of scripts/test.sh. systemd-analyze (package
+  # systemd, on every systemd machine) verifies the unit when present.
+  file shellcheck
   # the fuzz targets (scripts/fuzz.sh): clang with libFuzzer's runtime
   clang libclang-rt-14-dev
   # libraries

@@ -9,9 +9,9 @@ lib_script=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 
 # script_help: the --help of the running script: its header comment, from
 # after the #! line to the first line that is not a comment, without the
-# leading "# ".
+# leading "# " and without shellcheck directives (# shellcheck ...).
 script_help() {
-  awk 'NR == 1 && /^#!/ { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$lib_script"
+  awk 'NR == 1 && /^#!/ { next } /^# shellcheck / { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$lib_script"
 }
 
 # help_opt "$@": for a script without an option loop: -h or --help as the

@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine:
 #   1. installs what is missing (Debian packages only; scripts/install-deps.sh)
+#      and runs shellcheck on every shell script of the tree
 #   2. builds Sharry (warnings are errors), checks that includes run only
 #      downward (scripts/check-layering.sh), and runs the ctest labels
-#        unit  in-process tests
+#        unit  in-process tests, and the install and Debian packages
+#              (tests/package/check.sh)
 #        tcp   end-to-end over the TCP transport on loopback
 #        rxe   end-to-end over RDMA verbs: natively on a host with an RDMA
 #              device, else in a throwaway SoftRoCE VM (scripts/rxe-vm.sh)
 #   3. rebuilds with ASan+UBSan and with TSan and runs unit+tcp there.
-#   4. builds the libFuzzer targets with clang and runs each for 20 s on a
-#      copy of its seed corpus (scripts/fuzz.sh; tree <build-root>-fuzz).
+#   4. builds with clang: the lock annotations are checked
+#      (-Werror=thread-safety) and the libFuzzer targets are built, then
+#      each runs for 20 s on a copy of its seed corpus (scripts/fuzz.sh).
+# The build trees, options and sanitizer settings are the presets of
+# CMakePresets.json: default (build/), asan (build-asan/), tsan
+# (build-tsan/), fuzz (build-fuzz/); the test presets unit-tcp, rxe, asan,
+# tsan. ccache, if installed, is the compiler launcher.
 #
-# Usage: scripts/test.sh [--quick] [--no-rxe] [--no-sanitizers] [--no-fuzz] [--build-root DIR]
-#   --quick          the normal build only (no sanitizer builds, no fuzzing)
+# Usage: scripts/test.sh [--quick] [--no-rxe] [--no-sanitizers] [--no-fuzz]
+#   --quick          steps 1 and 2 only
 #   --no-rxe         skip the rxe label (e.g. on a host without qemu or RDMA)
-#   --no-fuzz        skip step 4
-# Exit status: 0 if every test passed.
+#   --no-sanitizers  skip step 3
+#   --no-fuzz        step 4 builds (the thread-safety check) but fuzzes nothing
+# Prints each step with the seconds since the start. Exit status: 0 if
+# every step passed.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -23,69 +32,81 @@ cd "$(dirname "$0")/.."
 
 rxe=1
 sanitizers=1
+clang=1
 fuzz=1
-root=build
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --quick) sanitizers=0; fuzz=0; shift ;;
+    --quick) sanitizers=0; clang=0; fuzz=0; shift ;;
     --no-sanitizers) sanitizers=0; shift ;;
     --no-rxe) rxe=0; shift ;;
     --no-fuzz) fuzz=0; shift ;;
-    --build-root) root=$2; shift 2 ;;
     *) common_opt test.sh "$@"; shift "$opt_shift" ;;
   esac
 done
 
 step() { printf '\n==== %s (%ss)\n' "$*" "$SECONDS"; }
+failed=()
 
 step "dependencies"
 scripts/install-deps.sh
 
-jobs=$(nproc)
-configure_build() {
-  local dir=$1; shift
-  cmake -S . -B "$dir" -G Ninja -DSHARRY_WERROR=ON "$@" >/dev/null
-  cmake --build "$dir" -j "$jobs"
-}
+step "shellcheck: every shell script"
+mapfile -t shell_scripts < <(find scripts tests -name '*.sh' -type f | LC_ALL=C sort)
+shell_scripts+=(packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm)
+if ! shellcheck -x "${shell_scripts[@]}"; then
+  failed+=("shellcheck")
+fi
 
-failed=()
+if command -v ccache >/dev/null; then
+  export CMAKE_CXX_COMPILER_LAUNCHER=ccache
+fi
+jobs=$(nproc)
+# preset_build NAME: configure and build the tree of preset NAME.
+preset_build() {
+  cmake --preset "$1" >/dev/null && cmake --build --preset "$1" -j "$jobs"
+}
+# run_ctest PRESET: the tests of the test preset PRESET.
 run_ctest() {
-  local dir=$1 labels=$2
-  if ! ctest --test-dir "$dir" -L "$labels" --output-on-failure --timeout 900; then
-    failed+=("$dir:$labels")
+  if ! ctest --preset "$1"; then
+    failed+=("ctest:$1")
   fi
 }
 
-step "build ($root)"
-configure_build "$root" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+step "build build/ (preset default)"
+preset_build default
 step "layering: includes run only downward (docs/layout.md)"
 if ! scripts/check-layering.sh; then
   failed+=("layering")
 fi
 step "tests: unit and tcp"
-run_ctest "$root" 'unit|tcp'
+run_ctest unit-tcp
 if [[ $rxe == 1 ]]; then
   step "tests: rxe (RDMA verbs over SoftRoCE)"
-  run_ctest "$root" 'rxe'
+  run_ctest rxe
 fi
 
 if [[ $sanitizers == 1 ]]; then
-  step "build $root-asan (AddressSanitizer + UndefinedBehaviorSanitizer)"
-  configure_build "$root-asan" -DCMAKE_BUILD_TYPE=Debug -DSHARRY_ASAN=ON -DSHARRY_BUILD_BENCH=OFF
+  step "build build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer)"
+  preset_build asan
   step "tests under ASan+UBSan: unit and tcp"
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    run_ctest "$root-asan" 'unit|tcp'
-  step "build $root-tsan (ThreadSanitizer)"
-  configure_build "$root-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHARRY_TSAN=ON -DSHARRY_BUILD_BENCH=OFF
+  run_ctest asan
+  step "build build-tsan/ (ThreadSanitizer)"
+  preset_build tsan
   step "tests under TSan: unit and tcp"
-  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
-    run_ctest "$root-tsan" 'unit|tcp'
+  run_ctest tsan
 fi
 
+if [[ $clang == 1 ]]; then
+  step "build build-fuzz/ with clang: lock annotations (-Werror=thread-safety) and libFuzzer targets"
+  if ! preset_build fuzz; then
+    failed+=("build-fuzz:thread-safety")
+    fuzz=0
+  fi
+fi
 if [[ $fuzz == 1 ]]; then
-  step "fuzz: libFuzzer targets, 20 s each ($root-fuzz)"
-  if ! scripts/fuzz.sh --seconds 20 --build-dir "$root-fuzz"; then
-    failed+=("$root-fuzz:fuzz")
+  step "fuzz: libFuzzer targets, 20 s each (build-fuzz/)"
+  if ! scripts/fuzz.sh --seconds 20; then
+    failed+=("fuzz")
   fi
 fi
 

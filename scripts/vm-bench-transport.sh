@@ -24,6 +24,7 @@ addr=${SHARRY_RDMA_ADDR:-192.0.2.1}
 run_bench() { "$bench" --transport=verbs --addr="$addr" "$@" 2>/dev/null | grep '^bench'; }
 
 echo "round 0"
+# shellcheck disable=SC2086  # $sizes: a list of words
 "$perftest" $sizes
 run_bench --sizes="$csv" --lat_iters=500 --bw_ops=256 --rpc_iters=1000
 i=1

@@ -2,6 +2,8 @@
 # The shipped binaries end to end: a `memnode` process, `sharry_client`
 # processes (array and hashtable, both copy modes) and `memnode_stats`.
 #   tests/cli_test.sh BUILD_DIR TRANSPORT ADDR
+# shellcheck source=scripts/lib.sh
+case "${1:-}" in -h|--help) . "$(dirname "$0")/../scripts/lib.sh"; script_help; exit 0 ;; esac
 set -eu
 build=$1 transport=$2 addr=$3
 dir=$(mktemp -d)
@@ -58,6 +60,7 @@ while read -r bin name want flags; do
   esac
   rc=0
   # $cmd and $flags are word lists.
+  # shellcheck disable=SC2086
   timeout 30 $cmd $flags >"$dir/bad.out" 2>"$dir/bad.err" || rc=$?
   if [ $rc -ne "$want" ]; then echo "FAIL: $bin $flags: exit $rc, want $want"; cat "$dir/bad.err"; exit 1; fi
   if ! grep -q -e "--$name" -e "flag '$name'" "$dir/bad.err"; then

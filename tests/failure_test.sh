@@ -10,6 +10,8 @@
 #       object per thread), stderr says far memory is exhausted, exit 4.
 # Prints the time from the memnode's death to the client's exit.
 #   tests/failure_test.sh BUILD_DIR
+# shellcheck source=scripts/lib.sh
+case "${1:-}" in -h|--help) . "$(dirname "$0")/../scripts/lib.sh"; script_help; exit 0 ;; esac
 set -u
 build=$1
 dir=$(mktemp -d)
@@ -102,8 +104,8 @@ for sig in KILL STOP TERM; do
   start_memnode $name 256
   run_workload $name
   t0=$(now_ms)
-  kill -$sig $mn
-  wait_rc $name 30
+  kill -"$sig" "$mn"
+  wait_rc "$name" 30
   t=$(($(now_ms) - t0))
   [ $sig = STOP ] && kill -KILL $mn
   err=$(cat "$dir/$name.err")
@@ -139,7 +141,7 @@ n=$(printf '%s\n' "$err" | grep -c "sharry runtime: far memory exhausted")
 [ "$n" = 1 ] || fail "exhausted: said $n times on stderr, want once"
 peak=$(printf '%s\n' "$err" | sed -n 's/.*peak_local_bytes=\([0-9]*\).*/\1/p')
 lim=$(printf '%s\n' "$err" | sed -n 's/.*local_limit_bytes=\([0-9]*\).*/\1/p')
-[ -n "$peak" ] && [ -n "$lim" ] || fail "exhausted: no peak_local_bytes/local_limit_bytes on stderr"
+if [ -z "$peak" ] || [ -z "$lim" ]; then fail "exhausted: no peak_local_bytes/local_limit_bytes on stderr"; fi
 # One 4 KiB object per adding thread (the filling thread and the prefetcher).
 bound=$((lim + 2 * 4096))
 echo "exhausted: peak local $peak B, bound $bound B (budget + budget/8 = $lim B, + 2 objects)"

@@ -30,6 +30,7 @@ struct Scratch {
   std::vector<AllocStatus> status_out;
   std::vector<uint64_t> valid_in;    // inputs that passed local checks
   std::vector<uint32_t> valid_pos;
+  std::vector<uint32_t> retry;       // elements refused by their planned section
 };
 thread_local Scratch tls_scratch;
 
@@ -209,25 +210,42 @@ void SharryAllocator::AllocBatch(OwnerId owner, std::span<const uint64_t> sizes,
     }
   }
 
-  // Out of memory in the planned section: try the others.
+  // Out of memory in the planned section: try the others, all the refused
+  // elements of the batch at once in each (at most K-1 round trips to section
+  // threads, not one per element and section: near exhaustion a 64-element
+  // ALLOC used to make ~190, enough to outlast a client's 2 s op timeout on a
+  // loaded two-core host).
+  sc.retry.clear();
   for (uint32_t j = 0; j < m; ++j) {
-    AllocResult& r = out_at(j);
-    if (r.status == AllocStatus::kOutOfMemory) {
-      r = RetryElsewhere(owner, vs[j], uint64_t{1} << sc.section_of[j]);
-    }
+    if (out_at(j).status == AllocStatus::kOutOfMemory) sc.retry.push_back(j);
   }
-}
-
-AllocResult SharryAllocator::RetryElsewhere(OwnerId owner, uint64_t size, uint64_t tried) {
-  for (;;) {
-    const uint32_t s = scheduler_.PickForRetry(size, tried);
-    if (s == RequestScheduler::kNoSection) return {0, AllocStatus::kOutOfMemory};
-    AllocResult r;
-    sections_[s]->AllocBatch(owner, std::span<const uint64_t>(&size, 1),
-                             std::span<AllocResult>(&r, 1));
-    scheduler_.Completed(s, RequestScheduler::RoundedBytes(size));
-    if (r.status != AllocStatus::kOutOfMemory) return r;
-    tried |= uint64_t{1} << s;
+  uint64_t visited = 0;
+  while (!sc.retry.empty()) {
+    uint64_t bytes = 0;
+    for (uint32_t j : sc.retry) bytes += RequestScheduler::RoundedBytes(vs[j]);
+    const uint32_t s = scheduler_.PickForRetry(bytes, visited);
+    if (s == RequestScheduler::kNoSection) break;
+    visited |= uint64_t{1} << s;
+    // The refused elements that were not planned in s.
+    sc.in.clear();
+    sc.position.clear();
+    for (uint32_t j : sc.retry) {
+      if (sc.section_of[j] == s) continue;
+      sc.in.push_back(vs[j]);
+      sc.position.push_back(j);
+    }
+    if (sc.in.empty()) {
+      scheduler_.Completed(s, RequestScheduler::RoundedBytes(bytes));
+      continue;
+    }
+    scheduler_.RecordOps(s, sc.in.size() - 1);
+    sc.alloc_out.resize(sc.in.size());
+    sections_[s]->AllocBatch(owner, sc.in, sc.alloc_out);
+    scheduler_.Completed(s, RequestScheduler::RoundedBytes(bytes));
+    for (size_t k = 0; k < sc.in.size(); ++k) {
+      if (sc.alloc_out[k].status != AllocStatus::kOutOfMemory) out_at(sc.position[k]) = sc.alloc_out[k];
+    }
+    std::erase_if(sc.retry, [&](uint32_t j) { return out_at(j).status != AllocStatus::kOutOfMemory; });
   }
 }
 

@@ -139,9 +139,6 @@ class SharryAllocator {
     const SharryAllocator* a_;
   };
 
-  // Retries, one section at a time, an allocation that got kOutOfMemory
-  // from every section in `tried`.
-  AllocResult RetryElsewhere(OwnerId owner, uint64_t size, uint64_t tried);
 
   const uint64_t uma_bytes_;
   const uint32_t num_sections_;

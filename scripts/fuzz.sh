@@ -6,10 +6,13 @@
 # corpus never grows). Inputs in fuzz/regressions/<target>/, if any, are
 # replayed too.
 #
-# Usage: scripts/fuzz.sh [--seconds N] [--build-dir DIR] [--target NAME]... [--make-corpus]
+# Usage: scripts/fuzz.sh [--seconds N] [--preset NAME] [--build-dir DIR] [--target NAME]... [--make-corpus]
 #   --seconds N      run each target for N seconds (default 30)
-#   --build-dir DIR  the fuzz build tree (default build-fuzz, the preset's); the
-#                    runs go to DIR/fuzz-run/<target>/ (corpus/, artifacts/, log)
+#   --preset NAME    the configure preset of the tree: fuzz (default; fuzz
+#                    targets only) or asan (CI's clang tree, which also builds
+#                    the tests: scripts/test.sh fuzzes there, no second build)
+#   --build-dir DIR  the build tree (default build-<preset>); the runs go to
+#                    DIR/fuzz-run/<target>/ (corpus/, artifacts/, log)
 #   --target NAME    run only this target (repeatable); default: rpc_codec_fuzz,
 #                    rpc_service_fuzz, tcp_server_fuzz, tcp_client_fuzz,
 #                    tcp_framing_fuzz
@@ -26,7 +29,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=30
-dir='build-fuzz'
+preset=fuzz
+dir=''
 targets=()
 make_corpus=0
 # The targets run by default (and by scripts/test.sh). tcp_client_fuzz is a
@@ -36,6 +40,7 @@ all_targets=(rpc_codec_fuzz rpc_service_fuzz tcp_server_fuzz tcp_client_fuzz tcp
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seconds) seconds=$2; shift 2 ;;
+    --preset) preset=$2; shift 2 ;;
     --build-dir) dir=$2; shift 2 ;;
     --target) targets+=("$2"); shift 2 ;;
     --make-corpus) make_corpus=1; shift ;;
@@ -43,6 +48,11 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
+case "$preset" in
+  fuzz|asan) ;;
+  *) echo "fuzz.sh: --preset $preset: the fuzz targets are built by the presets fuzz and asan" >&2; exit 2 ;;
+esac
+[[ -n $dir ]] || dir="build-$preset"
 [[ "$seconds" =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --seconds wants a whole number" >&2; exit 2; }
 
 cxx=${CXX_FUZZ:-clang++}
@@ -51,8 +61,8 @@ compiler=()
 [[ -n ${CXX_FUZZ:-} ]] && compiler=(-DCMAKE_CXX_COMPILER="$CXX_FUZZ")
 if command -v ccache >/dev/null; then export CMAKE_CXX_COMPILER_LAUNCHER=ccache; fi
 
-echo "fuzz.sh: configuring and building $dir with $cxx (preset fuzz)"
-cmake --preset fuzz -B "$dir" ${compiler[@]+"${compiler[@]}"} >/dev/null
+echo "fuzz.sh: configuring and building $dir with $cxx (preset $preset)"
+cmake --preset "$preset" -B "$dir" ${compiler[@]+"${compiler[@]}"} >/dev/null
 if [[ $make_corpus == 1 ]]; then
   cmake --build "$dir" -j "$(nproc)" --target fuzz_make_corpus
   rm -rf fuzz/corpus

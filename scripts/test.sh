@@ -9,20 +9,22 @@
 #        tcp   end-to-end over the TCP transport on loopback
 #        rxe   end-to-end over RDMA verbs: natively on a host with an RDMA
 #              device, else in a throwaway SoftRoCE VM (scripts/rxe-vm.sh)
-#   3. rebuilds with ASan+UBSan and with TSan and runs unit+tcp there.
-#   4. builds with clang: the lock annotations are checked
-#      (-Werror=thread-safety) and the libFuzzer targets are built, then
-#      each runs for 20 s on a copy of its seed corpus (scripts/fuzz.sh).
+#   3. rebuilds with clang, ASan+UBSan and the lock annotations checked
+#      (-Werror=thread-safety), runs unit+tcp there, and runs each libFuzzer
+#      target of that same tree for 20 s on a copy of its seed corpus
+#      (scripts/fuzz.sh); then rebuilds with g++ and TSan and runs unit+tcp.
 # The build trees, options and sanitizer settings are the presets of
-# CMakePresets.json: default (build/), asan (build-asan/), tsan
-# (build-tsan/), fuzz (build-fuzz/); the test presets unit-tcp, rxe, asan,
-# tsan. ccache, if installed, is the compiler launcher.
+# CMakePresets.json: default (build/), asan (build-asan/: clang, ASan+UBSan,
+# fuzz targets, thread-safety analysis: one tree for the three), tsan
+# (build-tsan/); the test presets unit-tcp, rxe, asan, tsan. ccache, if
+# installed, is the compiler launcher.
 #
 # Usage: scripts/test.sh [--quick] [--no-rxe] [--no-sanitizers] [--no-fuzz]
 #   --quick          steps 1 and 2 only
 #   --no-rxe         skip the rxe label (e.g. on a host without qemu or RDMA)
-#   --no-sanitizers  skip step 3
-#   --no-fuzz        step 4 builds (the thread-safety check) but fuzzes nothing
+#   --no-sanitizers  skip the sanitizer test runs of step 3 (the clang tree is
+#                    still built: it is the thread-safety check)
+#   --no-fuzz        skip the fuzzing of step 3
 # Prints each step with the seconds since the start. Exit status: 0 if
 # every step passed.
 set -euo pipefail
@@ -85,29 +87,32 @@ if [[ $rxe == 1 ]]; then
   run_ctest rxe
 fi
 
+if [[ $clang == 1 ]]; then
+  step "build build-asan/ with clang: ASan+UBSan, lock annotations (-Werror=thread-safety), libFuzzer targets"
+  if ! preset_build asan; then
+    failed+=("build-asan:clang")
+    sanitizers_asan=0
+    fuzz=0
+  else
+    sanitizers_asan=$sanitizers
+  fi
+  if [[ $sanitizers_asan == 1 ]]; then
+    step "tests under ASan+UBSan: unit and tcp"
+    run_ctest asan
+  fi
+  if [[ $fuzz == 1 ]]; then
+    step "fuzz: libFuzzer targets, 20 s each (build-asan/)"
+    if ! scripts/fuzz.sh --preset asan --seconds 20; then
+      failed+=("fuzz")
+    fi
+  fi
+fi
+
 if [[ $sanitizers == 1 ]]; then
-  step "build build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer)"
-  preset_build asan
-  step "tests under ASan+UBSan: unit and tcp"
-  run_ctest asan
   step "build build-tsan/ (ThreadSanitizer)"
   preset_build tsan
   step "tests under TSan: unit and tcp"
   run_ctest tsan
-fi
-
-if [[ $clang == 1 ]]; then
-  step "build build-fuzz/ with clang: lock annotations (-Werror=thread-safety) and libFuzzer targets"
-  if ! preset_build fuzz; then
-    failed+=("build-fuzz:thread-safety")
-    fuzz=0
-  fi
-fi
-if [[ $fuzz == 1 ]]; then
-  step "fuzz: libFuzzer targets, 20 s each (build-fuzz/)"
-  if ! scripts/fuzz.sh --seconds 20; then
-    failed+=("fuzz")
-  fi
 fi
 
 step "done"

@@ -190,6 +190,50 @@ TEST(SharryAllocatorTest, OutOfMemoryTriesOtherSections) {
   EXPECT_TRUE(a.Allocate(2, kMiB).ok());
 }
 
+// Near exhaustion the refused elements of a batch are retried together,
+// one request per other section — not one per element and section (which
+// made a 64-element ALLOC outlast a client's op timeout on a loaded host).
+TEST(SharryAllocatorTest, RefusedElementsOfABatchAreRetriedTogether) {
+  SharryAllocator a(Opts(4 * kMiB, 4, /*threshold=*/1));  // 128 pages each
+  // Sections 0-2: a 96-page block each (75% used, no room for 63 pages);
+  // section 3: an 8-page block (room for two 63-page blocks? no: 120 free
+  // pages hold one 63-page block and 57 pages).
+  for (uint32_t s = 0; s < 4; ++s) {
+    uint64_t sz = (s < 3 ? 96 : 8) * kPageSize;
+    AllocResult r;
+    SharryAllocatorPeer::section(a, s).AllocBatch(1, std::span<const uint64_t>(&sz, 1),
+                                                  std::span<AllocResult>(&r, 1));
+    ASSERT_TRUE(r.ok());
+  }
+  auto served = [&] {
+    uint64_t n = 0;
+    for (const auto& sec : a.Stats().sections) n += sec.requests_served;
+    return n;
+  };
+  // Stats() itself is a request to every section: measure what it adds.
+  const uint64_t s0 = served();
+  const uint64_t stats_requests = served() - s0;
+  const uint64_t before = served();
+  const std::vector<uint64_t> sizes(6, 63 * kPageSize);
+  std::vector<AllocResult> out(sizes.size());
+  a.AllocBatch(2, sizes, out);
+  const uint64_t requests = served() - before - stats_requests;
+  int ok = 0;
+  for (const AllocResult& r : out) {
+    if (r.ok()) {
+      ++ok;
+      EXPECT_EQ(a.SectionOf(r.offset), 3u);
+    } else {
+      EXPECT_EQ(r.status, AllocStatus::kOutOfMemory);
+    }
+  }
+  EXPECT_EQ(ok, 1) << "exactly one 63-page block fits anywhere";
+  // At most one request per section for the plan and one per section for
+  // the retries.
+  EXPECT_LE(requests, 8u);
+  EXPECT_EQ(a.FreeAllOf(2).blocks, 1u);
+}
+
 // Many requester threads against several section threads. Every block
 // handed out is claimed in a shared granule bitmap (double hand-out fails
 // at once); at the end the allocator's totals match the requesters'.

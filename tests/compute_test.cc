@@ -143,8 +143,17 @@ TEST_P(ComputeTest, IdleRuntimeKeepsItsFarMemoryUnderALease) {
 TEST_P(ComputeTest, RandomMixCorrectAtEveryBudget) {
   const size_t n = 128 * 1024;  // 1 MiB of uint64_t in 256 chunks of 4 KiB
   const uint64_t ws = n * sizeof(uint64_t);
+  // Over verbs (in the SoftRoCE VM every instruction is emulated) and under
+  // TSan the sweep runs at two budgets, the tightest and a middle one: the
+  // budget logic is what the tcp and loopback runs check at all four; these
+  // runs are there for the transport and for the races (CI time: #10).
+  std::vector<int> budgets = {1, 10, 50, 100};
+#if defined(__SANITIZE_THREAD__)
+  budgets = {1, 50};
+#endif
+  if (GetParam().transport == TransportKind::kVerbs) budgets = {1, 50};
   for (bool evictor : {true, false})
-  for (int pct : {1, 10, 50, 100}) {
+  for (int pct : budgets) {
     SCOPED_TRACE("budget " + std::to_string(pct) + "%, evictor thread " + (evictor ? "on" : "off"));
     RuntimeOptions o = Options(std::max<uint64_t>(ws * pct / 100, 8192));
     o.evict_thread = evictor;

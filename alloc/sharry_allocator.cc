@@ -366,21 +366,7 @@ AllocatorStats SharryAllocator::Stats() {
     sec.parks = sections_[s]->parks();
     sec.pinned = sections_[s]->pinned();
 
-    SectionStats& t = out.total;
-    const SectionStats& x = sec.stats;
-    t.section_bytes += x.section_bytes;
-    t.used_bytes += x.used_bytes;
-    t.free_bytes += x.free_bytes;
-    t.live_blocks += x.live_blocks;
-    t.pending_blocks += x.pending_blocks;
-    t.pending_bytes += x.pending_bytes;
-    t.page_heap_free_bytes += x.page_heap_free_bytes;
-    t.span_free_bytes += x.span_free_bytes;
-    t.span_tail_bytes += x.span_tail_bytes;
-    t.small_spans += x.small_spans;
-    t.large_spans += x.large_spans;
-    t.free_runs += x.free_runs;
-    t.largest_free_run_bytes = std::max(t.largest_free_run_bytes, x.largest_free_run_bytes);
+    out.total.Add(sec.stats);
   }
   out.owners.reserve(owners.size());
   for (const auto& [id, u] : owners) out.owners.push_back(u);

@@ -146,6 +146,18 @@ struct SectionStats {
   uint64_t large_spans = 0;
   uint64_t free_runs = 0;
   uint64_t largest_free_run_bytes = 0;
+
+  // Adds another section's counters (largest_free_run_bytes: the larger).
+  void Add(const SectionStats& x) {
+    for (uint64_t SectionStats::*f :
+         {&SectionStats::section_bytes, &SectionStats::used_bytes, &SectionStats::free_bytes,
+          &SectionStats::live_blocks, &SectionStats::pending_blocks, &SectionStats::pending_bytes,
+          &SectionStats::page_heap_free_bytes, &SectionStats::span_free_bytes, &SectionStats::span_tail_bytes,
+          &SectionStats::small_spans, &SectionStats::large_spans, &SectionStats::free_runs}) {
+      this->*f += x.*f;
+    }
+    if (x.largest_free_run_bytes > largest_free_run_bytes) largest_free_run_bytes = x.largest_free_run_bytes;
+  }
 };
 
 }  // namespace sharry::alloc

@@ -770,7 +770,7 @@ int Main(TransportKind kind, cli::Emitter& out) {
   }
   memnode::MemnodeOptions mo;
   mo.transport = kind;
-  mo.listen_addr = addr;
+  mo.server.listen_addr = addr;
   mo.uma_bytes = FLAGS_uma_mb << 20;
   mo.sections = FLAGS_sections;
   auto node = memnode::Memnode::Start(mo);

@@ -38,6 +38,7 @@
 #include "bench/bench_stats.h"
 #include "memnode/rpc.h"
 #include "tools/cli/program.h"
+#include "verbs/socket_util.h"
 #include "verbs/wire.h"
 
 DEFINE_int32(port, 7000, "the memnode's port on --addr");
@@ -97,16 +98,6 @@ int Open() {
     return -1;
   }
   return fd;
-}
-
-bool ClosedByPeer(int fd) {
-  tcp_info ti{};
-  socklen_t len = sizeof ti;
-  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state != TCP_ESTABLISHED &&
-      ti.tcpi_state != TCP_SYN_SENT)
-    return true;
-  pollfd p{fd, POLLRDHUP, 0};
-  return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 // Blocking-with-deadline exchange of hello/welcome on a non-blocking fd.
@@ -178,7 +169,7 @@ int main(int argc, char** argv) {
     double dt = SecondsSince(last_sample);
     last_sample = Clock::now();
     int closed = 0;
-    for (int fd : fds) closed += ClosedByPeer(fd) ? 1 : 0;
+    for (int fd : fds) closed += sharry::net::ClosedByPeer(fd) ? 1 : 0;
     if (closed == static_cast<int>(fds.size()) && last_close_s < 0 && !fds.empty()) last_close_s = SecondsSince(t0);
     long rss = FLAGS_pid ? RssKb() : -1;
     long ticks = FLAGS_pid ? CpuTicks() : 0;
@@ -237,7 +228,7 @@ int main(int argc, char** argv) {
   }
   sample("hold", true);
   int closed = 0;
-  for (int fd : fds) closed += ClosedByPeer(fd) ? 1 : 0;
+  for (int fd : fds) closed += sharry::net::ClosedByPeer(fd) ? 1 : 0;
   for (int fd : fds) close(fd);
   std::printf("hostilebench done scenario=%s sent_mb=%.1f rss_growth_mb=%.1f closed=%d/%zu last_close_s=%.2f\n",
               FLAGS_scenario.c_str(), static_cast<double>(sent) / (1 << 20),

@@ -145,7 +145,7 @@ int Main(TransportKind kind, cli::Emitter& out) {
   const std::vector<int> batches = bench::SplitNumbers<int>(FLAGS_batches);
   memnode::MemnodeOptions mo;
   mo.transport = kind;
-  mo.listen_addr = FLAGS_addr;
+  mo.server.listen_addr = FLAGS_addr;
   mo.uma_bytes = FLAGS_uma_mb << 20;
   mo.sections = FLAGS_sections;
   mo.stats_interval_s = 0;

@@ -53,7 +53,7 @@ int Main(int argc, char** argv) {
   if (memnode_at.empty()) {
     sharry::memnode::MemnodeOptions mo;
     mo.transport = opts.transport;
-    mo.listen_addr = "127.0.0.1";
+    mo.server.listen_addr = "127.0.0.1";
     mo.uma_bytes = 64 << 20;
     auto node = sharry::memnode::Memnode::Start(mo);
     if (!node.ok()) {

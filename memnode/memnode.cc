@@ -26,29 +26,18 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   ServiceOptions so;
   so.max_object_bytes = o.max_object_bytes;
   m->service_ = std::make_unique<MemnodeService>(m->allocator_.get(), so);
-  ServerOptions to;
-  to.listen_addr = o.listen_addr;
-  to.port = o.port;
+  ServerOptions to = o.server;
   // The whole UMA is the transport's region: registered ONCE as one MR.
   to.region = m->uma_->base();
   to.region_size = m->uma_->size();
-  to.num_pollers = o.pollers;
-  to.poller_cores = o.poller_cores;
-  to.max_clients = o.max_clients;
-  to.lease_ms = o.client_lease_ms;
-  to.max_handshakes = o.max_handshakes;
-  to.handshake_timeout_ms = o.handshake_timeout_ms;
-  to.max_unsent_bytes = o.max_unsent_bytes;
-  to.stall_timeout_ms = o.stall_timeout_ms;
-  to.keepalive_s = o.keepalive_s;
-  to.backoff.busy_poll = o.busy_poll;
+  if (o.busy_poll) to.backoff.busy_poll = true;
   auto server = TransportServer::Start(o.transport, to, m->service_.get());
   if (!server.ok()) return server.status().WithContext("memnode transport");
   m->server_ = std::move(*server);
   LOG(INFO) << "memnode: UMA " << o.uma_bytes << " B (" << m->uma_->page_kind() << " pages) at "
             << static_cast<void*>(m->uma_->base()) << ", " << o.sections << " section(s) of "
             << m->allocator_->section_bytes() << " B, " << TransportName(o.transport) << " on "
-            << o.listen_addr << ":" << m->port();
+            << o.server.listen_addr << ":" << m->port();
   if (o.stats_interval_s > 0) {
     Memnode* raw = m.get();
     m->stats_thread_ = std::thread([raw, s = o.stats_interval_s] { raw->StatsLoop(s); });

@@ -21,26 +21,23 @@ namespace sharry::memnode {
 
 struct MemnodeOptions {
   TransportKind transport = TransportKind::kTcp;
-  std::string listen_addr = "0.0.0.0";
-  uint16_t port = 0;
+  // The transport server: address, port, pollers, client limits, the lease
+  // and the hostile-peer bounds (docs/security.md). Memnode::Start sets its
+  // region (the UMA) and, with busy_poll, its backoff; the rest is used as
+  // given. Unlike a bare ServerOptions, a memnode has a 30 s lease by default.
+  ServerOptions server = [] {
+    ServerOptions s;
+    s.lease_ms = 30000;  // 0: none; a client silent this long loses its far memory
+    return s;
+  }();
   uint64_t uma_bytes = 256u << 20;
   uint32_t sections = 1;
   std::vector<int> section_cores;  // core of section i: [i % size]; empty: unpinned
-  int pollers = 1;
-  std::vector<int> poller_cores;
   bool hugepages = false;
   uint32_t free_batch = 64;        // delayed reclamation threshold (paper 4.2)
   bool busy_poll = false;          // section threads and pollers never sleep
   int stats_interval_s = 0;        // 0: no periodic stats log
-  int max_clients = 256;
   uint64_t max_object_bytes = 0;   // 0: one section
-  // Hostile and failing peers (docs/security.md): see ServerOptions.
-  uint32_t client_lease_ms = 30000;  // 0: none; a client silent this long loses its far memory
-  int max_handshakes = 64;
-  int handshake_timeout_ms = 5000;
-  size_t max_unsent_bytes = 4u << 20;
-  int stall_timeout_ms = 10000;
-  int keepalive_s = 10;
 };
 
 class Memnode {

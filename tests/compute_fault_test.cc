@@ -29,10 +29,10 @@ class ComputeFaultTest : public ::testing::Test {
     node_.reset();
     memnode::MemnodeOptions o;
     o.transport = TransportKind::kLoopback;
-    o.port = port;
+    o.server.port = port;
     o.uma_bytes = uma;
     o.sections = 1;
-    o.client_lease_ms = 0;  // no RENEWs: the requests counted are the test's
+    o.server.lease_ms = 0;  // no RENEWs: the requests counted are the test's
     o.free_batch = 1;       // FREEs are applied at once: live blocks are exact
     auto m = memnode::Memnode::Start(o);
     ASSERT_TRUE(m.ok()) << m.status();
@@ -98,9 +98,22 @@ class ComputeFaultTest : public ::testing::Test {
   static bool WaitHealthy(Runtime& rt) {
     return sharry::testing::Eventually([&] { return rt.health().ok(); });
   }
+  // rt_: a runtime with a 1 MiB budget; objs_: `objects` objects of kSize
+  // (object i filled with pattern i), the first `far` of them swapped out.
+  // Call through ASSERT_NO_FATAL_FAILURE.
+  void StartRuntime(int objects, int far) {
+    rt_ = Make(Options(1 << 20));
+    ASSERT_TRUE(rt_);
+    objs_ = MakeObjects(*rt_, objects);
+    ASSERT_EQ(objs_.size(), static_cast<size_t>(objects));
+    for (int i = 0; i < far; ++i) ASSERT_TRUE(rt_->SwapOut(objs_[i]).ok()) << i;
+  }
 
+  // Destroyed in reverse: the objects, then the runtime, then the memnode.
   std::unique_ptr<memnode::Memnode> node_;
   uint16_t port_ = 0;
+  std::unique_ptr<Runtime> rt_;
+  std::vector<RemoteObject> objs_;
 };
 
 // Row "only a data connection dropped", on the swap-in path: the READ's
@@ -110,10 +123,9 @@ class ComputeFaultTest : public ::testing::Test {
 // finds the control connection alive, the data connections are replaced,
 // nothing is lost and the swap-in succeeds.
 TEST_F(ComputeFaultTest, SwapInReadDisconnectRecoversThroughTheControlConnection) {
-  auto rt = Make(Options(1 << 20));
-  ASSERT_TRUE(rt);
-  auto objs = MakeObjects(*rt, 4);
-  for (auto& o : objs) ASSERT_TRUE(rt->SwapOut(o).ok());
+  ASSERT_NO_FATAL_FAILURE(StartRuntime(4, 4));
+  auto& rt = rt_;
+  auto& objs = objs_;
   const ClientId control = rt->control_client_id();
   auto plan = Arm();
   plan->DisconnectAt(FaultOp::kRead, 1).HoldNth(FaultOp::kRequest, 1);
@@ -150,10 +162,9 @@ TEST_F(ComputeFaultTest, SwapInReadDisconnectRecoversThroughTheControlConnection
 // Deref returns that error, the object is unchanged, health stays OK and the
 // next Deref succeeds.
 TEST_F(ComputeFaultTest, SwapInReadErrorLeavesTheObjectFar) {
-  auto rt = Make(Options(1 << 20));
-  ASSERT_TRUE(rt);
-  auto objs = MakeObjects(*rt, 1);
-  ASSERT_TRUE(rt->SwapOut(objs[0]).ok());
+  ASSERT_NO_FATAL_FAILURE(StartRuntime(1, 1));
+  auto& rt = rt_;
+  auto& objs = objs_;
   auto plan = Arm();
   plan->FailNth(FaultOp::kRead, 1, StatusCode::kRemoteAccess);
   {
@@ -217,10 +228,9 @@ TEST_F(ComputeFaultTest, SwapOutWriteFailsMidBatch) {
 // (the server is still there) as a new client, which holds no block, and
 // the survivors use far memory again.
 TEST_F(ComputeFaultTest, MemnodeLostDuringEviction) {
-  auto rt = Make(Options(1 << 20));
-  ASSERT_TRUE(rt);
-  auto objs = MakeObjects(*rt, 6);
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(rt->SwapOut(objs[i]).ok());
+  ASSERT_NO_FATAL_FAILURE(StartRuntime(6, 3));
+  auto& rt = rt_;
+  auto& objs = objs_;
   const ClientId old_id = rt->control_client_id();
   EXPECT_EQ(BlocksHeld(old_id), 3u);
   auto plan = Arm();
@@ -256,10 +266,9 @@ TEST_F(ComputeFaultTest, MemnodeLostDuringEviction) {
 // kUnavailable) at once. The memnode did allocate; those blocks go with the
 // session. Objects stay local.
 TEST_F(ComputeFaultTest, AllocReplyLostTimesOut) {
-  auto rt = Make(Options(1 << 20));
-  ASSERT_TRUE(rt);
-  auto objs = MakeObjects(*rt, 2);
-  ASSERT_TRUE(rt->SwapOut(objs[0]).ok());
+  ASSERT_NO_FATAL_FAILURE(StartRuntime(2, 1));
+  auto& rt = rt_;
+  auto& objs = objs_;
   auto plan = Arm();
   plan->DropReplyNth(FaultOp::kRequest, 1);
   Status s = rt->SwapOut(objs[1]);
@@ -309,9 +318,9 @@ TEST_F(ComputeFaultTest, AllocRefusedTinyUmaBoundsLocalUsage) {
 // fails kOutOfMemory. SwapOut reports it (kOutOfMemory, the object stays
 // local, far_exhausted counts it once); the next ALLOC succeeds.
 TEST_F(ComputeFaultTest, AllocRefusedOnce) {
-  auto rt = Make(Options(1 << 20));
-  ASSERT_TRUE(rt);
-  auto objs = MakeObjects(*rt, 2);
+  ASSERT_NO_FATAL_FAILURE(StartRuntime(2, 0));
+  auto& rt = rt_;
+  auto& objs = objs_;
   auto plan = Arm();
   plan->FailNth(FaultOp::kRequest, 1, StatusCode::kOutOfMemory);
   Status s = rt->SwapOut(objs[0]);
@@ -332,10 +341,9 @@ TEST_F(ComputeFaultTest, AllocRefusedOnce) {
 // reclaimed when the runtime's control connection closes). Far data of
 // other objects is intact and health stays OK.
 TEST_F(ComputeFaultTest, FreeRefusedLeaksOnlyUntilTheSessionEnds) {
-  auto rt = Make(Options(1 << 20));
-  ASSERT_TRUE(rt);
-  auto objs = MakeObjects(*rt, 4);
-  for (auto& o : objs) ASSERT_TRUE(rt->SwapOut(o).ok());
+  ASSERT_NO_FATAL_FAILURE(StartRuntime(4, 4));
+  auto& rt = rt_;
+  auto& objs = objs_;
   EXPECT_TRUE(Holds(*rt, objs[0], 0));  // swap-in: its far block is queued for FREE
   EXPECT_TRUE(Holds(*rt, objs[1], 1));
   EXPECT_EQ(rt->Stats().pending_free_blocks, 2u);
@@ -358,10 +366,9 @@ TEST_F(ComputeFaultTest, FreeRefusedLeaksOnlyUntilTheSessionEnds) {
 // control connection is lost, so far-only objects are lost and every block
 // is reclaimed; the queued FREEs are dropped (nothing is freed twice).
 TEST_F(ComputeFaultTest, FreeOnADeadControlConnection) {
-  auto rt = Make(Options(1 << 20));
-  ASSERT_TRUE(rt);
-  auto objs = MakeObjects(*rt, 3);
-  for (auto& o : objs) ASSERT_TRUE(rt->SwapOut(o).ok());
+  ASSERT_NO_FATAL_FAILURE(StartRuntime(3, 3));
+  auto& rt = rt_;
+  auto& objs = objs_;
   EXPECT_TRUE(Holds(*rt, objs[0], 0));
   auto plan = Arm();
   plan->DisconnectAt(FaultOp::kRequest, 1);
@@ -380,10 +387,9 @@ TEST_F(ComputeFaultTest, FreeOnADeadControlConnection) {
 // so the data connections are replaced and nothing is lost; the block the
 // round ALLOCated is reused, not leaked.
 TEST_F(ComputeFaultTest, DataConnectionDiesControlConnectionLives) {
-  auto rt = Make(Options(1 << 20));
-  ASSERT_TRUE(rt);
-  auto objs = MakeObjects(*rt, 3);
-  ASSERT_TRUE(rt->SwapOut(objs[0]).ok());
+  ASSERT_NO_FATAL_FAILURE(StartRuntime(3, 1));
+  auto& rt = rt_;
+  auto& objs = objs_;
   auto plan = Arm();
   plan->DisconnectAt(FaultOp::kWrite, 1);
   EXPECT_EQ(rt->SwapOut(objs[1]).code(), StatusCode::kUnavailable);
@@ -406,10 +412,9 @@ TEST_F(ComputeFaultTest, DataConnectionDiesControlConnectionLives) {
 // connects to the new memnode: local objects survive and swap again,
 // far-only ones are lost, health() reports the loss.
 TEST_F(ComputeFaultTest, MemnodeRestartedOnTheSamePort) {
-  auto rt = Make(Options(1 << 20));
-  ASSERT_TRUE(rt);
-  auto objs = MakeObjects(*rt, 4);
-  for (int i = 0; i < 2; ++i) ASSERT_TRUE(rt->SwapOut(objs[i]).ok());
+  ASSERT_NO_FATAL_FAILURE(StartRuntime(4, 2));
+  auto& rt = rt_;
+  auto& objs = objs_;
   const uint16_t port = port_;
   StartMemnode(16u << 20, port);
   ASSERT_EQ(node_->port(), port);
@@ -432,10 +437,9 @@ TEST_F(ComputeFaultTest, MemnodeRestartedOnTheSamePort) {
 // reconnecting", accesses keep failing at once, local hits go on, and the
 // runtime is destroyed without hanging.
 TEST_F(ComputeFaultTest, MemnodeGoneForGood) {
-  auto rt = Make(Options(1 << 20));
-  ASSERT_TRUE(rt);
-  auto objs = MakeObjects(*rt, 2);
-  ASSERT_TRUE(rt->SwapOut(objs[0]).ok());
+  ASSERT_NO_FATAL_FAILURE(StartRuntime(2, 1));
+  auto& rt = rt_;
+  auto& objs = objs_;
   node_.reset();
   EXPECT_EQ(rt->SwapOut(objs[1]).code(), StatusCode::kUnavailable);
   ASSERT_TRUE(sharry::testing::Eventually(

@@ -39,10 +39,10 @@ class ComputeTest : public ::testing::TestWithParam<Param> {
   void StartMemnode(uint64_t uma, uint16_t port = 0, uint32_t lease_ms = 0) {
     node_.reset();
     memnode::MemnodeOptions o;
-    o.client_lease_ms = lease_ms;
+    o.server.lease_ms = lease_ms;
     o.transport = GetParam().transport;
-    o.listen_addr = sharry::testing::ServerAddr(GetParam().transport);
-    o.port = port;
+    o.server.listen_addr = sharry::testing::ServerAddr(GetParam().transport);
+    o.server.port = port;
     o.uma_bytes = uma;
     o.sections = 2;
     auto m = memnode::Memnode::Start(o);
@@ -61,6 +61,12 @@ class ComputeTest : public ::testing::TestWithParam<Param> {
     return o;
   }
   std::unique_ptr<Runtime> Make(uint64_t budget) { return Make(Options(budget)); }
+  // A runtime of `budget` bytes with or without its background evictor.
+  std::unique_ptr<Runtime> Make(uint64_t budget, bool evict_thread) {
+    RuntimeOptions o = Options(budget);
+    o.evict_thread = evict_thread;
+    return Make(o);
+  }
   std::unique_ptr<Runtime> Make(const RuntimeOptions& o) {
     auto rt = Runtime::Create(o);
     EXPECT_TRUE(rt.ok()) << rt.status();
@@ -155,9 +161,7 @@ TEST_P(ComputeTest, RandomMixCorrectAtEveryBudget) {
   for (bool evictor : {true, false})
   for (int pct : budgets) {
     SCOPED_TRACE("budget " + std::to_string(pct) + "%, evictor thread " + (evictor ? "on" : "off"));
-    RuntimeOptions o = Options(std::max<uint64_t>(ws * pct / 100, 8192));
-    o.evict_thread = evictor;
-    auto rt = Make(o);
+    auto rt = Make(std::max<uint64_t>(ws * pct / 100, 8192), evictor);
     ASSERT_TRUE(rt);
     auto arr = RemoteArray<uint64_t>::Make(*rt, n);
     ASSERT_TRUE(arr.ok()) << arr.status();
@@ -248,9 +252,7 @@ TEST_P(ComputeTest, FarMemoryAccounting) {
 TEST_P(ComputeTest, ScopedObjectsAreNeverEvicted) {
   for (bool evictor : {false, true}) {
     SCOPED_TRACE(evictor ? "evictor thread on" : "evictor thread off");
-    RuntimeOptions opts = Options(256 << 10);
-    opts.evict_thread = evictor;
-    auto rt = Make(opts);
+    auto rt = Make(256 << 10, evictor);
     ASSERT_TRUE(rt);
     std::vector<RemoteObject> mine;
     for (int i = 0; i < 16; ++i) {
@@ -302,9 +304,7 @@ TEST_P(ComputeTest, EvictorKeepsUsageWithinTheBudget) {
   for (bool evictor : {true, false}) {
     SCOPED_TRACE(evictor ? "evictor thread on" : "evictor thread off");
     const uint64_t budget = 256 << 10, obj = 4096;
-    RuntimeOptions o = Options(budget);
-    o.evict_thread = evictor;
-    auto rt = Make(o);
+    auto rt = Make(budget, evictor);
     ASSERT_TRUE(rt);
     const uint64_t bound = budget + budget / 8 + 2 * obj;
     std::atomic<bool> stop{false};
@@ -441,9 +441,7 @@ TEST_P(ComputeTest, EvictorSurvivesALostMemnode) {
 TEST_P(ComputeTest, ManyThreadsShareOneRuntime) {
   for (bool evictor : {false, true}) {
     SCOPED_TRACE(evictor ? "evictor thread on" : "evictor thread off");
-    RuntimeOptions o = Options(512 << 10);
-    o.evict_thread = evictor;
-    auto rt = Make(o);
+    auto rt = Make(512 << 10, evictor);
     ASSERT_TRUE(rt);
     const size_t n = 64 * 1024;
     auto arr = RemoteArray<uint64_t>::Make(*rt, n);
@@ -466,7 +464,7 @@ TEST_P(ComputeTest, ManyThreadsShareOneRuntime) {
     for (auto& t : ts) t.join();
     EXPECT_EQ(bad.load(), 0);
     const RuntimeStats st = rt->Stats();
-    EXPECT_LE(st.peak_local_bytes, o.local_budget_bytes + o.local_budget_bytes / 8 + 5 * 4096);
+    EXPECT_LE(st.peak_local_bytes, rt->options().local_budget_bytes * 9 / 8 + 5 * 4096);
   }
 }
 

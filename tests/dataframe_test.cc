@@ -91,7 +91,7 @@ class RemoteFrameTest : public ::testing::TestWithParam<Param> {
       GTEST_SKIP() << "no RDMA device: SHARRY_RDMA_ADDR is unset (run through scripts/run-rxe.sh)";
     memnode::MemnodeOptions o;
     o.transport = GetParam().transport;
-    o.listen_addr = sharry::testing::ServerAddr(GetParam().transport);
+    o.server.listen_addr = sharry::testing::ServerAddr(GetParam().transport);
     o.uma_bytes = 64u << 20;
     o.sections = 2;
     auto m = memnode::Memnode::Start(o);

@@ -45,6 +45,7 @@
 #include "memnode/client.h"
 #include "memnode/rpc.h"
 #include "tests/test_util.h"
+#include "verbs/socket_util.h"
 #include "verbs/wire.h"
 
 namespace sharry::memnode {
@@ -473,15 +474,7 @@ class RawConn {
   }
 
   // Did the memnode close (FIN or RST) this connection? Looks without reading.
-  bool ClosedByPeer() const {
-    tcp_info ti{};
-    socklen_t len = sizeof ti;
-    if (getsockopt(fd_, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state != TCP_ESTABLISHED &&
-        ti.tcpi_state != TCP_SYN_SENT)
-      return true;
-    pollfd p{fd_, POLLRDHUP, 0};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-  }
+  bool ClosedByPeer() const { return sharry::net::ClosedByPeer(fd_); }
 
   // Sends a hello (max_message as given).
   Io SendHello(uint32_t max_message, Clock::time_point deadline) const {

@@ -34,7 +34,7 @@ class MemnodeTest : public ::testing::TestWithParam<TransportKind> {
     node_.reset();
     MemnodeOptions o;
     o.transport = GetParam();
-    o.listen_addr = sharry::testing::ServerAddr(GetParam());
+    o.server.listen_addr = sharry::testing::ServerAddr(GetParam());
     o.uma_bytes = uma;
     o.sections = 2;
     o.free_batch = 16;

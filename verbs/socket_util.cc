@@ -215,4 +215,14 @@ StatusOr<size_t> RecvSome(int fd, void* buf, size_t cap, Clock::time_point deadl
   }
 }
 
+bool ClosedByPeer(int fd) {
+  tcp_info ti{};
+  socklen_t len = sizeof ti;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state != TCP_ESTABLISHED &&
+      ti.tcpi_state != TCP_SYN_SENT)
+    return true;
+  pollfd p{fd, POLLRDHUP, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 }  // namespace sharry::net

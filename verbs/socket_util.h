@@ -51,4 +51,9 @@ Status RecvAll(int fd, void* buf, size_t len, Clock::time_point deadline);
 // until `deadline`.
 StatusOr<size_t> RecvSome(int fd, void* buf, size_t cap, Clock::time_point deadline);
 
+// True if the peer closed (FIN or RST) connection `fd` or it failed; looks
+// at TCP_INFO and polls for POLLRDHUP without reading anything. For tests
+// and benchmarks that watch what a server does to a connection.
+bool ClosedByPeer(int fd);
+
 }  // namespace sharry::net

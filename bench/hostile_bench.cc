@@ -38,6 +38,7 @@
 #include "bench/bench_stats.h"
 #include "memnode/rpc.h"
 #include "tools/cli/program.h"
+#include "base/proc_stats.h"
 #include "verbs/socket_util.h"
 #include "verbs/wire.h"
 
@@ -58,33 +59,9 @@ using sharry::bench::SecondsSince;
 using sharry::wire::Kind;
 using sharry::wire::MsgHeader;
 
-long RssKb() {
-  std::ifstream f("/proc/" + std::to_string(FLAGS_pid) + "/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
-  return -1;
-}
-int Fds() {
-  std::error_code ec;
-  int n = 0;
-  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(FLAGS_pid) + "/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
-    ++n;
-  return ec ? -1 : n;
-}
-long CpuTicks() {
-  std::ifstream f("/proc/" + std::to_string(FLAGS_pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  auto rp = s.rfind(')');
-  if (rp == std::string::npos) return -1;
-  std::istringstream in(s.substr(rp + 2));
-  std::string field;
-  long t = 0;
-  for (int i = 3; i <= 15 && in >> field; ++i)
-    if (i == 14 || i == 15) t += std::atol(field.c_str());
-  return t;
-}
+long RssKb() { return sharry::proc::RssKb(FLAGS_pid); }
+int Fds() { return sharry::proc::FdCount(FLAGS_pid); }
+long CpuTicks() { return sharry::proc::CpuTicks(FLAGS_pid); }
 
 int Open() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

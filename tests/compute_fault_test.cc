@@ -124,38 +124,36 @@ class ComputeFaultTest : public ::testing::Test {
 // nothing is lost and the swap-in succeeds.
 TEST_F(ComputeFaultTest, SwapInReadDisconnectRecoversThroughTheControlConnection) {
   ASSERT_NO_FATAL_FAILURE(StartRuntime(4, 4));
-  auto& rt = rt_;
-  auto& objs = objs_;
-  const ClientId control = rt->control_client_id();
+  const ClientId control = rt_->control_client_id();
   auto plan = Arm();
   plan->DisconnectAt(FaultOp::kRead, 1).HoldNth(FaultOp::kRequest, 1);
   {
-    DerefScope s(*rt);
-    auto p = objs[0].Deref(s, false);
+    DerefScope s(*rt_);
+    auto p = objs_[0].Deref(s, false);
     ASSERT_FALSE(p.ok());
     EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status();
   }
-  EXPECT_FALSE(objs[0].is_local());
-  EXPECT_TRUE(objs[0].has_far_copy());
-  EXPECT_FALSE(objs[0].lost());
+  EXPECT_FALSE(objs_[0].is_local());
+  EXPECT_TRUE(objs_[0].has_far_copy());
+  EXPECT_FALSE(objs_[0].lost());
   ASSERT_TRUE(plan->WaitHeld());  // the reconnector's STATS probe
-  Status h = rt->health();
+  Status h = rt_->health();
   EXPECT_EQ(h.code(), StatusCode::kUnavailable);
   EXPECT_NE(h.message().find("reconnecting"), std::string::npos) << h;
   {
-    DerefScope s(*rt);
-    EXPECT_EQ(objs[1].Deref(s, false).status().code(), StatusCode::kUnavailable);
+    DerefScope s(*rt_);
+    EXPECT_EQ(objs_[1].Deref(s, false).status().code(), StatusCode::kUnavailable);
   }
   EXPECT_EQ(plan->count(FaultOp::kRead), 1u);  // failed at once: no READ went out
   plan->Release();
-  ASSERT_TRUE(WaitHealthy(*rt)) << rt->health();
-  auto st = rt->Stats();
+  ASSERT_TRUE(WaitHealthy(*rt_)) << rt_->health();
+  auto st = rt_->Stats();
   EXPECT_EQ(st.connection_failures, 1u);
   EXPECT_EQ(st.reconnects, 1u);
   EXPECT_EQ(st.failed_far_accesses, 2u);
   EXPECT_EQ(st.lost_objects, 0u);
-  EXPECT_EQ(rt->control_client_id(), control);  // the same owner of the far blocks
-  for (int i = 0; i < 4; ++i) EXPECT_TRUE(Holds(*rt, objs[i], i)) << i;
+  EXPECT_EQ(rt_->control_client_id(), control);  // the same owner of the far blocks
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(Holds(*rt_, objs_[i], i)) << i;
 }
 
 // A READ that fails while its connection stays up (an injected error): the
@@ -163,20 +161,18 @@ TEST_F(ComputeFaultTest, SwapInReadDisconnectRecoversThroughTheControlConnection
 // next Deref succeeds.
 TEST_F(ComputeFaultTest, SwapInReadErrorLeavesTheObjectFar) {
   ASSERT_NO_FATAL_FAILURE(StartRuntime(1, 1));
-  auto& rt = rt_;
-  auto& objs = objs_;
   auto plan = Arm();
   plan->FailNth(FaultOp::kRead, 1, StatusCode::kRemoteAccess);
   {
-    DerefScope s(*rt);
-    EXPECT_EQ(objs[0].Deref(s, false).status().code(), StatusCode::kRemoteAccess);
+    DerefScope s(*rt_);
+    EXPECT_EQ(objs_[0].Deref(s, false).status().code(), StatusCode::kRemoteAccess);
   }
-  EXPECT_TRUE(objs[0].has_far_copy());
-  EXPECT_FALSE(objs[0].is_local());
-  EXPECT_TRUE(rt->health().ok()) << rt->health();
-  EXPECT_EQ(rt->Stats().failed_far_accesses, 1u);
-  EXPECT_EQ(rt->Stats().connection_failures, 0u);
-  EXPECT_TRUE(Holds(*rt, objs[0], 0));
+  EXPECT_TRUE(objs_[0].has_far_copy());
+  EXPECT_FALSE(objs_[0].is_local());
+  EXPECT_TRUE(rt_->health().ok()) << rt_->health();
+  EXPECT_EQ(rt_->Stats().failed_far_accesses, 1u);
+  EXPECT_EQ(rt_->Stats().connection_failures, 0u);
+  EXPECT_TRUE(Holds(*rt_, objs_[0], 0));
 }
 
 // Swap-out fails mid-batch (the 3rd WRITE of an eviction round): every
@@ -229,36 +225,34 @@ TEST_F(ComputeFaultTest, SwapOutWriteFailsMidBatch) {
 // the survivors use far memory again.
 TEST_F(ComputeFaultTest, MemnodeLostDuringEviction) {
   ASSERT_NO_FATAL_FAILURE(StartRuntime(6, 3));
-  auto& rt = rt_;
-  auto& objs = objs_;
-  const ClientId old_id = rt->control_client_id();
+  const ClientId old_id = rt_->control_client_id();
   EXPECT_EQ(BlocksHeld(old_id), 3u);
   auto plan = Arm();
   plan->DisconnectAt(FaultOp::kWrite, 1, FaultScope::kSession);
-  Status s = rt->SwapOut(objs[3]);
+  Status s = rt_->SwapOut(objs_[3]);
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
-  EXPECT_TRUE(objs[3].is_local());
-  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt->Stats().reconnects == 1; })) << rt->health();
-  EXPECT_NE(rt->control_client_id(), old_id);
+  EXPECT_TRUE(objs_[3].is_local());
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().reconnects == 1; })) << rt_->health();
+  EXPECT_NE(rt_->control_client_id(), old_id);
   EXPECT_EQ(BlocksHeld(old_id), 0u);  // reclaimed with the session
   EXPECT_EQ(LiveBlocks(), 0u);
-  auto st = rt->Stats();
+  auto st = rt_->Stats();
   EXPECT_EQ(st.lost_objects, 3u);
   EXPECT_EQ(st.lost_bytes, 3u * kSize);
   EXPECT_EQ(st.connection_failures, 1u);
-  Status h = rt->health();
+  Status h = rt_->health();
   EXPECT_EQ(h.code(), StatusCode::kDataLoss) << h;
   EXPECT_NE(h.message().find("far memory lost: 3 objects"), std::string::npos) << h;
   for (int i = 0; i < 3; ++i) {
-    EXPECT_TRUE(objs[i].lost());
-    DerefScope sc(*rt);
-    EXPECT_EQ(objs[i].Deref(sc, false).status().code(), StatusCode::kDataLoss);
+    EXPECT_TRUE(objs_[i].lost());
+    DerefScope sc(*rt_);
+    EXPECT_EQ(objs_[i].Deref(sc, false).status().code(), StatusCode::kDataLoss);
   }
-  for (int i = 3; i < 6; ++i) EXPECT_TRUE(Holds(*rt, objs[i], i)) << i;
+  for (int i = 3; i < 6; ++i) EXPECT_TRUE(Holds(*rt_, objs_[i], i)) << i;
   // The survivors swap out and back again over the new connections.
-  ASSERT_TRUE(rt->SwapOut(objs[4]).ok());
-  EXPECT_EQ(BlocksHeld(rt->control_client_id()), 1u);
-  EXPECT_TRUE(Holds(*rt, objs[4], 4));
+  ASSERT_TRUE(rt_->SwapOut(objs_[4]).ok());
+  EXPECT_EQ(BlocksHeld(rt_->control_client_id()), 1u);
+  EXPECT_TRUE(Holds(*rt_, objs_[4], 4));
 }
 
 // Row "memnode stopped (SIGSTOP), partitioned", without the wait: the ALLOC's
@@ -267,18 +261,16 @@ TEST_F(ComputeFaultTest, MemnodeLostDuringEviction) {
 // session. Objects stay local.
 TEST_F(ComputeFaultTest, AllocReplyLostTimesOut) {
   ASSERT_NO_FATAL_FAILURE(StartRuntime(2, 1));
-  auto& rt = rt_;
-  auto& objs = objs_;
   auto plan = Arm();
   plan->DropReplyNth(FaultOp::kRequest, 1);
-  Status s = rt->SwapOut(objs[1]);
+  Status s = rt_->SwapOut(objs_[1]);
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
   EXPECT_NE(s.message().find("Timeout"), std::string::npos) << s;
-  EXPECT_TRUE(objs[1].is_local());
-  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt->Stats().reconnects == 1; })) << rt->health();
-  EXPECT_TRUE(objs[0].lost());
+  EXPECT_TRUE(objs_[1].is_local());
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().reconnects == 1; })) << rt_->health();
+  EXPECT_TRUE(objs_[0].lost());
   EXPECT_EQ(LiveBlocks(), 0u);
-  EXPECT_TRUE(Holds(*rt, objs[1], 1));
+  EXPECT_TRUE(Holds(*rt_, objs_[1], 1));
 }
 
 // Row "far memory exhausted or refused (ALLOC fails)", a tiny UMA: objects
@@ -319,20 +311,18 @@ TEST_F(ComputeFaultTest, AllocRefusedTinyUmaBoundsLocalUsage) {
 // local, far_exhausted counts it once); the next ALLOC succeeds.
 TEST_F(ComputeFaultTest, AllocRefusedOnce) {
   ASSERT_NO_FATAL_FAILURE(StartRuntime(2, 0));
-  auto& rt = rt_;
-  auto& objs = objs_;
   auto plan = Arm();
   plan->FailNth(FaultOp::kRequest, 1, StatusCode::kOutOfMemory);
-  Status s = rt->SwapOut(objs[0]);
+  Status s = rt_->SwapOut(objs_[0]);
   EXPECT_EQ(s.code(), StatusCode::kOutOfMemory) << s;
-  EXPECT_TRUE(objs[0].is_local());
-  EXPECT_EQ(rt->Stats().far_exhausted, 1u);
-  EXPECT_TRUE(rt->health().ok()) << rt->health();
-  ASSERT_TRUE(rt->SwapOut(objs[0]).ok());
-  ASSERT_TRUE(rt->SwapOut(objs[1]).ok());
+  EXPECT_TRUE(objs_[0].is_local());
+  EXPECT_EQ(rt_->Stats().far_exhausted, 1u);
+  EXPECT_TRUE(rt_->health().ok()) << rt_->health();
+  ASSERT_TRUE(rt_->SwapOut(objs_[0]).ok());
+  ASSERT_TRUE(rt_->SwapOut(objs_[1]).ok());
   EXPECT_EQ(LiveBlocks(), 2u);
-  EXPECT_TRUE(Holds(*rt, objs[0], 0));
-  EXPECT_TRUE(Holds(*rt, objs[1], 1));
+  EXPECT_TRUE(Holds(*rt_, objs_[0], 0));
+  EXPECT_TRUE(Holds(*rt_, objs_[1], 1));
 }
 
 // A FREE the memnode does not answer (the request fails, the connection
@@ -342,23 +332,21 @@ TEST_F(ComputeFaultTest, AllocRefusedOnce) {
 // other objects is intact and health stays OK.
 TEST_F(ComputeFaultTest, FreeRefusedLeaksOnlyUntilTheSessionEnds) {
   ASSERT_NO_FATAL_FAILURE(StartRuntime(4, 4));
-  auto& rt = rt_;
-  auto& objs = objs_;
-  EXPECT_TRUE(Holds(*rt, objs[0], 0));  // swap-in: its far block is queued for FREE
-  EXPECT_TRUE(Holds(*rt, objs[1], 1));
-  EXPECT_EQ(rt->Stats().pending_free_blocks, 2u);
+  EXPECT_TRUE(Holds(*rt_, objs_[0], 0));  // swap-in: its far block is queued for FREE
+  EXPECT_TRUE(Holds(*rt_, objs_[1], 1));
+  EXPECT_EQ(rt_->Stats().pending_free_blocks, 2u);
   auto plan = Arm();
   plan->FailNth(FaultOp::kRequest, 1, StatusCode::kUnavailable);
-  EXPECT_TRUE(rt->FlushFrees().ok());
+  EXPECT_TRUE(rt_->FlushFrees().ok());
   EXPECT_EQ(plan->fired(), 1u);
-  EXPECT_EQ(rt->Stats().pending_free_blocks, 0u);
-  EXPECT_EQ(FarObjects(objs), 2u);
+  EXPECT_EQ(rt_->Stats().pending_free_blocks, 0u);
+  EXPECT_EQ(FarObjects(objs_), 2u);
   EXPECT_EQ(LiveBlocks(), 4u);  // 2 far objects + the 2 blocks whose FREE failed
-  EXPECT_TRUE(rt->health().ok()) << rt->health();
-  EXPECT_TRUE(Holds(*rt, objs[2], 2));
-  EXPECT_TRUE(Holds(*rt, objs[3], 3));
-  objs.clear();
-  rt.reset();
+  EXPECT_TRUE(rt_->health().ok()) << rt_->health();
+  EXPECT_TRUE(Holds(*rt_, objs_[2], 2));
+  EXPECT_TRUE(Holds(*rt_, objs_[3], 3));
+  objs_.clear();
+  rt_.reset();
   EXPECT_EQ(LiveBlocks(), 0u);  // reclaimed with the control connection
 }
 
@@ -367,19 +355,17 @@ TEST_F(ComputeFaultTest, FreeRefusedLeaksOnlyUntilTheSessionEnds) {
 // is reclaimed; the queued FREEs are dropped (nothing is freed twice).
 TEST_F(ComputeFaultTest, FreeOnADeadControlConnection) {
   ASSERT_NO_FATAL_FAILURE(StartRuntime(3, 3));
-  auto& rt = rt_;
-  auto& objs = objs_;
-  EXPECT_TRUE(Holds(*rt, objs[0], 0));
+  EXPECT_TRUE(Holds(*rt_, objs_[0], 0));
   auto plan = Arm();
   plan->DisconnectAt(FaultOp::kRequest, 1);
-  EXPECT_EQ(rt->FlushFrees().code(), StatusCode::kUnavailable);
-  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt->Stats().reconnects == 1; })) << rt->health();
-  auto st = rt->Stats();
+  EXPECT_EQ(rt_->FlushFrees().code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().reconnects == 1; })) << rt_->health();
+  auto st = rt_->Stats();
   EXPECT_EQ(st.lost_objects, 2u);
   EXPECT_EQ(st.pending_free_blocks, 0u);
   EXPECT_EQ(LiveBlocks(), 0u);
-  EXPECT_TRUE(Holds(*rt, objs[0], 0));
-  EXPECT_TRUE(objs[1].lost());
+  EXPECT_TRUE(Holds(*rt_, objs_[0], 0));
+  EXPECT_TRUE(objs_[1].lost());
 }
 
 // Row "only a data connection dropped", on the swap-out path: the WRITE's
@@ -388,23 +374,21 @@ TEST_F(ComputeFaultTest, FreeOnADeadControlConnection) {
 // round ALLOCated is reused, not leaked.
 TEST_F(ComputeFaultTest, DataConnectionDiesControlConnectionLives) {
   ASSERT_NO_FATAL_FAILURE(StartRuntime(3, 1));
-  auto& rt = rt_;
-  auto& objs = objs_;
   auto plan = Arm();
   plan->DisconnectAt(FaultOp::kWrite, 1);
-  EXPECT_EQ(rt->SwapOut(objs[1]).code(), StatusCode::kUnavailable);
-  EXPECT_TRUE(objs[1].is_local());
-  ASSERT_TRUE(WaitHealthy(*rt)) << rt->health();
-  auto st = rt->Stats();
+  EXPECT_EQ(rt_->SwapOut(objs_[1]).code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(objs_[1].is_local());
+  ASSERT_TRUE(WaitHealthy(*rt_)) << rt_->health();
+  auto st = rt_->Stats();
   EXPECT_EQ(st.reconnects, 1u);
   EXPECT_EQ(st.lost_objects, 0u);
-  EXPECT_FALSE(objs[0].lost());
-  ASSERT_TRUE(rt->SwapOut(objs[1]).ok());
-  ASSERT_TRUE(rt->SwapOut(objs[2]).ok());
-  ASSERT_TRUE(rt->FlushFrees().ok());
+  EXPECT_FALSE(objs_[0].lost());
+  ASSERT_TRUE(rt_->SwapOut(objs_[1]).ok());
+  ASSERT_TRUE(rt_->SwapOut(objs_[2]).ok());
+  ASSERT_TRUE(rt_->FlushFrees().ok());
   EXPECT_EQ(LiveBlocks(), 3u);
-  EXPECT_EQ(rt->Stats().recycled_blocks, 1u);  // the failed round's block
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(Holds(*rt, objs[i], i)) << i;
+  EXPECT_EQ(rt_->Stats().recycled_blocks, 1u);  // the failed round's block
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(Holds(*rt_, objs_[i], i)) << i;
 }
 
 // Row "memnode restarted on the same address": the memnode goes away and a
@@ -413,23 +397,21 @@ TEST_F(ComputeFaultTest, DataConnectionDiesControlConnectionLives) {
 // far-only ones are lost, health() reports the loss.
 TEST_F(ComputeFaultTest, MemnodeRestartedOnTheSamePort) {
   ASSERT_NO_FATAL_FAILURE(StartRuntime(4, 2));
-  auto& rt = rt_;
-  auto& objs = objs_;
   const uint16_t port = port_;
   StartMemnode(16u << 20, port);
   ASSERT_EQ(node_->port(), port);
   {
-    DerefScope s(*rt);
-    EXPECT_EQ(objs[0].Deref(s, false).status().code(), StatusCode::kUnavailable);
+    DerefScope s(*rt_);
+    EXPECT_EQ(objs_[0].Deref(s, false).status().code(), StatusCode::kUnavailable);
   }
-  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt->Stats().reconnects == 1; })) << rt->health();
-  EXPECT_EQ(rt->health().code(), StatusCode::kDataLoss);
-  EXPECT_TRUE(objs[0].lost());
-  EXPECT_TRUE(objs[1].lost());
-  EXPECT_TRUE(Holds(*rt, objs[2], 2));
-  ASSERT_TRUE(rt->SwapOut(objs[3]).ok());
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().reconnects == 1; })) << rt_->health();
+  EXPECT_EQ(rt_->health().code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(objs_[0].lost());
+  EXPECT_TRUE(objs_[1].lost());
+  EXPECT_TRUE(Holds(*rt_, objs_[2], 2));
+  ASSERT_TRUE(rt_->SwapOut(objs_[3]).ok());
   EXPECT_EQ(LiveBlocks(), 1u);
-  EXPECT_TRUE(Holds(*rt, objs[3], 3));
+  EXPECT_TRUE(Holds(*rt_, objs_[3], 3));
 }
 
 // Rows "memnode gone for good" and "~Runtime while unhealthy": nobody takes
@@ -438,21 +420,19 @@ TEST_F(ComputeFaultTest, MemnodeRestartedOnTheSamePort) {
 // runtime is destroyed without hanging.
 TEST_F(ComputeFaultTest, MemnodeGoneForGood) {
   ASSERT_NO_FATAL_FAILURE(StartRuntime(2, 1));
-  auto& rt = rt_;
-  auto& objs = objs_;
   node_.reset();
-  EXPECT_EQ(rt->SwapOut(objs[1]).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(rt_->SwapOut(objs_[1]).code(), StatusCode::kUnavailable);
   ASSERT_TRUE(sharry::testing::Eventually(
-      [&] { return rt->health().message().find("gave up reconnecting") != std::string::npos; }))
-      << rt->health();
-  EXPECT_EQ(rt->Stats().reconnects, 0u);
-  EXPECT_TRUE(objs[0].lost());
-  EXPECT_TRUE(Holds(*rt, objs[1], 1));  // local hit
-  EXPECT_EQ(rt->SwapOut(objs[1]).code(), StatusCode::kUnavailable);
-  EXPECT_EQ(rt->FlushFrees().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(rt->MemnodeStats().status().code(), StatusCode::kUnavailable);
-  objs.clear();
-  rt.reset();
+      [&] { return rt_->health().message().find("gave up reconnecting") != std::string::npos; }))
+      << rt_->health();
+  EXPECT_EQ(rt_->Stats().reconnects, 0u);
+  EXPECT_TRUE(objs_[0].lost());
+  EXPECT_TRUE(Holds(*rt_, objs_[1], 1));  // local hit
+  EXPECT_EQ(rt_->SwapOut(objs_[1]).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(rt_->FlushFrees().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(rt_->MemnodeStats().status().code(), StatusCode::kUnavailable);
+  objs_.clear();
+  rt_.reset();
 }
 
 // The same loss in Multi-Copy: an object that is local AND has a far copy

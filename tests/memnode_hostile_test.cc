@@ -45,6 +45,7 @@
 #include "memnode/client.h"
 #include "memnode/rpc.h"
 #include "tests/test_util.h"
+#include "base/proc_stats.h"
 #include "verbs/socket_util.h"
 #include "verbs/wire.h"
 
@@ -253,37 +254,9 @@ class MemnodeProcess {
   // For assertion messages: why it is dead, and its last log lines.
   std::string Why() { return ExitDescription() + "; log tail:\n" + LogTail(); }
 
-  long RssKb() const {
-    std::ifstream f("/proc/" + std::to_string(pid_) + "/status");
-    std::string line;
-    while (std::getline(f, line))
-      if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
-    return -1;
-  }
-  int FdCount() const {
-    std::error_code ec;
-    int n = 0;
-    for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/fd", ec);
-         !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
-      ++n;
-    return ec ? -1 : n;
-  }
-  // utime + stime in clock ticks.
-  long CpuTicks() const {
-    std::ifstream f("/proc/" + std::to_string(pid_) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    auto rp = s.rfind(')');
-    if (rp == std::string::npos) return -1;
-    std::istringstream in(s.substr(rp + 2));
-    std::string field;
-    long utime = 0, stime = 0;
-    // Fields after the command: state(3) ... utime(14) stime(15).
-    for (int i = 3; i <= 15 && in >> field; ++i) {
-      if (i == 14) utime = std::atol(field.c_str());
-      if (i == 15) stime = std::atol(field.c_str());
-    }
-    return utime + stime;
-  }
+  long RssKb() const { return proc::RssKb(pid_); }
+  int FdCount() const { return proc::FdCount(pid_); }
+  long CpuTicks() const { return proc::CpuTicks(pid_); }  // utime + stime, clock ticks
   // CPU use over a window of `window`, in % of one core.
   double CpuPercentOver(Clock::duration window) const {
     long t0 = CpuTicks();

@@ -8,6 +8,7 @@
 #
 # Usage: scripts/fuzz.sh [--seconds N] [--preset NAME] [--build-dir DIR] [--target NAME]... [--make-corpus]
 #   --seconds N      run each target for N seconds (default 30)
+#   --jobs N         run N targets at a time (default 1; one core each)
 #   --preset NAME    the configure preset of the tree: fuzz (default; fuzz
 #                    targets only) or asan (CI's clang tree, which also builds
 #                    the tests: scripts/test.sh fuzzes there, no second build)
@@ -29,6 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=30
+jobs=1
 preset=fuzz
 dir=''
 targets=()
@@ -41,6 +43,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --seconds) seconds=$2; shift 2 ;;
     --preset) preset=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
     --build-dir) dir=$2; shift 2 ;;
     --target) targets+=("$2"); shift 2 ;;
     --make-corpus) make_corpus=1; shift ;;
@@ -54,6 +57,7 @@ case "$preset" in
 esac
 [[ -n $dir ]] || dir="build-$preset"
 [[ "$seconds" =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --seconds wants a whole number" >&2; exit 2; }
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz.sh: --jobs wants a whole number >= 1" >&2; exit 2; }
 
 cxx=${CXX_FUZZ:-clang++}
 command -v "$cxx" >/dev/null || { echo "fuzz.sh: $cxx not found (scripts/install-deps.sh installs clang)" >&2; exit 2; }
@@ -74,21 +78,39 @@ cmake --build "$dir" -j "$(nproc)" --target "${targets[@]}"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-crashed=()
-summary=()
-for t in "${targets[@]}"; do
-  run="$dir/fuzz-run/$t"
-  rm -rf "$run/corpus"
-  mkdir -p "$run/corpus" "$run/artifacts"
-  cp fuzz/corpus/"$t"/* "$run/corpus/"
-  extra=()
+# fuzz_one TARGET: one run; its exit status goes to <run>/rc.
+fuzz_one() {
+  local t=$1 run="$dir/fuzz-run/$1" rc=0
+  local extra=()
   if compgen -G "fuzz/regressions/$t/*" >/dev/null; then extra=("fuzz/regressions/$t"); fi
-  echo "fuzz.sh: $t for ${seconds}s (log: $run/log)"
-  rc=0
   # -timeout: an input running this long is a hang (reported as a crash);
   # `timeout` guards against a harness that never returns to libFuzzer.
   timeout --signal=KILL $((seconds + 120)) "$dir/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 \
     -timeout=30 -artifact_prefix="$run/artifacts/" "$run/corpus" "${extra[@]}" >"$run/log" 2>&1 || rc=$?
+  echo "$rc" >"$run/rc"
+}
+
+running=0
+for t in "${targets[@]}"; do
+  run="$dir/fuzz-run/$t"
+  rm -rf "$run/corpus" "$run/rc"
+  mkdir -p "$run/corpus" "$run/artifacts"
+  cp fuzz/corpus/"$t"/* "$run/corpus/"
+  echo "fuzz.sh: $t for ${seconds}s (log: $run/log)"
+  fuzz_one "$t" &
+  running=$((running + 1))
+  if [[ $running -ge $jobs ]]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+done
+wait
+
+crashed=()
+summary=()
+for t in "${targets[@]}"; do
+  run="$dir/fuzz-run/$t"
+  rc=$(cat "$run/rc" 2>/dev/null || echo 125)
   execs=$(awk '/stat::number_of_executed_units/ { print $2 }' "$run/log")
   rate=$(awk '/stat::average_exec_per_sec/ { print $2 }' "$run/log")
   entries=$(find "$run/corpus" -type f | wc -l)

@@ -11,7 +11,8 @@
 #              device, else in a throwaway SoftRoCE VM (scripts/rxe-vm.sh)
 #   3. rebuilds with clang, ASan+UBSan and the lock annotations checked
 #      (-Werror=thread-safety), runs unit+tcp there, and runs each libFuzzer
-#      target of that same tree for 20 s on a copy of its seed corpus
+#      target of that same tree for 10 s on a copy of its seed corpus, two
+#      at a time
 #      (scripts/fuzz.sh); then rebuilds with g++ and TSan and runs unit+tcp.
 # The build trees, options and sanitizer settings are the presets of
 # CMakePresets.json: default (build/), asan (build-asan/: clang, ASan+UBSan,
@@ -101,8 +102,8 @@ if [[ $clang == 1 ]]; then
     run_ctest asan
   fi
   if [[ $fuzz == 1 ]]; then
-    step "fuzz: libFuzzer targets, 20 s each (build-asan/)"
-    if ! scripts/fuzz.sh --preset asan --seconds 20; then
+    step "fuzz: libFuzzer targets, 10 s each, two at a time (build-asan/)"
+    if ! scripts/fuzz.sh --preset asan --seconds 10 --jobs 2; then
       failed+=("fuzz")
     fi
   fi

@@ -25,14 +25,43 @@ SectionAllocator::SectionAllocator(const Options& options)
     : base_(options.base),
       length_(options.length),
       free_batch_threshold_(options.free_batch_threshold),
+      private_spans_(options.private_spans),
+      observer_(options.observer),
       page_heap_(PagesOf(options.length)) {
   CHECK_EQ(base_ % kPageSize, 0u) << "section base " << base_ << " is not page aligned";
+  CHECK(observer_ == nullptr || private_spans_) << "a span observer needs private spans";
   CHECK_GE(base_ + length_, base_) << "section wraps around";
 }
 
 SectionAllocator::~SectionAllocator() {
   // Unlink the intrusive lists before the page heap's arena frees the spans.
-  for (ClassList& list : class_lists_) list.clear();
+  for (auto& [owner, spans] : class_lists_) {
+    for (ClassList& list : spans.by_class) list.clear();
+  }
+}
+
+SectionAllocator::OwnerSpans& SectionAllocator::SpansOf(OwnerId owner) {
+  const OwnerId key = private_spans_ ? owner : kNoOwner;
+  if (last_spans_ == nullptr || last_key_ != key) {
+    last_spans_ = &class_lists_[key];
+    last_key_ = key;
+  }
+  return *last_spans_;
+}
+
+SectionAllocator::ClassList& SectionAllocator::ListOf(const Span& span) {
+  return SpansOf(span.span_owner()).by_class[span.size_class()];
+}
+
+Span* SectionAllocator::NewSpan(PageCount pages, Span::State state, OwnerId owner) {
+  Span* span = page_heap_.New(pages, state);
+  if (span != nullptr && observer_ != nullptr) observer_->OnGrant(owner, base_ + span->start_byte(), span->bytes());
+  return span;
+}
+
+void SectionAllocator::DeleteSpan(Span* span) {
+  if (observer_ != nullptr) observer_->OnRevoke(span->span_owner(), base_ + span->start_byte(), span->bytes());
+  page_heap_.Delete(span);
 }
 
 AllocResult SectionAllocator::Allocate(uint64_t size, OwnerId owner) {
@@ -51,11 +80,12 @@ AllocResult SectionAllocator::Allocate(uint64_t size, OwnerId owner) {
 AllocResult SectionAllocator::TryAllocate(uint64_t size, OwnerId owner) {
   if (size <= kMaxSmallSize) {
     const uint32_t cl = SizeMap::ClassFor(size);
-    ClassList& list = class_lists_[cl];
+    ClassList& list = SpansOf(owner).by_class[cl];
     if (list.empty()) {
-      Span* span = page_heap_.New(SizeMap::ClassPages(cl), Span::State::kSmall);
+      const OwnerId span_owner = private_spans_ ? owner : kNoOwner;
+      Span* span = NewSpan(SizeMap::ClassPages(cl), Span::State::kSmall, span_owner);
       if (span == nullptr) return {0, AllocStatus::kOutOfMemory};
-      span->InitSmall(cl);
+      span->InitSmall(cl, span_owner);
       list.push_front(*span);
       ++counts_.small_spans;
       counts_.span_free_bytes += uint64_t{span->num_blocks()} * span->block_size();
@@ -72,7 +102,7 @@ AllocResult SectionAllocator::TryAllocate(uint64_t size, OwnerId owner) {
   }
 
   const uint64_t pages = (size + kPageSize - 1) >> kPageShift;
-  Span* span = page_heap_.New(static_cast<PageCount>(pages), Span::State::kLarge);
+  Span* span = NewSpan(static_cast<PageCount>(pages), Span::State::kLarge, owner);
   if (span == nullptr) return {0, AllocStatus::kOutOfMemory};
   span->InitLarge(owner);
   ++counts_.large_spans;
@@ -163,7 +193,7 @@ void SectionAllocator::ApplyFree(const BlockRef& ref) {
     owners_.Remove(span->large_owner(), span->bytes());
     counts_.used_bytes -= span->bytes();
     --counts_.large_spans;
-    page_heap_.Delete(span);
+    DeleteSpan(span);
     return;
   }
   const bool was_full = span->full();
@@ -171,29 +201,31 @@ void SectionAllocator::ApplyFree(const BlockRef& ref) {
   span->FreeBlock(ref.index);
   counts_.used_bytes -= span->block_size();
   counts_.span_free_bytes += span->block_size();
-  ClassList& list = class_lists_[span->size_class()];
+  ClassList& list = ListOf(*span);
   if (was_full) list.push_front(*span);
   if (span->empty() && list.size() > 1) ReleaseSmallSpan(span);
 }
 
 void SectionAllocator::ReleaseSmallSpan(Span* span) {
   CHECK(span->empty());
-  class_lists_[span->size_class()].erase(
-      class_lists_[span->size_class()].iterator_to(*span));
+  ClassList& list = ListOf(*span);
+  list.erase(list.iterator_to(*span));
   counts_.span_free_bytes -= uint64_t{span->num_blocks()} * span->block_size();
   counts_.span_tail_bytes -= span->tail_bytes();
   --counts_.small_spans;
-  page_heap_.Delete(span);
+  DeleteSpan(span);
 }
 
 size_t SectionAllocator::ReleaseCachedSpans() {
   size_t released = 0;
-  for (ClassList& list : class_lists_) {
-    for (auto it = list.begin(); it != list.end();) {
-      Span& span = *it++;
-      if (span.empty()) {
-        ReleaseSmallSpan(&span);
-        ++released;
+  for (auto& [owner, spans] : class_lists_) {
+    for (ClassList& list : spans.by_class) {
+      for (auto it = list.begin(); it != list.end();) {
+        Span& span = *it++;
+        if (span.empty()) {
+          ReleaseSmallSpan(&span);
+          ++released;
+        }
       }
     }
   }
@@ -204,7 +236,11 @@ ReclaimResult SectionAllocator::FreeAllOf(OwnerId owner) {
   // Frees the owner has already made are applied now, so that afterwards
   // the owner holds nothing (it leaves Usage and the owner list at once).
   FlushPendingFrees();
-  if (owners_.Usage(owner).blocks == 0) return {};
+  ReclaimResult result;
+  if (owners_.Usage(owner).blocks == 0) {
+    ForgetOwnerSpans(owner);
+    return result;
+  }
   // Collect first: applying a free may merge spans under the walk.
   std::vector<BlockRef> victims;
   page_heap_.ForEachSpan([&](const Span& s) {
@@ -217,14 +253,29 @@ ReclaimResult SectionAllocator::FreeAllOf(OwnerId owner) {
       });
     }
   });
-  ReclaimResult result;
   for (const BlockRef& ref : victims) {
     ++result.blocks;
     result.bytes += BlockBytes(ref);
     ApplyFree(ref);
   }
   CHECK_EQ(owners_.Usage(owner).blocks, 0u) << "owner " << owner;
+  ForgetOwnerSpans(owner);
   return result;
+}
+
+void SectionAllocator::ForgetOwnerSpans(OwnerId owner) {
+  if (!private_spans_) return;
+  auto it = class_lists_.find(owner);
+  if (it == class_lists_.end()) return;
+  for (ClassList& list : it->second.by_class) {
+    while (!list.empty()) {
+      Span& span = list.front();
+      CHECK(span.empty()) << "owner " << owner << " still has blocks in the span at page " << span.first_page();
+      ReleaseSmallSpan(&span);
+    }
+  }
+  if (last_spans_ == &it->second) last_spans_ = nullptr;
+  class_lists_.erase(it);
 }
 
 SectionStats SectionAllocator::stats() const {
@@ -266,7 +317,10 @@ void SectionAllocator::CheckInvariants() const {
       case Span::State::kSmall: {
         ++small;
         uint32_t allocated = 0;
+        CHECK_EQ(s.span_owner() != kNoOwner, private_spans_) << "span at page " << s.first_page();
         s.ForEachAllocatedBlock([&](uint32_t, OwnerId owner, bool pending) {
+          CHECK(s.span_owner() == kNoOwner || s.span_owner() == owner)
+              << "block of owner " << owner << " in the private span of " << s.span_owner();
           ++allocated;
           ++by_owner[owner].blocks;
           by_owner[owner].bytes += s.block_size();
@@ -289,15 +343,19 @@ void SectionAllocator::CheckInvariants() const {
         LOG(FATAL) << "unused span in the page heap walk";
     }
   });
-  for (uint32_t cl = 0; cl < class_lists_.size(); ++cl) {
-    size_t empty_in_class = 0;
-    for (const Span& s : class_lists_[cl]) {
-      CHECK(s.state() == Span::State::kSmall);
-      CHECK_EQ(s.size_class(), cl);
-      if (s.empty()) ++empty_in_class;
+  for (const auto& [key, spans] : class_lists_) {
+    CHECK(private_spans_ || key == kNoOwner) << "owner list " << key << " with shared spans";
+    for (uint32_t cl = 0; cl < spans.by_class.size(); ++cl) {
+      size_t empty_in_class = 0;
+      for (const Span& s : spans.by_class[cl]) {
+        CHECK(s.state() == Span::State::kSmall);
+        CHECK_EQ(s.size_class(), cl);
+        CHECK_EQ(s.span_owner(), key) << "span at page " << s.first_page() << " in the list of another owner";
+        if (s.empty()) ++empty_in_class;
+      }
+      // A class caches at most one empty span (per owner).
+      CHECK_LE(empty_in_class, 1u) << "class " << cl << " of owner " << key;
     }
-    // A class caches at most one empty span.
-    CHECK_LE(empty_in_class, 1u) << "class " << cl;
   }
 
   CHECK_EQ(used, counts_.used_bytes);

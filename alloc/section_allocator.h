@@ -9,14 +9,16 @@
 //
 //   SectionAllocator   sizes -> classes, owner checks, delayed frees, stats,
 //                      per-owner usage (OwnerTable)
-//     class lists      per size class, the small spans with a free block
+//     class lists      per owner and size class, the small spans with a free
+//                      block (one list per class for shared spans)
 //     Span             blocks of one class, 16-bit free-index stack, owners
 //     PageHeap         best-fit runs of pages, coalescing, page map
 //
 // Allocate(size, owner):
 //   size <= kMaxSmallSize: round up to the class; take a block from the first
-//     span in the class list, getting a new span from the page heap if the
-//     list is empty. A span leaves the list when it becomes full.
+//     span in the owner's list of the class, getting a new span from the
+//     page heap if the list is empty. A span leaves the list when it becomes
+//     full.
 //   size >  kMaxSmallSize: a large span of ceil(size / kPageSize) pages.
 //   When the page heap is exhausted, pending frees are applied and the empty
 //   spans cached per class are released before OOM is reported.
@@ -29,9 +31,19 @@
 // queue is applied once it holds free_batch_threshold entries (paper 4.2,
 // delayed reclamation). FlushPendingFrees() applies it now.
 //
+// Private spans (Options::private_spans, the default; issue #11): a span
+// holds blocks of one owner only, so that each span is a protection unit
+// that can be granted to, and revoked from, exactly one client (see
+// span_observer.h). The cost is fragmentation: every owner has its own
+// partly filled span per size class it uses (SectionStats::span_free_bytes).
+// With private_spans off, blocks of all owners share spans (the paper's
+// allocator; kept for the allocator benchmarks).
+//
 // When a small span becomes empty it goes back to the page heap, unless it
-// is the only span of its class with free blocks; so each class caches at
-// most one empty span, which avoids thrashing at a span boundary.
+// is the only span of its (owner's) class with free blocks; so each class
+// caches at most one empty span per owner, which avoids thrashing at a span
+// boundary. FreeAllOf(owner) releases the owner's cached spans too: a
+// reclaimed owner keeps no pages.
 //
 // Costs: Allocate and Free are O(1) apart from the page heap's O(log runs);
 // FreeAllOf walks all spans and their block metadata. Per-owner counters
@@ -46,12 +58,14 @@
 
 #include <array>
 #include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 #include "alloc/owner_table.h"
 #include "alloc/page_heap.h"
 #include "alloc/size_classes.h"
 #include "alloc/span.h"
+#include "alloc/span_observer.h"
 #include "alloc/types.h"
 #include "boost/intrusive/list.hpp"
 
@@ -68,6 +82,11 @@ class SectionAllocator {
     // Pending frees are applied once this many are queued; 0 or 1 applies
     // every free at once.
     uint32_t free_batch_threshold = 1;
+    // Every span holds one owner's blocks (see above). Required for an
+    // observer.
+    bool private_spans = true;
+    // Told of every span granted to and revoked from an owner; may be null.
+    SpanObserver* observer = nullptr;
   };
 
   explicit SectionAllocator(const Options& options);
@@ -130,7 +149,20 @@ class SectionAllocator {
     uint32_t index = 0;  // block index, 0 for a large span
   };
 
+  // The small spans with a free block of one owner (kNoOwner: of every
+  // owner, for shared spans), by size class.
+  struct OwnerSpans {
+    std::array<ClassList, kNumSizeClasses> by_class;
+  };
+
   AllocResult TryAllocate(uint64_t size, OwnerId owner);
+  // The class lists of `owner` (created on first use; cached lookup).
+  OwnerSpans& SpansOf(OwnerId owner);
+  ClassList& ListOf(const Span& span);
+  // A span's pages from the page heap for `owner` / back to it, telling the
+  // observer.
+  Span* NewSpan(PageCount pages, Span::State state, OwnerId owner);
+  void DeleteSpan(Span* span);
   // Finds the block that starts at section-relative byte `rel`. kOk only
   // for a live (not pending) block; *pending tells a pending one apart.
   AllocStatus FindBlock(uint64_t rel, BlockRef* ref, bool* pending) const;
@@ -141,13 +173,22 @@ class SectionAllocator {
   // Returns how many spans were released.
   size_t ReleaseCachedSpans();
   void ReleaseSmallSpan(Span* span);
+  // Releases the cached empty spans of an owner that holds no block and
+  // drops its class lists.
+  void ForgetOwnerSpans(OwnerId owner);
 
   const uint64_t base_;
   const uint64_t length_;
   const uint32_t free_batch_threshold_;
+  const bool private_spans_;
+  SpanObserver* const observer_;
 
   PageHeap page_heap_;
-  std::array<ClassList, kNumSizeClasses> class_lists_;
+  // Keyed by span owner (kNoOwner only, with shared spans). An entry lives
+  // until FreeAllOf(owner). unordered_map: entries never move.
+  std::unordered_map<OwnerId, OwnerSpans> class_lists_;
+  OwnerId last_key_ = kNoOwner;
+  OwnerSpans* last_spans_ = nullptr;
 
   // Section-relative starts of pending blocks, in arrival order.
   std::vector<uint64_t> pending_;

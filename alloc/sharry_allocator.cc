@@ -115,6 +115,8 @@ SharryAllocator::SharryAllocator(const SharryAllocatorOptions& options)
     so.section.base = uint64_t{i} * section_bytes_;
     so.section.length = section_bytes_;
     so.section.free_batch_threshold = options.free_batch_threshold;
+    so.section.private_spans = options.private_spans;
+    so.section.observer = options.observer;
     so.core = options.cores.empty() ? -1 : options.cores[i % options.cores.size()];
     so.busy_poll = options.busy_poll;
     so.ring_capacity = options.ring_capacity;

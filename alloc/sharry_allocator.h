@@ -47,6 +47,8 @@ struct SharryAllocatorOptions {
   // Core for section i: cores[i % cores.size()]; empty or -1 = unpinned.
   std::vector<int> cores;
   uint32_t free_batch_threshold = 64;  // pending frees applied per batch
+  bool private_spans = true;         // a span holds one owner's blocks (section_allocator.h)
+  SpanObserver* observer = nullptr;  // told of span grants/revokes, on the section threads
   bool busy_poll = false;            // section threads never sleep
   uint32_t ring_capacity = 1024;     // per section, power of two
   uint64_t idle_spin_nanos = 5'000;    // an idle section thread polls (PAUSE),

@@ -11,7 +11,7 @@ namespace sharry::alloc {
 void Span::InitLarge(OwnerId owner) {
   CHECK(state_ == State::kLarge);
   CHECK_NE(owner, kNoOwner);
-  large_owner_ = owner;
+  owner_ = owner;
   large_pending_ = false;
   size_class_ = 0;
   block_size_ = 0;
@@ -19,7 +19,7 @@ void Span::InitLarge(OwnerId owner) {
   allocated_ = 0;
 }
 
-void Span::InitSmall(uint32_t size_class) {
+void Span::InitSmall(uint32_t size_class, OwnerId owner) {
   CHECK(state_ == State::kSmall);
   CHECK(size_class >= 1 && size_class < kNumSizeClasses) << size_class;
   CHECK_EQ(num_pages_, SizeMap::ClassPages(size_class));
@@ -30,7 +30,7 @@ void Span::InitSmall(uint32_t size_class) {
   allocated_ = 0;
   next_fresh_ = 0;
   free_top_ = 0;
-  large_owner_ = kNoOwner;
+  owner_ = owner;
   large_pending_ = false;
   // Blocks at or past next_fresh_ are never read, so only grow the arrays.
   if (owners_.size() < num_blocks_) owners_.resize(num_blocks_);
@@ -42,6 +42,7 @@ Span::BlockIndex Span::AllocateBlock(OwnerId owner) {
   DCHECK(state_ == State::kSmall);
   CHECK(!full());
   DCHECK_NE(owner, kNoOwner);
+  DCHECK(owner_ == kNoOwner || owner_ == owner) << "block of owner " << owner << " in a span of " << owner_;
   BlockIndex index;
   if (free_top_ > 0) {
     index = free_stack_[--free_top_];

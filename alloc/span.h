@@ -33,8 +33,10 @@
 // O(B) initialisation of its stack. Indices are 16 bits because a span holds
 // at most kMaxBlocksPerSpan blocks (see size_classes.h).
 //
-// A large span keeps its owner and pending flag in large_owner_ and
-// large_pending_ and uses none of the arrays.
+// A large span keeps its owner and pending flag in owner_ and
+// large_pending_ and uses none of the arrays. A small span of a private-span
+// allocator (SectionAllocator::Options::private_spans) keeps in owner_ the
+// one owner all its blocks are handed to; of a shared one, kNoOwner.
 //
 // Thread-safety: none. A span belongs to one SectionAllocator, which is used
 // by one thread at a time.
@@ -76,14 +78,20 @@ class Span {
   // ---- Large span ----------------------------------------------------------
   // REQUIRES: state() == kLarge for the accessors.
   void InitLarge(OwnerId owner);
-  OwnerId large_owner() const { return large_owner_; }
+  OwnerId large_owner() const { return owner_; }
   bool large_pending() const { return large_pending_; }
   void set_large_pending(bool p) { large_pending_ = p; }
 
   // ---- Small span ----------------------------------------------------------
   // Carves the span into blocks of class `size_class`. All blocks are free.
+  // `owner`: the one owner of all its blocks (private spans), or kNoOwner
+  // (blocks of any owner).
   // REQUIRES: state() == kSmall, num_pages() == SizeMap::ClassPages(cl).
-  void InitSmall(uint32_t size_class);
+  void InitSmall(uint32_t size_class, OwnerId owner = kNoOwner);
+
+  // The owner of the whole span: a large span's owner, a private small
+  // span's owner; kNoOwner for a shared small span.
+  OwnerId span_owner() const { return owner_; }
 
   uint32_t size_class() const { return size_class_; }
   uint32_t block_size() const { return block_size_; }
@@ -146,7 +154,7 @@ class Span {
   uint32_t block_size_ = 0;
   uint32_t num_blocks_ = 0;
   uint32_t allocated_ = 0;
-  OwnerId large_owner_ = kNoOwner;
+  OwnerId owner_ = kNoOwner;
 
   // Small-span block metadata (see the file comment). The vectors keep their
   // capacity when the record is recycled, so a reused record rarely

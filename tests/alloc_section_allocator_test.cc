@@ -184,6 +184,51 @@ uint64_t DrawSize(std::mt19937_64& rng) {
   return lo + rng() % (hi - lo + 1);
 }
 
+// A shadow page-owner map kept from the observer's calls: a page is granted
+// to one owner at a time, revoked by the same owner, and every block lies in
+// pages granted to its owner (what the memnode's confinement relies on).
+class ShadowObserver : public SpanObserver {
+ public:
+  void OnGrant(OwnerId owner, uint64_t offset, uint64_t bytes) override {
+    ASSERT_NE(owner, kNoOwner);
+    ASSERT_EQ(offset % kPageSize, 0u);
+    for (uint64_t p = offset / kPageSize; p < (offset + bytes) / kPageSize; ++p) {
+      ASSERT_EQ(pages_.count(p), 0u) << "page " << p << " granted to " << owner << " while owned by " << pages_[p];
+      pages_[p] = owner;
+    }
+    ++grants_;
+  }
+  void OnRevoke(OwnerId owner, uint64_t offset, uint64_t bytes) override {
+    for (uint64_t p = offset / kPageSize; p < (offset + bytes) / kPageSize; ++p) {
+      auto it = pages_.find(p);
+      ASSERT_TRUE(it != pages_.end()) << "page " << p << " revoked but not granted";
+      ASSERT_EQ(it->second, owner) << "page " << p;
+      pages_.erase(it);
+    }
+    ++revokes_;
+  }
+  // Every page of [offset, offset + bytes) is granted to `owner`.
+  bool Owns(OwnerId owner, uint64_t offset, uint64_t bytes) const {
+    for (uint64_t p = offset / kPageSize; p <= (offset + bytes - 1) / kPageSize; ++p) {
+      auto it = pages_.find(p);
+      if (it == pages_.end() || it->second != owner) return false;
+    }
+    return true;
+  }
+  size_t PagesOf(OwnerId owner) const {
+    size_t n = 0;
+    for (const auto& [p, o] : pages_) n += o == owner;
+    return n;
+  }
+  size_t granted_pages() const { return pages_.size(); }
+  uint64_t grants() const { return grants_; }
+  uint64_t revokes() const { return revokes_; }
+
+ private:
+  std::map<uint64_t, OwnerId> pages_;
+  uint64_t grants_ = 0, revokes_ = 0;
+};
+
 struct RandomParams {
   uint64_t seed;
   uint32_t threshold;
@@ -198,7 +243,8 @@ TEST_P(SectionAllocatorRandomTest, MatchesReferenceModel) {
   const RandomParams p = GetParam();
   constexpr int kOps = sharry::testing::kTsan ? 50000 : 200000;  // single-threaded: TSan adds nothing here
   const uint64_t base = 3 * 64 * kMiB;  // a section that does not start at 0
-  SectionAllocator a({.base = base, .length = 64 * kMiB, .free_batch_threshold = p.threshold});
+  ShadowObserver shadow;
+  SectionAllocator a({.base = base, .length = 64 * kMiB, .free_batch_threshold = p.threshold, .observer = &shadow});
   Model m;
   std::mt19937_64 rng(p.seed);
   std::set<uint32_t> classes_seen;
@@ -218,6 +264,7 @@ TEST_P(SectionAllocatorRandomTest, MatchesReferenceModel) {
       ASSERT_EQ(got.blocks, want.blocks);
       ASSERT_EQ(got.bytes, want.bytes);
       ASSERT_EQ(a.Usage(owner).blocks, 0u);
+      ASSERT_EQ(shadow.PagesOf(owner), 0u) << "a reclaimed owner keeps no pages (cached spans included)";
       ++free_all_ofs;
     } else if (kind < (grow ? 60u : 40u)) {
       // Allocate.
@@ -233,6 +280,8 @@ TEST_P(SectionAllocatorRandomTest, MatchesReferenceModel) {
         const uint64_t len = SizeMap::RoundedSize(size);
         ASSERT_GE(len, size);
         ASSERT_NO_FATAL_FAILURE(m.Add(r.offset, len, owner, a.base(), a.end()));
+        ASSERT_TRUE(shadow.Owns(owner, r.offset, len)) << "block " << r.offset << " of owner " << owner
+                                                       << " outside the pages granted to it";
         if (size <= kMaxSmallSize) {
           classes_seen.insert(SizeMap::ClassFor(size));
         } else {
@@ -293,6 +342,10 @@ TEST_P(SectionAllocatorRandomTest, MatchesReferenceModel) {
   a.FlushPendingFrees();
   a.CheckInvariants();
   EXPECT_EQ(a.stats().used_bytes, 0u);
+  EXPECT_GT(shadow.revokes(), 0u);
+  for (OwnerId o = 0; o < 4; ++o) a.FreeAllOf(o);
+  EXPECT_EQ(shadow.granted_pages(), 0u) << "every span was revoked once its owner was reclaimed";
+  EXPECT_EQ(shadow.grants(), shadow.revokes());
   const AllocResult whole = a.Allocate(a.length(), 1);
   ASSERT_TRUE(whole.ok()) << "freeing everything did not restore one run";
   EXPECT_EQ(whole.offset, base);
@@ -496,12 +549,46 @@ TEST(SectionAllocatorTest, FreeAllOfReclaimsOneOwner) {
   a.FlushPendingFrees();
   EXPECT_EQ(a.stats().used_bytes, 0u);
   a.CheckInvariants();
-  // Apart from the empty span each class may cache, everything coalesced:
+  // Apart from the empty span each class may cache per owner, everything
+  // coalesced:
   // a block of the whole section fits again.
-  EXPECT_LE(SectionAllocatorPeer::page_heap(a).free_runs(), 1u + kNumSizeClasses);
+  // (Private spans: each of the two remaining owners may cache one.)
+  EXPECT_LE(SectionAllocatorPeer::page_heap(a).free_runs(), 1u + 2 * kNumSizeClasses);
   EXPECT_TRUE(a.Allocate(a.length(), 9).ok());
   (void)pend_len;
   (void)pend1_len;
+}
+
+// Private spans (the default): two owners never share a span, even for the
+// same size class; shared spans (the paper's allocator) pack them together.
+TEST(SectionAllocatorTest, PrivateSpansKeepOwnersApartSharedSpansPackThem) {
+  ShadowObserver shadow;
+  SectionAllocator priv({.length = 64 * kPageSize, .observer = &shadow});
+  const AllocResult a1 = priv.Allocate(64, 1), b1 = priv.Allocate(64, 2), a2 = priv.Allocate(64, 1);
+  ASSERT_TRUE(a1.ok() && b1.ok() && a2.ok());
+  EXPECT_EQ(a2.offset, a1.offset + 64) << "one owner's blocks share its span";
+  EXPECT_NE(a1.offset / kPageSize, b1.offset / kPageSize) << "another owner gets a span of its own";
+  EXPECT_TRUE(shadow.Owns(1, a1.offset, 64));
+  EXPECT_TRUE(shadow.Owns(2, b1.offset, 64));
+  EXPECT_FALSE(shadow.Owns(1, b1.offset, 64));
+  EXPECT_EQ(shadow.grants(), 2u);
+  EXPECT_EQ(priv.stats().small_spans, 2u);
+  // Freeing owner 2's only block keeps its span cached (still granted to 2);
+  // reclaiming owner 2 revokes it.
+  ASSERT_EQ(priv.Free(b1.offset, 2), AllocStatus::kOk);
+  priv.FlushPendingFrees();
+  EXPECT_TRUE(shadow.Owns(2, b1.offset, 64));
+  EXPECT_EQ(priv.FreeAllOf(2).blocks, 0u);
+  EXPECT_EQ(shadow.PagesOf(2), 0u);
+  EXPECT_EQ(shadow.revokes(), 1u);
+  priv.CheckInvariants();
+
+  SectionAllocator shared({.length = 64 * kPageSize, .private_spans = false});
+  const AllocResult x = shared.Allocate(64, 1), y = shared.Allocate(64, 2);
+  ASSERT_TRUE(x.ok() && y.ok());
+  EXPECT_EQ(y.offset, x.offset + 64);
+  EXPECT_EQ(shared.stats().small_spans, 1u);
+  shared.CheckInvariants();
 }
 
 }  // namespace

@@ -21,6 +21,8 @@ PKGS=(
   # libraries
   rdma-core libibverbs-dev librdmacm-dev
   libboost-dev libgtest-dev libgmock-dev libgflags-dev libgoogle-glog-dev
+  # tenants: HMAC-SHA256 and the CSPRNG (verbs/auth.h)
+  libssl-dev
   # baselines for the benchmarks
   perftest
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0

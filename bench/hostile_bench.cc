@@ -106,6 +106,29 @@ bool Greet(int fd) {
   return w.status == 0;
 }
 
+// ALLOCs one block of `bytes` (the memnode confines READs to the client's
+// own blocks: the flood reads its own memory). Returns its offset or
+// UINT64_MAX.
+uint64_t AllocBlock(int fd, uint64_t bytes) {
+  const std::vector<uint8_t> req = sharry::memnode::EncodeAlloc({bytes});
+  MsgHeader h{};
+  h.kind = Kind::kRequest;
+  h.length = static_cast<uint32_t>(req.size());
+  h.tag = 1u << 30;
+  std::vector<uint8_t> f(reinterpret_cast<uint8_t*>(&h), reinterpret_cast<uint8_t*>(&h) + sizeof h);
+  f.insert(f.end(), req.begin(), req.end());
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  if (!sharry::net::SendAll(fd, f.data(), f.size(), deadline).ok()) return UINT64_MAX;
+  MsgHeader rh{};
+  if (!sharry::net::RecvAll(fd, &rh, sizeof rh, deadline).ok() || rh.kind != Kind::kResponse) return UINT64_MAX;
+  std::vector<uint8_t> p(rh.length);
+  if (!sharry::net::RecvAll(fd, p.data(), p.size(), deadline).ok()) return UINT64_MAX;
+  if (p.size() < sizeof(sharry::memnode::ReplyHeader) + sizeof(sharry::memnode::AllocEntry)) return UINT64_MAX;
+  sharry::memnode::AllocEntry e;
+  std::memcpy(&e, p.data() + sizeof(sharry::memnode::ReplyHeader), sizeof e);
+  return e.code == sharry::memnode::ElementCode::kOk ? e.offset : UINT64_MAX;
+}
+
 std::vector<uint8_t> Frame(bool read, uint64_t tag, uint64_t offset) {
   MsgHeader h{};
   h.tag = tag;
@@ -167,6 +190,12 @@ int main(int argc, char** argv) {
     }
     fds.push_back(fd);
     const bool reads = FLAGS_scenario == "nonreading_reads";
+    const uint64_t block = reads ? AllocBlock(fd, FLAGS_read_kb << 10) : 0;
+    if (block == UINT64_MAX) {
+      std::fprintf(stderr, "hostile_bench: ALLOC of %llu KiB to read refused\n",
+                   static_cast<unsigned long long>(FLAGS_read_kb));
+      return 1;
+    }
     std::vector<uint8_t> batch;
     uint64_t tag = 1;
     size_t off = 0;
@@ -175,7 +204,7 @@ int main(int argc, char** argv) {
       if (off == batch.size()) {
         batch.clear();
         for (int i = 0; i < 2048; ++i) {
-          auto f = Frame(reads, tag++, 0);
+          auto f = Frame(reads, tag++, block);
           batch.insert(batch.end(), f.begin(), f.end());
         }
         off = 0;

@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 
 #include "alloc/sharry_allocator.h"
+#include "memnode/page_owners.h"
 
 namespace sharry::memnode {
 
@@ -16,7 +17,9 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   auto uma = Uma::Map(o.uma_bytes, o.hugepages);
   if (!uma.ok()) return uma.status();
   m->uma_.emplace(std::move(*uma));
+  m->pages_ = std::make_unique<PageOwnerMap>(static_cast<uint8_t*>(m->uma_->base()), m->uma_->size());
   alloc::SharryAllocatorOptions ao;
+  ao.observer = m->pages_.get();
   ao.uma_bytes = o.uma_bytes;
   ao.num_sections = o.sections;
   ao.cores = o.section_cores;
@@ -30,6 +33,9 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   // The whole UMA is the transport's region: registered ONCE as one MR.
   to.region = m->uma_->base();
   to.region_size = m->uma_->size();
+  // Confinement: a client READs and WRITEs only its own blocks' pages (tcp,
+  // loopback; over verbs not yet: docs/tenants.md).
+  to.region_access = m->pages_.get();
   if (o.busy_poll) to.backoff.busy_poll = true;
   auto server = TransportServer::Start(o.transport, to, m->service_.get());
   if (!server.ok()) return server.status().WithContext("memnode transport");
@@ -44,6 +50,8 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   }
   return m;
 }
+
+uint64_t Memnode::zeroed_bytes() const { return pages_->zeroed_bytes(); }
 
 void Memnode::StatsLoop(int interval_s) {
   MutexLock l(&stop_mu_);
@@ -68,6 +76,7 @@ Memnode::~Memnode() {
   server_.reset();     // no more requests; disconnects reclaim their blocks
   service_.reset();
   allocator_.reset();  // stops the section threads
+  pages_.reset();
   uma_.reset();        // after the transport deregistered it
 }
 

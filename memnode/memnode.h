@@ -17,6 +17,10 @@
 #include "memnode/uma.h"
 #include "verbs/transport.h"
 
+namespace sharry {
+class PageOwnerMap;  // memnode/page_owners.h (not installed)
+}
+
 namespace sharry::memnode {
 
 struct MemnodeOptions {
@@ -50,6 +54,8 @@ class Memnode {
   MemnodeService& service() { return *service_; }
   alloc::SharryAllocator& allocator() { return *allocator_; }
   size_t num_clients() const { return server_->num_clients(); }
+  // Bytes of far memory zeroed so far because they left their owner.
+  uint64_t zeroed_bytes() const;
 
  private:
   Memnode() = default;
@@ -57,6 +63,9 @@ class Memnode {
 
   // Declared in start order; destroyed in reverse.
   std::optional<Uma> uma_;
+  // Who owns each page of the UMA; told by the allocator of every span it
+  // grants and revokes, it zeroes revoked pages (no remanence, issue #11).
+  std::unique_ptr<PageOwnerMap> pages_;
   std::unique_ptr<alloc::SharryAllocator> allocator_;
   std::unique_ptr<MemnodeService> service_;
   std::unique_ptr<TransportServer> server_;

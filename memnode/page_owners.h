@@ -37,10 +37,11 @@
 #include <memory>
 
 #include "alloc/span_observer.h"
+#include "verbs/transport.h"
 
 namespace sharry {
 
-class PageOwnerMap final : public alloc::SpanObserver {
+class PageOwnerMap final : public alloc::SpanObserver, public RegionAccess {
  public:
   static constexpr uint32_t kPageShift = 13;  // alloc::kPageSize, 8 KiB
   static constexpr uint32_t kNone = 0xFFFFFFFFu;  // alloc::kNoOwner
@@ -55,9 +56,9 @@ class PageOwnerMap final : public alloc::SpanObserver {
   // True, with every page of [offset, offset+len) pinned, if len > 0, the
   // range lies in the region and every page of it is granted to `owner`;
   // false, with nothing pinned, otherwise.
-  [[nodiscard]] bool Pin(uint32_t owner, uint64_t offset, uint64_t len);
+  [[nodiscard]] bool Pin(uint32_t owner, uint64_t offset, uint64_t len) override;
   // REQUIRES: a successful Pin of the same range.
-  void Unpin(uint64_t offset, uint64_t len);
+  void Unpin(uint64_t offset, uint64_t len) override;
 
   // The owner of the page holding `offset` (kNone if none or out of range).
   uint32_t OwnerOf(uint64_t offset) const;

@@ -525,6 +525,30 @@ std::vector<uint8_t> StatsFrameBytes(uint64_t tag) {
   return f;
 }
 
+// Allocates one block of `bytes` on raw connection `c` (an ALLOC request
+// frame, tag 0x5A11): the memnode confines READ/WRITE to a client's own
+// blocks (issue #11), so a hostile client reads its own memory. Returns its
+// offset, or UINT64_MAX.
+uint64_t AllocOn(const RawConn& c, uint64_t bytes) {
+  std::vector<uint8_t> req = EncodeAlloc({bytes});
+  std::vector<uint8_t> f(sizeof(MsgHeader) + req.size());
+  MsgHeader h{};
+  h.kind = Kind::kRequest;
+  h.length = static_cast<uint32_t>(req.size());
+  h.tag = 0x5A11;
+  std::memcpy(f.data(), &h, sizeof h);
+  std::memcpy(f.data() + sizeof h, req.data(), req.size());
+  const auto deadline = Clock::now() + seconds(5);
+  if (c.SendAll(f.data(), f.size(), deadline) != RawConn::Io::kOk) return UINT64_MAX;
+  MsgHeader rh{};
+  std::vector<uint8_t> p;
+  if (c.ReadFrame(&rh, &p, deadline) != RawConn::Io::kOk || rh.kind != Kind::kResponse) return UINT64_MAX;
+  if (p.size() < sizeof(ReplyHeader) + sizeof(AllocEntry)) return UINT64_MAX;
+  AllocEntry e;
+  std::memcpy(&e, p.data() + sizeof(ReplyHeader), sizeof e);
+  return e.code == ElementCode::kOk ? e.offset : UINT64_MAX;
+}
+
 // Opens n silent connections (never a byte sent); waits (bounded) for the
 // connects to complete. Returns them; *established counts completed ones.
 std::vector<RawConn> OpenSilent(uint16_t port, int n, Clock::duration wait, int* established) {
@@ -577,7 +601,12 @@ TEST(MemnodeHostile, PartialReadThenCloseDoesNotKillTheMemnode) {
       if (dead()) break;
       FAIL() << "round " << i << ": " << why;
     }
-    auto frame = ReadFrameBytes(100 + i, 0, kReadBytes);
+    const uint64_t block = AllocOn(c, kReadBytes);
+    if (block == UINT64_MAX) {
+      if (dead()) break;
+      FAIL() << "round " << i << ": no block of " << kReadBytes << " B to read";
+    }
+    auto frame = ReadFrameBytes(100 + i, block, kReadBytes);
     if (c.SendAll(frame.data(), frame.size(), Clock::now() + seconds(5)) != RawConn::Io::kOk) {
       if (dead()) break;
       FAIL() << "round " << i << ": read request not sent";
@@ -623,9 +652,11 @@ void NonReadingFlood(const char* name, bool reads) {
   const size_t per_batch = (64u << 10) / frame_bytes;
   std::vector<uint8_t> batch(per_batch * frame_bytes);
   uint64_t tag = 1;
+  const uint64_t block = reads ? AllocOn(c, 32u << 20) : 0;  // reads of its own 32 MiB
+  ASSERT_NE(block, UINT64_MAX);
   auto fill = [&] {
     for (size_t i = 0; i < per_batch; ++i) {
-      auto f = reads ? ReadFrameBytes(tag++, (i % 63) << 20, 1u << 20) : StatsFrameBytes(tag++);
+      auto f = reads ? ReadFrameBytes(tag++, block + ((i % 31) << 20), 1u << 20) : StatsFrameBytes(tag++);
       std::memcpy(batch.data() + i * frame_bytes, f.data(), frame_bytes);
     }
   };
@@ -820,8 +851,10 @@ TEST(MemnodeHostile, ClosingConnectionWithBackedUpReplies) {
   RawConn c = GreetedConn(m->port());
   ASSERT_GE(c.fd(), 0);
   std::vector<uint8_t> out;
+  const uint64_t block = AllocOn(c, 32u << 20);
+  ASSERT_NE(block, UINT64_MAX);
   for (int i = 0; i < 16; ++i) {  // 512 MiB of replies the client never reads
-    auto f = ReadFrameBytes(1 + i, 0, 32u << 20);
+    auto f = ReadFrameBytes(1 + i, block, 32u << 20);
     out.insert(out.end(), f.begin(), f.end());
   }
   MsgHeader bad{};

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -90,6 +91,74 @@ TEST_P(MemnodeTest, AllocWriteReadFree) {
   ASSERT_TRUE(c->Free(offs).ok());
   st = c->GetStats();
   EXPECT_TRUE(st->clients.empty() || st->head.pending_blocks == sizes.size());
+}
+
+// Confinement (issue #11): B's READ and WRITE of A's block are refused with
+// kPermissionDenied and A's bytes are unchanged; A's own accesses work; a
+// range that runs from A's pages into pages nobody owns is refused whole.
+// Over verbs the NIC does not confine yet (docs/tenants.md): skipped there.
+TEST_P(MemnodeTest, ClientsReadAndWriteOnlyTheirOwnBlocks) {
+  if (GetParam() == TransportKind::kVerbs) GTEST_SKIP() << "verbs: one-sided access is not confined yet (docs/tenants.md)";
+  auto a = Connect();
+  auto b = Connect();
+  ASSERT_TRUE(a && b);
+  for (const uint64_t size : {uint64_t{4096}, uint64_t{1} << 20}) {
+    SCOPED_TRACE("block of " + std::to_string(size) + " B");
+    auto off = a->AllocOne(size);
+    ASSERT_TRUE(off.ok()) << off.status();
+    const auto secret = Pattern(size, 3);
+    ASSERT_TRUE(a->transport().Write(*off, secret.data(), size).ok());
+    std::vector<uint8_t> got(size);
+    Status r = b->transport().Read(*off, got.data(), size);
+    EXPECT_EQ(r.code(), StatusCode::kPermissionDenied) << r;
+    EXPECT_NE(got, secret);
+    const auto junk = Pattern(size, 9);
+    Status w = b->transport().Write(*off, junk.data(), size);
+    EXPECT_EQ(w.code(), StatusCode::kPermissionDenied) << w;
+    // A's bytes unchanged, and A still reads and writes them.
+    ASSERT_EQ(0, std::memcmp(node_->uma().Translate(*off), secret.data(), size));
+    ASSERT_TRUE(a->transport().Read(*off, got.data(), size).ok());
+    EXPECT_EQ(got, secret);
+    ASSERT_TRUE(b->GetStats().ok()) << "a refused access keeps the connection";
+  }
+  // Past the end of the region, and into pages nobody holds.
+  std::vector<uint8_t> buf(64);
+  EXPECT_FALSE(a->transport().Read(node_->uma().size() - 8, buf.data(), buf.size()).ok());
+  EXPECT_EQ(b->transport().Read(node_->uma().size() - (8u << 20), buf.data(), buf.size()).code(),
+            StatusCode::kPermissionDenied);
+}
+
+// No remanence (issue #11): when a client's memory is reclaimed, its pages
+// are zeroed before anyone else can be given them — a small block (in a span
+// of the client's own, released with its cached spans) and a large one.
+TEST_P(MemnodeTest, ReclaimedMemoryIsZeroedBeforeItChangesHands) {
+  for (const uint64_t size : {uint64_t{64}, uint64_t{512} << 10}) {
+    SCOPED_TRACE("block of " + std::to_string(size) + " B");
+    const uint64_t zeroed_before = node_->zeroed_bytes();
+    uint64_t a_off = 0;
+    {
+      auto a = Connect();
+      ASSERT_TRUE(a);
+      auto off = a->AllocOne(size);
+      ASSERT_TRUE(off.ok()) << off.status();
+      a_off = *off;
+      const auto secret = Pattern(size, 7);
+      ASSERT_TRUE(a->transport().Write(a_off, secret.data(), size).ok());
+      ASSERT_EQ(0, std::memcmp(node_->uma().Translate(a_off), secret.data(), size));
+    }  // A disconnects: the memnode reclaims its blocks
+    ASSERT_TRUE(Eventually([&] { return node_->service().CollectStats().head.live_blocks == 0; }));
+    const uint8_t* p = node_->uma().Translate(a_off);
+    EXPECT_TRUE(std::all_of(p, p + size, [](uint8_t b) { return b == 0; })) << "A's bytes are still there";
+    EXPECT_GE(node_->zeroed_bytes() - zeroed_before, size);
+    // The next client gets zeros, wherever its block is.
+    auto b = Connect();
+    ASSERT_TRUE(b);
+    auto off = b->AllocOne(size);
+    ASSERT_TRUE(off.ok()) << off.status();
+    std::vector<uint8_t> back(size, 0xEE);
+    ASSERT_TRUE(b->transport().Read(*off, back.data(), size).ok());
+    EXPECT_TRUE(std::all_of(back.begin(), back.end(), [](uint8_t x) { return x == 0; }));
+  }
 }
 
 TEST_P(MemnodeTest, BadInputOverTheWireGetsClearErrors) {

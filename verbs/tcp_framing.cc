@@ -24,7 +24,18 @@ size_t TcpFraming::Feed(std::span<const uint8_t> in, Sink& sink) {
     }
     if (pos == in.size()) break;
     const size_t take = std::min(in.size() - pos, need_ - got_);
-    if (in_ != In::kDiscard) std::memcpy(target_ + got_, in.data() + pos, take);
+    if (in_ == In::kPayload && hdr_.kind == Kind::kWrite) {
+      // Write data lands in the region only under a pin of those bytes.
+      const uint64_t at = range_.offset + got_;
+      if (!write_denied_ && sink.PinRegion(at, take)) {
+        std::memcpy(target_ + got_, in.data() + pos, take);
+        sink.UnpinRegion(at, take);
+      } else {
+        write_denied_ = true;
+      }
+    } else if (in_ != In::kDiscard) {
+      std::memcpy(target_ + got_, in.data() + pos, take);
+    }
     pos += take;
     got_ += take;
   }
@@ -116,7 +127,12 @@ void TcpFraming::Frame(Sink& sink) {
       return NextHeader();
     case In::kPayload: {
       const MsgHeader& h = hdr_;
-      if (h.kind == Kind::kWrite) {
+      if (h.kind == Kind::kWrite && write_denied_) {
+        write_denied_ = false;
+        sink.OnError(h.tag, Status::PermissionDenied("write of [" + std::to_string(range_.offset) + ", +" +
+                                                     std::to_string(range_.length) +
+                                                     ") outside this client's far memory"));
+      } else if (h.kind == Kind::kWrite) {
         sink.OnWrite(h.tag, range_.offset, range_.length);
       } else if (h.kind == Kind::kHello) {
         Greet(sink);

@@ -60,6 +60,12 @@ class TcpFraming {
     virtual void OnRefuse(uint64_t tag, StatusCode code, const std::string& reason) = 0;
     // Read no more of this connection; `why` is for the log.
     virtual void OnClose(const std::string& why) = 0;
+    // Confinement: the parser copies a write's bytes into [offset, offset +
+    // length) of the region only between a true PinRegion and UnpinRegion.
+    // A false one: the rest of the write is skipped and the write answered
+    // with OnError(kPermissionDenied) instead of OnWrite.
+    virtual bool PinRegion(uint64_t /*offset*/, uint64_t /*length*/) { return true; }
+    virtual void UnpinRegion(uint64_t /*offset*/, uint64_t /*length*/) {}
   };
 
   struct Options {
@@ -103,6 +109,7 @@ class TcpFraming {
   uint8_t* target_ = nullptr;  // where the current part's bytes go (none: kDiscard)
   size_t need_ = 0;            // bytes of the current part
   std::vector<uint8_t> payload_;
+  bool write_denied_ = false;  // a PinRegion of the current write failed
 };
 
 }  // namespace sharry::internal

@@ -9,8 +9,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 #include <fcntl.h>
 
 #include "verbs/handshake.h"
@@ -310,12 +312,22 @@ class TcpServer::Sink final : public TcpFraming::Sink {
     s_->QueueHeader(c_, Kind::kResponse, tag, {p_->response.data(), n});
   }
   void OnRead(uint64_t tag, uint64_t offset, uint64_t length) override {
+    if (RegionAccess* access = s_->opts_.region_access; access != nullptr && length > 0) {
+      if (!access->Pin(c_->session_id(), offset, length)) {
+        s_->QueueError(c_, tag, Status::PermissionDenied("read of [" + std::to_string(offset) + ", +" +
+                                                         std::to_string(length) +
+                                                         ") outside this client's far memory"));
+        return;
+      }
+      access->Unpin(offset, length);  // pinned again around each send (Flush)
+    }
     s_->QueueHeader(c_, Kind::kReadData, tag, {});
     // Patch the length (<= kMaxTcpChunk, fits): data follows, borrowed from the region.
     MsgHeader* qh = reinterpret_cast<MsgHeader*>(c_->out.back().owned.data());
     qh->length = static_cast<uint32_t>(length);
     TcpConn::Out o;
     o.borrowed = static_cast<const uint8_t*>(s_->opts_.region) + offset;
+    o.region_offset = offset;
     o.len = length;
     c_->unsent += o.len;
     if (o.len) c_->out.push_back(std::move(o));
@@ -326,6 +338,13 @@ class TcpServer::Sink final : public TcpFraming::Sink {
     s_->QueueHeader(c_, Kind::kWelcome, tag, EncodeWelcomePayload(code, reason));
   }
   void OnClose(const std::string& why) override { s_->StartClosing(c_, why); }
+  bool PinRegion(uint64_t offset, uint64_t length) override {
+    RegionAccess* access = s_->opts_.region_access;
+    return access == nullptr || access->Pin(c_->session_id(), offset, length);
+  }
+  void UnpinRegion(uint64_t offset, uint64_t length) override {
+    if (RegionAccess* access = s_->opts_.region_access) access->Unpin(offset, length);
+  }
 
  private:
   TcpServer* s_;
@@ -442,15 +461,37 @@ void TcpServer::QueueError(TcpConn* c, uint64_t tag, const Status& s) {
 }
 
 void TcpServer::Flush(TcpConn* c) {
+  RegionAccess* const access = opts_.region_access;
   while (!c->out.empty()) {
     iovec iov[16];
     int cnt = 0;
-    for (auto it = c->out.begin(); it != c->out.end() && cnt < 16; ++it, ++cnt)
+    // Confinement: the region bytes of this sendmsg stay the client's while
+    // the kernel copies them (pinned only for the call, never while waiting).
+    std::array<std::pair<uint64_t, uint64_t>, 16> pinned;
+    int npinned = 0;
+    auto unpin_all = [&] {
+      for (int i = 0; i < npinned; ++i) access->Unpin(pinned[i].first, pinned[i].second);
+      npinned = 0;
+    };
+    for (auto it = c->out.begin(); it != c->out.end() && cnt < 16; ++it, ++cnt) {
       iov[cnt] = {const_cast<uint8_t*>(it->data()) + it->off, it->len - it->off};
+      if (access != nullptr && it->borrowed != nullptr) {
+        const uint64_t at = it->region_offset + it->off, len = it->len - it->off;
+        if (!access->Pin(c->session_id(), at, len)) {
+          // Taken from the client (freed, reclaimed) after its READ was
+          // queued: the reply's header is out, its bytes must not be.
+          unpin_all();
+          c->Close("a queued READ reply's memory left the client");
+          return;
+        }
+        pinned[npinned++] = {at, len};
+      }
+    }
     msghdr m{};
     m.msg_iov = iov;
     m.msg_iovlen = static_cast<size_t>(cnt);
     ssize_t n = ::sendmsg(c->fd.get(), &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (npinned > 0) unpin_all();
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;

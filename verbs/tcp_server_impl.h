@@ -76,14 +76,20 @@ struct TcpConn {
   TcpFraming framing;  // the input parser: hello, frames, writes into the region
   std::vector<uint8_t> inbuf = std::vector<uint8_t>(kPreHelloInbuf);  // bytes read, not yet parsed
   size_t in_pos = 0, in_len = 0;
-  // Output: owned bytes, or borrowed region bytes (stable memory).
+  // Output: owned bytes, or borrowed region bytes (stable memory). With
+  // confinement (ServerOptions::region_access) borrowed bytes are pinned for
+  // `session` around every sendmsg that carries them (Flush), so bytes taken
+  // from the client after the READ was queued are never sent.
   struct Out {
     std::vector<uint8_t> owned;
     const uint8_t* borrowed = nullptr;
     size_t len = 0;
     size_t off = 0;
+    uint64_t region_offset = 0;  // borrowed: where in the region
     const uint8_t* data() const { return borrowed ? borrowed : owned.data(); }
   };
+  // The session (its root's id) this connection's region accesses are for.
+  ClientId session_id() const { return session ? session->root : id; }
   std::deque<Out> out;
   size_t unsent = 0;          // bytes in `out` not yet sent
   uint32_t events = 0;        // the epoll interest registered now

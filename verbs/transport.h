@@ -65,6 +65,20 @@ class RequestHandler {
                         std::span<uint8_t> response) = 0;
 };
 
+// Confinement of one-sided access (issue #11, docs/tenants.md): which
+// session may touch which bytes of the region. The tcp and loopback servers
+// call Pin(session, offset, length) before they copy to or from those bytes
+// for a connection of `session` (its root's client id) and Unpin after the
+// copy; a false Pin refuses the access (kPermissionDenied). A pin is never
+// held while the server waits for a peer. (Over verbs the NIC would have to
+// enforce it: not yet done, see docs/tenants.md.)
+class RegionAccess {
+ public:
+  virtual ~RegionAccess() = default;
+  [[nodiscard]] virtual bool Pin(uint32_t session, uint64_t offset, uint64_t length) = 0;
+  virtual void Unpin(uint64_t offset, uint64_t length) = 0;
+};
+
 struct ServerOptions {
   std::string listen_addr = "0.0.0.0";  // verbs: an address of the RDMA netdev
   uint16_t port = 0;                    // 0: pick a free port; see port()
@@ -90,6 +104,9 @@ struct ServerOptions {
   int keepalive_s = 10;                 // tcp: keepalive idle time (probes every s/3, 3 of them); 0 off
   uint32_t lease_ms = 0;                // 0: no lease; else see verbs/session.h
   BackoffOptions backoff;
+  // Null: every client may READ and WRITE the whole region (a bare
+  // transport). The memnode sets its page-owner map.
+  RegionAccess* region_access = nullptr;
 };
 
 class TransportServer {

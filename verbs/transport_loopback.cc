@@ -303,8 +303,17 @@ Status LoopClient::Batch(std::span<const RemoteOp> ops, bool write) {
       ReaderMutexLock l(&conn_->op_mu);
       SHARRY_RETURN_IF_ERROR(CheckAlive());
       if (op.length > 0) {
+        // Confinement, as the tcp server does it: the copy runs under a pin
+        // of the session's pages, or not at all.
+        RegionAccess* access = core_->opts().region_access;
+        if (access != nullptr && !access->Pin(conn_->session->root, op.offset, op.length)) {
+          return Status::PermissionDenied(std::string(write ? "write" : "read") + " of [" +
+                                          std::to_string(op.offset) + ", +" + std::to_string(op.length) +
+                                          ") outside this client's far memory");
+        }
         if (write) std::memcpy(region + op.offset, op.local, op.length);
         else std::memcpy(op.local, region + op.offset, op.length);
+        if (access != nullptr) access->Unpin(op.offset, op.length);
       }
     }
     if (drop) return Kill(Status::Timeout("loopback fault: the reply was dropped; peer did not answer in time"));

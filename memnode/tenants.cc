@@ -26,6 +26,14 @@ bool ParseNumber(std::string_view s, T* out) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
+// `key`=`value` as a whole number in [1, max] into *out; else the error.
+template <class T>
+Status ParseCount(std::string_view key, std::string_view value, T max, T* out) {
+  if (ParseNumber(value, out) && *out >= 1 && *out <= max) return Status::Ok();
+  return Status::InvalidArgument(std::string(key) + "=" + std::string(value.substr(0, 24)) +
+                                 " is not a whole number in [1, " + std::to_string(max) + "]");
+}
+
 }  // namespace
 
 const Tenant* TenantsConfig::Find(std::string_view name) const {
@@ -77,18 +85,12 @@ StatusOr<TenantsConfig> ParseTenants(std::string_view text, std::string_view whe
         have_secret = true;
       } else if (key == "quota_mb" && !is_admin) {
         uint64_t mb = 0;
-        if (!ParseNumber(value, &mb) || mb < 1 || mb > kMaxTenantQuotaMb) {
-          return bad("quota_mb=" + std::string(value.substr(0, 24)) + " is not a whole number in [1, " +
-                     std::to_string(kMaxTenantQuotaMb) + "]");
-        }
+        if (Status st = ParseCount(key, value, kMaxTenantQuotaMb, &mb); !st.ok()) return bad(st.message());
         t.quota_bytes = mb << 20;
         have_quota = true;
       } else if (key == "max_clients" && !is_admin) {
         uint32_t n = 0;
-        if (!ParseNumber(value, &n) || n < 1 || n > kMaxTenantClients) {
-          return bad("max_clients=" + std::string(value.substr(0, 24)) + " is not a whole number in [1, " +
-                     std::to_string(kMaxTenantClients) + "]");
-        }
+        if (Status st = ParseCount(key, value, kMaxTenantClients, &n); !st.ok()) return bad(st.message());
         t.max_clients = n;
         have_clients = true;
       } else {

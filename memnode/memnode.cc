@@ -17,7 +17,7 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   auto uma = Uma::Map(o.uma_bytes, o.hugepages);
   if (!uma.ok()) return uma.status();
   m->uma_.emplace(std::move(*uma));
-  m->pages_ = std::make_unique<PageOwnerMap>(static_cast<uint8_t*>(m->uma_->base()), m->uma_->size());
+  m->pages_ = std::make_unique<PageOwnerMap>(m->uma_->base(), m->uma_->size());
   alloc::SharryAllocatorOptions ao;
   ao.observer = m->pages_.get();
   ao.uma_bytes = o.uma_bytes;

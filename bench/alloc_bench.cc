@@ -79,33 +79,34 @@
 #include "base/flag_check.h"
 #include "tools/cli/output.h"
 #include "tools/cli/program.h"
+#include "tools/cli/ranged_flag.h"
 
 DEFINE_string(modes, "sharry-1,sharry-1p,sharry-K,mutex,malloc", "Backends for part 1");
 DEFINE_string(malloc_name, "glibc", "Name printed for the malloc mode (e.g. jemalloc)");
 DEFINE_string(threads, "1,2,4,8,16", "Requester thread counts");
 DEFINE_string(batches, "1,16", "Objects per AllocBatch/FreeBatch call");
 DEFINE_string(workloads, "4k,mixed", "4k: 4 KiB objects; mixed: log-uniform 16 B..64 KiB");
-DEFINE_uint32(sections, 2, "K for sharry-K (default: one per core of the 2-core dev box)");
-DEFINE_int32(pin_section_core, 1, "sharry-1p: core of the section thread");
-DEFINE_int32(pin_requester_core, 0, "sharry-1p: core of every requester thread");
+SHARRY_FLAG(uint32, sections, 2, 1, sharry::alloc::RequestScheduler::kMaxSections, "K for sharry-K (default: one per core of the 2-core dev box)");
+SHARRY_FLAG(int32, pin_section_core, 1, -1, sharry::flags::NumCores() - 1, "sharry-1p: core of the section thread");
+SHARRY_FLAG(int32, pin_requester_core, 0, -1, sharry::flags::NumCores() - 1, "sharry-1p: core of every requester thread");
 DEFINE_string(cores, "", "Override: cores for section threads of every sharry mode, e.g. 0,1");
 DEFINE_string(requester_cores, "", "Override: cores for requester threads, round robin");
 DEFINE_bool(busy_poll, false, "Section threads never sleep");
-DEFINE_uint64(idle_spin_ns, 5'000, "Section threads: PAUSE polling when idle, ns");
-DEFINE_uint64(idle_yield_ns, 250'000, "Section threads: sched_yield polling after that, ns");
-DEFINE_uint32(free_batch_threshold, 64, "Pending frees applied per batch (paper 4.2)");
-DEFINE_uint32(window, 1024, "Live objects per requester thread in part 1");
-DEFINE_uint32(duration_ms, 100, "Measured time per run in part 1");
-DEFINE_uint32(reps, 1, "Runs per row in part 1 (median throughput, pooled latencies)");
-DEFINE_uint64(uma_gib, 64, "UMA size for sharry/mutex, GiB");
+SHARRY_FLAG(uint64, idle_spin_ns, 5'000, 0, 1'000'000'000, "Section threads: PAUSE polling when idle, ns");
+SHARRY_FLAG(uint64, idle_yield_ns, 250'000, 0, 1'000'000'000, "Section threads: sched_yield polling after that, ns");
+SHARRY_FLAG(uint32, free_batch_threshold, 64, 1, 1u << 20, "Pending frees applied per batch (paper 4.2)");
+SHARRY_FLAG(uint32, window, 1024, 1, 1u << 24, "Live objects per requester thread in part 1");
+SHARRY_FLAG(uint32, duration_ms, 100, 1, 3600000, "Measured time per run in part 1");
+SHARRY_FLAG(uint32, reps, 1, 1, 1000, "Runs per row in part 1 (median throughput, pooled latencies)");
+SHARRY_FLAG(uint64, uma_gib, 64, 1, sharry::flags::kMaxFlagBytes >> 30, "UMA size for sharry/mutex, GiB");
 DEFINE_bool(throughput, true, "Run part 1");
 DEFINE_bool(scale, true, "Run part 2 (10^3 vs 10^7 live objects)");
 DEFINE_string(scale_live, "1000,10000000", "Live-object counts for part 2");
-DEFINE_uint64(scale_ops, 400000, "Alloc+free pairs measured per N in part 2 (all rounds)");
-DEFINE_uint32(scale_rounds, 20, "Interleaved rounds in part 2");
-DEFINE_uint64(scale_cutoff_us, 10, "Part 2: calls longer than this count as disturbed");
-DEFINE_uint64(scale_size, 64, "Object size in part 2, bytes");
-DEFINE_uint32(scale_batch, 16, "Objects per call in part 2 for sharry and mutex");
+SHARRY_FLAG(uint64, scale_ops, 400000, 1, uint64_t{1} << 32, "Alloc+free pairs measured per N in part 2 (all rounds)");
+SHARRY_FLAG(uint32, scale_rounds, 20, 1, 1000, "Interleaved rounds in part 2");
+SHARRY_FLAG(uint64, scale_cutoff_us, 10, 1, 1000000, "Part 2: calls longer than this count as disturbed");
+SHARRY_FLAG(uint64, scale_size, 64, 1, 1u << 20, "Object size in part 2, bytes");
+SHARRY_FLAG(uint32, scale_batch, 16, 1, 65536, "Objects per call in part 2 for sharry and mutex");
 DEFINE_string(scale_modes, "sharry-1p,mutex,malloc", "Backends for part 2");
 
 namespace sharry::alloc {
@@ -656,7 +657,6 @@ namespace {
 int Main(int argc, char** argv) {
   sharry::cli::InitProgram(&argc, &argv, "Sharry allocator benchmark (see the file comment)");
   namespace f = sharry::flags;
-  const int max_core = f::NumCores() - 1;
   const std::initializer_list<std::string_view> modes = {"sharry-1", "sharry-1p", "sharry-K", "mutex", "malloc"};
   f::ExitOnBadFlags("alloc_bench", {
       f::CheckListOf("modes", FLAGS_modes, modes),
@@ -665,16 +665,8 @@ int Main(int argc, char** argv) {
       f::ParseU64List("threads", FLAGS_threads, 1, 1024).status(),
       f::ParseU64List("batches", FLAGS_batches, 1, 65536).status(),
       f::ParseU64List("scale_live", FLAGS_scale_live, 1, uint64_t{1} << 32).status(),
-      f::CheckRangeU("sections", FLAGS_sections, 1, sharry::alloc::RequestScheduler::kMaxSections),
-      f::CheckRange("pin_section_core", FLAGS_pin_section_core, -1, max_core),
-      f::CheckRange("pin_requester_core", FLAGS_pin_requester_core, -1, max_core),
       f::ParseCoreList("cores", FLAGS_cores).status(),
       f::ParseCoreList("requester_cores", FLAGS_requester_cores).status(),
-      f::CheckRangeU("free_batch_threshold", FLAGS_free_batch_threshold, 1, 1u << 20),
-      f::CheckRangeU("window", FLAGS_window, 1, 1u << 24),
-      f::CheckRangeU("uma_gib", FLAGS_uma_gib, 1, f::kMaxFlagBytes >> 30),
-      f::CheckRangeU("scale_size", FLAGS_scale_size, 1, 1u << 20),
-      f::CheckRangeU("scale_batch", FLAGS_scale_batch, 1, 65536),
   });
   sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("alloc_bench");
   utsname u{};

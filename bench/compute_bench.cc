@@ -59,33 +59,34 @@
 #include "remote_ds/remote_hashtable.h"
 #include "tools/cli/output.h"
 #include "tools/cli/program.h"
+#include "tools/cli/ranged_flag.h"
 
 DEFINE_string(addr, "", "memnode address to serve on and connect to (default: tcp 127.0.0.1, verbs "
                         "$SHARRY_RDMA_ADDR, else 192.0.2.1)");
 DEFINE_string(mode, "unique,multi", "copy modes, comma-separated: unique, multi");
 DEFINE_string(tests, "deref,scan,random,swapin,hashtable", "what to measure, comma-separated");
-DEFINE_double(seconds, 0.25, "least measuring time of one throughput measurement");
-DEFINE_int32(rounds, 3, "rounds per local comparison, Sharry and baseline back to back; medians (far budgets: 1)");
-DEFINE_uint64(uma_mb, 512, "memnode UMA size");
-DEFINE_uint32(sections, 1, "memnode sections");
-DEFINE_uint32(free_batch, 64, "Unique-Copy: far blocks per FREE RPC (RuntimeOptions::free_batch)");
-DEFINE_uint32(evict_batch, 64, "objects per eviction round (RuntimeOptions::evict_batch)");
+SHARRY_FLAG(double, seconds, 0.25, 0, 86400, "least measuring time of one throughput measurement");
+SHARRY_FLAG(int32, rounds, 3, 1, 1000, "rounds per local comparison, Sharry and baseline back to back; medians (far budgets: 1)");
+SHARRY_FLAG(uint64, uma_mb, 512, 1, std::min(sharry::flags::kMaxFlagMiB, sharry::flags::PhysicalMiB()), "memnode UMA size");
+SHARRY_FLAG(uint32, sections, 1, 1, 64, "memnode sections");
+SHARRY_FLAG(uint32, free_batch, 64, 1, 1u << 20, "Unique-Copy: far blocks per FREE RPC (RuntimeOptions::free_batch)");
+SHARRY_FLAG(uint32, evict_batch, 64, 1, 1u << 20, "objects per eviction round (RuntimeOptions::evict_batch)");
 DEFINE_bool(prefetch_thread, true, "the runtime's background prefetcher");
 // deref
-DEFINE_int32(deref_objects, 64, "deref: present objects visited round robin");
-DEFINE_int32(deref_object_bytes, 64, "deref: object size");
+SHARRY_FLAG(int32, deref_objects, 64, 1, 1 << 24, "deref: present objects visited round robin");
+SHARRY_FLAG(int32, deref_object_bytes, 64, 8, 1 << 20, "deref: object size");
 // scan / random
-DEFINE_uint64(array_mb, 32, "scan/random: working set (MiB of uint64_t)");
-DEFINE_uint32(chunk_bytes, 4096, "scan/random: RemoteArray chunk size");
+SHARRY_FLAG(uint64, array_mb, 32, 1, sharry::flags::kMaxFlagMiB, "scan/random: working set (MiB of uint64_t)");
+SHARRY_FLAG(uint32, chunk_bytes, 4096, 8, 1u << 20, "scan/random: RemoteArray chunk size");
 DEFINE_string(local_pcts, "100,50,25", "scan/random: local budgets, percent of the working set");
-DEFINE_uint64(random_indices, 1 << 20, "random: length of the random index sequence (cycled)");
-DEFINE_int32(prefetch, 4, "scan: chunks prefetched ahead");
+SHARRY_FLAG(uint64, random_indices, 1 << 20, 1, uint64_t{1} << 26, "random: length of the random index sequence (cycled)");
+SHARRY_FLAG(int32, prefetch, 4, 0, 1024, "scan: chunks prefetched ahead");
 // swapin
-DEFINE_int32(swap_samples, 2000, "swapin: samples");
-DEFINE_int32(swap_objects, 256, "swapin: objects swapped out together, then swapped in one by one, per round");
-DEFINE_int32(swap_bytes, 4096, "swapin: object size");
+SHARRY_FLAG(int32, swap_samples, 2000, 1, 1 << 24, "swapin: samples");
+SHARRY_FLAG(int32, swap_objects, 256, 1, 1 << 20, "swapin: objects swapped out together, then swapped in one by one, per round");
+SHARRY_FLAG(int32, swap_bytes, 4096, 8, 1 << 20, "swapin: object size");
 // hashtable
-DEFINE_uint64(ht_entries, 65536, "hashtable: entries (256-byte values)");
+SHARRY_FLAG(uint64, ht_entries, 65536, 1, uint64_t{1} << 32, "hashtable: entries (256-byte values)");
 DEFINE_string(ht_pcts, "100,25", "hashtable: local budgets, percent of the values' bytes");
 
 namespace sharry {
@@ -814,23 +815,7 @@ int CheckedMain(int argc, char** argv) {
   f::ExitOnBadFlags("compute_bench", {
       f::CheckListOf("mode", FLAGS_mode, {"unique", "unique-copy", "multi", "multi-copy"}),
       f::CheckListOf("tests", FLAGS_tests, {"deref", "scan", "random", "swapin", "hashtable"}),
-      f::CheckRangeF("seconds", FLAGS_seconds, 0, 86400),
-      f::CheckRange("rounds", FLAGS_rounds, 1, 1000),
-      f::CheckRangeU("uma_mb", FLAGS_uma_mb, 1, std::min(f::kMaxFlagMiB, f::PhysicalMiB())),
-      f::CheckRangeU("sections", FLAGS_sections, 1, 64),
-      f::CheckRangeU("free_batch", FLAGS_free_batch, 1, 1u << 20),
-      f::CheckRangeU("evict_batch", FLAGS_evict_batch, 1, 1u << 20),
-      f::CheckRange("deref_objects", FLAGS_deref_objects, 1, 1 << 24),
-      f::CheckRange("deref_object_bytes", FLAGS_deref_object_bytes, 8, 1 << 20),
-      f::CheckRangeU("array_mb", FLAGS_array_mb, 1, f::kMaxFlagMiB),
-      f::CheckRangeU("chunk_bytes", FLAGS_chunk_bytes, 8, 1u << 20),
       f::ParseU64List("local_pcts", FLAGS_local_pcts, 0, 100).status(),
-      f::CheckRangeU("random_indices", FLAGS_random_indices, 1, uint64_t{1} << 26),
-      f::CheckRange("prefetch", FLAGS_prefetch, 0, 1024),
-      f::CheckRange("swap_samples", FLAGS_swap_samples, 1, 1 << 24),
-      f::CheckRange("swap_objects", FLAGS_swap_objects, 1, 1 << 20),
-      f::CheckRange("swap_bytes", FLAGS_swap_bytes, 8, 1 << 20),
-      f::CheckRangeU("ht_entries", FLAGS_ht_entries, 1, uint64_t{1} << 32),
       f::ParseU64List("ht_pcts", FLAGS_ht_pcts, 0, 100).status(),
   });
   sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("compute_bench");

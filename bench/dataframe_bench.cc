@@ -27,14 +27,15 @@
 #include "tools/cli/client_options.h"
 #include "tools/cli/output.h"
 #include "tools/cli/program.h"
+#include "tools/cli/ranged_flag.h"
 #include "workloads/taxi.h"
 
 DEFINE_string(storage, "remote", "remote (remoteable arrays in far memory) or local (std::vector; "
                                  "--memnode, --transport and --mode are then not used)");
-DEFINE_uint64(rows, 1000000, "trips in the data frame (57 bytes each)");
-DEFINE_double(local_pct, 50, "local memory budget, percent of the frame's bytes (remote)");
-DEFINE_uint32(passes, 3, "times the five queries run over the frame");
-DEFINE_double(min_secs, 0, "more passes until the queries have run this long");
+SHARRY_FLAG(uint64, rows, 1000000, 1, sharry::flags::kMaxFlagBytes / sharry::bench::kTripBytes, "trips in the data frame (57 bytes each)");
+SHARRY_FLAG(double, local_pct, 50, 0, 100, "local memory budget, percent of the frame's bytes (remote)");
+SHARRY_FLAG(uint32, passes, 3, 1, 1u << 20, "times the five queries run over the frame");
+SHARRY_FLAG(double, min_secs, 0, 0, 86400, "more passes until the queries have run this long");
 DEFINE_uint64(seed, 2016, "data set seed: the same seed makes the same trips");
 DEFINE_bool(verify, false, "also compute the results on local memory and compare");
 DEFINE_bool(print, false, "print the query results as tables");
@@ -110,12 +111,8 @@ int Main(int argc, char** argv) {
   f::ExitOnBadFlags("dataframe_bench", {
       f::CheckOneOf("storage", FLAGS_storage, {"remote", "local"}),
       // Checked in rows, so that rows * kTripBytes cannot wrap.
-      f::CheckRangeU("rows", FLAGS_rows, 1, f::kMaxFlagBytes / sharry::bench::kTripBytes),
-      f::CheckRangeU("passes", FLAGS_passes, 1, 1u << 20),
-      f::CheckRangeF("local_pct", FLAGS_local_pct, 0, 100),
       FLAGS_local_pct != 0 ? Status::Ok()
                            : Status::InvalidArgument("--local_pct=0 is out of range: allowed above 0, up to 100"),
-      f::CheckRangeF("min_secs", FLAGS_min_secs, 0, 86400),
   });
   sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("dataframe_bench");
   const uint64_t frame_bytes = FLAGS_rows * sharry::bench::kTripBytes;

@@ -38,19 +38,21 @@
 #include "bench/bench_stats.h"
 #include "memnode/rpc.h"
 #include "tools/cli/program.h"
+#include "tools/cli/ranged_flag.h"
+#include "base/flag_check.h"
 #include "base/proc_stats.h"
 #include "verbs/socket_util.h"
 #include "verbs/wire.h"
 
-DEFINE_int32(port, 7000, "the memnode's port on --addr");
+SHARRY_FLAG(int32, port, 7000, 1, 65535, "the memnode's port on --addr");
 DEFINE_string(addr, "127.0.0.1", "the memnode's address");
-DEFINE_int32(pid, 0, "the memnode's pid, to sample its RSS, fds and CPU (0: not sampled)");
+SHARRY_FLAG(int32, pid, 0, 0, 4194304, "the memnode's pid, to sample its RSS, fds and CPU (0: not sampled)");
 DEFINE_string(scenario, "nonreading_reads", "nonreading_reads, nonreading_stats or prehello");
-DEFINE_double(seconds, 3, "flood time (nonreading_*)");
-DEFINE_uint64(read_kb, 1024, "bytes asked by each kRead frame (nonreading_reads)");
-DEFINE_int32(connections, 2000, "silent connections (prehello)");
-DEFINE_double(wait_s, 30, "then wait at most this long for the memnode to close them");
-DEFINE_int32(sample_ms, 250, "sampling period");
+SHARRY_FLAG(double, seconds, 3, 0, 86400, "flood time (nonreading_*)");
+SHARRY_FLAG(uint64, read_kb, 1024, 1, 1 << 20, "bytes asked by each kRead frame (nonreading_reads)");
+SHARRY_FLAG(int32, connections, 2000, 1, 65536, "silent connections (prehello)");
+SHARRY_FLAG(double, wait_s, 30, 0, 86400, "then wait at most this long for the memnode to close them");
+SHARRY_FLAG(int32, sample_ms, 250, 1, 60000, "sampling period");
 
 namespace {
 
@@ -151,11 +153,10 @@ std::vector<uint8_t> Frame(bool read, uint64_t tag, uint64_t offset) {
 
 int main(int argc, char** argv) {
   sharry::cli::InitProgram(&argc, &argv, "plays a hostile TCP client against a running memnode (see the file's header)");
-  const bool flood = FLAGS_scenario == "nonreading_reads" || FLAGS_scenario == "nonreading_stats";
-  if (!flood && FLAGS_scenario != "prehello") {
-    std::fprintf(stderr, "hostile_bench: --scenario must be nonreading_reads, nonreading_stats or prehello\n");
-    return 2;
-  }
+  sharry::flags::ExitOnBadFlags(
+      "hostile_bench", sharry::flags::CheckOneOf("scenario", FLAGS_scenario,
+                                                 {"nonreading_reads", "nonreading_stats", "prehello"}));
+  const bool flood = FLAGS_scenario != "prehello";
   const long base_kb = FLAGS_pid ? RssKb() : -1;
   long peak_kb = base_kb;
   std::vector<int> fds;

@@ -27,17 +27,18 @@
 #include "memnode/memnode.h"
 #include "tools/cli/output.h"
 #include "tools/cli/program.h"
+#include "tools/cli/ranged_flag.h"
 
 DEFINE_string(addr, "127.0.0.1", "address to serve on and connect to (verbs: the RDMA netdev's)");
-DEFINE_int32(clients, 3, "client processes");
-DEFINE_double(seconds, 3, "measuring time per phase");
+SHARRY_FLAG(int32, clients, 3, 1, 256, "client processes");
+SHARRY_FLAG(double, seconds, 3, 0, 86400, "measuring time per phase");
 DEFINE_string(batches, "1,16", "objects per ALLOC/FREE RPC");
-DEFINE_uint64(object_bytes, 4096, "object size");
-DEFINE_uint32(sections, 1, "memnode sections");
-DEFINE_uint64(uma_mb, 256, "memnode UMA size");
+SHARRY_FLAG(uint64, object_bytes, 4096, 1, uint64_t{1} << 30, "object size");
+SHARRY_FLAG(uint32, sections, 1, 1, 64, "memnode sections");
+SHARRY_FLAG(uint64, uma_mb, 256, 1, std::min(sharry::flags::kMaxFlagMiB, sharry::flags::PhysicalMiB()), "memnode UMA size");
 DEFINE_string(child, "", "internal: run as a client process");
-DEFINE_int32(port, 0, "internal");
-DEFINE_int32(batch, 1, "internal");
+SHARRY_FLAG(int32, port, 0, 0, 65535, "internal");
+SHARRY_FLAG(int32, batch, 1, 1, 4096, "internal");
 DEFINE_int64(start_ms, 0, "internal");
 
 extern char** environ;
@@ -183,15 +184,8 @@ int CheckedMain(int argc, char** argv) {
   const sharry::TransportKind kind = sharry::cli::TransportFromFlags("memnode_rpc_bench");
   namespace f = sharry::flags;
   f::ExitOnBadFlags("memnode_rpc_bench", {
-      f::CheckRange("clients", FLAGS_clients, 1, 256),
-      f::CheckRangeF("seconds", FLAGS_seconds, 0, 86400),
       f::ParseU64List("batches", FLAGS_batches, 1, 4096).status(),
-      f::CheckRangeU("object_bytes", FLAGS_object_bytes, 1, uint64_t{1} << 30),
-      f::CheckRangeU("sections", FLAGS_sections, 1, 64),
-      f::CheckRangeU("uma_mb", FLAGS_uma_mb, 1, std::min(f::kMaxFlagMiB, f::PhysicalMiB())),
       f::CheckOneOf("child", FLAGS_child, {"", "plain", "allocfree"}),
-      f::CheckRange("port", FLAGS_port, 0, 65535),
-      f::CheckRange("batch", FLAGS_batch, 1, 4096),
   });
   if (!FLAGS_child.empty()) return sharry::Child(kind);
   sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("memnode_rpc_bench");

@@ -24,19 +24,20 @@
 #include "bench/bench_stats.h"
 #include "tools/cli/output.h"
 #include "tools/cli/program.h"
+#include "tools/cli/ranged_flag.h"
 #include "verbs/socket_util.h"
 #include "verbs/transport.h"
 #include "verbs/wire.h"
 
 DEFINE_string(addr, "127.0.0.1", "server address (verbs: an address of the RDMA netdev)");
-DEFINE_int32(port, 0, "server port (0: an in-process server on a free port)");
+SHARRY_FLAG(int32, port, 0, 0, 65535, "server port (0: an in-process server on a free port)");
 DEFINE_string(sizes, "64,256,1024,4096,16384,65536,262144,1048576", "message sizes in bytes");
-DEFINE_int32(lat_iters, 1000, "latency samples per size");
-DEFINE_int32(bw_ops, 512, "operations per size for bandwidth");
-DEFINE_int32(bw_batch, 32, "operations per batch (one chain, one doorbell) for bandwidth");
-DEFINE_int32(rpc_iters, 2000, "request/response round trips");
-DEFINE_int32(rpc_size, 64, "request and response payload bytes");
-DEFINE_int32(pollers, 1, "server poller threads (in-process server)");
+SHARRY_FLAG(int32, lat_iters, 1000, 1, 1 << 24, "latency samples per size");
+SHARRY_FLAG(int32, bw_ops, 512, 1, 1 << 24, "operations per size for bandwidth");
+SHARRY_FLAG(int32, bw_batch, 32, 1, 1024, "operations per batch (one chain, one doorbell) for bandwidth");
+SHARRY_FLAG(int32, rpc_iters, 2000, 1, 1 << 24, "request/response round trips");
+SHARRY_FLAG(int32, rpc_size, 64, 0, 1 << 20, "request and response payload bytes");
+SHARRY_FLAG(int32, pollers, 1, 1, 64, "server poller threads (in-process server)");
 DEFINE_bool(baseline_tcp, false, "also measure a plain TCP ping-pong of the same sizes");
 DEFINE_bool(busy_poll, false, "server pollers never sleep");
 DEFINE_string(ops, "lat,bw,rpc", "what to measure: lat (READ/WRITE latency), bw (bandwidth), rpc");
@@ -245,14 +246,7 @@ int Main(int argc, char** argv) {
   const sharry::TransportKind kind = sharry::cli::TransportFromFlags("transport_bench");
   namespace f = sharry::flags;
   f::ExitOnBadFlags("transport_bench", {
-      f::CheckRange("port", FLAGS_port, 0, 65535),
       f::ParseU64List("sizes", FLAGS_sizes, 1, 1u << 26).status(),
-      f::CheckRange("lat_iters", FLAGS_lat_iters, 1, 1 << 24),
-      f::CheckRange("bw_ops", FLAGS_bw_ops, 1, 1 << 24),
-      f::CheckRange("bw_batch", FLAGS_bw_batch, 1, 1024),
-      f::CheckRange("rpc_iters", FLAGS_rpc_iters, 1, 1 << 24),
-      f::CheckRange("rpc_size", FLAGS_rpc_size, 0, 1 << 20),
-      f::CheckRange("pollers", FLAGS_pollers, 1, 64),
       f::CheckListOf("ops", FLAGS_ops, {"lat", "bw", "rpc"}),
   });
   sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("transport_bench");

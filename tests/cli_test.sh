@@ -47,9 +47,10 @@ echo "$out"
 case "$out" in *" arrays=8 object_bytes=256 "*" errors=0"*) ;; *) echo "FAIL: 8 arrays with a barrier"; exit 1 ;; esac
 # Bad flags are refused before anything starts: exit status 2 (1 for what
 # gflags itself cannot parse), one line on stderr naming the flag, nothing
-# served or run. Columns: binary, the flag the message must name, exit
-# status, the flags.
+# served or run. The cases: tests/cli_bad_flags.txt.
 huge_mb=17592186044416  # 2^44 MiB: 2^64 bytes
+sed -e '/^#/d' -e "s/@ADDR@/$addr/g" -e "s/@HUGE_MB@/$huge_mb/g" "$(dirname "$0")/cli_bad_flags.txt" \
+  >"$dir/bad_flags"
 while read -r bin name want flags; do
   case $bin in
     # A small UMA first (a row's own --uma_mb comes later and wins): the
@@ -67,68 +68,7 @@ while read -r bin name want flags; do
     echo "FAIL: $bin $flags: no line naming --$name on stderr:"; cat "$dir/bad.err"; exit 1
   fi
   if [ -s "$dir/bad.out" ] || [ -e "$dir/bad.port" ]; then echo "FAIL: $bin $flags: it ran"; exit 1; fi
-done <<EOF
-memnode port 2 --port=70000
-memnode port 2 --port=-1
-memnode port 1 --port=abc
-memnode uma_mb 2 --uma_mb=0
-memnode uma_mb 2 --uma_mb=17592186044417
-memnode max_object_kb 2 --uma_mb=64 --max_object_kb=1152921504606846976
-memnode max_object_kb 2 --uma_mb=64 --max_object_kb=65537
-memnode pollers 2 --pollers=0
-memnode pollers 2 --pollers=-5
-memnode pollers 2 --pollers=2000
-memnode sections 2 --sections=0
-memnode sections 2 --sections=65
-memnode max_clients 2 --max_clients=0
-memnode max_clients 2 --max_clients=65537
-memnode section_cores 2 --section_cores=abc
-memnode section_cores 2 --section_cores=0,,1
-memnode section_cores 2 --section_cores=100000
-memnode poller_cores 2 --poller_cores=1,x
-memnode poller_cores 2 --poller_cores=-2
-memnode free_batch 2 --free_batch=0
-memnode stats_interval 2 --stats_interval=-1
-memnode transport 2 --transport=udp
-memnode client_lease_s 2 --client_lease_s=-1
-memnode client_lease_s 2 --client_lease_s=86401
-memnode max_handshakes 2 --max_handshakes=0
-memnode handshake_timeout_ms 2 --handshake_timeout_ms=0
-memnode max_unsent_kb 2 --max_unsent_kb=1
-memnode stall_timeout_ms 2 --stall_timeout_ms=0
-memnode keepalive_s 2 --keepalive_s=-1
-memnode_stats port 2 --port=70000
-memnode_stats port 2 --port=-1
-memnode_stats port 2 --port=0
-memnode_stats transport 2 --transport=udp
-sharry_client local_pct 2 --local_pct=-10
-sharry_client local_pct 2 --local_pct=nan
-sharry_client local_pct 2 --local_pct=inf
-sharry_client local_pct 2 --local_pct=101
-sharry_client write_pct 2 --write_pct=150
-sharry_client write_pct 2 --write_pct=-1
-sharry_client pattern 2 --pattern=foo
-sharry_client workload 2 --workload=list
-sharry_client mode 2 --mode=both
-sharry_client transport 2 --transport=udp
-sharry_client memnode 2 --memnode=$addr:70000
-sharry_client memnode 2 --memnode=$addr
-sharry_client memnode 2 --memnode=$addr:x
-sharry_client working_set_mb 2 --working_set_mb=0
-sharry_client working_set_mb 2 --working_set_mb=$huge_mb
-sharry_client working_set_mb 2 --working_set_mb=1048576 --local_pct=0
-sharry_client local_pct 2 --working_set_mb=16777216 --local_pct=100
-sharry_client objects 2 --objects=18446744073709551615
-sharry_client objects 2 --workload=hashtable --objects=1 --object_bytes=8
-sharry_client local_mb 2 --local_mb=$huge_mb
-sharry_client threads 2 --threads=0
-sharry_client threads 2 --threads=-3
-sharry_client threads 2 --threads=100000
-sharry_client arrays 2 --arrays=0
-sharry_client object_bytes 2 --object_bytes=12
-sharry_client object_bytes 2 --object_bytes=2097152
-sharry_client min_secs 2 --min_secs=-1
-EOF
+done <"$dir/bad_flags"
 # Every client has gone: its blocks were all reclaimed or freed (the memnode
 # notices a departed client asynchronously, so give it a few seconds).
 i=0

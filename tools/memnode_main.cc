@@ -20,32 +20,36 @@
 #include "base/flag_check.h"
 #include "memnode/memnode.h"
 #include "tools/cli/program.h"
+#include "tools/cli/ranged_flag.h"
 
 DEFINE_string(listen, "0.0.0.0", "address to listen on (verbs: an address of the RDMA netdev)");
-DEFINE_int32(port, 7000, "port to listen on, 0..65535 (0: pick a free one; see --port_file)");
+SHARRY_FLAG(int32, port, 7000, 0, 65535, "port to listen on (0: pick a free one; see --port_file)");
 DEFINE_string(port_file, "", "write the port here once serving (for scripts and tests)");
-DEFINE_uint64(uma_mb, 1024, "size of the UMA (far memory) in MiB, 1..this machine's physical memory");
-DEFINE_uint32(sections, 1, "memory sections (one allocator thread each), 1..64");
+// The UMA is mapped and populated at once: it must fit in this machine.
+SHARRY_FLAG(uint64, uma_mb, 1024, 1, std::min(sharry::flags::kMaxFlagMiB, sharry::flags::PhysicalMiB()),
+            "size of the UMA (far memory) in MiB, at most this machine's physical memory");
+SHARRY_FLAG(uint32, sections, 1, 1, sharry::alloc::RequestScheduler::kMaxSections,
+            "memory sections (one allocator thread each)");
 DEFINE_string(section_cores, "", "comma-separated cores for the section threads (empty: unpinned; -1: this one unpinned)");
-DEFINE_int32(pollers, 1, "RPC poller threads, 1..64");
+SHARRY_FLAG(int32, pollers, 1, 1, 64, "RPC poller threads");
 DEFINE_string(poller_cores, "", "comma-separated cores for the pollers (empty: unpinned; -1: this one unpinned)");
 DEFINE_bool(hugepages, false, "back the UMA with hugepages when available");
-DEFINE_uint32(free_batch, 64, "pending frees applied per batch (delayed reclamation), 1..1048576");
+SHARRY_FLAG(uint32, free_batch, 64, 1, 1u << 20, "pending frees applied per batch (delayed reclamation)");
 DEFINE_bool(busy_poll, false, "section threads and pollers never sleep (dedicated cores)");
-DEFINE_int32(stats_interval, 10, "seconds between stats lines in the log, 0..86400 (0: never)");
-DEFINE_int32(max_clients, 256, "connections served at once, 1..65536");
+SHARRY_FLAG(int32, stats_interval, 10, 0, 86400, "seconds between stats lines in the log (0: never)");
+SHARRY_FLAG(int32, max_clients, 256, 1, 65536, "connections served at once");
 DEFINE_uint64(max_object_kb, 0, "largest object in KiB, 0..the UMA's size (0: one section)");
 // Hostile and failing peers (docs/security.md).
-DEFINE_int32(client_lease_s, 30,
-             "a client that sends nothing for this long (a frozen or vanished process) has its connections "
-             "closed and its far memory reclaimed; 0..86400 (0: no lease)");
-DEFINE_int32(max_handshakes, 64, "connections accepted but not yet greeted, 1..65536 (beyond max_clients)");
-DEFINE_int32(handshake_timeout_ms, 5000, "a connection that has not said hello by then is closed, 1..3600000");
-DEFINE_uint64(max_unsent_kb, 4096,
-              "tcp: unsent replies per connection before its requests are no longer read, 64..4194304");
-DEFINE_int32(stall_timeout_ms, 10000,
-             "tcp: a connection over --max_unsent_kb that takes nothing for this long is dropped, 1..3600000");
-DEFINE_int32(keepalive_s, 10, "tcp keepalive idle seconds before probing a silent peer, 0..3600 (0: off)");
+SHARRY_FLAG(int32, client_lease_s, 30, 0, 86400,
+            "a client that sends nothing for this long (a frozen or vanished process) has its connections "
+            "closed and its far memory reclaimed (0: no lease)");
+SHARRY_FLAG(int32, max_handshakes, 64, 1, 65536, "connections accepted but not yet greeted (beyond max_clients)");
+SHARRY_FLAG(int32, handshake_timeout_ms, 5000, 1, 3600000, "a connection that has not said hello by then is closed");
+SHARRY_FLAG(uint64, max_unsent_kb, 4096, 64, 4194304,
+            "tcp: unsent replies per connection before its requests are no longer read");
+SHARRY_FLAG(int32, stall_timeout_ms, 10000, 1, 3600000,
+            "tcp: a connection over --max_unsent_kb that takes nothing for this long is dropped");
+SHARRY_FLAG(int32, keepalive_s, 10, 0, 3600, "tcp keepalive idle seconds before probing a silent peer (0: off)");
 
 namespace {
 
@@ -59,26 +63,12 @@ int Main(int argc, char** argv) {
   const sharry::TransportKind kind = sharry::cli::TransportFromFlags("memnode");
   auto section_cores = f::ParseCoreList("section_cores", FLAGS_section_cores);
   auto poller_cores = f::ParseCoreList("poller_cores", FLAGS_poller_cores);
-  // The UMA is mapped and populated at once: it must fit in this machine.
-  const uint64_t max_uma_mb = std::min(f::kMaxFlagMiB, f::PhysicalMiB());
+  // The ranged flags are checked (InitProgram); --uma_mb is in range, so the
+  // bound of --max_object_kb (and the shift below) cannot wrap.
   f::ExitOnBadFlags("memnode", {
-      f::CheckRange("port", FLAGS_port, 0, 65535),
-      f::CheckRangeU("uma_mb", FLAGS_uma_mb, 1, max_uma_mb),
-      f::CheckRangeU("sections", FLAGS_sections, 1, sharry::alloc::RequestScheduler::kMaxSections),
       section_cores.status(),
-      f::CheckRange("pollers", FLAGS_pollers, 1, 64),
       poller_cores.status(),
-      f::CheckRangeU("free_batch", FLAGS_free_batch, 1, 1u << 20),
-      f::CheckRange("stats_interval", FLAGS_stats_interval, 0, 86400),
-      f::CheckRange("max_clients", FLAGS_max_clients, 1, 65536),
-      // Checked after --uma_mb, so the bound (and the shift below) cannot wrap.
       f::CheckRangeU("max_object_kb", FLAGS_max_object_kb, 0, FLAGS_uma_mb << 10),
-      f::CheckRange("client_lease_s", FLAGS_client_lease_s, 0, 86400),
-      f::CheckRange("max_handshakes", FLAGS_max_handshakes, 1, 65536),
-      f::CheckRange("handshake_timeout_ms", FLAGS_handshake_timeout_ms, 1, 3600000),
-      f::CheckRangeU("max_unsent_kb", FLAGS_max_unsent_kb, 64, 4194304),
-      f::CheckRange("stall_timeout_ms", FLAGS_stall_timeout_ms, 1, 3600000),
-      f::CheckRange("keepalive_s", FLAGS_keepalive_s, 0, 3600),
   });
   sharry::memnode::MemnodeOptions o;
   o.transport = kind;

@@ -7,20 +7,19 @@
 
 #include <cstdio>
 
-#include "base/flag_check.h"
 #include "memnode/client.h"
 #include "tools/cli/output.h"
 #include "tools/cli/program.h"
+#include "tools/cli/ranged_flag.h"
 
 DEFINE_string(addr, "127.0.0.1", "memnode address");
-DEFINE_int32(port, 7000, "memnode port, 1..65535");
+SHARRY_FLAG(int32, port, 7000, 1, 65535, "memnode port");
 
 namespace {
 
 int Main(int argc, char** argv) {
   sharry::cli::InitProgram(&argc, &argv, "print a memnode's stats", sharry::cli::Log::kWarnings);
   const sharry::TransportKind kind = sharry::cli::TransportFromFlags("memnode_stats");
-  sharry::flags::ExitOnBadFlags("memnode_stats", sharry::flags::CheckRange("port", FLAGS_port, 1, 65535));
   sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("memnode_stats");
   sharry::ClientOptions o;
   o.server_addr = FLAGS_addr;

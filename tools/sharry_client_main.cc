@@ -31,20 +31,22 @@
 #include "tools/cli/client_options.h"
 #include "tools/cli/output.h"
 #include "tools/cli/program.h"
+#include "tools/cli/ranged_flag.h"
 
 DEFINE_string(workload, "array", "array or hashtable");
-DEFINE_uint64(working_set_mb, 64, "bytes of data, in MiB, 1..2^24 (16 TiB; and at most what the memnode holds)");
-DEFINE_double(local_pct, 25, "local memory budget, percent of the working set, 0..100");
+SHARRY_FLAG(uint64, working_set_mb, 64, 1, sharry::flags::kMaxFlagMiB,
+            "bytes of data, in MiB (and at most what the memnode holds)");
+SHARRY_FLAG(double, local_pct, 25, 0, 100, "local memory budget, percent of the working set");
 DEFINE_uint64(ops, 1000000, "operations (array: element reads/writes; hashtable: gets/puts)");
-DEFINE_double(write_pct, 20, "percent of operations that write, 0..100");
+SHARRY_FLAG(double, write_pct, 20, 0, 100, "percent of operations that write");
 DEFINE_string(pattern, "random", "array: random or scan");
-DEFINE_int32(threads, 1, "worker threads (array workload), 1..256");
+SHARRY_FLAG(int32, threads, 1, 1, 256, "worker threads (array workload)");
 DEFINE_uint64(seed, 1, "random seed");
-DEFINE_uint32(arrays, 1, "array workload: number of remoteable arrays the working set is split into, 1..65536");
+SHARRY_FLAG(uint32, arrays, 1, 1, 65536, "array workload: number of remoteable arrays the working set is split into");
 DEFINE_uint32(object_bytes, 4096, "array workload: bytes per object (chunk of elements), a multiple of 8 in 8..1048576");
 DEFINE_uint64(objects, 0, "array workload: working set as a number of objects (overrides --working_set_mb; at most 16 TiB of them)");
-DEFINE_uint64(local_mb, 0, "local memory budget in MiB, 0..2^24 (0: use --local_pct; else overrides it)");
-DEFINE_double(min_secs, 0, "array workload (random): repeat the --ops operations until this long has passed, 0..86400");
+SHARRY_FLAG(uint64, local_mb, 0, 0, sharry::flags::kMaxFlagMiB, "local memory budget in MiB (0: use --local_pct; else overrides it)");
+SHARRY_FLAG(double, min_secs, 0, 0, 86400, "array workload (random): repeat the --ops operations until this long has passed");
 
 namespace {
 
@@ -95,15 +97,8 @@ int Main(int argc, char** argv) {
                       : sharry::Status::InvalidArgument("--object_bytes=" + std::to_string(FLAGS_object_bytes) +
                                                         " is not allowed: want a multiple of 8 in 8.." +
                                                         std::to_string(o.max_object_bytes)),
-      f::CheckRangeU("working_set_mb", FLAGS_working_set_mb, 1, f::kMaxFlagMiB),
       // Checked in objects, so that objects * object_bytes cannot wrap.
       f::CheckRangeU("objects", FLAGS_objects, 0, f::kMaxFlagBytes / std::max(8u, FLAGS_object_bytes)),
-      f::CheckRangeF("local_pct", FLAGS_local_pct, 0, 100),
-      f::CheckRangeU("local_mb", FLAGS_local_mb, 0, f::kMaxFlagMiB),
-      f::CheckRangeF("write_pct", FLAGS_write_pct, 0, 100),
-      f::CheckRange("threads", FLAGS_threads, 1, 256),
-      f::CheckRangeU("arrays", FLAGS_arrays, 1, 65536),
-      f::CheckRangeF("min_secs", FLAGS_min_secs, 0, 86400),
   });
   sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("sharry_client");
   const uint64_t ws = FLAGS_objects ? FLAGS_objects * FLAGS_object_bytes : FLAGS_working_set_mb << 20;

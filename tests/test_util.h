@@ -30,6 +30,14 @@ inline constexpr bool kTsan = __has_feature(thread_sanitizer);
 #else
 inline constexpr bool kTsan = false;
 #endif
+// True under AddressSanitizer (gcc's macro, clang's feature).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAsan = true;
+#elif defined(__has_feature)
+inline constexpr bool kAsan = __has_feature(address_sanitizer);
+#else
+inline constexpr bool kAsan = false;
+#endif
 
 // The address tests use for the verbs transport: SHARRY_RDMA_ADDR, set by
 // scripts/run-rxe.sh and inside the test VM. Empty if there is no device.

@@ -230,7 +230,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const ClientId fixed = 1 + (mode & 3);
   const bool multi = mode & 4;
   Session s(e, kCaps[(mode >> 3) & 3], mode & 0x20);
-  for (ClientId c = 1; c <= kClients; ++c) e.service->OnConnect(c);
+  for (ClientId c = 1; c <= kClients; ++c) e.service->OnConnect(c, Peer{c, ""});
 
   size_t pos = 1;
   while (pos < size) {

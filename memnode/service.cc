@@ -67,10 +67,13 @@ MemnodeService::MemnodeService(alloc::SharryAllocator* allocator, const ServiceO
                                      : allocator->section_bytes()),
       max_batch_(std::min<uint16_t>(o.max_batch, kMaxBatch)) {}
 
-void MemnodeService::OnConnect(ClientId client) {
+void MemnodeService::OnConnect(ClientId client, const Peer& peer) {
   MutexLock l(&clients_mu_);
   clients_.insert(client);
-  LOG(INFO) << "memnode: client " << client << " connected (" << clients_.size() << " now)";
+  LOG(INFO) << "memnode: client " << client << " connected"
+            << (peer.session != client ? " to session " + std::to_string(peer.session) : std::string())
+            << (peer.tenant.empty() ? std::string(", anonymous") : ", tenant " + peer.tenant) << " ("
+            << clients_.size() << " now)";
 }
 
 void MemnodeService::OnDisconnect(ClientId client) {

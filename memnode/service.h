@@ -37,7 +37,7 @@ class MemnodeService final : public RequestHandler {
  public:
   MemnodeService(alloc::SharryAllocator* allocator, const ServiceOptions& options);
 
-  void OnConnect(ClientId client) override EXCLUDES(clients_mu_);
+  void OnConnect(ClientId client, const Peer& peer) override EXCLUDES(clients_mu_);
   void OnDisconnect(ClientId client) override EXCLUDES(clients_mu_);
   size_t Handle(ClientId client, std::span<const uint8_t> request, std::span<uint8_t> response) override;
 

@@ -25,8 +25,8 @@ class ServiceTest : public ::testing::Test {
     o.free_batch_threshold = 1000;  // frees stay pending until Flush
     allocator_ = std::make_unique<alloc::SharryAllocator>(o);
     service_ = std::make_unique<MemnodeService>(allocator_.get(), ServiceOptions{});
-    service_->OnConnect(1);
-    service_->OnConnect(2);
+    service_->OnConnect(1, Peer{1, ""});
+    service_->OnConnect(2, Peer{2, ""});
   }
   std::vector<uint8_t> Call(ClientId c, const std::vector<uint8_t>& req) {
     std::vector<uint8_t> out(8192 - 16);

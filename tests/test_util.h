@@ -129,7 +129,7 @@ class EchoHandler : public RequestHandler {
  public:
   std::atomic<int> connects{0}, disconnects{0};
   std::atomic<uint64_t> requests{0};
-  void OnConnect(ClientId) override { connects++; }
+  void OnConnect(ClientId, const Peer&) override { connects++; }
   void OnDisconnect(ClientId) override { disconnects++; }
   size_t Handle(ClientId client, std::span<const uint8_t> req, std::span<uint8_t> resp) override {
     requests++;

@@ -368,7 +368,7 @@ Status TcpServer::Greet(TcpConn* c, uint64_t tag, const wire::HelloPayload& hell
   c->id = id;
   handshakes_--;
   clients_++;
-  handler_->OnConnect(c->id);
+  handler_->OnConnect(c->id, Peer{c->session->root, ""});
   VLOG(1) << "tcp client " << c->id << " connected (session " << c->session->root << ")";
   wire::WelcomePayload w{};
   w.client_id = id;

@@ -50,13 +50,20 @@ StatusOr<TransportKind> ParseTransport(std::string_view name);
 
 using ClientId = uint32_t;
 
+// Who a connection is, as its handshake established (issue #11).
+struct Peer {
+  ClientId session = 0;  // its session's root (itself for a root connection)
+  std::string tenant;    // the tenant it authenticated as; empty: anonymous
+};
+
 // Runs on the server's poller threads. Implementations must be thread-safe.
 class RequestHandler {
  public:
   virtual ~RequestHandler() = default;
   // A client connected / went away (orderly or not). Called once each, from
-  // the server's connection thread.
-  virtual void OnConnect(ClientId) {}
+  // the server's connection thread; OnConnect after the handshake (and its
+  // authentication) succeeded, before the client's first request.
+  virtual void OnConnect(ClientId, const Peer&) {}
   virtual void OnDisconnect(ClientId) {}
   // Handles one request and writes the response into `response` (its size is
   // the largest response allowed). Returns the response length; 0 is a valid

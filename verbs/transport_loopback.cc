@@ -116,7 +116,7 @@ class LoopCore {
       c->id = id;
       conns_[id] = c;
     }
-    handler_->OnConnect(c->id);
+    handler_->OnConnect(c->id, Peer{c->session->root, ""});
     VLOG(1) << "loopback client " << c->id << " connected (session " << c->session->root << ")";
     return c;
   }

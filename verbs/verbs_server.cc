@@ -135,7 +135,7 @@ void VerbsServer::CmLoop() {
         it->second->established = true;
         clients_++;
         VLOG(1) << "verbs client " << it->second->client_id << " connected";
-        handler_->OnConnect(it->second->client_id);
+        handler_->OnConnect(it->second->client_id, Peer{it->second->session->root, ""});
         break;
       }
       case RDMA_CM_EVENT_DISCONNECTED:

@@ -54,6 +54,8 @@ using ClientId = uint32_t;
 struct Peer {
   ClientId session = 0;  // its session's root (itself for a root connection)
   std::string tenant;    // the tenant it authenticated as; empty: anonymous
+  bool admin = false;    // authenticated with the tenants file's admin secret
+                         // (tenant is then empty): may see every client's STATS
 };
 
 // Runs on the server's poller threads. Implementations must be thread-safe.

@@ -28,8 +28,16 @@ StatusOr<TransportClient*> RuntimeImpl::DataConnection() {
   // A data connection joins the control connection's session: the memnode
   // closes it before it reclaims our far blocks (lease expired, control
   // connection lost), so it can never touch a block handed to someone else.
+  // It shows the session's token, which only our control connection was
+  // given (no other process can join our session and reach our blocks).
   ClientOptions co = conn_opts_;
-  co.session = control_id_.load(std::memory_order_acquire);
+  co.tenant.clear();  // a joining connection does not authenticate again
+  co.secret = auth::Secret();
+  {
+    MutexLock l(&control_mu_);  // under epoch_mu_ (shared): the control connection stays put
+    co.session = control_->id();
+    co.session_token = control_->transport().info().session_token;
+  }
   auto c = TransportClient::Connect(opts_.transport, co);
   if (!c.ok()) return ConnectionFailed(c.status(), "data connection");
   MutexLock l(&conns_mu_);

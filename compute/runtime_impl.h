@@ -150,7 +150,7 @@ class RuntimeImpl final : public Runtime {
   // This thread's data connection, made on first use and again after the
   // reconnector replaced the connections. Errors are kUnavailable (already
   // counted as failed accesses).
-  StatusOr<TransportClient*> DataConnection() REQUIRES_SHARED(epoch_mu_) EXCLUDES(conns_mu_);
+  StatusOr<TransportClient*> DataConnection() REQUIRES_SHARED(epoch_mu_) EXCLUDES(conns_mu_, control_mu_);
   // Closes every data connection; threads make new ones on their next access.
   void DropDataConnections() REQUIRES(epoch_mu_) EXCLUDES(conns_mu_);
 

@@ -34,7 +34,8 @@ class Recorder : public TcpFraming::Sink {
   std::vector<std::string> events;
 
   bool TakeFrame() override { return !hold_ || (flip_ = !flip_); }
-  Status OnHello(uint64_t tag, const sharry::wire::HelloPayload& h, uint32_t max_message) override {
+  Status OnHello(uint64_t tag, const sharry::internal::Hello& hello, uint32_t max_message, bool*) override {
+    const sharry::wire::HelloPayload& h = hello.base;
     Add("hello", tag, h.session, max_message);
     if (h.session % 5 == 4) return Status::Unavailable("session " + std::to_string(h.session) + " is over");
     return Status::Ok();

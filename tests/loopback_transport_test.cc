@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -32,14 +34,20 @@ class LoopbackTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
   }
+  // A root connection (session 0), or a member of `session`, which shows
+  // the token its root's welcome gave.
   std::unique_ptr<TransportClient> Connect(ClientId session = 0) {
     ClientOptions o;
     o.port = server_->port();
     o.session = session;
+    if (session != 0) o.session_token = tokens_[session];
     auto c = TransportClient::Connect(TransportKind::kLoopback, o);
     EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? std::move(*c) : nullptr;
+    if (!c.ok()) return nullptr;
+    if (session == 0) tokens_[(*c)->info().client_id] = (*c)->info().session_token;
+    return std::move(*c);
   }
+  std::map<ClientId, std::array<uint8_t, 32>> tokens_;
   std::shared_ptr<FaultPlan> Arm() {
     auto p = std::make_shared<FaultPlan>();
     EXPECT_TRUE(SetLoopbackFaults(server_->port(), p).ok());

@@ -34,10 +34,19 @@ class Recorder : public TcpFraming::Sink {
     events.push_back("hold");
     return false;
   }
-  Status OnHello(uint64_t tag, const wire::HelloPayload& h, uint32_t max_message) override {
+  Status OnHello(uint64_t tag, const Hello& hello, uint32_t max_message, bool* challenged) override {
+    const wire::HelloPayload& h = hello.base;
     events.push_back("hello " + std::to_string(tag) + " " + std::to_string(h.max_message) + " " +
-                     std::to_string(max_message) + " session " + std::to_string(h.session));
+                     std::to_string(max_message) + " session " + std::to_string(h.session) +
+                     (hello.authenticates ? " tenant " + hello.tenant : std::string()) +
+                     (hello.has_token ? " token " + std::to_string(hello.token[0]) : std::string()));
     if (!refuse_hellos.empty()) return Status::Unavailable(refuse_hellos);
+    *challenged = hello.authenticates;
+    return Status::Ok();
+  }
+  Status OnAuth(uint64_t tag, std::span<const uint8_t> proof) override {
+    events.push_back("auth " + std::to_string(tag) + " " + std::to_string(proof.size()) + " B");
+    if (proof[0] != 0xAA) return Status::PermissionDenied("authentication failed for tenant 't'");
     return Status::Ok();
   }
   void OnRequest(uint64_t tag, std::span<const uint8_t> p) override {
@@ -187,7 +196,7 @@ TEST(TcpFraming, BadMagicSaysWhyThenCloses) {
 TEST(TcpFraming, BadVersionBeforeHelloCloses) {
   std::vector<uint8_t> s;
   MsgHeader h{};
-  h.version = 2;
+  h.version = wire::kVersion + 1;
   h.kind = Kind::kHello;
   Put(&s, &h, sizeof h);
   Parsed r = Feed(s);
@@ -203,7 +212,7 @@ TEST(TcpFraming, RequestBeforeHelloIsRefusedWithAReason) {
   Parsed r = Feed(s);
   EXPECT_FALSE(r.greeted);
   EXPECT_EQ(r.consumed, sizeof(MsgHeader));
-  EXPECT_EQ(r.events, (std::vector<std::string>{"refuse 3 Protocol: the first frame must be a hello of 16 B",
+  EXPECT_EQ(r.events, (std::vector<std::string>{"refuse 3 Protocol: the first frame must be a hello of 16..113 B",
                                                 "close no hello"}));
 }
 
@@ -217,8 +226,8 @@ TEST(TcpFraming, HelloRefusals) {
     std::memcpy(p.data(), &h, sizeof h);
     Frame(&s, Kind::kHello, 1, p);
     EXPECT_EQ(Feed(s).events, (std::vector<std::string>{
-                                  "refuse 1 Protocol: not a Sharry client of protocol version 1",
-                                  "close refused: not a Sharry client of protocol version 1"}));
+                                  "refuse 1 Protocol: not a Sharry client of protocol version 2",
+                                  "close refused: not a Sharry client of protocol version 2"}));
   }
   {
     std::vector<uint8_t> s;
@@ -229,16 +238,96 @@ TEST(TcpFraming, HelloRefusals) {
   }
   {
     std::vector<uint8_t> s;
-    Hello(&s, 3, 8192, 42);
+    Hello(&s, 3, 8192);
     Frame(&s, Kind::kRequest, 4, Bytes("never"));
     Recorder rec;
     rec.refuse_hellos = "memnode full: 1 of 1 clients";
     Parsed r = Feed(s, {}, rec);
     EXPECT_FALSE(r.greeted);
-    EXPECT_EQ(r.events, (std::vector<std::string>{"hello 3 8192 4096 session 42",
+    EXPECT_EQ(r.events, (std::vector<std::string>{"hello 3 8192 4096 session 0",
                                                   "refuse 3 Unavailable: memnode full: 1 of 1 clients",
                                                   "close refused: memnode full: 1 of 1 clients"}));
   }
+}
+
+// Credentials: the hello names a tenant, the sink challenges it, and only
+// an answer (kAuth) may follow; the connection is greeted when the answer
+// verifies, refused when it does not or when anything else comes instead.
+TEST(TcpFraming, AuthenticatingHelloIsChallengedAndOnlyAnAnswerMayFollow) {
+  auto auth_hello = [](std::vector<uint8_t>* s, uint64_t tag) {
+    wire::HelloPayload base{};
+    base.max_message = 8192;
+    Frame(s, Kind::kHello, tag, EncodeHello(base, "t", auth::Nonce{}, nullptr));
+  };
+  {  // the right answer: greeted, and requests flow
+    std::vector<uint8_t> s;
+    auth_hello(&s, 1);
+    Frame(&s, Kind::kAuth, 2, std::vector<uint8_t>(wire::kProofBytes, 0xAA));
+    Frame(&s, Kind::kRequest, 3, Bytes("hi"));
+    Parsed r = Feed(s);
+    EXPECT_TRUE(r.greeted);
+    EXPECT_EQ(r.events, (std::vector<std::string>{"hello 1 8192 4096 session 0 tenant t", "auth 2 32 B",
+                                                  "request 3 hi"}));
+  }
+  {  // a wrong answer: refused and closed, nothing after it is parsed
+    std::vector<uint8_t> s;
+    auth_hello(&s, 1);
+    Frame(&s, Kind::kAuth, 2, std::vector<uint8_t>(wire::kProofBytes, 0xBB));
+    Frame(&s, Kind::kRequest, 3, Bytes("never"));
+    Parsed r = Feed(s);
+    EXPECT_FALSE(r.greeted);
+    EXPECT_EQ(r.events, (std::vector<std::string>{
+                            "hello 1 8192 4096 session 0 tenant t", "auth 2 32 B",
+                            "refuse 2 PermissionDenied: authentication failed for tenant 't'",
+                            "close refused: authentication failed for tenant 't'"}));
+  }
+  {  // a request instead of the answer
+    std::vector<uint8_t> s;
+    auth_hello(&s, 1);
+    Frame(&s, Kind::kRequest, 2, Bytes("never"));
+    Parsed r = Feed(s);
+    EXPECT_FALSE(r.greeted);
+    EXPECT_EQ(r.events, (std::vector<std::string>{
+                            "hello 1 8192 4096 session 0 tenant t",
+                            "refuse 2 Protocol: after a challenge the next frame must be an answer of 32 B",
+                            "close no answer to the challenge"}));
+  }
+}
+
+// A join must carry its session's token; flags, names and lengths must agree.
+TEST(TcpFraming, MalformedHellosAreRefused) {
+  auto refusal = [](const std::vector<uint8_t>& payload) {
+    std::vector<uint8_t> s;
+    Frame(&s, Kind::kHello, 1, payload);
+    Parsed r = Feed(s);
+    EXPECT_FALSE(r.greeted);
+    return r.events.empty() ? std::string() : r.events[0];
+  };
+  wire::HelloPayload base{};
+  base.max_message = 8192;
+  base.session = 42;
+  std::vector<uint8_t> p(sizeof base);
+  std::memcpy(p.data(), &base, sizeof base);
+  EXPECT_EQ(refusal(p), "refuse 1 PermissionDenied: joining session 42 needs its token (from the session's welcome)");
+  SessionToken token{};
+  token[0] = 7;
+  {
+    std::vector<uint8_t> s;
+    Frame(&s, Kind::kHello, 1, EncodeHello(base, "", auth::Nonce{}, &token));
+    EXPECT_EQ(Feed(s).events[0], "hello 1 8192 4096 session 42 token 7");
+  }
+  base.session = 0;
+  base.flags = 4;
+  std::memcpy(p.data(), &base, sizeof base);
+  EXPECT_EQ(refusal(p), "refuse 1 InvalidArgument: hello flags 4 have unknown bits");
+  base.flags = wire::kHelloAuth;  // credentials announced, none there
+  std::memcpy(p.data(), &base, sizeof base);
+  EXPECT_NE(refusal(p).find("hello credentials malformed"), std::string::npos);
+  base.flags = 0;
+  EXPECT_NE(refusal(EncodeHello(base, "a b", auth::Nonce{}, nullptr)).find("tenant name 'a b'"), std::string::npos);
+  std::vector<uint8_t> extra = EncodeHello(base, "", auth::Nonce{}, nullptr);
+  extra.push_back(1);
+  EXPECT_EQ(refusal(extra), "refuse 1 InvalidArgument: hello of 17 B has 1 B more than its flags say");
 }
 
 TEST(TcpFraming, OversizeRequestIsRefusedAndSkipped) {

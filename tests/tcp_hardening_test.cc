@@ -207,12 +207,13 @@ TEST_F(TcpHardeningTest, HelloFieldsAreValidated) {
     EXPECT_TRUE(ClosedWithin(fd.get(), 3000ms));
   }
   EXPECT_EQ(handler_.connects.load(), 0);
-  // A session that does not exist.
+  // A join without its session's token (isolation_test has the wrong and
+  // the stale token).
   net::Fd fd = Dial();
   std::string reason;
   auto w = Hello(fd.get(), 4096, &reason, /*session=*/777);
-  EXPECT_EQ(w.status, static_cast<uint16_t>(StatusCode::kUnavailable));
-  EXPECT_NE(reason.find("session 777 is gone"), std::string::npos) << reason;
+  EXPECT_EQ(w.status, static_cast<uint16_t>(StatusCode::kPermissionDenied));
+  EXPECT_NE(reason.find("joining session 777 needs its token"), std::string::npos) << reason;
 }
 
 TEST_F(TcpHardeningTest, RangesAboveTheFrameLimitAreRefusedInSync) {
@@ -252,6 +253,7 @@ TEST_F(TcpHardeningTest, MembersCloseBeforeTheRootIsReclaimed) {
   const ClientId root_id = (*root)->info().client_id;
   EXPECT_EQ((*root)->info().session, root_id);
   co.session = root_id;
+  co.session_token = (*root)->info().session_token;
   auto m1 = TransportClient::Connect(TransportKind::kTcp, co);
   auto m2 = TransportClient::Connect(TransportKind::kTcp, co);
   ASSERT_TRUE(m1.ok() && m2.ok());
@@ -278,6 +280,7 @@ TEST_F(TcpHardeningTest, SilentSessionLosesItsLease) {
   ASSERT_TRUE(root.ok()) << root.status();
   EXPECT_EQ((*root)->info().lease_ms, 300u);
   co.session = (*root)->info().client_id;
+  co.session_token = (*root)->info().session_token;
   auto member = TransportClient::Connect(TransportKind::kTcp, co);
   ASSERT_TRUE(member.ok());
   // Renewing through the member keeps the whole session alive.

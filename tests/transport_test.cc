@@ -290,6 +290,7 @@ TEST_P(TransportTest, SessionMembersCloseBeforeTheRootIsReclaimed) {
   EXPECT_EQ(root->info().session, root_id);
   ClientOptions o = Options();
   o.session = root_id;
+  o.session_token = root->info().session_token;
   auto m1 = TransportClient::Connect(GetParam(), o);
   auto m2 = TransportClient::Connect(GetParam(), o);
   ASSERT_TRUE(m1.ok() && m2.ok()) << m1.status() << m2.status();
@@ -314,6 +315,7 @@ TEST_P(TransportTest, QuietSessionLosesItsLeaseAndEveryConnection) {
   EXPECT_EQ(root->info().lease_ms, 1000u);
   ClientOptions o = Options();
   o.session = root->info().client_id;
+  o.session_token = root->info().session_token;
   auto member = TransportClient::Connect(GetParam(), o);
   ASSERT_TRUE(member.ok()) << member.status();
   // Requests on any connection of the session renew it.

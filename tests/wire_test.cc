@@ -20,7 +20,7 @@ TEST(WireTest, HeaderBytesAreAsDocumented) {
   std::memcpy(b, &h, 16);
   EXPECT_EQ(b[0], 0x48);  // 'H' of 0x5348, little-endian
   EXPECT_EQ(b[1], 0x53);
-  EXPECT_EQ(b[2], 1);     // version
+  EXPECT_EQ(b[2], 2);     // version
   EXPECT_EQ(b[3], 2);     // kind
   EXPECT_EQ(b[4], 0x04);
   EXPECT_EQ(b[7], 0x01);
@@ -31,6 +31,11 @@ TEST(WireTest, HeaderBytesAreAsDocumented) {
 TEST(WireTest, ConnectPayloadsFitRdmaCmPrivateData) {
   EXPECT_LE(sizeof(wire::HelloPayload), 56u);     // rdma_connect limit for RC
   EXPECT_LE(sizeof(wire::WelcomePayload), 196u);  // rdma_accept limit
+  // A join (hello + its session's token) fits the connect; a root's welcome
+  // (+ the token) the accept; a refusal (+ its reason) the reject (148 B).
+  EXPECT_LE(sizeof(wire::HelloPayload) + wire::kSessionTokenBytes, 56u);
+  EXPECT_LE(sizeof(wire::WelcomePayload) + wire::kSessionTokenBytes, 196u);
+  EXPECT_LE(sizeof(wire::WelcomePayload) + wire::kMaxReason, 148u);
 }
 
 TEST(WireTest, ErrorPayloadRoundTrips) {

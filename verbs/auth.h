@@ -20,6 +20,7 @@
 #pragma once
 
 #include <array>
+#include <map>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -91,5 +92,15 @@ Proof ComputeProof(const Secret& secret, Role role, std::string_view tenant, con
 
 // Constant-time comparison of a received proof with the expected one.
 bool ProofMatches(std::span<const uint8_t> received, const Proof& expected);
+
+// A server's credentials (ServerOptions::credentials): the secret of each
+// tenant that may connect, the admin's, and whether clients that do not
+// authenticate are served too. The tenant name "admin" is the admin's.
+struct ServerCredentials {
+  std::map<std::string, Secret, std::less<>> tenants;
+  Secret admin;            // empty: nobody authenticates as the admin
+  bool anonymous = false;  // also serve clients that give no credentials
+};
+inline constexpr std::string_view kAdminName = "admin";
 
 }  // namespace sharry::auth

@@ -4,21 +4,26 @@
 
 namespace sharry::internal {
 
-std::shared_ptr<SessionTable::Session> SessionTable::OpenRoot(ClientId id) {
-  auto s = std::make_shared<Session>(id);
+std::shared_ptr<SessionTable::Session> SessionTable::OpenRoot(ClientId id, Peer peer) {
+  peer.session = id;
+  auto s = std::make_shared<Session>(id, std::move(peer));
   s->Touch();
   MutexLock l(&mu_);
   live_[id] = s;
   return s;
 }
 
-StatusOr<std::shared_ptr<SessionTable::Session>> SessionTable::Join(ClientId root) {
+StatusOr<std::shared_ptr<SessionTable::Session>> SessionTable::Join(ClientId root, std::span<const uint8_t> token) {
   MutexLock l(&mu_);
   auto it = live_.find(root);
   if (it == live_.end() || it->second->over.load())
     return Status::Unavailable("session " + std::to_string(root) +
                                " is gone (its control connection closed or its lease expired; "
                                "its far memory was reclaimed)");
+  // Compared in constant time, the whole token.
+  if (!auth::ProofMatches(token, it->second->token))
+    return Status::PermissionDenied("wrong token for session " + std::to_string(root) +
+                                    " (a session is joined only with the token its welcome gave)");
   it->second->members++;
   it->second->Touch();
   return it->second;

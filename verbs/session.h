@@ -26,15 +26,18 @@
 // relaxed atomic store (the request path); the rest take a mutex.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
 #include "base/mutex.h"
 #include "base/status.h"
+#include "verbs/auth.h"
 #include "verbs/transport.h"
 
 namespace sharry::internal {
@@ -44,8 +47,14 @@ class SessionTable {
   using Clock = std::chrono::steady_clock;
 
   struct Session {
-    explicit Session(ClientId r) : root(r) {}
+    Session(ClientId r, Peer p) : root(r), peer(std::move(p)), token(auth::NewNonce()) {}
     const ClientId root;
+    // Who the session is (its root's handshake): every connection that
+    // joins it is this tenant.
+    const Peer peer;
+    // Drawn at random when the session opens and sent to its root only (in
+    // the welcome): a connection joins the session by showing it.
+    const std::array<uint8_t, 32> token;
     // Nanoseconds on Clock of the last request from any connection.
     std::atomic<int64_t> last_heard_ns{0};
     // Set once: the session is over; every connection of it is to be closed.
@@ -65,11 +74,14 @@ class SessionTable {
   explicit SessionTable(uint32_t lease_ms) : lease_ms_(lease_ms) {}
   uint32_t lease_ms() const { return lease_ms_; }
 
-  // A new root connection `id` (hello.session == 0).
-  std::shared_ptr<Session> OpenRoot(ClientId id) EXCLUDES(mu_);
-  // A connection joining session `root` (hello.session == root). Fails with
-  // kUnavailable and a reason when that session is unknown or over.
-  StatusOr<std::shared_ptr<Session>> Join(ClientId root) EXCLUDES(mu_);
+  // A new root connection `id` (hello.session == 0) of `peer` (its
+  // tenant; peer.session is set here).
+  std::shared_ptr<Session> OpenRoot(ClientId id, Peer peer) EXCLUDES(mu_);
+  // A connection joining session `root` (hello.session == root) with the
+  // session's `token`. Fails with kUnavailable and a reason when that
+  // session is unknown or over, kPermissionDenied when the token is not
+  // the session's (compared in constant time).
+  StatusOr<std::shared_ptr<Session>> Join(ClientId root, std::span<const uint8_t> token) EXCLUDES(mu_);
 
   // True when the session is over or its lease has run out (then it is
   // marked over, with the reason "lease expired").

@@ -38,6 +38,9 @@ StatusOr<Fd> ListenTcp(const std::string& addr, uint16_t port, int backlog, uint
 
 Status SetNonBlocking(int fd, bool on);
 Status SetNoDelay(int fd);
+// The address (no port) of the peer of connected socket fd, e.g.
+// "192.0.2.7" or "2001:db8::1"; "?" if it cannot be told.
+std::string PeerAddress(int fd);
 // TCP keepalive: first probe after idle_s, then every max(1, idle_s/3) s, 3 probes.
 Status SetKeepAlive(int fd, int idle_s);
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,6 +51,14 @@ class TcpClient final : public internal::CopyingClient {
   Status CheckAlive() const {
     return dead_.ok() ? Status::Ok() : Status::Disconnected("connection is dead: " + dead_.ToString());
   }
+  // Sends one frame of the handshake (header + payload).
+  Status SendFrame(Kind kind, std::span<const uint8_t> payload, Clock::time_point deadline) {
+    MsgHeader h{};
+    h.kind = kind;
+    h.length = static_cast<uint32_t>(payload.size());
+    iovec iov[2] = {{&h, sizeof h}, {const_cast<uint8_t*>(payload.data()), payload.size()}};
+    return net::SendAll(fd_.get(), iov, 2, deadline);
+  }
   // Reads one reply header; a kError frame becomes its Status (connection stays up).
   Status RecvReply(uint64_t tag, Kind expected, MsgHeader* h);
   Status Batch(std::span<const RemoteOp> ops, bool write) override;
@@ -77,14 +86,16 @@ StatusOr<std::unique_ptr<TransportClient>> TcpClient::Connect(const ClientOption
     }
     std::unique_ptr<TcpClient> c(new TcpClient(std::move(*fd), o));
     auto deadline = Clock::now() + std::chrono::milliseconds(o.connect_timeout_ms);
-    MsgHeader h{};
-    h.kind = Kind::kHello;
-    h.length = sizeof(wire::HelloPayload);
-    wire::HelloPayload hello{};
-    hello.max_message = o.max_message;
-    hello.session = o.session;
-    iovec iov[2] = {{&h, sizeof h}, {&hello, sizeof hello}};
-    last = net::SendAll(c->fd_.get(), iov, 2, deadline);
+    // The hello: credentials (then the challenge and our answer) or the
+    // token of the session it joins (handshake.h).
+    std::optional<internal::ClientAuth> auth;
+    if (!o.tenant.empty()) auth.emplace(o.tenant, o.secret);
+    wire::HelloPayload base{};
+    base.max_message = o.max_message;
+    base.session = o.session;
+    const std::vector<uint8_t> hello = internal::EncodeHello(base, o.tenant, auth ? auth->nonce() : auth::Nonce{},
+                                                             o.session != 0 ? &o.session_token : nullptr);
+    last = c->SendFrame(Kind::kHello, hello, deadline);
     if (!last.ok()) {
       // A server that refused at accept may have closed before our hello
       // went out: its refusal may still be readable.
@@ -96,15 +107,32 @@ StatusOr<std::unique_ptr<TransportClient>> TcpClient::Connect(const ClientOption
       if (last.ok()) last = r.WithContext("wait for the welcome");
       continue;
     }
+    if (rh.magic == wire::kMagic && rh.version == wire::kVersion && rh.kind == Kind::kChallenge) {
+      if (!auth) return Status::Protocol(where + " sent a challenge to a client without credentials");
+      std::vector<uint8_t> challenge(std::min<size_t>(rh.length, wire::kChallengeBytes + 1));
+      last = net::RecvAll(c->fd_.get(), challenge.data(), challenge.size(), deadline);
+      if (!last.ok()) continue;
+      auth::Proof proof;
+      SHARRY_RETURN_IF_ERROR(auth->Answer(challenge, where, &proof));
+      last = c->SendFrame(Kind::kAuth, proof, deadline);
+      if (!last.ok()) last = last.WithContext("send the answer to the challenge");
+      r = net::RecvAll(c->fd_.get(), &rh, sizeof rh, deadline);
+      if (!r.ok()) {
+        if (last.ok()) last = r.WithContext("wait for the welcome");
+        continue;
+      }
+    }
     if (rh.magic != wire::kMagic || rh.kind != Kind::kWelcome || rh.length < sizeof(wire::WelcomePayload) ||
         rh.length > sizeof(wire::WelcomePayload) + wire::kMaxReason) {
-      return Status::Protocol(where + " is not a Sharry server (bad welcome frame)");
+      return Status::Protocol(where + " is not a Sharry server of this version (bad welcome frame)");
     }
     std::vector<uint8_t> payload(rh.length);
     last = net::RecvAll(c->fd_.get(), payload.data(), payload.size(), deadline);
     if (!last.ok()) continue;
     wire::WelcomePayload w{};
     SHARRY_RETURN_IF_ERROR(internal::CheckWelcome(payload, where, &w));
+    if (payload.size() >= sizeof w + c->info_.session_token.size())
+      std::memcpy(c->info_.session_token.data(), payload.data() + sizeof w, c->info_.session_token.size());
     c->info_.client_id = w.client_id;
     c->info_.region_size = w.region_size;
     c->info_.max_message = std::min(w.max_message, o.max_message);

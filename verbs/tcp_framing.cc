@@ -58,9 +58,17 @@ void TcpFraming::Frame(Sink& sink) {
         return Close(sink, "bad frame header");
       }
       if (!greeted_) {
-        if (h.kind != Kind::kHello || h.length != sizeof(wire::HelloPayload)) {
+        if (challenged_) {
+          if (h.kind != Kind::kAuth || h.length != wire::kProofBytes) {
+            sink.OnRefuse(h.tag, StatusCode::kProtocol,
+                          "after a challenge the next frame must be an answer of " +
+                              std::to_string(wire::kProofBytes) + " B");
+            return Close(sink, "no answer to the challenge");
+          }
+        } else if (h.kind != Kind::kHello || h.length < sizeof(wire::HelloPayload) || h.length > wire::kMaxHello) {
           sink.OnRefuse(h.tag, StatusCode::kProtocol,
-                        "the first frame must be a hello of " + std::to_string(sizeof(wire::HelloPayload)) + " B");
+                        "the first frame must be a hello of " + std::to_string(sizeof(wire::HelloPayload)) + ".." +
+                            std::to_string(wire::kMaxHello) + " B");
           return Close(sink, "no hello");
         }
         payload_.resize(h.length);
@@ -134,8 +142,10 @@ void TcpFraming::Frame(Sink& sink) {
                                                      ") outside this client's far memory"));
       } else if (h.kind == Kind::kWrite) {
         sink.OnWrite(h.tag, range_.offset, range_.length);
-      } else if (h.kind == Kind::kHello) {
+      } else if (h.kind == Kind::kHello && !greeted_) {
         Greet(sink);
+      } else if (h.kind == Kind::kAuth && !greeted_) {
+        Authenticate(sink);
       } else {  // kRequest
         sink.OnRequest(h.tag, payload_);
       }
@@ -146,17 +156,33 @@ void TcpFraming::Frame(Sink& sink) {
 }
 
 void TcpFraming::Greet(Sink& sink) {
-  wire::HelloPayload hello;
-  std::memcpy(&hello, payload_.data(), sizeof hello);
   auto refuse = [&](StatusCode code, const std::string& why) {
     sink.OnRefuse(hdr_.tag, code, why);
     Close(sink, "refused: " + why);
   };
-  if (Status s = CheckHello(hello); !s.ok()) return refuse(s.code(), s.message());
-  const uint32_t max_message = std::min(max_message_, hello.max_message);
-  if (Status s = sink.OnHello(hdr_.tag, hello, max_message); !s.ok()) return refuse(s.code(), s.message());
+  auto hello = ParseHello(payload_);
+  if (!hello.ok()) return refuse(hello.status().code(), hello.status().message());
+  const uint32_t max_message = std::min(max_message_, hello->base.max_message);
+  bool challenged = false;
+  if (Status s = sink.OnHello(hdr_.tag, *hello, max_message, &challenged); !s.ok())
+    return refuse(s.code(), s.message());
+  if (challenged) {
+    challenged_ = true;
+    pending_max_message_ = max_message;
+    return;
+  }
   greeted_ = true;
   max_message_ = max_message;
+}
+
+void TcpFraming::Authenticate(Sink& sink) {
+  challenged_ = false;
+  if (Status s = sink.OnAuth(hdr_.tag, payload_); !s.ok()) {
+    sink.OnRefuse(hdr_.tag, s.code(), s.message());
+    return Close(sink, "refused: " + s.message());
+  }
+  greeted_ = true;
+  max_message_ = pending_max_message_;
 }
 
 }  // namespace sharry::internal

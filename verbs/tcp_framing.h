@@ -9,6 +9,7 @@
 // A frame is wire::MsgHeader + payload (wire.h). The parser's states:
 //
 //   kHeader --kHello (not greeted)------------> kPayload --> OnHello / OnRefuse+OnClose
+//           --kAuth (challenged)-------------> kPayload --> OnAuth / OnRefuse+OnClose
 //           --kRequest-----------------------> kPayload --> OnRequest
 //           --kRead/kWrite-------------------> kRange --> OnRead | kPayload (write data
 //                                                          into the region) --> OnWrite
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "verbs/handshake.h"
 #include "verbs/wire.h"
 
 namespace sharry::internal {
@@ -43,11 +45,19 @@ class TcpFraming {
     virtual bool TakeFrame() { return true; }
     // A greeted connection sent a good frame header (renews its lease).
     virtual void Touch() {}
-    // A hello that passed the parser's checks (magic, version, max_message
-    // range); `max_message` is the negotiated one. Ok: the connection is
-    // greeted (the owner replies its welcome). An error refuses it: OnRefuse
-    // with its code and message, then OnClose.
-    virtual Status OnHello(uint64_t tag, const wire::HelloPayload& hello, uint32_t max_message) = 0;
+    // A hello that passed ParseHello (magic, version, max_message range,
+    // flags and their parts); `max_message` is the negotiated one. Ok: the
+    // connection is greeted (the owner replied its welcome) — unless the
+    // owner set *challenged (it replied a kChallenge): then the next frame
+    // must be a kAuth, handed to OnAuth, and the connection is greeted when
+    // that returns Ok. An error refuses it: OnRefuse with its code and
+    // message, then OnClose.
+    virtual Status OnHello(uint64_t tag, const Hello& hello, uint32_t max_message, bool* challenged) = 0;
+    // The answer to the challenge (wire::kProofBytes). Ok: greeted (the
+    // owner replied its welcome); an error refuses it, as above.
+    virtual Status OnAuth(uint64_t /*tag*/, std::span<const uint8_t> /*proof*/) {
+      return Status::Protocol("no challenge was sent");
+    }
     // A kRequest's payload (valid during the call).
     virtual void OnRequest(uint64_t tag, std::span<const uint8_t> payload) = 0;
     // A valid kRead of [offset, offset + length) of the region: reply kReadData.
@@ -83,12 +93,14 @@ class TcpFraming {
 
   bool greeted() const { return greeted_; }
   bool closed() const { return closed_; }
+  bool challenged() const { return challenged_; }
   uint32_t max_message() const { return max_message_; }
 
  private:
   enum class In { kHeader, kRange, kPayload, kDiscard };
   void Frame(Sink& sink);  // a complete part arrived
   void Greet(Sink& sink);  // the hello's payload arrived
+  void Authenticate(Sink& sink);  // the kAuth's payload arrived
   void Close(Sink& sink, const std::string& why);
   void StartPart(In st, uint8_t* target, size_t n) {
     in_ = st;
@@ -101,6 +113,8 @@ class TcpFraming {
   Options opts_;
   uint32_t max_message_;
   bool greeted_ = false;
+  bool challenged_ = false;      // a kChallenge went out: a kAuth must follow
+  uint32_t pending_max_message_ = 0;  // negotiated by the hello, in force once greeted
   bool closed_ = false;
   In in_ = In::kHeader;
   wire::MsgHeader hdr_{};

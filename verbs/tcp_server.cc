@@ -71,7 +71,7 @@ TcpServer::~TcpServer() {
 void TcpServer::RefuseAtAccept(int fd, StatusCode code, const std::string& reason) {
   // The client's hello may already be here: read it so that closing sends a
   // FIN, not a reset that could overtake the refusal.
-  uint8_t sink[64];
+  uint8_t sink[sizeof(wire::MsgHeader) + wire::kMaxHello];
   (void)!::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
   std::vector<uint8_t> frame = EncodeWelcome(code, reason);
   (void)!::send(fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -123,6 +123,11 @@ void TcpServer::AcceptLoop() {
       RefuseAtAccept(fd, StatusCode::kUnavailable, full);
       continue;
     }
+    if (Status limited = auth_guard_.Admit(net::PeerAddress(fd), Clock::now()); !limited.ok()) {
+      if (auto n = refuse_log.Due()) LOG(WARNING) << "tcp: " << limited.message() << " (" << *n << " in 10 s)";
+      RefuseAtAccept(fd, limited.code(), limited.message());
+      continue;
+    }
     handshakes_++;
     (void)net::SetNoDelay(fd);
     if (opts_.keepalive_s > 0) (void)net::SetKeepAlive(fd, opts_.keepalive_s);
@@ -143,6 +148,7 @@ void TcpServer::Adopt(Poller* p, int fd) {
   fo.region_size = opts_.region_size;
   auto c = std::make_unique<TcpConn>(fo);
   c->fd = net::Fd(fd);
+  c->peer_address = net::PeerAddress(fd);
   c->accepted = c->last_progress = Clock::now();
   epoll_event ev{};
   ev.events = c->events = EPOLLIN | EPOLLRDHUP;
@@ -248,6 +254,8 @@ void TcpServer::Close(Poller* p, TcpConn* c) {
     clients_--;
   } else {
     handshakes_--;
+    if (c->auth && c->auth->pending())
+      AuthFailed(c, c->auth->tenant(), c->auth->known(), "gave up after the challenge: " + c->why);
     VLOG(1) << "tcp: closing a connection before its hello: " << c->why;
   }
   p->conns.erase(fd);  // destroys c
@@ -302,9 +310,10 @@ class TcpServer::Sink final : public TcpFraming::Sink {
   void Touch() override {
     if (c_->session) c_->session->Touch();
   }
-  Status OnHello(uint64_t tag, const wire::HelloPayload& hello, uint32_t max_message) override {
-    return s_->Greet(c_, tag, hello, max_message);
+  Status OnHello(uint64_t tag, const Hello& hello, uint32_t max_message, bool* challenged) override {
+    return s_->Greet(c_, tag, hello, max_message, challenged);
   }
+  Status OnAuth(uint64_t tag, std::span<const uint8_t> proof) override { return s_->Authenticate(c_, tag, proof); }
   void OnRequest(uint64_t tag, std::span<const uint8_t> payload) override {
     const uint32_t max_payload = c_->framing.max_message() - sizeof(MsgHeader);
     size_t n = s_->handler_->Handle(c_->id, payload, std::span<uint8_t>(p_->response.data(), max_payload));
@@ -352,32 +361,76 @@ class TcpServer::Sink final : public TcpFraming::Sink {
   TcpConn* c_;
 };
 
-Status TcpServer::Greet(TcpConn* c, uint64_t tag, const wire::HelloPayload& hello, uint32_t max_message) {
+Status TcpServer::Greet(TcpConn* c, uint64_t tag, const Hello& hello, uint32_t max_message, bool* challenged) {
   const size_t greeted = clients_.load();
   if (greeted >= static_cast<size_t>(opts_.max_clients))
     return Status::Unavailable("memnode full: " + std::to_string(greeted) + " of " +
                                std::to_string(opts_.max_clients) + " clients");
-  const ClientId id = next_client_id_.fetch_add(1);
-  if (hello.session == 0) {
-    c->session = sessions_.OpenRoot(id);
-  } else {
-    auto s = sessions_.Join(hello.session);
-    if (!s.ok()) return Status::Unavailable(s.status().message());
-    c->session = std::move(*s);
+  c->hello_max_message = max_message;
+  if (hello.base.session != 0) {
+    auto s = sessions_.Join(hello.base.session, hello.token);
+    if (!s.ok()) {
+      if (s.status().code() == StatusCode::kPermissionDenied) AuthFailed(c, "", true, s.status().message());
+      return s.status();
+    }
+    return Admit(c, tag, std::move(*s), Peer{});
   }
+  c->auth = std::make_unique<ServerAuth>(opts_.credentials.get());
+  std::vector<uint8_t> challenge;
+  if (Status s = c->auth->Start(hello, &challenge); !s.ok()) {
+    AuthFailed(c, hello.tenant, false, c->auth->log_reason());
+    return s;
+  }
+  if (challenge.empty()) return Admit(c, tag, nullptr, Peer{});
+  QueueHeader(c, Kind::kChallenge, tag, challenge);
+  *challenged = true;
+  return Status::Ok();
+}
+
+Status TcpServer::Authenticate(TcpConn* c, uint64_t tag, std::span<const uint8_t> proof) {
+  Status s = c->auth->Verify(proof);
+  if (!s.ok()) {
+    AuthFailed(c, c->auth->tenant(), c->auth->known(), c->auth->log_reason());
+    return s;
+  }
+  Peer peer;
+  peer.tenant = c->auth->tenant();
+  peer.admin = c->auth->admin();
+  return Admit(c, tag, nullptr, std::move(peer));
+}
+
+void TcpServer::AuthFailed(TcpConn* c, std::string_view tenant, bool known, std::string_view why) {
+  auth_guard_.Failed(c->peer_address, tenant, known, Clock::now());
+  LOG(WARNING) << "tcp: authentication from " << c->peer_address << " failed"
+               << (tenant.empty() ? std::string() : " (tenant '" + std::string(tenant) + "')") << ": " << why;
+}
+
+Status TcpServer::Admit(TcpConn* c, uint64_t tag, std::shared_ptr<SessionTable::Session> joined, Peer peer) {
+  const bool root = joined == nullptr;
+  // (A join was counted against max_clients just before it joined.)
+  if (const size_t greeted = clients_.load(); root && greeted >= static_cast<size_t>(opts_.max_clients))
+    return Status::Unavailable("memnode full: " + std::to_string(greeted) + " of " +
+                               std::to_string(opts_.max_clients) + " clients");
+  const ClientId id = next_client_id_.fetch_add(1);
+  c->session = root ? sessions_.OpenRoot(id, std::move(peer)) : std::move(joined);
   c->id = id;
+  c->auth.reset();
   handshakes_--;
   clients_++;
-  handler_->OnConnect(c->id, Peer{c->session->root, ""});
+  handler_->OnConnect(c->id, c->session->peer);
   VLOG(1) << "tcp client " << c->id << " connected (session " << c->session->root << ")";
   wire::WelcomePayload w{};
   w.client_id = id;
-  w.max_message = max_message;
+  w.max_message = c->hello_max_message;
   w.region_size = opts_.region_size;
   w.credits = opts_.credits;
   w.lease_ms = opts_.lease_ms;
   w.session = c->session->root;
-  QueueHeader(c, Kind::kWelcome, tag, {reinterpret_cast<const uint8_t*>(&w), sizeof w});
+  const auto& token = c->session->token;
+  std::vector<uint8_t> payload(sizeof w + (root ? token.size() : 0));
+  std::memcpy(payload.data(), &w, sizeof w);
+  if (root) std::memcpy(payload.data() + sizeof w, token.data(), token.size());
+  QueueHeader(c, Kind::kWelcome, tag, payload);
   return Status::Ok();
 }
 

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "base/mutex.h"
+#include "verbs/handshake.h"
 #include "verbs/session.h"
 #include "verbs/socket_util.h"
 #include "verbs/tcp_framing.h"
@@ -72,6 +73,9 @@ struct TcpConn {
   bool shut_wr = false;    // closing: our side is shut down, input drained until EOF
   std::string why;       // why it is closing or dead (for the log)
   std::shared_ptr<SessionTable::Session> session;
+  std::string peer_address;           // for the log and the failed-authentication guard
+  std::unique_ptr<ServerAuth> auth;   // the handshake's authentication (null once greeted)
+  uint32_t hello_max_message = 0;     // negotiated by the hello, in force once greeted
   Clock::time_point accepted, closing_since, last_progress;
   TcpFraming framing;  // the input parser: hello, frames, writes into the region
   std::vector<uint8_t> inbuf = std::vector<uint8_t>(kPreHelloInbuf);  // bytes read, not yet parsed
@@ -133,8 +137,16 @@ class TcpServer final : public NetServer {
   void UpdateInterest(Poller* p, TcpConn* c);
   void Sweep(Poller* p, Clock::time_point now);  // deadlines, leases
   class Sink;  // what the framing of one connection asks for (tcp_server.cc)
-  // The hello passed the framing's checks: counts, session, welcome.
-  Status Greet(TcpConn* c, uint64_t tag, const wire::HelloPayload& hello, uint32_t max_message);
+  // The hello passed the framing's checks: a join (token), anonymous
+  // (welcome now) or credentials (challenge; *challenged set).
+  Status Greet(TcpConn* c, uint64_t tag, const Hello& hello, uint32_t max_message, bool* challenged);
+  // The answer to the challenge: verified, then Admit.
+  Status Authenticate(TcpConn* c, uint64_t tag, std::span<const uint8_t> proof);
+  // Counts the connection in, opens or joins its session, tells the
+  // handler and queues the welcome (a root's carries its session token).
+  Status Admit(TcpConn* c, uint64_t tag, std::shared_ptr<SessionTable::Session> joined, Peer peer);
+  // A failed handshake of c: counted and rate-limited (auth_guard_).
+  void AuthFailed(TcpConn* c, std::string_view tenant, bool known, std::string_view why);
   void QueueHeader(TcpConn* c, Kind k, uint64_t tag, std::span<const uint8_t> payload);
   void QueueError(TcpConn* c, uint64_t tag, const Status& s);
   void StartClosing(TcpConn* c, const std::string& why);

@@ -56,6 +56,13 @@ StatusOr<std::unique_ptr<TransportClient>> TransportClient::Connect(TransportKin
   if (o.max_message < wire::kMinMessage || o.max_message > wire::kMaxMessage)
     return Status::InvalidArgument("max_message " + std::to_string(o.max_message) + " is out of range: allowed " +
                                    std::to_string(wire::kMinMessage) + ".." + std::to_string(wire::kMaxMessage));
+  if (!o.tenant.empty()) {
+    SHARRY_RETURN_IF_ERROR(auth::CheckTenantName(o.tenant));
+    if (o.secret.empty()) return Status::InvalidArgument("tenant '" + o.tenant + "' given without its secret");
+    if (o.session != 0)
+      return Status::InvalidArgument("a connection either authenticates (a new session) or joins session " +
+                                     std::to_string(o.session) + ", not both");
+  }
   switch (kind) {
     case TransportKind::kVerbs: return internal::ConnectVerbsClient(o);
     case TransportKind::kTcp: return internal::ConnectTcpClient(o);

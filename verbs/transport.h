@@ -30,8 +30,10 @@
 // its poller threads concurrently (one call per request, several pollers).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -40,6 +42,7 @@
 
 #include "base/backoff.h"
 #include "base/status.h"
+#include "verbs/auth.h"
 
 namespace sharry {
 
@@ -116,6 +119,16 @@ struct ServerOptions {
   // Null: every client may READ and WRITE the whole region (a bare
   // transport). The memnode sets its page-owner map.
   RegionAccess* region_access = nullptr;
+  // Who may connect (verbs/auth.h, docs/security.md). Null: anonymous
+  // clients only (a bare transport; the memnode without --tenants_file).
+  std::shared_ptr<const auth::ServerCredentials> credentials;
+};
+
+// Failed authentications a server has seen (AuthGuard, auth_guard.h).
+struct AuthCounters {
+  uint64_t failures = 0;      // failed handshakes
+  uint64_t rate_limited = 0;  // connections refused at accept for too many failures
+  std::map<std::string, uint64_t> failures_by_tenant;  // "" = no credentials given; "(unknown)"
 };
 
 class TransportServer {
@@ -128,6 +141,7 @@ class TransportServer {
   virtual uint16_t port() const = 0;
   virtual size_t num_clients() const = 0;
   virtual TransportKind kind() const = 0;
+  virtual AuthCounters auth_counters() const { return {}; }
 };
 
 struct ClientOptions {
@@ -139,6 +153,11 @@ struct ClientOptions {
   uint32_t max_message = 8192;
   uint32_t max_inflight = 32;     // requests in flight (the server may grant fewer)
   ClientId session = 0;           // 0: a session of its own; else join that one (verbs/session.h)
+  std::array<uint8_t, 32> session_token{};  // joining: the token of that session (ConnectionInfo)
+  // Credentials (verbs/auth.h): the tenant to authenticate as ("admin" for
+  // the tenants file's admin) and its secret. Empty tenant: anonymous.
+  std::string tenant;
+  auth::Secret secret;
   size_t staging_bytes = 4u << 20;  // verbs: bounce buffer for unregistered memory
   BackoffOptions backoff{false, 20000, 10};
 };
@@ -161,6 +180,7 @@ struct ConnectionInfo {
   uint32_t max_inline = 0;   // verbs only: inline bytes the QP allows
   uint32_t lease_ms = 0;     // the server's lease (0: none): renew at least every lease/3
   ClientId session = 0;      // the session this connection belongs to (its root's client id)
+  std::array<uint8_t, 32> session_token{};  // a root's: what its session's other connections show to join
 };
 
 class TransportClient {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "verbs/auth_guard.h"
 #include "verbs/session.h"
 #include "verbs/transport.h"
 
@@ -43,15 +44,17 @@ class NetServer : public TransportServer {
   uint16_t port() const override { return port_; }
   size_t num_clients() const override { return clients_.load(); }
   TransportKind kind() const override { return kind_; }
+  AuthCounters auth_counters() const override { return auth_guard_.counters(); }
 
  protected:
   NetServer(TransportKind kind, const ServerOptions& o, RequestHandler* h)
-      : kind_(kind), opts_(o), handler_(h), sessions_(o.lease_ms) {}
+      : kind_(kind), opts_(o), handler_(h), sessions_(o.lease_ms), auth_guard_(AuthGuard::Options{}) {}
 
   const TransportKind kind_;
   const ServerOptions opts_;
   RequestHandler* const handler_;
   SessionTable sessions_;
+  AuthGuard auth_guard_;  // failed authentications per source address
   uint16_t port_ = 0;  // set by Start
   std::atomic<bool> stop_{false};
   std::atomic<size_t> clients_{0};

@@ -38,11 +38,13 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
 #include "base/mutex.h"
 #include "verbs/fault_injection.h"
+#include "verbs/handshake.h"
 #include "verbs/session.h"
 #include "verbs/transport_internal.h"
 #include "verbs/wire.h"
@@ -74,7 +76,10 @@ uint16_t g_next_port GUARDED_BY(g_registry_mu) = 1;
 // the server finds it stopped rather than gone.
 class LoopCore {
  public:
-  LoopCore(const ServerOptions& o, RequestHandler* h) : opts_(o), handler_(h), sessions_(0) {}
+  LoopCore(const ServerOptions& o, RequestHandler* h)
+      : opts_(o), handler_(h), sessions_(0), guard_(AuthGuard::Options{}) {}
+
+  AuthCounters auth_counters() const { return guard_.counters(); }
 
   const ServerOptions& opts() const { return opts_; }
   RequestHandler* handler() const { return handler_; }
@@ -93,30 +98,68 @@ class LoopCore {
     return conns_.size();
   }
 
-  StatusOr<std::shared_ptr<LoopConn>> Open(ClientId session, uint16_t port) EXCLUDES(mu_) {
+  // The handshake as over tcp (handshake.h), in process: the hello with
+  // credentials or a join token, the challenge and its answer, then the
+  // connection is counted in.
+  StatusOr<std::shared_ptr<LoopConn>> Open(const ClientOptions& o) EXCLUDES(mu_) {
+    const std::string where = "loopback:" + std::to_string(o.port);
+    auto refused = [&](const Status& s) {
+      return Status(s.code(), "server " + where + " refused the connection: " + s.message());
+    };
+    std::optional<ClientAuth> cauth;
+    if (!o.tenant.empty()) cauth.emplace(o.tenant, o.secret);
+    wire::HelloPayload base{};
+    base.max_message = o.max_message;
+    base.session = o.session;
+    auto hello = ParseHello(EncodeHello(base, o.tenant, cauth ? cauth->nonce() : auth::Nonce{},
+                                        o.session != 0 ? &o.session_token : nullptr));
+    if (!hello.ok()) return refused(hello.status());
+    Peer peer;
+    if (o.session == 0) {
+      ServerAuth sauth(opts_.credentials.get());
+      std::vector<uint8_t> challenge;
+      if (Status s = sauth.Start(*hello, &challenge); !s.ok()) {
+        guard_.Failed("loopback", hello->tenant, false, AuthGuard::Clock::now());
+        return refused(s);
+      }
+      if (!challenge.empty()) {
+        auth::Proof proof;
+        if (Status s = cauth->Answer(challenge, where, &proof); !s.ok()) {
+          guard_.Failed("loopback", sauth.tenant(), sauth.known(), AuthGuard::Clock::now());
+          return s;
+        }
+        if (Status s = sauth.Verify(proof); !s.ok()) {
+          guard_.Failed("loopback", sauth.tenant(), sauth.known(), AuthGuard::Clock::now());
+          return refused(s);
+        }
+        peer.tenant = sauth.tenant();
+        peer.admin = sauth.admin();
+      }
+    }
     auto c = std::make_shared<LoopConn>();
     {
       MutexLock l(&mu_);
-      if (stopped_) return Status::Unavailable("loopback server on port " + std::to_string(port) + " is stopping");
+      if (stopped_) return Status::Unavailable("loopback server on port " + std::to_string(o.port) + " is stopping");
       const size_t greeted = conns_.size();
       if (greeted >= static_cast<size_t>(opts_.max_clients))
-        return Status::Unavailable("server loopback:" + std::to_string(port) +
-                                   " refused the connection: memnode full: " + std::to_string(greeted) + " of " +
-                                   std::to_string(opts_.max_clients) + " clients");
+        return refused(Status::Unavailable("memnode full: " + std::to_string(greeted) + " of " +
+                                           std::to_string(opts_.max_clients) + " clients"));
       const ClientId id = next_id_++;
-      if (session == 0) {
-        c->session = sessions_.OpenRoot(id);
+      if (o.session == 0) {
+        c->session = sessions_.OpenRoot(id, std::move(peer));
       } else {
-        auto s = sessions_.Join(session);
-        if (!s.ok())
-          return Status::Unavailable("server loopback:" + std::to_string(port) +
-                                     " refused the connection: " + s.status().message());
+        auto s = sessions_.Join(o.session, hello->token);
+        if (!s.ok()) {
+          if (s.status().code() == StatusCode::kPermissionDenied)
+            guard_.Failed("loopback", "", true, AuthGuard::Clock::now());
+          return refused(s.status());
+        }
         c->session = std::move(*s);
       }
       c->id = id;
       conns_[id] = c;
     }
-    handler_->OnConnect(c->id, Peer{c->session->root, ""});
+    handler_->OnConnect(c->id, c->session->peer);
     VLOG(1) << "loopback client " << c->id << " connected (session " << c->session->root << ")";
     return c;
   }
@@ -194,6 +237,7 @@ class LoopCore {
   const ServerOptions opts_;
   RequestHandler* const handler_;
   SessionTable sessions_;
+  AuthGuard guard_;  // failed authentications (counted; one "address": loopback)
   mutable Mutex mu_ ACQUIRED_AFTER(g_registry_mu);
   std::unordered_map<ClientId, std::shared_ptr<LoopConn>> conns_ GUARDED_BY(mu_);
   ClientId next_id_ GUARDED_BY(mu_) = 1;
@@ -215,6 +259,7 @@ class LoopServer final : public TransportServer {
   uint16_t port() const override { return port_; }
   size_t num_clients() const override { return core_->num_clients(); }
   TransportKind kind() const override { return TransportKind::kLoopback; }
+  AuthCounters auth_counters() const override { return core_->auth_counters(); }
   const std::shared_ptr<LoopCore>& core() const { return core_; }
 
  private:
@@ -379,7 +424,7 @@ StatusOr<std::unique_ptr<TransportClient>> ConnectLoopbackClient(const ClientOpt
                                  ": no loopback server on that port (connection refused)");
     core = it->second->core();
   }
-  auto conn = core->Open(o.session, o.port);
+  auto conn = core->Open(o);
   if (!conn.ok()) return conn.status();
   ConnectionInfo info;
   info.client_id = (*conn)->id;
@@ -388,6 +433,7 @@ StatusOr<std::unique_ptr<TransportClient>> ConnectLoopbackClient(const ClientOpt
   info.credits = std::min(core->opts().credits, o.max_inflight);
   info.lease_ms = 0;
   info.session = (*conn)->session->root;
+  if (o.session == 0) info.session_token = (*conn)->session->token;
   return std::unique_ptr<TransportClient>(new LoopClient(std::move(core), std::move(*conn), info));
 }
 

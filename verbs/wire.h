@@ -25,7 +25,15 @@
 //   kHello     (8) TCP only, first frame of a client: HelloPayload.
 //   kWelcome   (9) TCP only, server's answer: WelcomePayload, then (when
 //                  status != 0) a UTF-8 reason of length - 48 bytes (at most
-//                  kMaxReason), e.g. "memnode full: 256 of 256 clients".
+//                  kMaxReason), e.g. "memnode full: 256 of 256 clients";
+//                  when it accepts a root connection, the session token
+//                  (kSessionTokenBytes) that the session's other connections
+//                  must show to join it.
+//   kChallenge (10) TCP only, server -> client, after a hello with
+//                  kHelloAuth: the server's nonce (32 B), then its proof
+//                  HMAC(K, "sharry-v1 server" | tenant | cn | sn) (32 B).
+//   kAuth      (11) TCP only, client -> server, the answer to a challenge:
+//                  the client's proof (32 B). verbs/auth.h has the exchange.
 // Over verbs, READ and WRITE are one-sided and need no message; Hello and
 // Welcome (+ reason) travel as rdma_cm private data (connect / accept or
 // reject).
@@ -48,7 +56,8 @@ namespace sharry::wire {
 static_assert(std::endian::native == std::endian::little, "Sharry's wire format is little-endian");
 
 inline constexpr uint16_t kMagic = 0x5348;  // "SH"
-inline constexpr uint8_t kVersion = 1;
+// 2: the hello carries credentials and a session's join token (issue #11).
+inline constexpr uint8_t kVersion = 2;
 
 inline constexpr uint32_t kMinMessage = 80;         // header + the smallest RPC reply
 inline constexpr uint32_t kMaxMessage = 16u << 20;  // header + payload of a request/response
@@ -65,6 +74,8 @@ enum class Kind : uint8_t {
   kWriteAck = 7,
   kHello = 8,
   kWelcome = 9,
+  kChallenge = 10,
+  kAuth = 11,
 };
 
 struct MsgHeader {
@@ -89,7 +100,7 @@ static_assert(sizeof(RangePayload) == 16);
 struct HelloPayload {
   uint32_t magic = 0x53485259;  // "SHRY"
   uint16_t version = kVersion;
-  uint16_t reserved = 0;
+  uint16_t flags = 0;           // kHelloAuth | kHelloJoin; other bits must be 0
   uint32_t max_message = 0;     // largest message the client will send or accept,
                                 // in [kMinMessage, kMaxMessage]
   uint32_t session = 0;         // 0: this connection starts a session of its own;
@@ -99,6 +110,24 @@ struct HelloPayload {
                                 // session's far memory is reclaimed when the last goes.
 };
 static_assert(sizeof(HelloPayload) == 16);
+
+// HelloPayload::flags. What follows the 16 bytes, in this order:
+//   kHelloAuth  u8 tenant name length (1..32), the name ([A-Za-z0-9_.-];
+//               "admin" for the tenants file's admin), the client's nonce
+//               (32 B): the client authenticates (kChallenge, kAuth follow);
+//   kHelloJoin  the token of session `session` (32 B), from its root's
+//               welcome: required to join a session (a joining connection
+//               is its session's tenant; it does not authenticate again).
+// Over verbs the hello is rdma_cm private data (56 B at most): a join
+// fits (16 + 32), authentication does not (it runs over TCP only, so far).
+inline constexpr uint16_t kHelloAuth = 1;
+inline constexpr uint16_t kHelloJoin = 2;
+inline constexpr size_t kSessionTokenBytes = 32;
+inline constexpr size_t kNonceBytes = 32;
+inline constexpr size_t kProofBytes = 32;
+inline constexpr size_t kMaxTenantName = 32;
+inline constexpr size_t kMaxHello = sizeof(HelloPayload) + 1 + kMaxTenantName + kNonceBytes + kSessionTokenBytes;
+inline constexpr size_t kChallengeBytes = kNonceBytes + kProofBytes;
 
 // Server's answer: what a client learns at connect time.
 struct WelcomePayload {

@@ -66,6 +66,8 @@ Status RuntimeImpl::Init() {
   conn_opts_.connect_timeout_ms = opts_.connect_timeout_ms;
   conn_opts_.connect_attempts = opts_.connect_attempts;
   conn_opts_.op_timeout_ms = opts_.op_timeout_ms;
+  conn_opts_.tenant = opts_.tenant;
+  conn_opts_.secret = opts_.secret;
   conn_opts_.staging_bytes = std::max<size_t>(4u << 20, size_t{opts_.max_object_bytes} * 2);
   auto c = memnode::MemnodeClient::Connect(opts_.transport, conn_opts_);
   if (!c.ok()) return c.status().WithContext("the memnode is unreachable");

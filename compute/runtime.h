@@ -125,6 +125,11 @@ struct RuntimeOptions {
   int reconnect_timeout_ms = 500;        // each reconnect attempt's connect timeout
   int reconnect_pause_ms = 250;          // pause before the 2nd attempt, doubling after each
                                          // (defaults: all attempts over within ~3.3 s)
+  // Credentials (docs/security.md): the tenant the runtime authenticates as
+  // and its secret (auth::ReadSecretFile; wiped when the options go). An
+  // empty tenant connects anonymously (a memnode without --tenants_file).
+  std::string tenant;
+  auth::Secret secret;
 };
 
 struct RuntimeStats {

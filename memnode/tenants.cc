@@ -67,6 +67,7 @@ StatusOr<TenantsConfig> ParseTenants(std::string_view text, std::string_view whe
     if (!is_admin) {
       if (f.size() < 2 || f[1].find('=') != std::string_view::npos) return bad("'tenant' wants a name first");
       if (Status s = auth::CheckTenantName(f[1]); !s.ok()) return bad(s.message());
+      if (f[1] == auth::kAdminName) return bad("'admin' is the admin's name, not a tenant's (use an 'admin' line)");
       if (cfg.Find(f[1]) != nullptr) return bad("tenant '" + std::string(f[1]) + "' is defined twice");
       t.name = std::string(f[1]);
       first_kv = 2;
@@ -119,6 +120,14 @@ StatusOr<TenantsConfig> LoadTenantsFile(const std::string& path) {
   StatusOr<TenantsConfig> cfg = ParseTenants(*text, "--tenants_file " + path);
   OPENSSL_cleanse(text->data(), text->size());
   return cfg;
+}
+
+std::shared_ptr<const auth::ServerCredentials> CredentialsOf(const TenantsConfig& cfg, bool anonymous) {
+  auto c = std::make_shared<auth::ServerCredentials>();
+  for (const Tenant& t : cfg.tenants) c->tenants.emplace(t.name, t.secret);
+  c->admin = cfg.admin;
+  c->anonymous = anonymous;
+  return c;
 }
 
 }  // namespace sharry

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,5 +49,9 @@ StatusOr<TenantsConfig> ParseTenants(std::string_view text, std::string_view whe
 
 // Checks the file's mode (0600 or stricter), then parses it.
 StatusOr<TenantsConfig> LoadTenantsFile(const std::string& path);
+
+// What the transport checks clients against: each tenant's secret, the
+// admin's, and whether anonymous clients are served too.
+std::shared_ptr<const auth::ServerCredentials> CredentialsOf(const TenantsConfig& cfg, bool anonymous);
 
 }  // namespace sharry

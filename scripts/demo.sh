@@ -34,6 +34,7 @@ for bin in tools/memnode tools/memnode_stats tools/sharry_client; do
   [[ -x $b/$bin ]] || { echo "demo: $b/$bin is missing: build first (scripts/run.sh)" >&2; exit 1; }
 done
 tmp=$(mktemp -d)
+tenants_setup "$tmp" "$transport"  # tcp: a tenants file with fresh secrets (scripts/lib.sh)
 mn=
 cleanup() { if [[ -n $mn ]]; then kill "$mn" 2>/dev/null || true; fi; rm -rf "$tmp"; }
 trap cleanup EXIT
@@ -46,7 +47,8 @@ for round in $(seq "$rounds"); do
 for mode in unique multi; do
   printf '\n[%s-copy, round %d of %d] starting the memnode ... ' "$mode" "$round" "$rounds"
   rm -f "$tmp/port"
-  "$b/tools/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$tmp/port" \
+  # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
+  "$b/tools/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$tmp/port" $memnode_auth \
     --uma_mb=$((ws_mb * clients * 2 + 64)) --sections=2 --stats_interval=0 >"$tmp/memnode-$mode.log" 2>&1 &
   mn=$!
   for _ in $(seq 300); do [[ -s $tmp/port ]] && break; sleep 0.1; done
@@ -55,7 +57,8 @@ for mode in unique multi; do
   echo "port $port"
   pids=()
   for c in $(seq "$clients"); do
-    "$b/tools/sharry_client" --transport="$transport" --memnode="$addr:$port" --workload=array --mode="$mode" \
+    # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
+    "$b/tools/sharry_client" --transport="$transport" --memnode="$addr:$port" $client_auth --workload=array --mode="$mode" \
       --working_set_mb="$ws_mb" --local_pct="$local_pct" --ops="$ops" --seed="$c" \
       --ready_file="$tmp/ready-$mode-$c" --go_file="$tmp/go-$mode" \
       >"$tmp/client-$mode-$c.out" 2>"$tmp/client-$mode-$c.err" &
@@ -69,7 +72,8 @@ for mode in unique multi; do
     # All loaded: start the timed phase of every client at once.
     for c in $(seq "$clients"); do [[ -e $tmp/ready-$mode-$c ]] && ready=$((ready + 1)); done
     [[ $ready == "$clients" && ! -e $tmp/go-$mode ]] && touch "$tmp/go-$mode"
-    used=$("$b/tools/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" 2>/dev/null |
+    # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
+    used=$("$b/tools/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" $client_auth 2>/dev/null |
            sed -n 's/^UMA [0-9.]* MiB: used \([0-9.]*\) MiB.*/\1/p')
     [[ -n $used ]] && peak=$(awk -v a="$peak" -v b="$used" 'BEGIN { print (b > a ? b : a) }')
     if [[ -t 1 ]]; then

@@ -45,6 +45,7 @@ for f in tools/memnode tools/memnode_stats tools/sharry_client bench/dataframe_b
   [[ -x $b/$f ]] || { echo "experiments: $b/$f is missing" >&2; exit 1; }
 done
 tmp=$(mktemp -d)
+tenants_setup "$tmp" "$transport"  # tcp: a tenants file with fresh secrets (scripts/lib.sh)
 mn='' pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -58,7 +59,8 @@ mib() { awk -v x="$1" 'BEGIN { printf "%.1f", x / 1048576 }'; }  # for the headi
 
 start_memnode() {  # start_memnode SECTIONS UMA_MB
   rm -f "$tmp/port"
-  "$b/tools/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$tmp/port" \
+  # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
+  "$b/tools/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$tmp/port" $memnode_auth \
     --uma_mb="$2" --sections="$1" --stats_interval=0 >"$tmp/memnode.log" 2>&1 &
   mn=$!
   for _ in $(seq 600); do [[ -s $tmp/port ]] && break; sleep 0.1; done
@@ -97,7 +99,8 @@ run_clients() {
     if [[ $phase == loading && $ready == "$n" ]]; then touch "$tmp/go"; phase=running; fi
     if [[ $phase == loading && $running -lt $n ]]; then break; fi  # one died while loading
     if [[ -n $mn ]]; then
-      "$b/tools/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" --format=json 2>/dev/null |
+      # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
+      "$b/tools/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" $admin_auth --format=json 2>/dev/null |
         sed 's/^/@stats /' || true
     fi
     printf '@tick {"label":"%s","secs":%d,"phase":"%s","running":%d,"procs":%d}\n' "$label" $((SECONDS - t0)) \
@@ -122,7 +125,8 @@ run_clients() {
 measure() {
   local sections=$1 uma_mb=$2 label=$3 n=$4; shift 4
   start_memnode "$sections" "$uma_mb"
-  run_clients "$label" "$n" "$@" --transport="$transport" --memnode="$addr:@PORT@"
+  # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
+  run_clients "$label" "$n" "$@" --transport="$transport" --memnode="$addr:@PORT@" $client_auth
   stop_memnode
 }
 

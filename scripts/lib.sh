@@ -66,3 +66,35 @@ bench_setup() {
     cmake --build "$build" --target "$1" -j 2
   fi
 }
+
+# tenants_setup DIR TRANSPORT: credentials for a run (docs/security.md).
+# tcp: writes DIR/tenants (mode 0600) with one tenant "demo" and an admin,
+# each with a fresh 32-byte secret (DIR/demo.secret, DIR/admin.secret), and
+# sets these word lists (DIR must have no spaces: a mktemp -d directory):
+#   memnode_auth  the memnode's flags (--tenants_file=...)
+#   client_auth   a client's flags (--tenant=demo --secret_file=...)
+#   admin_auth    memnode_stats' flags to see every client (--admin ...)
+# verbs: clients cannot authenticate over verbs yet, so the memnode serves
+# anonymous clients on its RDMA address: memnode_auth=--insecure_anonymous,
+# the others empty.
+# shellcheck disable=SC2034  # the lists are the caller's
+tenants_setup() {
+  memnode_auth='' client_auth='' admin_auth=''
+  if [ "$2" != tcp ]; then
+    memnode_auth=--insecure_anonymous
+    return
+  fi
+  tenants_demo=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+  tenants_admin=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+  (
+    umask 077
+    printf 'tenant demo secret=%s quota_mb=1048576 max_clients=256\nadmin secret=%s\n' "$tenants_demo" \
+      "$tenants_admin" >"$1/tenants"
+    printf '%s\n' "$tenants_demo" >"$1/demo.secret"
+    printf '%s\n' "$tenants_admin" >"$1/admin.secret"
+  )
+  unset tenants_demo tenants_admin
+  memnode_auth="--tenants_file=$1/tenants"
+  client_auth="--tenant=demo --secret_file=$1/demo.secret"
+  admin_auth="--admin --secret_file=$1/admin.secret"
+}

@@ -19,10 +19,20 @@
 #include "alloc/scheduler.h"
 #include "base/flag_check.h"
 #include "memnode/memnode.h"
+#include "memnode/tenants.h"
 #include "tools/cli/program.h"
 #include "tools/cli/ranged_flag.h"
 
-DEFINE_string(listen, "0.0.0.0", "address to listen on (verbs: an address of the RDMA netdev)");
+DEFINE_string(listen, "127.0.0.1",
+              "address to listen on (verbs: an address of the RDMA netdev); a non-loopback address needs "
+              "--tenants_file or --insecure_anonymous");
+// Tenants (docs/security.md).
+DEFINE_string(tenants_file, "",
+              "who may connect: tenants with their secrets and quotas, and the admin (mode 0600 or stricter; "
+              "format in docs/security.md); empty: anonymous clients only, on loopback");
+DEFINE_bool(insecure_anonymous, false,
+            "also serve clients that do not authenticate, on any --listen address: anyone who reaches the port "
+            "may use far memory (each client is still confined to its own blocks)");
 SHARRY_FLAG(int32, port, 7000, 0, 65535, "port to listen on (0: pick a free one; see --port_file)");
 DEFINE_string(port_file, "", "write the port here once serving (for scripts and tests)");
 // The UMA is mapped and populated at once: it must fit in this machine.
@@ -52,6 +62,11 @@ SHARRY_FLAG(int32, stall_timeout_ms, 10000, 1, 3600000,
 SHARRY_FLAG(int32, keepalive_s, 10, 0, 3600, "tcp keepalive idle seconds before probing a silent peer (0: off)");
 
 namespace {
+
+// 127.0.0.0/8, ::1 and "localhost": the addresses only this host reaches.
+bool IsLoopback(const std::string& addr) {
+  return addr == "localhost" || addr == "::1" || addr.rfind("127.", 0) == 0;
+}
 
 volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
@@ -91,6 +106,25 @@ int Main(int argc, char** argv) {
   o.server.max_unsent_bytes = FLAGS_max_unsent_kb << 10;
   o.server.stall_timeout_ms = FLAGS_stall_timeout_ms;
   o.server.keepalive_s = FLAGS_keepalive_s;
+  // Protected mode: without tenants, anonymous clients on loopback only.
+  if (!FLAGS_tenants_file.empty()) {
+    auto tenants = sharry::LoadTenantsFile(FLAGS_tenants_file);
+    if (!tenants.ok()) f::ExitOnBadFlags("memnode", tenants.status());
+    o.server.credentials = sharry::CredentialsOf(*tenants, FLAGS_insecure_anonymous);
+    LOG(INFO) << "memnode: " << tenants->tenants.size() << " tenant(s) from " << FLAGS_tenants_file
+              << (tenants->admin.empty() ? ", no admin" : ", an admin")
+              << (FLAGS_insecure_anonymous ? "; anonymous clients served too (--insecure_anonymous)" : "");
+  } else if (!IsLoopback(FLAGS_listen) && !FLAGS_insecure_anonymous) {
+    f::ExitOnBadFlags("memnode", sharry::Status::InvalidArgument(
+                                     "--listen=" + FLAGS_listen +
+                                     " would serve the network without authentication: give --tenants_file "
+                                     "(docs/security.md), or --insecure_anonymous to serve anyone who reaches it"));
+  }
+  if (FLAGS_insecure_anonymous) {
+    std::fprintf(stderr, "memnode: WARNING: --insecure_anonymous: anyone who reaches %s:%d may use far memory "
+                         "without authenticating\n", FLAGS_listen.c_str(), FLAGS_port);
+    LOG(WARNING) << "memnode: --insecure_anonymous: clients that do not authenticate are served on " << FLAGS_listen;
+  }
   auto m = sharry::memnode::Memnode::Start(o);
   if (!m.ok()) {
     std::fprintf(stderr, "memnode: cannot start: %s\n", m.status().ToString().c_str());

@@ -14,6 +14,9 @@
 
 DEFINE_string(addr, "127.0.0.1", "memnode address");
 SHARRY_FLAG(int32, port, 7000, 1, 65535, "memnode port");
+DEFINE_bool(admin, false,
+            "authenticate as the tenants file's admin (with --secret_file holding the admin secret): see every "
+            "client's usage; without it a client sees its own and its tenant's");
 
 namespace {
 
@@ -25,6 +28,8 @@ int Main(int argc, char** argv) {
   o.server_addr = FLAGS_addr;
   o.port = static_cast<uint16_t>(FLAGS_port);
   o.connect_attempts = 1;
+  sharry::cli::CredentialsFromFlags("memnode_stats", FLAGS_admin ? sharry::auth::kAdminName : "", &o.tenant,
+                                    &o.secret);
   auto c = sharry::memnode::MemnodeClient::Connect(kind, o);
   if (!c.ok()) {
     std::fprintf(stderr, "memnode_stats: %s\n", c.status().ToString().c_str());

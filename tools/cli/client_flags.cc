@@ -15,6 +15,7 @@ namespace sharry::compute {
 void ConnectionFromFlags(std::string_view program, RuntimeOptions* o) {
   const char* bad_flag = "";
   flags::ExitOnBadFlags(program, ParseConnectionFlags(FLAGS_transport, FLAGS_mode, FLAGS_memnode, o, &bad_flag));
+  cli::CredentialsFromFlags(program, "", &o->tenant, &o->secret);
 }
 
 Status WaitAtStartBarrierOfFlags() { return WaitAtStartBarrier(FLAGS_ready_file, FLAGS_go_file); }

@@ -7,6 +7,7 @@
 
 #include <string_view>
 
+#include "verbs/auth.h"
 #include "verbs/transport.h"
 
 DECLARE_string(transport);
@@ -27,5 +28,13 @@ void InitProgram(int* argc, char*** argv, std::string_view usage, Log log = Log:
 // --transport ("verbs", "rdma" or "tcp"), checked: a bad value exits with
 // status 2 and a line naming the flag (flags::ExitOnBadFlags).
 TransportKind TransportFromFlags(std::string_view program);
+
+// --tenant and --secret_file (program_credentials.cc), checked: a bad name,
+// a tenant without a secret file, a secret file that is missing, readable
+// by others or malformed exit with status 2 and a line naming the flag.
+// With no --tenant, *tenant stays empty (anonymous). `tenant_override`, if
+// not empty, replaces --tenant (memnode_stats --admin: "admin").
+void CredentialsFromFlags(std::string_view program, std::string_view tenant_override, std::string* tenant,
+                          auth::Secret* secret);
 
 }  // namespace sharry::cli

@@ -40,7 +40,9 @@ SHARRY_FLAG(int32, rpc_size, 64, 0, 1 << 20, "request and response payload bytes
 SHARRY_FLAG(int32, pollers, 1, 1, 64, "server poller threads (in-process server)");
 DEFINE_bool(baseline_tcp, false, "also measure a plain TCP ping-pong of the same sizes");
 DEFINE_bool(busy_poll, false, "server pollers never sleep");
-DEFINE_string(ops, "lat,bw,rpc", "what to measure: lat (READ/WRITE latency), bw (bandwidth), rpc");
+DEFINE_string(ops, "lat,bw,rpc", "what to measure: lat (READ/WRITE latency), bw (bandwidth), rpc, connect (setup "
+                                 "time: bare tcp, anonymous, authenticated)");
+SHARRY_FLAG(int32, connect_iters, 200, 1, 1 << 20, "connect: rounds (each: a bare, an anonymous, an authenticated connect)");
 
 namespace sharry {
 namespace {
@@ -87,6 +89,7 @@ int Run(TransportKind kind, cli::Emitter& out) {
   const size_t region_size = std::max<size_t>(64u << 20, max_size * FLAGS_bw_batch * 2);
   std::vector<uint8_t> region(region_size, 1);
   ReplyHandler handler;
+  const auth::Secret bench_secret = *auth::ParseSecret(auth::NewSecretHex());
   std::unique_ptr<TransportServer> server;
   uint16_t port = static_cast<uint16_t>(FLAGS_port);
   if (port == 0) {
@@ -96,6 +99,11 @@ int Run(TransportKind kind, cli::Emitter& out) {
     so.region_size = region.size();
     so.num_pollers = FLAGS_pollers;
     so.backoff.busy_poll = FLAGS_busy_poll;
+    // Tenant "bench" for the connect measurement; anonymous clients too.
+    auto creds = std::make_shared<auth::ServerCredentials>();
+    creds->tenants.emplace("bench", bench_secret);
+    creds->anonymous = true;
+    so.credentials = creds;
     auto s = TransportServer::Start(kind, so, &handler);
     if (!s.ok()) {
       std::fprintf(stderr, "server: %s\n", s.status().ToString().c_str());
@@ -181,6 +189,42 @@ int Run(TransportKind kind, cli::Emitter& out) {
     out.Emit(Result(tname, "rpc_pipelined", FLAGS_rpc_size).Add("calls", calls).Add("Mops", calls / secs / 1e6, "%.4f"));
   }
   c.reset();
+  if (want("connect")) {
+    // Connection setup, interleaved round by round: a bare TCP connect (the
+    // floor), an anonymous client, and over tcp an authenticated one (hello,
+    // challenge, answer, welcome: two round trips and four HMACs).
+    std::vector<double> raw, anon, authed;
+    ClientOptions ao = co;
+    ao.tenant = "bench";
+    ao.secret = bench_secret;
+    const bool auth_too = kind == TransportKind::kTcp && server != nullptr;
+    for (int i = 0; i < FLAGS_connect_iters + 3; ++i) {
+      auto t0 = Clock::now();
+      if (kind == TransportKind::kTcp) {
+        auto fd = net::ConnectTcp(FLAGS_addr, port, 2000);
+        CHECK(fd.ok()) << fd.status();
+      }
+      auto t1 = Clock::now();
+      {
+        auto a = TransportClient::Connect(kind, co);
+        CHECK(a.ok()) << a.status();
+      }
+      auto t2 = Clock::now();
+      if (auth_too) {
+        auto b = TransportClient::Connect(kind, ao);
+        CHECK(b.ok()) << b.status();
+      }
+      auto t3 = Clock::now();
+      if (i < 3) continue;  // warm-up
+      auto us = [](auto d) { return std::chrono::duration<double, std::nano>(d).count(); };
+      raw.push_back(us(t1 - t0));
+      anon.push_back(us(t2 - t1));
+      authed.push_back(us(t3 - t2));
+    }
+    if (kind == TransportKind::kTcp) PrintLat(out, "rawtcp", "connect", 0, FLAGS_connect_iters, Summarize(raw));
+    PrintLat(out, tname, "connect_anonymous", 0, FLAGS_connect_iters, Summarize(anon));
+    if (auth_too) PrintLat(out, tname, "connect_authenticated", 0, FLAGS_connect_iters, Summarize(authed));
+  }
   server.reset();
 
   if (FLAGS_baseline_tcp) {
@@ -247,7 +291,7 @@ int Main(int argc, char** argv) {
   namespace f = sharry::flags;
   f::ExitOnBadFlags("transport_bench", {
       f::ParseU64List("sizes", FLAGS_sizes, 1, 1u << 26).status(),
-      f::CheckListOf("ops", FLAGS_ops, {"lat", "bw", "rpc"}),
+      f::CheckListOf("ops", FLAGS_ops, {"lat", "bw", "rpc", "connect"}),
   });
   sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("transport_bench");
   return sharry::Run(kind, out);

@@ -124,7 +124,10 @@ StatusOr<TenantsConfig> LoadTenantsFile(const std::string& path) {
 
 std::shared_ptr<const auth::ServerCredentials> CredentialsOf(const TenantsConfig& cfg, bool anonymous) {
   auto c = std::make_shared<auth::ServerCredentials>();
-  for (const Tenant& t : cfg.tenants) c->tenants.emplace(t.name, t.secret);
+  for (const Tenant& t : cfg.tenants) {
+    c->tenants.emplace(t.name, t.secret);
+    c->max_sessions.emplace(t.name, t.max_clients);
+  }
   c->admin = cfg.admin;
   c->anonymous = anonymous;
   return c;

@@ -196,6 +196,32 @@ TEST_P(IsolationTest, ASessionIsJoinedOnlyWithItsToken) {
   EXPECT_EQ(late.status().code(), StatusCode::kUnavailable) << late.status();
 }
 
+// A tenant's max_clients bounds its sessions (client processes) at once;
+// their data connections do not count, other tenants are not affected.
+TEST_P(IsolationTest, ATenantHasAtMostItsMaxClients) {
+  auto creds = std::make_shared<auth::ServerCredentials>(*creds_);
+  creds->max_sessions["alice"] = 2;
+  Start(creds);
+  auto a1 = Connect("alice", alice_);
+  auto a2 = Connect("alice", alice_);
+  ASSERT_TRUE(a1.ok() && a2.ok()) << a1.status() << a2.status();
+  ClientOptions member;
+  member.port = server_->port();
+  member.session = (*a1)->info().client_id;
+  member.session_token = (*a1)->info().session_token;
+  auto m = TransportClient::Connect(GetParam(), member);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto a3 = Connect("alice", alice_);
+  ASSERT_FALSE(a3.ok());
+  EXPECT_EQ(a3.status().code(), StatusCode::kResourceExhausted) << a3.status();
+  EXPECT_NE(a3.status().message().find("tenant 'alice' has 2 of 2 clients connected"), std::string::npos)
+      << a3.status();
+  EXPECT_TRUE(Connect("admin", admin_).ok());
+  m->reset();
+  a2->reset();
+  ASSERT_TRUE(Eventually([&] { return Connect("alice", alice_).ok(); }));
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, IsolationTest, ::testing::Values(TransportKind::kLoopback, TransportKind::kTcp),
                          [](const auto& info) { return std::string(TransportName(info.param)); });
 

@@ -100,6 +100,13 @@ struct ServerCredentials {
   std::map<std::string, Secret, std::less<>> tenants;
   Secret admin;            // empty: nobody authenticates as the admin
   bool anonymous = false;  // also serve clients that give no credentials
+  // Sessions (client processes) a tenant may have connected at once; a
+  // tenant not listed, or 0: no limit.
+  std::map<std::string, uint32_t, std::less<>> max_sessions;
+  uint32_t MaxSessions(std::string_view tenant) const {
+    auto it = max_sessions.find(tenant);
+    return it == max_sessions.end() ? 0 : it->second;
+  }
 };
 inline constexpr std::string_view kAdminName = "admin";
 

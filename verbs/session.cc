@@ -4,13 +4,29 @@
 
 namespace sharry::internal {
 
-std::shared_ptr<SessionTable::Session> SessionTable::OpenRoot(ClientId id, Peer peer) {
+StatusOr<std::shared_ptr<SessionTable::Session>> SessionTable::OpenRoot(ClientId id, Peer peer,
+                                                                        uint32_t max_tenant_sessions) {
   peer.session = id;
+  MutexLock l(&mu_);
+  if (!peer.tenant.empty()) {
+    uint32_t& n = tenant_sessions_[peer.tenant];
+    if (max_tenant_sessions != 0 && n >= max_tenant_sessions)
+      return Status::ResourceExhausted("tenant '" + peer.tenant + "' has " + std::to_string(n) + " of " +
+                                       std::to_string(max_tenant_sessions) +
+                                       " clients connected (max_clients in the tenants file)");
+    n++;
+  }
   auto s = std::make_shared<Session>(id, std::move(peer));
   s->Touch();
-  MutexLock l(&mu_);
   live_[id] = s;
   return s;
+}
+
+void SessionTable::Forget(Session& s) {
+  live_.erase(s.root);
+  if (s.peer.tenant.empty()) return;
+  auto it = tenant_sessions_.find(s.peer.tenant);
+  if (it != tenant_sessions_.end() && --it->second == 0) tenant_sessions_.erase(it);
 }
 
 StatusOr<std::shared_ptr<SessionTable::Session>> SessionTable::Join(ClientId root, std::span<const uint8_t> token) {
@@ -43,7 +59,7 @@ void SessionTable::End(Session& s, const char* why) {
   if (s.over.load()) return;
   s.why = why;
   s.over.store(true);
-  live_.erase(s.root);
+  Forget(s);
 }
 
 std::vector<ClientId> SessionTable::Leave(const std::shared_ptr<Session>& s, ClientId id) {
@@ -54,7 +70,7 @@ std::vector<ClientId> SessionTable::Leave(const std::shared_ptr<Session>& s, Cli
     if (!s->over.load()) {
       s->why = "its root connection closed";
       s->over.store(true);
-      live_.erase(s->root);
+      Forget(*s);
     }
   } else {
     s->members--;

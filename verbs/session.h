@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -75,8 +76,11 @@ class SessionTable {
   uint32_t lease_ms() const { return lease_ms_; }
 
   // A new root connection `id` (hello.session == 0) of `peer` (its
-  // tenant; peer.session is set here).
-  std::shared_ptr<Session> OpenRoot(ClientId id, Peer peer) EXCLUDES(mu_);
+  // tenant; peer.session is set here). Fails with kResourceExhausted and a
+  // reason when peer.tenant already has max_tenant_sessions live sessions
+  // (0: no limit; anonymous sessions are not counted).
+  StatusOr<std::shared_ptr<Session>> OpenRoot(ClientId id, Peer peer, uint32_t max_tenant_sessions = 0)
+      EXCLUDES(mu_);
   // A connection joining session `root` (hello.session == root) with the
   // session's `token`. Fails with kUnavailable and a reason when that
   // session is unknown or over, kPermissionDenied when the token is not
@@ -103,6 +107,8 @@ class SessionTable {
   // with their own locks held (loopback: LoopCore::mu_).
   mutable Mutex mu_;
   std::unordered_map<ClientId, std::shared_ptr<Session>> live_ GUARDED_BY(mu_);  // by root id
+  std::unordered_map<std::string, uint32_t> tenant_sessions_ GUARDED_BY(mu_);  // live sessions per tenant
+  void Forget(Session& s) REQUIRES(mu_);  // s leaves live_ (and its tenant's count)
 };
 
 }  // namespace sharry::internal

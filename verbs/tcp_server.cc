@@ -412,7 +412,14 @@ Status TcpServer::Admit(TcpConn* c, uint64_t tag, std::shared_ptr<SessionTable::
     return Status::Unavailable("memnode full: " + std::to_string(greeted) + " of " +
                                std::to_string(opts_.max_clients) + " clients");
   const ClientId id = next_client_id_.fetch_add(1);
-  c->session = root ? sessions_.OpenRoot(id, std::move(peer)) : std::move(joined);
+  if (root) {
+    const uint32_t max = opts_.credentials ? opts_.credentials->MaxSessions(peer.tenant) : 0;
+    auto opened = sessions_.OpenRoot(id, std::move(peer), max);
+    if (!opened.ok()) return opened.status();
+    c->session = std::move(*opened);
+  } else {
+    c->session = std::move(joined);
+  }
   c->id = id;
   c->auth.reset();
   handshakes_--;

@@ -146,7 +146,10 @@ class LoopCore {
                                            std::to_string(opts_.max_clients) + " clients"));
       const ClientId id = next_id_++;
       if (o.session == 0) {
-        c->session = sessions_.OpenRoot(id, std::move(peer));
+        const uint32_t max = opts_.credentials ? opts_.credentials->MaxSessions(peer.tenant) : 0;
+        auto opened = sessions_.OpenRoot(id, std::move(peer), max);
+        if (!opened.ok()) return refused(opened.status());
+        c->session = std::move(*opened);
       } else {
         auto s = sessions_.Join(o.session, hello->token);
         if (!s.ok()) {

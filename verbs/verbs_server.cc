@@ -219,7 +219,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   std::shared_ptr<internal::SessionTable::Session> session;
   const ClientId client_id = next_client_id_;
   if (hello.session == 0) {
-    session = sessions_.OpenRoot(client_id, Peer{});
+    session = *sessions_.OpenRoot(client_id, Peer{});  // anonymous: never refused
   } else {
     auto joined = sessions_.Join(hello.session, parsed->token);
     if (!joined.ok()) {

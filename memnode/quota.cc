@@ -8,9 +8,13 @@ namespace sharry::memnode {
 
 namespace {
 
-std::string Mib(uint64_t bytes) {
+// "64.0 MiB", "512.0 KiB", "100 B": for the refusal notes.
+std::string Human(uint64_t bytes) {
   char b[32];
-  std::snprintf(b, sizeof b, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  if (bytes < 1024) std::snprintf(b, sizeof b, "%llu B", static_cast<unsigned long long>(bytes));
+  else if (bytes < (uint64_t{1} << 20)) std::snprintf(b, sizeof b, "%.1f KiB", static_cast<double>(bytes) / 1024);
+  else if (bytes < (uint64_t{1} << 30)) std::snprintf(b, sizeof b, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  else std::snprintf(b, sizeof b, "%.1f GiB", static_cast<double>(bytes) / (1 << 30));
   return b;
 }
 
@@ -79,15 +83,15 @@ Status QuotaLedger::Reserve(Account& a, uint64_t bytes) {
   uint64_t seen = 0;
   if (!Add(a.held, client_quota_, bytes, &seen)) {
     a.group->refusals++;
-    return Status::ResourceExhausted("client quota " + Mib(client_quota_) + ": holds " + Mib(seen) + ", asked " +
-                                     Mib(bytes));
+    return Status::ResourceExhausted("client quota " + Human(client_quota_) + ": holds " + Human(seen) + ", asked " +
+                                     Human(bytes));
   }
   Group& g = *a.group;
   if (!Add(g.held, g.quota_bytes, bytes, &seen)) {
     a.held -= bytes;
     g.refusals++;
-    return Status::ResourceExhausted("tenant " + g.name + " quota " + Mib(g.quota_bytes) + ": holds " + Mib(seen) +
-                                     ", asked " + Mib(bytes));
+    return Status::ResourceExhausted("tenant " + g.name + " quota " + Human(g.quota_bytes) + ": holds " + Human(seen) +
+                                     ", asked " + Human(bytes));
   }
   return Status::Ok();
 }

@@ -109,6 +109,12 @@ uint64_t MemnodeService::QuotaHeldBy(ClientId client) const {
   return a ? a->held.load() : 0;
 }
 
+uint64_t MemnodeService::TenantQuotaHeld(std::string_view tenant) const {
+  for (const QuotaLedger::GroupView& v : ledger_->Groups())
+    if (v.group->name == tenant) return v.group->held.load();
+  return 0;
+}
+
 size_t MemnodeService::Handle(ClientId client, std::span<const uint8_t> req, std::span<uint8_t> out) {
   // The transports promise at least 64 bytes, but a reply is checked against
   // `out` anyway (the verbs backend sizes it by what the client's hello

@@ -29,6 +29,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string_view>
 
 #include "memnode/rpc.h"
 #include "verbs/transport.h"
@@ -73,6 +74,8 @@ class MemnodeService final : public RequestHandler {
   // The bytes the quota ledger charges `client` now (pending frees not
   // included); 0 for a client it does not know.
   uint64_t QuotaHeldBy(ClientId client) const;
+  // The same for all clients of `tenant` together ("": the anonymous ones).
+  uint64_t TenantQuotaHeld(std::string_view tenant) const;
 
  private:
   // The client's quota account; one is opened (anonymous) for a client that

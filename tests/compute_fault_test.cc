@@ -97,6 +97,26 @@ class ComputeFaultTest : public ::testing::Test {
     for (const auto& o : objs) n += o.has_far_copy();
     return n;
   }
+  // New objects of `size` bytes (object i filled with byte i) until New
+  // fails (at most 200); returns why.
+  static Status NewUntilRefused(Runtime& rt, uint32_t size, std::vector<RemoteObject>* objs) {
+    for (int i = 0; i < 200; ++i) {
+      std::vector<uint8_t> v(size, static_cast<uint8_t>(i));
+      auto o = rt.New(size, v.data());
+      if (!o.ok()) return o.status();
+      objs->push_back(std::move(*o));
+    }
+    return Status::Ok();
+  }
+  // Every object of NewUntilRefused still reads back.
+  static void ExpectReadable(Runtime& rt, const std::vector<RemoteObject>& objs, uint32_t size) {
+    for (size_t i = 0; i < objs.size(); ++i) {
+      DerefScope s(rt);
+      auto p = objs[i].Deref(s, false);
+      ASSERT_TRUE(p.ok()) << i << ": " << p.status();
+      EXPECT_EQ(static_cast<uint8_t*>(*p)[size - 1], static_cast<uint8_t>(i));
+    }
+  }
   static bool WaitHealthy(Runtime& rt) {
     return sharry::testing::Eventually([&] { return rt.health().ok(); });
   }
@@ -275,13 +295,7 @@ TEST_F(ComputeFaultTest, AllocRefusedTinyUmaBoundsLocalUsage) {
   ASSERT_TRUE(rt);
   const uint32_t size = 16 << 10;  // 64 of them fill the UMA
   std::vector<RemoteObject> objs;
-  Status refused;
-  for (int i = 0; i < 200 && refused.ok(); ++i) {
-    std::vector<uint8_t> v(size, static_cast<uint8_t>(i));
-    auto o = rt->New(size, v.data());
-    if (!o.ok()) refused = o.status();
-    else objs.push_back(std::move(*o));
-  }
+  const Status refused = NewUntilRefused(*rt, size, &objs);
   EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused;
   auto st = rt->Stats();
   EXPECT_EQ(st.far_exhausted, 1u);
@@ -290,12 +304,7 @@ TEST_F(ComputeFaultTest, AllocRefusedTinyUmaBoundsLocalUsage) {
   EXPECT_EQ(rt->local_limit_bytes(), opts.local_budget_bytes + opts.local_budget_bytes / 8);
   EXPECT_TRUE(rt->health().ok()) << rt->health();  // exhaustion is not a failure of the memnode
   EXPECT_GT(FarObjects(objs), 0u);
-  for (size_t i = 0; i < objs.size(); ++i) {
-    DerefScope s(*rt);
-    auto p = objs[i].Deref(s, false);
-    ASSERT_TRUE(p.ok()) << i << ": " << p.status();
-    EXPECT_EQ(static_cast<uint8_t*>(*p)[size - 1], static_cast<uint8_t>(i));
-  }
+  ExpectReadable(*rt, objs, size);
 }
 
 // The same row for a quota (issue #11): the memnode refuses ALLOCs past our
@@ -310,13 +319,7 @@ TEST_F(ComputeFaultTest, QuotaExceededKeepsObjectsLocalAndSaysSo) {
   ASSERT_TRUE(rt);
   const uint32_t size = 16 << 10;  // 16 of them fill the quota
   std::vector<RemoteObject> objs;
-  Status refused;
-  for (int i = 0; i < 200 && refused.ok(); ++i) {
-    std::vector<uint8_t> v(size, static_cast<uint8_t>(i));
-    auto o = rt->New(size, v.data());
-    if (!o.ok()) refused = o.status();
-    else objs.push_back(std::move(*o));
-  }
+  const Status refused = NewUntilRefused(*rt, size, &objs);
   EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused;
   EXPECT_NE(refused.message().find("far-memory quota exceeded"), std::string::npos) << refused;
   EXPECT_NE(refused.message().find("client quota 256.0 KiB"), std::string::npos) << refused;
@@ -332,12 +335,7 @@ TEST_F(ComputeFaultTest, QuotaExceededKeepsObjectsLocalAndSaysSo) {
   EXPECT_EQ(FarObjects(objs), 16u);
   EXPECT_EQ(node_->service().QuotaHeldBy(rt->control_client_id()), 256u << 10);
   EXPECT_LT(node_->service().CollectStats().head.used_bytes, 1u << 20);  // far memory was not the limit
-  for (size_t i = 0; i < objs.size(); ++i) {
-    DerefScope s(*rt);
-    auto p = objs[i].Deref(s, false);
-    ASSERT_TRUE(p.ok()) << i << ": " << p.status();
-    EXPECT_EQ(static_cast<uint8_t*>(*p)[size - 1], static_cast<uint8_t>(i));
-  }
+  ExpectReadable(*rt, objs, size);
 }
 
 // The same row with the refusal injected at the request level: one ALLOC

@@ -482,7 +482,8 @@ TEST_F(ServiceTest, QuotaCountersReconcileWithTheAllocator) {
     const int op = rng() % 20;
     if (op < 11) {
       std::vector<uint64_t> sizes(1 + rng() % 8);
-      for (auto& x : sizes) x = rng() % 3 == 0 ? 256u << 10 >> (rng() % 6) : 8 + rng() % 5000;
+      // Small classes, and large blocks of whole pages (320 KiB, 160 KiB, ...).
+      for (auto& x : sizes) x = rng() % 3 == 0 ? ((320u << 10) - rng() % 5000) >> (rng() % 6) : 8 + rng() % 5000;
       for (auto& x : Alloc(c, sizes))
         if (x.code == ElementCode::kOk) held[c].push_back(x.offset);
     } else if (op < 19) {

@@ -148,7 +148,7 @@ uint64_t SectionAllocator::BlockBytes(const BlockRef& ref) const {
                                                    : ref.span->block_size();
 }
 
-AllocStatus SectionAllocator::Free(uint64_t offset, OwnerId owner) {
+AllocStatus SectionAllocator::Free(uint64_t offset, OwnerId owner, uint64_t* freed_bytes) {
   if (offset < base_ || offset >= end()) return AllocStatus::kOutOfRange;
   BlockRef ref;
   bool pending;
@@ -165,7 +165,9 @@ AllocStatus SectionAllocator::Free(uint64_t offset, OwnerId owner) {
     ref.span->MarkPending(ref.index);
   }
   pending_.push_back(offset - base_);
-  counts_.pending_bytes += BlockBytes(ref);
+  const uint64_t bytes = BlockBytes(ref);
+  counts_.pending_bytes += bytes;
+  if (freed_bytes != nullptr) *freed_bytes += bytes;
   if (pending_.size() >= free_batch_threshold_) FlushPendingFrees();
   return AllocStatus::kOk;
 }

@@ -102,8 +102,11 @@ class SectionAllocator {
   // Frees the block starting at `offset` on behalf of `owner` (delayed; see
   // above). Errors (nothing changed): kOutOfRange (offset outside the
   // section), kNotAllocated (not the start of a live block, including a
-  // double free or a free of a pending block), kNotOwner.
-  [[nodiscard]] AllocStatus Free(uint64_t offset, OwnerId owner);
+  // double free or a free of a pending block), kNotOwner. On kOk, adds the
+  // block's rounded bytes to *freed_bytes (if given): what its owner is no
+  // longer charged for once the free is applied (the memnode's quotas).
+  [[nodiscard]] AllocStatus Free(uint64_t offset, OwnerId owner, uint64_t* freed_bytes);
+  [[nodiscard]] AllocStatus Free(uint64_t offset, OwnerId owner) { return Free(offset, owner, nullptr); }
 
   // Applies all pending frees (of every owner), then frees at once every
   // remaining live block of `owner`. Returns what the second step freed:

@@ -142,7 +142,7 @@ bool SectionThread::Serve(const SectionRequest& r, int cpu) {
       for (uint32_t i = 0; i < r.count; ++i) r.out.alloc[i] = alloc_.Allocate(in[i], r.owner);
       break;
     case SectionRequest::Kind::kFree:
-      for (uint32_t i = 0; i < r.count; ++i) r.out.status[i] = alloc_.Free(in[i], r.owner);
+      for (uint32_t i = 0; i < r.count; ++i) r.out.status[i] = alloc_.Free(in[i], r.owner, r.freed_bytes);
       break;
     case SectionRequest::Kind::kFreeAllOf:
       *r.out.reclaim = alloc_.FreeAllOf(r.owner);
@@ -171,11 +171,12 @@ bool SectionThread::Serve(const SectionRequest& r, int cpu) {
 
 template <typename T>
 void SectionThread::RunBatch(SectionRequest::Kind kind, OwnerId owner, std::span<const uint64_t> in,
-                             std::span<T> out) {
+                             std::span<T> out, uint64_t* freed_bytes) {
   CHECK_EQ(in.size(), out.size());
   SectionRequest r;
   r.kind = kind;
   r.owner = owner;
+  r.freed_bytes = freed_bytes;
   r.count = static_cast<uint32_t>(in.size());
   if (r.count == 1) {
     // The element travels in the slot, the answer beside the completion.
@@ -202,8 +203,8 @@ void SectionThread::AllocBatch(OwnerId owner, std::span<const uint64_t> sizes,
 }
 
 void SectionThread::FreeBatch(OwnerId owner, std::span<const uint64_t> offsets,
-                              std::span<AllocStatus> out) {
-  RunBatch(SectionRequest::Kind::kFree, owner, offsets, out);
+                              std::span<AllocStatus> out, uint64_t* freed_bytes) {
+  RunBatch(SectionRequest::Kind::kFree, owner, offsets, out, freed_bytes);
 }
 
 template <typename T>

@@ -20,7 +20,8 @@
 //                                  uint64 (flushed) | OwnerUsage
 //        40  done          ptr     Completion signalled after `out` is written
 //        48  in1           uint64  the element of a one-element batch, inline
-//        56  (pad to 64)
+//        56  freed_bytes   ptr     kFree: if set, += the rounded bytes of the
+//                                  blocks whose free was accepted
 //
 // The requester owns `in`, `out` and `done`, and keeps them alive until
 // done->Wait() returns. A request carries a whole batch, so one ring
@@ -97,6 +98,7 @@ struct SectionRequest {
   } out = {nullptr};
   Completion* done = nullptr;
   uint64_t in1 = 0;
+  uint64_t* freed_bytes = nullptr;  // kFree: if set, += bytes freed (see the layout)
 };
 // Points a request's answer at `p`, the union member chosen by p's type:
 // for code generic over the kinds.
@@ -106,8 +108,9 @@ inline void SetOut(SectionRequest::Out& o, ReclaimResult* p) { o.reclaim = p; }
 inline void SetOut(SectionRequest::Out& o, SectionSnapshot* p) { o.snapshot = p; }
 inline void SetOut(SectionRequest::Out& o, uint64_t* p) { o.flushed = p; }
 inline void SetOut(SectionRequest::Out& o, OwnerUsage* p) { o.usage = p; }
-static_assert(sizeof(SectionRequest) == 48);
-static_assert(offsetof(SectionRequest, cpu) == 12 && offsetof(SectionRequest, in1) == 40,
+static_assert(sizeof(SectionRequest) == 56);
+static_assert(offsetof(SectionRequest, cpu) == 12 && offsetof(SectionRequest, in1) == 40 &&
+                  offsetof(SectionRequest, freed_bytes) == 48,
               "keep the slot layout drawn above");
 static_assert(sizeof(RequestRing<SectionRequest>::Slot) == kCacheLineSize);
 
@@ -146,7 +149,9 @@ class SectionThread {
   // Synchronous wrappers: submit one request and wait for it.
   // REQUIRES: out.size() == sizes.size() (resp. offsets.size()).
   void AllocBatch(OwnerId owner, std::span<const uint64_t> sizes, std::span<AllocResult> out);
-  void FreeBatch(OwnerId owner, std::span<const uint64_t> offsets, std::span<AllocStatus> out);
+  // *freed_bytes (if given) += the rounded bytes of the blocks freed.
+  void FreeBatch(OwnerId owner, std::span<const uint64_t> offsets, std::span<AllocStatus> out,
+                 uint64_t* freed_bytes = nullptr);
   ReclaimResult FreeAllOf(OwnerId owner);
   uint64_t Flush();
   SectionStats Stats();  // exact, taken between two requests
@@ -175,7 +180,8 @@ class SectionThread {
   // AllocBatch and FreeBatch: submits a request of `kind` for the elements
   // `in`, answered into `out` (T: AllocResult or AllocStatus), and waits.
   template <typename T>
-  void RunBatch(SectionRequest::Kind kind, OwnerId owner, std::span<const uint64_t> in, std::span<T> out);
+  void RunBatch(SectionRequest::Kind kind, OwnerId owner, std::span<const uint64_t> in, std::span<T> out,
+                uint64_t* freed_bytes = nullptr);
   // FreeAllOf, Flush, Snapshot, Usage: submits a request of `kind` whose
   // answer is a T (SetOut), waits, and returns the answer.
   template <typename T>

@@ -57,11 +57,13 @@ std::array<uint32_t, RequestScheduler::kMaxSections + 1> GroupBySection(
 
 // Submits to each section s with a slice of a grouped batch (first[s] ..
 // first[s+1] of `in`, GroupBySection) one request of `kind`, answered into
-// the same slice of `answers` and completed by done[s].
+// the same slice of `answers` and completed by done[s]. kFree with
+// freed_bytes: section s adds the bytes it freed to freed_bytes[s].
 template <typename T>
 void SubmitSlices(const std::vector<std::unique_ptr<SectionThread>>& sections, SectionRequest::Kind kind,
                   OwnerId owner, const std::array<uint32_t, RequestScheduler::kMaxSections + 1>& first,
-                  const uint64_t* in, T* answers, std::array<Completion, RequestScheduler::kMaxSections>& done) {
+                  const uint64_t* in, T* answers, std::array<Completion, RequestScheduler::kMaxSections>& done,
+                  uint64_t* freed_bytes = nullptr) {
   for (uint32_t s = 0; s < sections.size(); ++s) {
     if (first[s] == first[s + 1]) continue;
     SectionRequest r;
@@ -71,6 +73,7 @@ void SubmitSlices(const std::vector<std::unique_ptr<SectionThread>>& sections, S
     r.in = in + first[s];
     SetOut(r.out, answers + first[s]);
     r.done = &done[s];
+    if (freed_bytes != nullptr) r.freed_bytes = &freed_bytes[s];  // kFree
     sections[s]->Submit(r);
   }
 }
@@ -258,7 +261,7 @@ AllocResult SharryAllocator::Allocate(OwnerId owner, uint64_t size) {
 }
 
 void SharryAllocator::FreeBatch(OwnerId owner, std::span<const uint64_t> offsets,
-                                std::span<AllocStatus> out) {
+                                std::span<AllocStatus> out, uint64_t* freed_bytes) {
   CHECK_EQ(offsets.size(), out.size());
   if (offsets.empty()) return;
   Scratch& sc = tls_scratch;
@@ -270,7 +273,7 @@ void SharryAllocator::FreeBatch(OwnerId owner, std::span<const uint64_t> offsets
       std::all_of(offsets.begin() + 1, offsets.end(),
                   [&](uint64_t off) { return SectionOf(off) == first_section; })) {
     scheduler_.RecordOps(first_section, offsets.size());
-    sections_[first_section]->FreeBatch(owner, offsets, out);
+    sections_[first_section]->FreeBatch(owner, offsets, out, freed_bytes);
     return;
   }
 
@@ -298,10 +301,13 @@ void SharryAllocator::FreeBatch(OwnerId owner, std::span<const uint64_t> offsets
   for (uint32_t s = 0; s < num_sections_; ++s)
     if (first[s] != first[s + 1]) scheduler_.RecordOps(s, first[s + 1] - first[s]);
   std::array<Completion, RequestScheduler::kMaxSections> done;
-  SubmitSlices(sections_, SectionRequest::Kind::kFree, owner, first, sc.in.data(), sc.status_out.data(), done);
+  std::array<uint64_t, RequestScheduler::kMaxSections> freed{};  // one per section: no sharing
+  SubmitSlices(sections_, SectionRequest::Kind::kFree, owner, first, sc.in.data(), sc.status_out.data(), done,
+               freed_bytes != nullptr ? freed.data() : nullptr);
   for (uint32_t s = 0; s < num_sections_; ++s) {
     if (first[s] == first[s + 1]) continue;
     done[s].Wait(&sections_[s]->running_cpu());
+    if (freed_bytes != nullptr) *freed_bytes += freed[s];
     for (uint32_t k = first[s]; k < first[s + 1]; ++k) {
       out[sc.valid_pos[sc.position[k]]] = sc.status_out[k];
     }

@@ -95,8 +95,11 @@ class SharryAllocator {
   [[nodiscard]] AllocResult Allocate(OwnerId owner, uint64_t size);
 
   // out[i] answers offsets[i]: kOk, kOutOfRange, kNotAllocated, kNotOwner.
+  // *freed_bytes (if given) += the rounded bytes of the blocks freed (kOk):
+  // what the owner's Usage drops by once the frees are applied.
   // REQUIRES: out.size() == offsets.size().
-  void FreeBatch(OwnerId owner, std::span<const uint64_t> offsets, std::span<AllocStatus> out);
+  void FreeBatch(OwnerId owner, std::span<const uint64_t> offsets, std::span<AllocStatus> out,
+                 uint64_t* freed_bytes = nullptr);
   [[nodiscard]] AllocStatus Free(OwnerId owner, uint64_t offset);
 
   // Reclaims every block of `owner` in all sections: applies each section's

@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "compute/runtime_impl.h"
+#include "memnode/rpc.h"
 
 namespace sharry::compute {
 
@@ -121,13 +122,18 @@ void RuntimeImpl::NoteAllocResult(const Status& s, bool any_refused) {
   }
   if (far_exhausted_.load(std::memory_order_relaxed) || far_exhausted_.exchange(true)) return;
   far_exhausted_count_++;
-  LOG(WARNING) << "compute runtime: far memory exhausted at memnode " << MemnodeName() << ": " << s;
+  // Over our client's or our tenant's quota (kQuotaExceeded, issue #11) is
+  // handled as far memory exhausted; only the words differ.
+  const bool quota = memnode::IsQuotaExceeded(s);
+  if (quota) quota_exceeded_count_++;
+  const char* what = quota ? "far-memory quota exceeded" : "far memory exhausted";
+  LOG(WARNING) << "compute runtime: " << what << " at memnode " << MemnodeName() << ": " << s;
   if (!exhausted_said_.exchange(true)) {
     // Once per runtime on stderr (glog's files are easy to miss).
     std::fprintf(stderr,
-                 "sharry runtime: far memory exhausted at memnode %s (%s): local usage is held to %llu B "
+                 "sharry runtime: %s at memnode %s (%s): local usage is held to %llu B "
                  "(budget + budget/8); New() and swap-ins past it fail with ResourceExhausted\n",
-                 MemnodeName().c_str(), s.ToString().c_str(), static_cast<unsigned long long>(local_limit_));
+                 what, MemnodeName().c_str(), s.ToString().c_str(), static_cast<unsigned long long>(local_limit_));
   }
 }
 

@@ -153,6 +153,7 @@ RuntimeStats RuntimeImpl::Stats() const {
   s.lost_objects = lost_objects_.load();
   s.lost_bytes = lost_bytes_.load();
   s.far_exhausted = far_exhausted_count_.load();
+  s.quota_exceeded = quota_exceeded_count_.load();
   s.refused_local = refused_local_.load();
   return s;
 }

@@ -160,6 +160,7 @@ struct RuntimeStats {
   uint64_t reconnects = 0;           // times it became healthy again
   uint64_t lost_objects = 0, lost_bytes = 0;  // objects whose only copy was far when the far memory was lost
   uint64_t far_exhausted = 0;        // times far memory ran out (ALLOC refused), each episode counted once
+  uint64_t quota_exceeded = 0;       // of those, the episodes that began with a quota refusal (kQuotaExceeded)
   uint64_t refused_local = 0;        // New() and swap-ins refused at the local bound (kResourceExhausted)
   double hit_rate() const {
     uint64_t t = local_hits + swap_ins;
@@ -176,7 +177,7 @@ struct RuntimeStats {
                    &RuntimeStats::free_rpcs, &RuntimeStats::recycled_blocks, &RuntimeStats::failed_far_accesses,
                    &RuntimeStats::connection_failures, &RuntimeStats::lease_renewals, &RuntimeStats::reconnects,
                    &RuntimeStats::lost_objects, &RuntimeStats::lost_bytes, &RuntimeStats::far_exhausted,
-                   &RuntimeStats::refused_local})
+                   &RuntimeStats::quota_exceeded, &RuntimeStats::refused_local})
       d.*m -= before.*m;
     return d;
   }

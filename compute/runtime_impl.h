@@ -273,7 +273,7 @@ class RuntimeImpl final : public Runtime {
   std::atomic<uint64_t> hits_{0}, swap_ins_{0}, swap_outs_{0}, drops_{0}, rounds_{0}, background_rounds_{0},
       sync_rounds_{0}, prefetches_{0}, alloc_rpcs_{0}, free_rpcs_{0}, recycled_{0}, failed_far_{0},
       connection_failures_{0}, renewals_{0}, reconnects_{0}, lost_objects_{0}, lost_bytes_{0},
-      far_exhausted_count_{0}, refused_local_{0};
+      far_exhausted_count_{0}, quota_exceeded_count_{0}, refused_local_{0};
 
   // The evictor thread (evict_thread). evict_wanted_ is set by the thread
   // that signals (once per wake-up: no lock or syscall while it is set) and

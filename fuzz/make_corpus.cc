@@ -68,6 +68,7 @@ Bytes StatsReply(const Stats& s) {
   Put(b, s.head);
   for (const SectionRecord& r : s.sections) Put(b, r);
   for (const ClientRecord& r : s.clients) Put(b, r);
+  for (const TenantRecord& r : s.tenants) Put(b, r);
   return b;
 }
 
@@ -142,6 +143,11 @@ void CodecSeeds() {
   s.clients.resize(1);
   s.clients[0].client_id = 7;
   Write(t, "stats_reply", StatsReply(s));
+  s.head.tenant_records = 1;
+  s.tenants.resize(1);
+  std::memcpy(s.tenants[0].name, "alice", 5);
+  s.tenants[0].quota_bytes = 1u << 20;
+  Write(t, "stats_reply_tenant", StatsReply(s));
 
   Bytes b(64, 0);
   b.resize(WriteErrorReply(Status::InvalidArgument("STATS takes no arguments"), b));

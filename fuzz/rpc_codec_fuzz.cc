@@ -27,7 +27,7 @@ using namespace sharry::memnode;
 
 std::vector<uint8_t> EncodeStatsReply(const ReplyHeader& h, const Stats& s) {
   std::vector<uint8_t> out(sizeof h + sizeof s.head + s.sections.size() * sizeof(SectionRecord) +
-                           s.clients.size() * sizeof(ClientRecord));
+                           s.clients.size() * sizeof(ClientRecord) + s.tenants.size() * sizeof(TenantRecord));
   size_t off = 0;
   auto put = [&](const void* p, size_t n) {
     if (n) std::memcpy(out.data() + off, p, n);
@@ -37,6 +37,7 @@ std::vector<uint8_t> EncodeStatsReply(const ReplyHeader& h, const Stats& s) {
   put(&s.head, sizeof s.head);
   put(s.sections.data(), s.sections.size() * sizeof(SectionRecord));
   put(s.clients.data(), s.clients.size() * sizeof(ClientRecord));
+  put(s.tenants.data(), s.tenants.size() * sizeof(TenantRecord));
   return out;
 }
 
@@ -50,13 +51,15 @@ void Replies(std::span<const uint8_t> in) {
     CHECK_GE(in.size(), sizeof(ReplyHeader));
     CHECK_EQ(h->status, 0);
     CHECK_EQ(h->version, kRpcVersion);
-    if (es != 0) CHECK_EQ(in.size(), sizeof(ReplyHeader) + size_t{h->count} * es);
+    if (es != 0) CHECK_EQ(in.size(), sizeof(ReplyHeader) + size_t{h->count} * es + h->msglen);  // entries, note
     CHECK_EQ(std::memcmp(&*h, in.data(), sizeof(ReplyHeader)), 0) << "header does not re-encode";
   }
   auto s = DecodeStats(in);
   if (!s.ok()) return;
   CHECK_EQ(s->sections.size(), s->head.sections);
   CHECK_EQ(s->clients.size(), s->head.client_records);
+  CHECK_EQ(s->tenants.size(), s->head.tenant_records);
+  for (const TenantRecord& t : s->tenants) CHECK_LE(t.tenant().size(), sizeof t.name);
   ReplyHeader h;
   std::memcpy(&h, in.data(), sizeof h);
   std::vector<uint8_t> again = EncodeStatsReply(h, *s);

@@ -122,7 +122,7 @@ class Session {
     switch (h.opcode) {
       case Opcode::kAlloc: return CheckAlloc(c, h, req, out);
       case Opcode::kFree: return CheckFree(c, h, req, out);
-      case Opcode::kStats: return CheckStats(out);
+      case Opcode::kStats: return CheckStats(c, out);
       case Opcode::kRenew: {
         auto rh = DecodeReplyHeader(out, 0);
         CHECK(rh.ok()) << rh.status();
@@ -187,7 +187,7 @@ class Session {
     }
   }
 
-  void CheckStats(const std::vector<uint8_t>& out) {
+  void CheckStats(ClientId c, const std::vector<uint8_t>& out) {
     auto s = DecodeStats(out);
     CHECK(s.ok()) << s.status();
     CHECK_EQ(s->head.sections, 1u);
@@ -200,10 +200,16 @@ class Session {
     CHECK_EQ(size_t{s->head.client_records}, s->clients.size());
     uint64_t blocks = 0;
     for (const auto& r : s->clients) {
-      CHECK(r.client_id >= 1 && r.client_id <= kClients) << r.client_id;
+      CHECK_EQ(r.client_id, c) << "an anonymous client sees only its own record";
       blocks += r.blocks_held;
     }
     CHECK_LE(blocks, s->head.live_blocks);
+    if (!s->tenants.empty()) {  // the anonymous group's, when it fits the reply
+      CHECK_EQ(s->tenants.size(), 1u);
+      CHECK(s->tenants[0].tenant().empty());
+      CHECK_EQ(s->tenants[0].clients, kClients);
+      CHECK_GE(s->tenants[0].blocks_held, blocks);
+    }
     (void)FormatStats(*s);
   }
 

@@ -26,7 +26,8 @@ std::vector<std::vector<uint8_t>> Chunk(std::span<const uint64_t> items, Opcode 
 
 // ALLOC or FREE of `items`: sends them in requests of at most kMaxBatch
 // elements, checks each reply's header and count, and calls
-// entry(j, bytes) with the reply's entry (entry_bytes long) for items[j].
+// entry(j, bytes, note) with the reply's entry (entry_bytes long) for
+// items[j] and the reply's note (ALLOC: which quota refused; usually empty).
 // The first failed call or malformed reply is returned; element errors are
 // the caller's to collect.
 template <typename Entry>
@@ -45,7 +46,9 @@ Status CallBatched(TransportClient& t, Opcode op, std::span<const uint64_t> item
     if (h->count != n)
       return Status::Protocol(std::string(op == Opcode::kAlloc ? "ALLOC" : "FREE") + " reply with " +
                               std::to_string(h->count) + " entries for " + std::to_string(n));
-    for (size_t i = 0; i < n; ++i) entry(base + i, reply.data() + sizeof(ReplyHeader) + i * entry_bytes);
+    const std::string_view note(reinterpret_cast<const char*>(reply.data()) + sizeof(ReplyHeader) + n * entry_bytes,
+                                h->msglen);
+    for (size_t i = 0; i < n; ++i) entry(base + i, reply.data() + sizeof(ReplyHeader) + i * entry_bytes, note);
     base += n;
   }
   return Status::Ok();
@@ -58,7 +61,8 @@ Status MemnodeClient::Alloc(std::span<const uint64_t> sizes, std::vector<uint64_
   if (element_status) element_status->assign(sizes.size(), Status::Ok());
   Status first;
   SHARRY_RETURN_IF_ERROR(
-      CallBatched(*t_, Opcode::kAlloc, sizes, sizeof(AllocEntry), &replies_, [&](size_t j, const uint8_t* entry) {
+      CallBatched(*t_, Opcode::kAlloc, sizes, sizeof(AllocEntry), &replies_,
+                  [&](size_t j, const uint8_t* entry, std::string_view note) {
         AllocEntry e;
         std::memcpy(&e, entry, sizeof e);
         Status s;
@@ -73,7 +77,7 @@ Status MemnodeClient::Alloc(std::span<const uint64_t> sizes, std::vector<uint64_
           s = Status::Protocol("memnode answered ALLOC of " + std::to_string(sizes[j]) + " B with offset " +
                                std::to_string(e.offset) + " outside its UMA of " + std::to_string(uma_bytes()) + " B");
         } else {
-          s = ElementStatus(e.code, "ALLOC of " + std::to_string(sizes[j]) + " B");
+          s = ElementStatus(e.code, "ALLOC of " + std::to_string(sizes[j]) + " B", note);
         }
         if (element_status) (*element_status)[j] = s;
         if (first.ok()) first = s;
@@ -91,7 +95,8 @@ StatusOr<uint64_t> MemnodeClient::AllocOne(uint64_t size) {
 Status MemnodeClient::Free(std::span<const uint64_t> offsets, std::vector<Status>* element_status) {
   if (element_status) element_status->assign(offsets.size(), Status::Ok());
   Status first;
-  SHARRY_RETURN_IF_ERROR(CallBatched(*t_, Opcode::kFree, offsets, 1, &replies_, [&](size_t j, const uint8_t* entry) {
+  SHARRY_RETURN_IF_ERROR(CallBatched(*t_, Opcode::kFree, offsets, 1, &replies_,
+                                     [&](size_t j, const uint8_t* entry, std::string_view) {
     const auto code = static_cast<ElementCode>(*entry);
     if (code == ElementCode::kOk) return;
     Status s = ElementStatus(code, "FREE of offset " + std::to_string(offsets[j]));

@@ -28,6 +28,8 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   m->allocator_ = std::make_unique<alloc::SharryAllocator>(ao);
   ServiceOptions so;
   so.max_object_bytes = o.max_object_bytes;
+  so.client_quota_bytes = o.client_quota_bytes;
+  so.tenants = o.tenants;
   m->service_ = std::make_unique<MemnodeService>(m->allocator_.get(), so);
   ServerOptions to = o.server;
   // The whole UMA is the transport's region: registered ONCE as one MR.

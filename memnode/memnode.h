@@ -42,6 +42,9 @@ struct MemnodeOptions {
   bool busy_poll = false;          // section threads and pollers never sleep
   int stats_interval_s = 0;        // 0: no periodic stats log
   uint64_t max_object_bytes = 0;   // 0: one section
+  uint64_t client_quota_bytes = 0; // far memory one client may hold (ServiceOptions); 0: no cap
+  // The tenants file, parsed (their quotas reach the service); nullptr: none.
+  std::shared_ptr<const TenantsConfig> tenants;
 };
 
 class Memnode {

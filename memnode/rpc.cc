@@ -14,11 +14,12 @@ std::string_view ElementCodeName(ElementCode c) {
     case ElementCode::kNotAllocated: return "NOT_ALLOCATED";
     case ElementCode::kNotOwner: return "NOT_OWNER";
     case ElementCode::kInternal: return "INTERNAL";
+    case ElementCode::kQuotaExceeded: return "QUOTA_EXCEEDED";
   }
   return "UNKNOWN";
 }
 
-Status ElementStatus(ElementCode c, std::string_view what) {
+Status ElementStatus(ElementCode c, std::string_view what, std::string_view note) {
   std::string w(what);
   switch (c) {
     case ElementCode::kOk: return Status::Ok();
@@ -28,9 +29,16 @@ Status ElementStatus(ElementCode c, std::string_view what) {
     case ElementCode::kNotAllocated:
       return Status::NotFound(w + ": not the start of a live block (never allocated, or already freed)");
     case ElementCode::kNotOwner: return Status::PermissionDenied(w + ": the block belongs to another client");
+    case ElementCode::kQuotaExceeded:
+      return Status::OutOfMemory(w + ": " + std::string(kQuotaExceededText) +
+                                 (note.empty() ? std::string() : " (" + std::string(note) + ")"));
     case ElementCode::kInternal: break;
   }
   return Status::Internal(w + ": memnode internal error");
+}
+
+bool IsQuotaExceeded(const Status& s) {
+  return s.code() == StatusCode::kOutOfMemory && s.message().find(kQuotaExceededText) != std::string::npos;
 }
 
 namespace {
@@ -61,9 +69,10 @@ StatusOr<ReplyHeader> DecodeReplyHeader(std::span<const uint8_t> reply, size_t e
     size_t n = std::min<size_t>(h.msglen, reply.size() - sizeof h);
     return Status(code, "memnode: " + std::string(reinterpret_cast<const char*>(reply.data()) + sizeof h, n));
   }
-  if (entry_size != 0 && reply.size() != sizeof h + size_t{h.count} * entry_size)
+  // A status-0 reply may end in a note of msglen bytes (ALLOC: which quota).
+  if (entry_size != 0 && reply.size() != sizeof h + size_t{h.count} * entry_size + h.msglen)
     return Status::Protocol("memnode reply of " + std::to_string(reply.size()) + " B for " +
-                            std::to_string(h.count) + " entries");
+                            std::to_string(h.count) + " entries and a note of " + std::to_string(h.msglen) + " B");
   return h;
 }
 
@@ -75,13 +84,17 @@ StatusOr<Stats> DecodeStats(std::span<const uint8_t> reply) {
   if (reply.size() < off + sizeof(StatsHead)) return Status::Protocol("STATS reply too short");
   std::memcpy(&s.head, reply.data() + off, sizeof s.head);
   off += sizeof s.head;
-  size_t need = off + size_t{s.head.sections} * sizeof(SectionRecord) + size_t{s.head.client_records} * sizeof(ClientRecord);
+  size_t need = off + size_t{s.head.sections} * sizeof(SectionRecord) +
+                size_t{s.head.client_records} * sizeof(ClientRecord) + size_t{s.head.tenant_records} * sizeof(TenantRecord);
   if (reply.size() != need) return Status::Protocol("STATS reply of unexpected length");
   s.sections.resize(s.head.sections);
   if (!s.sections.empty()) std::memcpy(s.sections.data(), reply.data() + off, s.sections.size() * sizeof(SectionRecord));
   off += s.sections.size() * sizeof(SectionRecord);
   s.clients.resize(s.head.client_records);
   if (!s.clients.empty()) std::memcpy(s.clients.data(), reply.data() + off, s.clients.size() * sizeof(ClientRecord));
+  off += s.clients.size() * sizeof(ClientRecord);
+  s.tenants.resize(s.head.tenant_records);
+  if (!s.tenants.empty()) std::memcpy(s.tenants.data(), reply.data() + off, s.tenants.size() * sizeof(TenantRecord));
   return s;
 }
 
@@ -103,6 +116,14 @@ std::string FormatStats(const Stats& s) {
   }
   for (const auto& c : s.clients)
     o << "  client " << c.client_id << ": " << mib(c.bytes_held) << " MiB in " << c.blocks_held << " blocks\n";
+  for (const auto& t : s.tenants) {
+    if (t.tenant().empty()) o << "  anonymous clients: ";
+    else o << "  tenant " << t.tenant() << ": ";
+    o << mib(t.bytes_held) << " MiB in " << t.blocks_held << " blocks, " << t.clients << " clients, quota ";
+    if (t.quota_bytes == 0) o << "none";
+    else o << mib(t.quota_bytes) << " MiB";
+    o << ", " << t.quota_refusals << " quota refusals\n";
+  }
   return o.str();
 }
 

@@ -11,8 +11,12 @@
 //   +------+------+-------+-------+   +------+------+-------+-------+
 //
 // ALLOC (opcode 1): count x u64 size (bytes, 1 .. max object size)
-//   -> ReplyHeader{status 0, count} + count x AllocEntry{u64 offset, u8 code, 7 pad}
+//   -> ReplyHeader{status 0, count, msglen} + count x AllocEntry{u64 offset, u8 code, 7 pad}
+//      + msglen bytes of UTF-8 note
 //      entry i answers size i; code is an ElementCode (offset valid iff kOk).
+//      msglen is 0 unless an element was refused with kQuotaExceeded: then
+//      the note says which quota and how much is held ("client quota
+//      64.0 MiB: holds 63.9 MiB, asked 0.5 MiB", "tenant alice quota ...").
 // FREE (opcode 2): count x u64 UMA offset (the start of a block this client owns)
 //   -> ReplyHeader{status 0, count} + count x u8 ElementCode
 //      A block freed by another client, an offset that is not a live block
@@ -21,6 +25,10 @@
 //      checked at once.
 // STATS (opcode 3): count 0
 //   -> ReplyHeader{status 0, count = sections} + StatsReply (see below)
+//      What a client sees (issue #11): the totals (StatsHead, sections) and
+//      only its own ClientRecord and its tenant's TenantRecord (anonymous
+//      clients: the anonymous group's); a client authenticated as the admin
+//      sees every client's and every tenant's record.
 // RENEW (opcode 4): count 0, no body -> ReplyHeader{status 0, count 0}
 //      Does nothing but arrive: any request renews the client's lease
 //      (docs/security.md); a runtime sends RENEW when it has been quiet
@@ -34,6 +42,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <span>
 #include <string_view>
@@ -61,7 +70,8 @@ struct ReplyHeader {
   uint8_t status = 0;  // StatusCode of the whole request; 0 = OK
   uint8_t version = kRpcVersion;
   uint16_t count = 0;  // elements that follow
-  uint32_t msglen = 0; // bytes of error message that follow (status != 0)
+  uint32_t msglen = 0; // bytes of message that follow: the error (status != 0),
+                       // or an ALLOC's note after its entries (status 0)
 };
 static_assert(sizeof(ReplyHeader) == 8);
 
@@ -74,10 +84,18 @@ enum class ElementCode : uint8_t {
   kNotAllocated = 4,  // not the start of a live block (includes double free)
   kNotOwner = 5,      // the block belongs to another client; nothing freed
   kInternal = 6,
+  kQuotaExceeded = 7, // the block would take its client past --client_quota_mb,
+                      // or its tenant past the tenants file's quota; the
+                      // reply's note says which (ALLOC above)
 };
 std::string_view ElementCodeName(ElementCode c);
-// The Status a client library reports for a failed element.
-Status ElementStatus(ElementCode c, std::string_view what);
+// The Status a client library reports for a failed element; `note` is the
+// reply's note (kQuotaExceeded: which quota). kQuotaExceeded is OutOfMemory
+// with kQuotaExceededText in its message: a caller handles it as far memory
+// exhausted, and can tell the two apart with IsQuotaExceeded.
+Status ElementStatus(ElementCode c, std::string_view what, std::string_view note = {});
+inline constexpr std::string_view kQuotaExceededText = "far-memory quota exceeded";
+bool IsQuotaExceeded(const Status& s);
 
 struct AllocEntry {
   uint64_t offset = 0;
@@ -87,7 +105,10 @@ struct AllocEntry {
 static_assert(sizeof(AllocEntry) == 16);
 
 // STATS reply body: StatsHead, then `sections` x SectionRecord, then
-// `clients` x ClientRecord (the clients holding the most bytes, as many as fit).
+// `client_records` x ClientRecord (the clients holding the most bytes, as
+// many as fit; a non-admin client: only its own), then `tenant_records` x
+// TenantRecord (a non-admin client: only its own tenant's or the anonymous
+// group's; the admin and CollectStats: every group).
 struct StatsHead {
   uint64_t uma_bytes = 0;
   uint64_t used_bytes = 0;       // rounded sizes of live blocks, incl. pending frees
@@ -101,7 +122,7 @@ struct StatsHead {
   uint32_t sections = 0;
   uint32_t clients = 0;          // connected now
   uint32_t client_records = 0;   // ClientRecords that follow
-  uint32_t reserved = 0;
+  uint32_t tenant_records = 0;   // TenantRecords that follow the ClientRecords
 };
 static_assert(sizeof(StatsHead) == 88);
 
@@ -118,17 +139,38 @@ static_assert(sizeof(SectionRecord) == 48);
 struct ClientRecord {
   uint32_t client_id = 0;
   uint32_t reserved = 0;
-  uint64_t bytes_held = 0;   // requested bytes of its live blocks
+  uint64_t bytes_held = 0;   // rounded bytes of its live blocks (size class or whole
+                             // pages, as the allocator charges them), pending frees included
   uint64_t blocks_held = 0;
 };
 static_assert(sizeof(ClientRecord) == 24);
+
+// A tenant's totals, or (name empty) those of the anonymous clients.
+//
+//   0                32        40          48          56        64       68     72
+//   +----------------+---------+-----------+-----------+---------+--------+------+
+//   | name (NUL-pad) | bytes   | blocks    | quota     | refused | clients| 0    |
+//   +----------------+---------+-----------+-----------+---------+--------+------+
+struct TenantRecord {
+  char name[32] = {};           // NUL-padded (auth::kMaxTenantName); all NUL: anonymous
+  uint64_t bytes_held = 0;      // as ClientRecord::bytes_held, summed over its clients
+  uint64_t blocks_held = 0;
+  uint64_t quota_bytes = 0;     // 0: no quota
+  uint64_t quota_refusals = 0;  // ALLOC elements refused with kQuotaExceeded (either quota)
+  uint32_t clients = 0;         // connected now
+  uint32_t reserved = 0;
+
+  std::string_view tenant() const { return {name, strnlen(name, sizeof name)}; }
+};
+static_assert(sizeof(TenantRecord) == 72);
 
 struct Stats {
   StatsHead head;
   std::vector<SectionRecord> sections;
   std::vector<ClientRecord> clients;
-  // Requested bytes the client holds; 0 if it has no record (none, or past
-  // the records the memnode sent).
+  std::vector<TenantRecord> tenants;
+  // Bytes the client holds (ClientRecord::bytes_held); 0 if it has no record
+  // (none, past the records the memnode sent, or not ours to see).
   uint64_t BytesHeldBy(uint32_t client_id) const {
     for (const ClientRecord& c : clients)
       if (c.client_id == client_id) return c.bytes_held;

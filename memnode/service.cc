@@ -5,8 +5,12 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 
 #include "alloc/sharry_allocator.h"
+#include "alloc/size_classes.h"
+#include "memnode/quota.h"
+#include "memnode/tenants.h"
 
 namespace sharry::memnode {
 
@@ -25,9 +29,10 @@ ElementCode ToElement(alloc::AllocStatus s) {
   return ElementCode::kInternal;
 }
 
-size_t WriteOk(uint16_t count, std::span<uint8_t> out) {
+size_t WriteOk(uint16_t count, std::span<uint8_t> out, uint32_t msglen = 0) {
   ReplyHeader r;
   r.count = count;
+  r.msglen = msglen;
   std::memcpy(out.data(), &r, sizeof r);
   return sizeof r;
 }
@@ -65,24 +70,49 @@ MemnodeService::MemnodeService(alloc::SharryAllocator* allocator, const ServiceO
     : allocator_(allocator),
       max_object_(o.max_object_bytes ? std::min(o.max_object_bytes, allocator->section_bytes())
                                      : allocator->section_bytes()),
-      max_batch_(std::min<uint16_t>(o.max_batch, kMaxBatch)) {}
+      max_batch_(std::min<uint16_t>(o.max_batch, kMaxBatch)),
+      ledger_(std::make_unique<QuotaLedger>(o.client_quota_bytes, o.tenants.get())) {}
+
+MemnodeService::~MemnodeService() = default;
 
 void MemnodeService::OnConnect(ClientId client, const Peer& peer) {
-  MutexLock l(&clients_mu_);
-  clients_.insert(client);
+  ledger_->Open(client, peer);
   LOG(INFO) << "memnode: client " << client << " connected"
             << (peer.session != client ? " to session " + std::to_string(peer.session) : std::string())
-            << (peer.tenant.empty() ? std::string(", anonymous") : ", tenant " + peer.tenant) << " ("
-            << clients_.size() << " now)";
+            << (peer.admin ? std::string(", admin") : peer.tenant.empty() ? std::string(", anonymous")
+                                                                          : ", tenant " + peer.tenant)
+            << " (" << ledger_->num_accounts() << " now)";
 }
 
 void MemnodeService::OnDisconnect(ClientId client) {
   alloc::ReclaimResult r = allocator_->FreeAllOf(client);
   reclaimed_blocks_ += r.blocks;
-  MutexLock l(&clients_mu_);
-  clients_.erase(client);
+  // The transport sends no request of this client after OnDisconnect, so
+  // what its account still holds is exactly what FreeAllOf reclaimed.
+  if (std::shared_ptr<QuotaAccount> a = ledger_->Close(client)) {
+    const uint64_t held = a->held.load();
+    LOG_IF(WARNING, held != r.bytes) << "memnode: client " << client << " was charged " << held
+                                     << " B but held " << r.bytes << " B at disconnect";
+    ledger_->Release(*a, held);
+  }
   LOG(INFO) << "memnode: client " << client << " gone; reclaimed " << r.blocks << " blocks (" << r.bytes
-            << " B); " << clients_.size() << " clients left";
+            << " B); " << ledger_->num_accounts() << " clients left";
+}
+
+std::shared_ptr<QuotaAccount> MemnodeService::AccountOf(ClientId c) {
+  if (std::shared_ptr<QuotaAccount> a = ledger_->Find(c)) return a;
+  return ledger_->Open(c, Peer{c, ""});
+}
+
+uint64_t MemnodeService::QuotaHeldBy(ClientId client) const {
+  std::shared_ptr<QuotaAccount> a = ledger_->Find(client);
+  return a ? a->held.load() : 0;
+}
+
+uint64_t MemnodeService::TenantQuotaHeld(std::string_view tenant) const {
+  for (const QuotaLedger::GroupView& v : ledger_->Groups())
+    if (v.group->name == tenant) return v.group->held.load();
+  return 0;
 }
 
 size_t MemnodeService::Handle(ClientId client, std::span<const uint8_t> req, std::span<uint8_t> out) {
@@ -106,7 +136,7 @@ size_t MemnodeService::Handle(ClientId client, std::span<const uint8_t> req, std
     case Opcode::kFree: return HandleFree(client, h, body, out);
     case Opcode::kStats:
       if (h.count != 0 || !body.empty()) return WriteErrorReply(Status::InvalidArgument("STATS takes no arguments"), out);
-      return HandleStats(out);
+      return HandleStats(client, out);
     case Opcode::kRenew:
       if (h.count != 0 || !body.empty()) return WriteErrorReply(Status::InvalidArgument("RENEW takes no arguments"), out);
       return WriteOk(0, out);  // arriving was the point: the transport renewed the lease
@@ -118,16 +148,22 @@ size_t MemnodeService::HandleAlloc(ClientId c, const RpcHeader& h, std::span<con
   if (Status s = CheckBatch("ALLOC", "sizes", h, body.size(), max_batch_, out.size(), sizeof(AllocEntry)); !s.ok())
     return WriteErrorReply(s, out);
   alloc_requests_++;
+  const std::shared_ptr<QuotaAccount> account = AccountOf(c);
   uint64_t sizes[kMaxBatch];
   std::memcpy(sizes, body.data(), body.size());
-  // Sizes the allocator must not see are answered here; the rest go in one batch.
+  // Sizes the allocator must not see, and elements past a quota, are
+  // answered here; the rest go in one batch, their bytes reserved first.
   uint64_t pass[kMaxBatch];
   uint16_t where[kMaxBatch];
   uint16_t n = 0;
   AllocEntry entries[kMaxBatch];
+  std::string note;  // the first quota refusal's message
   for (uint16_t i = 0; i < h.count; ++i) {
     if (sizes[i] == 0 || sizes[i] > max_object_) {
       entries[i].code = ElementCode::kInvalidSize;
+    } else if (Status q = ledger_->Reserve(*account, alloc::SizeMap::RoundedSize(sizes[i])); !q.ok()) {
+      entries[i].code = ElementCode::kQuotaExceeded;
+      if (note.empty()) note = q.message();
     } else {
       pass[n] = sizes[i];
       where[n++] = i;
@@ -136,31 +172,47 @@ size_t MemnodeService::HandleAlloc(ClientId c, const RpcHeader& h, std::span<con
   if (n > 0) {
     alloc::AllocResult res[kMaxBatch];
     allocator_->AllocBatch(c, {pass, n}, {res, n});
+    uint64_t refused = 0;
     for (uint16_t k = 0; k < n; ++k) {
       entries[where[k]].code = ToElement(res[k].status);
       entries[where[k]].offset = res[k].ok() ? res[k].offset : 0;
+      if (!res[k].ok()) refused += alloc::SizeMap::RoundedSize(pass[k]);
     }
+    if (refused > 0) ledger_->Release(*account, refused);
   }
-  size_t len = WriteOk(h.count, out);
-  std::memcpy(out.data() + len, entries, size_t{h.count} * sizeof(AllocEntry));
-  return len + size_t{h.count} * sizeof(AllocEntry);
+  const size_t entry_bytes = size_t{h.count} * sizeof(AllocEntry);
+  // The note is cut to fit the reply (it is for people, not for parsing).
+  const size_t note_bytes = std::min(note.size(), out.size() - sizeof(ReplyHeader) - entry_bytes);
+  size_t len = WriteOk(h.count, out, static_cast<uint32_t>(note_bytes));
+  std::memcpy(out.data() + len, entries, entry_bytes);
+  len += entry_bytes;
+  std::memcpy(out.data() + len, note.data(), note_bytes);
+  return len + note_bytes;
 }
 
 size_t MemnodeService::HandleFree(ClientId c, const RpcHeader& h, std::span<const uint8_t> body, std::span<uint8_t> out) {
   if (Status s = CheckBatch("FREE", "offsets", h, body.size(), max_batch_, out.size(), 1); !s.ok())
     return WriteErrorReply(s, out);
   free_requests_++;
+  const std::shared_ptr<QuotaAccount> account = AccountOf(c);
   uint64_t offsets[kMaxBatch];
   std::memcpy(offsets, body.data(), body.size());
   // The same offset twice in one batch: the second is a double free.
   alloc::AllocStatus res[kMaxBatch];
-  allocator_->FreeBatch(c, {offsets, h.count}, {res, h.count});
+  uint64_t freed = 0;
+  allocator_->FreeBatch(c, {offsets, h.count}, {res, h.count}, &freed);
+  if (freed > 0) ledger_->Release(*account, freed);
   size_t len = WriteOk(h.count, out);
   for (uint16_t i = 0; i < h.count; ++i) out[len + i] = static_cast<uint8_t>(ToElement(res[i]));
   return len + h.count;
 }
 
 Stats MemnodeService::CollectStats(size_t max_client_records) {
+  return Collect(nullptr, max_client_records, SIZE_MAX);
+}
+
+Stats MemnodeService::Collect(const QuotaAccount* viewer, size_t max_client_records, size_t max_tenant_records) {
+  const bool all = viewer == nullptr || viewer->admin;
   alloc::AllocatorStats a = allocator_->Stats();
   Stats s;
   s.head.uma_bytes = allocator_->uma_bytes();
@@ -182,35 +234,65 @@ Stats MemnodeService::CollectStats(size_t max_client_records) {
     r.requests_per_second = sec.requests_per_second;
     s.sections.push_back(r);
   }
+  // Tenant totals: the owners' usage summed by their group (an owner the
+  // ledger no longer knows, going away right now, counts as anonymous).
+  const std::vector<QuotaLedger::GroupView> groups = ledger_->Groups();
+  const std::unordered_map<ClientId, const QuotaGroup*> group_of = ledger_->GroupOfClients();
+  std::unordered_map<const QuotaGroup*, TenantRecord> totals;
   for (const auto& o : a.owners) {
-    if (s.clients.size() >= max_client_records) break;
-    ClientRecord r;
-    r.client_id = o.owner;
-    r.bytes_held = o.bytes;
-    r.blocks_held = o.blocks;
-    s.clients.push_back(r);
+    auto it = group_of.find(o.owner);
+    const QuotaGroup* g = it != group_of.end() ? it->second : groups[0].group;
+    if (!all && g != viewer->group) continue;
+    totals[g].bytes_held += o.bytes;
+    totals[g].blocks_held += o.blocks;
+    const bool visible = all || o.owner == viewer->id;
+    if (visible && s.clients.size() < max_client_records) {
+      ClientRecord r;
+      r.client_id = o.owner;
+      r.bytes_held = o.bytes;
+      r.blocks_held = o.blocks;
+      s.clients.push_back(r);
+    }
   }
-  {
-    MutexLock l(&clients_mu_);
-    s.head.clients = static_cast<uint32_t>(clients_.size());
+  for (const QuotaLedger::GroupView& v : groups) {
+    if (s.tenants.size() >= max_tenant_records) break;
+    if (!all && v.group != viewer->group) continue;
+    TenantRecord r = totals[v.group];
+    std::memcpy(r.name, v.group->name.data(), std::min(v.group->name.size(), sizeof r.name));
+    r.quota_bytes = v.group->quota_bytes;
+    r.quota_refusals = v.group->refusals.load();
+    r.clients = v.sessions;
+    s.tenants.push_back(r);
   }
+  s.head.clients = static_cast<uint32_t>(ledger_->num_accounts());
   s.head.sections = static_cast<uint32_t>(s.sections.size());
   s.head.client_records = static_cast<uint32_t>(s.clients.size());
+  s.head.tenant_records = static_cast<uint32_t>(s.tenants.size());
   return s;
 }
 
-size_t MemnodeService::HandleStats(std::span<uint8_t> out) {
+size_t MemnodeService::HandleStats(ClientId c, std::span<uint8_t> out) {
+  const std::shared_ptr<QuotaAccount> viewer = AccountOf(c);
   const size_t fixed = sizeof(ReplyHeader) + sizeof(StatsHead);
   const size_t sec_bytes = size_t{allocator_->num_sections()} * sizeof(SectionRecord);
   if (out.size() < fixed + sec_bytes) return WriteErrorReply(Status::Internal("STATS does not fit a message"), out);
-  Stats s = CollectStats((out.size() - fixed - sec_bytes) / sizeof(ClientRecord));
+  // Room for the tenants first (one for a non-admin), then the clients.
+  size_t room = out.size() - fixed - sec_bytes;
+  const size_t max_tenants = viewer->admin ? room / 2 / sizeof(TenantRecord) : std::min<size_t>(1, room / sizeof(TenantRecord));
+  Stats s = Collect(viewer.get(), SIZE_MAX, max_tenants);
+  room -= s.tenants.size() * sizeof(TenantRecord);
+  s.clients.resize(std::min(s.clients.size(), room / sizeof(ClientRecord)));  // the largest first
+  s.head.client_records = static_cast<uint32_t>(s.clients.size());
   size_t len = WriteOk(static_cast<uint16_t>(s.sections.size()), out);
-  std::memcpy(out.data() + len, &s.head, sizeof s.head);
-  len += sizeof s.head;
-  if (!s.sections.empty()) std::memcpy(out.data() + len, s.sections.data(), s.sections.size() * sizeof(SectionRecord));
-  len += s.sections.size() * sizeof(SectionRecord);
-  if (!s.clients.empty()) std::memcpy(out.data() + len, s.clients.data(), s.clients.size() * sizeof(ClientRecord));
-  return len + s.clients.size() * sizeof(ClientRecord);
+  auto put = [&](const void* p, size_t n) {
+    if (n != 0) std::memcpy(out.data() + len, p, n);
+    len += n;
+  };
+  put(&s.head, sizeof s.head);
+  put(s.sections.data(), s.sections.size() * sizeof(SectionRecord));
+  put(s.clients.data(), s.clients.size() * sizeof(ClientRecord));
+  put(s.tenants.data(), s.tenants.size() * sizeof(TenantRecord));
+  return len;
 }
 
 }  // namespace sharry::memnode

@@ -7,18 +7,30 @@
 // answers kNotOwner. When a client disconnects or dies, every block it holds
 // is reclaimed (FreeAllOf) and logged.
 //
+// Quotas (issue #11): each client may hold at most client_quota_bytes, and
+// the clients of one tenant together at most the tenant's quota_bytes (the
+// tenants file); an ALLOC element past either is refused with
+// kQuotaExceeded and the reply's note names the quota. Accounted in the
+// bytes the allocator charges (memnode/quota.h: QuotaLedger).
+//
+// STATS visibility: a client sees the totals, its own ClientRecord and its
+// tenant's TenantRecord (anonymous clients: the anonymous group's); a Peer
+// authenticated as the admin sees every record. CollectStats (in-process)
+// returns every record.
+//
 // Bad input is answered, never fatal: a malformed request gets a
 // request-level error and changes nothing; a bad element gets its own code.
 //
 // Thread-safety: Handle/OnConnect/OnDisconnect may run concurrently; the
-// allocator is reached only through its lock-free front end.
+// allocator is reached only through its lock-free front end, the quota
+// counters with atomics.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
-#include <set>
+#include <memory>
+#include <string_view>
 
-#include "base/mutex.h"
 #include "memnode/rpc.h"
 #include "verbs/transport.h"
 
@@ -26,38 +38,61 @@ namespace sharry::alloc {
 class SharryAllocator;  // alloc/sharry_allocator.h: internal to the build, not installed
 }  // namespace sharry::alloc
 
+namespace sharry {
+struct TenantsConfig;  // memnode/tenants.h: internal to the build, not installed
+}  // namespace sharry
+
 namespace sharry::memnode {
+
+class QuotaLedger;  // memnode/quota.h: internal to the build, not installed
+struct QuotaAccount;
 
 struct ServiceOptions {
   uint64_t max_object_bytes = 0;  // 0: one memory section
   uint16_t max_batch = kMaxBatch;
+  // Far memory one client (connection) may hold, in the bytes the allocator
+  // charges (size class or whole pages); 0: no cap. Anonymous clients too.
+  uint64_t client_quota_bytes = 0;
+  // The tenants (their quota_bytes); nullptr: no tenant quotas. Read at
+  // construction only.
+  std::shared_ptr<const TenantsConfig> tenants;
 };
 
 class MemnodeService final : public RequestHandler {
  public:
   MemnodeService(alloc::SharryAllocator* allocator, const ServiceOptions& options);
+  ~MemnodeService() override;
 
-  void OnConnect(ClientId client, const Peer& peer) override EXCLUDES(clients_mu_);
-  void OnDisconnect(ClientId client) override EXCLUDES(clients_mu_);
+  void OnConnect(ClientId client, const Peer& peer) override;
+  void OnDisconnect(ClientId client) override;
   size_t Handle(ClientId client, std::span<const uint8_t> request, std::span<uint8_t> response) override;
 
-  // The same numbers STATS returns.
-  Stats CollectStats(size_t max_client_records = 64) EXCLUDES(clients_mu_);
+  // What an admin's STATS returns: every section, the clients holding the
+  // most (up to max_client_records), every tenant (and the anonymous group).
+  Stats CollectStats(size_t max_client_records = 64);
   uint64_t max_object_bytes() const { return max_object_; }
+  // The bytes the quota ledger charges `client` now (pending frees not
+  // included); 0 for a client it does not know.
+  uint64_t QuotaHeldBy(ClientId client) const;
+  // The same for all clients of `tenant` together ("": the anonymous ones).
+  uint64_t TenantQuotaHeld(std::string_view tenant) const;
 
  private:
+  // The client's quota account; one is opened (anonymous) for a client that
+  // sends requests without OnConnect (tests driving Handle directly).
+  std::shared_ptr<QuotaAccount> AccountOf(ClientId c);
   size_t HandleAlloc(ClientId c, const RpcHeader& h, std::span<const uint8_t> body, std::span<uint8_t> out);
   size_t HandleFree(ClientId c, const RpcHeader& h, std::span<const uint8_t> body, std::span<uint8_t> out);
-  size_t HandleStats(std::span<uint8_t> out);
+  size_t HandleStats(ClientId c, std::span<uint8_t> out);
+  // STATS as `viewer` may see it (nullptr: everything), with at most
+  // max_client_records ClientRecords and max_tenant_records TenantRecords.
+  Stats Collect(const QuotaAccount* viewer, size_t max_client_records, size_t max_tenant_records);
 
   alloc::SharryAllocator* const allocator_;
   const uint64_t max_object_;
   const uint16_t max_batch_;
+  const std::unique_ptr<QuotaLedger> ledger_;
   std::atomic<uint64_t> alloc_requests_{0}, free_requests_{0}, reclaimed_blocks_{0};
-  // Connect/disconnect and STATS only, never on the data path; a leaf lock
-  // (the allocator is called with it released).
-  Mutex clients_mu_;
-  std::set<ClientId> clients_ GUARDED_BY(clients_mu_);
 };
 
 // Writes a request-level error reply into `out`; returns its length.

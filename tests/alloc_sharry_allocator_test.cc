@@ -92,7 +92,8 @@ TEST(SharryAllocatorTest, SectionsAndRouting) {
   offs.push_back(80 * kMiB);        // past the UMA
   std::vector<AllocStatus> st(offs.size());
   EXPECT_EQ(a.Free(4, offs[1]), AllocStatus::kNotOwner);
-  a.FreeBatch(3, offs, st);
+  uint64_t freed = 0;  // the rounded bytes of the frees accepted (the memnode's quotas)
+  a.FreeBatch(3, offs, st, &freed);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(st[i], AllocStatus::kOk) << i;
   EXPECT_EQ(st[5], AllocStatus::kNotAllocated);
   EXPECT_EQ(st[6], AllocStatus::kNotAllocated);
@@ -107,6 +108,7 @@ TEST(SharryAllocatorTest, SectionsAndRouting) {
   EXPECT_EQ(s.owners[0].blocks, 5u);
   EXPECT_EQ(s.owners[0].bytes, s.total.used_bytes);
   EXPECT_EQ(a.Usage(3).bytes, s.total.used_bytes);
+  EXPECT_EQ(freed, s.total.used_bytes) << "every block was freed: the pending ones are all there is";
   EXPECT_EQ(a.Usage(4).blocks, 0u);
   a.Flush();
   s = a.Stats();

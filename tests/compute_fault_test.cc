@@ -26,12 +26,13 @@ constexpr uint32_t kSize = 512;
 class ComputeFaultTest : public ::testing::Test {
  protected:
   void SetUp() override { StartMemnode(16u << 20); }
-  void StartMemnode(uint64_t uma, uint16_t port = 0) {
+  void StartMemnode(uint64_t uma, uint16_t port = 0, uint64_t client_quota = 0) {
     node_.reset();
     memnode::MemnodeOptions o;
     o.transport = TransportKind::kLoopback;
     o.server.port = port;
     o.uma_bytes = uma;
+    o.client_quota_bytes = client_quota;
     o.sections = 1;
     o.server.lease_ms = 0;  // no RENEWs: the requests counted are the test's
     o.free_batch = 1;       // FREEs are applied at once: live blocks are exact
@@ -95,6 +96,26 @@ class ComputeFaultTest : public ::testing::Test {
     uint64_t n = 0;
     for (const auto& o : objs) n += o.has_far_copy();
     return n;
+  }
+  // New objects of `size` bytes (object i filled with byte i) until New
+  // fails (at most 200); returns why.
+  static Status NewUntilRefused(Runtime& rt, uint32_t size, std::vector<RemoteObject>* objs) {
+    for (int i = 0; i < 200; ++i) {
+      std::vector<uint8_t> v(size, static_cast<uint8_t>(i));
+      auto o = rt.New(size, v.data());
+      if (!o.ok()) return o.status();
+      objs->push_back(std::move(*o));
+    }
+    return Status::Ok();
+  }
+  // Every object of NewUntilRefused still reads back.
+  static void ExpectReadable(Runtime& rt, const std::vector<RemoteObject>& objs, uint32_t size) {
+    for (size_t i = 0; i < objs.size(); ++i) {
+      DerefScope s(rt);
+      auto p = objs[i].Deref(s, false);
+      ASSERT_TRUE(p.ok()) << i << ": " << p.status();
+      EXPECT_EQ(static_cast<uint8_t*>(*p)[size - 1], static_cast<uint8_t>(i));
+    }
   }
   static bool WaitHealthy(Runtime& rt) {
     return sharry::testing::Eventually([&] { return rt.health().ok(); });
@@ -274,13 +295,7 @@ TEST_F(ComputeFaultTest, AllocRefusedTinyUmaBoundsLocalUsage) {
   ASSERT_TRUE(rt);
   const uint32_t size = 16 << 10;  // 64 of them fill the UMA
   std::vector<RemoteObject> objs;
-  Status refused;
-  for (int i = 0; i < 200 && refused.ok(); ++i) {
-    std::vector<uint8_t> v(size, static_cast<uint8_t>(i));
-    auto o = rt->New(size, v.data());
-    if (!o.ok()) refused = o.status();
-    else objs.push_back(std::move(*o));
-  }
+  const Status refused = NewUntilRefused(*rt, size, &objs);
   EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused;
   auto st = rt->Stats();
   EXPECT_EQ(st.far_exhausted, 1u);
@@ -289,12 +304,38 @@ TEST_F(ComputeFaultTest, AllocRefusedTinyUmaBoundsLocalUsage) {
   EXPECT_EQ(rt->local_limit_bytes(), opts.local_budget_bytes + opts.local_budget_bytes / 8);
   EXPECT_TRUE(rt->health().ok()) << rt->health();  // exhaustion is not a failure of the memnode
   EXPECT_GT(FarObjects(objs), 0u);
-  for (size_t i = 0; i < objs.size(); ++i) {
-    DerefScope s(*rt);
-    auto p = objs[i].Deref(s, false);
-    ASSERT_TRUE(p.ok()) << i << ": " << p.status();
-    EXPECT_EQ(static_cast<uint8_t*>(*p)[size - 1], static_cast<uint8_t>(i));
-  }
+  ExpectReadable(*rt, objs, size);
+}
+
+// The same row for a quota (issue #11): the memnode refuses ALLOCs past our
+// client's quota (kQuotaExceeded) with plenty of far memory free. Handled as
+// far memory exhausted: objects stay local within budget + budget/8, New()
+// past it fails ResourceExhausted; the error, the eviction status and the
+// counters say "quota exceeded" and carry the memnode's note.
+TEST_F(ComputeFaultTest, QuotaExceededKeepsObjectsLocalAndSaysSo) {
+  StartMemnode(16u << 20, 0, 256 << 10);
+  auto opts = Options(64 << 10);
+  auto rt = Make(opts);
+  ASSERT_TRUE(rt);
+  const uint32_t size = 16 << 10;  // 16 of them fill the quota
+  std::vector<RemoteObject> objs;
+  const Status refused = NewUntilRefused(*rt, size, &objs);
+  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused;
+  EXPECT_NE(refused.message().find("far-memory quota exceeded"), std::string::npos) << refused;
+  EXPECT_NE(refused.message().find("client quota 256.0 KiB"), std::string::npos) << refused;
+  const Status ev = rt->eviction_status();
+  EXPECT_TRUE(memnode::IsQuotaExceeded(ev)) << ev;
+  EXPECT_NE(ev.message().find("client quota 256.0 KiB: holds 256.0 KiB"), std::string::npos) << ev;
+  auto st = rt->Stats();
+  EXPECT_EQ(st.far_exhausted, 1u);
+  EXPECT_EQ(st.quota_exceeded, 1u);
+  EXPECT_GE(st.refused_local, 1u);
+  EXPECT_LE(st.peak_local_bytes, rt->local_limit_bytes() + size);
+  EXPECT_TRUE(rt->health().ok()) << rt->health();  // a quota is not a failure of the memnode
+  EXPECT_EQ(FarObjects(objs), 16u);
+  EXPECT_EQ(node_->service().QuotaHeldBy(rt->control_client_id()), 256u << 10);
+  EXPECT_LT(node_->service().CollectStats().head.used_bytes, 1u << 20);  // far memory was not the limit
+  ExpectReadable(*rt, objs, size);
 }
 
 // The same row with the refusal injected at the request level: one ALLOC

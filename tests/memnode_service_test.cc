@@ -4,12 +4,17 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <map>
+#include <random>
+#include <thread>
 #include <vector>
 
 #include "alloc/sharry_allocator.h"
+#include "alloc/size_classes.h"
 #include "memnode/rpc.h"
+#include "memnode/tenants.h"
 
 namespace sharry::memnode {
 namespace {
@@ -58,6 +63,26 @@ class ServiceTest : public ::testing::Test {
     return codes;
   }
   uint64_t Live() { return service_->CollectStats().head.live_blocks; }
+  // Replaces the service (the allocator stays) with one built from `o`.
+  void Rebuild(const ServiceOptions& o) {
+    service_ = std::make_unique<MemnodeService>(allocator_.get(), o);
+  }
+  // An ALLOC's reply note (why an element was refused), "" if none.
+  std::string NoteOf(ClientId c, const std::vector<uint64_t>& sizes, std::vector<AllocEntry>* entries) {
+    auto reply = Call(c, EncodeAlloc(sizes));
+    auto h = DecodeReplyHeader(reply, sizeof(AllocEntry));
+    EXPECT_TRUE(h.ok()) << h.status();
+    if (!h.ok()) return "";
+    entries->resize(sizes.size());
+    std::memcpy(entries->data(), reply.data() + sizeof(ReplyHeader), sizes.size() * sizeof(AllocEntry));
+    const size_t at = sizeof(ReplyHeader) + sizes.size() * sizeof(AllocEntry);
+    return std::string(reinterpret_cast<const char*>(reply.data()) + at, h->msglen);
+  }
+  Stats StatsAs(ClientId c) {
+    auto s = DecodeStats(Call(c, EncodeStats()));
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *s : Stats{};
+  }
 
   std::unique_ptr<alloc::SharryAllocator> allocator_;
   std::unique_ptr<MemnodeService> service_;
@@ -280,6 +305,294 @@ TEST_F(ServiceTest, StatsReplyDecodes) {
   // A corrupted reply is refused, not misread.
   reply.pop_back();
   EXPECT_EQ(DecodeStats(reply).status().code(), StatusCode::kProtocol);
+}
+
+
+// ------------------------------------------------------------ quotas (issue #11)
+
+std::shared_ptr<const TenantsConfig> Tenants(std::initializer_list<std::pair<const char*, uint64_t>> quotas) {
+  auto cfg = std::make_shared<TenantsConfig>();
+  for (auto [name, bytes] : quotas) {
+    Tenant t;
+    t.name = name;
+    t.quota_bytes = bytes;
+    t.max_clients = 16;
+    cfg->tenants.push_back(std::move(t));
+  }
+  return cfg;
+}
+
+// The per-client cap: an ALLOC element past it is refused with its own code
+// and the reply's note names the quota; the elements that fit are served;
+// a FREE gives its bytes back; the unit is the rounded (charged) size.
+TEST_F(ServiceTest, ClientQuotaRefusesPastTheCapAndFreeGivesBack) {
+  ServiceOptions o;
+  o.client_quota_bytes = 64 << 10;
+  Rebuild(o);
+  service_->OnConnect(1, Peer{1, ""});
+  service_->OnConnect(2, Peer{2, ""});
+  std::vector<AllocEntry> e;
+  EXPECT_EQ(NoteOf(1, std::vector<uint64_t>(15, 4096), &e), "");
+  for (auto& x : e) ASSERT_EQ(x.code, ElementCode::kOk);
+  EXPECT_EQ(service_->QuotaHeldBy(1), 60u << 10);
+  // 4 KiB fit, the two elements after it do not; the 8 B one after them does not
+  // fit either (64 KiB held exactly).
+  const std::string note = NoteOf(1, {4096, 4096, 8192, 8}, &e);
+  EXPECT_EQ(e[0].code, ElementCode::kOk);
+  EXPECT_EQ(e[1].code, ElementCode::kQuotaExceeded);
+  EXPECT_EQ(e[2].code, ElementCode::kQuotaExceeded);
+  EXPECT_EQ(e[3].code, ElementCode::kQuotaExceeded);
+  EXPECT_EQ(note, "client quota 64.0 KiB: holds 64.0 KiB, asked 4.0 KiB");
+  EXPECT_EQ(service_->QuotaHeldBy(1), 64u << 10);
+  // The status a client library makes of it.
+  Status st = ElementStatus(e[1].code, "ALLOC of 4096 B", note);
+  EXPECT_EQ(st.code(), StatusCode::kOutOfMemory);
+  EXPECT_TRUE(IsQuotaExceeded(st)) << st;
+  EXPECT_FALSE(IsQuotaExceeded(ElementStatus(ElementCode::kOutOfMemory, "ALLOC of 4096 B")));
+  EXPECT_NE(st.message().find("client quota 64.0 KiB"), std::string::npos) << st;
+  // Another client has its own cap.
+  EXPECT_EQ(Alloc(2, {32 << 10})[0].code, ElementCode::kOk);
+  // FREE gives back at once (the allocator's free is still pending).
+  EXPECT_EQ(Free(1, {e[0].offset})[0], ElementCode::kOk);
+  EXPECT_EQ(service_->QuotaHeldBy(1), 60u << 10);
+  EXPECT_EQ(Alloc(1, {4096})[0].code, ElementCode::kOk);
+  // Rounded bytes: 3000 B is charged as its size class.
+  EXPECT_EQ(Alloc(2, {3000})[0].code, ElementCode::kOk);
+  EXPECT_EQ(service_->QuotaHeldBy(2), (32u << 10) + alloc::SizeMap::RoundedSize(3000));
+  allocator_->Flush();
+  EXPECT_EQ(allocator_->Usage(1).bytes, service_->QuotaHeldBy(1));
+  EXPECT_EQ(allocator_->Usage(2).bytes, service_->QuotaHeldBy(2));
+  // A single element larger than the cap.
+  EXPECT_EQ(Alloc(2, {128 << 10})[0].code, ElementCode::kQuotaExceeded);
+  // Refusals are counted in the client's group (the anonymous one).
+  Stats s = service_->CollectStats();
+  ASSERT_EQ(s.tenants.size(), 1u);
+  EXPECT_EQ(s.tenants[0].quota_refusals, 4u);
+}
+
+// A tenant's quota is shared by its clients; other tenants and anonymous
+// clients are not bound by it; a client's disconnect gives its bytes back.
+TEST_F(ServiceTest, TenantQuotaIsSharedByItsClients) {
+  ServiceOptions o;
+  o.tenants = Tenants({{"alice", 64 << 10}, {"bob", 1 << 20}});
+  Rebuild(o);
+  service_->OnConnect(1, Peer{1, "alice"});
+  service_->OnConnect(2, Peer{2, "alice"});
+  service_->OnConnect(3, Peer{3, "bob"});
+  service_->OnConnect(4, Peer{4, ""});
+  for (auto& x : Alloc(1, std::vector<uint64_t>(10, 4096))) ASSERT_EQ(x.code, ElementCode::kOk);
+  std::vector<AllocEntry> e;
+  const std::string note = NoteOf(2, std::vector<uint64_t>(8, 4096), &e);
+  int ok = 0;
+  for (auto& x : e) ok += x.code == ElementCode::kOk;
+  EXPECT_EQ(ok, 6);  // 10 + 6 = 16 blocks of 4 KiB: alice's 64 KiB
+  EXPECT_EQ(e[7].code, ElementCode::kQuotaExceeded);
+  EXPECT_EQ(note, "tenant alice quota 64.0 KiB: holds 64.0 KiB, asked 4.0 KiB");
+  EXPECT_EQ(service_->TenantQuotaHeld("alice"), 64u << 10);
+  EXPECT_EQ(Alloc(3, {512 << 10})[0].code, ElementCode::kOk);  // bob
+  EXPECT_EQ(Alloc(4, {512 << 10})[0].code, ElementCode::kOk);  // anonymous: no group quota
+  // Client 1 goes away: its 40 KiB come back to alice.
+  service_->OnDisconnect(1);
+  EXPECT_EQ(service_->TenantQuotaHeld("alice"), 24u << 10);
+  for (auto& x : Alloc(2, std::vector<uint64_t>(10, 4096))) EXPECT_EQ(x.code, ElementCode::kOk);
+  EXPECT_EQ(Alloc(2, {8})[0].code, ElementCode::kQuotaExceeded);
+  Stats s = service_->CollectStats();
+  ASSERT_EQ(s.tenants.size(), 3u);  // anonymous, alice, bob
+  EXPECT_EQ(s.tenants[1].tenant(), "alice");
+  EXPECT_EQ(s.tenants[1].quota_bytes, 64u << 10);
+  EXPECT_EQ(s.tenants[1].bytes_held, 64u << 10);
+  EXPECT_EQ(s.tenants[1].blocks_held, 16u);
+  EXPECT_EQ(s.tenants[1].clients, 1u);
+  EXPECT_EQ(s.tenants[1].quota_refusals, 3u);  // 2 elements of client 2, then 1
+  EXPECT_EQ(s.tenants[2].tenant(), "bob");
+  EXPECT_EQ(s.tenants[2].bytes_held, 512u << 10);
+}
+
+// Several poller threads serving one client (and one tenant) at once never
+// take it past its cap: the bytes are reserved before the allocator is asked.
+TEST_F(ServiceTest, ConcurrentAllocsNeverPassTheCap) {
+  ServiceOptions o;
+  o.client_quota_bytes = 1 << 20;
+  o.tenants = Tenants({{"alice", 1536 << 10}});
+  Rebuild(o);
+  service_->OnConnect(1, Peer{1, "alice"});
+  service_->OnConnect(2, Peer{2, "alice"});
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> worst_client{0}, worst_tenant{0};
+  std::thread watcher([&] {
+    while (!stop.load()) {
+      worst_client = std::max<uint64_t>(worst_client, service_->QuotaHeldBy(1));
+      worst_tenant = std::max<uint64_t>(worst_tenant, service_->TenantQuotaHeld("alice"));
+    }
+  });
+  auto worker = [&](ClientId c, int seed) {
+    std::mt19937 rng(seed);
+    std::vector<uint64_t> mine;
+    for (int round = 0; round < 300; ++round) {
+      std::vector<uint64_t> sizes(1 + rng() % 16);
+      for (auto& x : sizes) x = 1024 + rng() % (24 << 10);
+      for (auto& x : Alloc(c, sizes)) {
+        EXPECT_TRUE(x.code == ElementCode::kOk || x.code == ElementCode::kQuotaExceeded)
+            << ElementCodeName(x.code);
+        if (x.code == ElementCode::kOk) mine.push_back(x.offset);
+      }
+      if (rng() % 3 == 0 && !mine.empty()) {
+        std::vector<uint64_t> some(mine.begin(), mine.begin() + std::min<size_t>(mine.size(), 1 + rng() % 8));
+        mine.erase(mine.begin(), mine.begin() + some.size());
+        for (auto code : Free(c, some)) EXPECT_EQ(code, ElementCode::kOk);
+      }
+    }
+  };
+  // Two threads on client 1 (its cap), one on client 2 (the tenant's quota).
+  std::thread a(worker, 1, 1), b(worker, 1, 2), d(worker, 2, 3);
+  a.join();
+  b.join();
+  d.join();
+  stop = true;
+  watcher.join();
+  EXPECT_LE(worst_client.load(), 1u << 20);
+  EXPECT_LE(worst_tenant.load(), 1536u << 10);
+  allocator_->Flush();
+  EXPECT_EQ(allocator_->Usage(1).bytes, service_->QuotaHeldBy(1));
+  EXPECT_EQ(allocator_->Usage(2).bytes, service_->QuotaHeldBy(2));
+  EXPECT_LE(allocator_->Usage(1).bytes, 1u << 20);
+  EXPECT_LE(allocator_->Usage(1).bytes + allocator_->Usage(2).bytes, 1536u << 10);
+  EXPECT_GT(service_->CollectStats().tenants[1].quota_refusals, 0u) << "the test never reached a quota";
+}
+
+// After random ALLOCs, FREEs, disconnects and reconnects of clients of two
+// tenants and anonymous ones, the quota counters equal the allocator's.
+TEST_F(ServiceTest, QuotaCountersReconcileWithTheAllocator) {
+  ServiceOptions o;
+  o.client_quota_bytes = 512 << 10;
+  o.tenants = Tenants({{"alice", 1 << 20}, {"bob", 768 << 10}});
+  Rebuild(o);
+  const char* tenant_of[] = {"", "alice", "alice", "bob", "bob", "", ""};
+  constexpr ClientId kN = 6;
+  std::map<ClientId, std::vector<uint64_t>> held;
+  ClientId next_id[kN + 1];
+  for (ClientId c = 1; c <= kN; ++c) {
+    next_id[c] = c;
+    service_->OnConnect(c, Peer{c, tenant_of[c]});
+  }
+  std::mt19937 rng(7);
+  for (int step = 0; step < 3000; ++step) {
+    const ClientId slot = 1 + rng() % kN;
+    const ClientId c = next_id[slot];
+    const int op = rng() % 20;
+    if (op < 11) {
+      std::vector<uint64_t> sizes(1 + rng() % 8);
+      // Small classes, and large blocks of whole pages (320 KiB, 160 KiB, ...).
+      for (auto& x : sizes) x = rng() % 3 == 0 ? ((320u << 10) - rng() % 5000) >> (rng() % 6) : 8 + rng() % 5000;
+      for (auto& x : Alloc(c, sizes))
+        if (x.code == ElementCode::kOk) held[c].push_back(x.offset);
+    } else if (op < 19) {
+      auto& mine = held[c];
+      if (mine.empty()) continue;
+      std::shuffle(mine.begin(), mine.end(), rng);
+      std::vector<uint64_t> some(mine.begin(), mine.begin() + std::min<size_t>(mine.size(), 1 + rng() % 6));
+      mine.erase(mine.begin(), mine.begin() + some.size());
+      for (auto code : Free(c, some)) ASSERT_EQ(code, ElementCode::kOk);
+    } else {
+      service_->OnDisconnect(c);
+      held.erase(c);
+      next_id[slot] = c + kN;  // the same tenant reconnects under a new id
+      service_->OnConnect(next_id[slot], Peer{next_id[slot], tenant_of[slot]});
+    }
+  }
+  allocator_->Flush();
+  std::map<std::string, uint64_t> by_tenant;
+  for (ClientId slot = 1; slot <= kN; ++slot) {
+    const ClientId c = next_id[slot];
+    EXPECT_EQ(service_->QuotaHeldBy(c), allocator_->Usage(c).bytes) << "client " << c;
+    EXPECT_LE(service_->QuotaHeldBy(c), 512u << 10);
+    by_tenant[tenant_of[slot]] += allocator_->Usage(c).bytes;
+  }
+  for (const auto& [t, bytes] : by_tenant) EXPECT_EQ(service_->TenantQuotaHeld(t), bytes) << "tenant '" << t << "'";
+  EXPECT_LE(by_tenant["alice"], 1u << 20);
+  EXPECT_LE(by_tenant["bob"], 768u << 10);
+  Stats s = service_->CollectStats(1000);
+  uint64_t sum = 0;
+  for (const TenantRecord& t : s.tenants) {
+    EXPECT_EQ(t.bytes_held, by_tenant[std::string(t.tenant())]) << t.tenant();
+    sum += t.bytes_held;
+  }
+  EXPECT_EQ(sum, s.head.used_bytes);
+  for (ClientId slot = 1; slot <= kN; ++slot) service_->OnDisconnect(next_id[slot]);
+  for (const auto& [t, bytes] : by_tenant) EXPECT_EQ(service_->TenantQuotaHeld(t), 0u) << t;
+  EXPECT_EQ(service_->CollectStats().head.live_blocks, 0u);
+}
+
+// ------------------------------------------------------------ STATS visibility
+
+// A client sees the totals, its own record and its tenant's totals; not
+// another client's id; the admin sees every record.
+TEST_F(ServiceTest, StatsShowAClientOnlyItsOwnRecordAndItsTenant) {
+  ServiceOptions o;
+  o.tenants = Tenants({{"alice", 1 << 20}, {"bob", 2 << 20}});
+  Rebuild(o);
+  service_->OnConnect(11, Peer{11, "alice"});
+  service_->OnConnect(12, Peer{12, "bob"});
+  service_->OnConnect(13, Peer{13, "alice"});
+  service_->OnConnect(14, Peer{14, ""});
+  service_->OnConnect(15, Peer{15, "", true});  // the admin
+  Alloc(11, {4096, 4096});
+  Alloc(12, {8192});
+  Alloc(13, {4096});
+  Alloc(14, {100});
+  auto ids = [](const Stats& s) {
+    std::vector<uint32_t> v;
+    for (const auto& r : s.clients) v.push_back(r.client_id);
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  const Stats a = StatsAs(11);
+  EXPECT_EQ(ids(a), std::vector<uint32_t>{11});
+  EXPECT_EQ(a.BytesHeldBy(11), 8192u);
+  EXPECT_EQ(a.BytesHeldBy(12), 0u);  // B's record is not ours to see
+  EXPECT_EQ(a.head.live_blocks, 5u);  // the totals are
+  EXPECT_EQ(a.head.clients, 5u);
+  ASSERT_EQ(a.tenants.size(), 1u);
+  EXPECT_EQ(a.tenants[0].tenant(), "alice");
+  EXPECT_EQ(a.tenants[0].blocks_held, 3u);  // 11's and 13's
+  EXPECT_EQ(a.tenants[0].bytes_held, 12288u);
+  EXPECT_EQ(a.tenants[0].clients, 2u);
+  EXPECT_EQ(a.tenants[0].quota_bytes, 1u << 20);
+  EXPECT_EQ(FormatStats(a).find("client 12"), std::string::npos) << FormatStats(a);
+  EXPECT_EQ(FormatStats(a).find("bob"), std::string::npos) << FormatStats(a);
+  EXPECT_NE(FormatStats(a).find("tenant alice"), std::string::npos) << FormatStats(a);
+
+  const Stats b = StatsAs(12);
+  EXPECT_EQ(ids(b), std::vector<uint32_t>{12});
+  ASSERT_EQ(b.tenants.size(), 1u);
+  EXPECT_EQ(b.tenants[0].tenant(), "bob");
+
+  // Anonymous: the anonymous group's totals.
+  const Stats anon = StatsAs(14);
+  EXPECT_EQ(ids(anon), std::vector<uint32_t>{14});
+  ASSERT_EQ(anon.tenants.size(), 1u);
+  EXPECT_TRUE(anon.tenants[0].tenant().empty());
+  EXPECT_EQ(anon.tenants[0].blocks_held, 1u);
+  EXPECT_EQ(anon.tenants[0].clients, 2u);  // 14 and the admin (no tenant)
+  EXPECT_NE(FormatStats(anon).find("anonymous clients"), std::string::npos);
+
+  // A client that holds nothing sees no client record, still its tenant's.
+  service_->OnConnect(16, Peer{16, "alice"});
+  const Stats idle = StatsAs(16);
+  EXPECT_TRUE(idle.clients.empty());
+  ASSERT_EQ(idle.tenants.size(), 1u);
+  EXPECT_EQ(idle.tenants[0].clients, 3u);
+
+  // The admin: everyone.
+  const Stats all = StatsAs(15);
+  EXPECT_EQ(ids(all), (std::vector<uint32_t>{11, 12, 13, 14}));
+  ASSERT_EQ(all.tenants.size(), 3u);
+  EXPECT_TRUE(all.tenants[0].tenant().empty());
+  EXPECT_EQ(all.tenants[0].clients, 2u);  // 14 and the admin
+  EXPECT_EQ(all.tenants[1].tenant(), "alice");
+  EXPECT_EQ(all.tenants[2].tenant(), "bob");
+  // CollectStats (in-process) returns everything as well.
+  EXPECT_EQ(ids(service_->CollectStats()), ids(all));
 }
 
 }  // namespace

@@ -49,6 +49,9 @@ DEFINE_bool(busy_poll, false, "section threads and pollers never sleep (dedicate
 SHARRY_FLAG(int32, stats_interval, 10, 0, 86400, "seconds between stats lines in the log (0: never)");
 SHARRY_FLAG(int32, max_clients, 256, 1, 65536, "connections served at once");
 DEFINE_uint64(max_object_kb, 0, "largest object in KiB, 0..the UMA's size (0: one section)");
+SHARRY_FLAG(uint64, client_quota_mb, 0, 0, sharry::flags::kMaxFlagMiB,
+            "far memory one client may hold, in MiB of allocated blocks (0: no cap); "
+            "an ALLOC past it is refused with QUOTA_EXCEEDED");
 // Hostile and failing peers (docs/security.md).
 SHARRY_FLAG(int32, client_lease_s, 30, 0, 86400,
             "a client that sends nothing for this long (a frozen or vanished process) has its connections "
@@ -100,6 +103,7 @@ int Main(int argc, char** argv) {
   o.stats_interval_s = FLAGS_stats_interval;
   o.server.max_clients = FLAGS_max_clients;
   o.max_object_bytes = FLAGS_max_object_kb << 10;
+  o.client_quota_bytes = FLAGS_client_quota_mb << 20;
   o.server.lease_ms = static_cast<uint32_t>(FLAGS_client_lease_s) * 1000;
   o.server.max_handshakes = FLAGS_max_handshakes;
   o.server.handshake_timeout_ms = FLAGS_handshake_timeout_ms;
@@ -114,6 +118,7 @@ int Main(int argc, char** argv) {
     LOG(INFO) << "memnode: " << tenants->tenants.size() << " tenant(s) from " << FLAGS_tenants_file
               << (tenants->admin.empty() ? ", no admin" : ", an admin")
               << (FLAGS_insecure_anonymous ? "; anonymous clients served too (--insecure_anonymous)" : "");
+    o.tenants = std::make_shared<const sharry::TenantsConfig>(std::move(*tenants));  // their quotas
   } else if (!IsLoopback(FLAGS_listen) && !FLAGS_insecure_anonymous) {
     f::ExitOnBadFlags("memnode", sharry::Status::InvalidArgument(
                                      "--listen=" + FLAGS_listen +

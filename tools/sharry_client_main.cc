@@ -71,11 +71,13 @@ int Fail(const sharry::Status& s, const char* what) {
 int FailRun(Runtime& rt, const sharry::Status& s, const char* what) {
   const auto st = rt.Stats();
   std::fprintf(stderr, "sharry_client: %s: %s\nsharry_client: peak_local_bytes=%llu local_limit_bytes=%llu "
-               "failed_far_accesses=%llu lost_objects=%llu far_exhausted=%llu\n", what, s.ToString().c_str(),
+               "failed_far_accesses=%llu lost_objects=%llu far_exhausted=%llu quota_exceeded=%llu\n", what,
+               s.ToString().c_str(),
                static_cast<unsigned long long>(st.peak_local_bytes),
                static_cast<unsigned long long>(rt.local_limit_bytes()),
                static_cast<unsigned long long>(st.failed_far_accesses),
-               static_cast<unsigned long long>(st.lost_objects), static_cast<unsigned long long>(st.far_exhausted));
+               static_cast<unsigned long long>(st.lost_objects), static_cast<unsigned long long>(st.far_exhausted),
+               static_cast<unsigned long long>(st.quota_exceeded));
   // At once: tearing the runtime down could wait for an in-flight reconnect
   // step (up to op_timeout_ms); the memnode reclaims our blocks anyway.
   std::fflush(nullptr);

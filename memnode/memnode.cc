@@ -2,7 +2,10 @@
 
 #include <glog/logging.h>
 
+#include <cstdint>
+
 #include "alloc/sharry_allocator.h"
+#include "memnode/metrics_http.h"
 #include "memnode/page_owners.h"
 
 namespace sharry::memnode {
@@ -44,6 +47,20 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
             << static_cast<void*>(m->uma_->base()) << ", " << o.sections << " section(s) of "
             << m->allocator_->section_bytes() << " B, " << TransportName(o.transport) << " on "
             << o.server.listen_addr << ":" << m->port();
+  if (o.metrics.enabled) {
+    Memnode* raw = m.get();
+    auto metrics = MetricsHttpServer::Start(o.metrics, [raw](const MetricsHttpServer::Counters& c) {
+      MemnodeCounters mc;
+      mc.zeroed_bytes = raw->zeroed_bytes();
+      mc.metrics_scrapes = c.scrapes;
+      mc.metrics_refused_requests = c.refused;
+      // Every client's record, folded into totals (no per-client series).
+      return FormatPrometheus(raw->service_->CollectStats(SIZE_MAX), mc, {});
+    });
+    if (!metrics.ok()) return metrics.status();
+    m->metrics_ = std::move(*metrics);
+    LOG(INFO) << "memnode: metrics on http://" << o.metrics.listen_addr << ":" << m->metrics_->port() << "/metrics";
+  }
   if (o.stats_interval_s > 0) {
     Memnode* raw = m.get();
     m->stats_thread_ = std::thread([raw, s = o.stats_interval_s] { raw->StatsLoop(s); });
@@ -52,6 +69,8 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
 }
 
 uint64_t Memnode::zeroed_bytes() const { return pages_->zeroed_bytes(); }
+
+uint16_t Memnode::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
 void Memnode::StatsLoop(int interval_s) {
   MutexLock l(&stop_mu_);
@@ -73,6 +92,7 @@ Memnode::~Memnode() {
   }
   stop_cv_.SignalAll();
   if (stats_thread_.joinable()) stats_thread_.join();
+  metrics_.reset();    // no more scrapes
   server_.reset();     // no more requests; disconnects reclaim their blocks
   service_.reset();
   allocator_.reset();  // stops the section threads

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/mutex.h"
+#include "memnode/metrics.h"
 #include "memnode/service.h"  // also declares alloc::SharryAllocator (not installed)
 #include "memnode/uma.h"
 #include "verbs/transport.h"
@@ -22,6 +23,8 @@ class PageOwnerMap;  // memnode/page_owners.h (not installed)
 }
 
 namespace sharry::memnode {
+
+class MetricsHttpServer;  // memnode/metrics_http.h (not installed)
 
 struct MemnodeOptions {
   TransportKind transport = TransportKind::kTcp;
@@ -42,6 +45,7 @@ struct MemnodeOptions {
   bool busy_poll = false;          // section threads and pollers never sleep
   int stats_interval_s = 0;        // 0: no periodic stats log
   uint64_t max_object_bytes = 0;   // 0: one section
+  MetricsOptions metrics;          // the Prometheus endpoint (off by default)
 };
 
 class Memnode {
@@ -56,6 +60,8 @@ class Memnode {
   size_t num_clients() const { return server_->num_clients(); }
   // Bytes of far memory zeroed so far because they left their owner.
   uint64_t zeroed_bytes() const;
+  // The port of the metrics endpoint; 0 if it is off.
+  uint16_t metrics_port() const;
 
  private:
   Memnode() = default;
@@ -69,6 +75,8 @@ class Memnode {
   std::unique_ptr<alloc::SharryAllocator> allocator_;
   std::unique_ptr<MemnodeService> service_;
   std::unique_ptr<TransportServer> server_;
+  // Started last, stopped first: it reads service_ and pages_.
+  std::unique_ptr<MetricsHttpServer> metrics_;
   // A leaf lock (the stats thread collects stats with it released).
   Mutex stop_mu_;
   CondVar stop_cv_;  // with stop_mu_: stop_ was set

@@ -50,6 +50,10 @@ SHARRY_FLAG(uint64, max_unsent_kb, 4096, 64, 4194304,
 SHARRY_FLAG(int32, stall_timeout_ms, 10000, 1, 3600000,
             "tcp: a connection over --max_unsent_kb that takes nothing for this long is dropped");
 SHARRY_FLAG(int32, keepalive_s, 10, 0, 3600, "tcp keepalive idle seconds before probing a silent peer (0: off)");
+// The Prometheus endpoint (docs/memnode.md, docs/security.md).
+SHARRY_FLAG(int32, metrics_port, 0, 0, 65535, "serve Prometheus metrics (GET /metrics) on this port (0: off)");
+DEFINE_string(metrics_listen, "127.0.0.1",
+              "address of the metrics endpoint; it has no authentication, so a non-loopback one is logged");
 
 namespace {
 
@@ -91,8 +95,15 @@ int Main(int argc, char** argv) {
   o.server.max_unsent_bytes = FLAGS_max_unsent_kb << 10;
   o.server.stall_timeout_ms = FLAGS_stall_timeout_ms;
   o.server.keepalive_s = FLAGS_keepalive_s;
+  o.metrics.enabled = FLAGS_metrics_port != 0;
+  o.metrics.port = static_cast<uint16_t>(FLAGS_metrics_port);
+  o.metrics.listen_addr = FLAGS_metrics_listen;
+  o.metrics.allow_non_loopback = !gflags::GetCommandLineFlagInfoOrDie("metrics_listen").is_default;
   auto m = sharry::memnode::Memnode::Start(o);
   if (!m.ok()) {
+    // The metrics endpoint's address or port cannot be served: its errors
+    // name the flag (MetricsHttpServer::Start), a bad flag's exit status 2.
+    if (m.status().message().starts_with("--metrics_")) f::ExitOnBadFlags("memnode", m.status());
     std::fprintf(stderr, "memnode: cannot start: %s\n", m.status().ToString().c_str());
     return 1;
   }

@@ -22,8 +22,8 @@ namespace {
 // into buffers of their own.
 constexpr size_t kConnectionMemory = 16 << 10;
 constexpr int kListenBacklog = 16;
-constexpr std::string_view kExpositionType = "text/plain; version=0.0.4; charset=utf-8";
-constexpr std::string_view kTextType = "text/plain; charset=utf-8";
+constexpr const char* kExpositionType = "text/plain; version=0.0.4; charset=utf-8";
+constexpr const char* kTextType = "text/plain; charset=utf-8";
 
 bool IsLoopback(const sockaddr_storage& ss) {
   if (ss.ss_family == AF_INET) {
@@ -49,13 +49,16 @@ void LogMhd(void*, const char* fmt, va_list ap) {
 
 // Queues `body` with status `code`. A refusal (code != 200) also closes the
 // connection, so a peer that sends garbage gets one answer, not a session.
-MHD_Result Reply(MHD_Connection* conn, unsigned code, std::string_view type, std::string_view body) {
+MHD_Result Reply(MHD_Connection* conn, unsigned code, const char* type, std::string_view body) {
   MHD_Response* r =
       MHD_create_response_from_buffer(body.size(), const_cast<char*>(body.data()), MHD_RESPMEM_MUST_COPY);
   if (r == nullptr) return MHD_NO;  // out of memory: libmicrohttpd closes the connection
-  bool ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, std::string(type).c_str()) == MHD_YES;
-  if (code == MHD_HTTP_METHOD_NOT_ALLOWED) ok = ok && MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET") == MHD_YES;
-  if (code != MHD_HTTP_OK) ok = ok && MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
+  auto header = [r](const char* name, const char* value) {
+    return MHD_add_response_header(r, name, value) == MHD_YES;
+  };
+  bool ok = header(MHD_HTTP_HEADER_CONTENT_TYPE, type);
+  if (code == MHD_HTTP_METHOD_NOT_ALLOWED) ok = ok && header(MHD_HTTP_HEADER_ALLOW, "GET");
+  if (code != MHD_HTTP_OK) ok = ok && header(MHD_HTTP_HEADER_CONNECTION, "close");
   const MHD_Result queued = ok ? MHD_queue_response(conn, code, r) : MHD_NO;
   MHD_destroy_response(r);
   return queued;
@@ -99,7 +102,8 @@ struct MetricsHttpAccess {
 
 StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(const MetricsOptions& o, Render render) {
   if (o.max_connections == 0 || o.max_connections_per_ip == 0 || o.timeout_s == 0)
-    return Status::InvalidArgument("metrics endpoint: max_connections, max_connections_per_ip and timeout_s must be > 0");
+    return Status::InvalidArgument(
+        "metrics endpoint: max_connections, max_connections_per_ip and timeout_s must be > 0");
   const std::string where = o.listen_addr + ":" + std::to_string(o.port);
   std::unique_ptr<MetricsHttpServer> s(new MetricsHttpServer(std::move(render)));
   auto fd = net::ListenTcp(o.listen_addr, o.port, kListenBacklog, &s->port_);

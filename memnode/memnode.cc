@@ -2,10 +2,40 @@
 
 #include <glog/logging.h>
 
+#include <cstdint>
+
 #include "alloc/sharry_allocator.h"
+#include "memnode/metrics_http.h"
 #include "memnode/page_owners.h"
 
 namespace sharry::memnode {
+
+namespace {
+
+// The per-tenant series of the metrics endpoint: each tenant's record of
+// the service (the anonymous clients as tenant "(anonymous)"), and the
+// failed authentications the transport counted per tenant name ("" = no
+// credentials given: "(none)"; "(unknown)": a name the memnode does not have).
+std::vector<TenantMetrics> TenantRows(const Stats& st, const AuthCounters& auth) {
+  std::vector<TenantMetrics> rows;
+  auto row = [&rows](const std::string& name) -> TenantMetrics& {
+    for (TenantMetrics& r : rows)
+      if (r.tenant == name) return r;
+    rows.push_back(TenantMetrics{name});
+    return rows.back();
+  };
+  for (const TenantRecord& t : st.tenants) {
+    TenantMetrics& r = row(t.tenant().empty() ? "(anonymous)" : std::string(t.tenant()));
+    r.bytes = t.bytes_held;
+    r.blocks = t.blocks_held;
+    r.quota_bytes = t.quota_bytes;
+    r.quota_refusals = t.quota_refusals;
+  }
+  for (const auto& [name, n] : auth.failures_by_tenant) row(name.empty() ? "(none)" : name).auth_failures = n;
+  return rows;
+}
+
+}  // namespace
 
 StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   if (o.sections == 0 || o.sections > 64) return Status::InvalidArgument("sections must be 1..64");
@@ -46,6 +76,22 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
             << static_cast<void*>(m->uma_->base()) << ", " << o.sections << " section(s) of "
             << m->allocator_->section_bytes() << " B, " << TransportName(o.transport) << " on "
             << o.server.listen_addr << ":" << m->port();
+  if (o.metrics.enabled) {
+    Memnode* raw = m.get();
+    auto metrics = MetricsHttpServer::Start(o.metrics, [raw](const MetricsHttpServer::Counters& c) {
+      MemnodeCounters mc;
+      mc.zeroed_bytes = raw->zeroed_bytes();
+      mc.metrics_scrapes = c.scrapes;
+      mc.metrics_refused_requests = c.refused;
+      // Every client's record, folded into totals (no per-client series);
+      // per tenant: its usage, quota and refusals, and failed authentications.
+      const Stats st = raw->service_->CollectStats(SIZE_MAX);
+      return FormatPrometheus(st, mc, TenantRows(st, raw->server_->auth_counters()));
+    });
+    if (!metrics.ok()) return metrics.status();
+    m->metrics_ = std::move(*metrics);
+    LOG(INFO) << "memnode: metrics on http://" << o.metrics.listen_addr << ":" << m->metrics_->port() << "/metrics";
+  }
   if (o.stats_interval_s > 0) {
     Memnode* raw = m.get();
     m->stats_thread_ = std::thread([raw, s = o.stats_interval_s] { raw->StatsLoop(s); });
@@ -54,6 +100,8 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
 }
 
 uint64_t Memnode::zeroed_bytes() const { return pages_->zeroed_bytes(); }
+
+uint16_t Memnode::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
 void Memnode::StatsLoop(int interval_s) {
   MutexLock l(&stop_mu_);
@@ -75,6 +123,7 @@ Memnode::~Memnode() {
   }
   stop_cv_.SignalAll();
   if (stats_thread_.joinable()) stats_thread_.join();
+  metrics_.reset();    // no more scrapes
   server_.reset();     // no more requests; disconnects reclaim their blocks
   service_.reset();
   allocator_.reset();  // stops the section threads

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/mutex.h"
+#include "memnode/metrics.h"
 #include "memnode/service.h"  // also declares alloc::SharryAllocator (not installed)
 #include "memnode/uma.h"
 #include "verbs/transport.h"
@@ -22,6 +23,8 @@ class PageOwnerMap;  // memnode/page_owners.h (not installed)
 }
 
 namespace sharry::memnode {
+
+class MetricsHttpServer;  // memnode/metrics_http.h (not installed)
 
 struct MemnodeOptions {
   TransportKind transport = TransportKind::kTcp;
@@ -45,6 +48,7 @@ struct MemnodeOptions {
   uint64_t client_quota_bytes = 0; // far memory one client may hold (ServiceOptions); 0: no cap
   // The tenants file, parsed (their quotas reach the service); nullptr: none.
   std::shared_ptr<const TenantsConfig> tenants;
+  MetricsOptions metrics;          // the Prometheus endpoint (off by default)
 };
 
 class Memnode {
@@ -59,6 +63,8 @@ class Memnode {
   size_t num_clients() const { return server_->num_clients(); }
   // Bytes of far memory zeroed so far because they left their owner.
   uint64_t zeroed_bytes() const;
+  // The port of the metrics endpoint; 0 if it is off.
+  uint16_t metrics_port() const;
 
  private:
   Memnode() = default;
@@ -72,6 +78,8 @@ class Memnode {
   std::unique_ptr<alloc::SharryAllocator> allocator_;
   std::unique_ptr<MemnodeService> service_;
   std::unique_ptr<TransportServer> server_;
+  // Started last, stopped first: it reads service_ and pages_.
+  std::unique_ptr<MetricsHttpServer> metrics_;
   // A leaf lock (the stats thread collects stats with it released).
   Mutex stop_mu_;
   CondVar stop_cv_;  // with stop_mu_: stop_ was set

@@ -23,6 +23,8 @@ PKGS=(
   libboost-dev libgtest-dev libgmock-dev libgflags-dev libgoogle-glog-dev
   # tenants: HMAC-SHA256 and the CSPRNG (verbs/auth.h)
   libssl-dev
+  # the memnode's Prometheus endpoint (memnode/metrics_http.h)
+  libmicrohttpd-dev
   # baselines for the benchmarks
   perftest
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0

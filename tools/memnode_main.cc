@@ -21,6 +21,7 @@
 #include "memnode/memnode.h"
 #include "memnode/tenants.h"
 #include "tools/cli/program.h"
+#include "verbs/socket_util.h"
 #include "tools/cli/ranged_flag.h"
 
 DEFINE_string(listen, "127.0.0.1",
@@ -63,13 +64,12 @@ SHARRY_FLAG(uint64, max_unsent_kb, 4096, 64, 4194304,
 SHARRY_FLAG(int32, stall_timeout_ms, 10000, 1, 3600000,
             "tcp: a connection over --max_unsent_kb that takes nothing for this long is dropped");
 SHARRY_FLAG(int32, keepalive_s, 10, 0, 3600, "tcp keepalive idle seconds before probing a silent peer (0: off)");
+// The Prometheus endpoint (docs/memnode.md, docs/security.md).
+SHARRY_FLAG(int32, metrics_port, 0, 0, 65535, "serve Prometheus metrics (GET /metrics) on this port (0: off)");
+DEFINE_string(metrics_listen, "127.0.0.1",
+              "address of the metrics endpoint; it has no authentication, so a non-loopback one is logged");
 
 namespace {
-
-// 127.0.0.0/8, ::1 and "localhost": the addresses only this host reaches.
-bool IsLoopback(const std::string& addr) {
-  return addr == "localhost" || addr == "::1" || addr.rfind("127.", 0) == 0;
-}
 
 volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
@@ -119,7 +119,8 @@ int Main(int argc, char** argv) {
               << (tenants->admin.empty() ? ", no admin" : ", an admin")
               << (FLAGS_insecure_anonymous ? "; anonymous clients served too (--insecure_anonymous)" : "");
     o.tenants = std::make_shared<const sharry::TenantsConfig>(std::move(*tenants));  // their quotas
-  } else if (!IsLoopback(FLAGS_listen) && !FLAGS_insecure_anonymous) {
+  } else if (auto lo = sharry::net::IsLoopbackHost(FLAGS_listen);
+             lo.ok() && !*lo && !FLAGS_insecure_anonymous) {  // (an unresolvable one fails at start)
     f::ExitOnBadFlags("memnode", sharry::Status::InvalidArgument(
                                      "--listen=" + FLAGS_listen +
                                      " would serve the network without authentication: give --tenants_file "
@@ -130,8 +131,15 @@ int Main(int argc, char** argv) {
                          "without authenticating\n", FLAGS_listen.c_str(), FLAGS_port);
     LOG(WARNING) << "memnode: --insecure_anonymous: clients that do not authenticate are served on " << FLAGS_listen;
   }
+  o.metrics.enabled = FLAGS_metrics_port != 0;
+  o.metrics.port = static_cast<uint16_t>(FLAGS_metrics_port);
+  o.metrics.listen_addr = FLAGS_metrics_listen;
+  o.metrics.allow_non_loopback = !gflags::GetCommandLineFlagInfoOrDie("metrics_listen").is_default;
   auto m = sharry::memnode::Memnode::Start(o);
   if (!m.ok()) {
+    // The metrics endpoint's address or port cannot be served: its errors
+    // name the flag (MetricsHttpServer::Start), a bad flag's exit status 2.
+    if (m.status().message().starts_with("--metrics_")) f::ExitOnBadFlags("memnode", m.status());
     std::fprintf(stderr, "memnode: cannot start: %s\n", m.status().ToString().c_str());
     return 1;
   }

@@ -225,6 +225,34 @@ bool ClosedByPeer(int fd) {
   return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
+bool IsLoopback(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(ss).sin_addr;
+    return (ntohl(a.s_addr) >> 24) == 127;  // 127.0.0.0/8
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(&a) || (IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127);
+  }
+  return false;
+}
+
+StatusOr<bool> IsLoopbackHost(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res); rc != 0)
+    return Status::InvalidArgument("cannot resolve " + host + ": " + gai_strerror(rc));
+  bool all = true;
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    sockaddr_storage ss{};
+    std::memcpy(&ss, ai->ai_addr, std::min<size_t>(ai->ai_addrlen, sizeof ss));
+    all = all && IsLoopback(ss);
+  }
+  ::freeaddrinfo(res);
+  return all;
+}
+
 std::string PeerAddress(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;

@@ -1,6 +1,8 @@
 // Small POSIX socket helpers for the TCP transport and its baselines.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <sys/uio.h>
 
 #include <chrono>
@@ -38,6 +40,12 @@ StatusOr<Fd> ListenTcp(const std::string& addr, uint16_t port, int backlog, uint
 
 Status SetNonBlocking(int fd, bool on);
 Status SetNoDelay(int fd);
+// True for 127.0.0.0/8, ::1 and IPv4-mapped 127.x (what only this host reaches).
+bool IsLoopback(const sockaddr_storage& ss);
+// Whether `host` (an address or a name) resolves to loopback addresses
+// only; kInvalidArgument if it does not resolve.
+StatusOr<bool> IsLoopbackHost(const std::string& host);
+
 // The address (no port) of the peer of connected socket fd, e.g.
 // "192.0.2.7" or "2001:db8::1"; "?" if it cannot be told.
 std::string PeerAddress(int fd);

@@ -793,7 +793,10 @@ TEST_P(ComputeTest, ReconnectKeepsLocalDataAndReportsFarDataLost) {
     EXPECT_EQ(0, std::memcmp(*p, sharry::testing::Pattern(size, i).data(), size)) << i;
   }
   // The survivors go far on the new memnode and come back intact.
-  for (int i = 4; i < 8; ++i) ASSERT_TRUE(rt->SwapOut(objs[i]).ok()) << i;
+  for (int i = 4; i < 8; ++i) {
+    Status s = rt->SwapOut(objs[i]);
+    ASSERT_TRUE(s.ok()) << i << ": " << s << "; health " << rt->health();
+  }
   EXPECT_EQ(FarBytesHeld(*rt), 4u * size);
   for (int i = 4; i < 8; ++i) {
     DerefScope s(*rt);

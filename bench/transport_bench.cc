@@ -22,6 +22,7 @@
 
 #include "base/flag_check.h"
 #include "bench/bench_stats.h"
+#include "memnode/page_owners.h"
 #include "tools/cli/output.h"
 #include "tools/cli/program.h"
 #include "tools/cli/ranged_flag.h"
@@ -42,6 +43,9 @@ DEFINE_bool(baseline_tcp, false, "also measure a plain TCP ping-pong of the same
 DEFINE_bool(busy_poll, false, "server pollers never sleep");
 DEFINE_string(ops, "lat,bw,rpc", "what to measure: lat (READ/WRITE latency), bw (bandwidth), rpc, connect (setup "
                                  "time: bare tcp, anonymous, authenticated)");
+DEFINE_bool(confine, false,
+            "tcp, in-process server: READ/WRITE confined to the client's pages by the memnode's page-owner map "
+            "(the whole region granted to the client), to measure what confinement costs");
 SHARRY_FLAG(int32, connect_iters, 200, 1, 1 << 20, "connect: rounds (each: a bare, an anonymous, an authenticated connect)");
 
 namespace sharry {
@@ -89,6 +93,7 @@ int Run(TransportKind kind, cli::Emitter& out) {
   const size_t region_size = std::max<size_t>(64u << 20, max_size * FLAGS_bw_batch * 2);
   std::vector<uint8_t> region(region_size, 1);
   ReplyHandler handler;
+  PageOwnerMap pages(region.data(), region_size);
   const auth::Secret bench_secret = *auth::ParseSecret(auth::NewSecretHex());
   std::unique_ptr<TransportServer> server;
   uint16_t port = static_cast<uint16_t>(FLAGS_port);
@@ -104,6 +109,7 @@ int Run(TransportKind kind, cli::Emitter& out) {
     creds->tenants.emplace("bench", bench_secret);
     creds->anonymous = true;
     so.credentials = creds;
+    if (FLAGS_confine) so.region_access = &pages;
     auto s = TransportServer::Start(kind, so, &handler);
     if (!s.ok()) {
       std::fprintf(stderr, "server: %s\n", s.status().ToString().c_str());
@@ -121,6 +127,10 @@ int Run(TransportKind kind, cli::Emitter& out) {
     return 1;
   }
   auto& c = *cr;
+  // --confine: the client's session owns every page (as if it had
+  // allocated the whole region), so every access passes the check and
+  // pays for it (a CAS per page to pin, one to unpin, again around each send).
+  if (FLAGS_confine) pages.OnGrant(c->info().session, 0, region_size / 8192 * 8192);
   const size_t local_size = max_size * FLAGS_bw_batch;
   std::vector<uint8_t> local(local_size, 2);
   CHECK(c->RegisterLocal(local.data(), local.size()).ok());

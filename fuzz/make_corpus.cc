@@ -13,6 +13,7 @@
 
 #include "memnode/rpc.h"
 #include "memnode/service.h"
+#include "verbs/handshake.h"
 #include "verbs/transport_internal.h"
 #include "verbs/wire.h"
 
@@ -194,6 +195,14 @@ void TcpSeeds() {
   Chunk(b, 0x00, Frame(wire::Kind::kRead, 7, Range(1u << 20, 1)));  // out of range
   Write(t, "read_write", b);
 
+  b = {0x01};  // no automatic hello: credentials for tenant-a, a wrong answer (refused), then a request
+  wire::HelloPayload base{};
+  base.max_message = 8192;
+  Chunk(b, 0x00, Frame(wire::Kind::kHello, 1, internal::EncodeHello(base, "tenant-a", auth::Nonce{}, nullptr)));
+  Chunk(b, 0x00, Frame(wire::Kind::kAuth, 2, Bytes(wire::kProofBytes, 0x07)));
+  Chunk(b, 0x20, EncodeStats());
+  Write(t, "auth_wrong_answer", b);
+
   b = {0x04};  // a 1 MiB read, and the peer closes without reading (mid-reply)
   Chunk(b, 0x08, Frame(wire::Kind::kRead, 1, Range(0, 1u << 20)));
   Write(t, "close_mid_reply", b);
@@ -262,6 +271,22 @@ void FramingSeeds() {
   Append(b, Frame(wire::Kind::kWrite, 3, w));
   Append(b, Frame(wire::Kind::kRead, 4, Range(64, 4)));
   Write(t, "hello_requests", b);
+
+  b = {0x00};  // credentials: a challenged hello, the answer, then requests
+  wire::HelloPayload base{};
+  base.max_message = 1024;
+  Append(b, Frame(wire::Kind::kHello, 1, internal::EncodeHello(base, "tenant-a", auth::Nonce{}, nullptr)));
+  Append(b, Frame(wire::Kind::kAuth, 2, Bytes(wire::kProofBytes, 0x01)));
+  Append(b, Frame(wire::Kind::kRequest, 3, Bytes{'h', 'i'}));
+  Write(t, "auth_hello", b);
+
+  b = {0x00};  // a join with its token, then a read
+  base.session = 7;
+  internal::SessionToken token{};
+  token.fill(0x5a);
+  Append(b, Frame(wire::Kind::kHello, 1, internal::EncodeHello(base, "", auth::Nonce{}, &token)));
+  Append(b, Frame(wire::Kind::kRead, 2, Range(64, 4)));
+  Write(t, "join_token", b);
 
   b = {0x13, 5, 0, 17};  // uneven pieces, backpressure: every recoverable error, then a bad header
   hello.max_message = wire::kMinMessage;  // requests of more than 64 B are too long

@@ -34,11 +34,19 @@ class Recorder : public TcpFraming::Sink {
   std::vector<std::string> events;
 
   bool TakeFrame() override { return !hold_ || (flip_ = !flip_); }
-  Status OnHello(uint64_t tag, const sharry::internal::Hello& hello, uint32_t max_message, bool*) override {
+  Status OnHello(uint64_t tag, const sharry::internal::Hello& hello, uint32_t max_message,
+                 bool* challenged) override {
     const sharry::wire::HelloPayload& h = hello.base;
     Add("hello", tag, h.session, max_message);
     if (h.session % 5 == 4) return Status::Unavailable("session " + std::to_string(h.session) + " is over");
+    *challenged = hello.authenticates;  // then only a kAuth may follow
     return Status::Ok();
+  }
+  // An answer "verifies" when its first byte is odd: both paths get fuzzed.
+  Status OnAuth(uint64_t tag, std::span<const uint8_t> proof) override {
+    Add("auth", tag, proof.size(), proof[0]);
+    if (proof[0] & 1) return Status::Ok();
+    return Status::PermissionDenied("authentication failed");
   }
   void OnRequest(uint64_t tag, std::span<const uint8_t> p) override {
     Add("request", tag, p.size(), 0);

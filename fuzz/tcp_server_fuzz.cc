@@ -65,6 +65,16 @@ Env& env() {
     so.region = x->region.data();
     so.region_size = kRegion;
     so.num_pollers = 1;
+    // A tenant too, so a hello with credentials gets a challenge (and a
+    // fuzzed answer the refusal); anonymous clients are served as before.
+    auto creds = std::make_shared<auth::ServerCredentials>();
+    creds->tenants.emplace("tenant-a", auth::Secret(std::vector<uint8_t>(32, 0x42)));
+    creds->anonymous = true;
+    so.credentials = creds;
+    // One hostile peer at 127.0.0.1 by construction: failures are counted,
+    // not rate-limited (else the well-behaved health check is locked out,
+    // as intended for a real memnode: isolation_test).
+    so.auth_max_failures = 0;
     auto s = TransportServer::Start(TransportKind::kTcp, so, x->service.get());
     CHECK(s.ok()) << s.status();
     x->server = std::move(*s);

@@ -34,7 +34,7 @@ void AuthGuard::Failed(const std::string& address, std::string_view tenant, bool
     e.window_start = now;
     e.failures = 0;
   }
-  if (++e.failures >= opts_.max_failures) {
+  if (opts_.max_failures > 0 && ++e.failures >= opts_.max_failures) {
     e.blocked_until = now + std::chrono::seconds(opts_.cooldown_s);
     e.failures = 0;
     e.window_start = now;

@@ -31,12 +31,19 @@ class AuthGuard {
  public:
   using Clock = std::chrono::steady_clock;
   struct Options {
-    int max_failures = 10;
+    int max_failures = 10;  // 0: counted, never refused
     int window_s = 60;
     int cooldown_s = 60;
     size_t max_addresses = 4096;
   };
   explicit AuthGuard(const Options& o) : opts_(o) {}
+  static Options OptionsOf(const ServerOptions& so) {
+    Options o;
+    o.max_failures = so.auth_max_failures;
+    o.window_s = so.auth_window_s;
+    o.cooldown_s = so.auth_cooldown_s;
+    return o;
+  }
 
   // Ok, or kUnavailable naming the address and when to retry.
   Status Admit(const std::string& address, Clock::time_point now) EXCLUDES(mu_);

@@ -115,6 +115,9 @@ Status CheckServerOptions(const ServerOptions& o) {
   SHARRY_RETURN_IF_ERROR(OutOfRange("stall_timeout_ms", o.stall_timeout_ms, 1, 3600000));
   SHARRY_RETURN_IF_ERROR(OutOfRange("linger_ms", o.linger_ms, 0, 60000));
   SHARRY_RETURN_IF_ERROR(OutOfRange("keepalive_s", o.keepalive_s, 0, 3600));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("auth_max_failures", o.auth_max_failures, 0, 1 << 20));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("auth_window_s", o.auth_window_s, 1, 86400));
+  SHARRY_RETURN_IF_ERROR(OutOfRange("auth_cooldown_s", o.auth_cooldown_s, 1, 86400));
   SHARRY_RETURN_IF_ERROR(OutOfRange("lease_ms", o.lease_ms, 0, 86400000));
   SHARRY_RETURN_IF_ERROR(OutOfRange("max_unsent_bytes", static_cast<int64_t>(o.max_unsent_bytes), 64 << 10, int64_t{1} << 32));
   return Status::Ok();

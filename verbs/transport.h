@@ -122,6 +122,12 @@ struct ServerOptions {
   // Who may connect (verbs/auth.h, docs/security.md). Null: anonymous
   // clients only (a bare transport; the memnode without --tenants_file).
   std::shared_ptr<const auth::ServerCredentials> credentials;
+  // An address with auth_max_failures failed handshakes within
+  // auth_window_s is refused at accept for auth_cooldown_s (0 failures: no
+  // limit). Every local client shares 127.0.0.1: docs/security.md.
+  int auth_max_failures = 10;
+  int auth_window_s = 60;
+  int auth_cooldown_s = 60;
 };
 
 // Failed authentications a server has seen (AuthGuard, auth_guard.h).

@@ -48,7 +48,7 @@ class NetServer : public TransportServer {
 
  protected:
   NetServer(TransportKind kind, const ServerOptions& o, RequestHandler* h)
-      : kind_(kind), opts_(o), handler_(h), sessions_(o.lease_ms), auth_guard_(AuthGuard::Options{}) {}
+      : kind_(kind), opts_(o), handler_(h), sessions_(o.lease_ms), auth_guard_(AuthGuard::OptionsOf(o)) {}
 
   const TransportKind kind_;
   const ServerOptions opts_;

@@ -77,7 +77,7 @@ uint16_t g_next_port GUARDED_BY(g_registry_mu) = 1;
 class LoopCore {
  public:
   LoopCore(const ServerOptions& o, RequestHandler* h)
-      : opts_(o), handler_(h), sessions_(0), guard_(AuthGuard::Options{}) {}
+      : opts_(o), handler_(h), sessions_(0), guard_(AuthGuard::OptionsOf(o)) {}
 
   AuthCounters auth_counters() const { return guard_.counters(); }
 

@@ -81,7 +81,9 @@ while read -r bin name want flags; do
   case $bin in
     # A small UMA first (a row's own --uma_mb comes later and wins): the
     # default 1 GiB does not fit a small VM, and would be refused first.
-    memnode) cmd="$build/tools/memnode --transport=$transport --listen=$addr --port=0 --port_file=$dir/bad.port --uma_mb=64" ;;
+    # And its credentials (or --insecure_anonymous over verbs): protected
+    # mode would refuse first.
+    memnode) cmd="$build/tools/memnode --transport=$transport --listen=$addr --port=0 --port_file=$dir/bad.port --uma_mb=64 $mauth" ;;
     memnode_stats) cmd="$build/tools/memnode_stats --transport=$transport --addr=$addr --port=$port" ;;
     sharry_client) cmd="$build/tools/sharry_client --transport=$transport --memnode=$addr:$port $cauth --working_set_mb=4" ;;
   esac

@@ -78,14 +78,17 @@ class ComputeTest : public ::testing::TestWithParam<Param> {
     return node_->service().CollectStats(1000).BytesHeldBy(rt.control_client_id());
   }
 
-  // The long workload tests skip Multi-Copy over verbs: in the SoftRoCE VM
-  // every instruction is emulated (CI time, #10), and what Multi-Copy does
-  // differently is runtime logic that the tcp and loopback runs check; over
-  // verbs Unique-Copy, which WRITEs every swap-out, carries the data path.
+  // The long workload tests skip Multi-Copy over verbs and under the
+  // sanitizers: in the SoftRoCE VM every instruction is emulated, and TSan
+  // and ASan slow every access (CI time, #10); what Multi-Copy does
+  // differently is runtime logic that the plain tcp and loopback runs check,
+  // and Unique-Copy, which WRITEs every swap-out, carries the data path.
   static constexpr const char* kRuntimeLogicOnly =
-      "Multi-Copy over verbs: runtime logic, checked over tcp; Unique-Copy carries the verbs data path";
-  bool VerbsMultiCopy() const {
-    return GetParam().transport == TransportKind::kVerbs && GetParam().mode == CopyMode::kMultiCopy;
+      "Multi-Copy over verbs or under a sanitizer: runtime logic, checked by the plain tcp run";
+  bool SlowMultiCopy() const {
+    const bool slow = GetParam().transport == TransportKind::kVerbs || sharry::testing::kTsan ||
+                      sharry::testing::kAsan;
+    return slow && GetParam().mode == CopyMode::kMultiCopy;
   }
 
   std::unique_ptr<memnode::Memnode> node_;
@@ -166,7 +169,7 @@ TEST_P(ComputeTest, RandomMixCorrectAtEveryBudget) {
   // runs are there for the transport and for the races (CI time: #10).
   // Over verbs only with the evictor thread on: whether it runs is runtime
   // logic, which the tcp and loopback runs check.
-  if (VerbsMultiCopy()) GTEST_SKIP() << kRuntimeLogicOnly;
+  if (SlowMultiCopy()) GTEST_SKIP() << kRuntimeLogicOnly;
   std::vector<int> budgets = {1, 10, 50, 100};
   std::vector<bool> evictors = {true, false};
   if (sharry::testing::kTsan || sharry::testing::kAsan || GetParam().transport == TransportKind::kVerbs)
@@ -315,7 +318,7 @@ TEST_P(ComputeTest, ScopedObjectsAreNeverEvicted) {
 // one and the prefetcher). Then a random mix and a scan read every value
 // back.
 TEST_P(ComputeTest, EvictorKeepsUsageWithinTheBudget) {
-  if (VerbsMultiCopy()) GTEST_SKIP() << kRuntimeLogicOnly;
+  if (SlowMultiCopy()) GTEST_SKIP() << kRuntimeLogicOnly;
   for (bool evictor : {true, false}) {
     SCOPED_TRACE(evictor ? "evictor thread on" : "evictor thread off");
     const uint64_t budget = 256 << 10, obj = 4096;
@@ -546,7 +549,7 @@ TEST_P(ComputeTest, ErrorsReachTheCaller) {
 // value written reads back bit-exact (swap-ins at the bound trade places
 // with local objects); once far memory is freed, New() works again.
 TEST_P(ComputeTest, FarMemoryExhaustedBoundsLocalUsage) {
-  if (VerbsMultiCopy()) GTEST_SKIP() << kRuntimeLogicOnly;
+  if (SlowMultiCopy()) GTEST_SKIP() << kRuntimeLogicOnly;
   StartMemnode(1 << 20);  // 1 MiB of far memory
   const uint64_t budget = 256 << 10, obj = 4096;
   auto rt = Make(budget);

@@ -46,7 +46,8 @@ elif [[ $vm == 1 ]]; then
   echo "run.sh: verbs transport inside the SoftRoCE VM (emulated: a smaller run)"
   b=$PWD/$build
   exec scripts/run-rxe.sh --timeout 900 --file "$b/tools/memnode" --file "$b/tools/memnode_stats" \
-    --file "$b/tools/sharry_client" -- "$PWD/scripts/demo.sh" --transport verbs --build "$build" \
+    --file "$b/tools/sharry_client" --file "$PWD/scripts/lib.sh" -- "$PWD/scripts/demo.sh" --transport verbs \
+    --build "$build" \
     --working-set-mb 8 --ops 20000
 else
   echo "run.sh: no RDMA device on this host: tcp transport (scripts/run.sh --vm for verbs in a VM)"

@@ -129,11 +129,16 @@ Status ServerAuth::Start(const Hello& hello, std::vector<uint8_t>* challenge) {
   } else if (auto it = creds_->tenants.find(hello.tenant); it != creds_->tenants.end()) {
     secret = &it->second;
   }
-  // An unknown name is challenged under a secret nobody knows: the client
-  // learns nothing about which tenants exist, and its proof cannot verify.
-  const auth::Secret unknown(secret == nullptr ? *auth::ParseSecret(auth::NewSecretHex()) : auth::Secret());
-  if (secret == nullptr) secret = &unknown;
-  known_ = secret != &unknown;
+  // An unknown name is challenged under a secret nobody knows (fresh random
+  // bytes): the client learns nothing about which tenants exist, and its
+  // proof cannot verify.
+  known_ = secret != nullptr;
+  auth::Secret unknown;
+  if (!known_) {
+    const auth::Nonce random = auth::NewNonce();
+    unknown = auth::Secret(std::vector<uint8_t>(random.begin(), random.end()));
+    secret = &unknown;
+  }
   tenant_ = hello.tenant;
   const auth::Nonce sn = auth::NewNonce();
   const auth::Proof server = auth::ComputeProof(*secret, auth::Role::kServer, tenant_, hello.client_nonce, sn);

@@ -46,6 +46,10 @@ bool IsLoopback(const sockaddr_storage& ss);
 // only; kInvalidArgument if it does not resolve.
 StatusOr<bool> IsLoopbackHost(const std::string& host);
 
+// The address (no port) in `sa`, e.g. "192.0.2.7" or "2001:db8::1"; "?"
+// for null or another family.
+std::string AddressString(const sockaddr* sa);
+
 // The address (no port) of the peer of connected socket fd, e.g.
 // "192.0.2.7" or "2001:db8::1"; "?" if it cannot be told.
 std::string PeerAddress(int fd);

@@ -109,7 +109,10 @@ StatusOr<std::unique_ptr<TransportClient>> TcpClient::Connect(const ClientOption
     }
     if (rh.magic == wire::kMagic && rh.version == wire::kVersion && rh.kind == Kind::kChallenge) {
       if (!auth) return Status::Protocol(where + " sent a challenge to a client without credentials");
-      std::vector<uint8_t> challenge(std::min<size_t>(rh.length, wire::kChallengeBytes + 1));
+      if (rh.length != wire::kChallengeBytes)
+        return Status::Protocol(where + " sent a challenge of " + std::to_string(rh.length) + " B (want " +
+                                std::to_string(wire::kChallengeBytes) + ")");
+      std::vector<uint8_t> challenge(wire::kChallengeBytes);
       last = net::RecvAll(c->fd_.get(), challenge.data(), challenge.size(), deadline);
       if (!last.ok()) continue;
       auth::Proof proof;

@@ -1,7 +1,6 @@
 // The verbs server: device setup, the rdma_cm thread (accept/reject,
 // disconnects), the sessions sweep (see verbs_server_impl.h for the map of
 // the server's files).
-#include <arpa/inet.h>
 #include <glog/logging.h>
 
 #include <algorithm>
@@ -10,27 +9,12 @@
 
 #include "verbs/error.h"
 #include "verbs/handshake.h"
+#include "verbs/socket_util.h"
 #include "verbs/transport_internal.h"
 #include "verbs/verbs_server_impl.h"
 #include "verbs/wr_id.h"
 
 namespace sharry::internal {
-namespace {
-
-// The address (no port) a connect request came from, for the
-// failed-authentication guard.
-std::string PeerAddressOf(rdma_cm_id* id) {
-  const sockaddr* sa = rdma_get_peer_addr(id);
-  char buf[INET6_ADDRSTRLEN] = "?";
-  if (sa != nullptr && sa->sa_family == AF_INET)
-    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, buf, sizeof buf);
-  else if (sa != nullptr && sa->sa_family == AF_INET6)
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, buf, sizeof buf);
-  return buf;
-}
-
-}  // namespace
-
 Status VerbsServer::Start() {
   if (opts_.max_message < sizeof(MsgHeader) + 64)
     return Status::InvalidArgument("max_message must be at least 80 bytes");
@@ -198,7 +182,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
     ServerAuth sauth(opts_.credentials.get());
     std::vector<uint8_t> challenge;
     if (Status s = sauth.Start(*parsed, &challenge); !s.ok()) {
-      auth_guard_.Failed(PeerAddressOf(id), "", false, std::chrono::steady_clock::now());
+      auth_guard_.Failed(net::AddressString(rdma_get_peer_addr(id)), "", false, std::chrono::steady_clock::now());
       return reject(s.code(), s.message());
     }
   }
@@ -224,7 +208,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
     auto joined = sessions_.Join(hello.session, parsed->token);
     if (!joined.ok()) {
       if (joined.status().code() == StatusCode::kPermissionDenied)
-        auth_guard_.Failed(PeerAddressOf(id), "", true, std::chrono::steady_clock::now());
+        auth_guard_.Failed(net::AddressString(rdma_get_peer_addr(id)), "", true, std::chrono::steady_clock::now());
       return reject(joined.status().code(), joined.status().message());
     }
     session = std::move(*joined);

@@ -68,11 +68,24 @@ jobs=$(nproc)
 preset_build() {
   cmake --preset "$1" >/dev/null && cmake --build --preset "$1" -j "$jobs"
 }
-# run_ctest PRESET: the tests of the test preset PRESET.
+# run_ctest PRESET: the tests of the test preset PRESET; their whole output
+# goes to build/ci-logs/PRESET.log as well (see failure_digest).
+logs=build/ci-logs
+mkdir -p "$logs"
 run_ctest() {
-  if ! ctest --preset "$1"; then
+  if ! ctest --preset "$1" --output-log "$logs/$1.log"; then
     failed+=("ctest:$1")
   fi
+}
+# failure_digest PRESET: the lines of PRESET's log that say what failed
+# (gtest failures and their values, CHECKs, sanitizer reports), printed
+# last so that a CI page that keeps only the tail still shows them.
+failure_digest() {
+  local log="$logs/$1.log"
+  [[ -f $log ]] || return 0
+  echo "---- $1: what failed (from $log)"
+  grep -a -E -A3 '^\[  FAILED  \]|: Failure$|Check failed|^(ERROR|WARNING): (Address|Thread|Leak|UndefinedBehavior)Sanitizer|runtime error:|\*\*\*(Failed|Timeout|Exception)' \
+    "$log" | head -n 80 || true
 }
 
 step "build build/ (preset default)"
@@ -118,6 +131,9 @@ fi
 
 step "done"
 if [[ ${#failed[@]} -gt 0 ]]; then
+  for f in "${failed[@]}"; do
+    [[ $f == ctest:* ]] && failure_digest "${f#ctest:}"
+  done
   echo "FAILED: ${failed[*]}"
   exit 1
 fi

@@ -36,6 +36,9 @@ DEFINE_string(batches, "1,16", "objects per ALLOC/FREE RPC");
 SHARRY_FLAG(uint64, object_bytes, 4096, 1, uint64_t{1} << 30, "object size");
 SHARRY_FLAG(uint32, sections, 1, 1, 64, "memnode sections");
 SHARRY_FLAG(uint64, uma_mb, 256, 1, std::min(sharry::flags::kMaxFlagMiB, sharry::flags::PhysicalMiB()), "memnode UMA size");
+DEFINE_bool(confine, true,
+            "verbs: each client session confined to its spans (a protection domain per session, a memory region per "
+            "span, registered on grant: what the memnode does); false: one region key for all, to measure the cost");
 DEFINE_string(child, "", "internal: run as a client process");
 SHARRY_FLAG(int32, port, 0, 0, 65535, "internal");
 SHARRY_FLAG(int32, batch, 1, 1, 4096, "internal");
@@ -150,6 +153,7 @@ int Main(TransportKind kind, cli::Emitter& out) {
   mo.uma_bytes = FLAGS_uma_mb << 20;
   mo.sections = FLAGS_sections;
   mo.stats_interval_s = 0;
+  mo.confine = FLAGS_confine;
   auto node = memnode::Memnode::Start(mo);
   CHECK(node.ok()) << node.status();
   PlainHandler plain;

@@ -26,6 +26,7 @@
 #include "tools/cli/output.h"
 #include "tools/cli/program.h"
 #include "tools/cli/ranged_flag.h"
+#include "verbs/remote_keys.h"
 #include "verbs/socket_util.h"
 #include "verbs/transport.h"
 #include "verbs/wire.h"
@@ -44,8 +45,9 @@ DEFINE_bool(busy_poll, false, "server pollers never sleep");
 DEFINE_string(ops, "lat,bw,rpc", "what to measure: lat (READ/WRITE latency), bw (bandwidth), rpc, connect (setup "
                                  "time: bare tcp, anonymous, authenticated)");
 DEFINE_bool(confine, false,
-            "tcp, in-process server: READ/WRITE confined to the client's pages by the memnode's page-owner map "
-            "(the whole region granted to the client), to measure what confinement costs");
+            "in-process server: one-sided access confined as in the memnode, the whole region granted to the "
+            "client — tcp: by the page-owner map; verbs: by the client session's protection domain and a memory "
+            "region of the span, its key looked up per op — to measure what confinement costs");
 SHARRY_FLAG(int32, connect_iters, 200, 1, 1 << 20, "connect: rounds (each: a bare, an anonymous, an authenticated connect)");
 
 namespace sharry {
@@ -109,7 +111,10 @@ int Run(TransportKind kind, cli::Emitter& out) {
     creds->tenants.emplace("bench", bench_secret);
     creds->anonymous = true;
     so.credentials = creds;
-    if (FLAGS_confine) so.region_access = &pages;
+    if (FLAGS_confine) {
+      so.region_access = &pages;
+      so.confine = true;
+    }
     auto s = TransportServer::Start(kind, so, &handler);
     if (!s.ok()) {
       std::fprintf(stderr, "server: %s\n", s.status().ToString().c_str());
@@ -130,7 +135,15 @@ int Run(TransportKind kind, cli::Emitter& out) {
   // --confine: the client's session owns every page (as if it had
   // allocated the whole region), so every access passes the check and
   // pays for it (a CAS per page to pin, one to unpin, again around each send).
-  if (FLAGS_confine) pages.OnGrant(c->info().session, 0, region_size / 8192 * 8192);
+  if (FLAGS_confine) {
+    const uint64_t granted = region_size / 8192 * 8192;
+    pages.OnGrant(c->info().session, 0, granted);
+    if (RegionKeys* keys = server ? server->region_keys() : nullptr) {
+      keys->Grant(c->info().session, 0, granted);
+      CHECK(c->keys() != nullptr) << "a confining verbs server gives no region key";
+      c->keys()->Learn(0, granted, keys->RemoteKey(0));
+    }
+  }
   const size_t local_size = max_size * FLAGS_bw_batch;
   std::vector<uint8_t> local(local_size, 2);
   CHECK(c->RegisterLocal(local.data(), local.size()).ok());

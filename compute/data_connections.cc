@@ -37,6 +37,7 @@ StatusOr<TransportClient*> RuntimeImpl::DataConnection() {
     MutexLock l(&control_mu_);  // under epoch_mu_ (shared): the control connection stays put
     co.session = control_->id();
     co.session_token = control_->transport().info().session_token;
+    co.keys = control_->transport().keys();  // the keys its ALLOCs learn
   }
   auto c = TransportClient::Connect(opts_.transport, co);
   if (!c.ok()) return ConnectionFailed(c.status(), "data connection");

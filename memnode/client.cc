@@ -4,6 +4,8 @@
 #include <cstring>
 #include <string>
 
+#include "verbs/remote_keys.h"
+
 namespace sharry::memnode {
 
 StatusOr<std::unique_ptr<MemnodeClient>> MemnodeClient::Connect(TransportKind kind, const ClientOptions& o) {
@@ -60,6 +62,9 @@ Status MemnodeClient::Alloc(std::span<const uint64_t> sizes, std::vector<uint64_
   offsets->assign(sizes.size(), kNoOffset);
   if (element_status) element_status->assign(sizes.size(), Status::Ok());
   Status first;
+  // Over verbs to a confining memnode: each block's key, for this session's
+  // READ and WRITE (verbs/remote_keys.h).
+  RemoteKeys* keys = t_->keys().get();
   SHARRY_RETURN_IF_ERROR(
       CallBatched(*t_, Opcode::kAlloc, sizes, sizeof(AllocEntry), &replies_,
                   [&](size_t j, const uint8_t* entry, std::string_view note) {
@@ -72,6 +77,7 @@ Status MemnodeClient::Alloc(std::span<const uint64_t> sizes, std::vector<uint64_
           s = CheckRange(e.offset, sizes[j], uma_bytes(), "ALLOC reply");
           if (s.ok()) {
             (*offsets)[j] = e.offset;
+            if (keys != nullptr) keys->Learn(e.offset, sizes[j], e.rkey);
             return;
           }
           s = Status::Protocol("memnode answered ALLOC of " + std::to_string(sizes[j]) + " B with offset " +

@@ -7,6 +7,7 @@
 #include "alloc/sharry_allocator.h"
 #include "memnode/metrics_http.h"
 #include "memnode/page_owners.h"
+#include "memnode/span_fanout.h"
 
 namespace sharry::memnode {
 
@@ -39,6 +40,8 @@ std::vector<TenantMetrics> TenantRows(const Stats& st, const AuthCounters& auth)
 
 StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   if (o.sections == 0 || o.sections > 64) return Status::InvalidArgument("sections must be 1..64");
+  if (!o.confine && (o.tenants || o.server.credentials))
+    return Status::InvalidArgument("confine=false (every client gets the key to the whole UMA) with tenants");
   const uint64_t min_bytes = uint64_t{o.sections} * alloc::kPageSize;
   if (o.uma_bytes < min_bytes)
     return Status::InvalidArgument("UMA of " + std::to_string(o.uma_bytes) + " B is smaller than " +
@@ -49,7 +52,8 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   m->uma_.emplace(std::move(*uma));
   m->pages_ = std::make_unique<PageOwnerMap>(m->uma_->base(), m->uma_->size());
   alloc::SharryAllocatorOptions ao;
-  ao.observer = m->pages_.get();
+  m->fanout_ = std::make_unique<SpanFanout>(m->pages_.get());
+  ao.observer = m->fanout_.get();
   ao.uma_bytes = o.uma_bytes;
   ao.num_sections = o.sections;
   ao.cores = o.section_cores;
@@ -62,16 +66,22 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   so.tenants = o.tenants;
   m->service_ = std::make_unique<MemnodeService>(m->allocator_.get(), so);
   ServerOptions to = o.server;
-  // The whole UMA is the transport's region: registered ONCE as one MR.
+  // The whole UMA is the transport's region.
   to.region = m->uma_->base();
   to.region_size = m->uma_->size();
-  // Confinement: a client READs and WRITEs only its own blocks' pages (tcp,
-  // loopback; over verbs not yet: docs/tenants.md).
+  // Confinement: a client READs and WRITEs only its own blocks' pages —
+  // checked by the server (tcp, loopback: the page-owner map) or by the
+  // device (verbs: a protection domain per session, an MR per span).
   to.region_access = m->pages_.get();
+  to.confine = o.confine;
   if (o.busy_poll) to.backoff.busy_poll = true;
   auto server = TransportServer::Start(o.transport, to, m->service_.get());
   if (!server.ok()) return server.status().WithContext("memnode transport");
   m->server_ = std::move(*server);
+  if (RegionKeys* keys = m->server_->region_keys()) {
+    m->fanout_->Attach(keys);
+    m->service_->SetRegionKeys(keys);
+  }
   LOG(INFO) << "memnode: UMA " << o.uma_bytes << " B (" << m->uma_->page_kind() << " pages) at "
             << static_cast<void*>(m->uma_->base()) << ", " << o.sections << " section(s) of "
             << m->allocator_->section_bytes() << " B, " << TransportName(o.transport) << " on "
@@ -124,9 +134,15 @@ Memnode::~Memnode() {
   stop_cv_.SignalAll();
   if (stats_thread_.joinable()) stats_thread_.join();
   metrics_.reset();    // no more scrapes
+  // Revokes from here on (the disconnects' reclamation, the section threads'
+  // delayed frees) stop at the page map: the transport deregisters every
+  // span that is left as it goes.
+  if (service_) service_->SetRegionKeys(nullptr);
+  if (fanout_) fanout_->Detach();
   server_.reset();     // no more requests; disconnects reclaim their blocks
   service_.reset();
   allocator_.reset();  // stops the section threads
+  fanout_.reset();
   pages_.reset();
   uma_.reset();        // after the transport deregistered it
 }

@@ -23,6 +23,7 @@ class PageOwnerMap;  // memnode/page_owners.h (not installed)
 }
 
 namespace sharry::memnode {
+class SpanFanout;  // memnode/span_fanout.h (not installed)
 
 class MetricsHttpServer;  // memnode/metrics_http.h (not installed)
 
@@ -49,6 +50,11 @@ struct MemnodeOptions {
   // The tenants file, parsed (their quotas reach the service); nullptr: none.
   std::shared_ptr<const TenantsConfig> tenants;
   MetricsOptions metrics;          // the Prometheus endpoint (off by default)
+  // Over verbs, confine each session to its spans (a protection domain per
+  // session, a memory region per span; docs/tenants.md). false only to
+  // measure what that costs (memnode_rpc_bench --confine=false): every
+  // client then gets the key to the whole UMA. Refused with a tenants file.
+  bool confine = true;
 };
 
 class Memnode {
@@ -75,6 +81,8 @@ class Memnode {
   // Who owns each page of the UMA; told by the allocator of every span it
   // grants and revokes, it zeroes revoked pages (no remanence, issue #11).
   std::unique_ptr<PageOwnerMap> pages_;
+  // The allocator's observer: pages_, and the verbs transport's keys.
+  std::unique_ptr<SpanFanout> fanout_;
   std::unique_ptr<alloc::SharryAllocator> allocator_;
   std::unique_ptr<MemnodeService> service_;
   std::unique_ptr<TransportServer> server_;

@@ -11,9 +11,11 @@
 //   +------+------+-------+-------+   +------+------+-------+-------+
 //
 // ALLOC (opcode 1): count x u64 size (bytes, 1 .. max object size)
-//   -> ReplyHeader{status 0, count, msglen} + count x AllocEntry{u64 offset, u8 code, 7 pad}
+//   -> ReplyHeader{status 0, count, msglen} + count x AllocEntry{u64 offset, u8 code, 3 pad, u32 rkey}
 //      + msglen bytes of UTF-8 note
-//      entry i answers size i; code is an ElementCode (offset valid iff kOk).
+//      entry i answers size i; code is an ElementCode (offset valid iff kOk);
+//      rkey: over verbs to a confining memnode, the key of the block's
+//      memory region (the client's READ/WRITE use it), else 0.
 //      msglen is 0 unless an element was refused with kQuotaExceeded: then
 //      the note says which quota and how much is held ("client quota
 //      64.0 MiB: holds 63.9 MiB, asked 0.5 MiB", "tenant alice quota ...").
@@ -97,12 +99,18 @@ Status ElementStatus(ElementCode c, std::string_view what, std::string_view note
 inline constexpr std::string_view kQuotaExceededText = "far-memory quota exceeded";
 bool IsQuotaExceeded(const Status& s);
 
+// One element of an ALLOC reply: the block's offset, its code, and over
+// verbs to a confining memnode the key (rkey) of the memory region that
+// covers the block (0 otherwise; verbs/remote_keys.h).
+//   0        8      9       12       16
+//   | offset | code | pad(3) | rkey   |
 struct AllocEntry {
   uint64_t offset = 0;
   ElementCode code = ElementCode::kOk;
-  uint8_t pad[7] = {};
+  uint8_t pad[3] = {};
+  uint32_t rkey = 0;
 };
-static_assert(sizeof(AllocEntry) == 16);
+static_assert(sizeof(AllocEntry) == 16 && offsetof(AllocEntry, rkey) == 12);
 
 // STATS reply body: StatsHead, then `sections` x SectionRecord, then
 // `client_records` x ClientRecord (the clients holding the most bytes, as

@@ -173,10 +173,25 @@ size_t MemnodeService::HandleAlloc(ClientId c, const RpcHeader& h, std::span<con
     alloc::AllocResult res[kMaxBatch];
     allocator_->AllocBatch(c, {pass, n}, {res, n});
     uint64_t refused = 0;
+    RegionKeys* keys = keys_.load(std::memory_order_acquire);
+    uint64_t unkeyed[kMaxBatch];
+    uint16_t nunkeyed = 0;
     for (uint16_t k = 0; k < n; ++k) {
-      entries[where[k]].code = ToElement(res[k].status);
-      entries[where[k]].offset = res[k].ok() ? res[k].offset : 0;
-      if (!res[k].ok()) refused += alloc::SizeMap::RoundedSize(pass[k]);
+      AllocEntry& e = entries[where[k]];
+      e.code = ToElement(res[k].status);
+      e.offset = res[k].ok() ? res[k].offset : 0;
+      if (res[k].ok() && keys != nullptr && (e.rkey = keys->RemoteKey(e.offset)) == 0) {
+        // Its span could not be registered with the RDMA device (the log
+        // says why): a block the client cannot reach is given back.
+        unkeyed[nunkeyed++] = e.offset;
+        e.code = ElementCode::kOutOfMemory;
+        e.offset = 0;
+      }
+      if (e.code != ElementCode::kOk) refused += alloc::SizeMap::RoundedSize(pass[k]);
+    }
+    if (nunkeyed > 0) {
+      alloc::AllocStatus fr[kMaxBatch];
+      allocator_->FreeBatch(c, {unkeyed, nunkeyed}, {fr, nunkeyed});
     }
     if (refused > 0) ledger_->Release(*account, refused);
   }

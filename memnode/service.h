@@ -67,6 +67,11 @@ class MemnodeService final : public RequestHandler {
   void OnDisconnect(ClientId client) override;
   size_t Handle(ClientId client, std::span<const uint8_t> request, std::span<uint8_t> response) override;
 
+  // Over verbs with confinement: the transport's keys, which each ALLOC
+  // reply carries per block (nullptr: none, the default). Set once the
+  // transport is up; cleared before it stops.
+  void SetRegionKeys(RegionKeys* keys) { keys_.store(keys, std::memory_order_release); }
+
   // What an admin's STATS returns: every section, the clients holding the
   // most (up to max_client_records), every tenant (and the anonymous group).
   Stats CollectStats(size_t max_client_records = 64);
@@ -93,6 +98,7 @@ class MemnodeService final : public RequestHandler {
   const uint16_t max_batch_;
   const std::unique_ptr<QuotaLedger> ledger_;
   std::atomic<uint64_t> alloc_requests_{0}, free_requests_{0}, reclaimed_blocks_{0};
+  std::atomic<RegionKeys*> keys_{nullptr};
 };
 
 // Writes a request-level error reply into `out`; returns its length.

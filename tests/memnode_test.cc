@@ -17,6 +17,7 @@
 #include "memnode/client.h"
 #include "memnode/memnode.h"
 #include "tests/test_util.h"
+#include "verbs/remote_keys.h"
 
 namespace sharry::memnode {
 namespace {
@@ -98,7 +99,9 @@ TEST_P(MemnodeTest, AllocWriteReadFree) {
 // range that runs from A's pages into pages nobody owns is refused whole.
 // Over verbs the NIC does not confine yet (docs/tenants.md): skipped there.
 TEST_P(MemnodeTest, ClientsReadAndWriteOnlyTheirOwnBlocks) {
-  if (GetParam() == TransportKind::kVerbs) GTEST_SKIP() << "verbs: one-sided access is not confined yet (docs/tenants.md)";
+  // Over verbs B has no key to A's block: its client library refuses the
+  // access before posting it (VerbsDeviceRefusesForeignAndStaleKeys forges
+  // the key and shows the device refusing).
   auto a = Connect();
   auto b = Connect();
   ASSERT_TRUE(a && b);
@@ -126,6 +129,61 @@ TEST_P(MemnodeTest, ClientsReadAndWriteOnlyTheirOwnBlocks) {
   EXPECT_FALSE(a->transport().Read(node_->uma().size() - 8, buf.data(), buf.size()).ok());
   EXPECT_EQ(b->transport().Read(node_->uma().size() - (8u << 20), buf.data(), buf.size()).code(),
             StatusCode::kPermissionDenied);
+}
+
+// Over verbs the device enforces confinement (issue #11): each session's
+// QPs are in its own protection domain, which holds a memory region per span
+// granted to the session. B handed A's real key is refused by the device (a
+// remote access error, which kills B's connection), and A's bytes are
+// unchanged; once A freed its block and the span went back (and was granted
+// to B), A's old key reaches nothing either.
+TEST_P(MemnodeTest, VerbsDeviceRefusesForeignAndStaleKeys) {
+  if (GetParam() != TransportKind::kVerbs) GTEST_SKIP() << "verbs only: protection domains and keys";
+  auto a = Connect();
+  ASSERT_TRUE(a);
+  ASSERT_NE(a->transport().keys(), nullptr) << "a confining memnode: a key per block";
+  EXPECT_EQ(a->transport().info().rkey, 0u) << "no key to the whole region";
+  const uint64_t size = uint64_t{1} << 20;
+  auto off = a->AllocOne(size);
+  ASSERT_TRUE(off.ok()) << off.status();
+  const auto secret = Pattern(size, 5);
+  ASSERT_TRUE(a->transport().Write(*off, secret.data(), size).ok());
+  const uint32_t a_key = a->transport().keys()->Find(*off, size);
+  ASSERT_NE(a_key, 0u);
+  for (const bool write : {false, true}) {
+    SCOPED_TRACE(write ? "forged WRITE" : "forged READ");
+    auto b = Connect();
+    ASSERT_TRUE(b);
+    b->transport().keys()->Learn(*off, size, a_key);
+    std::vector<uint8_t> buf = Pattern(size, 9);
+    Status s = write ? b->transport().Write(*off, buf.data(), size) : b->transport().Read(*off, buf.data(), size);
+    EXPECT_FALSE(s.ok());
+    EXPECT_FALSE(b->transport().alive()) << "the device's remote access error ends B's connection: " << s;
+    if (!write) {
+      EXPECT_NE(buf, secret);
+    }
+  }
+  std::vector<uint8_t> got(size);
+  ASSERT_TRUE(a->transport().Read(*off, got.data(), size).ok());
+  EXPECT_EQ(got, secret) << "A's bytes changed";
+  // A gives the block back; its span leaves A (its memory region is
+  // deregistered) and goes to B.
+  ASSERT_TRUE(a->Free({&*off, 1}).ok());
+  node_->allocator().Flush();
+  auto b = Connect();
+  ASSERT_TRUE(b);
+  auto b_off = b->AllocOne(size);
+  ASSERT_TRUE(b_off.ok()) << b_off.status();
+  ASSERT_EQ(*b_off, *off) << "the test expects the freed pages to be handed to B";
+  EXPECT_NE(b->transport().keys()->Find(*b_off, size), a_key);
+  const auto b_secret = Pattern(size, 11);
+  ASSERT_TRUE(b->transport().Write(*b_off, b_secret.data(), size).ok());
+  // A's table still holds its old key for those pages: the device refuses it.
+  Status stale = a->transport().Read(*off, got.data(), size);
+  EXPECT_FALSE(stale.ok());
+  EXPECT_NE(got, b_secret);
+  ASSERT_TRUE(b->transport().Read(*b_off, got.data(), size).ok());
+  EXPECT_EQ(got, b_secret) << "B's bytes changed";
 }
 
 // No remanence (issue #11): when a client's memory is reclaimed, its pages

@@ -82,14 +82,34 @@ class RequestHandler {
 // call Pin(session, offset, length) before they copy to or from those bytes
 // for a connection of `session` (its root's client id) and Unpin after the
 // copy; a false Pin refuses the access (kPermissionDenied). A pin is never
-// held while the server waits for a peer. (Over verbs the NIC would have to
-// enforce it: not yet done, see docs/tenants.md.)
+// held while the server waits for a peer. Over verbs the NIC enforces it:
+// see RegionKeys.
 class RegionAccess {
  public:
   virtual ~RegionAccess() = default;
   [[nodiscard]] virtual bool Pin(uint32_t session, uint64_t offset, uint64_t length) = 0;
   virtual void Unpin(uint64_t offset, uint64_t length) = 0;
 };
+
+// Confinement over verbs (ServerOptions::confine; docs/tenants.md "Verbs
+// confinement"): the memnode tells the transport when a span of the region
+// becomes client `owner`'s and when it stops being anyone's; the verbs
+// server then registers the span as a memory region in the protection
+// domain of that client's session, and deregisters it on Revoke — after
+// which no key the owner was given reaches those bytes. RemoteKey(offset)
+// is the key of the memory region covering `offset` now (0: none), which
+// the memnode returns with each ALLOC. Grant/Revoke follow the allocator's
+// SpanObserver contract (never concurrently for overlapping ranges);
+// RemoteKey may be called from any thread.
+class RegionKeys {
+ public:
+  virtual ~RegionKeys() = default;
+  virtual void Grant(ClientId owner, uint64_t offset, uint64_t bytes) = 0;
+  virtual void Revoke(ClientId owner, uint64_t offset, uint64_t bytes) = 0;
+  virtual uint32_t RemoteKey(uint64_t offset) const = 0;
+};
+
+class RemoteKeys;  // verbs/remote_keys.h: a client's keys to its far blocks
 
 struct ServerOptions {
   std::string listen_addr = "0.0.0.0";  // verbs: an address of the RDMA netdev
@@ -119,6 +139,11 @@ struct ServerOptions {
   // Null: every client may READ and WRITE the whole region (a bare
   // transport). The memnode sets its page-owner map.
   RegionAccess* region_access = nullptr;
+  // verbs: false (a bare transport): the region is one memory region whose
+  // key every client gets in its welcome. true (the memnode): each session
+  // gets its own protection domain, holding a memory region per span
+  // granted to it (region_keys()); the welcome carries no key.
+  bool confine = false;
   // Who may connect (verbs/auth.h, docs/security.md). Null: anonymous
   // clients only (a bare transport; the memnode without --tenants_file).
   std::shared_ptr<const auth::ServerCredentials> credentials;
@@ -148,6 +173,9 @@ class TransportServer {
   virtual size_t num_clients() const = 0;
   virtual TransportKind kind() const = 0;
   virtual AuthCounters auth_counters() const { return {}; }
+  // verbs with confine: where the memnode reports grants and asks for keys
+  // (see RegionKeys); null otherwise.
+  virtual RegionKeys* region_keys() { return nullptr; }
 };
 
 struct ClientOptions {
@@ -165,6 +193,10 @@ struct ClientOptions {
   std::string tenant;
   auth::Secret secret;
   size_t staging_bytes = 4u << 20;  // verbs: bounce buffer for unregistered memory
+  // verbs: the keys to this session's far blocks, shared by the session's
+  // connections (a joining connection passes its root's keys()); null: the
+  // connection keeps its own.
+  std::shared_ptr<RemoteKeys> keys;
   BackoffOptions backoff{false, 20000, 10};
 };
 
@@ -180,7 +212,7 @@ struct ConnectionInfo {
   ClientId client_id = 0;
   uint64_t region_size = 0;
   uint64_t region_addr = 0;  // verbs only: base virtual address on the server
-  uint32_t rkey = 0;         // verbs only
+  uint32_t rkey = 0;         // verbs only: the whole region's key; 0: confined, one key per block (keys())
   uint32_t max_message = 0;  // negotiated
   uint32_t credits = 0;      // requests in flight allowed
   uint32_t max_inline = 0;   // verbs only: inline bytes the QP allows
@@ -223,6 +255,11 @@ class TransportClient {
   // responses[i] answers requests[i].
   virtual Status CallMany(std::span<const std::span<const uint8_t>> requests,
                           std::vector<std::vector<uint8_t>>* responses) = 0;
+
+  // verbs to a confining server: the table of keys of this session's far
+  // blocks, which READ and WRITE look up; whoever learns a block's key (the
+  // memnode client, from the ALLOC reply) records it there. Null otherwise.
+  virtual std::shared_ptr<RemoteKeys> keys() const { return nullptr; }
 
   virtual bool alive() const = 0;
   // The error that killed the connection (OK while alive).

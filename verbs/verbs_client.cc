@@ -124,6 +124,12 @@ Status VerbsClient::ConnectOnce() {
   info_.lease_ms = w.lease_ms;
   info_.session = w.session;
   arrived_.assign(info_.credits, Arrived{});
+  if (info_.rkey == 0 && info_.region_size > 0) {
+    // The server confines one-sided access: a key per block (remote_keys.h),
+    // shared with the rest of the session when the caller passes its table.
+    keys_ = opts_.keys ? opts_.keys : std::make_shared<RemoteKeys>();
+    keys_->Init(info_.region_size);
+  }
   VLOG(1) << "verbs client " << info_.client_id << " connected to " << where_ << ", region "
           << info_.region_size << " B, inline " << info_.max_inline;
   return Status::Ok();

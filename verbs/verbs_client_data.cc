@@ -93,8 +93,18 @@ Status VerbsClient::RunChain(SendChain& chain, uint64_t seq, std::string_view wh
 Status VerbsClient::Batch(std::span<const RemoteOp> ops, bool write) {
   SHARRY_RETURN_IF_ERROR(CheckAlive());
   const char* verb = write ? "write" : "read";
-  for (const RemoteOp& op : ops)
+  // A confining server: each block's key, learned with its ALLOC. None:
+  // not a block of this session; refused here, before anything is posted
+  // (the device would refuse it with a remote access error, which kills the
+  // connection).
+  auto key_of = [&](const RemoteOp& op) { return keys_ ? keys_->Find(op.offset, op.length) : info_.rkey; };
+  for (const RemoteOp& op : ops) {
     SHARRY_RETURN_IF_ERROR(CheckRange(op.offset, op.length, info_.region_size, verb));
+    if (keys_ && op.length > 0 && key_of(op) == 0)
+      return Status::PermissionDenied(std::string(verb) + " of [" + std::to_string(op.offset) + ", +" +
+                                      std::to_string(op.length) + ") at " + where_ +
+                                      ": no key for it (not a block this session allocated)");
+  }
   const std::string what = std::string(write ? "RDMA WRITE to " : "RDMA READ from ") + where_;
   const size_t staging_cap = staging_mr_->length();
   const size_t max_chain = std::max<uint32_t>(1, max_send_wr_ / 2);
@@ -114,6 +124,7 @@ Status VerbsClient::Batch(std::span<const RemoteOp> ops, bool write) {
     return Status::Ok();
   };
   for (const RemoteOp& op : ops) {
+    const uint32_t rkey = key_of(op);
     auto* local = static_cast<uint8_t*>(op.local);
     const MemoryRegion* mr = FindMr(local, op.length);
     for (uint64_t done = 0; done < op.length;) {
@@ -139,8 +150,8 @@ Status VerbsClient::Batch(std::span<const RemoteOp> ops, bool write) {
         sge = {reinterpret_cast<uintptr_t>(st), static_cast<uint32_t>(n), staging_mr_->lkey()};
         staged += n;
       }
-      if (write) chain.Write(wr_id, {&sge, 1}, remote, info_.rkey, inl);
-      else chain.Read(wr_id, {&sge, 1}, remote, info_.rkey);
+      if (write) chain.Write(wr_id, {&sge, 1}, remote, rkey, inl);
+      else chain.Read(wr_id, {&sge, 1}, remote, rkey);
       done += n;
       if (chain.size() >= max_chain) SHARRY_RETURN_IF_ERROR(flush());
     }

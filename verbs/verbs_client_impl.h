@@ -27,6 +27,7 @@
 
 #include "verbs/cm.h"
 #include "verbs/queue_pair.h"
+#include "verbs/remote_keys.h"
 #include "verbs/resources.h"
 #include "verbs/transport.h"
 #include "verbs/verbs_common.h"
@@ -47,6 +48,7 @@ class VerbsClient final : public TransportClient {
   Status CallMany(std::span<const std::span<const uint8_t>> requests,
                   std::vector<std::vector<uint8_t>>* responses) override;
   Status Call(std::span<const uint8_t> request, std::vector<uint8_t>* response) override;
+  std::shared_ptr<RemoteKeys> keys() const override { return keys_; }
   bool alive() const override { return dead_.ok(); }
   Status dead_reason() const override { return dead_; }
 
@@ -97,6 +99,7 @@ class VerbsClient final : public TransportClient {
   std::optional<MemoryRegion> staging_mr_;
   std::vector<MemoryRegion> user_mrs_;
   bool connected_ = false;
+  std::shared_ptr<RemoteKeys> keys_;  // a confining server's (info_.rkey == 0)
 
   // Progress state.
   uint64_t chain_seq_ = 0;

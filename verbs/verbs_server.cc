@@ -39,34 +39,29 @@ Status VerbsServer::InitDevice(ibv_context* ctx) {
   auto pd = ProtectionDomain::Create(ctx);
   if (!pd.ok()) return pd.status();
   pd_.emplace(std::move(*pd));
-  if (opts_.region_size > 0) {
-    // The region (the UMA) is registered ONCE, as one memory region.
+  if (opts_.region_size > 0 && !opts_.confine) {
+    // A bare transport: the region is registered ONCE, as one memory
+    // region, and every client gets its key.
     auto mr = MemoryRegion::Register(pd_->get(), opts_.region, opts_.region_size, MemoryRegion::kRemoteReadWrite);
     if (!mr.ok()) return mr.status().WithContext("register the region");
     region_mr_.emplace(std::move(*mr));
   }
-  const uint32_t depth = std::min<uint32_t>(opts_.recv_depth, caps->max_srq_wr);
-  recv_buf_ = AllocBuffer(size_t{depth} * opts_.max_message);
-  if (!recv_buf_) return Status::OutOfMemory("receive buffers");
-  auto rmr = MemoryRegion::Register(pd_->get(), recv_buf_.get(), size_t{depth} * opts_.max_message,
-                                    MemoryRegion::kLocalOnly);
-  if (!rmr.ok()) return rmr.status();
-  recv_mr_.emplace(std::move(*rmr));
-  auto srq = SharedReceiveQueue::Create(pd_->get(), depth);
-  if (!srq.ok()) return srq.status();
-  srq_.emplace(std::move(*srq));
-  for (uint32_t i = 0; i < depth; ++i)
-    SHARRY_RETURN_IF_ERROR(srq_->PostRecv(MakeWrId(kWrRecv, i), recv_buf(i), opts_.max_message, recv_mr_->lkey()));
-
+  if (opts_.confine) {
+    pages_ = (opts_.region_size + (uint64_t{1} << kKeyPageShift) - 1) >> kKeyPageShift;
+    page_keys_ = std::make_unique<std::atomic<uint32_t>[]>(pages_);
+  }
   const int n = std::max(1, opts_.num_pollers);
-  slots_per_poller_ = depth + 64;
+  slots_per_poller_ = opts_.recv_depth + 64;
+  // Every receive of every connection of a poller may complete before it
+  // polls: room for them all (the connections are bounded), and the sends.
+  const uint64_t recvs = uint64_t{static_cast<uint32_t>(opts_.max_clients + opts_.max_handshakes)} * opts_.credits;
   for (int i = 0; i < n; ++i) {
     auto p = std::make_unique<Poller>();
     p->index = i;
     auto comp = CompletionChannel::Create(ctx);
     if (!comp.ok()) return comp.status();
     p->comp.emplace(std::move(*comp));
-    int cq_depth = static_cast<int>(std::min<uint32_t>(caps->max_cqe, 2 * slots_per_poller_ + depth));
+    int cq_depth = static_cast<int>(std::min<uint64_t>(caps->max_cqe, 2 * uint64_t{slots_per_poller_} + recvs));
     auto cq = CompletionQueue::Create(ctx, cq_depth, p->comp->get());
     if (!cq.ok()) return cq.status();
     p->cq.emplace(std::move(*cq));
@@ -85,9 +80,11 @@ Status VerbsServer::InitDevice(ibv_context* ctx) {
     int core = raw->index < static_cast<int>(opts_.poller_cores.size()) ? opts_.poller_cores[raw->index] : -1;
     internal::PinThread(p->thread, core, "verbs poller " + std::to_string(raw->index));
   }
-  LOG(INFO) << "verbs device " << ibv_get_device_name(ctx->device) << ": region rkey "
-            << (region_mr_ ? region_mr_->rkey() : 0) << ", " << depth << " shared receives of "
-            << opts_.max_message << " B, " << n << " poller(s)";
+  LOG(INFO) << "verbs device " << ibv_get_device_name(ctx->device) << ": "
+            << (opts_.confine ? std::string("confined (a protection domain per session, an MR per span)")
+                              : "region rkey " + std::to_string(region_mr_ ? region_mr_->rkey() : 0))
+            << ", " << opts_.credits << " receives of " << opts_.max_message << " B per connection, " << n
+            << " poller(s)";
   return Status::Ok();
 }
 
@@ -106,9 +103,13 @@ VerbsServer::~VerbsServer() {
   }
   by_qp_.clear();
   by_id_.clear();
+  {
+    MutexLock l(&keys_mu_);
+    spans_.clear();
+    owners_.clear();
+  }
+  shared_vs_.reset();
   pollers_.clear();
-  srq_.reset();
-  recv_mr_.reset();
   region_mr_.reset();
   pd_.reset();
   listener_.reset();
@@ -217,15 +218,24 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   auto conn = std::make_unique<Conn>();
   conn->id = CmId::Adopt(id);
   conn->poller = static_cast<int>(rr_++ % pollers_.size());
+  conn->client_id = client_id;
+  conn->max_message = std::min(opts_.max_message, std::max<uint32_t>(hello.max_message, sizeof(MsgHeader)));
   Poller* p = pollers_[conn->poller].get();
+  // Its QP goes in its session's protection domain (confine on): the only
+  // memory it can reach one-sidedly is the spans registered there.
+  conn->vs = SessionFor(client_id, hello.session);
   verbs::QpSizes sizes;
   sizes.max_send_wr = 2 * opts_.credits + 16;
   sizes.max_send_sge = 1;
+  sizes.max_recv_wr = opts_.credits;
   sizes.max_inline_data = 256;
-  auto qp = verbs::CreateRcQp(conn->id, pd_->get(), p->cq->get(), p->cq->get(), srq_->get(), sizes);
-  if (!qp.ok()) {
-    LOG(ERROR) << "verbs: cannot create a QP for a client: " << qp.status();
+  StatusOr<verbs::QpCaps> qp = Status::OutOfMemory("no protection domain for the session");
+  if (conn->vs) qp = verbs::CreateRcQp(conn->id, conn->vs->pd, p->cq->get(), p->cq->get(), nullptr, sizes);
+  Status ready = qp.ok() ? PostConnRecvs(conn.get(), opts_.credits) : qp.status();
+  if (!ready.ok()) {
+    LOG(ERROR) << "verbs: cannot set up a QP for a client: " << ready;
     sessions_.Leave(session, client_id);  // nobody connected: nothing to reclaim
+    ForgetOwner(client_id);
     w.status = static_cast<uint16_t>(StatusCode::kOutOfMemory);
     rdma_reject(id, &w, sizeof w);
     ev.Ack();
@@ -233,8 +243,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   }
   max_inline_ = qp->max_inline_data;
   conn->sq_depth = qp->max_send_wr;
-  conn->max_message = std::min(opts_.max_message, std::max<uint32_t>(hello.max_message, sizeof(MsgHeader)));
-  conn->client_id = next_client_id_++;
+  next_client_id_++;
   conn->session = session;
   w.client_id = conn->client_id;
   w.lease_ms = opts_.lease_ms;
@@ -262,6 +271,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   if (rdma_accept(id, &param) != 0) {
     LOG(ERROR) << verbs::VerbFailed("rdma_accept", errno);
     sessions_.Leave(session, conn->client_id);
+    ForgetOwner(conn->client_id);
     WriterMutexLock l(&conns_mu_);
     by_qp_.erase(conn->id.qp()->qp_num);
     ev.Ack();
@@ -287,6 +297,9 @@ void VerbsServer::DropConn(rdma_cm_id* id, const std::string& why) {
   // Members of a session go before its root's OnDisconnect (reclamation).
   for (ClientId gone : sessions_.Leave(c->session, c->client_id))
     if (gone != c->client_id || c->established) handler_->OnDisconnect(gone);
+  // Its spans were revoked (deregistered) by the reclamation above, or are
+  // deregistered when the allocator revokes them.
+  ForgetOwner(c->client_id);
   // Counted out after its OnDisconnect: num_clients() == 0 means reclaimed.
   if (c->established) clients_--;
   // ~Conn destroys the QP, then the id. Completions of its sends that are

@@ -1,18 +1,33 @@
 // The verbs backend's server: RDMA RC through rdma_cm. Private to the build.
 //
 // One listener thread handles rdma_cm events (connect, disconnect); each
-// connection's QP has its receives in ONE shared receive queue and its
+// connection's QP has its own receive queue (credits receives of
+// max_message bytes, registered in the QP's protection domain) and its
 // completions in the CQ of one poller thread (round robin), so requests of
-// many clients share the pollers. The region is registered ONCE as one
-// memory region; clients READ and WRITE it one-sidedly at region_addr +
-// offset with its rkey. Requests are SENDs: header + payload (wire.h) into a
-// posted receive buffer; the poller calls the RequestHandler and SENDs the
-// response (inline when the device allows) on the same QP.
+// many clients share the pollers. Requests are SENDs: header + payload
+// (wire.h) into a posted receive buffer; the poller calls the RequestHandler
+// and SENDs the response (inline when the device allows) on the same QP.
+//
+// One-sided READ and WRITE go to the region at region_addr + offset:
+//   - confine off (a bare transport): the region is ONE memory region in the
+//     server's protection domain, and every client gets its key;
+//   - confine on (the memnode; docs/tenants.md "Verbs confinement"): each
+//     session has its own protection domain (VSession) holding its QPs,
+//     their receive buffers, and one memory region per span granted to the
+//     session (RegionKeys::Grant; deregistered on Revoke). No other
+//     memory region reaches the region, so a QP can touch only its
+//     session's spans: the device enforces it.
+// Why not one shared receive queue (the paper's design): the receive
+// buffers of an SRQ are looked up in the PD of the QP that a SEND arrives
+// on, so QPs of per-session PDs cannot share one (measured on rxe 6.1,
+// docs/tenants.md); each connection's own queue is bounded by its credits.
 //
 // Where the code is:
-//   verbs_server.cc       device setup (PD, region MR, SRQ, pollers), the
+//   verbs_server.cc       device setup (PD, region MR, pollers), the
 //                         rdma_cm thread: accept/reject (hello checks,
 //                         welcome), disconnects, the sessions sweep
+//   verbs_server_keys.cc  sessions' protection domains, the MRs of granted
+//                         spans (RegionKeys)
 //   verbs_server_poll.cc  the pollers: receives, the handler, response
 //                         SENDs from send slots
 //   wr_id.h               work-request id packing
@@ -23,6 +38,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,17 +55,48 @@
 #include "verbs/transport_internal.h"
 #include "verbs/verbs_common.h"
 #include "verbs/wire.h"
+#include "verbs/wr_id.h"
 
 namespace sharry::internal {
 
-class VerbsServer final : public NetServer {
+class VerbsServer final : public NetServer, public RegionKeys {
  public:
   VerbsServer(const ServerOptions& o, RequestHandler* h) : NetServer(TransportKind::kVerbs, o, h) {}
   ~VerbsServer() override;
   Status Start();
+  RegionKeys* region_keys() override { return opts_.confine ? this : nullptr; }
+
+  // RegionKeys (confine on): called by the memnode's allocator threads.
+  void Grant(ClientId owner, uint64_t offset, uint64_t bytes) override;
+  void Revoke(ClientId owner, uint64_t offset, uint64_t bytes) override;
+  uint32_t RemoteKey(uint64_t offset) const override;
 
  private:
+  // The verbs side of one session (confine on; else one shared by all): its
+  // protection domain. Held by its connections, by owners_ under each of
+  // their client ids while they are open, and by each span registered in
+  // it: the PD goes after the last of its QPs and MRs.
+  struct VSession {
+    ClientId root = 0;
+    std::optional<ProtectionDomain> own_pd;  // confine on
+    ibv_pd* pd = nullptr;                    // own_pd's, or the server's (confine off)
+    // A SEND's buffer must be registered in its QP's PD: each poller's send
+    // slots are registered once more in the session's PD (the same memory;
+    // confine on), and slot_lkeys[poller] is the key a response uses.
+    std::vector<MemoryRegion> slot_mrs;
+    std::vector<uint32_t> slot_lkeys;
+  };
+  // A granted span's memory region (destroyed before its session's PD).
+  struct Span {
+    std::shared_ptr<VSession> vs;
+    MemoryRegion mr;
+  };
   struct Conn {
+    // Destroyed in reverse order: the QP (id) first, then its receive
+    // buffers' MR and memory, then (the last reference) the session's PD.
+    std::shared_ptr<VSession> vs;
+    Buffer recv;
+    std::optional<MemoryRegion> recv_mr;
     CmId id;
     ClientId client_id = 0;
     int poller = 0;
@@ -58,6 +105,7 @@ class VerbsServer final : public NetServer {
     uint32_t sq_depth = 0;
     uint32_t unsignalled = 0;  // its poller only: inline sends since the last signalled one
     std::shared_ptr<internal::SessionTable::Session> session;
+    uint8_t* recv_slot(uint32_t i) const { return recv.get() + size_t{i} * max_message; }
   };
   // One poller thread: its CQ (sends and receives of its connections) and
   // its send slots. Everything here is touched only by that thread, except
@@ -84,23 +132,46 @@ class VerbsServer final : public NetServer {
   std::optional<uint32_t> AcquireSlot(Poller* p);
   void HandleSendWc(Poller* p, const ibv_wc& wc);
   uint8_t* slot(Poller* p, uint32_t i) const { return p->slots_buf.get() + size_t{i} * opts_.max_message; }
-  uint8_t* recv_buf(uint32_t i) const { return recv_buf_.get() + size_t{i} * opts_.max_message; }
+  // The verbs session a new connection belongs to: a root's new one, or
+  // the one of the session it joins (nullptr: that session has none).
+  std::shared_ptr<VSession> SessionFor(ClientId client_id, ClientId root);
+  // A connection is closed: its client id is no longer a grant's owner.
+  void ForgetOwner(ClientId client_id);
+  // Its QP's receive buffers: `n` of c->max_message, posted.
+  Status PostConnRecvs(Conn* c, uint32_t n);
+  // A receive's work-request id names its connection too: a completion of a
+  // dropped connection is never taken for one that reuses its QP number.
+  static uint64_t RecvWrId(ClientId c, uint32_t slot) { return MakeWrId(kWrRecv, uint64_t{c} << 24 | slot); }
+  static ClientId RecvClientOf(uint64_t wr_id) { return static_cast<ClientId>(WrSlotOf(wr_id) >> 24); }
+  static uint32_t RecvSlotOf(uint64_t wr_id) { return static_cast<uint32_t>(WrSlotOf(wr_id) & 0xFFFFFF); }
+  static constexpr uint32_t kKeyPageShift = 13;  // the memnode's page
+  void SetPageKeys(uint64_t offset, uint64_t bytes, uint32_t rkey);
 
   uint32_t next_client_id_ = 1;  // CM thread only
   std::chrono::steady_clock::time_point next_sweep_{};  // CM thread only
   size_t rr_ = 0;                // CM thread only
   uint32_t slots_per_poller_ = 0;
 
-  // Creation order: listener, then the device's PD, region MR, receive
-  // buffers, SRQ, pollers (CQs). Destroyed in reverse by the destructor.
+  // Creation order: listener, then the device's PD, region MR (confine
+  // off), pollers (CQs, send slots). Destroyed in reverse by the destructor.
   std::optional<verbs::Listener> listener_;
   ibv_context* ctx_ = nullptr;
   std::optional<ProtectionDomain> pd_;
   std::optional<MemoryRegion> region_mr_;
-  Buffer recv_buf_;
-  std::optional<MemoryRegion> recv_mr_;
-  std::optional<SharedReceiveQueue> srq_;
   std::vector<std::unique_ptr<Poller>> pollers_;
+  // confine off: the one VSession every connection shares (the server's PD).
+  std::shared_ptr<VSession> shared_vs_;
+
+  // confine on: each open connection's client id -> its session's VSession
+  // (a member's ALLOCs are granted to its own id); the granted spans by
+  // offset (a revoke finds its MR by offset, whoever the owner was); the
+  // key of the MR covering each 8 KiB page of the region (0: none).
+  // keys_mu_ is a leaf lock, never held while registering.
+  mutable Mutex keys_mu_;
+  std::unordered_map<ClientId, std::shared_ptr<VSession>> owners_ GUARDED_BY(keys_mu_);
+  std::map<uint64_t, Span> spans_ GUARDED_BY(keys_mu_);
+  std::unique_ptr<std::atomic<uint32_t>[]> page_keys_;
+  uint64_t pages_ = 0;
   uint32_t max_inline_ = 0;
 
   // Connections by QP number (pollers read, the CM thread writes) and by id.

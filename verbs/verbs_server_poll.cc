@@ -38,27 +38,26 @@ void VerbsServer::HandleSendWc(Poller* p, const ibv_wc& wc) {
 }
 
 void VerbsServer::HandleRecv(Poller* p, const ibv_wc& wc) {
-  const uint32_t buf = static_cast<uint32_t>(WrSlotOf(wc.wr_id));
-  auto repost = [&] {
-    if (Status s = srq_->PostRecv(wc.wr_id, recv_buf(buf), opts_.max_message, recv_mr_->lkey()); !s.ok())
-      LOG(ERROR) << "verbs: lost a shared receive buffer: " << s;
-  };
   ReaderMutexLock l(&conns_mu_);
   auto it = by_qp_.find(wc.qp_num);
-  Conn* c = it == by_qp_.end() ? nullptr : it->second;
+  // A completion of a connection that is gone (its QP number may be reused
+  // already): its buffers went with it.
+  Conn* c = it == by_qp_.end() || it->second->client_id != RecvClientOf(wc.wr_id) ? nullptr : it->second;
+  if (c == nullptr) return;
+  const uint32_t buf = RecvSlotOf(wc.wr_id);
+  auto repost = [&] {
+    if (Status s = verbs::PostRecv(c->id.qp(), wc.wr_id, c->recv_slot(buf), c->max_message, c->recv_mr->lkey());
+        !s.ok())
+      VLOG(1) << "verbs: client " << c->client_id << " lost a receive buffer (its QP is closing?): " << s;
+  };
   if (wc.status != IBV_WC_SUCCESS) {
     if (wc.status != IBV_WC_WR_FLUSH_ERR)
-      LOG(WARNING) << verbs::WcFailed(wc, "RECV of a request (client " + std::to_string(c ? c->client_id : 0) + ")");
-    if (c != nullptr) rdma_disconnect(c->id.get());  // its QP is in error: drop it
-    repost();
-    return;
-  }
-  if (c == nullptr) {
-    repost();
+      LOG(WARNING) << verbs::WcFailed(wc, "RECV of a request (client " + std::to_string(c->client_id) + ")");
+    rdma_disconnect(c->id.get());  // its QP is in error: drop it
     return;
   }
   c->session->Touch();  // any request renews the session's lease
-  const uint8_t* msg = recv_buf(buf);
+  const uint8_t* msg = c->recv_slot(buf);
   MsgHeader h{};
   Status bad;
   if (wc.byte_len < sizeof h) {
@@ -99,7 +98,7 @@ void VerbsServer::HandleRecv(Poller* p, const ibv_wc& wc) {
   rh.length = static_cast<uint32_t>(n);
   std::memcpy(resp, &rh, sizeof rh);
   const uint32_t len = static_cast<uint32_t>(sizeof rh + n);
-  ibv_sge sge{reinterpret_cast<uintptr_t>(resp), len, p->slots_mr->lkey()};
+  ibv_sge sge{reinterpret_cast<uintptr_t>(resp), len, c->vs->slot_lkeys[p->index]};
   ibv_send_wr wr{};
   wr.opcode = IBV_WR_SEND;
   wr.sg_list = &sge;

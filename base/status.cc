@@ -21,6 +21,7 @@ std::string_view StatusCodeName(StatusCode code) {
     case StatusCode::kInternal: return "Internal";
     case StatusCode::kResourceExhausted: return "ResourceExhausted";
     case StatusCode::kDataLoss: return "DataLoss";
+    case StatusCode::kQuotaExceeded: return "QuotaExceeded";
   }
   return "Unknown";
 }

@@ -36,7 +36,11 @@ enum class StatusCode : uint8_t {
                           // while far memory is exhausted); retry after freeing
   kDataLoss = 14,         // data is gone for good (e.g. far-only objects reclaimed
                           // after the control connection was lost)
+  kQuotaExceeded = 15,    // far memory refused by a quota (the client's or its
+                          // tenant's), not exhausted: handled like kOutOfMemory
 };
+// Far memory refused, for either reason: exhausted or past a quota.
+inline bool IsFarMemoryRefused(StatusCode c) { return c == StatusCode::kOutOfMemory || c == StatusCode::kQuotaExceeded; }
 
 // Stable, human-readable name of a code ("OutOfRange", ...).
 std::string_view StatusCodeName(StatusCode code);
@@ -61,6 +65,7 @@ class [[nodiscard]] Status {
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
   static Status DataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
+  static Status QuotaExceeded(std::string m) { return {StatusCode::kQuotaExceeded, std::move(m)}; }
   // An IoError naming a failed call and errno: "ibv_reg_mr: Cannot allocate memory (errno 12)".
   static Status FromErrno(std::string_view call, int err);
 

@@ -71,7 +71,7 @@ Status RuntimeImpl::MakeRoom(uint64_t size, bool swap_in) {
       if (!why.ok()) RecordEvictionError(why);
       // Multi-Copy, far memory exhausted: objects with a far copy can still
       // go (clean ones are dropped, dirty ones rewritten in place).
-      if (!why.ok() && why.code() == StatusCode::kOutOfMemory && opts_.mode == CopyMode::kMultiCopy && !fits())
+      if (!why.ok() && IsFarMemoryRefused(why.code()) && opts_.mode == CopyMode::kMultiCopy && !fits())
         (void)Evict(now + size - std::min(now + size, sync_target_), nullptr, true);
       if (local_bytes_.load(std::memory_order_relaxed) >= now &&
           (!why.ok() || rounds_.load(std::memory_order_relaxed) == rounds_before))

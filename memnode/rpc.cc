@@ -30,7 +30,7 @@ Status ElementStatus(ElementCode c, std::string_view what, std::string_view note
       return Status::NotFound(w + ": not the start of a live block (never allocated, or already freed)");
     case ElementCode::kNotOwner: return Status::PermissionDenied(w + ": the block belongs to another client");
     case ElementCode::kQuotaExceeded:
-      return Status::OutOfMemory(w + ": " + std::string(kQuotaExceededText) +
+      return Status::QuotaExceeded(w + ": " + std::string(kQuotaExceededText) +
                                  (note.empty() ? std::string() : " (" + std::string(note) + ")"));
     case ElementCode::kInternal: break;
   }
@@ -38,7 +38,7 @@ Status ElementStatus(ElementCode c, std::string_view what, std::string_view note
 }
 
 bool IsQuotaExceeded(const Status& s) {
-  return s.code() == StatusCode::kOutOfMemory && s.message().find(kQuotaExceededText) != std::string::npos;
+  return s.code() == StatusCode::kQuotaExceeded;
 }
 
 namespace {

@@ -92,9 +92,10 @@ enum class ElementCode : uint8_t {
 };
 std::string_view ElementCodeName(ElementCode c);
 // The Status a client library reports for a failed element; `note` is the
-// reply's note (kQuotaExceeded: which quota). kQuotaExceeded is OutOfMemory
-// with kQuotaExceededText in its message: a caller handles it as far memory
-// exhausted, and can tell the two apart with IsQuotaExceeded.
+// reply's note (kQuotaExceeded: which quota). kQuotaExceeded becomes
+// a Status of its own code, kQuotaExceeded, with kQuotaExceededText and the
+// note in its message: a caller handles it as far memory exhausted
+// (IsFarMemoryRefused), and tells the two apart by the code.
 Status ElementStatus(ElementCode c, std::string_view what, std::string_view note = {});
 inline constexpr std::string_view kQuotaExceededText = "far-memory quota exceeded";
 bool IsQuotaExceeded(const Status& s);

@@ -5,13 +5,16 @@
 #   ib_read_lat 4 KiB / our READ 4 KiB, confine off / our READ 4 KiB, confine on
 # ("confine on": the client's QP in its session's protection domain, the
 # region granted as a span with its own memory region, the key looked up per
-# op — what the memnode does). Each round starts with a line "round N".
+# op — what the memnode does). With RPC_BENCH (bench/memnode_rpc_bench), each
+# round then measures ALLOC/FREE of 4 KiB objects (one-page spans: the most
+# registrations per byte) with --confine=false and =true. Each round starts
+# with a line "round N".
 #
-#   vm-bench-confine.sh BENCH_BINARY PERFTEST_SCRIPT ROUNDS
+#   vm-bench-confine.sh BENCH_BINARY PERFTEST_SCRIPT ROUNDS [RPC_BENCH]
 #
 # shellcheck source=scripts/lib.sh
 case "${1:-}" in -h|--help) . "$(dirname "$0")/lib.sh"; script_help; exit 0 ;; esac
-bench=$1 perftest=$2 rounds=$3
+bench=$1 perftest=$2 rounds=$3 rpc_bench=${4:-}
 addr=${SHARRY_RDMA_ADDR:-192.0.2.1}
 i=1
 while [ "$i" -le "$rounds" ]; do
@@ -22,5 +25,12 @@ while [ "$i" -le "$rounds" ]; do
     "$bench" --transport=verbs --addr="$addr" --sizes=4096 --ops=lat --lat_iters=1000 --confine=$confine 2>/dev/null |
       grep '^bench'
   done
+  if [ -n "$rpc_bench" ]; then
+    for confine in false true; do
+      echo "rpc confine=$confine"
+      "$rpc_bench" --transport=verbs --addr="$addr" --clients=3 --seconds=2 --uma_mb=128 --confine=$confine \
+        2>/dev/null | grep rpcbench
+    done
+  fi
   i=$((i + 1))
 done

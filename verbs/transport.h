@@ -3,8 +3,10 @@
 //
 //   kVerbs  RDMA RC through rdma_cm (the primary path). One-sided READ and
 //           WRITE go straight between a local buffer and the server's
-//           region, which is registered once as one memory region; requests
-//           are SENDs into a shared receive queue served by poller threads.
+//           region (one memory region for a bare transport; with
+//           ServerOptions::confine a memory region per granted span in the
+//           session's own protection domain: RegionKeys); requests are SENDs
+//           into each connection's receive queue, served by poller threads.
 //   kTcp    For hosts without RDMA (the paper's prototype used TCP). The
 //           server serves READ and WRITE itself by copying to and from the
 //           region; requests go to the same RequestHandler.
@@ -119,7 +121,8 @@ struct ServerOptions {
   int num_pollers = 1;                  // threads that serve requests
   std::vector<int> poller_cores;        // core per poller; empty or -1: not pinned
   uint32_t max_message = 8192;          // header + payload, both directions
-  uint32_t recv_depth = 512;            // verbs: receives posted in the shared queue
+  uint32_t recv_depth = 512;            // verbs: response send slots per poller (+64); each
+                                        // connection posts `credits` receives of its own
   uint32_t credits = 32;                // requests one client may have in flight
   int max_clients = 256;                // connections that said hello, served at once
   // Hostile or failing peers (docs/security.md). Every connection is counted

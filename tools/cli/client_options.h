@@ -18,6 +18,7 @@ namespace sharry::compute {
 inline int ExitCodeOf(const Status& s) {
   switch (s.code()) {
     case StatusCode::kOutOfMemory:
+    case StatusCode::kQuotaExceeded:
     case StatusCode::kResourceExhausted: return 4;
     case StatusCode::kDataLoss:
     case StatusCode::kUnavailable:

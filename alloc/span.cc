@@ -38,8 +38,52 @@ void Span::InitSmall(uint32_t size_class, OwnerId owner) {
   pending_bits_.assign((num_blocks_ + 63) / 64, 0);
 }
 
+void Span::InitMixed(OwnerId owner) {
+  CHECK(state_ == State::kSmall);
+  CHECK_NE(owner, kNoOwner);
+  size_class_ = 0;
+  block_size_ = kMixedGranule;
+  num_blocks_ = static_cast<uint32_t>(bytes() / kMixedGranule);
+  CHECK(num_blocks_ >= 1 && num_blocks_ <= kMaxBlocksPerSpan) << num_blocks_;
+  allocated_ = 0;
+  next_fresh_ = 0;
+  free_top_ = 0;
+  owner_ = owner;
+  large_pending_ = false;
+  if (owners_.size() < num_blocks_) owners_.resize(num_blocks_);
+  if (free_stack_.size() < num_blocks_) free_stack_.resize(num_blocks_);
+  pending_bits_.assign((num_blocks_ + 63) / 64, 0);
+}
+
+Span::BlockIndex Span::AllocateRun(uint32_t bytes, OwnerId owner) {
+  DCHECK(state_ == State::kSmall && mixed());
+  DCHECK_NE(owner, kNoOwner);
+  DCHECK_EQ(owner_, owner) << "block of owner " << owner << " in a mixed span of " << owner_;
+  CHECK(bytes > 0 && bytes % kMixedGranule == 0 && bytes <= room_bytes()) << bytes;
+  const uint32_t n = bytes / kMixedGranule;
+  const BlockIndex index = next_fresh_;
+  owners_[index] = owner;
+  // The interior may hold a recycled record's owners: it must read as free.
+  std::fill(owners_.begin() + index + 1, owners_.begin() + index + n, kNoOwner);
+  free_stack_[index] = static_cast<BlockIndex>(n);
+  next_fresh_ = static_cast<uint16_t>(next_fresh_ + n);
+  ++allocated_;
+  return index;
+}
+
+void Span::Retire() {
+  CHECK(state_ == State::kSmall && mixed());
+  std::fill(owners_.begin() + next_fresh_, owners_.begin() + num_blocks_, kNoOwner);
+  next_fresh_ = static_cast<uint16_t>(num_blocks_);
+}
+
+void Span::Reset() {
+  CHECK(state_ == State::kSmall && mixed() && empty());
+  next_fresh_ = 0;
+}
+
 Span::BlockIndex Span::AllocateBlock(OwnerId owner) {
-  DCHECK(state_ == State::kSmall);
+  DCHECK(state_ == State::kSmall && !mixed());
   CHECK(!full());
   DCHECK_NE(owner, kNoOwner);
   DCHECK(owner_ == kNoOwner || owner_ == owner) << "block of owner " << owner << " in a span of " << owner_;
@@ -72,9 +116,10 @@ void Span::FreeBlock(uint32_t index) {
   CHECK(block_state(index) != BlockState::kFree) << "double free of block " << index;
   pending_bits_[index >> 6] &= ~(uint64_t{1} << (index & 63));
   owners_[index] = kNoOwner;
+  --allocated_;
+  if (mixed()) return;  // its granules wait for Reset()
   CHECK_LT(free_top_, num_blocks_);
   free_stack_[free_top_++] = static_cast<BlockIndex>(index);
-  --allocated_;
 }
 
 }  // namespace sharry::alloc

@@ -10,15 +10,18 @@
 //   SectionAllocator   sizes -> classes, owner checks, delayed frees, stats,
 //                      per-owner usage (OwnerTable)
 //     class lists      per owner and size class, the small spans with a free
-//                      block (one list per class for shared spans)
-//     Span             blocks of one class, 16-bit free-index stack, owners
+//                      block (one list per class for shared spans), and
+//                      the owner's mixed span
+//     Span             blocks of one class, 16-bit free-index stack, owners;
+//                      or a mixed span: blocks of several classes, bumped
 //     PageHeap         best-fit runs of pages, coalescing, page map
 //
 // Allocate(size, owner):
-//   size <= kMaxSmallSize: round up to the class; take a block from the first
-//     span in the owner's list of the class, getting a new span from the
-//     page heap if the list is empty. A span leaves the list when it becomes
-//     full.
+//   size <= kMaxSmallSize: round up to the class; while the owner has
+//     blocks of the class to come from its mixed span (below), take one
+//     there; else take a block from the first span in the owner's list of
+//     the class, getting a new span from the page heap if the list is empty.
+//     A span leaves the list when it becomes full.
 //   size >  kMaxSmallSize: a large span of ceil(size / kPageSize) pages.
 //   When the page heap is exhausted, pending frees are applied and the empty
 //   spans cached per class are released before OOM is reported.
@@ -51,11 +54,13 @@
 // of the owner's mixed span retires it (at most kMaxMixedBlockSize - 8
 // bytes unused) and starts a new one; a freed block of a mixed span is not
 // reused until the whole span is empty. So an owner has at most one mixed
-// span with room, and the waste of its first blocks is bounded per class; a
-// large owner (whose classes soon take spans of their own) and an owner of
-// only bigger blocks (the 4 KiB objects of the demo) see no change, and a
-// small owner is granted fewer spans. Blocks keep their class size, so what
-// an owner is charged (SizeMap::RoundedSize) does not change.
+// span with room, and at most 323 KiB of blocks ever come from its mixed
+// spans (one span's worth of each of the 40 classes up to 1 KiB; FreeAllOf
+// starts the count over): a large owner (whose classes soon take spans of
+// their own) and an owner of only bigger blocks (the 4 KiB objects of the
+// demo) see almost no change, and a small owner is granted fewer spans.
+// Blocks keep their class size, so what an owner is charged
+// (SizeMap::RoundedSize) does not change.
 //
 // When a small span becomes empty it goes back to the page heap, unless it
 // is the only span of its (owner's) class with free blocks; so each class
@@ -63,7 +68,9 @@
 // boundary. FreeAllOf(owner) releases the owner's cached spans too: a
 // reclaimed owner keeps no pages.
 //
-// Costs: Allocate and Free are O(1) apart from the page heap's O(log runs);
+// Costs: Allocate and Free are O(1) apart from the page heap's O(log runs)
+// (a mixed-span block clears the metadata of its 8-byte granules, at most
+// 128; retiring a mixed span, of the rest of its 1024);
 // FreeAllOf walks all spans and their block metadata. Per-owner counters
 // (Usage) are O(1) per Allocate and per applied free.
 //

@@ -53,18 +53,15 @@ SectionAllocator::~SectionAllocator() {
   }
 }
 
-SectionAllocator::OwnerSpans& SectionAllocator::SpansOf(OwnerId owner) {
-  const OwnerId key = private_spans_ ? owner : kNoOwner;
-  if (last_spans_ == nullptr || last_key_ != key) {
-    auto [it, inserted] = class_lists_.try_emplace(key);
-    if (inserted && mixed_spans_) {
-      static const std::array<uint16_t, kNumSizeClasses> kMixedBlocks = MixedBlocks();
-      it->second.mixed_left = kMixedBlocks;
-    }
-    last_spans_ = &it->second;
-    last_key_ = key;
+SectionAllocator::OwnerSpans& SectionAllocator::FindOrAddSpans(OwnerId key) {
+  auto [it, inserted] = class_lists_.try_emplace(key);
+  if (inserted && mixed_spans_) {
+    static const std::array<uint16_t, kNumSizeClasses> kMixedBlocks = MixedBlocks();
+    it->second.mixed_left = kMixedBlocks;
   }
-  return *last_spans_;
+  last_spans_ = &it->second;
+  last_key_ = key;
+  return it->second;
 }
 
 SectionAllocator::ClassList& SectionAllocator::ListOf(const Span& span) {

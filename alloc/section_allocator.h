@@ -202,7 +202,12 @@ class SectionAllocator {
   // to the page heap.
   void AddSmallSpan(Span* span, ClassList& list);
   // The class lists of `owner` (created on first use; cached lookup).
-  OwnerSpans& SpansOf(OwnerId owner);
+  OwnerSpans& SpansOf(OwnerId owner) {
+    const OwnerId key = private_spans_ ? owner : kNoOwner;
+    if (last_spans_ != nullptr && last_key_ == key) [[likely]] return *last_spans_;
+    return FindOrAddSpans(key);
+  }
+  OwnerSpans& FindOrAddSpans(OwnerId key);
   ClassList& ListOf(const Span& span);
   // A span's pages from the page heap for `owner` / back to it, telling the
   // observer.

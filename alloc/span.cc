@@ -19,14 +19,7 @@ void Span::InitLarge(OwnerId owner) {
   allocated_ = 0;
 }
 
-void Span::InitSmall(uint32_t size_class, OwnerId owner) {
-  CHECK(state_ == State::kSmall);
-  CHECK(size_class >= 1 && size_class < kNumSizeClasses) << size_class;
-  CHECK_EQ(num_pages_, SizeMap::ClassPages(size_class));
-  size_class_ = static_cast<uint8_t>(size_class);
-  block_size_ = SizeMap::ClassSize(size_class);
-  num_blocks_ = SizeMap::BlocksPerSpan(size_class);
-  CHECK(num_blocks_ >= 1 && num_blocks_ <= kMaxBlocksPerSpan) << num_blocks_;
+inline void Span::ClearBlocks(OwnerId owner) {
   allocated_ = 0;
   next_fresh_ = 0;
   free_top_ = 0;
@@ -38,6 +31,17 @@ void Span::InitSmall(uint32_t size_class, OwnerId owner) {
   pending_bits_.assign((num_blocks_ + 63) / 64, 0);
 }
 
+void Span::InitSmall(uint32_t size_class, OwnerId owner) {
+  CHECK(state_ == State::kSmall);
+  CHECK(size_class >= 1 && size_class < kNumSizeClasses) << size_class;
+  CHECK_EQ(num_pages_, SizeMap::ClassPages(size_class));
+  size_class_ = static_cast<uint8_t>(size_class);
+  block_size_ = SizeMap::ClassSize(size_class);
+  num_blocks_ = SizeMap::BlocksPerSpan(size_class);
+  CHECK(num_blocks_ >= 1 && num_blocks_ <= kMaxBlocksPerSpan) << num_blocks_;
+  ClearBlocks(owner);
+}
+
 void Span::InitMixed(OwnerId owner) {
   CHECK(state_ == State::kSmall);
   CHECK_NE(owner, kNoOwner);
@@ -45,14 +49,7 @@ void Span::InitMixed(OwnerId owner) {
   block_size_ = kMixedGranule;
   num_blocks_ = static_cast<uint32_t>(bytes() / kMixedGranule);
   CHECK(num_blocks_ >= 1 && num_blocks_ <= kMaxBlocksPerSpan) << num_blocks_;
-  allocated_ = 0;
-  next_fresh_ = 0;
-  free_top_ = 0;
-  owner_ = owner;
-  large_pending_ = false;
-  if (owners_.size() < num_blocks_) owners_.resize(num_blocks_);
-  if (free_stack_.size() < num_blocks_) free_stack_.resize(num_blocks_);
-  pending_bits_.assign((num_blocks_ + 63) / 64, 0);
+  ClearBlocks(owner);
 }
 
 Span::BlockIndex Span::AllocateRun(uint32_t bytes, OwnerId owner) {

@@ -173,6 +173,9 @@ class Span {
   friend class SectionAllocator;
 
   bool PendingBit(uint32_t i) const { return (pending_bits_[i >> 6] >> (i & 63)) & 1; }
+  // Makes all num_blocks_ blocks free, for `owner` (the rest of InitSmall
+  // and InitMixed).
+  void ClearBlocks(OwnerId owner);
 
   // Hooks; a span is in at most one of these containers, by state.
   boost::intrusive::set_member_hook<> free_hook_;    // kFree: PageHeap set

@@ -198,8 +198,8 @@ class SectionAllocator {
   // A block of class `cl` from the owner's mixed span (a new one if it has
   // no room).
   AllocResult AllocateMixed(OwnerSpans& spans, uint32_t cl, OwnerId owner);
-  // Counters and lists for a span that was just taken from or is going back
-  // to the page heap.
+  // Links a small span just taken from the page heap into `list` and
+  // counts it.
   void AddSmallSpan(Span* span, ClassList& list);
   // The class lists of `owner` (created on first use; cached lookup).
   OwnerSpans& SpansOf(OwnerId owner) {

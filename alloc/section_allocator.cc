@@ -96,7 +96,7 @@ AllocResult SectionAllocator::TryAllocate(uint64_t size, OwnerId owner) {
   if (size <= kMaxSmallSize) {
     const uint32_t cl = SizeMap::ClassFor(size);
     OwnerSpans& spans = SpansOf(owner);
-    if (spans.mixed_left[cl] > 0) return AllocateMixed(spans, cl, owner);
+    if (spans.mixed_left[cl] > 0) [[unlikely]] return AllocateMixed(spans, cl, owner);
     ClassList& list = spans.by_class[cl];
     if (list.empty()) {
       const OwnerId span_owner = private_spans_ ? owner : kNoOwner;
@@ -244,7 +244,7 @@ void SectionAllocator::ApplyFree(const BlockRef& ref) {
     DeleteSpan(span);
     return;
   }
-  if (span->mixed()) {
+  if (span->mixed()) [[unlikely]] {
     const uint64_t bytes = span->block_bytes(ref.index);
     owners_.Remove(span->block_owner(ref.index), bytes);
     span->FreeBlock(ref.index);

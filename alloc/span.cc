@@ -114,7 +114,7 @@ void Span::FreeBlock(uint32_t index) {
   pending_bits_[index >> 6] &= ~(uint64_t{1} << (index & 63));
   owners_[index] = kNoOwner;
   --allocated_;
-  if (mixed()) return;  // its granules wait for Reset()
+  if (mixed()) [[unlikely]] return;  // its granules wait for Reset()
   CHECK_LT(free_top_, num_blocks_);
   free_stack_[free_top_++] = static_cast<BlockIndex>(index);
 }

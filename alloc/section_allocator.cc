@@ -19,6 +19,18 @@ PageCount PagesOf(uint64_t length) {
   return static_cast<PageCount>(pages);
 }
 
+// OwnerSpans::mixed_left of a new owner: one span's worth of blocks of each
+// class that fits a mixed span.
+std::array<uint16_t, kNumSizeClasses> MixedBlocks() {
+  std::array<uint16_t, kNumSizeClasses> n{};
+  for (uint32_t cl = 1; cl < kNumSizeClasses; ++cl) {
+    if (SizeMap::ClassSize(cl) <= SectionAllocator::kMaxMixedBlockSize) {
+      n[cl] = static_cast<uint16_t>(SizeMap::BlocksPerSpan(cl));
+    }
+  }
+  return n;
+}
+
 }  // namespace
 
 SectionAllocator::SectionAllocator(const Options& options)
@@ -26,6 +38,7 @@ SectionAllocator::SectionAllocator(const Options& options)
       length_(options.length),
       free_batch_threshold_(options.free_batch_threshold),
       private_spans_(options.private_spans),
+      mixed_spans_(options.private_spans && options.mixed_spans),
       observer_(options.observer),
       page_heap_(PagesOf(options.length)) {
   CHECK_EQ(base_ % kPageSize, 0u) << "section base " << base_ << " is not page aligned";
@@ -40,13 +53,15 @@ SectionAllocator::~SectionAllocator() {
   }
 }
 
-SectionAllocator::OwnerSpans& SectionAllocator::SpansOf(OwnerId owner) {
-  const OwnerId key = private_spans_ ? owner : kNoOwner;
-  if (last_spans_ == nullptr || last_key_ != key) {
-    last_spans_ = &class_lists_[key];
-    last_key_ = key;
+SectionAllocator::OwnerSpans& SectionAllocator::FindOrAddSpans(OwnerId key) {
+  auto [it, inserted] = class_lists_.try_emplace(key);
+  if (inserted && mixed_spans_) {
+    static const std::array<uint16_t, kNumSizeClasses> kMixedBlocks = MixedBlocks();
+    it->second.mixed_left = kMixedBlocks;
   }
-  return *last_spans_;
+  last_spans_ = &it->second;
+  last_key_ = key;
+  return it->second;
 }
 
 SectionAllocator::ClassList& SectionAllocator::ListOf(const Span& span) {
@@ -80,16 +95,15 @@ AllocResult SectionAllocator::Allocate(uint64_t size, OwnerId owner) {
 AllocResult SectionAllocator::TryAllocate(uint64_t size, OwnerId owner) {
   if (size <= kMaxSmallSize) {
     const uint32_t cl = SizeMap::ClassFor(size);
-    ClassList& list = SpansOf(owner).by_class[cl];
+    OwnerSpans& spans = SpansOf(owner);
+    if (spans.mixed_left[cl] > 0) [[unlikely]] return AllocateMixed(spans, cl, owner);
+    ClassList& list = spans.by_class[cl];
     if (list.empty()) {
       const OwnerId span_owner = private_spans_ ? owner : kNoOwner;
       Span* span = NewSpan(SizeMap::ClassPages(cl), Span::State::kSmall, span_owner);
       if (span == nullptr) return {0, AllocStatus::kOutOfMemory};
       span->InitSmall(cl, span_owner);
-      list.push_front(*span);
-      ++counts_.small_spans;
-      counts_.span_free_bytes += uint64_t{span->num_blocks()} * span->block_size();
-      counts_.span_tail_bytes += span->tail_bytes();
+      AddSmallSpan(span, list);
     }
     Span& span = list.front();
     const uint32_t index = span.AllocateBlock(owner);
@@ -110,6 +124,38 @@ AllocResult SectionAllocator::TryAllocate(uint64_t size, OwnerId owner) {
   ++counts_.live_blocks;
   owners_.Add(owner, span->bytes());
   return {base_ + span->start_byte(), AllocStatus::kOk};
+}
+
+AllocResult SectionAllocator::AllocateMixed(OwnerSpans& spans, uint32_t cl, OwnerId owner) {
+  const uint32_t bytes = SizeMap::ClassSize(cl);
+  ClassList& list = spans.by_class[0];
+  if (!list.empty() && list.front().room_bytes() < bytes) {
+    Span& full = list.front();  // its unused rest stays in span_free_bytes
+    list.erase(list.iterator_to(full));
+    full.Retire();
+  }
+  if (list.empty()) {
+    Span* span = NewSpan(kMixedSpanPages, Span::State::kSmall, owner);
+    if (span == nullptr) return {0, AllocStatus::kOutOfMemory};
+    span->InitMixed(owner);
+    AddSmallSpan(span, list);
+  }
+  Span& span = list.front();
+  const uint32_t index = span.AllocateRun(bytes, owner);
+  if (span.room_bytes() == 0) list.erase(list.iterator_to(span));
+  --spans.mixed_left[cl];
+  counts_.span_free_bytes -= bytes;
+  counts_.used_bytes += bytes;
+  ++counts_.live_blocks;
+  owners_.Add(owner, bytes);
+  return {base_ + span.block_start(index), AllocStatus::kOk};
+}
+
+void SectionAllocator::AddSmallSpan(Span* span, ClassList& list) {
+  list.push_front(*span);
+  ++counts_.small_spans;
+  counts_.span_free_bytes += uint64_t{span->num_blocks()} * span->block_size();
+  counts_.span_tail_bytes += span->tail_bytes();
 }
 
 AllocStatus SectionAllocator::FindBlock(uint64_t rel, BlockRef* ref, bool* pending) const {
@@ -145,7 +191,7 @@ AllocStatus SectionAllocator::FindBlock(uint64_t rel, BlockRef* ref, bool* pendi
 
 uint64_t SectionAllocator::BlockBytes(const BlockRef& ref) const {
   return ref.span->state() == Span::State::kLarge ? ref.span->bytes()
-                                                   : ref.span->block_size();
+                                                   : ref.span->block_bytes(ref.index);
 }
 
 AllocStatus SectionAllocator::Free(uint64_t offset, OwnerId owner, uint64_t* freed_bytes) {
@@ -198,6 +244,23 @@ void SectionAllocator::ApplyFree(const BlockRef& ref) {
     DeleteSpan(span);
     return;
   }
+  if (span->mixed()) [[unlikely]] {
+    const uint64_t bytes = span->block_bytes(ref.index);
+    owners_.Remove(span->block_owner(ref.index), bytes);
+    span->FreeBlock(ref.index);
+    counts_.used_bytes -= bytes;
+    counts_.span_free_bytes += bytes;
+    if (span->empty()) {
+      // The owner's current mixed span starts over (cached, like the one
+      // empty span of a class); a retired one goes back.
+      if (span->class_hook_.is_linked()) {
+        span->Reset();
+      } else {
+        ReleaseSmallSpan(span);
+      }
+    }
+    return;
+  }
   const bool was_full = span->full();
   owners_.Remove(span->block_owner(ref.index), span->block_size());
   span->FreeBlock(ref.index);
@@ -210,8 +273,10 @@ void SectionAllocator::ApplyFree(const BlockRef& ref) {
 
 void SectionAllocator::ReleaseSmallSpan(Span* span) {
   CHECK(span->empty());
-  ClassList& list = ListOf(*span);
-  list.erase(list.iterator_to(*span));
+  if (span->class_hook_.is_linked()) {  // not a retired mixed span
+    ClassList& list = ListOf(*span);
+    list.erase(list.iterator_to(*span));
+  }
   counts_.span_free_bytes -= uint64_t{span->num_blocks()} * span->block_size();
   counts_.span_tail_bytes -= span->tail_bytes();
   --counts_.small_spans;
@@ -320,25 +385,33 @@ void SectionAllocator::CheckInvariants() const {
         ++small;
         uint32_t allocated = 0;
         CHECK_EQ(s.span_owner() != kNoOwner, private_spans_) << "span at page " << s.first_page();
-        s.ForEachAllocatedBlock([&](uint32_t, OwnerId owner, bool pending) {
+        uint64_t allocated_bytes = 0;
+        CHECK(!s.mixed() || (mixed_spans_ && s.num_pages() == kMixedSpanPages)) << "span at page " << s.first_page();
+        s.ForEachAllocatedBlock([&](uint32_t index, OwnerId owner, bool pending) {
           CHECK(s.span_owner() == kNoOwner || s.span_owner() == owner)
               << "block of owner " << owner << " in the private span of " << s.span_owner();
+          const uint64_t bytes = s.block_bytes(index);
+          CHECK(!s.mixed() || (bytes <= kMaxMixedBlockSize && index + bytes / kMixedGranule <= s.num_blocks()))
+              << "block " << index << " of " << bytes << " bytes in the mixed span at page " << s.first_page();
           ++allocated;
+          allocated_bytes += bytes;
           ++by_owner[owner].blocks;
-          by_owner[owner].bytes += s.block_size();
+          by_owner[owner].bytes += bytes;
           if (pending) {
             ++pending_blocks;
-            pending_bytes += s.block_size();
+            pending_bytes += bytes;
           }
         });
         CHECK_EQ(allocated, s.allocated());
         live += allocated;
-        used += uint64_t{allocated} * s.block_size();
-        span_free += uint64_t{s.free_blocks()} * s.block_size();
+        used += allocated_bytes;
+        span_free += s.bytes() - s.tail_bytes() - allocated_bytes;
         tail += s.tail_bytes();
         CHECK_EQ(s.bytes(), uint64_t{s.num_blocks()} * s.block_size() + s.tail_bytes());
-        // In its class list exactly when it has a free block.
-        CHECK_EQ(s.class_hook_.is_linked(), !s.full()) << "span at page " << s.first_page();
+        // In its class list exactly when it has a free block (a mixed span:
+        // room past its bump pointer).
+        CHECK_EQ(s.class_hook_.is_linked(), s.mixed() ? s.room_bytes() > 0 : !s.full())
+            << "span at page " << s.first_page();
         break;
       }
       case Span::State::kUnused:
@@ -355,8 +428,10 @@ void SectionAllocator::CheckInvariants() const {
         CHECK_EQ(s.span_owner(), key) << "span at page " << s.first_page() << " in the list of another owner";
         if (s.empty()) ++empty_in_class;
       }
-      // A class caches at most one empty span (per owner).
+      // A class caches at most one empty span (per owner); an owner has at
+      // most one mixed span with room.
       CHECK_LE(empty_in_class, 1u) << "class " << cl << " of owner " << key;
+      if (cl == 0) CHECK_LE(spans.by_class[0].size(), 1u) << "owner " << key;
     }
   }
 

@@ -10,15 +10,18 @@
 //   SectionAllocator   sizes -> classes, owner checks, delayed frees, stats,
 //                      per-owner usage (OwnerTable)
 //     class lists      per owner and size class, the small spans with a free
-//                      block (one list per class for shared spans)
-//     Span             blocks of one class, 16-bit free-index stack, owners
+//                      block (one list per class for shared spans), and
+//                      the owner's mixed span
+//     Span             blocks of one class, 16-bit free-index stack, owners;
+//                      or a mixed span: blocks of several classes, bumped
 //     PageHeap         best-fit runs of pages, coalescing, page map
 //
 // Allocate(size, owner):
-//   size <= kMaxSmallSize: round up to the class; take a block from the first
-//     span in the owner's list of the class, getting a new span from the
-//     page heap if the list is empty. A span leaves the list when it becomes
-//     full.
+//   size <= kMaxSmallSize: round up to the class; while the owner has
+//     blocks of the class to come from its mixed span (below), take one
+//     there; else take a block from the first span in the owner's list of
+//     the class, getting a new span from the page heap if the list is empty.
+//     A span leaves the list when it becomes full.
 //   size >  kMaxSmallSize: a large span of ceil(size / kPageSize) pages.
 //   When the page heap is exhausted, pending frees are applied and the empty
 //   spans cached per class are released before OOM is reported.
@@ -39,13 +42,35 @@
 // With private_spans off, blocks of all owners share spans (the paper's
 // allocator; kept for the allocator benchmarks).
 //
+// Mixed spans (private spans only): a private span per size class costs a
+// partly filled span per class an owner uses, which is most of what a small
+// owner holds when it uses many classes (a client with 1 MiB of hash-table
+// entries of 16..512 B uses ~30). So an owner's first blocks of each class
+// up to kMaxMixedBlockSize — as many as one span of the class holds
+// (SizeMap::BlocksPerSpan) — come from its mixed span instead: one page of
+// blocks of any class of that owner, each exactly its class size, handed
+// out in address order (Span::AllocateRun). Further blocks of the class come
+// from spans of the class, as above. A block that does not fit in the rest
+// of the owner's mixed span retires it (at most kMaxMixedBlockSize - 8
+// bytes unused) and starts a new one; a freed block of a mixed span is not
+// reused until the whole span is empty. So an owner has at most one mixed
+// span with room, and at most 323 KiB of blocks ever come from its mixed
+// spans (one span's worth of each of the 40 classes up to 1 KiB; FreeAllOf
+// starts the count over): a large owner (whose classes soon take spans of
+// their own) and an owner of only bigger blocks (the 4 KiB objects of the
+// demo) see almost no change, and a small owner is granted fewer spans.
+// Blocks keep their class size, so what an owner is charged
+// (SizeMap::RoundedSize) does not change.
+//
 // When a small span becomes empty it goes back to the page heap, unless it
 // is the only span of its (owner's) class with free blocks; so each class
 // caches at most one empty span per owner, which avoids thrashing at a span
 // boundary. FreeAllOf(owner) releases the owner's cached spans too: a
 // reclaimed owner keeps no pages.
 //
-// Costs: Allocate and Free are O(1) apart from the page heap's O(log runs);
+// Costs: Allocate and Free are O(1) apart from the page heap's O(log runs)
+// (a mixed-span block clears the metadata of its 8-byte granules, at most
+// 128; retiring a mixed span, of the rest of its 1024);
 // FreeAllOf walks all spans and their block metadata. Per-owner counters
 // (Usage) are O(1) per Allocate and per applied free.
 //
@@ -73,6 +98,10 @@ namespace sharry::alloc {
 
 class SectionAllocator {
  public:
+  // Mixed spans (above): one page each, for classes up to this size.
+  static constexpr PageCount kMixedSpanPages = 1;
+  static constexpr uint32_t kMaxMixedBlockSize = 1024;
+
   struct Options {
     // UMA offset of the first byte. REQUIRES: a multiple of kPageSize.
     uint64_t base = 0;
@@ -85,6 +114,9 @@ class SectionAllocator {
     // Every span holds one owner's blocks (see above). Required for an
     // observer.
     bool private_spans = true;
+    // An owner's first blocks of the small classes come from its mixed span
+    // (see above). Only with private spans.
+    bool mixed_spans = true;
     // Told of every span granted to and revoked from an owner; may be null.
     SpanObserver* observer = nullptr;
   };
@@ -153,14 +185,29 @@ class SectionAllocator {
   };
 
   // The small spans with a free block of one owner (kNoOwner: of every
-  // owner, for shared spans), by size class.
+  // owner, for shared spans), by size class; by_class[0] holds the owner's
+  // mixed span with room, if any.
   struct OwnerSpans {
     std::array<ClassList, kNumSizeClasses> by_class;
+    // Blocks of each class still to come from the mixed span (0 without
+    // mixed spans and for classes above kMaxMixedBlockSize).
+    std::array<uint16_t, kNumSizeClasses> mixed_left{};
   };
 
   AllocResult TryAllocate(uint64_t size, OwnerId owner);
+  // A block of class `cl` from the owner's mixed span (a new one if it has
+  // no room).
+  AllocResult AllocateMixed(OwnerSpans& spans, uint32_t cl, OwnerId owner);
+  // Links a small span just taken from the page heap into `list` and
+  // counts it.
+  void AddSmallSpan(Span* span, ClassList& list);
   // The class lists of `owner` (created on first use; cached lookup).
-  OwnerSpans& SpansOf(OwnerId owner);
+  OwnerSpans& SpansOf(OwnerId owner) {
+    const OwnerId key = private_spans_ ? owner : kNoOwner;
+    if (last_spans_ != nullptr && last_key_ == key) [[likely]] return *last_spans_;
+    return FindOrAddSpans(key);
+  }
+  OwnerSpans& FindOrAddSpans(OwnerId key);
   ClassList& ListOf(const Span& span);
   // A span's pages from the page heap for `owner` / back to it, telling the
   // observer.
@@ -184,6 +231,7 @@ class SectionAllocator {
   const uint64_t length_;
   const uint32_t free_batch_threshold_;
   const bool private_spans_;
+  const bool mixed_spans_;
   SpanObserver* const observer_;
 
   PageHeap page_heap_;

@@ -33,6 +33,15 @@
 // O(B) initialisation of its stack. Indices are 16 bits because a span holds
 // at most kMaxBlocksPerSpan blocks (see size_classes.h).
 //
+// A mixed span (SectionAllocator: an owner's first blocks of the small
+// classes) is a kSmall span of class 0: blocks of several classes of one
+// owner, bump-allocated in 8-byte granules. The arrays are indexed by
+// granule; a block starting at granule g has owners_[g] == its owner and
+// free_stack_[g] == its length in granules (no free stack: a freed block's
+// granules are not reused until the whole span is empty), and every other
+// granule of it has owners_ == kNoOwner, so an interior offset reads as
+// free. next_fresh_ is the bump pointer; Retire() moves it to the end.
+//
 // A large span keeps its owner and pending flag in owner_ and
 // large_pending_ and uses none of the arrays. A small span of a private-span
 // allocator (SectionAllocator::Options::private_spans) keeps in owner_ the
@@ -53,6 +62,9 @@
 #include "glog/logging.h"
 
 namespace sharry::alloc {
+
+// The unit of a mixed span: blocks start and end on multiples of it.
+inline constexpr uint32_t kMixedGranule = kMinAlignment;
 
 class Span {
  public:
@@ -94,6 +106,7 @@ class Span {
   OwnerId span_owner() const { return owner_; }
 
   uint32_t size_class() const { return size_class_; }
+  // The block size of a span of one class; kMixedGranule for a mixed span.
   uint32_t block_size() const { return block_size_; }
   uint32_t num_blocks() const { return num_blocks_; }
   uint32_t allocated() const { return allocated_; }  // live + pending
@@ -119,6 +132,28 @@ class Span {
   // REQUIRES: block_state(index) != kFree.
   void FreeBlock(uint32_t index);
 
+  // ---- Mixed span (size class 0) -------------------------------------------
+  // Makes the span an empty mixed span of `owner`.
+  // REQUIRES: state() == kSmall, owner != kNoOwner.
+  void InitMixed(OwnerId owner);
+  bool mixed() const { return size_class_ == 0; }  // REQUIRES: state() == kSmall
+  // Bytes not yet handed out past the bump pointer.
+  uint64_t room_bytes() const { return uint64_t{num_blocks_ - next_fresh_} * kMixedGranule; }
+  // Hands out the next `bytes` (a multiple of kMixedGranule) to `owner`;
+  // returns the block's first granule. REQUIRES: mixed(),
+  // 0 < bytes <= room_bytes().
+  BlockIndex AllocateRun(uint32_t bytes, OwnerId owner);
+  // No more blocks: room_bytes() becomes 0. REQUIRES: mixed().
+  void Retire();
+  // An empty mixed span starts over. REQUIRES: mixed(), empty().
+  void Reset();
+
+  // Bytes of the block at `index` (its class size; in a mixed span, its
+  // run). REQUIRES: block_state(index) != kFree.
+  uint64_t block_bytes(uint32_t index) const {
+    return mixed() ? uint64_t{free_stack_[index]} * kMixedGranule : block_size_;
+  }
+
   // Byte offset (from the section start) of block `index`.
   uint64_t block_start(uint32_t index) const {
     return start_byte() + uint64_t{index} * block_size_;
@@ -138,6 +173,9 @@ class Span {
   friend class SectionAllocator;
 
   bool PendingBit(uint32_t i) const { return (pending_bits_[i >> 6] >> (i & 63)) & 1; }
+  // Makes all num_blocks_ blocks free, for `owner` (the rest of InitSmall
+  // and InitMixed).
+  void ClearBlocks(OwnerId owner);
 
   // Hooks; a span is in at most one of these containers, by state.
   boost::intrusive::set_member_hook<> free_hook_;    // kFree: PageHeap set

@@ -1,25 +1,64 @@
+// Copyright 2024 The Sharry Authors.
+//
 // private_spans_bench: the far-memory cost of private spans (issue #11: a
 // span holds one client's blocks, so that it can be granted to and revoked
 // from exactly one client). For 3 and 30 clients, each allocating a given
 // number of bytes — 4 KiB objects (the demo's arrays) or a hash-table-like
 // mix (3 in 4 of 16..512 B, 1 in 4 of 4 KiB) — interleaved, with a free now
-// and then, it prints the pages the allocator holds (section minus free
-// runs) with shared spans (the paper's allocator) and with private spans,
-// and the difference as a share of the bytes in use.
+// and then, it prints
+//   * the pages the allocator holds (section minus free runs) with shared
+//     spans (the paper's allocator), with private spans of one class each
+//     (mixed_spans off: the allocator before mixed spans) and with private
+//     spans and mixed spans (the default), and the overhead of each private
+//     layout: held minus held with shared spans, as a share of the bytes in
+//     use (the blocks' rounded sizes, the same in every run), and
+//   * the spans granted to clients (SpanObserver::OnGrant calls) per MiB
+//     allocated, with private spans: over verbs each grant registers one MR.
+// Every run makes the same requests (the same random stream).
 //
 //   build/bench/private_spans_bench
+
+#include <cstdint>
 #include <cstdio>
 #include <random>
 #include <vector>
+
 #include "alloc/section_allocator.h"
 #include "alloc/size_classes.h"
-using namespace sharry::alloc;
-struct R { double held_mib, used_mib; };
-R Run(bool priv, int clients, uint64_t bytes_per_client, bool mixed, uint64_t seed) {
-  SectionAllocator a({.length = uint64_t{4} << 30, .free_batch_threshold = 64, .private_spans = priv});
+#include "alloc/span_observer.h"
+
+namespace sharry::alloc {
+namespace {
+
+class GrantCounter : public SpanObserver {
+ public:
+  void OnGrant(OwnerId, uint64_t, uint64_t) override { ++grants; }
+  void OnRevoke(OwnerId, uint64_t, uint64_t) override {}
+  uint64_t grants = 0;
+};
+
+struct Result {
+  double held_mib = 0;
+  double used_mib = 0;
+  double allocated_mib = 0;  // rounded bytes of every allocation, freed or not
+  uint64_t grants = 0;
+  bool oom = false;
+};
+
+enum class Layout { kShared, kPrivate, kPrivateMixed };
+
+Result Run(Layout layout, int clients, uint64_t bytes_per_client, bool mixed, uint64_t seed) {
+  GrantCounter counter;
+  const bool private_spans = layout != Layout::kShared;
+  SectionAllocator a({.length = uint64_t{4} << 30,
+                      .free_batch_threshold = 64,
+                      .private_spans = private_spans,
+                      .mixed_spans = layout == Layout::kPrivateMixed,
+                      .observer = private_spans ? &counter : nullptr});
   std::mt19937_64 rng(seed);
   std::vector<std::vector<uint64_t>> live(clients);
   std::vector<uint64_t> have(clients, 0);
+  Result res;
   // Interleaved allocations (clients run concurrently), some frees.
   bool more = true;
   while (more) {
@@ -29,15 +68,18 @@ R Run(bool priv, int clients, uint64_t bytes_per_client, bool mixed, uint64_t se
       more = true;
       uint64_t size = 4096;
       if (mixed) {  // hash-table-like: 16..512 B entries, and 4 KiB chunks
-        const int k = rng() % 4;
+        const int k = static_cast<int>(rng() % 4);
         size = k == 0 ? 4096 : 16 + rng() % 497;
       }
-      AllocResult r = a.Allocate(size, static_cast<OwnerId>(c));
-      if (!r.ok()) { std::printf("oom\n"); return {}; }
+      const AllocResult r = a.Allocate(size, static_cast<OwnerId>(c));
+      if (!r.ok()) {
+        res.oom = true;
+        return res;
+      }
       live[c].push_back(r.offset);
       have[c] += SizeMap::RoundedSize(size);
       if (rng() % 10 == 0 && live[c].size() > 1) {  // a free now and then
-        size_t i = rng() % live[c].size();
+        const size_t i = rng() % live[c].size();
         (void)a.Free(live[c][i], static_cast<OwnerId>(c));
         live[c][i] = live[c].back();
         live[c].pop_back();
@@ -45,16 +87,45 @@ R Run(bool priv, int clients, uint64_t bytes_per_client, bool mixed, uint64_t se
     }
   }
   a.FlushPendingFrees();
+  a.CheckInvariants();
   const SectionStats s = a.stats();
-  return {double(s.section_bytes - s.page_heap_free_bytes) / (1 << 20), double(s.used_bytes) / (1 << 20)};
+  constexpr double kMiB = 1 << 20;
+  res.held_mib = static_cast<double>(s.section_bytes - s.page_heap_free_bytes) / kMiB;
+  res.used_mib = static_cast<double>(s.used_bytes) / kMiB;
+  for (uint64_t h : have) res.allocated_mib += static_cast<double>(h) / kMiB;
+  res.grants = counter.grants;
+  return res;
 }
+
+}  // namespace
+}  // namespace sharry::alloc
+
 int main() {
-  for (bool mixed : {false, true})
-    for (int clients : {3, 30})
+  using sharry::alloc::Layout;
+  using sharry::alloc::Result;
+  using sharry::alloc::Run;
+  std::printf("overhead: held minus held with shared spans, %% of used; grants: OnGrant calls per MiB allocated\n");
+  std::printf("%-12s %7s %10s %9s %14s %14s %19s\n", "objects", "clients", "MiB each", "used MiB",
+              "held: shared", "class spans", "class+mixed spans");
+  for (bool mixed : {false, true}) {
+    for (int clients : {3, 30}) {
       for (uint64_t per : {uint64_t{1} << 20, uint64_t{32} << 20}) {
-        R off = Run(false, clients, per, mixed, 1), on = Run(true, clients, per, mixed, 1);
-        std::printf("%-14s clients=%2d per_client=%5.1f MiB  used %.2f MiB  held: shared %.2f MiB, private %.2f MiB  overhead %+.2f%% of used\n",
-                    mixed ? "mixed" : "4KiB objects", clients, double(per) / (1 << 20), on.used_mib, off.held_mib, on.held_mib,
-                    100.0 * (on.held_mib - off.held_mib) / on.used_mib);
+        const Result shared = Run(Layout::kShared, clients, per, mixed, 1);
+        const Result before = Run(Layout::kPrivate, clients, per, mixed, 1);
+        const Result after = Run(Layout::kPrivateMixed, clients, per, mixed, 1);
+        if (shared.oom || before.oom || after.oom) {
+          std::printf("out of memory\n");
+          return 1;
+        }
+        auto overhead = [&](const Result& r) { return 100.0 * (r.held_mib - shared.held_mib) / r.used_mib; };
+        auto grants = [](const Result& r) { return static_cast<double>(r.grants) / r.allocated_mib; };
+        std::printf("%-12s %7d %10.0f %9.2f %14.2f %14.2f %19.2f   overhead %+6.2f%% -> %+6.2f%%"
+                    "   grants %5.1f -> %5.1f\n",
+                    mixed ? "mixed" : "4KiB", clients, static_cast<double>(per) / (1 << 20), after.used_mib,
+                    shared.held_mib, before.held_mib, after.held_mib, overhead(before), overhead(after),
+                    grants(before), grants(after));
       }
+    }
+  }
+  return 0;
 }

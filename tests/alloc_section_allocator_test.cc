@@ -12,6 +12,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "alloc/size_classes.h"
@@ -401,8 +402,9 @@ TEST(SectionAllocatorTest, DoubleFreeIsReported) {
   }
 }
 
+// (Spans of one class: without mixed spans, which have a test of their own.)
 TEST(SectionAllocatorTest, NotABlockStart) {
-  SectionAllocator a({.base = 0, .length = 4 * kMiB});
+  SectionAllocator a({.base = 0, .length = 4 * kMiB, .mixed_spans = false});
   const AllocResult s = a.Allocate(64, 1);         // class 64: 128 blocks in 1 page
   const AllocResult t = a.Allocate(640, 1);        // class 640: 12 blocks, 512 B tail
   const AllocResult l = a.Allocate(3 * kPageSize + kMaxSmallSize, 1);  // large
@@ -451,8 +453,9 @@ TEST(SectionAllocatorTest, OutOfMemoryIsAnErrorAndTheAllocatorRecovers) {
   a.CheckInvariants();
 }
 
+// (LIFO reuse is a property of spans of one class: no mixed spans here.)
 TEST(SectionAllocatorTest, DelayedReclamation) {
-  SectionAllocator a({.base = 0, .length = 4 * kMiB, .free_batch_threshold = 4});
+  SectionAllocator a({.base = 0, .length = 4 * kMiB, .free_batch_threshold = 4, .mixed_spans = false});
   std::vector<uint64_t> offs;
   for (int i = 0; i < 8; ++i) offs.push_back(a.Allocate(64, 1).offset);
   ASSERT_EQ(a.Free(offs[0], 1), AllocStatus::kOk);
@@ -589,6 +592,109 @@ TEST(SectionAllocatorTest, PrivateSpansKeepOwnersApartSharedSpansPackThem) {
   EXPECT_EQ(y.offset, x.offset + 64);
   EXPECT_EQ(shared.stats().small_spans, 1u);
   shared.CheckInvariants();
+}
+
+// Mixed spans: an owner's first blocks of many classes share one page, each
+// its class size, instead of a partly filled span per class.
+TEST(SectionAllocatorTest, SmallOwnerBlocksOfManyClassesShareOnePage) {
+  ShadowObserver shadow;
+  SectionAllocator a({.length = 64 * kPageSize, .observer = &shadow});
+  std::vector<std::pair<uint64_t, uint64_t>> blocks;  // offset, class size
+  uint64_t bytes = 0;
+  for (uint32_t cl = 1; SizeMap::ClassSize(cl) <= 512; ++cl) {
+    const uint64_t size = SizeMap::ClassSize(cl);
+    const AllocResult r = a.Allocate(size, 1);
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r.offset % kMinAlignment, 0u);
+    ASSERT_TRUE(shadow.Owns(1, r.offset, size));
+    blocks.push_back({r.offset, size});
+    bytes += size;
+  }
+  ASSERT_GT(blocks.size(), 30u);
+  EXPECT_EQ(shadow.PagesOf(1), 1u) << "one page for " << blocks.size() << " classes";
+  EXPECT_EQ(shadow.grants(), 1u);
+  EXPECT_EQ(a.Usage(1).bytes, bytes) << "charged the class sizes, as before";
+  EXPECT_EQ(a.stats().used_bytes, bytes);
+  a.CheckInvariants();
+  // Another owner gets a page of its own.
+  const AllocResult other = a.Allocate(64, 2);
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(other.offset / kPageSize, blocks[0].first / kPageSize);
+  EXPECT_TRUE(shadow.Owns(2, other.offset, 64));
+  // Only block starts can be freed, only by their owner.
+  EXPECT_EQ(a.Free(blocks[5].first + 8, 1), AllocStatus::kNotAllocated);
+  EXPECT_EQ(a.Free(blocks[5].first, 2), AllocStatus::kNotOwner);
+  uint64_t freed = 0;
+  for (const auto& [off, size] : blocks) ASSERT_EQ(a.Free(off, 1, &freed), AllocStatus::kOk);
+  EXPECT_EQ(freed, bytes);
+  EXPECT_EQ(a.Free(blocks[0].first, 1), AllocStatus::kNotAllocated) << "double free";
+  a.FlushPendingFrees();
+  a.CheckInvariants();
+  // The empty mixed span stays the owner's (cached) and starts over.
+  EXPECT_EQ(shadow.PagesOf(1), 1u);
+  const AllocResult again = a.Allocate(100, 1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.offset, blocks[0].first);
+  ASSERT_EQ(a.FreeAllOf(1).blocks, 1u);
+  EXPECT_EQ(shadow.PagesOf(1), 0u);
+  a.CheckInvariants();
+}
+
+// Once an owner was handed a span's worth of blocks of a class from its
+// mixed span, the class gets spans of its own; classes above
+// kMaxMixedBlockSize (the demo's 4 KiB objects) never use a mixed span.
+TEST(SectionAllocatorTest, MixedSpanGivesWayToSpansOfTheClass) {
+  ShadowObserver shadow;
+  SectionAllocator a({.length = 64 * kPageSize, .observer = &shadow});
+  const uint32_t cl = SizeMap::ClassFor(64);
+  const uint32_t n = SizeMap::BlocksPerSpan(cl);
+  std::vector<uint64_t> offs;
+  for (uint32_t i = 0; i < n + 1; ++i) {
+    const AllocResult r = a.Allocate(64, 1);
+    ASSERT_TRUE(r.ok());
+    offs.push_back(r.offset);
+  }
+  EXPECT_EQ(shadow.grants(), 2u) << "the mixed span (now full), then a span of the class";
+  EXPECT_EQ(offs[n - 1], offs[0] + (n - 1) * 64);
+  EXPECT_NE(offs[n] / kPageSize, offs[0] / kPageSize);
+  EXPECT_EQ(a.stats().small_spans, 2u);
+  const AllocResult big1 = a.Allocate(4096, 1), big2 = a.Allocate(4096, 1);
+  ASSERT_TRUE(big1.ok() && big2.ok());
+  EXPECT_EQ(big2.offset, big1.offset + 4096) << "a span of the 4096 B class";
+  EXPECT_EQ(shadow.grants(), 3u);
+  a.CheckInvariants();
+  // A full mixed span is out of the lists; freeing all its blocks gives it
+  // back.
+  for (uint32_t i = 0; i < n; ++i) ASSERT_EQ(a.Free(offs[i], 1), AllocStatus::kOk);
+  a.FlushPendingFrees();
+  EXPECT_EQ(shadow.revokes(), 1u);
+  EXPECT_FALSE(shadow.Owns(1, offs[0], 64));
+  a.CheckInvariants();
+}
+
+// A block that does not fit in the rest of the mixed span retires it (the
+// owner starts a new one); the retired span goes back once empty.
+TEST(SectionAllocatorTest, MixedSpanIsRetiredWhenABlockDoesNotFit) {
+  ShadowObserver shadow;
+  SectionAllocator a({.length = 64 * kPageSize, .observer = &shadow});
+  std::vector<uint64_t> first;
+  for (int i = 0; i < 7; ++i) first.push_back(a.Allocate(1024, 1).offset);
+  first.push_back(a.Allocate(512, 1).offset);  // 512 bytes of room left
+  EXPECT_EQ(shadow.grants(), 1u);
+  const AllocResult next = a.Allocate(1000, 1);  // the 1024 B class
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(shadow.grants(), 2u);
+  EXPECT_NE(next.offset / kPageSize, first[0] / kPageSize);
+  const AllocResult small = a.Allocate(8, 1);
+  ASSERT_TRUE(small.ok());
+  EXPECT_EQ(small.offset, next.offset + 1024) << "the new mixed span, not the retired one's room";
+  EXPECT_EQ(a.stats().span_free_bytes, 512 + (kPageSize - 1024 - 8));
+  a.CheckInvariants();
+  for (uint64_t off : first) ASSERT_EQ(a.Free(off, 1), AllocStatus::kOk);
+  a.FlushPendingFrees();
+  EXPECT_EQ(shadow.revokes(), 1u);
+  EXPECT_EQ(shadow.PagesOf(1), 1u);
+  a.CheckInvariants();
 }
 
 }  // namespace

@@ -115,6 +115,51 @@ TEST_F(SpanTest, LargeSpanKeepsOwnerAndPendingFlag) {
   EXPECT_EQ(s->bytes(), 40 * kPageSize);
 }
 
+// A mixed span: blocks of any size (multiples of 8 bytes) in address order;
+// only a block's first granule is a block, a freed block is not reused, and
+// a recycled record's stale owners never make an interior granule look live.
+TEST_F(SpanTest, MixedSpanBumpsBlocksOfAnySize) {
+  PageHeap heap(1);
+  Span* s = heap.New(1, Span::State::kSmall);
+  ASSERT_NE(s, nullptr);
+  s->InitSmall(SizeMap::ClassFor(8));
+  while (!s->full()) (void)s->AllocateBlock(4);  // every granule a live block...
+  heap.Delete(s);
+  Span* m = heap.New(1, Span::State::kSmall);  // ...in the recycled record
+  ASSERT_EQ(m, s);
+  m->InitMixed(7);
+  ASSERT_TRUE(m->mixed());
+  EXPECT_EQ(m->room_bytes(), kPageSize);
+  EXPECT_EQ(m->AllocateRun(24, 7), 0u);
+  EXPECT_EQ(m->AllocateRun(512, 7), 3u);
+  EXPECT_EQ(m->AllocateRun(8, 7), 67u);
+  EXPECT_EQ(m->block_start(67), m->start_byte() + 536);
+  EXPECT_EQ(m->room_bytes(), kPageSize - 544);
+  EXPECT_EQ(m->allocated(), 3u);
+  EXPECT_EQ(m->block_bytes(3), 512u);
+  EXPECT_EQ(m->block_state(3), Span::BlockState::kLive);
+  for (uint32_t g : {1u, 2u, 4u, 66u, 68u}) EXPECT_EQ(m->block_state(g), Span::BlockState::kFree) << g;
+  m->MarkPending(3);
+  EXPECT_EQ(m->block_state(3), Span::BlockState::kPending);
+  m->FreeBlock(3);
+  EXPECT_EQ(m->block_state(3), Span::BlockState::kFree);
+  EXPECT_EQ(m->AllocateRun(16, 7), 68u) << "freed bytes wait for Reset";
+  std::vector<uint32_t> seen;
+  m->ForEachAllocatedBlock([&](uint32_t i, OwnerId o, bool) {
+    EXPECT_EQ(o, 7u);
+    seen.push_back(i);
+  });
+  EXPECT_EQ(seen, (std::vector<uint32_t>{0, 67, 68}));
+  m->Retire();
+  EXPECT_EQ(m->room_bytes(), 0u);
+  for (uint32_t i : seen) m->FreeBlock(i);
+  EXPECT_TRUE(m->empty());
+  m->Reset();
+  EXPECT_EQ(m->room_bytes(), kPageSize);
+  EXPECT_EQ(m->AllocateRun(static_cast<uint32_t>(kPageSize), 7), 0u);
+  EXPECT_EQ(m->room_bytes(), 0u);
+}
+
 TEST(SpanDeathTest, FreeingAFreeBlockIsAnInvariantFailure) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   PageHeap heap(64);

@@ -346,7 +346,8 @@ TEST_F(ServiceTest, ClientQuotaRefusesPastTheCapAndFreeGivesBack) {
   EXPECT_EQ(service_->QuotaHeldBy(1), 64u << 10);
   // The status a client library makes of it.
   Status st = ElementStatus(e[1].code, "ALLOC of 4096 B", note);
-  EXPECT_EQ(st.code(), StatusCode::kOutOfMemory);
+  EXPECT_EQ(st.code(), StatusCode::kQuotaExceeded);
+  EXPECT_TRUE(IsFarMemoryRefused(st.code()));
   EXPECT_TRUE(IsQuotaExceeded(st)) << st;
   EXPECT_FALSE(IsQuotaExceeded(ElementStatus(ElementCode::kOutOfMemory, "ALLOC of 4096 B")));
   EXPECT_NE(st.message().find("client quota 64.0 KiB"), std::string::npos) << st;

@@ -57,6 +57,11 @@ void VerbsServer::HandleRecv(Poller* p, const ibv_wc& wc) {
     repost();
     return;
   }
+  if (c->auth != nullptr && c->auth_state.load(std::memory_order_relaxed) != AuthState::kDone) {
+    HandleAuthMessage(p, c, recv_buf(buf), wc.byte_len);  // not authenticated yet: verbs_server_auth.cc
+    repost();
+    return;
+  }
   c->session->Touch();  // any request renews the session's lease
   const uint8_t* msg = recv_buf(buf);
   MsgHeader h{};

@@ -288,6 +288,14 @@ void FramingSeeds() {
   Append(b, Frame(wire::Kind::kRead, 2, Range(64, 4)));
   Write(t, "join_token", b);
 
+  b = {0x00};  // verbs' hello (credentials to follow on the QP): refused over tcp
+  base.session = 0;
+  base.flags = wire::kHelloAuthOnQp;
+  Append(b, Frame(wire::Kind::kHello, 1, internal::EncodeHello(base, "", auth::Nonce{}, nullptr)));
+  Append(b, Frame(wire::Kind::kRequest, 2, Bytes{'h', 'i'}));
+  Write(t, "auth_on_qp_hello", b);
+  base.flags = 0;
+
   b = {0x13, 5, 0, 17};  // uneven pieces, backpressure: every recoverable error, then a bad header
   hello.max_message = wire::kMinMessage;  // requests of more than 64 B are too long
   hp.clear();

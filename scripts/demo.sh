@@ -34,7 +34,7 @@ for bin in tools/memnode tools/memnode_stats tools/sharry_client; do
   [[ -x $b/$bin ]] || { echo "demo: $b/$bin is missing: build first (scripts/run.sh)" >&2; exit 1; }
 done
 tmp=$(mktemp -d)
-tenants_setup "$tmp" "$transport"  # tcp: a tenants file with fresh secrets (scripts/lib.sh)
+tenants_setup "$tmp"  # a tenants file with fresh secrets (scripts/lib.sh)
 mn=
 cleanup() { if [[ -n $mn ]]; then kill "$mn" 2>/dev/null || true; fi; rm -rf "$tmp"; }
 trap cleanup EXIT

@@ -45,7 +45,7 @@ for f in tools/memnode tools/memnode_stats tools/sharry_client bench/dataframe_b
   [[ -x $b/$f ]] || { echo "experiments: $b/$f is missing" >&2; exit 1; }
 done
 tmp=$(mktemp -d)
-tenants_setup "$tmp" "$transport"  # tcp: a tenants file with fresh secrets (scripts/lib.sh)
+tenants_setup "$tmp"  # a tenants file with fresh secrets (scripts/lib.sh)
 mn='' pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -67,23 +67,16 @@ bench_setup() {
   fi
 }
 
-# tenants_setup DIR TRANSPORT: credentials for a run (docs/security.md).
-# tcp: writes DIR/tenants (mode 0600) with one tenant "demo" and an admin,
-# each with a fresh 32-byte secret (DIR/demo.secret, DIR/admin.secret), and
-# sets these word lists (DIR must have no spaces: a mktemp -d directory):
+# tenants_setup DIR: credentials for a run (docs/security.md), tcp or verbs
+# alike. Writes DIR/tenants (mode 0600) with one tenant "demo" and an
+# admin, each with a fresh 32-byte secret (DIR/demo.secret,
+# DIR/admin.secret), and sets these word lists (DIR must have no spaces: a
+# mktemp -d directory):
 #   memnode_auth  the memnode's flags (--tenants_file=...)
 #   client_auth   a client's flags (--tenant=demo --secret_file=...)
 #   admin_auth    memnode_stats' flags to see every client (--admin ...)
-# verbs: clients cannot authenticate over verbs yet, so the memnode serves
-# anonymous clients on its RDMA address: memnode_auth=--insecure_anonymous,
-# the others empty.
 # shellcheck disable=SC2034  # the lists are the caller's
 tenants_setup() {
-  memnode_auth='' client_auth='' admin_auth=''
-  if [ "$2" != tcp ]; then
-    memnode_auth=--insecure_anonymous
-    return
-  fi
   tenants_demo=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
   tenants_admin=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
   (

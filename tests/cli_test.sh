@@ -8,10 +8,9 @@ set -eu
 build=$1 transport=$2 addr=$3
 dir=$(mktemp -d)
 # Credentials (docs/security.md): fresh secrets for tenant t1 and the admin,
-# files of mode 0600 (and one too open, for the refusals below). Over tcp
-# the memnode takes the tenants file and every client authenticates; over
-# verbs clients cannot authenticate yet, so it serves anonymous clients on
-# its RDMA address (--insecure_anonymous).
+# files of mode 0600 (and one too open, for the refusals below). The
+# memnode takes the tenants file and every client authenticates (over verbs
+# on its QP, after the connect).
 secret() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
 s1=$(secret) sa=$(secret)
 (
@@ -23,12 +22,8 @@ s1=$(secret) sa=$(secret)
 )
 cp "$dir/t1.secret" "$dir/open.secret" && chmod 644 "$dir/open.secret"
 cp "$dir/tenants" "$dir/open_tenants" && chmod 644 "$dir/open_tenants"
-if [ "$transport" = tcp ]; then
-  mauth="--tenants_file=$dir/tenants" cauth="--tenant=t1 --secret_file=$dir/t1.secret"
-  aauth="--admin --secret_file=$dir/admin.secret"
-else
-  mauth="--insecure_anonymous" cauth="" aauth=""
-fi
+mauth="--tenants_file=$dir/tenants" cauth="--tenant=t1 --secret_file=$dir/t1.secret"
+aauth="--admin --secret_file=$dir/admin.secret"
 # $mauth, $cauth and $aauth are word lists (paths from mktemp: no spaces).
 # shellcheck disable=SC2086
 "$build/tools/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$dir/port" $mauth \
@@ -81,8 +76,7 @@ while read -r bin name want flags; do
   case $bin in
     # A small UMA first (a row's own --uma_mb comes later and wins): the
     # default 1 GiB does not fit a small VM, and would be refused first.
-    # And its credentials (or --insecure_anonymous over verbs): protected
-    # mode would refuse first.
+    # And its credentials: protected mode would refuse first.
     memnode) cmd="$build/tools/memnode --transport=$transport --listen=$addr --port=0 --port_file=$dir/bad.port --uma_mb=64 $mauth" ;;
     memnode_stats) cmd="$build/tools/memnode_stats --transport=$transport --addr=$addr --port=$port" ;;
     sharry_client) cmd="$build/tools/sharry_client --transport=$transport --memnode=$addr:$port $cauth --working_set_mb=4" ;;
@@ -97,26 +91,24 @@ while read -r bin name want flags; do
   fi
   if [ -s "$dir/bad.out" ] || [ -e "$dir/bad.port" ]; then echo "FAIL: $bin $flags: it ran"; exit 1; fi
 done <"$dir/bad_flags"
-# Authentication (tcp): a wrong secret, no credentials, and the admin.
-if [ "$transport" = tcp ]; then
-  rc=0
-  "$build/tools/sharry_client" --memnode="$addr:$port" --tenant=t1 --secret_file="$dir/wrong.secret" \
-    --working_set_mb=1 --ops=10 >/dev/null 2>"$dir/auth.err" || rc=$?
-  if [ $rc -ne 1 ] || ! grep -q "could not prove it knows tenant 't1''s secret" "$dir/auth.err"; then
-    echo "FAIL: a wrong secret: exit $rc"; cat "$dir/auth.err"; exit 1
-  fi
-  rc=0
-  "$build/tools/sharry_client" --memnode="$addr:$port" --working_set_mb=1 --ops=10 >/dev/null 2>"$dir/auth.err" ||
-    rc=$?
-  if [ $rc -ne 1 ] || ! grep -q "serves tenants only" "$dir/auth.err"; then
-    echo "FAIL: no credentials: exit $rc"; cat "$dir/auth.err"; exit 1
-  fi
-  rc=0
-  "$build/tools/memnode_stats" --addr="$addr" --port="$port" --secret_file="$dir/admin.secret" >/dev/null \
-    2>"$dir/auth.err" || rc=$?
-  if [ $rc -ne 2 ] || ! grep -q -e "--secret_file" "$dir/auth.err"; then
-    echo "FAIL: a secret file without --tenant or --admin: exit $rc"; cat "$dir/auth.err"; exit 1
-  fi
+# Authentication (both transports): a wrong secret, no credentials, and the admin.
+rc=0
+"$build/tools/sharry_client" --transport="$transport" --memnode="$addr:$port" --tenant=t1 \
+  --secret_file="$dir/wrong.secret" --working_set_mb=1 --ops=10 >/dev/null 2>"$dir/auth.err" || rc=$?
+if [ $rc -ne 1 ] || ! grep -q "could not prove it knows tenant 't1''s secret" "$dir/auth.err"; then
+  echo "FAIL: a wrong secret: exit $rc"; cat "$dir/auth.err"; exit 1
+fi
+rc=0
+"$build/tools/sharry_client" --transport="$transport" --memnode="$addr:$port" --working_set_mb=1 --ops=10 \
+  >/dev/null 2>"$dir/auth.err" || rc=$?
+if [ $rc -ne 1 ] || ! grep -q "serves tenants only" "$dir/auth.err"; then
+  echo "FAIL: no credentials: exit $rc"; cat "$dir/auth.err"; exit 1
+fi
+rc=0
+"$build/tools/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" \
+  --secret_file="$dir/admin.secret" >/dev/null 2>"$dir/auth.err" || rc=$?
+if [ $rc -ne 2 ] || ! grep -q -e "--secret_file" "$dir/auth.err"; then
+  echo "FAIL: a secret file without --tenant or --admin: exit $rc"; cat "$dir/auth.err"; exit 1
 fi
 # Every client has gone: its blocks were all reclaimed or freed (the memnode
 # notices a departed client asynchronously, so give it a few seconds). The

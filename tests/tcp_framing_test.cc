@@ -317,9 +317,22 @@ TEST(TcpFraming, MalformedHellosAreRefused) {
     EXPECT_EQ(Feed(s).events[0], "hello 1 8192 4096 session 42 token 7");
   }
   base.session = 0;
-  base.flags = 4;
+  base.flags = 8;
   std::memcpy(p.data(), &base, sizeof base);
-  EXPECT_EQ(refusal(p), "refuse 1 InvalidArgument: hello flags 4 have unknown bits");
+  EXPECT_EQ(refusal(p), "refuse 1 InvalidArgument: hello flags 8 have unknown bits");
+  // kHelloAuthOnQp is verbs' (credentials after the connect), and alone.
+  base.flags = wire::kHelloAuthOnQp;
+  std::memcpy(p.data(), &base, sizeof base);
+  EXPECT_EQ(refusal(p),
+            "refuse 1 InvalidArgument: a tcp hello carries its credentials itself (kHelloAuthOnQp is verbs')");
+  EXPECT_TRUE(ParseHello(p)->auth_on_qp);
+  const std::string alone =
+      "refuse 1 InvalidArgument: a hello that authenticates on the QP carries no credentials, token or session";
+  base.session = 3;
+  std::memcpy(p.data(), &base, sizeof base);
+  EXPECT_EQ(refusal(p), alone);
+  base.session = 0;
+  EXPECT_EQ(refusal(EncodeHello(base, "alice", auth::Nonce{}, nullptr)), alone);  // EncodeHello keeps the flag
   base.flags = wire::kHelloAuth;  // credentials announced, none there
   std::memcpy(p.data(), &base, sizeof base);
   EXPECT_NE(refusal(p).find("hello credentials malformed"), std::string::npos);

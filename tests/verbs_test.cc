@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -15,6 +17,7 @@
 #include "verbs/queue_pair.h"
 #include "verbs/resources.h"
 #include "verbs/transport.h"
+#include "verbs/transport_internal.h"
 #include "verbs/wire.h"
 
 namespace sharry::verbs {
@@ -47,7 +50,8 @@ struct RawConn {
     id.Reset();
   }
 
-  Status Connect(const std::string& addr, uint16_t port) {
+  // `flags`: the hello's (wire::kHelloAuthOnQp: authenticate on the QP).
+  Status Connect(const std::string& addr, uint16_t port, uint16_t flags = 0) {
     SHARRY_RETURN_IF_ERROR(OpenAndResolve(&ch, &id, addr, port, 2000));
     auto p = ProtectionDomain::Create(id->verbs);
     if (!p.ok()) return p.status();
@@ -68,6 +72,7 @@ struct RawConn {
       SHARRY_RETURN_IF_ERROR(PostRecv(id.qp(), 1000 + r, buf.data() + (512 << 10) + r * 8192, 8192, mr->lkey()));
     wire::HelloPayload hello{};
     hello.max_message = 8192;
+    hello.flags = flags;
     rdma_conn_param param{};
     param.private_data = &hello;
     param.private_data_len = sizeof hello;
@@ -109,6 +114,29 @@ struct RawConn {
     return out;
   }
   int flushed_recvs = 0;
+  // SENDs header `h` and `payload` bytes from buf (after the header).
+  void Send(const wire::MsgHeader& h, size_t payload) {
+    std::memcpy(buf.data(), &h, sizeof h);
+    ibv_sge sge{reinterpret_cast<uintptr_t>(buf.data()), uint32_t(sizeof h + payload), mr->lkey()};
+    SendChain chain;
+    chain.Send(50, {&sge, 1});
+    ASSERT_TRUE(chain.Post(id.qp()).ok());
+  }
+  // The SEND's completion and the reply (its header into *h, its payload
+  // into *payload when not null), in any order; reposts the receive.
+  void Reply(wire::MsgHeader* h, std::vector<uint8_t>* payload = nullptr) {
+    auto wcs = Poll(2);
+    ASSERT_EQ(wcs.size(), 2u);
+    for (auto& wc : wcs) {
+      ASSERT_EQ(wc.status, IBV_WC_SUCCESS);
+      if (wc.opcode == IBV_WC_RECV) {
+        uint8_t* p = buf.data() + (512 << 10) + (wc.wr_id - 1000) * 8192;
+        std::memcpy(h, p, sizeof *h);
+        if (payload != nullptr) payload->assign(p + sizeof *h, p + wc.byte_len);
+        ASSERT_TRUE(PostRecv(id.qp(), wc.wr_id, p, 8192, mr->lkey()).ok());
+      }
+    }
+  }
   uint64_t remote(uint64_t off) const { return welcome.region_addr + off; }
   // Posts one RDMA READ (or WRITE) of buf[0, len) at region offset `off`
   // with `rkey` (0: the welcome's) and returns its send-side completion
@@ -275,26 +303,8 @@ TEST_F(VerbsTest, WrongRkeyIsRemoteAccessError) {
 TEST_F(VerbsTest, MalformedRequestGetsErrorReplyAndConnectionGoesOn) {
   RawConn c;
   ASSERT_TRUE(c.Connect(addr_, server_->port()).ok());
-  auto send = [&](const wire::MsgHeader& h, size_t payload) {
-    std::memcpy(c.buf.data(), &h, sizeof h);
-    ibv_sge sge{reinterpret_cast<uintptr_t>(c.buf.data()), uint32_t(sizeof h + payload), c.mr->lkey()};
-    SendChain chain;
-    chain.Send(50, {&sge, 1});
-    ASSERT_TRUE(chain.Post(c.id.qp()).ok());
-  };
-  auto reply = [&](wire::MsgHeader* h) {
-    // A send completion and a receive completion, in any order.
-    auto wcs = c.Poll(2);
-    ASSERT_EQ(wcs.size(), 2u);
-    for (auto& wc : wcs) {
-      ASSERT_EQ(wc.status, IBV_WC_SUCCESS);
-      if (wc.opcode == IBV_WC_RECV) {
-        const uint8_t* p = c.buf.data() + (512 << 10) + (wc.wr_id - 1000) * 8192;
-        std::memcpy(h, p, sizeof *h);
-        ASSERT_TRUE(PostRecv(c.id.qp(), wc.wr_id, const_cast<uint8_t*>(p), 8192, c.mr->lkey()).ok());
-      }
-    }
-  };
+  auto send = [&](const wire::MsgHeader& h, size_t payload) { c.Send(h, payload); };
+  auto reply = [&](wire::MsgHeader* h) { c.Reply(h); };
   wire::MsgHeader bad{};
   bad.magic = 0xBEEF;
   bad.tag = 41;
@@ -344,6 +354,72 @@ TEST_F(VerbsTest, OversizedSendKillsOnlyThatConnection) {
   }
   ExpectServerHealthy();
   EXPECT_EQ(handler_.requests.load(), 1u);
+}
+
+// Authentication on the QP (kHelloAuthOnQp, wire.h), by a raw client that
+// does not follow it: its accept gives no key and no session; a request
+// before authenticating is refused ("authenticate first") and the
+// connection closed; so is one that never authenticates, after the
+// handshake timeout. (The honest client's cases are in isolation_test.)
+class VerbsAuthTest : public VerbsTest {
+ protected:
+  void SetUp() override {
+    VerbsTest::SetUp();
+    if (IsSkipped()) return;
+    auto creds = std::make_shared<sharry::auth::ServerCredentials>();
+    creds->tenants.emplace("alice", *sharry::auth::ParseSecret(sharry::auth::NewSecretHex()));
+    ServerOptions o;
+    o.listen_addr = addr_;
+    o.region = region_.data();
+    o.region_size = region_.size();
+    o.credentials = creds;
+    o.handshake_timeout_ms = 300;
+    auto s = TransportServer::Start(TransportKind::kVerbs, o, &auth_handler_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    auth_server_ = std::move(*s);
+  }
+  sharry::testing::EchoHandler auth_handler_;
+  std::unique_ptr<TransportServer> auth_server_;
+};
+
+TEST_F(VerbsAuthTest, ARequestBeforeAuthenticatingIsRefused) {
+  RawConn c;
+  ASSERT_TRUE(c.Connect(addr_, auth_server_->port(), wire::kHelloAuthOnQp).ok());
+  EXPECT_NE(c.welcome.client_id, 0u);
+  EXPECT_EQ(c.welcome.rkey, 0u) << "a key to memory before authentication";
+  EXPECT_EQ(c.welcome.session, 0u);
+  wire::MsgHeader req{};
+  req.length = 10;
+  req.tag = 7;
+  c.Send(req, 10);
+  wire::MsgHeader r{};
+  std::vector<uint8_t> payload;
+  c.Reply(&r, &payload);
+  EXPECT_EQ(r.kind, wire::Kind::kError);
+  EXPECT_EQ(r.tag, 7u);
+  Status refused = sharry::internal::DecodeError(payload);
+  EXPECT_EQ(refused.code(), StatusCode::kPermissionDenied) << refused;
+  EXPECT_NE(refused.message().find("authenticate first"), std::string::npos) << refused;
+  EXPECT_EQ(auth_handler_.requests.load(), 0u);
+  EXPECT_EQ(auth_handler_.connects.load(), 0);
+  EXPECT_TRUE(c.ch->Expect(RDMA_CM_EVENT_DISCONNECTED, 5000, "the server closes the connection").ok());
+}
+
+TEST_F(VerbsAuthTest, AConnectionThatNeverAuthenticatesIsClosed) {
+  RawConn c;
+  ASSERT_TRUE(c.Connect(addr_, auth_server_->port(), wire::kHelloAuthOnQp).ok());
+  EXPECT_TRUE(c.ch->Expect(RDMA_CM_EVENT_DISCONNECTED, 5000, "the server closes the connection").ok());
+  EXPECT_EQ(auth_handler_.connects.load(), 0);
+  EXPECT_TRUE(sharry::testing::Eventually([&] { return auth_server_->num_clients() == 0; }));
+}
+
+// A memnode of tenants refuses an anonymous connect at once, and counts it.
+TEST_F(VerbsAuthTest, AnAnonymousConnectIsRefusedAndCounted) {
+  RawConn anonymous;
+  Status s = anonymous.Connect(addr_, auth_server_->port());
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(sharry::testing::Eventually([&] { return auth_server_->auth_counters().failures == 1; }));
+  EXPECT_EQ(auth_server_->auth_counters().failures_by_tenant[""], 1u);
 }
 
 TEST_F(VerbsTest, ManyConnectionsComeAndGo) {

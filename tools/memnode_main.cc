@@ -58,7 +58,8 @@ SHARRY_FLAG(int32, client_lease_s, 30, 0, 86400,
             "a client that sends nothing for this long (a frozen or vanished process) has its connections "
             "closed and its far memory reclaimed (0: no lease)");
 SHARRY_FLAG(int32, max_handshakes, 64, 1, 65536, "connections accepted but not yet greeted (beyond max_clients)");
-SHARRY_FLAG(int32, handshake_timeout_ms, 5000, 1, 3600000, "a connection that has not said hello by then is closed");
+SHARRY_FLAG(int32, handshake_timeout_ms, 5000, 1, 3600000,
+            "a connection that has not said hello (verbs: finished authenticating) by then is closed");
 SHARRY_FLAG(uint64, max_unsent_kb, 4096, 64, 4194304,
             "tcp: unsent replies per connection before its requests are no longer read");
 SHARRY_FLAG(int32, stall_timeout_ms, 10000, 1, 3600000,

@@ -39,7 +39,8 @@ Status CheckHello(const wire::HelloPayload& hello) {
 
 std::vector<uint8_t> EncodeHello(wire::HelloPayload base, std::string_view tenant, const auth::Nonce& client_nonce,
                                  const SessionToken* token) {
-  base.flags = (tenant.empty() ? 0 : wire::kHelloAuth) | (token != nullptr ? wire::kHelloJoin : 0);
+  base.flags = (base.flags & wire::kHelloAuthOnQp) | (tenant.empty() ? 0 : wire::kHelloAuth) |
+               (token != nullptr ? wire::kHelloJoin : 0);
   std::vector<uint8_t> p(sizeof base);
   std::memcpy(p.data(), &base, sizeof base);
   if (!tenant.empty()) {
@@ -58,8 +59,13 @@ StatusOr<Hello> ParseHello(std::span<const uint8_t> payload) {
                             std::to_string(sizeof h.base) + " B");
   std::memcpy(&h.base, payload.data(), sizeof h.base);
   SHARRY_RETURN_IF_ERROR(CheckHello(h.base));
-  if (h.base.flags & ~(wire::kHelloAuth | wire::kHelloJoin))
+  if (h.base.flags & ~(wire::kHelloAuth | wire::kHelloJoin | wire::kHelloAuthOnQp))
     return Status::InvalidArgument("hello flags " + std::to_string(h.base.flags) + " have unknown bits");
+  if (h.base.flags & wire::kHelloAuthOnQp) {
+    if (h.base.flags != wire::kHelloAuthOnQp || h.base.session != 0)
+      return Status::InvalidArgument("a hello that authenticates on the QP carries no credentials, token or session");
+    h.auth_on_qp = true;
+  }
   size_t pos = sizeof h.base;
   if (h.base.flags & wire::kHelloAuth) {
     h.authenticates = true;

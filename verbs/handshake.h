@@ -36,18 +36,21 @@ struct Hello {
   auth::Nonce client_nonce{};
   bool has_token = false;      // kHelloJoin: token is set
   SessionToken token{};
+  bool auth_on_qp = false;     // kHelloAuthOnQp (verbs): credentials follow on the QP
 };
 
-// The client's hello payload: `base` (flags are set here), then the
-// credentials part when `tenant` is not empty, then the join token when
-// `token` is not null.
+// The client's hello payload: `base`, then the credentials part when
+// `tenant` is not empty, then the join token when `token` is not null. Its
+// flags are set here from those; of base.flags only kHelloAuthOnQp is kept
+// (a verbs connect that authenticates on the QP: no tenant, no token).
 std::vector<uint8_t> EncodeHello(wire::HelloPayload base, std::string_view tenant, const auth::Nonce& client_nonce,
                                  const SessionToken* token);
 
 // The server's checks of a client's hello payload: the magic and version
 // are ours (else kProtocol), max_message is in [kMinMessage, kMaxMessage]
 // and the flags, tenant name and length agree (else kInvalidArgument or
-// kProtocol; trailing zero bytes are allowed: rdma_cm pads private data);
+// kProtocol; trailing zero bytes are allowed: rdma_cm pads private data;
+// kHelloAuthOnQp only alone, with session 0);
 // the message is the reason the client is told.
 StatusOr<Hello> ParseHello(std::span<const uint8_t> payload);
 Status CheckHello(const wire::HelloPayload& hello);

@@ -162,6 +162,9 @@ void TcpFraming::Greet(Sink& sink) {
   };
   auto hello = ParseHello(payload_);
   if (!hello.ok()) return refuse(hello.status().code(), hello.status().message());
+  if (hello->auth_on_qp)
+    return refuse(StatusCode::kInvalidArgument,
+                  "a tcp hello carries its credentials itself (kHelloAuthOnQp is verbs')");
   const uint32_t max_message = std::min(max_message_, hello->base.max_message);
   bool challenged = false;
   if (Status s = sink.OnHello(hdr_.tag, *hello, max_message, &challenged); !s.ok())

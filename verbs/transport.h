@@ -68,8 +68,10 @@ class RequestHandler {
  public:
   virtual ~RequestHandler() = default;
   // A client connected / went away (orderly or not). Called once each, from
-  // the server's connection thread; OnConnect after the handshake (and its
-  // authentication) succeeded, before the client's first request.
+  // the server's connection thread (verbs: OnConnect of a connection that
+  // authenticates on its QP from its poller thread); OnConnect after the
+  // handshake (and its authentication) succeeded, before the client's first
+  // request.
   virtual void OnConnect(ClientId, const Peer&) {}
   virtual void OnDisconnect(ClientId) {}
   // Handles one request and writes the response into `response` (its size is
@@ -129,7 +131,7 @@ struct ServerOptions {
   // from accept: at most max_clients greeted plus max_handshakes that have
   // not said hello yet; past that a connection is refused with a reason.
   int max_handshakes = 64;
-  int handshake_timeout_ms = 5000;      // tcp: no hello by then -> closed
+  int handshake_timeout_ms = 5000;      // tcp: no hello by then -> closed; verbs: not authenticated
   // tcp backpressure: while a connection's unsent replies exceed this, its
   // requests are not read; if it then takes nothing for stall_timeout_ms it
   // is dropped. Memory per connection <= max_unsent_bytes + one reply.

@@ -3,8 +3,9 @@
 // Where the backends are (docs/transport.md has the whole list):
 //   tcp    tcp_client.cc; tcp_server_impl.h + tcp_server.cc; tcp_framing.h/.cc
 //          (the server's socket-free input parser)
-//   verbs  verbs_client_impl.h + verbs_client.cc, verbs_client_data.cc;
-//          verbs_server_impl.h + verbs_server.cc, verbs_server_poll.cc
+//   verbs  verbs_client_impl.h + verbs_client.cc, verbs_client_data.cc,
+//          verbs_client_auth.cc; verbs_server_impl.h + verbs_server.cc,
+//          verbs_server_poll.cc, verbs_server_auth.cc
 //   both   handshake.h/.cc (EncodeWelcome, CheckHello, CheckWelcome), session.h/.cc;
 //          NetServer, CopyingClient and CheckRequestSize below
 #pragma once

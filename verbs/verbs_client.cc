@@ -22,7 +22,9 @@ StatusOr<std::unique_ptr<TransportClient>> VerbsClient::Connect(const ClientOpti
     std::unique_ptr<VerbsClient> c(new VerbsClient(o));
     last = c->ConnectOnce();
     if (last.ok()) return std::unique_ptr<TransportClient>(std::move(c));
-    if (last.code() == StatusCode::kInvalidArgument || last.code() == StatusCode::kProtocol) break;
+    if (last.code() == StatusCode::kInvalidArgument || last.code() == StatusCode::kProtocol ||
+        last.code() == StatusCode::kPermissionDenied)
+      break;  // trying again would not change the answer (and counts as another failed authentication)
     VLOG(1) << "verbs connect attempt " << attempt + 1 << " failed: " << last;
   }
   return last.WithContext("connect verbs " + o.server_addr + ":" + std::to_string(o.port) + " (" +
@@ -60,7 +62,7 @@ Status VerbsClient::ConnectOnce() {
   // Message slots: `credits` send slots then `credits` receive slots.
   info_.max_message = opts_.max_message;
   info_.credits = credits;
-  slot_bytes_ = opts_.max_message;
+  slot_bytes_ = std::max(opts_.max_message, wire::kMaxAuthMessage);  // authentication's replies fit
   nslots_ = credits;
   size_t msg_bytes = size_t{2} * nslots_ * slot_bytes_;
   msg_buf_ = AllocBuffer(msg_bytes);
@@ -79,10 +81,12 @@ Status VerbsClient::ConnectOnce() {
                                            msg_mr_->lkey()));
 
   // The hello (handshake.h): a join carries its session's token; it fits
-  // the 56 B of rdma_cm private data, credentials do not (checked above).
+  // the 56 B of rdma_cm private data, credentials do not: they follow on
+  // the QP (kHelloAuthOnQp; Authenticate below).
   wire::HelloPayload base{};
   base.max_message = info_.max_message;
   base.session = opts_.session;
+  if (!opts_.tenant.empty()) base.flags = wire::kHelloAuthOnQp;
   const std::vector<uint8_t> hello =
       internal::EncodeHello(base, "", auth::Nonce{}, opts_.session != 0 ? &opts_.session_token : nullptr);
   rdma_conn_param param{};
@@ -124,6 +128,7 @@ Status VerbsClient::ConnectOnce() {
   info_.lease_ms = w.lease_ms;
   info_.session = w.session;
   arrived_.assign(info_.credits, Arrived{});
+  if (!opts_.tenant.empty()) SHARRY_RETURN_IF_ERROR(Authenticate(w));
   if (info_.rkey == 0 && info_.region_size > 0) {
     // The server confines one-sided access: a key per block (remote_keys.h),
     // shared with the rest of the session when the caller passes its table.
@@ -167,12 +172,6 @@ Status VerbsClient::RegisterLocal(void* addr, size_t len) {
 }
 
 StatusOr<std::unique_ptr<TransportClient>> ConnectVerbsClient(const ClientOptions& o) {
-  // The challenge-response needs messages after the hello, which over verbs
-  // would run on the new QP before any key is given: not built yet
-  // (docs/tenants.md). Refused here, before anything is sent.
-  if (!o.tenant.empty())
-    return Status::InvalidArgument("authentication over verbs is not built yet (docs/tenants.md): connect as tenant '" +
-                                 o.tenant + "' over tcp, or anonymously to a memnode without --tenants_file");
   return VerbsClient::Connect(o);
 }
 

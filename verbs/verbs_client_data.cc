@@ -161,13 +161,13 @@ Status VerbsClient::Batch(std::span<const RemoteOp> ops, bool write) {
 
 Status VerbsClient::CheckRequestSize(size_t n) const { return internal::CheckRequestSize(n, info_.max_message); }
 
-Status VerbsClient::PostRequest(uint64_t tag, std::span<const uint8_t> request) {
+Status VerbsClient::PostRequest(uint64_t tag, std::span<const uint8_t> request, Kind kind) {
   // Request `tag` uses send slot tag % credits; it is reused only after the
   // response to tag - credits was taken, so that SEND has completed.
   const uint32_t slot = static_cast<uint32_t>(tag % info_.credits);
   uint8_t* p = send_slot(slot);
   MsgHeader h{};
-  h.kind = Kind::kRequest;
+  h.kind = kind;
   h.tag = tag;
   h.length = static_cast<uint32_t>(request.size());
   std::memcpy(p, &h, sizeof h);
@@ -193,17 +193,19 @@ Status VerbsClient::PostRequest(uint64_t tag, std::span<const uint8_t> request) 
 }
 
 Status VerbsClient::TakeResponse(uint64_t tag, std::vector<uint8_t>* out) {
+  Kind kind = Kind::kResponse;
+  SHARRY_RETURN_IF_ERROR(TakeMessage(tag, &kind, out));
+  if (kind == Kind::kError) return internal::DecodeError(*out);
+  if (kind != Kind::kResponse) return Kill(Status::Protocol("unexpected reply kind from " + where_));
+  return Status::Ok();
+}
+
+Status VerbsClient::TakeMessage(uint64_t tag, Kind* kind, std::vector<uint8_t>* out) {
   Arrived& a = arrived_[tag % info_.credits];
   SHARRY_RETURN_IF_ERROR(WaitUntil([&] { return a.tag == tag; }, "request to " + where_));
   const uint8_t* payload = recv_slot(a.slot) + sizeof(MsgHeader);
-  Status result;
-  if (a.kind == Kind::kResponse) {
-    out->assign(payload, payload + a.len);
-  } else if (a.kind == Kind::kError) {
-    result = internal::DecodeError({payload, a.len});
-  } else {
-    return Kill(Status::Protocol("unexpected reply kind from " + where_));
-  }
+  out->assign(payload, payload + a.len);
+  *kind = a.kind;
   const uint32_t slot = a.slot;
   a.tag = 0;
   oldest_tag_ = tag + 1;
@@ -211,7 +213,7 @@ Status VerbsClient::TakeResponse(uint64_t tag, std::vector<uint8_t>* out) {
                                  msg_mr_->lkey());
       !s.ok())
     return Kill(s);
-  return result;
+  return Status::Ok();
 }
 
 Status VerbsClient::Call(std::span<const uint8_t> request, std::vector<uint8_t>* response) {

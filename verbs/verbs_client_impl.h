@@ -13,6 +13,8 @@
 //   verbs_client_data.cc  the data path: completions, chains of READ/WRITE
 //                         with staging and inline sends, request SENDs
 //                         within the credits, responses
+//   verbs_client_auth.cc  authentication on the QP after the connect
+//                         (kHelloAuthOnQp, wire.h)
 //   wr_id.h               work-request id packing
 //   verbs_common.h        page-aligned buffers, the RDMA READ depth
 // The server is in verbs_server_impl.h.
@@ -68,11 +70,16 @@ class VerbsClient final : public TransportClient {
   // Posts the chain, waits for its one signalled completion.
   Status RunChain(SendChain& chain, uint64_t seq, std::string_view what);
   Status CheckRequestSize(size_t n) const;
-  // Posts request `tag` from send slot tag % credits.
-  Status PostRequest(uint64_t tag, std::span<const uint8_t> request);
+  // Posts request `tag` (a message of `kind`) from send slot tag % credits.
+  Status PostRequest(uint64_t tag, std::span<const uint8_t> request, Kind kind = Kind::kRequest);
   // Waits for the response to `tag`; copies its payload out and reposts the
   // receive. A kError reply becomes its Status (the connection stays up).
   Status TakeResponse(uint64_t tag, std::vector<uint8_t>* out);
+  // TakeResponse's first half: the reply to `tag`, whatever its kind.
+  Status TakeMessage(uint64_t tag, Kind* kind, std::vector<uint8_t>* out);
+  // After a connect with kHelloAuthOnQp whose accept was `accepted`: the
+  // exchange on the QP (verbs_client_auth.cc); fills the rest of info_.
+  Status Authenticate(const wire::WelcomePayload& accepted);
   const MemoryRegion* FindMr(const void* p, size_t len) const;
   // Message slots, laid out at connect time (before negotiation may shrink
   // credits or max_message): nslots_ send slots, then nslots_ receive slots.

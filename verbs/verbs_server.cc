@@ -99,7 +99,7 @@ VerbsServer::~VerbsServer() {
     if (c->established) clients_--;
     if (!c->session) continue;
     for (ClientId gone : sessions_.Leave(c->session, c->client_id))
-      if (gone != c->client_id || c->established) handler_->OnDisconnect(gone);
+      if (gone != c->client_id || c->connected()) handler_->OnDisconnect(gone);
   }
   by_qp_.clear();
   by_id_.clear();
@@ -136,7 +136,8 @@ void VerbsServer::CmLoop() {
         it->second->established = true;
         clients_++;
         VLOG(1) << "verbs client " << it->second->client_id << " connected";
-        handler_->OnConnect(it->second->client_id, it->second->session->peer);
+        // One that authenticates on its QP is announced once it has (its poller).
+        if (!it->second->auth) handler_->OnConnect(it->second->client_id, it->second->session->peer);
         break;
       }
       case RDMA_CM_EVENT_DISCONNECTED:
@@ -171,19 +172,22 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
     ev.Ack();
     rdma_destroy_id(id);
   };
+  const std::string peer = net::AddressString(rdma_get_peer_addr(id));
+  if (Status limited = auth_guard_.Admit(peer, Clock::now()); !limited.ok())
+    return reject(limited.code(), limited.message());
   auto parsed = ParseHello(ev.private_data());  // rdma_cm zero-pads private data: ParseHello allows it
   if (!parsed.ok()) return reject(parsed.status().code(), parsed.status().message());
   const wire::HelloPayload& hello = parsed->base;
-  if (hello.session == 0) {
-    // Anonymous roots only, so far: credentials need messages after the
-    // hello (they do not fit private data), not built over verbs yet.
+  if (hello.session == 0 && !parsed->auth_on_qp) {
+    // Credentials do not fit private data: they come on the QP
+    // (kHelloAuthOnQp, verbs_server_auth.cc). Here: anonymous roots.
     if (parsed->authenticates)
-      return reject(StatusCode::kPermissionDenied,
-                    "authentication over verbs is not built yet: connect over tcp (docs/tenants.md)");
+      return reject(StatusCode::kInvalidArgument,
+                    "over verbs the credentials come after the connect (kHelloAuthOnQp), not in it");
     ServerAuth sauth(opts_.credentials.get());
     std::vector<uint8_t> challenge;
     if (Status s = sauth.Start(*parsed, &challenge); !s.ok()) {
-      auth_guard_.Failed(net::AddressString(rdma_get_peer_addr(id)), "", false, std::chrono::steady_clock::now());
+      auth_guard_.Failed(peer, "", false, Clock::now());
       return reject(s.code(), s.message());
     }
   }
@@ -203,13 +207,15 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
                                                 " connections still connecting");
   std::shared_ptr<internal::SessionTable::Session> session;
   const ClientId client_id = next_client_id_;
-  if (hello.session == 0) {
+  if (parsed->auth_on_qp) {
+    // Opened once the client has authenticated (verbs_server_auth.cc).
+  } else if (hello.session == 0) {
     session = *sessions_.OpenRoot(client_id, Peer{});  // anonymous: never refused
   } else {
     auto joined = sessions_.Join(hello.session, parsed->token);
     if (!joined.ok()) {
       if (joined.status().code() == StatusCode::kPermissionDenied)
-        auth_guard_.Failed(net::AddressString(rdma_get_peer_addr(id)), "", true, std::chrono::steady_clock::now());
+        auth_guard_.Failed(peer, "", true, Clock::now());
       return reject(joined.status().code(), joined.status().message());
     }
     session = std::move(*joined);
@@ -234,7 +240,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   Status ready = qp.ok() ? PostConnRecvs(conn.get(), opts_.credits) : qp.status();
   if (!ready.ok()) {
     LOG(ERROR) << "verbs: cannot set up a QP for a client: " << ready;
-    sessions_.Leave(session, client_id);  // nobody connected: nothing to reclaim
+    if (session) sessions_.Leave(session, client_id);  // nobody connected: nothing to reclaim
     ForgetOwner(client_id);
     w.status = static_cast<uint16_t>(StatusCode::kOutOfMemory);
     rdma_reject(id, &w, sizeof w);
@@ -245,22 +251,25 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   conn->sq_depth = qp->max_send_wr;
   next_client_id_++;
   conn->session = session;
+  conn->peer_address = peer;
   w.client_id = conn->client_id;
   w.lease_ms = opts_.lease_ms;
-  w.session = session->root;
+  w.session = session ? session->root : 0;
   w.max_message = opts_.max_message;
   w.region_addr = reinterpret_cast<uint64_t>(opts_.region);
   w.region_size = opts_.region_size;
   w.rkey = region_mr_ ? region_mr_->rkey() : 0;
   w.credits = opts_.credits;
+  if (parsed->auth_on_qp) StartAuthOnQp(conn.get(), &w);  // the accept gives no key, no session
   {
     WriterMutexLock l(&conns_mu_);
     by_qp_[conn->id.qp()->qp_num] = conn.get();
   }
   // The welcome; a root's carries its session's token (handshake.h).
-  std::vector<uint8_t> welcome(sizeof w + (hello.session == 0 ? session->token.size() : 0));
+  const bool root = session != nullptr && hello.session == 0;
+  std::vector<uint8_t> welcome(sizeof w + (root ? session->token.size() : 0));
   std::memcpy(welcome.data(), &w, sizeof w);
-  if (hello.session == 0) std::memcpy(welcome.data() + sizeof w, session->token.data(), session->token.size());
+  if (root) std::memcpy(welcome.data() + sizeof w, session->token.data(), session->token.size());
   rdma_conn_param param{};
   param.private_data = welcome.data();
   param.private_data_len = static_cast<uint8_t>(welcome.size());
@@ -270,7 +279,7 @@ void VerbsServer::OnConnectRequest(CmEvent& ev) {
   param.rnr_retry_count = 7;
   if (rdma_accept(id, &param) != 0) {
     LOG(ERROR) << verbs::VerbFailed("rdma_accept", errno);
-    sessions_.Leave(session, conn->client_id);
+    if (session) sessions_.Leave(session, conn->client_id);
     ForgetOwner(conn->client_id);
     WriterMutexLock l(&conns_mu_);
     by_qp_.erase(conn->id.qp()->qp_num);
@@ -294,9 +303,11 @@ void VerbsServer::DropConn(rdma_cm_id* id, const std::string& why) {
   // reach the region after this, before any block is reclaimed below.
   rdma_disconnect(id);
   if (c->established) LOG(INFO) << "verbs client " << c->client_id << " gone (" << why << ")";
+  if (c->auth) AuthClosed(*c, why);
   // Members of a session go before its root's OnDisconnect (reclamation).
-  for (ClientId gone : sessions_.Leave(c->session, c->client_id))
-    if (gone != c->client_id || c->established) handler_->OnDisconnect(gone);
+  if (c->session)
+    for (ClientId gone : sessions_.Leave(c->session, c->client_id))
+      if (gone != c->client_id || c->connected()) handler_->OnDisconnect(gone);
   // Its spans were revoked (deregistered) by the reclamation above, or are
   // deregistered when the allocator revokes them.
   ForgetOwner(c->client_id);
@@ -309,9 +320,13 @@ void VerbsServer::DropConn(rdma_cm_id* id, const std::string& why) {
 void VerbsServer::Sweep() {
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::pair<rdma_cm_id*, std::string>> over;
-  for (auto& [id, c] : by_id_)
-    if (c->established && sessions_.Expired(*c->session, now))
+  for (auto& [id, c] : by_id_) {
+    if (std::string why; Unauthenticated(*c, now, &why)) {  // verbs_server_auth.cc
+      if (!why.empty()) over.emplace_back(id, why);
+    } else if (c->established && sessions_.Expired(*c->session, now)) {
       over.emplace_back(id, "session " + std::to_string(c->session->root) + " over: " + c->session->why.load());
+    }
+  }
   for (auto& [id, why] : over) {
     LOG(WARNING) << "verbs: dropping client " << by_id_[id]->client_id << ": " << why;
     DropConn(id, why);

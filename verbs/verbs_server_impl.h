@@ -30,6 +30,9 @@
 //                         spans (RegionKeys)
 //   verbs_server_poll.cc  the pollers: receives, the handler, response
 //                         SENDs from send slots
+//   verbs_server_auth.cc  authentication on the QP (kHelloAuthOnQp, wire.h):
+//                         the poller's side of the exchange, the sweep's
+//                         deadline for it
 //   wr_id.h               work-request id packing
 //   verbs_common.h        page-aligned buffers, the RDMA READ depth
 // The client is in verbs_client_impl.h.
@@ -41,6 +44,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -48,6 +52,7 @@
 
 #include "base/mutex.h"
 #include "verbs/cm.h"
+#include "verbs/handshake.h"
 #include "verbs/queue_pair.h"
 #include "verbs/resources.h"
 #include "verbs/session.h"
@@ -91,6 +96,10 @@ class VerbsServer final : public NetServer, public RegionKeys {
     std::shared_ptr<VSession> vs;
     MemoryRegion mr;
   };
+  // A connection that authenticates on its QP (kHelloAuthOnQp) goes
+  // kHello -> kChallenged -> kDone, or to kRefused (answered, closed by the
+  // sweep); every other one is kNone from the start.
+  enum class AuthState : uint8_t { kNone, kHello, kChallenged, kDone, kRefused };
   struct Conn {
     // Destroyed in reverse order: the QP (id) first, then its receive
     // buffers' MR and memory, then (the last reference) the session's PD.
@@ -104,8 +113,25 @@ class VerbsServer final : public NetServer, public RegionKeys {
     uint32_t max_message = 0;  // min of ours and the client's receive slots
     uint32_t sq_depth = 0;
     uint32_t unsignalled = 0;  // its poller only: inline sends since the last signalled one
+    // Set at the connect request; for a connection that authenticates on
+    // its QP, null until then, set by its poller before auth_state becomes
+    // kDone (release): the CM thread reads it only after that (acquire), or
+    // once the connection left by_qp_.
     std::shared_ptr<internal::SessionTable::Session> session;
     uint8_t* recv_slot(uint32_t i) const { return recv.get() + size_t{i} * max_message; }
+    // Authentication on the QP (verbs_server_auth.cc). `auth` is set at the
+    // connect request (null: the connection does not authenticate there)
+    // and used by its poller only; auth_state is written by the poller only.
+    std::unique_ptr<ServerAuth> auth;
+    std::atomic<AuthState> auth_state{AuthState::kNone};
+    // Nanoseconds on Clock: an authenticating connection not kDone by then
+    // is closed by the sweep (the poller brings it forward at a refusal).
+    std::atomic<int64_t> auth_close_ns{0};
+    wire::WelcomePayload welcome{};  // the welcome it gets once authenticated
+    std::string peer_address;        // for the failed-authentication guard
+    // OnConnect ran for it: an authenticating connection once it has its
+    // session, any other once established.
+    bool connected() const { return session != nullptr && (auth != nullptr || established); }
   };
   // One poller thread: its CQ (sends and receives of its connections) and
   // its send slots. Everything here is touched only by that thread, except
@@ -128,6 +154,20 @@ class VerbsServer final : public NetServer, public RegionKeys {
   void Sweep();  // CM thread: connections of sessions that are over (lease, root gone)
   void PollLoop(Poller* p);
   void HandleRecv(Poller* p, const ibv_wc& wc);
+  // Authentication on the QP (verbs_server_auth.cc). At the connect
+  // request (CM thread): sets up c (not yet published) to authenticate
+  // and turns *accept_welcome into the accept's (no key, no session).
+  void StartAuthOnQp(Conn* c, wire::WelcomePayload* accept_welcome);
+  // Poller: a message on a connection that has not authenticated yet.
+  void HandleAuthMessage(Poller* p, Conn* c, const uint8_t* msg, uint32_t len) REQUIRES_SHARED(conns_mu_);
+  // CM thread (sweep): true while c authenticates on its QP and is not
+  // done; *why is then set when it is to be closed now.
+  bool Unauthenticated(const Conn& c, Clock::time_point now, std::string* why) const;
+  // CM thread (DropConn): c is closed; a challenge it left unanswered is a
+  // failed authentication. c has left by_qp_ (its poller is done with it).
+  void AuthClosed(const Conn& c, const std::string& why);
+  // Poller: one SEND of `kind` (signalled, from a send slot) to c.
+  void SendAuthMessage(Poller* p, Conn* c, Kind kind, uint64_t tag, std::span<const uint8_t> payload);
   // A free send slot of `p`, reaping send completions if needed.
   std::optional<uint32_t> AcquireSlot(Poller* p);
   void HandleSendWc(Poller* p, const ibv_wc& wc);
@@ -175,9 +215,11 @@ class VerbsServer final : public NetServer, public RegionKeys {
   uint32_t max_inline_ = 0;
 
   // Connections by QP number (pollers read, the CM thread writes) and by id.
-  // conns_mu_ is this server's only lock besides SessionTable's and never
-  // nests with it; a poller holds it shared across the RequestHandler's
-  // Handle (so a connection is dropped only between its requests).
+  // conns_mu_ is this server's only lock besides SessionTable's (a leaf,
+  // taken under conns_mu_ shared by a poller that authenticates a
+  // connection); a poller holds it shared across the RequestHandler's
+  // Handle and OnConnect (so a connection is dropped only between its
+  // requests).
   mutable SharedMutex conns_mu_;
   std::unordered_map<uint32_t, Conn*> by_qp_ GUARDED_BY(conns_mu_);
   std::unordered_map<rdma_cm_id*, std::unique_ptr<Conn>> by_id_;  // CM thread only

@@ -56,6 +56,11 @@ void VerbsServer::HandleRecv(Poller* p, const ibv_wc& wc) {
     rdma_disconnect(c->id.get());  // its QP is in error: drop it
     return;
   }
+  if (c->auth != nullptr && c->auth_state.load(std::memory_order_relaxed) != AuthState::kDone) {
+    HandleAuthMessage(p, c, c->recv_slot(buf), wc.byte_len);  // not authenticated yet: verbs_server_auth.cc
+    repost();
+    return;
+  }
   c->session->Touch();  // any request renews the session's lease
   const uint8_t* msg = c->recv_slot(buf);
   MsgHeader h{};

@@ -22,21 +22,50 @@
 //   kReadData  (5) TCP only: payload = the `len` bytes read.
 //   kWrite     (6) TCP only: payload = u64 offset, then the bytes to write.
 //   kWriteAck  (7) TCP only: empty payload.
-//   kHello     (8) TCP only, first frame of a client: HelloPayload.
-//   kWelcome   (9) TCP only, server's answer: WelcomePayload, then (when
+//   kHello     (8) client -> server, the first message: HelloPayload, then
+//                  what its flags say (below). TCP: the first frame. Verbs:
+//                  only after a connect with kHelloAuthOnQp (authentication
+//                  on the QP, below), the full hello with kHelloAuth.
+//   kWelcome   (9) server -> client, the answer: WelcomePayload, then (when
 //                  status != 0) a UTF-8 reason of length - 48 bytes (at most
 //                  kMaxReason), e.g. "memnode full: 256 of 256 clients";
 //                  when it accepts a root connection, the session token
 //                  (kSessionTokenBytes) that the session's other connections
 //                  must show to join it.
-//   kChallenge (10) TCP only, server -> client, after a hello with
-//                  kHelloAuth: the server's nonce (32 B), then its proof
+//   kChallenge (10) server -> client, after a hello with kHelloAuth: the
+//                  server's nonce (32 B), then its proof
 //                  HMAC(K, "sharry-v1 server" | tenant | cn | sn) (32 B).
-//   kAuth      (11) TCP only, client -> server, the answer to a challenge:
-//                  the client's proof (32 B). verbs/auth.h has the exchange.
-// Over verbs, READ and WRITE are one-sided and need no message; Hello and
-// Welcome (+ reason) travel as rdma_cm private data (connect / accept or
-// reject).
+//   kAuth      (11) client -> server, the answer to a challenge: the
+//                  client's proof (32 B). verbs/auth.h has the exchange.
+// kHello .. kAuth carry the tag of the client's message they answer.
+// Over verbs, READ and WRITE are one-sided and need no message; the hello
+// and the welcome (+ reason) travel as rdma_cm private data (connect /
+// accept or reject) — except authentication, which does not fit the 56 B
+// of private data and runs on the new QP before any key is given:
+//
+//   client                                     server
+//   rdma_connect, private data: HelloPayload
+//     (flags kHelloAuthOnQp, session 0)  --->  lockout check (per address);
+//                                              no session opened yet
+//                                        <---  rdma_accept, private data:
+//                                              WelcomePayload status 0,
+//                                              client_id, max_message,
+//                                              credits, region_addr/size,
+//                                              rkey 0, session 0 (= "auth
+//                                              follows"), no token
+//   SEND kHello: HelloPayload (kHelloAuth)
+//     + tenant + client nonce            --->  ServerAuth::Start
+//                                        <---  SEND kChallenge (sn + proof)
+//   checks the server's proof (an impostor
+//   stops here); SEND kAuth: its proof   --->  ServerAuth::Verify; opens
+//                                              the root session, OnConnect
+//                                        <---  SEND kWelcome: WelcomePayload
+//                                              (rkey, session) + the session
+//                                              token; or a refusal + reason
+//                                              (then the connection is closed)
+// Until then a kRequest is answered kError (kPermissionDenied,
+// "authenticate first") and the connection is closed; one that has not
+// authenticated within ServerOptions::handshake_timeout_ms is closed.
 //
 // Limits, checked on both sides (docs/transport.md):
 //   - a kRead or kWrite frame moves at most kMaxTcpChunk bytes of data; the
@@ -100,7 +129,7 @@ static_assert(sizeof(RangePayload) == 16);
 struct HelloPayload {
   uint32_t magic = 0x53485259;  // "SHRY"
   uint16_t version = kVersion;
-  uint16_t flags = 0;           // kHelloAuth | kHelloJoin; other bits must be 0
+  uint16_t flags = 0;           // kHelloAuth | kHelloJoin | kHelloAuthOnQp; other bits 0
   uint32_t max_message = 0;     // largest message the client will send or accept,
                                 // in [kMinMessage, kMaxMessage]
   uint32_t session = 0;         // 0: this connection starts a session of its own;
@@ -118,10 +147,14 @@ static_assert(sizeof(HelloPayload) == 16);
 //   kHelloJoin  the token of session `session` (32 B), from its root's
 //               welcome: required to join a session (a joining connection
 //               is its session's tenant; it does not authenticate again).
+//   kHelloAuthOnQp  verbs only, nothing follows: the client will
+//               authenticate on the QP once connected (the exchange above);
+//               not with kHelloAuth or kHelloJoin, session must be 0.
 // Over verbs the hello is rdma_cm private data (56 B at most): a join
-// fits (16 + 32), authentication does not (it runs over TCP only, so far).
+// fits (16 + 32), credentials do not (hence kHelloAuthOnQp).
 inline constexpr uint16_t kHelloAuth = 1;
 inline constexpr uint16_t kHelloJoin = 2;
+inline constexpr uint16_t kHelloAuthOnQp = 4;
 inline constexpr size_t kSessionTokenBytes = 32;
 inline constexpr size_t kNonceBytes = 32;
 inline constexpr size_t kProofBytes = 32;
@@ -142,8 +175,16 @@ struct WelcomePayload {
   uint32_t credits = 0;         // requests a client may have in flight
   uint32_t lease_ms = 0;        // 0: no lease; else a session that sends nothing for this
                                 // long is closed and its far memory reclaimed
-  uint32_t session = 0;         // the session this connection belongs to (its root's id)
+  uint32_t session = 0;         // the session this connection belongs to (its root's id);
+                                // 0 in a verbs accept: authentication follows on the QP
 };
 static_assert(sizeof(WelcomePayload) == 48);
+
+// The largest message of authentication on a verbs QP (a refusal: header,
+// welcome, reason); a client that authenticates there posts receives of at
+// least this size, and the server's replies before the welcome fit it.
+inline constexpr uint32_t kMaxAuthMessage = sizeof(MsgHeader) + sizeof(WelcomePayload) + kMaxReason;
+static_assert(kMaxAuthMessage >= sizeof(MsgHeader) + sizeof(WelcomePayload) + kSessionTokenBytes &&
+              kMaxAuthMessage >= sizeof(MsgHeader) + kChallengeBytes);
 
 }  // namespace sharry::wire

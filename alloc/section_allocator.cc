@@ -361,6 +361,9 @@ void SectionAllocator::ForgetOwnerSpans(OwnerId owner) {
       ReleaseSmallSpan(&span);
     }
   }
+  for (uint32_t cl = 0; cl < kNumSizeClasses; ++cl) {
+    CHECK_EQ(it->second.class_pages[cl], 0u) << "owner " << owner << " still holds spans of class " << cl;
+  }
   if (last_spans_ == &it->second) last_spans_ = nullptr;
   class_lists_.erase(it);
 }

@@ -74,16 +74,18 @@
 // where held is the pages of the owner's spans of cl (OwnerSpans::
 // class_pages; mixed spans not counted) and k_max keeps the span at most
 // kMaxGrownSpanPages pages and kMaxBlocksPerSpan blocks (63 pages for the
-// 8 B class; 1 for a class whose span is above 32 pages). A whole number
-// of the table's spans keeps the tail at most k times the table's, so the
-// waste bound of size_classes.cc holds. Each new span is then at most
-// 1/64 of what the owner already holds of the class: an owner that holds
-// H pages was granted about 64 * ln(H / 64) + 64 spans of the class, not H
-// (a 32 MiB owner of 4 KiB objects: ~330 instead of 4096), for at most one
-// partly filled span of <= 1/64 of H, and at most 512 KiB, per class. The
-// price: a span's pages go back only when all its blocks are free, so a
-// large owner that frees most of its blocks in random order keeps more
-// pages than with the table's spans (the same happens to shared spans).
+// 8 B class). A whole number of the table's spans keeps the tail at most k
+// times the table's, so the waste bound of size_classes.cc holds. Each new
+// span is at most 1/64 of what the owner already holds of the class: an
+// owner that holds H >= 128 pages of it was granted about
+// 128 + 64 * ln(H / 128) spans of the class, not H (a 32 MiB owner of 4 KiB
+// objects: ~370 instead of 4096; below 128 pages nothing changes), for at
+// most one partly filled span per class of <= 1/64 of H and <= 512 KiB.
+// The price: a span's pages go back only when all its blocks are free, so
+// an owner that frees most of its blocks in random order keeps more pages
+// than with the table's spans (its partly filled spans are refilled before
+// it is granted a new one). Block metadata stays 6.125 bytes per block; a
+// recycled span record keeps the capacity of the largest span it described.
 // If the page heap has no run for a grown span, a span of the table's size
 // is tried before reporting OOM.
 //

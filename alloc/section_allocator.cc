@@ -2,6 +2,7 @@
 
 #include "alloc/section_allocator.h"
 
+#include <algorithm>
 #include <unordered_map>
 #include <utility>
 
@@ -39,6 +40,7 @@ SectionAllocator::SectionAllocator(const Options& options)
       free_batch_threshold_(options.free_batch_threshold),
       private_spans_(options.private_spans),
       mixed_spans_(options.private_spans && options.mixed_spans),
+      growing_spans_(options.private_spans && options.growing_spans),
       observer_(options.observer),
       page_heap_(PagesOf(options.length)) {
   CHECK_EQ(base_ % kPageSize, 0u) << "section base " << base_ << " is not page aligned";
@@ -98,12 +100,16 @@ AllocResult SectionAllocator::TryAllocate(uint64_t size, OwnerId owner) {
     OwnerSpans& spans = SpansOf(owner);
     if (spans.mixed_left[cl] > 0) [[unlikely]] return AllocateMixed(spans, cl, owner);
     ClassList& list = spans.by_class[cl];
-    if (list.empty()) {
+    if (list.empty()) [[unlikely]] {
       const OwnerId span_owner = private_spans_ ? owner : kNoOwner;
-      Span* span = NewSpan(SizeMap::ClassPages(cl), Span::State::kSmall, span_owner);
+      const PageCount pages = SpanPages(spans, cl);
+      Span* span = NewSpan(pages, Span::State::kSmall, span_owner);
+      if (span == nullptr && pages > SizeMap::ClassPages(cl)) {
+        span = NewSpan(SizeMap::ClassPages(cl), Span::State::kSmall, span_owner);
+      }
       if (span == nullptr) return {0, AllocStatus::kOutOfMemory};
       span->InitSmall(cl, span_owner);
-      AddSmallSpan(span, list);
+      AddSmallSpan(span, spans, cl);
     }
     Span& span = list.front();
     const uint32_t index = span.AllocateBlock(owner);
@@ -138,7 +144,7 @@ AllocResult SectionAllocator::AllocateMixed(OwnerSpans& spans, uint32_t cl, Owne
     Span* span = NewSpan(kMixedSpanPages, Span::State::kSmall, owner);
     if (span == nullptr) return {0, AllocStatus::kOutOfMemory};
     span->InitMixed(owner);
-    AddSmallSpan(span, list);
+    AddSmallSpan(span, spans, 0);
   }
   Span& span = list.front();
   const uint32_t index = span.AllocateRun(bytes, owner);
@@ -151,8 +157,18 @@ AllocResult SectionAllocator::AllocateMixed(OwnerSpans& spans, uint32_t cl, Owne
   return {base_ + span.block_start(index), AllocStatus::kOk};
 }
 
-void SectionAllocator::AddSmallSpan(Span* span, ClassList& list) {
-  list.push_front(*span);
+PageCount SectionAllocator::SpanPages(const OwnerSpans& spans, uint32_t cl) const {
+  const PageCount unit = SizeMap::ClassPages(cl);
+  if (!growing_spans_) return unit;
+  const uint64_t by_blocks = uint64_t{kMaxBlocksPerSpan} * SizeMap::ClassSize(cl) / (uint64_t{unit} * kPageSize);
+  const uint64_t k_max = std::max<uint64_t>(1, std::min<uint64_t>(kMaxGrownSpanPages / unit, by_blocks));
+  const uint64_t k = std::clamp<uint64_t>(spans.class_pages[cl] / kSpanGrowthDivisor / unit, 1, k_max);
+  return static_cast<PageCount>(k * unit);
+}
+
+void SectionAllocator::AddSmallSpan(Span* span, OwnerSpans& spans, uint32_t cl) {
+  spans.by_class[cl].push_front(*span);
+  spans.class_pages[cl] += span->num_pages();
   ++counts_.small_spans;
   counts_.span_free_bytes += uint64_t{span->num_blocks()} * span->block_size();
   counts_.span_tail_bytes += span->tail_bytes();
@@ -273,10 +289,14 @@ void SectionAllocator::ApplyFree(const BlockRef& ref) {
 
 void SectionAllocator::ReleaseSmallSpan(Span* span) {
   CHECK(span->empty());
+  OwnerSpans& spans = SpansOf(span->span_owner());
   if (span->class_hook_.is_linked()) {  // not a retired mixed span
-    ClassList& list = ListOf(*span);
+    ClassList& list = spans.by_class[span->size_class()];
     list.erase(list.iterator_to(*span));
   }
+  uint32_t& pages = spans.class_pages[span->size_class()];
+  CHECK_GE(pages, span->num_pages()) << "class " << span->size_class() << " of owner " << span->span_owner();
+  pages -= span->num_pages();
   counts_.span_free_bytes -= uint64_t{span->num_blocks()} * span->block_size();
   counts_.span_tail_bytes -= span->tail_bytes();
   --counts_.small_spans;
@@ -341,6 +361,9 @@ void SectionAllocator::ForgetOwnerSpans(OwnerId owner) {
       ReleaseSmallSpan(&span);
     }
   }
+  for (uint32_t cl = 0; cl < kNumSizeClasses; ++cl) {
+    CHECK_EQ(it->second.class_pages[cl], 0u) << "owner " << owner << " still holds spans of class " << cl;
+  }
   if (last_spans_ == &it->second) last_spans_ = nullptr;
   class_lists_.erase(it);
 }
@@ -362,6 +385,8 @@ void SectionAllocator::CheckInvariants() const {
   uint64_t used = 0, live = 0, pending_blocks = 0, pending_bytes = 0;
   std::unordered_map<OwnerId, OwnerUsage> by_owner;
   uint64_t span_free = 0, tail = 0, free_run_bytes = 0, small = 0, large = 0;
+  // Pages of small spans by span owner and class (OwnerSpans::class_pages).
+  std::unordered_map<OwnerId, std::array<uint64_t, kNumSizeClasses>> class_pages;
   page_heap_.ForEachSpan([&](const Span& s) {
     switch (s.state()) {
       case Span::State::kFree:
@@ -383,6 +408,13 @@ void SectionAllocator::CheckInvariants() const {
         break;
       case Span::State::kSmall: {
         ++small;
+        class_pages[s.span_owner()][s.size_class()] += s.num_pages();
+        CHECK_EQ(s.num_pages() % (s.mixed() ? kMixedSpanPages : SizeMap::ClassPages(s.size_class())), 0u)
+            << "span at page " << s.first_page();
+        CHECK_LE(s.num_pages(), std::max(kMaxGrownSpanPages, SizeMap::ClassPages(s.size_class())))
+            << "span at page " << s.first_page();
+        CHECK(growing_spans_ || s.mixed() || s.num_pages() == SizeMap::ClassPages(s.size_class()))
+            << "span at page " << s.first_page();
         uint32_t allocated = 0;
         CHECK_EQ(s.span_owner() != kNoOwner, private_spans_) << "span at page " << s.first_page();
         uint64_t allocated_bytes = 0;
@@ -432,7 +464,13 @@ void SectionAllocator::CheckInvariants() const {
       // most one mixed span with room.
       CHECK_LE(empty_in_class, 1u) << "class " << cl << " of owner " << key;
       if (cl == 0) CHECK_LE(spans.by_class[0].size(), 1u) << "owner " << key;
+      auto it = class_pages.find(key);
+      CHECK_EQ(spans.class_pages[cl], it == class_pages.end() ? 0u : it->second[cl])
+          << "class " << cl << " of owner " << key;
     }
+  }
+  for (const auto& [key, pages] : class_pages) {
+    CHECK(class_lists_.contains(key)) << "small spans of owner " << key << ", who has no class lists";
   }
 
   CHECK_EQ(used, counts_.used_bytes);

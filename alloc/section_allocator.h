@@ -62,6 +62,33 @@
 // Blocks keep their class size, so what an owner is charged
 // (SizeMap::RoundedSize) does not change.
 //
+// Growing spans (private spans only; Options::growing_spans): a span of the
+// table's size per grant costs one grant per span — over verbs one memory
+// registration (~100 us emulated, several us on a NIC) — and the 4 KiB
+// class has 1-page spans of 2 blocks: 128 grants per MiB. So an owner's new
+// span of class cl has
+//
+//   pages = k * ClassPages(cl),  k = clamp(held / kSpanGrowthDivisor
+//                                          / ClassPages(cl), 1, k_max)
+//
+// where held is the pages of the owner's spans of cl (OwnerSpans::
+// class_pages; mixed spans not counted) and k_max keeps the span at most
+// kMaxGrownSpanPages pages and kMaxBlocksPerSpan blocks (63 pages for the
+// 8 B class). A whole number of the table's spans keeps the tail at most k
+// times the table's, so the waste bound of size_classes.cc holds. Each new
+// span is at most 1/64 of what the owner already holds of the class: an
+// owner that holds H >= 128 pages of it was granted about
+// 128 + 64 * ln(H / 128) spans of the class, not H (a 32 MiB owner of 4 KiB
+// objects: ~370 instead of 4096; below 128 pages nothing changes), for at
+// most one partly filled span per class of <= 1/64 of H and <= 512 KiB.
+// The price: a span's pages go back only when all its blocks are free, so
+// an owner that frees most of its blocks in random order keeps more pages
+// than with the table's spans (its partly filled spans are refilled before
+// it is granted a new one). Block metadata stays 6.125 bytes per block; a
+// recycled span record keeps the capacity of the largest span it described.
+// If the page heap has no run for a grown span, a span of the table's size
+// is tried before reporting OOM.
+//
 // When a small span becomes empty it goes back to the page heap, unless it
 // is the only span of its (owner's) class with free blocks; so each class
 // caches at most one empty span per owner, which avoids thrashing at a span
@@ -101,6 +128,10 @@ class SectionAllocator {
   // Mixed spans (above): one page each, for classes up to this size.
   static constexpr PageCount kMixedSpanPages = 1;
   static constexpr uint32_t kMaxMixedBlockSize = 1024;
+  // Growing spans (above): a new span is about 1/kSpanGrowthDivisor of what
+  // its owner holds of the class, at most kMaxGrownSpanPages pages.
+  static constexpr uint32_t kSpanGrowthDivisor = 64;
+  static constexpr PageCount kMaxGrownSpanPages = 64;
 
   struct Options {
     // UMA offset of the first byte. REQUIRES: a multiple of kPageSize.
@@ -117,6 +148,9 @@ class SectionAllocator {
     // An owner's first blocks of the small classes come from its mixed span
     // (see above). Only with private spans.
     bool mixed_spans = true;
+    // An owner's spans of a class grow with what it holds of the class (see
+    // above). Only with private spans.
+    bool growing_spans = true;
     // Told of every span granted to and revoked from an owner; may be null.
     SpanObserver* observer = nullptr;
   };
@@ -192,15 +226,20 @@ class SectionAllocator {
     // Blocks of each class still to come from the mixed span (0 without
     // mixed spans and for classes above kMaxMixedBlockSize).
     std::array<uint16_t, kNumSizeClasses> mixed_left{};
+    // Pages of the owner's small spans of each class (class 0: its mixed
+    // spans, retired ones included), empty cached ones included.
+    std::array<uint32_t, kNumSizeClasses> class_pages{};
   };
 
   AllocResult TryAllocate(uint64_t size, OwnerId owner);
   // A block of class `cl` from the owner's mixed span (a new one if it has
   // no room).
   AllocResult AllocateMixed(OwnerSpans& spans, uint32_t cl, OwnerId owner);
-  // Links a small span just taken from the page heap into `list` and
-  // counts it.
-  void AddSmallSpan(Span* span, ClassList& list);
+  // The pages of `spans`' next span of class `cl` (growing spans, above).
+  PageCount SpanPages(const OwnerSpans& spans, uint32_t cl) const;
+  // Links a small span of class `cl` (0: mixed) just taken from the page
+  // heap into the owner's list and counts it.
+  void AddSmallSpan(Span* span, OwnerSpans& spans, uint32_t cl);
   // The class lists of `owner` (created on first use; cached lookup).
   OwnerSpans& SpansOf(OwnerId owner) {
     const OwnerId key = private_spans_ ? owner : kNoOwner;
@@ -232,6 +271,7 @@ class SectionAllocator {
   const uint32_t free_batch_threshold_;
   const bool private_spans_;
   const bool mixed_spans_;
+  const bool growing_spans_;
   SpanObserver* const observer_;
 
   PageHeap page_heap_;

@@ -16,8 +16,10 @@
 //     at most 11.1% of a block for every class >= 144 B; span sizes are the
 //     smallest page count whose unusable tail is <= 1/16 of the span.
 //   * 8 KiB pages (rather than 4 KiB) halve the page map and the number of
-//     spans, and a small span never holds more than 1024 blocks, far below
-//     the 65535 a 16-bit block index can name.
+//     spans, and a span of the table's size never holds more than 1024
+//     blocks, far below the 65535 a 16-bit block index can name. (A
+//     client's grown span — a whole number of the table's spans, up to 64
+//     pages, SectionAllocator "Growing spans" — is kept under 65535.)
 //
 // Thread-safety: everything here is immutable after static initialisation.
 

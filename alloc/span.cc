@@ -34,10 +34,10 @@ inline void Span::ClearBlocks(OwnerId owner) {
 void Span::InitSmall(uint32_t size_class, OwnerId owner) {
   CHECK(state_ == State::kSmall);
   CHECK(size_class >= 1 && size_class < kNumSizeClasses) << size_class;
-  CHECK_EQ(num_pages_, SizeMap::ClassPages(size_class));
+  CHECK(num_pages_ > 0 && num_pages_ % SizeMap::ClassPages(size_class) == 0) << num_pages_;
   size_class_ = static_cast<uint8_t>(size_class);
   block_size_ = SizeMap::ClassSize(size_class);
-  num_blocks_ = SizeMap::BlocksPerSpan(size_class);
+  num_blocks_ = static_cast<uint32_t>(bytes() / block_size_);
   CHECK(num_blocks_ >= 1 && num_blocks_ <= kMaxBlocksPerSpan) << num_blocks_;
   ClearBlocks(owner);
 }

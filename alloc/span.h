@@ -98,7 +98,9 @@ class Span {
   // Carves the span into blocks of class `size_class`. All blocks are free.
   // `owner`: the one owner of all its blocks (private spans), or kNoOwner
   // (blocks of any owner).
-  // REQUIRES: state() == kSmall, num_pages() == SizeMap::ClassPages(cl).
+  // REQUIRES: state() == kSmall, num_pages() a multiple of
+  // SizeMap::ClassPages(cl) (a grown span: SectionAllocator), at most
+  // kMaxBlocksPerSpan blocks.
   void InitSmall(uint32_t size_class, OwnerId owner = kNoOwner);
 
   // The owner of the whole span: a large span's owner, a private small

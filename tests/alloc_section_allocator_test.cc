@@ -7,7 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <random>
@@ -198,6 +200,7 @@ class ShadowObserver : public SpanObserver {
       pages_[p] = owner;
     }
     ++grants_;
+    max_grant_bytes_ = std::max(max_grant_bytes_, bytes);
   }
   void OnRevoke(OwnerId owner, uint64_t offset, uint64_t bytes) override {
     for (uint64_t p = offset / kPageSize; p < (offset + bytes) / kPageSize; ++p) {
@@ -224,16 +227,26 @@ class ShadowObserver : public SpanObserver {
   size_t granted_pages() const { return pages_.size(); }
   uint64_t grants() const { return grants_; }
   uint64_t revokes() const { return revokes_; }
+  uint64_t max_grant_bytes() const { return max_grant_bytes_; }
 
  private:
   std::map<uint64_t, OwnerId> pages_;
-  uint64_t grants_ = 0, revokes_ = 0;
+  uint64_t grants_ = 0, revokes_ = 0, max_grant_bytes_ = 0;
 };
 
 struct RandomParams {
   uint64_t seed;
   uint32_t threshold;
+  // Sizes of a few classes only (8, 48, 64, 4096 B, and large blocks now
+  // and then), so that owners hold megabytes of a class: grown spans.
+  bool few_classes = false;
 };
+
+uint64_t DrawFewSize(std::mt19937_64& rng) {
+  if (rng() % 300 == 0) return kMaxSmallSize + 1 + rng() % (2 * kMiB - kMaxSmallSize);
+  static constexpr uint64_t kSizes[] = {8, 48, 64, 4096, 4096, 4096};
+  return kSizes[rng() % std::size(kSizes)];
+}
 
 class SectionAllocatorRandomTest : public ::testing::TestWithParam<RandomParams> {};
 
@@ -269,7 +282,7 @@ TEST_P(SectionAllocatorRandomTest, MatchesReferenceModel) {
       ++free_all_ofs;
     } else if (kind < (grow ? 60u : 40u)) {
       // Allocate.
-      const uint64_t size = DrawSize(rng);
+      const uint64_t size = p.few_classes ? DrawFewSize(rng) : DrawSize(rng);
       const OwnerId owner = rng() % 4;
       const size_t pending_before = m.pending();
       const AllocResult r = a.Allocate(size, owner);
@@ -327,9 +340,12 @@ TEST_P(SectionAllocatorRandomTest, MatchesReferenceModel) {
     if (op % 5000 == 0) a.CheckInvariants();
   }
   a.CheckInvariants();
-  EXPECT_EQ(classes_seen.size(), static_cast<size_t>(kNumSizeClasses - 1))
+  EXPECT_EQ(classes_seen.size(), p.few_classes ? 4u : static_cast<size_t>(kNumSizeClasses - 1))
       << "not every size class was exercised";
-  EXPECT_GT(large_seen, 100u);
+  if (p.few_classes) {
+    EXPECT_GT(shadow.max_grant_bytes(), SectionAllocator::kMaxGrownSpanPages / 2 * kPageSize) << "no grown span";
+  }
+  EXPECT_GT(large_seen, p.few_classes ? 10u : 100u);
   EXPECT_GT(free_all_ofs, 5u);
   RecordProperty("free_all_ofs", static_cast<int>(free_all_ofs));
   RecordProperty("ooms", static_cast<int>(ooms));
@@ -353,10 +369,10 @@ TEST_P(SectionAllocatorRandomTest, MatchesReferenceModel) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, SectionAllocatorRandomTest,
-                         ::testing::Values(RandomParams{1, 1}, RandomParams{2, 64}),
+                         ::testing::Values(RandomParams{1, 1}, RandomParams{2, 64}, RandomParams{3, 64, true}),
                          [](const auto& info) {
                            return "seed" + std::to_string(info.param.seed) + "_threshold" +
-                                  std::to_string(info.param.threshold);
+                                  std::to_string(info.param.threshold) + (info.param.few_classes ? "_few_classes" : "");
                          });
 
 TEST(SectionAllocatorTest, InvalidArguments) {
@@ -694,6 +710,106 @@ TEST(SectionAllocatorTest, MixedSpanIsRetiredWhenABlockDoesNotFit) {
   a.FlushPendingFrees();
   EXPECT_EQ(shadow.revokes(), 1u);
   EXPECT_EQ(shadow.PagesOf(1), 1u);
+  a.CheckInvariants();
+}
+
+// Growing spans: a large owner of 4 KiB objects (the demo's arrays) gets
+// spans of up to 1/64 of what it holds of the class, so 32 MiB take ~370
+// grants (one MR registration each over verbs) instead of 4096 spans of
+// one page; a small owner next to it keeps spans of the table's size; every
+// block lies in its owner's pages, and every page comes back.
+TEST(SectionAllocatorTest, SpansGrowWithWhatAnOwnerHoldsOfAClass) {
+  constexpr uint64_t kHeld = 32 * kMiB;
+  ShadowObserver shadow;
+  SectionAllocator a({.length = 64 * kMiB, .free_batch_threshold = 64, .observer = &shadow});
+  std::vector<uint64_t> big, small;
+  for (uint64_t i = 0; i < kHeld / 4096; ++i) {
+    const AllocResult r = a.Allocate(4096, 1);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE(shadow.Owns(1, r.offset, 4096)) << r.offset;
+    big.push_back(r.offset);
+    if (i % 64 == 0) {  // owner 2 holds 1/64 as much: 512 KiB
+      const AllocResult q = a.Allocate(4096, 2);
+      ASSERT_TRUE(q.ok());
+      ASSERT_TRUE(shadow.Owns(2, q.offset, 4096)) << q.offset;
+      small.push_back(q.offset);
+    }
+  }
+  a.CheckInvariants();
+  // Owner 2: 64 spans of one page (it never holds 128 pages of the class);
+  // owner 1: 128 of one page, then ~64 * ln(4096 / 128) = 222 growing ones.
+  EXPECT_LE(shadow.grants(), 64u + 400u) << "spans of the table's size would be 4096 + 64";
+  EXPECT_GE(shadow.grants(), 64u + 250u);
+  EXPECT_GT(shadow.max_grant_bytes(), SectionAllocator::kMaxGrownSpanPages / 2 * kPageSize);
+  EXPECT_LE(shadow.max_grant_bytes(), SectionAllocator::kMaxGrownSpanPages * kPageSize);
+  EXPECT_EQ(shadow.PagesOf(2) * kPageSize, small.size() * 4096);
+  EXPECT_LE(shadow.PagesOf(1) * kPageSize, kHeld + kHeld / 64) << "one partly filled span, <= 1/64 of the rest";
+  // Freeing and allocating again inside the spans grants nothing.
+  const uint64_t grants = shadow.grants();
+  for (size_t i = 0; i < big.size(); i += 2) ASSERT_EQ(a.Free(big[i], 1), AllocStatus::kOk);
+  a.FlushPendingFrees();
+  for (size_t i = 0; i < big.size(); i += 2) {
+    const AllocResult r = a.Allocate(4096, 1);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE(shadow.Owns(1, r.offset, 4096));
+    big[i] = r.offset;
+  }
+  EXPECT_EQ(shadow.grants(), grants);
+  // Delayed frees of everything: every span but one cached per owner goes
+  // back, and reclaiming the owners returns the rest.
+  for (uint64_t off : big) ASSERT_EQ(a.Free(off, 1), AllocStatus::kOk);
+  for (uint64_t off : small) ASSERT_EQ(a.Free(off, 2), AllocStatus::kOk);
+  a.FlushPendingFrees();
+  a.CheckInvariants();
+  EXPECT_LE(shadow.PagesOf(1), SectionAllocator::kMaxGrownSpanPages);
+  EXPECT_LE(shadow.PagesOf(2), 1u);
+  EXPECT_EQ(a.FreeAllOf(1).blocks, 0u);
+  EXPECT_EQ(a.FreeAllOf(2).blocks, 0u);
+  EXPECT_EQ(shadow.granted_pages(), 0u);
+  EXPECT_EQ(shadow.grants(), shadow.revokes());
+  a.CheckInvariants();
+  EXPECT_TRUE(a.Allocate(a.length(), 3).ok()) << "the section is one run again";
+}
+
+// FreeAllOf of a large owner that did not free its blocks: every grown span
+// is revoked; the owner starts over with spans of the table's size.
+TEST(SectionAllocatorTest, FreeAllOfRevokesGrownSpans) {
+  ShadowObserver shadow;
+  SectionAllocator a({.length = 16 * kMiB, .free_batch_threshold = 64, .observer = &shadow});
+  for (int i = 0; i < 2048; ++i) ASSERT_TRUE(a.Allocate(4096, 1).ok());
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(a.Allocate(64, 1).ok());
+  EXPECT_GT(shadow.max_grant_bytes(), kPageSize);
+  EXPECT_EQ(a.FreeAllOf(1).blocks, 2048u + 3000u);
+  EXPECT_EQ(shadow.granted_pages(), 0u);
+  EXPECT_EQ(shadow.grants(), shadow.revokes());
+  a.CheckInvariants();
+  const AllocResult r = a.Allocate(4096, 1);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(shadow.PagesOf(1), 1u);
+  a.CheckInvariants();
+}
+
+// When no run is long enough for a grown span, a span of the table's size
+// is taken: the section still fills up to its last page.
+TEST(SectionAllocatorTest, GrownSpanFallsBackToTheTableSizeWhenMemoryIsShort) {
+  ShadowObserver shadow;
+  SectionAllocator a({.length = 1024 * kPageSize, .observer = &shadow});
+  uint64_t blocks = 0;
+  while (a.Allocate(4096, 1).ok()) ++blocks;
+  EXPECT_EQ(blocks, 2048u);
+  EXPECT_EQ(a.stats().free_bytes, 0u);
+  EXPECT_GT(shadow.max_grant_bytes(), kPageSize);
+  a.CheckInvariants();
+}
+
+// Without growing spans (Options::growing_spans = false) every span has the
+// table's size: one grant per page of 4 KiB objects.
+TEST(SectionAllocatorTest, WithoutGrowingSpansEverySpanHasTheTableSize) {
+  ShadowObserver shadow;
+  SectionAllocator a({.length = 8 * kMiB, .growing_spans = false, .observer = &shadow});
+  for (int i = 0; i < 1024; ++i) ASSERT_TRUE(a.Allocate(4096, 1).ok());
+  EXPECT_EQ(shadow.grants(), 512u);
+  EXPECT_EQ(shadow.max_grant_bytes(), kPageSize);
   a.CheckInvariants();
 }
 

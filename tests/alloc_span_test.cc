@@ -160,6 +160,25 @@ TEST_F(SpanTest, MixedSpanBumpsBlocksOfAnySize) {
   EXPECT_EQ(m->room_bytes(), 0u);
 }
 
+// A grown span (SectionAllocator's growing spans): a whole number of the
+// table's spans of the class, carved into as many blocks as fit, every one
+// of them handed out; the tail stays under one block.
+TEST_F(SpanTest, GrownSpanHoldsAWholeNumberOfTheTablesSpans) {
+  const uint32_t cl = SizeMap::ClassFor(48);  // 170 blocks and 32 bytes of tail per page
+  ASSERT_EQ(SizeMap::ClassPages(cl), 1u);
+  Span* s = heap_.New(64, Span::State::kSmall);
+  ASSERT_NE(s, nullptr);
+  s->InitSmall(cl, 3);
+  EXPECT_EQ(s->num_blocks(), 64 * kPageSize / 48);
+  EXPECT_GT(s->num_blocks(), 64 * SizeMap::BlocksPerSpan(cl));
+  EXPECT_LT(s->tail_bytes(), 48u);
+  for (uint32_t i = 0; i < s->num_blocks(); ++i) ASSERT_EQ(s->AllocateBlock(3), i);
+  EXPECT_TRUE(s->full());
+  EXPECT_EQ(s->block_start(s->num_blocks() - 1) + 48 + s->tail_bytes(), s->start_byte() + s->bytes());
+  s->FreeBlock(10000);
+  EXPECT_EQ(s->AllocateBlock(3), 10000u);
+}
+
 TEST(SpanDeathTest, FreeingAFreeBlockIsAnInvariantFailure) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   PageHeap heap(64);

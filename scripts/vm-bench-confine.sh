@@ -7,8 +7,10 @@
 # region granted as a span with its own memory region, the key looked up per
 # op — what the memnode does). With RPC_BENCH (bench/memnode_rpc_bench), each
 # round then measures ALLOC/FREE of 4 KiB objects (one-page spans: the most
-# registrations per byte) with --confine=false and =true. Each round starts
-# with a line "round N".
+# registrations per byte) with --confine=false and =true. Each round ends
+# with connection setup (anonymous and authenticated, confined: a protection
+# domain and its registrations per session). Each round starts with a line
+# "round N".
 #
 #   vm-bench-confine.sh BENCH_BINARY PERFTEST_SCRIPT ROUNDS [RPC_BENCH]
 #
@@ -32,5 +34,8 @@ while [ "$i" -le "$rounds" ]; do
         2>/dev/null | grep rpcbench
     done
   fi
+  echo "connect"
+  "$bench" --transport=verbs --addr="$addr" --ops=connect --connect_iters=30 --confine=true 2>/dev/null |
+    grep '^bench'
   i=$((i + 1))
 done

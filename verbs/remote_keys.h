@@ -17,6 +17,9 @@
 // remote access error the device raises (the connection dies), which only a
 // client touching memory it does not hold can cause.
 //
+// The verbs server keeps the same table for the keys it hands out
+// (VerbsServer::RemoteKey: Learn on grant, Learn(..., 0) on revoke).
+//
 // Thread-safety: Learn and Find may run concurrently from the session's
 // connections; a key learned on one thread is seen by another once the
 // block's offset reached it through the application's own synchronisation.

@@ -46,10 +46,7 @@ Status VerbsServer::InitDevice(ibv_context* ctx) {
     if (!mr.ok()) return mr.status().WithContext("register the region");
     region_mr_.emplace(std::move(*mr));
   }
-  if (opts_.confine) {
-    pages_ = (opts_.region_size + (uint64_t{1} << kKeyPageShift) - 1) >> kKeyPageShift;
-    page_keys_ = std::make_unique<std::atomic<uint32_t>[]>(pages_);
-  }
+  if (opts_.confine) page_keys_.Init(opts_.region_size);
   const int n = std::max(1, opts_.num_pollers);
   slots_per_poller_ = opts_.recv_depth + 64;
   // Every receive of every connection of a poller may complete before it

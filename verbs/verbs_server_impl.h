@@ -54,6 +54,7 @@
 #include "verbs/cm.h"
 #include "verbs/handshake.h"
 #include "verbs/queue_pair.h"
+#include "verbs/remote_keys.h"
 #include "verbs/resources.h"
 #include "verbs/session.h"
 #include "verbs/transport.h"
@@ -184,8 +185,6 @@ class VerbsServer final : public NetServer, public RegionKeys {
   static uint64_t RecvWrId(ClientId c, uint32_t slot) { return MakeWrId(kWrRecv, uint64_t{c} << 24 | slot); }
   static ClientId RecvClientOf(uint64_t wr_id) { return static_cast<ClientId>(WrSlotOf(wr_id) >> 24); }
   static uint32_t RecvSlotOf(uint64_t wr_id) { return static_cast<uint32_t>(WrSlotOf(wr_id) & 0xFFFFFF); }
-  static constexpr uint32_t kKeyPageShift = 13;  // the memnode's page
-  void SetPageKeys(uint64_t offset, uint64_t bytes, uint32_t rkey);
 
   uint32_t next_client_id_ = 1;  // CM thread only
   std::chrono::steady_clock::time_point next_sweep_{};  // CM thread only
@@ -210,8 +209,7 @@ class VerbsServer final : public NetServer, public RegionKeys {
   mutable Mutex keys_mu_;
   std::unordered_map<ClientId, std::shared_ptr<VSession>> owners_ GUARDED_BY(keys_mu_);
   std::map<uint64_t, Span> spans_ GUARDED_BY(keys_mu_);
-  std::unique_ptr<std::atomic<uint32_t>[]> page_keys_;
-  uint64_t pages_ = 0;
+  RemoteKeys page_keys_;  // the same table a client keeps (remote_keys.h)
   uint32_t max_inline_ = 0;
 
   // Connections by QP number (pollers read, the CM thread writes) and by id.

@@ -90,7 +90,7 @@ void VerbsServer::Grant(ClientId owner, uint64_t offset, uint64_t bytes) {
   const uint32_t rkey = mr->rkey();
   MutexLock l(&keys_mu_);
   spans_.insert_or_assign(offset, Span{std::move(vs), std::move(*mr)});
-  SetPageKeys(offset, bytes, rkey);
+  page_keys_.Learn(offset, bytes, rkey);
 }
 
 void VerbsServer::Revoke(ClientId, uint64_t offset, uint64_t bytes) {
@@ -99,7 +99,7 @@ void VerbsServer::Revoke(ClientId, uint64_t offset, uint64_t bytes) {
   std::optional<Span> gone;
   {
     MutexLock l(&keys_mu_);
-    SetPageKeys(offset, bytes, 0);
+    page_keys_.Learn(offset, bytes, 0);
     auto it = spans_.find(offset);
     if (it == spans_.end()) return;
     gone.emplace(std::move(it->second));
@@ -108,15 +108,6 @@ void VerbsServer::Revoke(ClientId, uint64_t offset, uint64_t bytes) {
   // ~Span outside the lock: ibv_dereg_mr, then maybe the session's PD.
 }
 
-void VerbsServer::SetPageKeys(uint64_t offset, uint64_t bytes, uint32_t rkey) {
-  const uint64_t end = (offset + bytes + (uint64_t{1} << kKeyPageShift) - 1) >> kKeyPageShift;
-  for (uint64_t p = offset >> kKeyPageShift; p < end && p < pages_; ++p)
-    page_keys_[p].store(rkey, std::memory_order_release);
-}
-
-uint32_t VerbsServer::RemoteKey(uint64_t offset) const {
-  const uint64_t p = offset >> kKeyPageShift;
-  return p < pages_ ? page_keys_[p].load(std::memory_order_acquire) : 0;
-}
+uint32_t VerbsServer::RemoteKey(uint64_t offset) const { return page_keys_.Find(offset, 1); }
 
 }  // namespace sharry::internal

@@ -15,6 +15,7 @@ void RuntimeImpl::StartThreads() {
   if (opts_.evict_thread) evictor_ = std::thread([this] { EvictorLoop(); });
   if (opts_.prefetch_thread) prefetcher_ = std::thread([this] { PrefetchLoop(); });
   lease_thread_ = std::thread([this] { LeaseLoop(); });
+  if (copies_ > 1) repairer_ = std::thread([this] { RepairLoop(); });
 }
 
 void RuntimeImpl::StopThreads() {
@@ -38,14 +39,25 @@ void RuntimeImpl::StopThreads() {
   }
   lease_cv_.SignalAll();
   if (lease_thread_.joinable()) lease_thread_.join();
-  std::thread reconnector;
+  {
+    MutexLock l(&repair_mu_);
+    repair_stop_ = true;
+  }
+  repair_cv_.SignalAll();
+  if (repairer_.joinable()) repairer_.join();
   {
     MutexLock l(&health_mu_);
     reconnector_stop_ = true;
     health_cv_.SignalAll();
-    reconnector = std::move(reconnector_);
   }
-  if (reconnector.joinable()) reconnector.join();
+  for (auto& n : nodes_) {
+    std::thread reconnector;
+    {
+      MutexLock l(&n->health_mu);
+      reconnector = std::move(n->reconnector);
+    }
+    if (reconnector.joinable()) reconnector.join();
+  }
 }
 
 // ---------------------------------------------------------------- evictor
@@ -149,23 +161,28 @@ void RuntimeImpl::PrefetchLoop() {
       }
     }
     if (flush) {
-      Status why;
-      if (!TryBeginFar(&why)) continue;
-      ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
       const size_t reserve = FreeReserve();
-      if (free_queue_.queued() >= opts_.free_batch + reserve) {
-        if (Status s = FlushQueued(reserve); !s.ok()) LOG(WARNING) << "compute runtime: FREE failed: " << s;
+      BeginFar();
+      ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
+      for (auto& n : nodes_) {
+        if (!n->healthy() || n->free_queue.queued() < opts_.free_batch + reserve) continue;
+        if (Status s = FlushQueued(*n, reserve); !s.ok()) LOG(WARNING) << "compute runtime: FREE failed: " << s;
       }
       continue;
     }
     uint64_t m = h->word.load(std::memory_order_acquire);
     if (Is(m, kPresent) || Is(m, kBusy) || !Is(m, kFar) || Addr(m) == kLostFar) continue;
-    // Best effort: never past the budget, never while unhealthy.
-    if (local_bytes_.load(std::memory_order_relaxed) + h->size > opts_.local_budget_bytes ||
-        health_.load(std::memory_order_relaxed) != kHealthy)
+    // Best effort: never past the budget, never while no memnode is usable.
+    if (local_bytes_.load(std::memory_order_relaxed) + h->size > opts_.local_budget_bytes || !AnyHealthy())
       continue;
-    if (!h->word.compare_exchange_strong(m, m | kBusy, std::memory_order_acq_rel)) continue;
-    if (Status s = SwapIn(h, m); !s.ok()) {
+    Status s;
+    {
+      BeginFar();  // before kBusy (health.cc)
+      ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
+      if (!h->word.compare_exchange_strong(m, m | kBusy, std::memory_order_acq_rel)) continue;
+      s = SwapIn(h, m);
+    }
+    if (!s.ok()) {
       VLOG(1) << "prefetch failed: " << s;
       continue;
     }
@@ -178,24 +195,48 @@ void RuntimeImpl::PrefetchLoop() {
 // ---------------------------------------------------------------- lease
 
 void RuntimeImpl::LeaseLoop() {
+  auto next_stats = std::chrono::steady_clock::now();
   for (;;) {
     uint32_t lease_ms = 0;
-    Status failed;
-    // Not while the reconnector replaces control_ (it holds epoch_mu_).
-    if (health_.load(std::memory_order_acquire) == kHealthy && epoch_mu_.TryLockShared()) {
-      ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
-      MutexLock l(&control_mu_);
-      lease_ms = control_->transport().info().lease_ms;
-      if (lease_ms > 0) failed = control_->Renew();
-      if (lease_ms > 0 && failed.ok()) renewals_++;
-    }
-    if (!failed.ok()) {
-      failed_far_++;
-      OnFarFailure(failed.WithContext("lease renewal"));
+    const auto now = std::chrono::steady_clock::now();
+    const bool refresh = opts_.placement_refresh_ms > 0 && nodes_.size() > 1 && now >= next_stats;
+    if (refresh) next_stats = now + std::chrono::milliseconds(opts_.placement_refresh_ms);
+    for (auto& np : nodes_) {
+      FarNode& n = *np;
+      Status failed;
+      // Not while a reconnector replaces connections (it holds epoch_mu_).
+      if (!n.healthy() || !TryBeginFar()) continue;
+      {
+        ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
+        MutexLock l(&n.control_mu);
+        const uint32_t node_lease = n.control->transport().info().lease_ms;
+        if (node_lease > 0 && (lease_ms == 0 || node_lease < lease_ms)) lease_ms = node_lease;
+        if (refresh) {
+          // STATS renews the lease too.
+          auto st = n.control->GetStats();
+          if (st.ok()) {
+            n.used_at_stats = st->head.used_bytes;
+            n.placed_since_stats = 0;
+            if (node_lease > 0) renewals_++;
+          } else {
+            failed = st.status();
+          }
+        } else if (node_lease > 0) {
+          failed = n.control->Renew();
+          if (failed.ok()) renewals_++;
+        }
+        if (!failed.ok() && n.control->transport().alive()) failed = Status::Ok();  // refused: not a failure
+      }
+      if (!failed.ok()) {
+        failed_far_++;
+        OnFarFailure(n, failed.WithContext(refresh ? "placement STATS" : "lease renewal"));
+      }
     }
     // Every lease/3 (two missed renewals of slack); without a lease, look
-    // again now and then (a reconnect may bring one).
-    const int wait_ms = lease_ms > 0 ? std::max<int>(1, static_cast<int>(lease_ms / 3)) : 1000;
+    // again now and then (a reconnect may bring one); placement refreshes
+    // on their own period.
+    int wait_ms = lease_ms > 0 ? std::max<int>(1, static_cast<int>(lease_ms / 3)) : 1000;
+    if (opts_.placement_refresh_ms > 0 && nodes_.size() > 1) wait_ms = std::min(wait_ms, opts_.placement_refresh_ms);
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
     MutexLock l(&lease_mu_);
     while (!lease_stop_ && lease_cv_.WaitUntil(&lease_mu_, until)) {

@@ -73,7 +73,10 @@ Status RuntimeImpl::MakeRoom(uint64_t size, bool swap_in) {
       // go (clean ones are dropped, dirty ones rewritten in place).
       if (!why.ok() && IsFarMemoryRefused(why.code()) && opts_.mode == CopyMode::kMultiCopy && !fits())
         (void)Evict(now + size - std::min(now + size, sync_target_), nullptr, true);
-      if (local_bytes_.load(std::memory_order_relaxed) >= now &&
+      // A memnode that died during the round is out of the next one: go on
+      // while another is healthy.
+      const bool retry = why.code() == StatusCode::kUnavailable && AnyHealthy() && round < 8;
+      if (local_bytes_.load(std::memory_order_relaxed) >= now && !retry &&
           (!why.ok() || rounds_.load(std::memory_order_relaxed) == rounds_before))
         break;  // no progress
     }
@@ -82,7 +85,7 @@ Status RuntimeImpl::MakeRoom(uint64_t size, bool swap_in) {
   refused_local_++;
   std::string at = "local usage " + std::to_string(local_bytes_.load()) + " B at its bound of " +
                    std::to_string(local_limit_) + " B (budget + budget/8)";
-  if (why.code() == StatusCode::kUnavailable || health_.load() != kHealthy) {
+  if (why.code() == StatusCode::kUnavailable || !AnyHealthy()) {
     Status h = health();
     return Status::Unavailable(at + ": " + (h.ok() ? why.message() : h.message()));
   }
@@ -114,36 +117,44 @@ void RuntimeImpl::RecordEvictionError(const Status& s) {
   evict_status_ = s;
 }
 
-void RuntimeImpl::NoteAllocResult(const Status& s, bool any_refused) {
+void RuntimeImpl::NoteAllocResult(FarNode& n, const Status& s, bool any_refused) {
   if (!any_refused) {
-    if (far_exhausted_.load(std::memory_order_relaxed) && far_exhausted_.exchange(false))
-      LOG(WARNING) << "compute runtime: far memory available again at memnode " << MemnodeName();
+    if (n.far_exhausted.load(std::memory_order_relaxed) && n.far_exhausted.exchange(false))
+      LOG(WARNING) << "compute runtime: far memory available again at memnode " << n.name;
     return;
   }
-  if (far_exhausted_.load(std::memory_order_relaxed) || far_exhausted_.exchange(true)) return;
+  if (n.far_exhausted.load(std::memory_order_relaxed) || n.far_exhausted.exchange(true)) return;
   far_exhausted_count_++;
   // Over our client's or our tenant's quota (kQuotaExceeded, issue #11) is
   // handled as far memory exhausted; only the words differ.
   const bool quota = memnode::IsQuotaExceeded(s);
   if (quota) quota_exceeded_count_++;
   const char* what = quota ? "far-memory quota exceeded" : "far memory exhausted";
-  LOG(WARNING) << "compute runtime: " << what << " at memnode " << MemnodeName() << ": " << s;
+  LOG(WARNING) << "compute runtime: " << what << " at memnode " << n.name << ": " << s;
   if (!exhausted_said_.exchange(true)) {
     // Once per runtime on stderr (glog's files are easy to miss).
     std::fprintf(stderr,
                  "sharry runtime: %s at memnode %s (%s): local usage is held to %llu B "
                  "(budget + budget/8); New() and swap-ins past it fail with ResourceExhausted\n",
-                 what, MemnodeName().c_str(), s.ToString().c_str(), static_cast<unsigned long long>(local_limit_));
+                 what, n.name.c_str(), s.ToString().c_str(), static_cast<unsigned long long>(local_limit_));
   }
+}
+
+std::vector<FarNode*> RuntimeImpl::PlacementOrder() const {
+  std::vector<FarNode*> v;
+  for (const auto& n : nodes_)
+    if (n->healthy()) v.push_back(n.get());
+  std::stable_sort(v.begin(), v.end(), [](const FarNode* a, const FarNode* b) { return a->Score() < b->Score(); });
+  return v;
 }
 
 // ---------------------------------------------------------------- one round
 
 Status RuntimeImpl::Evict(uint64_t bytes_to_free, ObjectHeader* only, bool drops_only) {
-  // Victims are taken only inside the far access, so the reconnector
+  // Victims are taken only inside the far access, so a reconnector
   // (epoch_mu_ exclusive) never waits for one of ours.
-  Status why;
-  if (!TryBeginFar(&why)) return why.WithContext("swap-out");
+  if (!AnyHealthy()) return FailedAccess(NoHealthyStatus(nullptr).WithContext("swap-out"));
+  BeginFar();
   ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
   std::vector<Victim> victims;
   SHARRY_RETURN_IF_ERROR(PickVictims(bytes_to_free, only, drops_only, &victims));
@@ -165,7 +176,7 @@ Status RuntimeImpl::PickVictims(uint64_t bytes_to_free, ObjectHeader* only, bool
     if (Is(m, kBusy) || Pins(m) > 0) return Status::Unavailable("the object is pinned by a DerefScope or busy");
     if (!only->word.compare_exchange_strong(m, m | kBusy, std::memory_order_acq_rel))
       return Status::Unavailable("the object changed while being swapped out; retry");
-    victims->push_back({only, m});
+    victims->push_back({only, m, {}});
     return Status::Ok();
   }
   const size_t hw = high_water_.load(std::memory_order_acquire);
@@ -183,7 +194,7 @@ Status RuntimeImpl::PickVictims(uint64_t bytes_to_free, ObjectHeader* only, bool
       continue;
     }
     if (!h->word.compare_exchange_strong(m, m | kBusy, std::memory_order_acq_rel)) continue;
-    victims->push_back({h, m});
+    victims->push_back({h, m, {}});
     freed += h->size;
   }
   return Status::Ok();
@@ -191,95 +202,205 @@ Status RuntimeImpl::PickVictims(uint64_t bytes_to_free, ObjectHeader* only, bool
 
 Status RuntimeImpl::AssignFarBlocks(std::vector<Victim>& victims, Status* refused) {
   // Unique-Copy always needs new blocks; Multi-Copy only the first time.
-  std::vector<size_t> needs;
-  std::vector<uint32_t> sizes;
+  // Each new block's memnode: the least used healthy ones, a different one
+  // per copy; what a memnode gets in this round counts at once.
+  std::vector<FarNode*> order = PlacementOrder();
+  if (order.empty()) {
+    for (const Victim& v : victims) Release(v);
+    return FailedAccess(NoHealthyStatus(nullptr).WithContext("swap-out"));
+  }
+  std::vector<uint64_t> score(nodes_.size(), 0);
+  for (FarNode* n : order) score[n->index] = n->Score();
+  // Per memnode: the victims (index, copy slot) that need a block there.
+  struct Need {
+    size_t victim;
+    uint32_t slot;
+  };
+  std::vector<std::vector<Need>> needs(nodes_.size());
+  const uint32_t want = std::min<uint32_t>(copies_, static_cast<uint32_t>(order.size()));
   for (size_t i = 0; i < victims.size(); ++i) {
     Victim& v = victims[i];
     if (opts_.mode == CopyMode::kMultiCopy && Is(v.word, kFar)) {
-      v.far = v.h->far_offset;
-    } else {
-      v.new_block = true;
-      needs.push_back(i);
-      sizes.push_back(v.h->size);
+      v.far = CopiesOf(v.h, v.h->far_offset);
+      continue;
     }
-  }
-  if (needs.empty()) return Status::Ok();
-  // First reuse queued far blocks of the same size: no ALLOC, no FREE.
-  const std::vector<uint64_t> reused = free_queue_.TakeReusable(sizes, kNoFarOffset);
-  std::vector<size_t> still;
-  std::vector<uint64_t> alloc_sizes;
-  for (size_t j = 0; j < needs.size(); ++j) {
-    Victim& v = victims[needs[j]];
-    v.far = reused[j];
-    if (v.far != kNoFarOffset) {
-      recycled_++;
-    } else {
-      still.push_back(needs[j]);
-      alloc_sizes.push_back(v.h->size);
+    v.new_blocks = true;
+    v.short_copies = want < copies_;
+    std::sort(order.begin(), order.end(),
+              [&](const FarNode* a, const FarNode* b) { return score[a->index] < score[b->index]; });
+    for (uint32_t c = 0; c < want; ++c) {
+      needs[order[c]->index].push_back({i, c});
+      score[order[c]->index] += v.h->size;
+      v.far.addr[c] = kNoFarOffset;
     }
+    v.far.n = want;
   }
-  if (alloc_sizes.empty()) return Status::Ok();
-  std::vector<uint64_t> offs;
-  std::vector<Status> each;
-  Status alloc_status;
-  bool alive = true;
-  {
-    MutexLock l(&control_mu_);
-    alloc_status = control_->Alloc(alloc_sizes, &offs, &each);
-    alive = control_->transport().alive();
+  Status first_refusal;
+  for (const auto& np : nodes_) {
+    FarNode& n = *np;
+    std::vector<Need>& need = needs[n.index];
+    if (need.empty()) continue;
+    // First reuse queued far blocks of the same size: no ALLOC, no FREE.
+    std::vector<uint32_t> sizes;
+    for (const Need& x : need) sizes.push_back(victims[x.victim].h->size);
+    const std::vector<uint64_t> reused = n.free_queue.TakeReusable(sizes, kNoFarOffset);
+    std::vector<size_t> still;
+    std::vector<uint64_t> alloc_sizes;
+    for (size_t j = 0; j < need.size(); ++j) {
+      if (reused[j] != kNoFarOffset) {
+        victims[need[j].victim].far.addr[need[j].slot] = far::Make(n.index, reused[j]);
+        recycled_++;
+      } else {
+        still.push_back(j);
+        alloc_sizes.push_back(sizes[j]);
+      }
+    }
+    if (alloc_sizes.empty()) continue;
+    std::vector<uint64_t> offs;
+    Status alloc_status;
+    bool alive = true;
+    {
+      MutexLock l(&n.control_mu);
+      alloc_status = n.control->Alloc(alloc_sizes, &offs, nullptr);
+      alive = n.control->transport().alive();
+    }
+    alloc_rpcs_++;
+    n.alloc_rpcs++;
+    if (!alloc_status.ok() && !alive) {
+      // The memnode died: its blocks (reused ones too) are out of the round.
+      for (const Need& x : need) victims[x.victim].far.addr[x.slot] = kNoFarOffset;
+      (void)ConnectionFailed(n, alloc_status.WithContext("control connection (ALLOC)"), "swap-out: ALLOC");
+      if (first_refusal.ok()) first_refusal = NodeStatus(n).WithContext("swap-out: ALLOC");
+      continue;
+    }
+    for (size_t j = 0; j < still.size(); ++j) {
+      const uint64_t off = offs[j];
+      victims[need[still[j]].victim].far.addr[need[still[j]].slot] =
+          off == memnode::kNoOffset ? kNoFarOffset : far::Make(n.index, off);
+    }
+    NoteAllocResult(n, alloc_status, !alloc_status.ok());
+    if (!alloc_status.ok() && first_refusal.ok()) first_refusal = alloc_status;
   }
-  alloc_rpcs_++;
-  if (!alloc_status.ok() && !alive) {
-    std::vector<FarBlockQueue::Block> back;  // the reused blocks go back to the queue
-    for (size_t k : needs)
-      if (victims[k].far != kNoFarOffset) back.push_back({victims[k].far, victims[k].h->size});
-    free_queue_.PushAll(back);
-    for (const Victim& v : victims) Release(v);
-    return ConnectionFailed(alloc_status.WithContext("control connection (ALLOC)"), "swap-out: ALLOC");
+  // Compact each victim's copies: the blocks it got, in order.
+  for (Victim& v : victims) {
+    if (!v.new_blocks) continue;
+    Copies got;
+    for (uint32_t c = 0; c < v.far.n; ++c)
+      if (v.far.addr[c] != kNoFarOffset) got.addr[got.n++] = v.far.addr[c];
+    if (got.n < copies_ && got.n > 0) v.short_copies = true;
+    v.far = got;
   }
-  for (size_t j = 0; j < still.size(); ++j) victims[still[j]].far = offs[j];
-  NoteAllocResult(alloc_status, !alloc_status.ok());
-  *refused = alloc_status;
+  *refused = first_refusal;
   return Status::Ok();
 }
 
-Status RuntimeImpl::WriteBack(std::vector<Victim>& victims) {
-  // Objects without a far block (far memory exhausted) stay local.
-  std::vector<RemoteOp> writes;
+void RuntimeImpl::GiveBack(const std::vector<Victim>& victims) {
+  std::vector<std::vector<FarBlockQueue::Block>> back(nodes_.size());
   for (const Victim& v : victims) {
-    if (v.far == memnode::kNoOffset) continue;
-    const bool must_write = opts_.mode == CopyMode::kUniqueCopy || !Is(v.word, kFar) || Is(v.word, kDirty);
-    if (must_write) writes.push_back({v.far, reinterpret_cast<void*>(Addr(v.word)), v.h->size});
+    if (!v.new_blocks) continue;
+    for (uint32_t c = 0; c < v.far.n; ++c)
+      back[far::NodeOf(v.far.addr[c])].push_back({far::OffsetOf(v.far.addr[c]), v.h->size});
   }
-  if (writes.empty()) return Status::Ok();
-  auto conn = DataConnection();
-  Status ws = conn.ok() ? (*conn)->WriteBatch(writes) : conn.status();
-  if (!ws.ok() && conn.ok() && !(*conn)->alive()) ws = ConnectionFailed(ws, "swap-out: WRITE");
-  if (ws.ok()) return Status::Ok();
+  for (const auto& n : nodes_) n->free_queue.PushAll(back[n->index]);
+}
+
+Status RuntimeImpl::WriteBack(std::vector<Victim>& victims) {
+  // Objects without a far block (far memory exhausted) stay local. One chain
+  // of WRITEs per memnode.
+  std::vector<std::vector<RemoteOp>> writes(nodes_.size());
+  std::vector<std::vector<std::pair<size_t, uint32_t>>> whose(nodes_.size());
+  for (size_t i = 0; i < victims.size(); ++i) {
+    const Victim& v = victims[i];
+    const bool must_write = opts_.mode == CopyMode::kUniqueCopy || !Is(v.word, kFar) || Is(v.word, kDirty);
+    if (!must_write) continue;
+    for (uint32_t c = 0; c < v.far.n; ++c) {
+      const uint32_t node = far::NodeOf(v.far.addr[c]);
+      writes[node].push_back({far::OffsetOf(v.far.addr[c]), reinterpret_cast<void*>(Addr(v.word)), v.h->size});
+      whose[node].push_back({i, c});
+    }
+  }
+  Status other;
+  for (const auto& np : nodes_) {
+    FarNode& n = *np;
+    if (writes[n.index].empty()) continue;
+    auto conn = DataConnection(n);
+    Status ws = conn.ok() ? (*conn)->WriteBatch(writes[n.index]) : conn.status();
+    if (ws.ok()) continue;
+    if (conn.ok() && !(*conn)->alive()) ws = ConnectionFailed(n, ws, "swap-out: WRITE");
+    if (ws.code() != StatusCode::kUnavailable) {
+      other = FailedAccess(ws.WithContext("swap-out: WRITE"));
+      break;
+    }
+    // This memnode is out of the round: its blocks go back to its queue (a
+    // reconnect clears it if the memnode lost them), the victims keep their
+    // other copies (and are repaired later) or stay local.
+    // (Multi-Copy: an object's old copy there is stale now: it goes too.)
+    std::vector<FarBlockQueue::Block> back;
+    for (auto [i, c] : whose[n.index]) {
+      Victim& v = victims[i];
+      back.push_back({far::OffsetOf(v.far.addr[c]), v.h->size});
+      if (!v.new_blocks) {
+        n.copies--;
+        n.copy_bytes -= v.h->size;
+        far_copy_bytes_ -= v.h->size;
+      }
+      v.far.addr[c] = kNoFarOffset;
+    }
+    n.free_queue.PushAll(back);
+    if (other.ok()) other = ws;
+  }
+  bool any = false;
+  for (Victim& v : victims) {
+    Copies got;
+    for (uint32_t c = 0; c < v.far.n; ++c)
+      if (v.far.addr[c] != kNoFarOffset) got.addr[got.n++] = v.far.addr[c];
+    if (got.n < v.far.n) v.short_copies = true;
+    v.far = got;
+    any |= got.n > 0;
+  }
+  if (other.ok()) return Status::Ok();
+  if (other.code() == StatusCode::kUnavailable && any) return Status::Ok();  // the others went out
   // Nothing was lost: every object is still local. Give back the new blocks.
-  std::vector<FarBlockQueue::Block> back;
-  for (const Victim& v : victims)
-    if (v.new_block && v.far != memnode::kNoOffset) back.push_back({v.far, v.h->size});
-  free_queue_.PushAll(back);
+  GiveBack(victims);
   for (const Victim& v : victims) Release(v);
-  return ws.code() == StatusCode::kUnavailable ? ws : FailedAccess(ws.WithContext("swap-out: WRITE"));
+  return other;
 }
 
 void RuntimeImpl::Commit(const std::vector<Victim>& victims) {
   for (const Victim& v : victims) {
-    if (v.far == memnode::kNoOffset) {
+    if (v.far.n == 0) {
+      if (opts_.mode == CopyMode::kMultiCopy && Is(v.word, kFar) && !v.new_blocks) {
+        // Multi-Copy: every copy's memnode failed during the rewrite; the
+        // object stays local and dirty, without far copies.
+        SetExtras(v.h, nullptr, 0);
+        v.h->far_offset = kNoFarOffset;
+        far_bytes_ -= v.h->size;
+        v.h->word.store((v.word & ~kFar) | kDirty, std::memory_order_release);
+        continue;
+      }
       Release(v);
       continue;
     }
     const bool had_far = opts_.mode == CopyMode::kMultiCopy && Is(v.word, kFar);
     const bool dropped = had_far && !Is(v.word, kDirty);
     if (!had_far) far_bytes_ += v.h->size;
-    v.h->far_offset = opts_.mode == CopyMode::kMultiCopy ? v.far : kNoFarOffset;
+    if (v.new_blocks) {
+      far_copy_bytes_ += uint64_t{v.h->size} * v.far.n;
+      for (uint32_t c = 0; c < v.far.n; ++c) {
+        FarNode& n = *nodes_[far::NodeOf(v.far.addr[c])];
+        n.copies++;
+        n.copy_bytes += v.h->size;
+        n.placed_since_stats += v.h->size;
+      }
+    }
+    SetExtras(v.h, v.far.addr + 1, v.far.n - 1);
+    v.h->far_offset = opts_.mode == CopyMode::kMultiCopy ? v.far.addr[0] : kNoFarOffset;
     std::free(reinterpret_cast<void*>(Addr(v.word)));
     local_bytes_ -= v.h->size;
-    v.h->word.store(kFar | v.far, std::memory_order_release);
+    v.h->word.store(kFar | v.far.addr[0], std::memory_order_release);
     if (dropped) drops_++;
     else swap_outs_++;
+    if (v.short_copies) QueueRepair(v.h);
   }
 }
 

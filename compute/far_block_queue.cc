@@ -97,15 +97,22 @@ size_t RuntimeImpl::FreeReserve() const {
   // blocks. Were they freed, that round would need an ALLOC and the FREE
   // would have been wasted: in steady swapping (a swap-in per swap-out) the
   // queue fills to one batch just as the round comes, so without a reserve
-  // nearly every round paid one ALLOC and one FREE RPC.
-  return opts_.mode == CopyMode::kUniqueCopy ? opts_.evict_batch : 0;
+  // nearly every round paid one ALLOC and one FREE RPC. Each memnode keeps
+  // its share of a round's blocks (copies x batch / memnodes, rounded up).
+  if (opts_.mode != CopyMode::kUniqueCopy) return 0;
+  const size_t per_round = size_t{opts_.evict_batch} * copies_;
+  return (per_round + nodes_.size() - 1) / nodes_.size();
 }
 
-bool RuntimeImpl::QueueAndMaybeSignal(uint64_t offset, uint32_t size) {
-  const size_t queued = free_queue_.Push({offset, size});
+bool RuntimeImpl::QueueAndMaybeSignal(FarNode& n, uint64_t offset, uint32_t size) {
+  const size_t queued = n.free_queue.Push({offset, size});
+  n.copies--;
+  n.copy_bytes -= size;
+  n.placed_since_stats -= size;
+  far_copy_bytes_ -= size;
   const size_t reserve = FreeReserve();
   if (queued < opts_.free_batch + reserve) return false;
-  if (health_.load(std::memory_order_acquire) != kHealthy) return false;  // they wait in the queue
+  if (!n.healthy()) return false;  // they wait in the queue
   // A full batch beyond the reserve: the background thread sends it, off
   // this (swap-in) path, unless it has fallen far behind.
   if (opts_.prefetch_thread && queued < 4u * opts_.free_batch + reserve) {
@@ -119,44 +126,64 @@ bool RuntimeImpl::QueueAndMaybeSignal(uint64_t offset, uint32_t size) {
   return true;
 }
 
-Status RuntimeImpl::QueueFreeInFarAccess(uint64_t offset, uint32_t size) {
-  if (!QueueAndMaybeSignal(offset, size)) return Status::Ok();
-  return FlushQueued(FreeReserve());
+Status RuntimeImpl::QueueFreeInFarAccess(uint64_t addr, uint32_t size) {
+  FarNode& n = *nodes_[far::NodeOf(addr)];
+  if (!QueueAndMaybeSignal(n, far::OffsetOf(addr), size)) return Status::Ok();
+  return FlushQueued(n, FreeReserve());
 }
 
-Status RuntimeImpl::QueueFree(uint64_t offset, uint32_t size) {
-  if (!QueueAndMaybeSignal(offset, size)) return Status::Ok();
-  Status why;
-  if (!TryBeginFar(&why)) return Status::Ok();  // they wait in the queue
+Status RuntimeImpl::QueueFree(uint64_t addr, uint32_t size) {
+  FarNode& n = *nodes_[far::NodeOf(addr)];
+  if (!QueueAndMaybeSignal(n, far::OffsetOf(addr), size)) return Status::Ok();
+  // Not waiting for the far access: the caller may hold an object busy.
+  if (!TryBeginFar()) return Status::Ok();  // they wait in the queue
   ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
-  return FlushQueued(FreeReserve());
+  return FlushQueued(n, FreeReserve());
 }
 
 Status RuntimeImpl::FlushFrees() {
-  Status why;
-  if (!TryBeginFar(&why)) return why;
+  BeginFar();
   ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
-  return FlushQueued(0);
+  return FlushAllQueued(0);
 }
 
-Status RuntimeImpl::FlushQueued(size_t keep) {
+Status RuntimeImpl::FlushAllQueued(size_t keep) {
+  // A memnode that is not healthy cannot take FREEs: its error, whether or
+  // not blocks wait for it (they are sent after a reconnect that finds our
+  // control connection alive, or were reclaimed with it).
+  Status first;
+  for (auto& n : nodes_) {
+    if (!n->healthy()) {
+      if (first.ok()) first = FailedAccess(NodeStatus(*n).WithContext("FREE"));
+      continue;
+    }
+    if (n->free_queue.queued() <= keep) continue;
+    Status s = FlushQueued(*n, keep);
+    if (first.ok() && !s.ok()) first = s;
+  }
+  return first;
+}
+
+Status RuntimeImpl::FlushQueued(FarNode& n, size_t keep) {
   // The oldest go; the newest `keep` stay for reuse (a swap-out takes from the back).
-  const std::vector<FarBlockQueue::Block> blocks = free_queue_.TakeOldest(keep);
+  const std::vector<FarBlockQueue::Block> blocks = n.free_queue.TakeOldest(keep);
   if (blocks.empty()) return Status::Ok();
   std::vector<uint64_t> offsets;
   offsets.reserve(blocks.size());
   for (const FarBlockQueue::Block& b : blocks) offsets.push_back(b.offset);
   std::vector<Status> each;
-  MutexLock l(&control_mu_);
-  Status s = control_->Free(offsets, &each);
+  MutexLock l(&n.control_mu);
+  Status s = n.control->Free(offsets, &each);
   free_rpcs_++;
-  if (!s.ok() && !control_->transport().alive()) {  // keep them queued
-    free_queue_.Requeue(blocks);
-    return ConnectionFailed(s.WithContext("control connection (FREE)"), "FREE");
+  n.free_rpcs++;
+  if (!s.ok() && !n.control->transport().alive()) {  // keep them queued
+    n.free_queue.Requeue(blocks);
+    l.Unlock();
+    return ConnectionFailed(n, s.WithContext("control connection (FREE)"), "FREE");
   }
   // Element errors would be our bug (a block freed twice): say so, drop them.
-  if (!s.ok()) LOG(ERROR) << "compute runtime: memnode refused a FREE: " << s;
-  free_queue_.FreeDone(blocks);
+  if (!s.ok()) LOG(ERROR) << "compute runtime: memnode " << n.name << " refused a FREE: " << s;
+  n.free_queue.FreeDone(blocks);
   return Status::Ok();
 }
 

@@ -1,23 +1,35 @@
-// Health: the one place that decides whether the memnode is usable — the
-// health state, the far-access gate (TryBeginFar), the reconnector, and
-// marking far memory lost (docs/compute.md, "When the memnode fails").
+// Health: whether each memnode is usable — its health state, the far-access
+// gate (BeginFar), the reconnector of each memnode, and marking what a dead
+// memnode held lost (docs/compute.md, "When the memnode fails";
+// docs/redundancy.md).
 #include <glog/logging.h>
 
 #include <cstdio>
 
+#include "base/cpu_relax.h"
 #include "compute/runtime_impl.h"
 
 namespace sharry::compute {
 
 using namespace meta;  // NOLINT: the bit names of object.h
 
-std::string RuntimeImpl::MemnodeName() const {
-  return opts_.memnode_addr + ":" + std::to_string(opts_.memnode_port);
+void RuntimeImpl::BeginFar() {
+  // A reconnector waiting for the exclusive hold goes first: new far
+  // accesses wait (briefly: it never holds it across a network wait).
+  while (writers_waiting_.load(std::memory_order_acquire) > 0) {
+    CpuRelax();
+    std::this_thread::yield();
+  }
+  epoch_mu_.ReaderLock();
 }
 
-Status RuntimeImpl::ConnectionFailed(const Status& s, std::string_view what) {
-  OnFarFailure(s);
-  Status h = health();
+bool RuntimeImpl::TryBeginFar() {
+  return writers_waiting_.load(std::memory_order_acquire) == 0 && epoch_mu_.TryLockShared();
+}
+
+Status RuntimeImpl::ConnectionFailed(FarNode& n, const Status& s, std::string_view what) {
+  OnFarFailure(n, s);
+  Status h = NodeStatus(n);
   return FailedAccess(h.ok() ? Status::Unavailable(s.ToString()).WithContext(what) : h.WithContext(what));
 }
 
@@ -26,61 +38,87 @@ Status RuntimeImpl::FailedAccess(Status s) {
   return s;
 }
 
-Status RuntimeImpl::UnhealthyStatus() const {
-  if (health_.load(std::memory_order_acquire) == kHealthy) return Status::Ok();
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - unhealthy_since_).count();
+Status RuntimeImpl::NodeStatus(const FarNode& n) const {
+  const int state = n.health.load(std::memory_order_acquire);
+  if (state == FarNode::kHealthy) return Status::Ok();
+  MutexLock l(&n.health_mu);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - n.unhealthy_since).count();
   char age[32];
   std::snprintf(age, sizeof(age), "%.1f", secs);
-  const bool failed = health_.load(std::memory_order_acquire) == kFailed;
-  std::string msg = "memnode " + MemnodeName() + " unreachable since " + age + " s" +
-                    (failed ? " (gave up reconnecting)" : " (reconnecting)") + ": " +
-                    std::string(StatusCodeName(health_status_.code())) + ": " + health_status_.message();
+  std::string msg = "memnode " + n.name + " unreachable since " + age + " s" +
+                    (state == FarNode::kDead ? " (gave up reconnecting)" : " (reconnecting)") + ": " +
+                    std::string(StatusCodeName(n.health_status.code())) + ": " + n.health_status.message();
   return Status::Unavailable(std::move(msg));
 }
 
-Status RuntimeImpl::health() const {
-  MutexLock l(&health_mu_);
-  if (!loss_status_.ok()) {
-    if (health_.load(std::memory_order_acquire) != kHealthy) {
-      Status now = UnhealthyStatus();
-      return Status::DataLoss(loss_status_.message() + "; and now " + now.message());
+bool RuntimeImpl::AllHealthy() const {
+  for (const auto& n : nodes_)
+    if (!n->healthy()) return false;
+  return true;
+}
+
+bool RuntimeImpl::AnyHealthy() const {
+  for (const auto& n : nodes_)
+    if (n->healthy()) return true;
+  return false;
+}
+
+Status RuntimeImpl::NoHealthyStatus(const Copies* copies) const {
+  // The first unhealthy memnode of the copies (or of all), with its story.
+  if (copies != nullptr) {
+    for (uint32_t i = 0; i < copies->n; ++i) {
+      Status s = NodeStatus(*nodes_[far::NodeOf(copies->addr[i])]);
+      if (!s.ok()) return s;
     }
-    return loss_status_;
   }
-  return UnhealthyStatus();
+  for (const auto& n : nodes_) {
+    Status s = NodeStatus(*n);
+    if (!s.ok()) return s;
+  }
+  return Status::Unavailable("no memnode is usable");
+}
+
+Status RuntimeImpl::health() const {
+  Status loss;
+  {
+    MutexLock l(&health_mu_);
+    loss = loss_status_;
+  }
+  Status now;
+  for (const auto& n : nodes_) {
+    Status s = NodeStatus(*n);
+    if (s.ok()) continue;
+    now = now.ok() ? s : Status::Unavailable(now.message() + "; " + s.message());
+  }
+  if (!loss.ok()) return now.ok() ? loss : Status::DataLoss(loss.message() + "; and now " + now.message());
+  return now;
 }
 
 Status RuntimeImpl::LostObjectStatus() {
   MutexLock l(&health_mu_);
   Status lost = !loss_status_.ok() ? loss_status_
-                                   : Status::DataLoss("far memory lost: the object's only copy was at memnode " +
-                                                      MemnodeName() + ", reclaimed when our connection dropped");
+                                   : Status::DataLoss("far memory lost: every copy of the object was at a memnode "
+                                                      "that reclaimed it when our connection dropped");
   return FailedAccess(lost.WithContext("swap-in of an object lost with the far memory"));
 }
 
-bool RuntimeImpl::TryBeginFar(Status* why) {
-  // Not available: the reconnector is replacing the connections.
-  if (health_.load(std::memory_order_acquire) == kHealthy && epoch_mu_.TryLockShared()) return true;
-  MutexLock l(&health_mu_);
-  Status s = UnhealthyStatus();
-  if (s.ok()) s = Status::Unavailable("memnode " + MemnodeName() + ": the runtime is reconnecting");
-  *why = FailedAccess(std::move(s));
-  return false;
-}
-
-void RuntimeImpl::OnFarFailure(const Status& s) {
-  MutexLock l(&health_mu_);
-  if (health_.load(std::memory_order_acquire) != kHealthy || reconnector_stop_) return;  // already known
-  health_status_ = s.ok() ? Status::Disconnected("connection lost") : s;
-  unhealthy_since_ = std::chrono::steady_clock::now();
-  health_.store(kReconnecting, std::memory_order_release);
+void RuntimeImpl::OnFarFailure(FarNode& n, const Status& s) {
+  {
+    MutexLock rl(&health_mu_);
+    if (reconnector_stop_) return;
+  }
+  MutexLock l(&n.health_mu);
+  if (n.health.load(std::memory_order_acquire) != FarNode::kHealthy) return;  // already known
+  n.health_status = s.ok() ? Status::Disconnected("connection lost") : s;
+  n.unhealthy_since = std::chrono::steady_clock::now();
+  n.health.store(FarNode::kReconnecting, std::memory_order_release);
   connection_failures_++;
-  LOG(WARNING) << "compute runtime: memnode " << MemnodeName() << " lost: " << health_status_
-               << "; far accesses fail until a reconnect succeeds";
-  // At most one reconnector: a previous one has finished (it sets the state
-  // before it returns), so joining it here is brief.
-  std::thread old = std::move(reconnector_);
-  reconnector_ = std::thread([this] { ReconnectLoop(); });
+  LOG(WARNING) << "compute runtime: memnode " << n.name << " lost: " << n.health_status
+               << "; far accesses to it fail (or go to other copies) until a reconnect succeeds";
+  // At most one reconnector per memnode: a previous one has finished (it
+  // sets the state before it returns), so joining it here is brief.
+  std::thread old = std::move(n.reconnector);
+  n.reconnector = std::thread([this, node = &n] { ReconnectLoop(node); });
   l.Unlock();
   if (old.joinable()) old.join();
 }
@@ -93,44 +131,42 @@ bool RuntimeImpl::ReconnectPause(int ms) {
   return !reconnector_stop_;
 }
 
-void RuntimeImpl::SetHealth(int state) {
-  MutexLock l(&health_mu_);
-  health_.store(state, std::memory_order_release);
-}
-
-// The reconnector. First, with every far access drained (epoch_mu_
-// exclusive), is the control connection still good? Then only a data
-// connection died: far data is intact, the data connections are replaced and
-// the runtime is healthy again. Otherwise the memnode reclaims (or has
-// reclaimed) all our blocks: the far-only objects are marked lost at once,
-// and up to reconnect_attempts connects (reconnect_timeout_ms each, pauses
-// from reconnect_pause_ms doubling) try to get a new control connection, so
-// that the surviving local objects and new ones can use far memory again.
-// After the last one the runtime is failed for good.
-void RuntimeImpl::ReconnectLoop() {
-  bool control_lost = false;
+// A memnode's reconnector. First: is our control connection to it still
+// good (a STATS, outside any lock the other memnodes' accesses need)? Then
+// only a data connection died: far data is intact, its data connections are
+// replaced and the memnode is healthy again. Otherwise the memnode reclaims
+// (or has reclaimed) all our blocks there: with every far access drained
+// (epoch_mu_ exclusive, briefly) each object that had a copy there keeps its
+// others (and is queued for repair) or, with none, is marked lost; then up
+// to reconnect_attempts connects (reconnect_timeout_ms each, pauses from
+// reconnect_pause_ms doubling) try to get a new control connection: the
+// memnode comes back new and empty. After the last one it is dead for good.
+void RuntimeImpl::ReconnectLoop(FarNode* n) {
+  Status probe;
   {
-    WriterMutexLock ex(&epoch_mu_);
-    Status probe;
-    {
-      // Nobody waits for control_mu_ meanwhile: its users are far accesses,
-      // and those fail at once while epoch_mu_ is held exclusively.
-      MutexLock l(&control_mu_);
-      probe = control_->transport().alive() ? control_->GetStats().status() : control_->transport().dead_reason();
-      if (probe.ok() && !control_->transport().alive()) probe = control_->transport().dead_reason();
-    }
-    if (!probe.ok()) {
-      control_lost = true;
-      MarkFarMemoryLost(probe);
-    }
-    DropDataConnections();
+    MutexLock l(&n->control_mu);  // its users fail at once meanwhile: the memnode is not healthy
+    probe = n->control->transport().alive() ? n->control->GetStats().status() : n->control->transport().dead_reason();
+    if (probe.ok() && !n->control->transport().alive()) probe = n->control->transport().dead_reason();
   }
-  if (!control_lost) {
-    LOG(WARNING) << "compute runtime: memnode " << MemnodeName() << " still answers: data connections replaced";
+  auto exclusive = [&](auto&& fn) {
+    writers_waiting_.fetch_add(1, std::memory_order_acq_rel);
+    {
+      WriterMutexLock ex(&epoch_mu_);
+      writers_waiting_.fetch_sub(1, std::memory_order_acq_rel);
+      fn();
+    }
+  };
+  exclusive([&]() REQUIRES(epoch_mu_) {
+    if (!probe.ok()) MarkFarMemoryLost(*n, probe);
+    DropDataConnections(*n);
+  });
+  if (probe.ok()) {
+    LOG(WARNING) << "compute runtime: memnode " << n->name << " still answers: data connections replaced";
     reconnects_++;
-    SetHealth(kHealthy);
+    n->health.store(FarNode::kHealthy, std::memory_order_release);
     return;
   }
+  dead_memnodes_++;
   int pause = opts_.reconnect_pause_ms;
   Status last;
   for (int attempt = 0; attempt < opts_.reconnect_attempts; ++attempt) {
@@ -142,43 +178,49 @@ void RuntimeImpl::ReconnectLoop() {
       MutexLock l(&health_mu_);
       if (reconnector_stop_) return;
     }
-    ClientOptions co = conn_opts_;
+    ClientOptions co = n->conn_opts;
     co.connect_attempts = 1;
     co.connect_timeout_ms = opts_.reconnect_timeout_ms;
     auto c = memnode::MemnodeClient::Connect(opts_.transport, co);
+    if (c.ok() && (*c)->uma_bytes() > far::kMaxUma) c = Status::InvalidArgument("its UMA is larger than 1 TiB");
     if (!c.ok()) {
       last = c.status();
       LOG(WARNING) << "compute runtime: reconnect " << attempt + 1 << "/" << opts_.reconnect_attempts << " to "
-                   << MemnodeName() << " failed: " << last;
+                   << n->name << " failed: " << last;
       continue;
     }
-    {
-      WriterMutexLock ex(&epoch_mu_);
-      std::unique_ptr<memnode::MemnodeClient> old;
+    std::unique_ptr<memnode::MemnodeClient> old;
+    exclusive([&]() REQUIRES(epoch_mu_) {
       {
-        MutexLock l(&control_mu_);
-        old = std::move(control_);
-        control_ = std::move(*c);
-        control_id_ = control_->id();
+        MutexLock l(&n->control_mu);
+        old = std::move(n->control);
+        n->control = std::move(*c);
+        n->control_id = n->control->id();
       }
-      free_queue_.Clear();  // blocks queued since the loss were the old client's: reclaimed
-      DropDataConnections();
-    }
-    far_exhausted_ = false;
+      n->free_queue.Clear();  // blocks queued since the loss were the old client's: reclaimed
+      DropDataConnections(*n);
+    });
+    n->far_exhausted = false;
+    n->used_at_stats = 0;
+    n->placed_since_stats = 0;
     reconnects_++;
-    LOG(WARNING) << "compute runtime: reconnected to memnode " << MemnodeName() << " as client " << control_id_;
-    SetHealth(kHealthy);
+    LOG(WARNING) << "compute runtime: reconnected to memnode " << n->name << " as client " << n->control_id;
+    n->health.store(FarNode::kHealthy, std::memory_order_release);
+    if (copies_ > 1) {
+      MutexLock l(&repair_mu_);
+      repair_cv_.SignalAll();  // a memnode to repair onto
+    }
     return;
   }
-  LOG(ERROR) << "compute runtime: gave up reconnecting to memnode " << MemnodeName() << " after "
+  LOG(ERROR) << "compute runtime: gave up reconnecting to memnode " << n->name << " after "
              << opts_.reconnect_attempts << " attempts: " << last;
-  SetHealth(kFailed);
+  n->health.store(FarNode::kDead, std::memory_order_release);
 }
 
-void RuntimeImpl::MarkFarMemoryLost(const Status& why) {
+void RuntimeImpl::MarkFarMemoryLost(FarNode& n, const Status& why) {
   // No far access is in flight; an object is busy only briefly (a Pin
-  // backing out of a swap-in, a Destroy).
-  uint64_t lost = 0, lost_bytes = 0, dropped_copies = 0;
+  // backing out, a Destroy).
+  uint64_t lost = 0, lost_bytes = 0, dropped_copies = 0, degraded = 0;
   const size_t hw = high_water_.load(std::memory_order_acquire);
   for (size_t i = 0; i < hw; ++i) {
     ObjectHeader* h = HeaderAt(i);
@@ -190,43 +232,64 @@ void RuntimeImpl::MarkFarMemoryLost(const Status& why) {
         m = h->word.load(std::memory_order_acquire);
         continue;
       }
-      if (Is(m, kPresent)) {
-        // Multi-Copy: the local copy survives; its far copy is gone, so it
-        // is dirty (the next swap-out writes it to a new block). Busy while
-        // far_offset changes (Destroy reads it under kBusy); the pin count
-        // may change meanwhile (Unpin), hence the RMWs.
-        if (h->word.compare_exchange_weak(m, m | kBusy, std::memory_order_acq_rel)) {
-          h->far_offset = kNoFarOffset;
-          h->word.fetch_or(kDirty, std::memory_order_relaxed);
-          h->word.fetch_and(~(kFar | kBusy), std::memory_order_release);
-          dropped_copies++;
-          break;
-        }
-        continue;
-      }
-      if (Addr(m) == kLostFar) break;
-      if (h->word.compare_exchange_weak(m, kFar | kLostFar, std::memory_order_acq_rel)) {
-        lost++;
-        lost_bytes += h->size;
+      const bool present = Is(m, kPresent);
+      if (!present && Addr(m) == kLostFar) break;
+      // Busy while its copies change (Destroy and swap-ins read them under
+      // kBusy); the pin count may change meanwhile (Unpin), hence the RMWs.
+      if (!h->word.compare_exchange_weak(m, m | kBusy, std::memory_order_acq_rel)) continue;
+      const Copies all = CopiesOf(h, present ? h->far_offset : Addr(m));
+      Copies keep;
+      for (uint32_t c = 0; c < all.n; ++c)
+        if (far::NodeOf(all.addr[c]) != n.index) keep.addr[keep.n++] = all.addr[c];
+      if (keep.n == all.n) {
+        h->word.fetch_and(~kBusy, std::memory_order_release);
         break;
       }
+      SetExtras(h, keep.n > 1 ? keep.addr + 1 : nullptr, keep.n > 0 ? keep.n - 1 : 0);
+      far_copy_bytes_ -= uint64_t{h->size} * (all.n - keep.n);
+      if (keep.n > 0) {
+        degraded++;
+        if (present) {
+          h->far_offset = keep.addr[0];
+          h->word.fetch_and(~kBusy, std::memory_order_release);
+        } else {
+          h->word.store(kFar | keep.addr[0], std::memory_order_release);
+        }
+        QueueRepair(h);
+      } else if (present) {
+        // Multi-Copy: the local copy survives; its far copy is gone, so it
+        // is dirty (the next swap-out writes it to new blocks).
+        h->far_offset = kNoFarOffset;
+        h->word.fetch_or(kDirty, std::memory_order_relaxed);
+        h->word.fetch_and(~(kFar | kBusy), std::memory_order_release);
+        far_bytes_ -= h->size;
+        dropped_copies++;
+      } else {
+        h->word.store(kFar | kLostFar, std::memory_order_release);
+        far_bytes_ -= h->size;
+        lost++;
+        lost_bytes += h->size;
+      }
+      break;
     }
   }
-  free_queue_.Clear();
-  far_bytes_ = 0;  // no object has a far copy any more
+  n.free_queue.Clear();
+  n.copies = 0;
+  n.copy_bytes = 0;
   lost_objects_ += lost;
   lost_bytes_ += lost_bytes;
   MutexLock l(&health_mu_);
   if (lost > 0 && loss_status_.ok()) {
     loss_status_ = Status::DataLoss("far memory lost: " + std::to_string(lost) + " objects (" +
-                                    std::to_string(lost_bytes) + " B) whose only copy was at memnode " +
-                                    MemnodeName() + " were reclaimed when our control connection dropped (" +
-                                    why.ToString() + ")");
+                                    std::to_string(lost_bytes) + " B) whose only copy was at memnode " + n.name +
+                                    " were reclaimed when our control connection dropped (" + why.ToString() + ")");
   } else if (lost > 0) {
-    loss_status_ = Status::DataLoss(loss_status_.message() + "; then " + std::to_string(lost) + " more objects");
+    loss_status_ = Status::DataLoss(loss_status_.message() + "; then " + std::to_string(lost) +
+                                    " more objects at memnode " + n.name);
   }
-  LOG(WARNING) << "compute runtime: control connection to memnode " << MemnodeName() << " lost (" << why
-               << "): " << lost << " far-only objects (" << lost_bytes << " B) lost, " << dropped_copies
+  LOG(WARNING) << "compute runtime: control connection to memnode " << n.name << " lost (" << why << "): " << lost
+               << " far-only objects (" << lost_bytes << " B) lost, " << degraded
+               << " objects keep copies elsewhere (queued for repair), " << dropped_copies
                << " local objects lost their far copy and stay local";
 }
 

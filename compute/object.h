@@ -8,7 +8,7 @@
 //  63  62  61  60  59  58 ........ 48  47 ............................... 0
 // +---+---+---+---+---+---------------+------------------------------------+
 // | P | D | H | B | F |  pin count    | P=1: local address of the data      |
-// |   |   |   |   |   |  (11 bits)    | P=0, F=1: UMA offset of the far copy|
+// |   |   |   |   |   |  (11 bits)    | P=0, F=1: far address of the copy   |
 // +---+---+---+---+---+---------------+------------------------------------+
 //   P present  the data is in local memory
 //   D dirty    written since it became local (Multi-Copy writes back only
@@ -21,8 +21,9 @@
 //   pin count  live DerefScopes holding the object; the evictor never
 //              touches an object with pins
 //
-// Addresses are user-space virtual addresses (x86-64: 47 bits) and UMA
-// offsets are below 2^48; both fit the low 48 bits.
+// Addresses are user-space virtual addresses (x86-64: 47 bits); a far
+// address names a memnode and a UMA offset there (runtime_impl.h, namespace
+// far: node in bits 40..47, offset in bits 0..39); both fit the low 48 bits.
 #pragma once
 
 #include <atomic>
@@ -58,8 +59,10 @@ struct ObjectHeader {
   std::atomic<uint64_t> word{0};
   uint32_t size = 0;        // bytes of the object's data
   std::atomic<uint32_t> live{0};  // 1 while a handle owns it (the CLOCK hand skips free slots)
-  uint64_t far_offset = kNoFarOffset;  // Multi-Copy: the far block kept while present
+  uint64_t far_offset = kNoFarOffset;  // Multi-Copy: the far address of the copy kept while present
+  uint32_t index = 0;       // the header's slot in the runtime's slab (its side tables: replicas)
+  uint32_t unused = 0;
 };
-static_assert(sizeof(ObjectHeader) == 24);
+static_assert(sizeof(ObjectHeader) == 32);
 
 }  // namespace sharry::compute

@@ -3,6 +3,7 @@
 // that reach it (DerefScope, RemoteObject).
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -46,6 +47,14 @@ StatusOr<void*> RemoteObject::Deref(DerefScope& scope, bool write) const {
   return ImplOf(*rt_).Pin(scope, h_, write);
 }
 
+int RemoteObject::far_memnode() const {
+  const uint64_t m = word();
+  if (!Is(m, kFar)) return -1;
+  const uint64_t a = Is(m, kPresent) ? h_->far_offset : Addr(m);
+  if (a == kLostFar || a == kNoFarOffset) return -1;
+  return static_cast<int>(far::NodeOf(a));
+}
+
 void RemoteObject::Prefetch() const {
   if (h_ != nullptr) ImplOf(*rt_).EnqueuePrefetch(h_);
 }
@@ -61,9 +70,36 @@ ObjectHeader* RuntimeImpl::AllocHeader() {
   }
   size_t i = high_water_.load(std::memory_order_relaxed);
   CHECK_LT(i / kChunk, std::size(chunks_)) << "too many objects";
-  if (i % kChunk == 0) chunks_[i / kChunk].reset(new ObjectHeader[kChunk]);
+  if (i % kChunk == 0) {
+    chunks_[i / kChunk].reset(new ObjectHeader[kChunk]);
+    if (copies_ > 1) {
+      extras_[i / kChunk].reset(new uint64_t[kChunk * (kMaxCopies - 1)]);
+      std::fill_n(extras_[i / kChunk].get(), kChunk * (kMaxCopies - 1), kNoFarOffset);
+    }
+  }
+  HeaderAt(i)->index = static_cast<uint32_t>(i);
   high_water_.store(i + 1, std::memory_order_release);
   return HeaderAt(i);
+}
+
+RuntimeImpl::Copies RuntimeImpl::CopiesOf(const ObjectHeader* h, uint64_t first) const {
+  Copies c;
+  if (first == kNoFarOffset || first == kLostFar) return c;
+  c.addr[c.n++] = first;
+  if (copies_ == 1) return c;
+  const uint64_t* e = Extras(h);
+  for (uint32_t i = 0; i < kMaxCopies - 1; ++i)
+    if (e[i] != kNoFarOffset) c.addr[c.n++] = e[i];
+  return c;
+}
+
+void RuntimeImpl::SetExtras(ObjectHeader* h, const uint64_t* addrs, uint32_t n) {
+  if (copies_ == 1) {
+    CHECK_EQ(n, 0u) << "replicas without replication";
+    return;
+  }
+  uint64_t* e = Extras(h);
+  for (uint32_t i = 0; i < kMaxCopies - 1; ++i) e[i] = i < n ? addrs[i] : kNoFarOffset;
 }
 
 void RuntimeImpl::FreeHeader(ObjectHeader* h) {
@@ -139,8 +175,16 @@ StatusOr<void*> RuntimeImpl::Pin(DerefScope& scope, ObjectHeader* h, bool write)
       m = h->word.load(std::memory_order_acquire);
       continue;
     }
-    if (!h->word.compare_exchange_weak(m, m | kBusy, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
-    Status s = SwapIn(h, m);
+    // The far access first, then kBusy (a reconnector waits for busy
+    // objects while it holds the far accesses off).
+    Status s;
+    {
+      BeginFar();
+      ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
+      if (!h->word.compare_exchange_strong(m, m | kBusy, std::memory_order_acq_rel, std::memory_order_acquire))
+        continue;
+      s = SwapIn(h, m);
+    }
     if (!s.ok()) return s;
     // SwapIn left it present, hot and busy; pin it and release in one store.
     uint64_t now = h->word.load(std::memory_order_relaxed);
@@ -153,7 +197,6 @@ StatusOr<void*> RuntimeImpl::Pin(DerefScope& scope, ObjectHeader* h, bool write)
 }
 
 Status RuntimeImpl::SwapIn(ObjectHeader* h, uint64_t m) {
-  const uint64_t off = Addr(m);
   const uint32_t size = h->size;
   void* p = std::malloc(size);
   auto fail = [&](Status s) {
@@ -162,30 +205,49 @@ Status RuntimeImpl::SwapIn(ObjectHeader* h, uint64_t m) {
     return s;
   };
   if (p == nullptr) return fail(Status::OutOfMemory("local memory for a swap-in"));
-  if (off == kLostFar) return fail(Status::Internal("swap-in of a lost object"));
-  Status why;
-  if (!TryBeginFar(&why)) return fail(why);
-  ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
-  // Inside the far access (and with kBusy), the far block stays ours: the
-  // reconnector marks objects lost only with epoch_mu_ held exclusively.
-  auto conn = DataConnection();
-  if (!conn.ok()) return fail(conn.status().WithContext("swap-in"));  // counted
-  if (Status s = (*conn)->Read(off, p, size); !s.ok()) {
-    if (!(*conn)->alive()) return fail(ConnectionFailed(s, "swap-in"));
-    return fail(FailedAccess(s.WithContext("swap-in")));
+  if (Addr(m) == kLostFar) return fail(LostObjectStatus());
+  // Inside the far access (and with kBusy), the far blocks stay ours: a
+  // reconnector drops copies only with epoch_mu_ held exclusively.
+  const Copies copies = CopiesOf(h, Addr(m));
+  Status last;
+  uint32_t from = copies.n;
+  for (uint32_t c = 0; c < copies.n && from == copies.n; ++c) {
+    FarNode& n = *nodes_[far::NodeOf(copies.addr[c])];
+    if (!n.healthy()) continue;
+    auto conn = DataConnection(n);
+    if (!conn.ok()) {
+      last = conn.status();  // counted
+      continue;
+    }
+    Status s = (*conn)->Read(far::OffsetOf(copies.addr[c]), p, size);
+    if (s.ok()) {
+      from = c;
+    } else if (!(*conn)->alive()) {
+      last = ConnectionFailed(n, s, "swap-in");  // then the next copy
+    } else {
+      return fail(FailedAccess(s.WithContext("swap-in from memnode " + n.name)));
+    }
   }
+  if (from == copies.n) {
+    if (last.ok()) last = FailedAccess(NoHealthyStatus(&copies));
+    return fail(last.WithContext("swap-in"));
+  }
+  if (from > 0 || !last.ok()) degraded_reads_++;
   uint64_t word = kPresent | kHot | kBusy | reinterpret_cast<uint64_t>(p);
   if (opts_.mode == CopyMode::kUniqueCopy) {
-    // Unique-Copy: the far copy goes away (its FREE is batched).
+    // Unique-Copy: the far copies go away (their FREEs are batched).
     far_bytes_ -= size;
+    SetExtras(h, nullptr, 0);
     h->word.store(word, std::memory_order_release);
     AddLocal(size);
     swap_ins_++;
-    if (Status s = QueueFreeInFarAccess(off, size); !s.ok())
-      LOG(WARNING) << "compute runtime: FREE of far blocks failed (they stay queued): " << s;
+    for (uint32_t c = 0; c < copies.n; ++c) {
+      if (Status s = QueueFreeInFarAccess(copies.addr[c], size); !s.ok())
+        LOG(WARNING) << "compute runtime: FREE of far blocks failed (they stay queued): " << s;
+    }
     return Status::Ok();
   }
-  h->far_offset = off;  // Multi-Copy: the far copy stays valid while clean
+  h->far_offset = Addr(m);  // Multi-Copy: the far copies stay valid while clean
   h->word.store(word | kFar, std::memory_order_release);
   AddLocal(size);
   swap_ins_++;
@@ -214,7 +276,10 @@ void RuntimeImpl::Destroy(ObjectHeader* h) {
     // Nothing to free: the memnode reclaimed it.
   } else if (far != kNoFarOffset) {
     far_bytes_ -= size;
-    if (Status s = QueueFree(far, size); !s.ok()) LOG(WARNING) << "compute runtime: FREE failed: " << s;
+    const Copies copies = CopiesOf(h, far);
+    SetExtras(h, nullptr, 0);
+    for (uint32_t c = 0; c < copies.n; ++c)
+      if (Status s = QueueFree(copies.addr[c], size); !s.ok()) LOG(WARNING) << "compute runtime: FREE failed: " << s;
   }
   h->far_offset = kNoFarOffset;
   h->live.store(0, std::memory_order_relaxed);

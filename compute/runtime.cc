@@ -24,6 +24,84 @@ StatusOr<CopyMode> ParseCopyMode(std::string_view s) {
   return Status::InvalidArgument("unknown copy mode '" + std::string(s) + "' (use unique or multi)");
 }
 
+StatusOr<std::vector<MemnodeAddress>> ParseMemnodeList(std::string_view list, uint16_t default_port) {
+  std::vector<MemnodeAddress> out;
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    size_t comma = list.find(',', pos);
+    if (comma == std::string_view::npos) comma = list.size();
+    std::string_view e = list.substr(pos, comma - pos);
+    pos = comma + 1;
+    const std::string what = "memnode '" + std::string(e) + "' in '" + std::string(list) + "'";
+    if (e.empty()) return Status::InvalidArgument("empty " + what + " (use host:port[,host:port...])");
+    MemnodeAddress a;
+    a.port = default_port;
+    const size_t colon = e.rfind(':');
+    a.host = std::string(e.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      const std::string_view p = e.substr(colon + 1);
+      uint32_t port = 0;
+      bool ok = !p.empty() && p.size() <= 5;
+      for (char c : p) {
+        ok = ok && c >= '0' && c <= '9';
+        port = port * 10 + static_cast<uint32_t>(c - '0');
+      }
+      if (!ok || port == 0 || port > 65535) return Status::InvalidArgument("bad port in " + what + " (1..65535)");
+      a.port = static_cast<uint16_t>(port);
+    }
+    if (a.host.empty()) return Status::InvalidArgument("no host in " + what);
+    for (const MemnodeAddress& o : out)
+      if (o.host == a.host && o.port == a.port) return Status::InvalidArgument("duplicate " + what);
+    out.push_back(std::move(a));
+    if (out.size() > kMaxMemnodes)
+      return Status::InvalidArgument("more than " + std::to_string(kMaxMemnodes) + " memnodes in '" +
+                                     std::string(list) + "'");
+  }
+  return out;
+}
+
+StatusOr<Redundancy> ParseRedundancy(std::string_view s) {
+  Redundancy r;
+  auto number = [](std::string_view t, uint32_t* v) {
+    if (t.empty() || t.size() > 3) return false;
+    *v = 0;
+    for (char c : t) {
+      if (c < '0' || c > '9') return false;
+      *v = *v * 10 + static_cast<uint32_t>(c - '0');
+    }
+    return true;
+  };
+  const std::string bad = "redundancy '" + std::string(s) + "': use none, replicate:R (R in 2..4) or ec:K+M";
+  if (s == "none") return r;
+  if (s.starts_with("replicate:")) {
+    r.kind = Redundancy::Kind::kReplicate;
+    if (!number(s.substr(10), &r.replicas) || r.replicas < 2 || r.replicas > 4) return Status::InvalidArgument(bad);
+    return r;
+  }
+  if (s.starts_with("ec:")) {
+    const std::string_view km = s.substr(3);
+    const size_t plus = km.find('+');
+    r.kind = Redundancy::Kind::kErasure;
+    if (plus == std::string_view::npos || !number(km.substr(0, plus), &r.k) || !number(km.substr(plus + 1), &r.m) ||
+        r.k < 1 || r.m < 1 || r.k + r.m > 32)
+      return Status::InvalidArgument(bad + " (K >= 1, M >= 1, K+M <= 32)");
+    return r;
+  }
+  return Status::InvalidArgument(bad);
+}
+
+std::string RedundancyName(const Redundancy& r) {
+  switch (r.kind) {
+    case Redundancy::Kind::kNone:
+      return "none";
+    case Redundancy::Kind::kReplicate:
+      return "replicate:" + std::to_string(r.replicas);
+    case Redundancy::Kind::kErasure:
+      return "ec:" + std::to_string(r.k) + "+" + std::to_string(r.m);
+  }
+  return "?";
+}
+
 // ---------------------------------------------------------------- the API
 
 StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o) {
@@ -36,6 +114,19 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o) {
   if (o.op_timeout_ms <= 0 || o.reconnect_timeout_ms <= 0 || o.reconnect_attempts < 0 || o.reconnect_pause_ms < 0)
     return Status::InvalidArgument("op_timeout_ms and reconnect_timeout_ms must be positive, the reconnect "
                                    "attempts and pause not negative");
+  if (o.placement_refresh_ms < 0) return Status::InvalidArgument("placement_refresh_ms must not be negative");
+  if (o.memnodes.size() > kMaxMemnodes)
+    return Status::InvalidArgument("at most " + std::to_string(kMaxMemnodes) + " memnodes");
+  if (o.redundancy.kind == Redundancy::Kind::kErasure)
+    return Status::InvalidArgument("redundancy " + RedundancyName(o.redundancy) +
+                                 ": erasure coding is not built yet (use none or replicate:R)");
+  if (o.redundancy.kind == Redundancy::Kind::kReplicate && (o.redundancy.replicas < 2 || o.redundancy.replicas > 4))
+    return Status::InvalidArgument("redundancy replicate:R needs R in 2..4");
+  const size_t nodes = o.memnodes.empty() ? 1 : o.memnodes.size();
+  if (o.redundancy.nodes_needed() > nodes)
+    return Status::InvalidArgument("redundancy " + RedundancyName(o.redundancy) + " needs at least " +
+                                   std::to_string(o.redundancy.nodes_needed()) + " memnodes; " +
+                                   std::to_string(nodes) + " given");
   auto rt = std::make_unique<RuntimeImpl>(o);
   SHARRY_RETURN_IF_ERROR(rt->Init());
   return std::unique_ptr<Runtime>(std::move(rt));
@@ -49,8 +140,9 @@ Status Runtime::EvictToBudget() { return ImplOf(*this).EvictToBudget(); }
 Status Runtime::FlushFrees() { return ImplOf(*this).FlushFrees(); }
 void Runtime::WaitEvictorIdle() { ImplOf(*this).WaitEvictorIdle(); }
 RuntimeStats Runtime::Stats() const { return ImplOf(*this).Stats(); }
-StatusOr<memnode::Stats> Runtime::MemnodeStats() { return ImplOf(*this).MemnodeStats(); }
-ClientId Runtime::control_client_id() const { return ImplOf(*this).control_id(); }
+StatusOr<memnode::Stats> Runtime::MemnodeStats(size_t node) { return ImplOf(*this).MemnodeStats(node); }
+size_t Runtime::memnode_count() const { return ImplOf(*this).node_count(); }
+ClientId Runtime::control_client_id(size_t node) const { return ImplOf(*this).control_id(node); }
 Status Runtime::eviction_status() const { return ImplOf(*this).eviction_status(); }
 Status Runtime::health() const { return ImplOf(*this).health(); }
 uint64_t Runtime::local_limit_bytes() const { return ImplOf(*this).local_limit(); }
@@ -58,27 +150,40 @@ const RuntimeOptions& Runtime::options() const { return ImplOf(*this).opts(); }
 
 // ---------------------------------------------------------------- life
 
-RuntimeImpl::RuntimeImpl(const RuntimeOptions& o) : opts_(o), instance_(g_instances.fetch_add(1)) {}
+RuntimeImpl::RuntimeImpl(const RuntimeOptions& o)
+    : opts_(o),
+      copies_(o.redundancy.kind == Redundancy::Kind::kReplicate ? o.redundancy.replicas : 1),
+      instance_(g_instances.fetch_add(1)) {}
 
 Status RuntimeImpl::Init() {
-  conn_opts_.server_addr = opts_.memnode_addr;
-  conn_opts_.port = opts_.memnode_port;
-  conn_opts_.connect_timeout_ms = opts_.connect_timeout_ms;
-  conn_opts_.connect_attempts = opts_.connect_attempts;
-  conn_opts_.op_timeout_ms = opts_.op_timeout_ms;
-  conn_opts_.tenant = opts_.tenant;
-  conn_opts_.secret = opts_.secret;
-  conn_opts_.staging_bytes = std::max<size_t>(4u << 20, size_t{opts_.max_object_bytes} * 2);
-  auto c = memnode::MemnodeClient::Connect(opts_.transport, conn_opts_);
-  if (!c.ok()) return c.status().WithContext("the memnode is unreachable");
-  {
-    MutexLock l(&control_mu_);  // no other thread yet: for the analysis
-    control_ = std::move(*c);
-    control_id_ = control_->id();
+  std::vector<MemnodeAddress> addrs = opts_.memnodes;
+  if (addrs.empty()) addrs.push_back({opts_.memnode_addr, opts_.memnode_port});
+  for (size_t i = 0; i < addrs.size(); ++i) {
+    auto n = std::make_unique<FarNode>(static_cast<uint32_t>(i), addrs[i]);
+    ClientOptions& co = n->conn_opts;
+    co.server_addr = n->addr.host;
+    co.port = n->addr.port;
+    co.connect_timeout_ms = opts_.connect_timeout_ms;
+    co.connect_attempts = opts_.connect_attempts;
+    co.op_timeout_ms = opts_.op_timeout_ms;
+    co.tenant = opts_.tenant;
+    co.secret = opts_.secret;
+    co.staging_bytes = std::max<size_t>(4u << 20, size_t{opts_.max_object_bytes} * 2);
+    auto c = memnode::MemnodeClient::Connect(opts_.transport, co);
+    if (!c.ok()) return c.status().WithContext("memnode " + n->name + " is unreachable");
+    if ((*c)->uma_bytes() > far::kMaxUma)
+      return Status::InvalidArgument("memnode " + n->name + ": its UMA of " + std::to_string((*c)->uma_bytes()) +
+                                     " B is larger than a runtime addresses (1 TiB per memnode)");
+    {
+      MutexLock l(&n->control_mu);  // no other thread yet: for the analysis
+      n->control = std::move(*c);
+      n->control_id = n->control->id();
+    }
+    // Later connections (data connections, reconnects) try once each: a
+    // failure marks the memnode unhealthy instead of retrying on every miss.
+    co.connect_attempts = 1;
+    nodes_.push_back(std::move(n));
   }
-  // Later connections (data connections, reconnects) try once each: a
-  // failure marks the runtime unhealthy instead of retrying on every miss.
-  conn_opts_.connect_attempts = 1;
   // One eviction batch of bytes: what a synchronous eviction frees below the
   // budget, and how far below its start the evictor goes, so that rounds
   // come in full batches (one ALLOC, one chain of WRITEs).
@@ -98,9 +203,11 @@ Status RuntimeImpl::Init() {
     evict_target_ = evict_start_ - std::min(batch, evict_start_);
   }
   StartThreads();
+  std::string names;
+  for (const auto& n : nodes_) names += (names.empty() ? "" : ",") + n->name + "#" + std::to_string(n->control_id);
   LOG(INFO) << "compute runtime: " << CopyModeName(opts_.mode) << "-copy, local budget "
-            << opts_.local_budget_bytes << " B, memnode " << opts_.memnode_addr << ":" << opts_.memnode_port
-            << " over " << TransportName(opts_.transport) << " (client " << control_id_ << ")";
+            << opts_.local_budget_bytes << " B, memnodes " << names << " (name#client) over "
+            << TransportName(opts_.transport) << ", redundancy " << RedundancyName(opts_.redundancy);
   return Status::Ok();
 }
 
@@ -109,9 +216,14 @@ RuntimeImpl::~RuntimeImpl() {
   if (objects_.load() != 0) LOG(WARNING) << "compute runtime destroyed with " << objects_.load() << " live objects";
   // Not while unhealthy: the FREE would fail at once (and the memnode
   // reclaims our blocks when the control connection closes anyway).
-  if (health_.load() == kHealthy) {
-    Status s = FlushFrees();
-    if (!s.ok()) LOG(WARNING) << "compute runtime: final FREE failed: " << s;
+  if (AnyHealthy()) {
+    BeginFar();
+    ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
+    for (auto& n : nodes_) {
+      if (!n->healthy()) continue;
+      Status s = FlushQueued(*n, 0);
+      if (!s.ok()) LOG(WARNING) << "compute runtime: final FREE at memnode " << n->name << " failed: " << s;
+    }
   }
 }
 
@@ -132,9 +244,22 @@ RuntimeStats RuntimeImpl::Stats() const {
   s.local_bytes = local_bytes_.load();
   s.peak_local_bytes = peak_local_bytes_.load();
   s.far_bytes = far_bytes_.load();
-  const FarBlockQueue::Level pending = free_queue_.Pending();
-  s.pending_free_blocks = pending.blocks;
-  s.pending_free_bytes = pending.bytes;
+  for (const auto& n : nodes_) {
+    const FarBlockQueue::Level pending = n->free_queue.Pending();
+    s.pending_free_blocks += pending.blocks;
+    s.pending_free_bytes += pending.bytes;
+    RuntimeStats::Memnode m;
+    m.name = n->name;
+    const int h = n->health.load();
+    m.state = h == FarNode::kHealthy ? "healthy" : h == FarNode::kReconnecting ? "reconnecting" : "dead";
+    m.copies = n->copies.load();
+    m.copy_bytes = n->copy_bytes.load();
+    m.alloc_rpcs = n->alloc_rpcs.load();
+    m.free_rpcs = n->free_rpcs.load();
+    m.pending_free_blocks = pending.blocks;
+    m.used_bytes = n->used_at_stats.load();
+    s.memnodes.push_back(std::move(m));
+  }
   s.local_hits = hits_.load();
   s.swap_ins = swap_ins_.load();
   s.swap_outs = swap_outs_.load();
@@ -155,17 +280,28 @@ RuntimeStats RuntimeImpl::Stats() const {
   s.far_exhausted = far_exhausted_count_.load();
   s.quota_exceeded = quota_exceeded_count_.load();
   s.refused_local = refused_local_.load();
+  s.far_copy_bytes = far_copy_bytes_.load();
+  s.degraded_reads = degraded_reads_.load();
+  s.dead_memnodes = dead_memnodes_.load();
+  s.repair_pending = repair_pending_.load();
+  s.repaired_objects = repaired_.load();
   return s;
 }
 
-StatusOr<memnode::Stats> RuntimeImpl::MemnodeStats() {
-  Status why;
-  if (!TryBeginFar(&why)) return why;
+StatusOr<memnode::Stats> RuntimeImpl::MemnodeStats(size_t node) {
+  if (node >= nodes_.size())
+    return Status::InvalidArgument("memnode " + std::to_string(node) + ": the runtime has " +
+                                   std::to_string(nodes_.size()));
+  FarNode& n = *nodes_[node];
+  if (!n.healthy()) return FailedAccess(NodeStatus(n).WithContext("STATS"));
+  BeginFar();
   ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
-  MutexLock l(&control_mu_);
-  auto st = control_->GetStats();
-  if (!st.ok() && !control_->transport().alive())
-    return ConnectionFailed(st.status().WithContext("control connection (STATS)"), "STATS");
+  MutexLock l(&n.control_mu);
+  auto st = n.control->GetStats();
+  if (!st.ok() && !n.control->transport().alive()) {
+    l.Unlock();
+    return ConnectionFailed(n, st.status().WithContext("control connection (STATS)"), "STATS");
+  }
   return st;
 }
 

@@ -97,10 +97,41 @@ inline constexpr uint64_t kLostFar = meta::kAddrMask;
 std::string_view CopyModeName(CopyMode m);
 StatusOr<CopyMode> ParseCopyMode(std::string_view s);  // "unique" / "multi"
 
+// One memnode a runtime uses ("host:port"; loopback transport: "loopback:port").
+struct MemnodeAddress {
+  std::string host;
+  uint16_t port = 7000;
+  std::string ToString() const { return host + ":" + std::to_string(port); }
+};
+// "host:port[,host:port...]" (a bare host takes default_port): at least one,
+// at most kMaxMemnodes, no duplicates. Errors name the bad entry.
+StatusOr<std::vector<MemnodeAddress>> ParseMemnodeList(std::string_view list, uint16_t default_port);
+inline constexpr size_t kMaxMemnodes = 254;  // node ids 0..253 in a far address (runtime_impl.h)
+
+// How many memnodes hold each far object (docs/redundancy.md):
+//   none           one copy (today's behaviour; a dead memnode loses its objects)
+//   replicate:R    R copies on R different memnodes (2 <= R <= 4)
+//   ec:K+M         Reed-Solomon stripes over K+M memnodes (not built yet:
+//                  Create() refuses it with kInvalidArgument)
+struct Redundancy {
+  enum class Kind { kNone, kReplicate, kErasure };
+  Kind kind = Kind::kNone;
+  uint32_t replicas = 1;  // kReplicate: R
+  uint32_t k = 0, m = 0;  // kErasure
+  uint32_t nodes_needed() const { return kind == Kind::kErasure ? k + m : replicas; }
+};
+StatusOr<Redundancy> ParseRedundancy(std::string_view s);  // "none" | "replicate:R" | "ec:K+M"
+std::string RedundancyName(const Redundancy& r);
+
 struct RuntimeOptions {
   TransportKind transport = TransportKind::kTcp;
+  // The memnodes: `memnodes` if not empty, else the one at memnode_addr:memnode_port.
   std::string memnode_addr = "127.0.0.1";
   uint16_t memnode_port = 7000;
+  std::vector<MemnodeAddress> memnodes;
+  Redundancy redundancy;                 // needs at least nodes_needed() memnodes
+  int placement_refresh_ms = 500;        // how often each memnode's used bytes are asked (STATS)
+                                         // for placement (least used first); 0: never, ours only
   uint64_t local_budget_bytes = 64u << 20;
   CopyMode mode = CopyMode::kUniqueCopy;
   uint32_t max_object_bytes = 1u << 20;  // the largest object New() accepts
@@ -162,6 +193,21 @@ struct RuntimeStats {
   uint64_t far_exhausted = 0;        // times far memory ran out (ALLOC refused), each episode counted once
   uint64_t quota_exceeded = 0;       // of those, the episodes that began with a quota refusal (kQuotaExceeded)
   uint64_t refused_local = 0;        // New() and swap-ins refused at the local bound (kResourceExhausted)
+  // Many memnodes (docs/redundancy.md).
+  uint64_t far_copy_bytes = 0;       // bytes of far copies held (far_bytes x copies): the far memory we use
+  uint64_t degraded_reads = 0;       // swap-ins served by another copy: the first one's memnode was dead
+  uint64_t dead_memnodes = 0;        // times a memnode was declared dead (its control connection lost)
+  uint64_t repair_pending = 0;       // objects short of a copy, waiting for the repairer
+  uint64_t repaired_objects = 0;     // copies made again on surviving memnodes
+  struct Memnode {
+    std::string name;                // host:port
+    std::string state;               // "healthy", "reconnecting", "dead"
+    uint64_t copies = 0, copy_bytes = 0;  // our far copies there (object sizes)
+    uint64_t alloc_rpcs = 0, free_rpcs = 0;
+    uint64_t pending_free_blocks = 0;  // queued there for FREE (or reuse)
+    uint64_t used_bytes = 0;         // the memnode's whole use at its last STATS (placement)
+  };
+  std::vector<Memnode> memnodes;     // one per memnode, in the order of the options
   double hit_rate() const {
     uint64_t t = local_hits + swap_ins;
     return t ? static_cast<double>(local_hits) / t : 1.0;
@@ -177,7 +223,8 @@ struct RuntimeStats {
                    &RuntimeStats::free_rpcs, &RuntimeStats::recycled_blocks, &RuntimeStats::failed_far_accesses,
                    &RuntimeStats::connection_failures, &RuntimeStats::lease_renewals, &RuntimeStats::reconnects,
                    &RuntimeStats::lost_objects, &RuntimeStats::lost_bytes, &RuntimeStats::far_exhausted,
-                   &RuntimeStats::quota_exceeded, &RuntimeStats::refused_local})
+                   &RuntimeStats::quota_exceeded, &RuntimeStats::refused_local, &RuntimeStats::degraded_reads,
+                   &RuntimeStats::dead_memnodes, &RuntimeStats::repaired_objects})
       d.*m -= before.*m;
     return d;
   }
@@ -246,6 +293,9 @@ class RemoteObject {
     return !meta::Is(m, meta::kPresent) && meta::Is(m, meta::kFar) && meta::Addr(m) == kLostFar;
   }
   uint64_t word() const { return h_->word.load(std::memory_order_acquire); }
+  // The memnode (its index in the runtime's list) of the object's first far
+  // copy; -1 if it has none.
+  int far_memnode() const;
 
   // The object's data, local and pinned until `scope` ends. `write` marks it
   // dirty. Fails only if a swap-in is needed and cannot be done:
@@ -294,11 +344,13 @@ class Runtime {
   void WaitEvictorIdle();
 
   RuntimeStats Stats() const;
-  // The memnode's view (STATS over the control connection).
-  StatusOr<memnode::Stats> MemnodeStats();
-  // Our client id at the memnode (owner of our far blocks).
+  // A memnode's view (STATS over our control connection to it); `node`
+  // indexes the memnodes as in the options.
+  StatusOr<memnode::Stats> MemnodeStats(size_t node = 0);
+  size_t memnode_count() const;
+  // Our client id at a memnode (owner of our far blocks there).
   // (A new one after a reconnect.)
-  ClientId control_client_id() const;
+  ClientId control_client_id(size_t node = 0) const;
   // The last automatic eviction error (OK if none): e.g. far memory exhausted.
   Status eviction_status() const;
   // OK while the memnode is reachable and no far data was lost; otherwise the

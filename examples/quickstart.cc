@@ -45,7 +45,7 @@ int Main(int argc, char** argv) {
   sharry::flags::ExitOnBadFlags(
       "quickstart", sharry::compute::ParseConnectionFlags(transport, "unique",
                                                           memnode_at.empty() ? "127.0.0.1:1" : memnode_at,
-                                                          &opts, &bad_flag));
+                                                          "none", &opts, &bad_flag));
 
   // 1. A memory node. Normally a separate machine running `memnode`; here,
   //    for a self-contained example, one in this process.
@@ -63,6 +63,7 @@ int Main(int argc, char** argv) {
     local_node = std::move(*node);
     opts.memnode_addr = "127.0.0.1";
     opts.memnode_port = local_node->port();
+    opts.memnodes.clear();  // the one above, not --memnode's
   }
 
   // 2. The runtime: 1 MiB of local memory for 8 MiB of data.

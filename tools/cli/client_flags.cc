@@ -5,7 +5,9 @@
 #include "tools/cli/program.h"
 #include "tools/cli/start_barrier.h"
 
-DEFINE_string(memnode, "127.0.0.1:7000", "memnode HOST:PORT");
+DEFINE_string(memnode, "127.0.0.1:7000", "memnodes: HOST:PORT[,HOST:PORT...] (far blocks are placed across them)");
+DEFINE_string(redundancy, "none",
+              "far copies: none, replicate:R (R copies on R memnodes, R in 2..4) or ec:K+M (not built yet)");
 DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy)");
 DEFINE_string(ready_file, "", "start barrier: created when the data is loaded");
 DEFINE_string(go_file, "", "start barrier: the timed phase starts once this file exists");
@@ -14,7 +16,7 @@ namespace sharry::compute {
 
 void ConnectionFromFlags(std::string_view program, RuntimeOptions* o) {
   const char* bad_flag = "";
-  flags::ExitOnBadFlags(program, ParseConnectionFlags(FLAGS_transport, FLAGS_mode, FLAGS_memnode, o, &bad_flag));
+  flags::ExitOnBadFlags(program, ParseConnectionFlags(FLAGS_transport, FLAGS_mode, FLAGS_memnode, FLAGS_redundancy, o, &bad_flag));
   cli::CredentialsFromFlags(program, "", &o->tenant, &o->secret);
 }
 

@@ -1,5 +1,5 @@
 // The flags of the client binaries (sharry_client, dataframe_bench), defined
-// once: --memnode and --mode (with --transport from tools/cli/program.h) for
+// once: --memnode (a list), --redundancy and --mode (with --transport from tools/cli/program.h) for
 // the connection, --ready_file and --go_file for the start barrier
 // (tools/cli/start_barrier.h); and the result fields both report the same
 // way. In client_flags.cc: a binary that uses none of this does not link the
@@ -15,6 +15,7 @@
 #include "tools/cli/output.h"
 
 DECLARE_string(memnode);
+DECLARE_string(redundancy);
 DECLARE_string(mode);
 DECLARE_string(ready_file);
 DECLARE_string(go_file);

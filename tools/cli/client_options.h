@@ -28,12 +28,13 @@ inline int ExitCodeOf(const Status& s) {
   }
 }
 
-// Sets o->transport, o->mode, o->memnode_addr and o->memnode_port. On bad
-// input returns an InvalidArgument whose message names the flag, its value
-// and what is allowed ("--mode=both is not allowed: use unique, ...") and
-// points *bad_flag at the flag's name. Never throws.
+// Sets o->transport, o->mode, o->memnodes (and o->memnode_addr/port: the
+// first) and o->redundancy. On bad input returns an InvalidArgument whose
+// message names the flag, its value and what is allowed ("--mode=both is not
+// allowed: use unique, ...") and points *bad_flag at the flag's name. Never
+// throws.
 inline Status ParseConnectionFlags(std::string_view transport, std::string_view mode, std::string_view memnode,
-                                   RuntimeOptions* o, const char** bad_flag) {
+                                   std::string_view redundancy, RuntimeOptions* o, const char** bad_flag) {
   namespace f = sharry::flags;
   if (auto s = f::CheckOneOf("transport", transport, {"verbs", "rdma", "tcp"}); !s.ok())
     return *bad_flag = "--transport", s;
@@ -43,16 +44,30 @@ inline Status ParseConnectionFlags(std::string_view transport, std::string_view 
   if (!t.ok()) return *bad_flag = "--transport", t.status();
   auto m = ParseCopyMode(mode);
   if (!m.ok()) return *bad_flag = "--mode", m.status();
-  const size_t colon = memnode.rfind(':');
-  const std::string_view port = colon == std::string_view::npos ? std::string_view() : memnode.substr(colon + 1);
-  auto ports = f::ParseU64List("memnode", port, 1, 65535);  // no comma is allowed below
-  if (colon == 0 || colon == std::string_view::npos || port.find(',') != std::string_view::npos || !ports.ok())
+  // Every entry needs its port here (a bare host is refused: 0 as default).
+  auto nodes = ParseMemnodeList(memnode, 0);
+  bool ports = nodes.ok();
+  if (nodes.ok())
+    for (const MemnodeAddress& a : *nodes) ports = ports && a.port != 0;
+  if (!ports)
     return *bad_flag = "--memnode",
-           Status::InvalidArgument("--memnode=" + std::string(memnode) + " is not HOST:PORT with PORT in 1..65535");
+           Status::InvalidArgument("--memnode=" + std::string(memnode) + " is not HOST:PORT[,HOST:PORT...] with " +
+                                   "PORT in 1..65535, at most " + std::to_string(kMaxMemnodes) + ", no duplicates" +
+                                   (nodes.ok() ? "" : " (" + nodes.status().message() + ")"));
+  auto r = ParseRedundancy(redundancy);
+  if (!r.ok())
+    return *bad_flag = "--redundancy", Status::InvalidArgument("--redundancy=" + r.status().message());
+  if (r->nodes_needed() > nodes->size())
+    return *bad_flag = "--redundancy",
+           Status::InvalidArgument("--redundancy=" + std::string(redundancy) + " needs at least " +
+                                   std::to_string(r->nodes_needed()) + " memnodes; --memnode names " +
+                                   std::to_string(nodes->size()));
   o->transport = *t;
   o->mode = *m;
-  o->memnode_addr = std::string(memnode.substr(0, colon));
-  o->memnode_port = static_cast<uint16_t>((*ports)[0]);
+  o->memnodes = *nodes;
+  o->memnode_addr = (*nodes)[0].host;
+  o->memnode_port = (*nodes)[0].port;
+  o->redundancy = *r;
   return Status::Ok();
 }
 

@@ -1,0 +1,83 @@
+// FarNode: one memnode as a runtime sees it — our control connection to it,
+// the far blocks we no longer need there, its health and the numbers that
+// place new blocks on it. Private to compute/ (not installed).
+//
+// A runtime has up to kMaxMemnodes of them (RuntimeImpl::nodes_, fixed at
+// Init, indexed as in RuntimeOptions). A far address names one:
+//
+//   47 ........ 40  39 ................................................ 0
+//  +---------------+----------------------------------------------------+
+//  |  node (8 bits)|  UMA offset at that memnode (40 bits: 1 TiB)       |
+//  +---------------+----------------------------------------------------+
+//
+// (node 255 is never used: kLostFar, all 48 bits set, is no far address).
+// A memnode whose UMA is larger than 1 TiB is refused at connect.
+//
+// Thread safety: control under control_mu (held across an RPC); the health
+// fields under health_mu (a leaf); the rest is atomic or fixed at Init. The
+// runtime's lock order (runtime_impl.h) puts control_mu after the runtime's
+// epoch_mu_, and no thread holds two nodes' control_mu at once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "base/mutex.h"
+#include "base/status.h"
+#include "compute/far_block_queue.h"
+#include "compute/runtime.h"
+#include "memnode/client.h"
+
+namespace sharry::compute {
+
+namespace far {
+inline constexpr int kNodeShift = 40;
+inline constexpr uint64_t kOffsetMask = (uint64_t{1} << kNodeShift) - 1;
+inline constexpr uint64_t kMaxUma = uint64_t{1} << kNodeShift;
+constexpr uint64_t Make(uint32_t node, uint64_t offset) { return (uint64_t{node} << kNodeShift) | offset; }
+constexpr uint32_t NodeOf(uint64_t addr) { return static_cast<uint32_t>(addr >> kNodeShift) & 0xFF; }
+constexpr uint64_t OffsetOf(uint64_t addr) { return addr & kOffsetMask; }
+static_assert(kMaxMemnodes < 255);
+}  // namespace far
+
+struct FarNode {
+  enum Health : int { kHealthy = 0, kReconnecting = 1, kDead = 2 };
+
+  FarNode(uint32_t i, MemnodeAddress a) : index(i), addr(std::move(a)), name(addr.ToString()) {}
+  bool healthy() const { return health.load(std::memory_order_acquire) == kHealthy; }
+  // Placement: the memnode's use at its last STATS plus what we placed
+  // there since (least first).
+  uint64_t Score() const {
+    const int64_t since = placed_since_stats.load(std::memory_order_relaxed);
+    const uint64_t base = used_at_stats.load(std::memory_order_relaxed);
+    return since < 0 && static_cast<uint64_t>(-since) > base ? 0 : base + since;
+  }
+
+  const uint32_t index;
+  const MemnodeAddress addr;
+  const std::string name;  // host:port
+
+  Mutex control_mu;
+  std::unique_ptr<memnode::MemnodeClient> control GUARDED_BY(control_mu);
+  std::atomic<ClientId> control_id{0};
+  ClientOptions conn_opts;  // set by Init, then read only
+  FarBlockQueue free_queue;  // UMA offsets at this memnode
+  std::atomic<uint64_t> conn_epoch{1};  // bumped (epoch_mu_ exclusive) when its data connections go
+
+  std::atomic<int> health{kHealthy};
+  mutable Mutex health_mu;
+  Status health_status GUARDED_BY(health_mu);  // why not healthy
+  std::chrono::steady_clock::time_point unhealthy_since GUARDED_BY(health_mu);
+  std::thread reconnector GUARDED_BY(health_mu);
+  std::atomic<bool> far_exhausted{false};
+
+  std::atomic<uint64_t> used_at_stats{0};
+  std::atomic<int64_t> placed_since_stats{0};
+  std::atomic<uint64_t> copies{0}, copy_bytes{0}, alloc_rpcs{0}, free_rpcs{0};
+};
+
+}  // namespace sharry::compute

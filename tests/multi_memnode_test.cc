@@ -1,0 +1,302 @@
+// Many memnodes per runtime (docs/redundancy.md), as fast unit tests: real
+// Memnodes in this process over the loopback transport. A memnode "dies" by
+// being destroyed (every connection to it drops at once), which is what a
+// SIGKILL looks like to the runtime; the tcp-level kill (SIGKILL/SIGSTOP of
+// memnode processes) is in tests/redundancy_test.sh.
+//   - placement: blocks spread over the memnodes, least used first
+//   - none / replicate:2 / replicate:3 round-trip random objects, and the
+//     memnodes' live blocks reconcile with copies x far objects
+//   - a memnode dies: under none exactly its objects are lost (kDataLoss,
+//     naming it); under replicate:2 nothing is lost, and repair restores two
+//     copies of every far object on the survivors (counted)
+//   - two dead memnodes under replicate:2: the objects with both copies there
+//     are reported lost, the rest read back
+//   - the flags' parsers and Create's refusals
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "compute/runtime.h"
+#include "memnode/memnode.h"
+#include "tests/test_util.h"
+
+namespace sharry::compute {
+namespace {
+
+class MultiMemnodeTest : public ::testing::Test {
+ protected:
+  void StartMemnodes(int n, uint64_t uma = 16u << 20) {
+    for (int i = 0; i < n; ++i) {
+      memnode::MemnodeOptions o;
+      o.transport = TransportKind::kLoopback;
+      o.uma_bytes = uma;
+      o.sections = 1;
+      o.server.lease_ms = 0;
+      o.free_batch = 1;  // FREEs are applied at once: live blocks are exact
+      auto m = memnode::Memnode::Start(o);
+      ASSERT_TRUE(m.ok()) << m.status();
+      nodes_.push_back(std::move(*m));
+    }
+  }
+  RuntimeOptions Options(const std::string& redundancy, uint64_t budget = 256u << 10) const {
+    RuntimeOptions o;
+    o.transport = TransportKind::kLoopback;
+    for (const auto& n : nodes_) o.memnodes.push_back({"loopback", n->port()});
+    auto r = ParseRedundancy(redundancy);
+    EXPECT_TRUE(r.ok()) << r.status();
+    o.redundancy = *r;
+    o.local_budget_bytes = budget;
+    o.evict_batch = 16;
+    o.free_batch = 8;
+    o.prefetch_thread = false;
+    o.reconnect_attempts = 1;
+    o.reconnect_timeout_ms = 100;
+    o.reconnect_pause_ms = 1;
+    o.placement_refresh_ms = 0;  // placement by our own bytes only: deterministic
+    return o;
+  }
+  std::unique_ptr<Runtime> Make(const RuntimeOptions& o) {
+    auto rt = Runtime::Create(o);
+    EXPECT_TRUE(rt.ok()) << rt.status();
+    return rt.ok() ? std::move(*rt) : nullptr;
+  }
+  // n objects of random sizes (64 B .. 4 KiB) filled with pattern i; all
+  // but the last few are swapped out by the budget.
+  void MakeObjects(Runtime& rt, int n) {
+    std::mt19937 rng(7);
+    for (int i = 0; i < n; ++i) {
+      const uint32_t size = 64 + rng() % 4033;
+      auto data = sharry::testing::Pattern(size, objs_.size());
+      auto o = rt.New(size, data.data());
+      ASSERT_TRUE(o.ok()) << o.status();
+      objs_.push_back(std::move(*o));
+      sizes_.push_back(size);
+    }
+  }
+  bool Holds(Runtime& rt, int i, Status* why = nullptr) {
+    DerefScope s(rt);
+    auto p = objs_[i].Deref(s, false);
+    if (!p.ok()) {
+      if (why) *why = p.status();
+      return false;
+    }
+    const auto want = sharry::testing::Pattern(sizes_[i], i);
+    if (std::memcmp(*p, want.data(), sizes_[i]) == 0) return true;
+    size_t at = 0;
+    while (static_cast<uint8_t*>(*p)[at] == want[at]) ++at;
+    ADD_FAILURE() << "object " << i << " (" << sizes_[i] << " B) differs at byte " << at << "; memnode "
+                  << objs_[i].far_memnode();
+    return false;
+  }
+  uint64_t LiveBlocks(size_t node) { return nodes_[node]->service().CollectStats(0).head.live_blocks; }
+  uint64_t FarObjects() const {
+    uint64_t n = 0;
+    for (const auto& o : objs_) n += o.has_far_copy();
+    return n;
+  }
+  void Kill(size_t node) { nodes_[node].reset(); }
+
+  // Destroyed in reverse: the objects, the runtime, then the memnodes.
+  std::vector<std::unique_ptr<memnode::Memnode>> nodes_;
+  std::unique_ptr<Runtime> rt_;
+  std::vector<RemoteObject> objs_;
+  std::vector<uint32_t> sizes_;
+};
+
+TEST(MultiMemnodeParse, MemnodeListAndRedundancy) {
+  auto l = ParseMemnodeList("a:1,b:2,c", 7000);
+  ASSERT_TRUE(l.ok()) << l.status();
+  ASSERT_EQ(l->size(), 3u);
+  EXPECT_EQ((*l)[1].ToString(), "b:2");
+  EXPECT_EQ((*l)[2].port, 7000);
+  for (const char* bad : {"", "a:1,", "a:1,a:1", ":5", "a:0", "a:65536", "a:x"})
+    EXPECT_FALSE(ParseMemnodeList(bad, 7000).ok()) << bad;
+  EXPECT_EQ(RedundancyName(*ParseRedundancy("replicate:3")), "replicate:3");
+  EXPECT_EQ(RedundancyName(*ParseRedundancy("ec:3+1")), "ec:3+1");
+  EXPECT_EQ(RedundancyName(*ParseRedundancy("none")), "none");
+  for (const char* bad : {"replicate:1", "replicate:5", "replicate:", "ec:0+1", "ec:2+0", "ec:30+3", "ec:2", "raid"})
+    EXPECT_FALSE(ParseRedundancy(bad).ok()) << bad;
+}
+
+TEST_F(MultiMemnodeTest, CreateRefusesTooFewMemnodes) {
+  StartMemnodes(1);
+  auto rt = Runtime::Create(Options("replicate:2"));
+  ASSERT_FALSE(rt.ok());
+  EXPECT_EQ(rt.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(rt.status().message().find("needs at least 2 memnodes; 1 given"), std::string::npos) << rt.status();
+}
+
+// Least used first: with one size, every memnode gets its share.
+TEST_F(MultiMemnodeTest, PlacementSpreadsBlocks) {
+  StartMemnodes(4);
+  rt_ = Make(Options("none"));
+  ASSERT_TRUE(rt_);
+  std::vector<uint8_t> data(1024, 1);
+  for (int i = 0; i < 400; ++i) {
+    auto o = rt_->New(1024, data.data());
+    ASSERT_TRUE(o.ok()) << o.status();
+    objs_.push_back(std::move(*o));
+  }
+  ASSERT_TRUE(rt_->EvictToBudget().ok());
+  const RuntimeStats st = rt_->Stats();
+  ASSERT_EQ(st.memnodes.size(), 4u);
+  uint64_t total = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(st.memnodes[i].state, "healthy");
+    EXPECT_EQ(st.memnodes[i].copies, LiveBlocks(i)) << i;
+    total += st.memnodes[i].copies;
+  }
+  EXPECT_EQ(total, FarObjects());
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_GE(st.memnodes[i].copies * 4 + 16, total) << i;  // within one batch of an even share
+    EXPECT_LE(st.memnodes[i].copies * 4, total + 64) << i;
+  }
+}
+
+class RedundancyModes : public MultiMemnodeTest, public ::testing::WithParamInterface<const char*> {};
+
+// Random objects round-trip; each far object has exactly its copies at the
+// memnodes (live blocks reconcile), on different memnodes.
+TEST_P(RedundancyModes, RoundTripAndCopiesReconcile) {
+  StartMemnodes(4);
+  rt_ = Make(Options(GetParam()));
+  ASSERT_TRUE(rt_);
+  ASSERT_NO_FATAL_FAILURE(MakeObjects(*rt_, 300));
+  const uint32_t copies = ParseRedundancy(GetParam())->nodes_needed();
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int i = 0; i < 300; i += 1 + pass) ASSERT_TRUE(Holds(*rt_, i)) << i;
+    ASSERT_TRUE(rt_->FlushFrees().ok());
+    const RuntimeStats st = rt_->Stats();
+    uint64_t blocks = 0, copy_bytes = 0;
+    for (size_t n = 0; n < 4; ++n) {
+      blocks += LiveBlocks(n);
+      copy_bytes += st.memnodes[n].copy_bytes;
+    }
+    EXPECT_GT(FarObjects(), 100u);
+    EXPECT_EQ(blocks, FarObjects() * copies);
+    EXPECT_EQ(st.far_copy_bytes, st.far_bytes * copies);
+    EXPECT_EQ(copy_bytes, st.far_copy_bytes);
+  }
+  objs_.clear();
+  ASSERT_TRUE(rt_->FlushFrees().ok());
+  for (size_t n = 0; n < 4; ++n) EXPECT_EQ(LiveBlocks(n), 0u) << n;
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, RedundancyModes, ::testing::Values("none", "replicate:2", "replicate:3"));
+
+// none: exactly the objects whose block was at the dead memnode are lost,
+// with an error naming it; the others read back; new objects go to the
+// survivors.
+TEST_F(MultiMemnodeTest, NoneLosesExactlyTheDeadMemnodesObjects) {
+  StartMemnodes(3);
+  rt_ = Make(Options("none"));
+  ASSERT_TRUE(rt_);
+  ASSERT_NO_FATAL_FAILURE(MakeObjects(*rt_, 200));
+  std::vector<int> on_dead;
+  for (int i = 0; i < 200; ++i)
+    if (objs_[i].far_memnode() == 1 && !objs_[i].is_local()) on_dead.push_back(i);
+  ASSERT_GT(on_dead.size(), 10u);
+  const std::string dead = "loopback:" + std::to_string(nodes_[1]->port());
+  Kill(1);
+  size_t lost = 0;
+  for (int i = 0; i < 200; ++i) {
+    Status why;
+    const bool ok = Holds(*rt_, i, &why);
+    const bool expected_lost = std::find(on_dead.begin(), on_dead.end(), i) != on_dead.end();
+    if (expected_lost) {
+      ASSERT_FALSE(ok) << i;
+      // The first access may see the memnode reconnecting (kUnavailable);
+      // once the reconnector declared it gone, the loss is for good.
+      if (why.code() == StatusCode::kUnavailable) {
+        ASSERT_TRUE(sharry::testing::Eventually([&] { return objs_[i].lost(); })) << why;
+        ASSERT_FALSE(Holds(*rt_, i, &why));
+      }
+      EXPECT_EQ(why.code(), StatusCode::kDataLoss) << why;
+      EXPECT_NE(why.message().find(dead), std::string::npos) << why;
+      lost++;
+    } else {
+      ASSERT_TRUE(ok) << i << ": " << why;
+    }
+  }
+  EXPECT_EQ(lost, on_dead.size());
+  EXPECT_EQ(rt_->Stats().lost_objects, on_dead.size());
+  EXPECT_EQ(rt_->health().code(), StatusCode::kDataLoss);
+  // New objects still swap out, to the survivors.
+  ASSERT_NO_FATAL_FAILURE(MakeObjects(*rt_, 100));
+  for (int i = 200; i < 300; ++i) {
+    Status why;
+    ASSERT_TRUE(Holds(*rt_, i, &why)) << i << ": " << why;
+    EXPECT_NE(objs_[i].far_memnode(), 1) << i;
+  }
+}
+
+// replicate:2: a memnode dies with a random mix going on; nothing is lost,
+// and repair gives every far object its two copies on the survivors.
+TEST_F(MultiMemnodeTest, ReplicateSurvivesADeadMemnodeAndRepairs) {
+  StartMemnodes(4);
+  rt_ = Make(Options("replicate:2"));
+  ASSERT_TRUE(rt_);
+  ASSERT_NO_FATAL_FAILURE(MakeObjects(*rt_, 300));
+  std::mt19937 rng(11);
+  for (int step = 0; step < 600; ++step) {
+    if (step == 200) Kill(2);
+    const int i = static_cast<int>(rng() % 300);
+    DerefScope s(*rt_);
+    auto p = objs_[i].Deref(s, (step & 3) == 0);
+    ASSERT_TRUE(p.ok()) << step << ": " << p.status();
+    ASSERT_EQ(std::memcmp(*p, sharry::testing::Pattern(sizes_[i], i).data(), sizes_[i]), 0) << i;
+  }
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(Holds(*rt_, i)) << i;
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().dead_memnodes == 1; }));
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().repair_pending == 0; }))
+      << rt_->Stats().repair_pending;
+  EXPECT_EQ(rt_->FlushFrees().code(), StatusCode::kUnavailable);  // the dead one's; the others' go
+  const RuntimeStats st = rt_->Stats();
+  EXPECT_EQ(st.lost_objects, 0u);
+  EXPECT_EQ(st.dead_memnodes, 1u);
+  EXPECT_EQ(st.memnodes[2].state, "dead");
+  EXPECT_GT(st.repaired_objects, 0u);
+  uint64_t blocks = 0;
+  for (size_t n : {0, 1, 3}) {
+    blocks += LiveBlocks(n);
+    EXPECT_EQ(st.memnodes[n].copies + st.memnodes[n].pending_free_blocks, LiveBlocks(n)) << n;
+  }
+  // Every far object has its two copies on the survivors again (pending FREEs aside).
+  EXPECT_EQ(st.memnodes[2].pending_free_blocks, 0u);
+  EXPECT_EQ(blocks - st.pending_free_blocks, FarObjects() * 2);
+  EXPECT_EQ(st.far_copy_bytes, st.far_bytes * 2);
+}
+
+// Two dead memnodes under replicate:2: only objects with both copies there
+// are lost, and reported; the rest read back.
+TEST_F(MultiMemnodeTest, TwoFailuresUnderReplicateTwoReportTheLoss) {
+  StartMemnodes(4);
+  auto o = Options("replicate:2");
+  rt_ = Make(o);
+  ASSERT_TRUE(rt_);
+  ASSERT_NO_FATAL_FAILURE(MakeObjects(*rt_, 300));
+  Kill(0);
+  Kill(1);
+  size_t lost = 0;
+  for (int i = 0; i < 300; ++i) {
+    Status why;
+    if (Holds(*rt_, i, &why)) continue;
+    if (why.code() == StatusCode::kUnavailable) {
+      ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().dead_memnodes == 2; }));
+      if (Holds(*rt_, i, &why)) continue;
+    }
+    EXPECT_EQ(why.code(), StatusCode::kDataLoss) << i << ": " << why;
+    lost++;
+  }
+  EXPECT_GT(lost, 0u);  // placement puts some pairs on {0, 1}
+  EXPECT_EQ(rt_->Stats().lost_objects, lost);
+  EXPECT_EQ(rt_->health().code(), StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace sharry::compute

@@ -59,6 +59,6 @@ target_link_libraries(app PRIVATE sharry::remote_ds).")
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME sharry-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "libibverbs-dev, librdmacm-dev, libgflags-dev, libgoogle-glog-dev, libboost-dev (>= 1.74), libssl-dev, libmicrohttpd-dev, pkg-config")
+    "libibverbs-dev, librdmacm-dev, libgflags-dev, libgoogle-glog-dev, libboost-dev (>= 1.74), libssl-dev, libmicrohttpd-dev, libisal-dev, pkg-config")
 
 include(CPack)

@@ -25,6 +25,8 @@ PKGS=(
   libssl-dev
   # the memnode's Prometheus endpoint (memnode/metrics_http.h)
   libmicrohttpd-dev
+  # the erasure code of the runtime's stripes across memnodes (compute/erasure_code.h)
+  libisal-dev
   # baselines for the benchmarks
   perftest
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0

@@ -31,7 +31,7 @@ fail() { echo "check.sh: $*" >&2; exit 1; }
 check_no_internals() {
   local include=$1 internal
   [[ -e $include/verbs/transport.h ]] || fail "no API headers in $include"
-  for internal in verbs/socket_util.h verbs/wire.h verbs/session.h verbs/transport_internal.h alloc; do
+  for internal in verbs/socket_util.h verbs/wire.h verbs/session.h verbs/transport_internal.h compute/erasure_code.h alloc; do
     [[ ! -e $include/$internal ]] || fail "an internal header was installed: include/sharry/$internal"
   done
 }
@@ -117,7 +117,7 @@ has "$tmp/dev.contents" '^\./usr/include/sharry/verbs/transport\.h$' '^\./usr/in
   '^\./usr/lib/cmake/Sharry/SharryConfig\.cmake$' '^\./usr/lib/cmake/Sharry/SharryTargets\.cmake$' \
   '^\./usr/lib/libsharry_base\.a$' '^\./usr/lib/libsharry_compute\.a$' '^\./usr/lib/libsharry_memnode_client\.a$'
 lacks "$tmp/dev.contents" '^\./usr/bin/' '^\./etc/' 'systemd'
-has "$tmp/dev.info" '^ Package: sharry-dev$' '^ Depends: .*libibverbs-dev.*librdmacm-dev'
+has "$tmp/dev.info" '^ Package: sharry-dev$' '^ Depends: .*libibverbs-dev.*librdmacm-dev' '^ Depends: .*libisal-dev'
 dpkg-deb -x "$dev_deb" "$tmp/dev-root"
 check_no_internals "$tmp/dev-root/usr/include/sharry"
 build_consumer "$tmp/dev-root/usr"

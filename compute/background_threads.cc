@@ -15,7 +15,7 @@ void RuntimeImpl::StartThreads() {
   if (opts_.evict_thread) evictor_ = std::thread([this] { EvictorLoop(); });
   if (opts_.prefetch_thread) prefetcher_ = std::thread([this] { PrefetchLoop(); });
   lease_thread_ = std::thread([this] { LeaseLoop(); });
-  if (copies_ > 1) repairer_ = std::thread([this] { RepairLoop(); });
+  if (side_table_) repairer_ = std::thread([this] { RepairLoop(); });
 }
 
 void RuntimeImpl::StopThreads() {

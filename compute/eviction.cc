@@ -160,6 +160,7 @@ Status RuntimeImpl::Evict(uint64_t bytes_to_free, ObjectHeader* only, bool drops
   SHARRY_RETURN_IF_ERROR(PickVictims(bytes_to_free, only, drops_only, &victims));
   if (victims.empty()) return Status::Ok();
   rounds_++;
+  if (ec_) return EvictToStripes(victims);
   Status refused;
   SHARRY_RETURN_IF_ERROR(AssignFarBlocks(victims, &refused));
   SHARRY_RETURN_IF_ERROR(WriteBack(victims));

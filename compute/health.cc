@@ -206,7 +206,7 @@ void RuntimeImpl::ReconnectLoop(FarNode* n) {
     reconnects_++;
     LOG(WARNING) << "compute runtime: reconnected to memnode " << n->name << " as client " << n->control_id;
     n->health.store(FarNode::kHealthy, std::memory_order_release);
-    if (copies_ > 1) {
+    if (side_table_) {
       MutexLock l(&repair_mu_);
       repair_cv_.SignalAll();  // a memnode to repair onto
     }
@@ -221,7 +221,8 @@ void RuntimeImpl::MarkFarMemoryLost(FarNode& n, const Status& why) {
   // No far access is in flight; an object is busy only briefly (a Pin
   // backing out, a Destroy).
   uint64_t lost = 0, lost_bytes = 0, dropped_copies = 0, degraded = 0;
-  const size_t hw = high_water_.load(std::memory_order_acquire);
+  if (ec_) MarkStripesLost(n, &lost, &lost_bytes);
+  const size_t hw = ec_ ? 0 : high_water_.load(std::memory_order_acquire);
   for (size_t i = 0; i < hw; ++i) {
     ObjectHeader* h = HeaderAt(i);
     uint64_t m = h->word.load(std::memory_order_acquire);

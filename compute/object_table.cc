@@ -72,7 +72,7 @@ ObjectHeader* RuntimeImpl::AllocHeader() {
   CHECK_LT(i / kChunk, std::size(chunks_)) << "too many objects";
   if (i % kChunk == 0) {
     chunks_[i / kChunk].reset(new ObjectHeader[kChunk]);
-    if (copies_ > 1) {
+    if (side_table_) {
       extras_[i / kChunk].reset(new uint64_t[kChunk * (kMaxCopies - 1)]);
       std::fill_n(extras_[i / kChunk].get(), kChunk * (kMaxCopies - 1), kNoFarOffset);
     }
@@ -94,7 +94,7 @@ RuntimeImpl::Copies RuntimeImpl::CopiesOf(const ObjectHeader* h, uint64_t first)
 }
 
 void RuntimeImpl::SetExtras(ObjectHeader* h, const uint64_t* addrs, uint32_t n) {
-  if (copies_ == 1) {
+  if (!side_table_) {
     CHECK_EQ(n, 0u) << "replicas without replication";
     return;
   }
@@ -208,6 +208,20 @@ Status RuntimeImpl::SwapIn(ObjectHeader* h, uint64_t m) {
   if (Addr(m) == kLostFar) return fail(LostObjectStatus());
   // Inside the far access (and with kBusy), the far blocks stay ours: a
   // reconnector drops copies only with epoch_mu_ held exclusively.
+  if (ec_) {
+    // Unique-Copy: the object leaves its stripe (a hole until restriped).
+    if (Status s = ReadMember(h, Addr(m), p); !s.ok()) return fail(s.WithContext("swap-in"));
+    const bool flush = LeaveStripe(h);
+    far_bytes_ -= size;
+    h->word.store(kPresent | kHot | kBusy | reinterpret_cast<uint64_t>(p), std::memory_order_release);
+    AddLocal(size);
+    swap_ins_++;
+    if (flush) {
+      if (Status s = FlushAllQueued(FreeReserve()); !s.ok())
+        LOG(WARNING) << "compute runtime: FREE of far blocks failed (they stay queued): " << s;
+    }
+    return Status::Ok();
+  }
   const Copies copies = CopiesOf(h, Addr(m));
   Status last;
   uint32_t from = copies.n;
@@ -274,6 +288,12 @@ void RuntimeImpl::Destroy(ObjectHeader* h) {
   if (Is(m, kFar)) far = Is(m, kPresent) ? h->far_offset : Addr(m);
   if (far == kLostFar) {
     // Nothing to free: the memnode reclaimed it.
+  } else if (far != kNoFarOffset && ec_) {
+    far_bytes_ -= size;
+    if (LeaveStripe(h) && TryBeginFar()) {
+      ReaderMutexLock l(&epoch_mu_, std::adopt_lock);
+      if (Status s = FlushAllQueued(FreeReserve()); !s.ok()) LOG(WARNING) << "compute runtime: FREE failed: " << s;
+    }
   } else if (far != kNoFarOffset) {
     far_bytes_ -= size;
     const Copies copies = CopiesOf(h, far);

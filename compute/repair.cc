@@ -28,6 +28,30 @@ void RuntimeImpl::QueueRepair(ObjectHeader* h) {
 void RuntimeImpl::RepairLoop() {
   std::vector<ObjectHeader*> batch;
   int idle_ms = 0;
+  while (ec_) {
+    // ec: the restriper (stripes.cc). Woken by LeaveStripe and
+    // MarkStripesLost; looks again now and then while work is pending.
+    {
+      MutexLock l(&repair_mu_);
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(idle_ms > 0 ? idle_ms : 100);
+      // Work pending and no backoff: go at once; else wait for a signal
+      // with work (or the backoff, or the poll).
+      if (idle_ms > 0 || restripe_pending_.load() == 0) {
+        while (!repair_stop_ && repair_cv_.WaitUntil(&repair_mu_, until)) {
+          if (idle_ms == 0 && restripe_pending_.load() > 0) break;
+        }
+      }
+      if (repair_stop_) return;
+    }
+    if (restripe_pending_.load() == 0) continue;
+    size_t done;
+    {
+      BeginFar();
+      ReaderMutexLock far(&epoch_mu_, std::adopt_lock);
+      done = RestripeBatch();
+    }
+    idle_ms = done > 0 ? 0 : std::min(std::max(idle_ms * 2, 10), 500);
+  }
   for (;;) {
     {
       MutexLock l(&repair_mu_);

@@ -117,9 +117,9 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o) {
   if (o.placement_refresh_ms < 0) return Status::InvalidArgument("placement_refresh_ms must not be negative");
   if (o.memnodes.size() > kMaxMemnodes)
     return Status::InvalidArgument("at most " + std::to_string(kMaxMemnodes) + " memnodes");
-  if (o.redundancy.kind == Redundancy::Kind::kErasure)
+  if (o.redundancy.kind == Redundancy::Kind::kErasure && o.mode != CopyMode::kUniqueCopy)
     return Status::InvalidArgument("redundancy " + RedundancyName(o.redundancy) +
-                                 ": erasure coding is not built yet (use none or replicate:R)");
+                                   ": erasure coding is built for Unique-Copy only (Multi-Copy: none or replicate:R)");
   if (o.redundancy.kind == Redundancy::Kind::kReplicate && (o.redundancy.replicas < 2 || o.redundancy.replicas > 4))
     return Status::InvalidArgument("redundancy replicate:R needs R in 2..4");
   const size_t nodes = o.memnodes.empty() ? 1 : o.memnodes.size();
@@ -153,9 +153,15 @@ const RuntimeOptions& Runtime::options() const { return ImplOf(*this).opts(); }
 RuntimeImpl::RuntimeImpl(const RuntimeOptions& o)
     : opts_(o),
       copies_(o.redundancy.kind == Redundancy::Kind::kReplicate ? o.redundancy.replicas : 1),
+      side_table_(o.redundancy.kind != Redundancy::Kind::kNone),
       instance_(g_instances.fetch_add(1)) {}
 
 Status RuntimeImpl::Init() {
+  if (opts_.redundancy.kind == Redundancy::Kind::kErasure) {
+    auto ec = ErasureCode::Create(static_cast<int>(opts_.redundancy.k), static_cast<int>(opts_.redundancy.m));
+    if (!ec.ok()) return ec.status();
+    ec_ = std::make_unique<ErasureCode>(std::move(*ec));
+  }
   std::vector<MemnodeAddress> addrs = opts_.memnodes;
   if (addrs.empty()) addrs.push_back({opts_.memnode_addr, opts_.memnode_port});
   for (size_t i = 0; i < addrs.size(); ++i) {
@@ -285,6 +291,9 @@ RuntimeStats RuntimeImpl::Stats() const {
   s.dead_memnodes = dead_memnodes_.load();
   s.repair_pending = repair_pending_.load();
   s.repaired_objects = repaired_.load();
+  s.stripes = live_stripes_.load();
+  s.restriped_objects = restriped_.load();
+  if (ec_) s.repair_pending = restripe_pending_.load();
   return s;
 }
 

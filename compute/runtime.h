@@ -111,8 +111,11 @@ inline constexpr size_t kMaxMemnodes = 254;  // node ids 0..253 in a far address
 // How many memnodes hold each far object (docs/redundancy.md):
 //   none           one copy (today's behaviour; a dead memnode loses its objects)
 //   replicate:R    R copies on R different memnodes (2 <= R <= 4)
-//   ec:K+M         Reed-Solomon stripes over K+M memnodes (not built yet:
-//                  Create() refuses it with kInvalidArgument)
+//   ec:K+M         Unique-Copy only: the objects of an eviction round are
+//                  coded in stripes of K data blocks plus M parity blocks
+//                  (Reed-Solomon, ISA-L), each on a different memnode; a
+//                  healthy swap-in is one READ, a degraded one rebuilds the
+//                  block from K others (K >= 1, M >= 1, K+M <= 32)
 struct Redundancy {
   enum class Kind { kNone, kReplicate, kErasure };
   Kind kind = Kind::kNone;
@@ -198,7 +201,10 @@ struct RuntimeStats {
   uint64_t degraded_reads = 0;       // swap-ins served by another copy: the first one's memnode was dead
   uint64_t dead_memnodes = 0;        // times a memnode was declared dead (its control connection lost)
   uint64_t repair_pending = 0;       // objects short of a copy, waiting for the repairer
-  uint64_t repaired_objects = 0;     // copies made again on surviving memnodes
+  uint64_t repaired_objects = 0;     // copies made again on surviving memnodes (ec: objects moved
+                                     // out of a stripe that lost blocks)
+  uint64_t stripes = 0;              // ec: live stripes
+  uint64_t restriped_objects = 0;    // ec: objects moved out of stripes with holes (compaction)
   struct Memnode {
     std::string name;                // host:port
     std::string state;               // "healthy", "reconnecting", "dead"
@@ -224,7 +230,8 @@ struct RuntimeStats {
                    &RuntimeStats::connection_failures, &RuntimeStats::lease_renewals, &RuntimeStats::reconnects,
                    &RuntimeStats::lost_objects, &RuntimeStats::lost_bytes, &RuntimeStats::far_exhausted,
                    &RuntimeStats::quota_exceeded, &RuntimeStats::refused_local, &RuntimeStats::degraded_reads,
-                   &RuntimeStats::dead_memnodes, &RuntimeStats::repaired_objects})
+                   &RuntimeStats::dead_memnodes, &RuntimeStats::repaired_objects,
+                   &RuntimeStats::restriped_objects})
       d.*m -= before.*m;
     return d;
   }

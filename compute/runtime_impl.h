@@ -26,6 +26,7 @@
 #include "base/mutex.h"
 #include "base/status.h"
 #include "compute/far_block_queue.h"
+#include "compute/erasure_code.h"
 #include "compute/far_node.h"
 #include "compute/object.h"
 #include "compute/runtime.h"
@@ -192,6 +193,55 @@ class RuntimeImpl final : public Runtime {
   // One batch; returns how many objects were repaired (0: no progress).
   size_t RepairBatch(std::vector<ObjectHeader*>& batch) REQUIRES_SHARED(epoch_mu_);
 
+  // ---- stripes.cc: erasure-coded far copies (ec:K+M, Unique-Copy; docs/redundancy.md).
+  // A stripe: up to K members' data blocks (each its object's bytes, at its
+  // own size) on different memnodes, plus M parity blocks of the stripe's
+  // length (its largest member), coded as if every data block were padded
+  // with zeros to that length and missing members were zero blocks. A member
+  // swapped in or destroyed leaves a hole: its block stays (the others'
+  // degraded reads need it) until the stripe is rewritten (restriped) or has
+  // no live member left.
+  struct Stripe {
+    uint32_t len = 0;
+    uint32_t k_real = 0;  // data blocks stored: members at 0..k_real-1
+    uint32_t live = 0;    // members still far here
+    uint32_t gone = 0;    // blocks lost with dead memnodes (their addr is kNoFarOffset)
+    bool queued = false;  // in restripe_q_
+    std::vector<uint64_t> addr;          // K + M far addresses (data, then parity)
+    std::vector<uint32_t> size;          // the data blocks' sizes
+    std::vector<ObjectHeader*> member;   // live members (nullptr: a hole, or none)
+  };
+  struct StripeItem {
+    ObjectHeader* h;
+    const void* data;
+    uint32_t size;
+    uint64_t addr = kNoFarOffset;  // its new data block
+    uint64_t ref = 0;              // its stripe and position (StripeRef)
+  };
+  static uint64_t StripeRef(uint32_t id, uint32_t pos) { return (uint64_t{id} << 8) | pos; }
+  // Writes the items as new stripes (grouped by size, up to K each): one
+  // ALLOC and one chain of WRITEs per memnode. On success every item has its
+  // data block and stripe (the caller makes it far); on failure nothing is
+  // left allocated and the error is returned.
+  Status WriteStripes(std::vector<StripeItem>& items) REQUIRES_SHARED(epoch_mu_) EXCLUDES(stripes_mu_);
+  // Eviction with ec: the victims become stripes (eviction.cc's Evict).
+  Status EvictToStripes(std::vector<Victim>& victims) REQUIRES(evict_mu_) REQUIRES_SHARED(epoch_mu_);
+  // Reads member h (busy; its data block `addr`) into out: one READ, or a
+  // degraded read that rebuilds it from K others of its stripe.
+  Status ReadMember(ObjectHeader* h, uint64_t addr, void* out) REQUIRES_SHARED(epoch_mu_) EXCLUDES(stripes_mu_);
+  // h (busy) leaves its stripe (swapped in or destroyed): a hole, the
+  // stripe queued for restriping, or freed with its last member.
+  // Returns true if the caller must FREE a batch now (QueueAndMaybeSignal).
+  [[nodiscard]] bool LeaveStripe(ObjectHeader* h) EXCLUDES(stripes_mu_);
+  [[nodiscard]] bool FreeStripeBlocks(const Stripe& s);
+  void MaybeQueueRestripe(uint32_t id, Stripe& s) REQUIRES(stripes_mu_);
+  // Blocks at `n` are gone: their stripes degrade; the objects of stripes
+  // with more than M blocks gone, whose own block is gone, are lost.
+  void MarkStripesLost(FarNode& n, uint64_t* lost, uint64_t* lost_bytes) REQUIRES(epoch_mu_) EXCLUDES(stripes_mu_);
+  // The restriper (the repair thread under ec): rewrites the live members of
+  // queued stripes into new full stripes, then frees the old ones.
+  size_t RestripeBatch() REQUIRES_SHARED(epoch_mu_) EXCLUDES(stripes_mu_);
+
   // ---- health.cc: whether each memnode is usable.
   // Every far access holds epoch_mu_ shared for its duration:
   //   BeginFar();  // or: if (!TryBeginFar()) ...;
@@ -223,7 +273,8 @@ class RuntimeImpl final : public Runtime {
   void MarkFarMemoryLost(FarNode& n, const Status& why) REQUIRES(epoch_mu_) EXCLUDES(health_mu_);
 
   const RuntimeOptions opts_;
-  const uint32_t copies_;  // far copies per object (replicate:R: R; none: 1)
+  const uint32_t copies_;  // far copies per object (replicate:R: R; none and ec: 1)
+  const bool side_table_;  // replicas or stripe refs per object (extras_)
   std::vector<std::unique_ptr<FarNode>> nodes_;  // fixed at Init
   uint64_t local_limit_ = 0;  // set by Init
   const uint64_t instance_;   // distinguishes runtimes in thread-local caches
@@ -243,7 +294,7 @@ class RuntimeImpl final : public Runtime {
   //   a FarNode's control_mu (one at a time: the control connection)
   //   then leaves, which are held alone or last: conns_mu_, health_mu_, a
   //   FarNode's health_mu, evict_status_mu_, headers_mu_, evictor_mu_,
-  //   prefetch_mu_, lease_mu_, repair_mu_, and the far-block queues' own
+  //   prefetch_mu_, lease_mu_, repair_mu_, stripes_mu_, and the far-block queues' own
   //   locks (far_block_queue.h).
   Mutex evict_mu_;
   SharedMutex epoch_mu_ ACQUIRED_AFTER(evict_mu_);
@@ -256,6 +307,7 @@ class RuntimeImpl final : public Runtime {
   Mutex prefetch_mu_;
   Mutex lease_mu_;
   Mutex repair_mu_;
+  Mutex stripes_mu_;
 
   // One data connection per (thread, runtime, memnode); owned here, cached per thread.
   struct DataConn {
@@ -311,6 +363,14 @@ class RuntimeImpl final : public Runtime {
   bool repair_stop_ GUARDED_BY(repair_mu_) = false;
   std::atomic<uint64_t> repair_pending_{0};
   std::thread repairer_;
+
+  // Erasure coding (ec:K+M).
+  std::unique_ptr<ErasureCode> ec_;
+  std::vector<std::unique_ptr<Stripe>> stripes_ GUARDED_BY(stripes_mu_);
+  std::vector<uint32_t> free_stripe_ids_ GUARDED_BY(stripes_mu_);
+  std::deque<uint32_t> restripe_q_ GUARDED_BY(stripes_mu_);
+  size_t restripe_in_flight_ GUARDED_BY(stripes_mu_) = 0;  // stripes taken by the batch in flight
+  std::atomic<uint64_t> live_stripes_{0}, restriped_{0}, restripe_pending_{0};
 };
 
 // The one object behind every Runtime (its constructor is private to RuntimeImpl).

@@ -189,6 +189,100 @@ TEST_P(RedundancyModes, RoundTripAndCopiesReconcile) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, RedundancyModes, ::testing::Values("none", "replicate:2", "replicate:3"));
 
+// ec:K+M: random objects round-trip through stripes and restriping; the
+// blocks at the memnodes reconcile with the runtime's count; the far memory
+// used stays within (K+M)/K of the data plus the holes awaiting restriping.
+class ErasureModes : public MultiMemnodeTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(ErasureModes, RoundTripAndBlocksReconcile) {
+  StartMemnodes(4);
+  rt_ = Make(Options(GetParam()));
+  ASSERT_TRUE(rt_);
+  ASSERT_NO_FATAL_FAILURE(MakeObjects(*rt_, 300));
+  std::mt19937 rng(5);
+  for (int step = 0; step < 1500; ++step) {
+    const int i = static_cast<int>(rng() % 300);
+    Status why;
+    ASSERT_TRUE(Holds(*rt_, i, &why)) << step << ": " << why;
+  }
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().repair_pending == 0; }));
+  ASSERT_TRUE(rt_->FlushFrees().ok());
+  const RuntimeStats st = rt_->Stats();
+  uint64_t blocks = 0, counted = 0;
+  for (size_t n = 0; n < 4; ++n) {
+    blocks += LiveBlocks(n);
+    counted += st.memnodes[n].copies + st.memnodes[n].pending_free_blocks;
+  }
+  EXPECT_EQ(blocks, counted);
+  EXPECT_GT(st.stripes, 0u);
+  EXPECT_GT(st.restriped_objects, 0u);
+  const Redundancy r = *ParseRedundancy(GetParam());
+  // Restriped stripes are at least half live: at most 2 (K+M)/K of the data.
+  EXPECT_LE(st.far_copy_bytes * r.k, st.far_bytes * (r.k + r.m) * 2 + 64 * 4096) << st.far_copy_bytes;
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(Holds(*rt_, i)) << i;
+  objs_.clear();
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().stripes == 0; })) << rt_->Stats().stripes;
+  ASSERT_TRUE(rt_->FlushFrees().ok());
+  for (size_t n = 0; n < 4; ++n) EXPECT_EQ(LiveBlocks(n), 0u) << n;
+}
+
+// ec:K+1: a memnode dies during a random mix: nothing is lost (degraded
+// reads rebuild the blocks it held), the stripes it touched are rewritten on
+// the survivors, and every object reads back.
+TEST_P(ErasureModes, SurvivesADeadMemnode) {
+  StartMemnodes(4);
+  rt_ = Make(Options(GetParam()));
+  ASSERT_TRUE(rt_);
+  ASSERT_NO_FATAL_FAILURE(MakeObjects(*rt_, 300));
+  std::mt19937 rng(13);
+  for (int step = 0; step < 900; ++step) {
+    if (step == 300) Kill(3);
+    const int i = static_cast<int>(rng() % 300);
+    DerefScope s(*rt_);
+    auto p = objs_[i].Deref(s, (step & 3) == 0);
+    ASSERT_TRUE(p.ok()) << step << ": " << p.status();
+    ASSERT_EQ(std::memcmp(*p, sharry::testing::Pattern(sizes_[i], i).data(), sizes_[i]), 0) << i;
+  }
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().dead_memnodes == 1; }));
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().repair_pending == 0; }));
+  for (int i = 0; i < 300; ++i) {
+    Status why;
+    ASSERT_TRUE(Holds(*rt_, i, &why)) << i << ": " << why;
+  }
+  const RuntimeStats st = rt_->Stats();
+  EXPECT_EQ(st.lost_objects, 0u);
+  EXPECT_GT(st.degraded_reads + st.repaired_objects, 0u);
+  EXPECT_EQ(st.memnodes[3].copies, 0u);
+}
+
+// Two dead memnodes under ec:K+1: the objects whose own block and one more
+// of their stripe were there are lost, reported with kDataLoss; the rest
+// read back (directly or rebuilt).
+TEST_F(MultiMemnodeTest, TwoFailuresUnderErasureReportTheLoss) {
+  StartMemnodes(4);
+  rt_ = Make(Options("ec:2+1"));
+  ASSERT_TRUE(rt_);
+  ASSERT_NO_FATAL_FAILURE(MakeObjects(*rt_, 300));
+  Kill(0);
+  Kill(1);
+  ASSERT_TRUE(sharry::testing::Eventually([&] {
+    for (int i = 0; i < 300; ++i) (void)Holds(*rt_, i);  // accesses find the dead memnodes
+    return rt_->Stats().dead_memnodes == 2;
+  }));
+  size_t lost = 0;
+  for (int i = 0; i < 300; ++i) {
+    Status why;
+    if (Holds(*rt_, i, &why)) continue;
+    EXPECT_EQ(why.code(), StatusCode::kDataLoss) << i << ": " << why;
+    lost++;
+  }
+  EXPECT_GT(lost, 0u);
+  EXPECT_EQ(rt_->Stats().lost_objects, lost);
+  EXPECT_EQ(rt_->health().code(), StatusCode::kDataLoss);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ErasureModes, ::testing::Values("ec:2+1", "ec:3+1", "ec:2+2"));
+
 // none: exactly the objects whose block was at the dead memnode are lost,
 // with an error naming it; the others read back; new objects go to the
 // survivors.

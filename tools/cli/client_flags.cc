@@ -7,7 +7,7 @@
 
 DEFINE_string(memnode, "127.0.0.1:7000", "memnodes: HOST:PORT[,HOST:PORT...] (far blocks are placed across them)");
 DEFINE_string(redundancy, "none",
-              "far copies: none, replicate:R (R copies on R memnodes, R in 2..4) or ec:K+M (not built yet)");
+              "far copies: none, replicate:R (R copies on R memnodes, R in 2..4) or ec:K+M (Unique-Copy: Reed-Solomon stripes of K data + M parity blocks)");
 DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy)");
 DEFINE_string(ready_file, "", "start barrier: created when the data is loaded");
 DEFINE_string(go_file, "", "start barrier: the timed phase starts once this file exists");

@@ -25,6 +25,12 @@ PKGS=(
   libssl-dev
   # the memnode's Prometheus endpoint (memnode/metrics_http.h)
   libmicrohttpd-dev
+  # memnode discovery through etcd (discovery/): libcurl and nlohmann::json
+  # speak etcd v3's JSON gateway (no gRPC); etcd-server runs the real etcd
+  # that discovery_test.tcp starts (it fails without /usr/bin/etcd),
+  # etcd-client is etcdctl, to look at a registry by hand (Debian also
+  # enables an etcd.service on 127.0.0.1:2379; the tests use their own ports)
+  libcurl4-openssl-dev nlohmann-json3-dev etcd-server etcd-client
   # baselines for the benchmarks
   perftest
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0

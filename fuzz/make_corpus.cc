@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "discovery/memnode_info.h"
 #include "memnode/rpc.h"
 #include "memnode/service.h"
 #include "verbs/handshake.h"
@@ -315,6 +316,30 @@ void FramingSeeds() {
 
 }  // namespace
 
+// etcd_reply_fuzz: [selector] [text], replies as etcd 3.4.23 wrote them.
+void EtcdSeeds() {
+  const std::string header =
+      R"("header":{"cluster_id":"324952591200643719","member_id":"3319814642761637952","revision":"4","raft_term":"2"})";
+  auto seed = [](const std::string& name, uint8_t selector, const std::string& text) {
+    Bytes b{selector};
+    b.insert(b.end(), text.begin(), text.end());
+    Write("etcd_reply_fuzz", name, b);
+  };
+  seed("range", 0, "{" + header + R"(,"kvs":[{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1",)"
+                   R"("value":"YmFy","lease":"77"}],"count":"1"})");
+  seed("watch_created", 1, R"({"result":{)" + header + R"(,"created":true}})");
+  seed("watch_events", 1, R"({"result":{)" + header +
+                              R"(,"events":[{"kv":{"key":"Zm9v","mod_revision":"2","value":"YmFy"}},)"
+                              R"({"type":"DELETE","kv":{"key":"Zm9v","mod_revision":"3"}}]}})");
+  seed("watch_compacted", 1, R"({"result":{"header":{"raft_term":"2"},"canceled":true,"compact_revision":"3"}})");
+  seed("lease_grant", 2, "{" + header + R"(,"ID":"2324035765028852230","TTL":"5"})");
+  seed("keepalive", 3, R"({"result":{)" + header + R"(,"ID":"123","TTL":"5"}})");
+  seed("delete", 4, "{" + header + R"(,"deleted":"1"})");
+  seed("error", 5, R"({"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5})");
+  seed("memnode_info", 6, discovery::EncodeMemnodeInfo({"10.0.0.7:7000", "tcp", 1 << 30, 1767261600123}));
+  seed("base64", 7, "Zm9vYg==");
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s <corpus dir>\n", argv[0]);
@@ -326,5 +351,6 @@ int main(int argc, char** argv) {
   TcpSeeds();
   ClientSeeds();
   FramingSeeds();
+  EtcdSeeds();
   return 0;
 }

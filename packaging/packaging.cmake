@@ -53,12 +53,12 @@ set(CPACK_COMPONENT_DEV_DESCRIPTION
     "Sharry far-memory libraries, API headers and CMake config
 Sharry (DAC'24) lets many compute processes share the memory of one memory
 node over RDMA. This package holds the static libraries sharry::base, verbs,
-memnode_client, memnode, alloc, compute and remote_ds, their API headers
+memnode_client, memnode, alloc, discovery, compute and remote_ds, their API headers
 (include/sharry/) and the CMake package config: find_package(Sharry), then
 target_link_libraries(app PRIVATE sharry::remote_ds).")
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME sharry-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "libibverbs-dev, librdmacm-dev, libgflags-dev, libgoogle-glog-dev, libboost-dev (>= 1.74), libssl-dev, libmicrohttpd-dev, libisal-dev, pkg-config")
+    "libibverbs-dev, librdmacm-dev, libgflags-dev, libgoogle-glog-dev, libboost-dev (>= 1.74), libssl-dev, libmicrohttpd-dev, libisal-dev, libcurl4-openssl-dev, pkg-config")
 
 include(CPack)

@@ -4,6 +4,8 @@
 #   tools, bench, examples -> workloads -> remote_ds -> compute
 #     -> memnode_client (memnode/rpc.h, memnode/client.h) -> verbs -> base
 #   memnode (the server) -> alloc, memnode_client, verbs -> base
+#   discovery -> base; memnode (the server), compute and what is above them
+#     may include discovery
 #
 # For every source or header of a folder, each `#include "<dir>/..."` that
 # names one of Sharry's folders must be allowed for that folder. Prints each
@@ -15,7 +17,7 @@ set -euo pipefail
 help_opt "$@"
 cd "$(dirname "$0")/.."
 
-ours='base|verbs|alloc|memnode|compute|remote_ds|workloads|tools|bench|examples|tests|fuzz'
+ours='base|verbs|alloc|discovery|memnode|compute|remote_ds|workloads|tools|bench|examples|tests|fuzz'
 client='memnode/(rpc|client)\.h'
 bad=0
 
@@ -42,13 +44,14 @@ check "base/$src" 'base/.*'
 check "verbs/$src" '(verbs|base)/.*'
 check "alloc/$src" '(alloc|base)/.*'
 check "memnode/(rpc|client)\.(h|cc)" "$client|(verbs|base)/.*"
-check "memnode/$src" '(memnode|alloc|verbs|base)/.*'
-check "compute/$src" "$client|(compute|verbs|base)/.*"
-check "remote_ds/$src" "$client|(remote_ds|compute|verbs|base)/.*"
-check "workloads/$src" "$client|(workloads|remote_ds|compute|verbs|base)/.*"
-check "tools/cli/$src" "$client|(tools/cli|remote_ds|compute|verbs|base)/.*"
-check "tools/$src" '(tools|workloads|remote_ds|compute|memnode|alloc|verbs|base)/.*'
-check "(bench|examples)/$src" '(bench|examples|tools/cli|workloads|remote_ds|compute|memnode|alloc|verbs|base)/.*'
+check "discovery/$src" '(discovery|base)/.*'
+check "memnode/$src" '(memnode|alloc|discovery|verbs|base)/.*'
+check "compute/$src" "$client|(compute|discovery|verbs|base)/.*"
+check "remote_ds/$src" "$client|(remote_ds|compute|discovery|verbs|base)/.*"
+check "workloads/$src" "$client|(workloads|remote_ds|compute|discovery|verbs|base)/.*"
+check "tools/cli/$src" "$client|(tools/cli|remote_ds|compute|discovery|verbs|base)/.*"
+check "tools/$src" '(tools|workloads|remote_ds|compute|memnode|alloc|discovery|verbs|base)/.*'
+check "(bench|examples)/$src" '(bench|examples|tools/cli|workloads|remote_ds|compute|memnode|alloc|discovery|verbs|base)/.*'
 
 if [[ $bad != 0 ]]; then
   echo "layering: upward includes found (see docs/layout.md for the allowed arrows)" >&2

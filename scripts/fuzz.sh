@@ -38,7 +38,7 @@ make_corpus=0
 # The targets run by default (and by scripts/test.sh). tcp_client_fuzz is a
 # hostile server against the TCP client; its regressions (replies announcing
 # 4 GiB) are replayed first.
-all_targets=(rpc_codec_fuzz rpc_service_fuzz tcp_server_fuzz tcp_client_fuzz tcp_framing_fuzz)
+all_targets=(rpc_codec_fuzz rpc_service_fuzz tcp_server_fuzz tcp_client_fuzz tcp_framing_fuzz etcd_reply_fuzz)
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seconds) seconds=$2; shift 2 ;;

@@ -27,6 +27,12 @@ PKGS=(
   libmicrohttpd-dev
   # the erasure code of the runtime's stripes across memnodes (compute/erasure_code.h)
   libisal-dev
+  # memnode discovery through etcd (discovery/): libcurl and nlohmann::json
+  # speak etcd v3's JSON gateway (no gRPC); etcd-server runs the real etcd
+  # that discovery_test.tcp starts (it fails without /usr/bin/etcd),
+  # etcd-client is etcdctl, to look at a registry by hand (Debian also
+  # enables an etcd.service on 127.0.0.1:2379; the tests use their own ports)
+  libcurl4-openssl-dev nlohmann-json3-dev etcd-server etcd-client
   # baselines for the benchmarks
   perftest
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0

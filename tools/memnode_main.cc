@@ -18,6 +18,7 @@
 
 #include "alloc/scheduler.h"
 #include "base/flag_check.h"
+#include "discovery/memnode_registry.h"
 #include "memnode/memnode.h"
 #include "memnode/tenants.h"
 #include "tools/cli/program.h"
@@ -69,13 +70,68 @@ SHARRY_FLAG(int32, keepalive_s, 10, 0, 3600, "tcp keepalive idle seconds before 
 SHARRY_FLAG(int32, metrics_port, 0, 0, 65535, "serve Prometheus metrics (GET /metrics) on this port (0: off)");
 DEFINE_string(metrics_listen, "127.0.0.1",
               "address of the metrics endpoint; it has no authentication, so a non-loopback one is logged");
+// Discovery through etcd (docs/discovery.md).
+DEFINE_string(etcd, "",
+              "register this memnode in etcd (host:port of its client URL, served over HTTP) under --etcd_prefix "
+              "while it serves, so runtimes find it; empty: no registration");
+DEFINE_string(etcd_prefix, sharry::discovery::kDefaultPrefix,
+              "etcd key prefix of the registry: the key is <prefix><advertised host:port>");
+SHARRY_FLAG(int32, etcd_ttl_s, 5, 1, 3600,
+            "TTL of the registration's etcd lease in seconds (renewed every third of it): how long a memnode "
+            "that died or froze stays registered");
+DEFINE_string(advertise, "",
+              "host:port clients connect to, as registered in etcd (empty: --listen and the port served; needed "
+              "when --listen is a wildcard address)");
 
 namespace {
 
 volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
+// --etcd, --etcd_prefix and --advertise (--etcd_ttl_s is a SHARRY_FLAG).
+sharry::Status CheckDiscoveryFlags() {
+  auto host_port = [](const char* name, const std::string& value) {
+    sharry::Status s = sharry::discovery::CheckHostPort(value);
+    if (s.ok()) return s;
+    return sharry::Status::InvalidArgument("--" + std::string(name) + "=" + value + " is not allowed: " + s.message());
+  };
+  if (!FLAGS_etcd.empty()) SHARRY_RETURN_IF_ERROR(host_port("etcd", FLAGS_etcd));
+  if (!FLAGS_advertise.empty()) SHARRY_RETURN_IF_ERROR(host_port("advertise", FLAGS_advertise));
+  const bool printable = std::all_of(FLAGS_etcd_prefix.begin(), FLAGS_etcd_prefix.end(),
+                                     [](char c) { return c > 0x20 && c < 0x7f; });
+  if (FLAGS_etcd_prefix.empty() || !printable) {
+    return sharry::Status::InvalidArgument("--etcd_prefix=" + FLAGS_etcd_prefix +
+                                           " is not allowed: a non-empty key prefix of printable ASCII, no spaces");
+  }
+  if (!FLAGS_etcd.empty() && FLAGS_advertise.empty() &&
+      (FLAGS_listen == "0.0.0.0" || FLAGS_listen == "::" || FLAGS_listen.empty())) {
+    return sharry::Status::InvalidArgument("--advertise is needed with --etcd when --listen=" + FLAGS_listen +
+                                           " (a wildcard address clients cannot connect to)");
+  }
+  return sharry::Status::Ok();
+}
+
+// What this memnode registers in etcd (--etcd), or null without --etcd.
+sharry::StatusOr<std::unique_ptr<sharry::discovery::MemnodeRegistration>> RegisterInEtcd(
+    const sharry::memnode::MemnodeOptions& o, uint16_t port, int64_t started_ms) {
+  if (FLAGS_etcd.empty()) return std::unique_ptr<sharry::discovery::MemnodeRegistration>();
+  sharry::discovery::RegistrationOptions r;
+  r.etcd.endpoint = FLAGS_etcd;
+  r.prefix = FLAGS_etcd_prefix;
+  r.ttl_s = FLAGS_etcd_ttl_s;
+  r.info.addr = FLAGS_advertise;
+  if (r.info.addr.empty()) {
+    const bool v6 = FLAGS_listen.find(':') != std::string::npos;
+    r.info.addr = (v6 ? "[" + FLAGS_listen + "]" : FLAGS_listen) + ":" + std::to_string(port);
+  }
+  r.info.transport = std::string(sharry::TransportName(o.transport));
+  r.info.uma_bytes = o.uma_bytes;
+  r.info.started_ms = started_ms;
+  return sharry::discovery::MemnodeRegistration::Start(std::move(r));
+}
+
 int Main(int argc, char** argv) {
+  const int64_t started_ms = sharry::discovery::UnixMillisNow();
   sharry::cli::InitProgram(&argc, &argv, "Sharry memory node: serves far memory to compute processes",
                            sharry::cli::Log::kStderr);
   namespace f = sharry::flags;
@@ -88,6 +144,7 @@ int Main(int argc, char** argv) {
       section_cores.status(),
       poller_cores.status(),
       f::CheckRangeU("max_object_kb", FLAGS_max_object_kb, 0, FLAGS_uma_mb << 10),
+      CheckDiscoveryFlags(),
   });
   sharry::memnode::MemnodeOptions o;
   o.transport = kind;
@@ -146,6 +203,16 @@ int Main(int argc, char** argv) {
   }
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
+  // Registered once serving: a runtime that finds the key can connect.
+  auto registration = RegisterInEtcd(o, (*m)->port(), started_ms);
+  if (!registration.ok()) {
+    std::fprintf(stderr, "memnode: cannot register in etcd (--etcd): %s\n", registration.status().ToString().c_str());
+    return 1;
+  }
+  if (*registration) {
+    LOG(INFO) << "memnode: registered in etcd " << FLAGS_etcd << " as " << (*registration)->key() << " (lease "
+              << (*registration)->lease_id() << ", ttl " << FLAGS_etcd_ttl_s << " s)";
+  }
   if (!FLAGS_port_file.empty()) {
     // Written whole, then renamed: a reader sees no file or the whole port.
     // A port file that cannot be written is fatal: whoever waits for it would
@@ -164,6 +231,14 @@ int Main(int argc, char** argv) {
   std::printf("memnode serving on port %u\n", (*m)->port());
   std::fflush(stdout);
   while (!g_stop) pause();
+  // Gone from the registry first (the lease revoked: watchers see it leave
+  // at once), then stop serving.
+  if (*registration) {
+    if (sharry::Status s = (*registration)->Stop(); !s.ok()) {
+      LOG(WARNING) << "memnode: could not deregister from etcd (the key expires in " << FLAGS_etcd_ttl_s
+                   << " s): " << s;
+    }
+  }
   LOG(INFO) << "memnode: stopping; final stats: " << sharry::memnode::FormatStats((*m)->service().CollectStats());
   m->reset();
   return 0;

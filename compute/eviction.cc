@@ -143,7 +143,7 @@ void RuntimeImpl::NoteAllocResult(FarNode& n, const Status& s, bool any_refused)
 std::vector<FarNode*> RuntimeImpl::PlacementOrder() const {
   std::vector<FarNode*> v;
   for (const auto& n : nodes_)
-    if (n->healthy()) v.push_back(n.get());
+    if (n->healthy()) v.push_back(n);
   std::stable_sort(v.begin(), v.end(), [](const FarNode* a, const FarNode* b) { return a->Score() < b->Score(); });
   return v;
 }
@@ -210,14 +210,14 @@ Status RuntimeImpl::AssignFarBlocks(std::vector<Victim>& victims, Status* refuse
     for (const Victim& v : victims) Release(v);
     return FailedAccess(NoHealthyStatus(nullptr).WithContext("swap-out"));
   }
-  std::vector<uint64_t> score(nodes_.size(), 0);
+  std::vector<uint64_t> score(kMaxMemnodes, 0);
   for (FarNode* n : order) score[n->index] = n->Score();
   // Per memnode: the victims (index, copy slot) that need a block there.
   struct Need {
     size_t victim;
     uint32_t slot;
   };
-  std::vector<std::vector<Need>> needs(nodes_.size());
+  std::vector<std::vector<Need>> needs(kMaxMemnodes);
   const uint32_t want = std::min<uint32_t>(copies_, static_cast<uint32_t>(order.size()));
   for (size_t i = 0; i < victims.size(); ++i) {
     Victim& v = victims[i];
@@ -296,7 +296,7 @@ Status RuntimeImpl::AssignFarBlocks(std::vector<Victim>& victims, Status* refuse
 }
 
 void RuntimeImpl::GiveBack(const std::vector<Victim>& victims) {
-  std::vector<std::vector<FarBlockQueue::Block>> back(nodes_.size());
+  std::vector<std::vector<FarBlockQueue::Block>> back(kMaxMemnodes);
   for (const Victim& v : victims) {
     if (!v.new_blocks) continue;
     for (uint32_t c = 0; c < v.far.n; ++c)
@@ -308,8 +308,8 @@ void RuntimeImpl::GiveBack(const std::vector<Victim>& victims) {
 Status RuntimeImpl::WriteBack(std::vector<Victim>& victims) {
   // Objects without a far block (far memory exhausted) stay local. One chain
   // of WRITEs per memnode.
-  std::vector<std::vector<RemoteOp>> writes(nodes_.size());
-  std::vector<std::vector<std::pair<size_t, uint32_t>>> whose(nodes_.size());
+  std::vector<std::vector<RemoteOp>> writes(kMaxMemnodes);
+  std::vector<std::vector<std::pair<size_t, uint32_t>>> whose(kMaxMemnodes);
   for (size_t i = 0; i < victims.size(); ++i) {
     const Victim& v = victims[i];
     const bool must_write = opts_.mode == CopyMode::kUniqueCopy || !Is(v.word, kFar) || Is(v.word, kDirty);

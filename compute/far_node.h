@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "base/mutex.h"
 #include "base/status.h"
@@ -78,6 +79,29 @@ struct FarNode {
   std::atomic<uint64_t> used_at_stats{0};
   std::atomic<int64_t> placed_since_stats{0};
   std::atomic<uint64_t> copies{0}, copy_bytes{0}, alloc_rpcs{0}, free_rpcs{0};
+};
+
+// The runtime's memnodes, in the order they came (the options' list, then
+// etcd joins): appended, never removed, so a reader iterates or indexes
+// [0, size()) without a lock. One writer at a time (the caller serializes).
+class FarNodes {
+ public:
+  size_t size() const { return n_.load(std::memory_order_acquire); }
+  FarNode* operator[](size_t i) const { return slots_[i]; }
+  FarNode* const* begin() const { return slots_; }
+  FarNode* const* end() const { return slots_ + size(); }
+  FarNode* Add(std::unique_ptr<FarNode> n) {
+    const size_t i = n_.load(std::memory_order_relaxed);
+    slots_[i] = n.get();
+    owned_.push_back(std::move(n));
+    n_.store(i + 1, std::memory_order_release);
+    return slots_[i];
+  }
+
+ private:
+  FarNode* slots_[kMaxMemnodes] = {};
+  std::vector<std::unique_ptr<FarNode>> owned_;  // the writer's
+  std::atomic<size_t> n_{0};
 };
 
 }  // namespace sharry::compute

@@ -118,7 +118,25 @@ void RuntimeImpl::OnFarFailure(FarNode& n, const Status& s) {
   // At most one reconnector per memnode: a previous one has finished (it
   // sets the state before it returns), so joining it here is brief.
   std::thread old = std::move(n.reconnector);
-  n.reconnector = std::thread([this, node = &n] { ReconnectLoop(node); });
+  n.reconnector = std::thread([this, node = &n] { ReconnectLoop(node, true); });
+  l.Unlock();
+  if (old.joinable()) old.join();
+}
+
+void RuntimeImpl::DeclareDead(FarNode& n, const Status& why) {
+  {
+    MutexLock rl(&health_mu_);
+    if (reconnector_stop_) return;
+  }
+  MutexLock l(&n.health_mu);
+  if (n.health.load(std::memory_order_acquire) != FarNode::kHealthy) return;  // its reconnector decides
+  n.health_status = why;
+  n.unhealthy_since = std::chrono::steady_clock::now();
+  n.health.store(FarNode::kReconnecting, std::memory_order_release);
+  connection_failures_++;
+  LOG(WARNING) << "compute runtime: memnode " << n.name << " is dead: " << why;
+  std::thread old = std::move(n.reconnector);
+  n.reconnector = std::thread([this, node = &n] { ReconnectLoop(node, false); });
   l.Unlock();
   if (old.joinable()) old.join();
 }
@@ -141,12 +159,15 @@ bool RuntimeImpl::ReconnectPause(int ms) {
 // to reconnect_attempts connects (reconnect_timeout_ms each, pauses from
 // reconnect_pause_ms doubling) try to get a new control connection: the
 // memnode comes back new and empty. After the last one it is dead for good.
-void RuntimeImpl::ReconnectLoop(FarNode* n) {
+void RuntimeImpl::ReconnectLoop(FarNode* n, bool ask) {
   Status probe;
-  {
+  if (ask) {
     MutexLock l(&n->control_mu);  // its users fail at once meanwhile: the memnode is not healthy
     probe = n->control->transport().alive() ? n->control->GetStats().status() : n->control->transport().dead_reason();
     if (probe.ok() && !n->control->transport().alive()) probe = n->control->transport().dead_reason();
+  } else {
+    MutexLock l(&n->health_mu);
+    probe = n->health_status;  // etcd says it is gone
   }
   auto exclusive = [&](auto&& fn) {
     writers_waiting_.fetch_add(1, std::memory_order_acq_rel);
@@ -167,6 +188,11 @@ void RuntimeImpl::ReconnectLoop(FarNode* n) {
     return;
   }
   dead_memnodes_++;
+  if (!ask) {
+    // Gone from etcd: dead until it joins again (a new, empty memnode).
+    n->health.store(FarNode::kDead, std::memory_order_release);
+    return;
+  }
   int pause = opts_.reconnect_pause_ms;
   Status last;
   for (int attempt = 0; attempt < opts_.reconnect_attempts; ++attempt) {
@@ -178,43 +204,47 @@ void RuntimeImpl::ReconnectLoop(FarNode* n) {
       MutexLock l(&health_mu_);
       if (reconnector_stop_) return;
     }
-    ClientOptions co = n->conn_opts;
-    co.connect_attempts = 1;
-    co.connect_timeout_ms = opts_.reconnect_timeout_ms;
-    auto c = memnode::MemnodeClient::Connect(opts_.transport, co);
-    if (c.ok() && (*c)->uma_bytes() > far::kMaxUma) c = Status::InvalidArgument("its UMA is larger than 1 TiB");
+    auto c = ConnectControl(n->conn_opts, opts_.reconnect_timeout_ms);
     if (!c.ok()) {
       last = c.status();
       LOG(WARNING) << "compute runtime: reconnect " << attempt + 1 << "/" << opts_.reconnect_attempts << " to "
                    << n->name << " failed: " << last;
       continue;
     }
-    std::unique_ptr<memnode::MemnodeClient> old;
-    exclusive([&]() REQUIRES(epoch_mu_) {
-      {
-        MutexLock l(&n->control_mu);
-        old = std::move(n->control);
-        n->control = std::move(*c);
-        n->control_id = n->control->id();
-      }
-      n->free_queue.Clear();  // blocks queued since the loss were the old client's: reclaimed
-      DropDataConnections(*n);
-    });
-    n->far_exhausted = false;
-    n->used_at_stats = 0;
-    n->placed_since_stats = 0;
-    reconnects_++;
-    LOG(WARNING) << "compute runtime: reconnected to memnode " << n->name << " as client " << n->control_id;
-    n->health.store(FarNode::kHealthy, std::memory_order_release);
-    if (side_table_) {
-      MutexLock l(&repair_mu_);
-      repair_cv_.SignalAll();  // a memnode to repair onto
-    }
+    InstallControl(n, std::move(*c));
     return;
   }
   LOG(ERROR) << "compute runtime: gave up reconnecting to memnode " << n->name << " after "
              << opts_.reconnect_attempts << " attempts: " << last;
   n->health.store(FarNode::kDead, std::memory_order_release);
+}
+
+void RuntimeImpl::InstallControl(FarNode* n, std::unique_ptr<memnode::MemnodeClient> c) {
+  std::unique_ptr<memnode::MemnodeClient> old;
+  writers_waiting_.fetch_add(1, std::memory_order_acq_rel);
+  {
+    WriterMutexLock ex(&epoch_mu_);
+    writers_waiting_.fetch_sub(1, std::memory_order_acq_rel);
+    {
+      MutexLock l(&n->control_mu);
+      old = std::move(n->control);
+      n->control = std::move(c);
+      n->control_id = n->control->id();
+    }
+    n->free_queue.Clear();  // blocks queued since the loss were the old client's: reclaimed
+    DropDataConnections(*n);
+  }
+  n->far_exhausted = false;
+  n->used_at_stats = 0;
+  n->placed_since_stats = 0;
+  reconnects_++;
+  LOG(WARNING) << "compute runtime: connected to memnode " << n->name << " again, as client " << n->control_id
+               << " (a new, empty memnode to us)";
+  n->health.store(FarNode::kHealthy, std::memory_order_release);
+  if (side_table_) {
+    MutexLock l(&repair_mu_);
+    repair_cv_.SignalAll();  // a memnode to repair onto
+  }
 }
 
 void RuntimeImpl::MarkFarMemoryLost(FarNode& n, const Status& why) {

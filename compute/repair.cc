@@ -131,9 +131,9 @@ size_t RuntimeImpl::RepairBatch(std::vector<ObjectHeader*>& batch) {
   }
   // Targets: the least used healthy memnode without a copy of the object.
   std::vector<FarNode*> order = PlacementOrder();
-  std::vector<uint64_t> score(nodes_.size(), 0);
+  std::vector<uint64_t> score(kMaxMemnodes, 0);
   for (FarNode* n : order) score[n->index] = n->Score();
-  std::vector<std::vector<size_t>> per_node(nodes_.size());
+  std::vector<std::vector<size_t>> per_node(kMaxMemnodes);
   for (size_t i = 0; i < items.size(); ++i) {
     Item& it = items[i];
     if (it.data == nullptr) continue;

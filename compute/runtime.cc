@@ -123,7 +123,7 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o) {
   if (o.redundancy.kind == Redundancy::Kind::kReplicate && (o.redundancy.replicas < 2 || o.redundancy.replicas > 4))
     return Status::InvalidArgument("redundancy replicate:R needs R in 2..4");
   const size_t nodes = o.memnodes.empty() ? 1 : o.memnodes.size();
-  if (o.redundancy.nodes_needed() > nodes)
+  if (o.redundancy.nodes_needed() > nodes && o.etcd.empty())
     return Status::InvalidArgument("redundancy " + RedundancyName(o.redundancy) + " needs at least " +
                                    std::to_string(o.redundancy.nodes_needed()) + " memnodes; " +
                                    std::to_string(nodes) + " given");
@@ -162,34 +162,19 @@ Status RuntimeImpl::Init() {
     if (!ec.ok()) return ec.status();
     ec_ = std::make_unique<ErasureCode>(std::move(*ec));
   }
+  // The memnodes: the options' list (or the one address, unless etcd alone
+  // names them), then those registered in etcd.
   std::vector<MemnodeAddress> addrs = opts_.memnodes;
-  if (addrs.empty()) addrs.push_back({opts_.memnode_addr, opts_.memnode_port});
-  for (size_t i = 0; i < addrs.size(); ++i) {
-    auto n = std::make_unique<FarNode>(static_cast<uint32_t>(i), addrs[i]);
-    ClientOptions& co = n->conn_opts;
-    co.server_addr = n->addr.host;
-    co.port = n->addr.port;
-    co.connect_timeout_ms = opts_.connect_timeout_ms;
-    co.connect_attempts = opts_.connect_attempts;
-    co.op_timeout_ms = opts_.op_timeout_ms;
-    co.tenant = opts_.tenant;
-    co.secret = opts_.secret;
-    co.staging_bytes = std::max<size_t>(4u << 20, size_t{opts_.max_object_bytes} * 2);
-    auto c = memnode::MemnodeClient::Connect(opts_.transport, co);
-    if (!c.ok()) return c.status().WithContext("memnode " + n->name + " is unreachable");
-    if ((*c)->uma_bytes() > far::kMaxUma)
-      return Status::InvalidArgument("memnode " + n->name + ": its UMA of " + std::to_string((*c)->uma_bytes()) +
-                                     " B is larger than a runtime addresses (1 TiB per memnode)");
-    {
-      MutexLock l(&n->control_mu);  // no other thread yet: for the analysis
-      n->control = std::move(*c);
-      n->control_id = n->control->id();
-    }
-    // Later connections (data connections, reconnects) try once each: a
-    // failure marks the memnode unhealthy instead of retrying on every miss.
-    co.connect_attempts = 1;
-    nodes_.push_back(std::move(n));
-  }
+  if (addrs.empty() && opts_.etcd.empty()) addrs.push_back({opts_.memnode_addr, opts_.memnode_port});
+  for (const MemnodeAddress& a : addrs) SHARRY_RETURN_IF_ERROR(AddMemnode(a, true));
+  if (!opts_.etcd.empty()) SHARRY_RETURN_IF_ERROR(StartWatcher());
+  if (nodes_.size() == 0)
+    return Status::Unavailable("no memnode: none is registered under " + opts_.etcd_prefix + " at etcd " +
+                               opts_.etcd + " and none was given");
+  if (opts_.redundancy.nodes_needed() > nodes_.size())
+    return Status::Unavailable("redundancy " + RedundancyName(opts_.redundancy) + " needs at least " +
+                               std::to_string(opts_.redundancy.nodes_needed()) + " memnodes; " +
+                               std::to_string(nodes_.size()) + " are reachable");
   // One eviction batch of bytes: what a synchronous eviction frees below the
   // budget, and how far below its start the evictor goes, so that rounds
   // come in full batches (one ALLOC, one chain of WRITEs).
@@ -218,6 +203,13 @@ Status RuntimeImpl::Init() {
 }
 
 RuntimeImpl::~RuntimeImpl() {
+  if (watcher_) watcher_->Stop();
+  {
+    MutexLock l(&membership_mu_);
+    membership_stop_ = true;
+  }
+  membership_cv_.SignalAll();
+  if (membership_.joinable()) membership_.join();
   StopThreads();
   if (objects_.load() != 0) LOG(WARNING) << "compute runtime destroyed with " << objects_.load() << " live objects";
   // Not while unhealthy: the FREE would fail at once (and the memnode

@@ -133,6 +133,13 @@ struct RuntimeOptions {
   uint16_t memnode_port = 7000;
   std::vector<MemnodeAddress> memnodes;
   Redundancy redundancy;                 // needs at least nodes_needed() memnodes
+  // Discovery (docs/discovery.md): with an etcd endpoint ("host:port"), the
+  // memnodes registered under etcd_prefix are used too (with `memnodes`, or
+  // alone if it is empty), a memnode whose key goes (lease expired or
+  // revoked) is dead at once, and one that joins later takes new blocks
+  // and repairs.
+  std::string etcd;
+  std::string etcd_prefix = "/sharry/memnodes/";
   int placement_refresh_ms = 500;        // how often each memnode's used bytes are asked (STATS)
                                          // for placement (least used first); 0: never, ours only
   uint64_t local_budget_bytes = 64u << 20;

@@ -27,6 +27,7 @@
 #include "base/status.h"
 #include "compute/far_block_queue.h"
 #include "compute/erasure_code.h"
+#include "discovery/memnode_registry.h"
 #include "compute/far_node.h"
 #include "compute/object.h"
 #include "compute/runtime.h"
@@ -242,6 +243,20 @@ class RuntimeImpl final : public Runtime {
   // queued stripes into new full stripes, then frees the old ones.
   size_t RestripeBatch() REQUIRES_SHARED(epoch_mu_) EXCLUDES(stripes_mu_);
 
+  // ---- membership.cc: memnodes that come and go (etcd).
+  // Connects a control connection to `addr` (one attempt).
+  StatusOr<std::unique_ptr<memnode::MemnodeClient>> ConnectControl(const ClientOptions& base, int timeout_ms) const;
+  ClientOptions ControlOptions(const MemnodeAddress& a) const;
+  // A new memnode: connected and appended (REQUIRES: membership_mu_ or Init).
+  Status AddMemnode(const MemnodeAddress& a, bool at_init);
+  Status StartWatcher() EXCLUDES(membership_mu_);
+  void MembershipLoop() EXCLUDES(membership_mu_);
+  // A memnode's key went from etcd: it is dead now (no probe, no timeout).
+  void OnLeave(const std::string& addr);
+  // A memnode joined: new, or one we had given up on (it is new and empty).
+  void OnJoin(const std::string& addr, const discovery::MemnodeInfo& info);
+  FarNode* FindNode(const std::string& name) const;
+
   // ---- health.cc: whether each memnode is usable.
   // Every far access holds epoch_mu_ shared for its duration:
   //   BeginFar();  // or: if (!TryBeginFar()) ...;
@@ -265,7 +280,12 @@ class RuntimeImpl final : public Runtime {
   // Why no copy of an object could be read / no memnode can take a block.
   Status NoHealthyStatus(const Copies* copies) const;
   Status LostObjectStatus() EXCLUDES(health_mu_);
-  void ReconnectLoop(FarNode* n) EXCLUDES(epoch_mu_, health_mu_);
+  // probe: ask the memnode first (a dead data connection may leave our
+  // control connection good); without, it is dead (etcd said so).
+  void ReconnectLoop(FarNode* n, bool probe) EXCLUDES(epoch_mu_, health_mu_);
+  void DeclareDead(FarNode& n, const Status& why) EXCLUDES(health_mu_);
+  // Installs a new control connection to n (the memnode is new and empty to us).
+  void InstallControl(FarNode* n, std::unique_ptr<memnode::MemnodeClient> c) EXCLUDES(epoch_mu_);
   bool ReconnectPause(int ms) EXCLUDES(health_mu_);
   // Our control connection to `n` is gone, so the memnode reclaims (or has
   // reclaimed) every block we held there: each object keeps its copies
@@ -275,7 +295,7 @@ class RuntimeImpl final : public Runtime {
   const RuntimeOptions opts_;
   const uint32_t copies_;  // far copies per object (replicate:R: R; none and ec: 1)
   const bool side_table_;  // replicas or stripe refs per object (extras_)
-  std::vector<std::unique_ptr<FarNode>> nodes_;  // fixed at Init
+  FarNodes nodes_;  // the options' list at Init, then etcd's joins (membership_mu_)
   uint64_t local_limit_ = 0;  // set by Init
   const uint64_t instance_;   // distinguishes runtimes in thread-local caches
   // Watermarks (bytes of local object data), fixed at Init:
@@ -308,6 +328,7 @@ class RuntimeImpl final : public Runtime {
   Mutex lease_mu_;
   Mutex repair_mu_;
   Mutex stripes_mu_;
+  Mutex membership_mu_;
 
   // One data connection per (thread, runtime, memnode); owned here, cached per thread.
   struct DataConn {
@@ -363,6 +384,19 @@ class RuntimeImpl final : public Runtime {
   bool repair_stop_ GUARDED_BY(repair_mu_) = false;
   std::atomic<uint64_t> repair_pending_{0};
   std::thread repairer_;
+
+  // Membership (etcd): the watcher's events, handled by membership_.
+  struct MemberEvent {
+    bool join;
+    std::string addr;
+    discovery::MemnodeInfo info;
+  };
+  std::unique_ptr<discovery::MemnodeWatcher> watcher_;
+  CondVar membership_cv_;  // with membership_mu_: an event or membership_stop_
+  std::deque<MemberEvent> member_events_ GUARDED_BY(membership_mu_);
+  bool membership_stop_ GUARDED_BY(membership_mu_) = false;
+  std::thread membership_;
+  std::atomic<uint64_t> joins_{0}, leaves_{0};
 
   // Erasure coding (ec:K+M).
   std::unique_ptr<ErasureCode> ec_;

@@ -43,7 +43,7 @@ Status RuntimeImpl::WriteStripes(std::vector<StripeItem>& items) {
     std::vector<uint64_t> addr;   // K + M
   };
   std::vector<Plan> plans;
-  std::vector<uint64_t> score(nodes_.size(), 0);
+  std::vector<uint64_t> score(kMaxMemnodes, 0);
   for (FarNode* n : order) score[n->index] = n->Score();
   for (size_t b = 0; b < idx.size(); b += per) {
     Plan p;
@@ -67,7 +67,7 @@ Status RuntimeImpl::WriteStripes(std::vector<StripeItem>& items) {
   }
   auto block_size = [&](const Plan& p, uint32_t pos) { return pos < K ? items[p.members[pos]].size : p.len; };
   auto give_back = [&] {
-    std::vector<std::vector<FarBlockQueue::Block>> back(nodes_.size());
+    std::vector<std::vector<FarBlockQueue::Block>> back(kMaxMemnodes);
     for (const Plan& p : plans)
       for (uint32_t pos = 0; pos < K + M; ++pos)
         if (p.addr[pos] != kNoFarOffset)
@@ -79,7 +79,7 @@ Status RuntimeImpl::WriteStripes(std::vector<StripeItem>& items) {
     size_t plan;
     uint32_t pos;
   };
-  std::vector<std::vector<Need>> needs(nodes_.size());
+  std::vector<std::vector<Need>> needs(kMaxMemnodes);
   for (size_t pi = 0; pi < plans.size(); ++pi)
     for (uint32_t pos = 0; pos < K + M; ++pos)
       if (plans[pi].node[pos] != ~0u) needs[plans[pi].node[pos]].push_back({pi, pos});
@@ -154,7 +154,7 @@ Status RuntimeImpl::WriteStripes(std::vector<StripeItem>& items) {
     ec_->Encode(p.len, data, par);
   }
   // One chain of WRITEs per memnode.
-  std::vector<std::vector<RemoteOp>> writes(nodes_.size());
+  std::vector<std::vector<RemoteOp>> writes(kMaxMemnodes);
   for (size_t pi = 0; pi < plans.size(); ++pi) {
     const Plan& p = plans[pi];
     for (uint32_t pos = 0; pos < K + M; ++pos) {

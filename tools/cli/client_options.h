@@ -33,8 +33,11 @@ inline int ExitCodeOf(const Status& s) {
 // message names the flag, its value and what is allowed ("--mode=both is not
 // allowed: use unique, ...") and points *bad_flag at the flag's name. Never
 // throws.
+// With etcd (host:port, or empty), the memnodes registered there count too:
+// then memnode may be empty (etcd names them all).
 inline Status ParseConnectionFlags(std::string_view transport, std::string_view mode, std::string_view memnode,
-                                   std::string_view redundancy, RuntimeOptions* o, const char** bad_flag) {
+                                   std::string_view redundancy, RuntimeOptions* o, const char** bad_flag,
+                                   std::string_view etcd = {}) {
   namespace f = sharry::flags;
   if (auto s = f::CheckOneOf("transport", transport, {"verbs", "rdma", "tcp"}); !s.ok())
     return *bad_flag = "--transport", s;
@@ -44,8 +47,16 @@ inline Status ParseConnectionFlags(std::string_view transport, std::string_view 
   if (!t.ok()) return *bad_flag = "--transport", t.status();
   auto m = ParseCopyMode(mode);
   if (!m.ok()) return *bad_flag = "--mode", m.status();
+  if (!etcd.empty()) {
+    auto e = ParseMemnodeList(etcd, 0);
+    if (!e.ok() || e->size() != 1 || (*e)[0].port == 0)
+      return *bad_flag = "--etcd", Status::InvalidArgument("--etcd=" + std::string(etcd) +
+                                                           " is not HOST:PORT with PORT in 1..65535");
+    o->etcd = std::string(etcd);
+  }
   // Every entry needs its port here (a bare host is refused: 0 as default).
-  auto nodes = ParseMemnodeList(memnode, 0);
+  auto nodes = memnode.empty() && !etcd.empty() ? StatusOr<std::vector<MemnodeAddress>>(std::vector<MemnodeAddress>{})
+                                                : ParseMemnodeList(memnode, 0);
   bool ports = nodes.ok();
   if (nodes.ok())
     for (const MemnodeAddress& a : *nodes) ports = ports && a.port != 0;
@@ -57,7 +68,7 @@ inline Status ParseConnectionFlags(std::string_view transport, std::string_view 
   auto r = ParseRedundancy(redundancy);
   if (!r.ok())
     return *bad_flag = "--redundancy", Status::InvalidArgument("--redundancy=" + r.status().message());
-  if (r->nodes_needed() > nodes->size())
+  if (r->nodes_needed() > nodes->size() && etcd.empty())
     return *bad_flag = "--redundancy",
            Status::InvalidArgument("--redundancy=" + std::string(redundancy) + " needs at least " +
                                    std::to_string(r->nodes_needed()) + " memnodes; --memnode names " +
@@ -65,8 +76,10 @@ inline Status ParseConnectionFlags(std::string_view transport, std::string_view 
   o->transport = *t;
   o->mode = *m;
   o->memnodes = *nodes;
-  o->memnode_addr = (*nodes)[0].host;
-  o->memnode_port = (*nodes)[0].port;
+  if (!nodes->empty()) {
+    o->memnode_addr = (*nodes)[0].host;
+    o->memnode_port = (*nodes)[0].port;
+  }
   o->redundancy = *r;
   return Status::Ok();
 }

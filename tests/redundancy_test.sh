@@ -11,6 +11,8 @@
 #       one client's --timeline_file has a row per 100 ms whose ops add up
 #       to its total and which shows the death;
 #   (b) SIGSTOPped (frozen), likewise (--op_timeout_ms=300 declares it dead);
+#   (d) SIGKILLed under --redundancy=ec:2+1 (stripes of 2 data + 1 parity
+#       blocks): as (a), the objects of its stripes rebuilt from the others;
 #   (c) SIGKILLed, under --redundancy=none: every client exits 2 within 5 s,
 #       stderr naming the dead memnode's HOST:PORT and lost_objects>0; the
 #       survivors reclaim the clients' blocks and serve a fresh client.
@@ -142,12 +144,13 @@ survivors_clean() {
 
 addr0="" addr1="" addr2="" addr3=""  # set by start_memnodes
 summary=""
-# ---- (a) and (b): replicate:2, a memnode killed or frozen ----------------
-for sig in KILL STOP; do
-  tag=rep$sig
+# ---- (a), (b), (d): replicate:2 or ec:2+1, a memnode killed or frozen ----
+for case in repKILL:KILL:replicate:2 repSTOP:STOP:replicate:2 ecKILL:KILL:ec:2+1; do
+  tag=${case%%:*} rest=${case#*:}
+  sig=${rest%%:*} red=${rest#*:}
   start_memnodes "$tag"
   dead=$addr1
-  run_clients $tag replicate:2 --op_timeout_ms=300
+  run_clients "$tag" "$red" --op_timeout_ms=300
   t0=$(now_ms)
   kill -"$sig" "$(cat "$dir/$tag.m1.pid")"
   for c in 1 2 3; do
@@ -155,7 +158,7 @@ for sig in KILL STOP; do
     t=$(($(now_ms) - t0))
     out=$dir/$tag.c$c.out
     echo "$tag.c$c: exit $rc, $t ms after SIG$sig of $dead: $(grep '^sharry_client' "$out" | tr ' ' '\n' |
-      grep -E '^(ops|ops_per_s|degraded_reads|repaired_objects|repair_pending|dead_memnodes|lost_objects|far_bytes_node[0-9]|errors)=' |
+      grep -E '^(ops|ops_per_s|degraded_reads|repaired_objects|repair_pending|dead_memnodes|lost_objects|stripes|far_bytes_node[0-9]|errors)=' |
       tr '\n' ' ')"
     if [ "$rc" != 0 ]; then sed 's/^/  /' "$dir/$tag.c$c.err"; fail "$tag.c$c: exit status $rc, want 0"; fi
     [ "$(field errors "$out")" = 0 ] || fail "$tag.c$c: errors=$(field errors "$out"), want 0"
@@ -185,8 +188,8 @@ for sig in KILL STOP; do
   repair=$(awk -F, 'NR > 1 && $8 == 1 && !d { d = $1 } d && $7 == 0 { print $1 - d; exit }' "$tl")
   # The slowest whole interval (not the last, shorter one).
   slow=$(awk -F, 'NR > 2 && (!m || p < m) { m = p } NR > 1 { p = $3 } END { print m + 0 }' "$tl")
-  echo "$tag: timeline c1: $rows rows, ops reconcile ($ops); repair done ${repair:-?} ms after the death showed; slowest 100 ms: $slow ops/s"
-  [ $sig = STOP ] && kill -KILL "$(cat "$dir/$tag.m1.pid")"
+  echo "$tag: timeline c1: $rows rows, ops reconcile ($ops); repair done ${repair:-(never idle: ec compaction)} ms after the death showed; slowest 100 ms: $slow ops/s"
+  [ "$sig" = STOP ] && kill -KILL "$(cat "$dir/$tag.m1.pid")"
   survivors_clean "$tag" "$addr0,$addr2,$addr3"
   for i in 0 1 2 3; do kill -CONT "$(cat "$dir/$tag.m$i.pid")" 2>/dev/null; kill -KILL "$(cat "$dir/$tag.m$i.pid")" 2>/dev/null; done
 done
@@ -195,7 +198,7 @@ done
 tag=none
 start_memnodes "$tag"
 dead=$addr1
-run_clients $tag none
+run_clients "$tag" none
 t0=$(now_ms)
 kill -KILL "$(cat "$dir/$tag.m1.pid")"
 for c in 1 2 3; do
@@ -228,4 +231,4 @@ for i in 0 1 2; do
 done
 
 echo "death to exit:$summary"
-echo "redundancy_test: 3 passed, 0 failed"
+echo "redundancy_test: 4 passed, 0 failed"

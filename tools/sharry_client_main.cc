@@ -192,7 +192,7 @@ int Main(int argc, char** argv) {
   if (!rt.ok()) return Fail(rt.status(), "runtime");
   // A working set that cannot fit in far memory plus the local budget is
   // refused before the fill, not discovered as an allocation failure later:
-  // far memory is every memnode's UMA, divided among the copies of an object.
+  // far memory is every memnode's UMA, less what the copies or parity take.
   {
     uint64_t uma = 0;
     bool all = true;
@@ -201,7 +201,12 @@ int Main(int argc, char** argv) {
       all = all && ms.ok();
       if (ms.ok()) uma += ms->head.uma_bytes;
     }
-    const uint64_t far = uma / o.redundancy.nodes_needed();
+    // none: all of it; replicate:R: 1/R; ec:K+M: K/(K+M) (the parity blocks).
+    using Kind = sharry::compute::Redundancy::Kind;
+    const Kind kind = o.redundancy.kind;
+    const uint64_t far = kind == Kind::kReplicate ? uma / o.redundancy.replicas
+                         : kind == Kind::kErasure ? uma / (o.redundancy.k + o.redundancy.m) * o.redundancy.k
+                                                  : uma;
     if (all && ws > far + o.local_budget_bytes) {
       std::fprintf(stderr,
                    "sharry_client: --working_set_mb/--objects: a working set of %llu B does not fit in the "

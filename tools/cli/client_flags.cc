@@ -52,6 +52,7 @@ cli::Record FarCounters(Runtime& rt, const RuntimeStats& st) {
     r.Add("far_bytes_node" + std::to_string(i), st.memnodes[i].copy_bytes);
   r.Add("degraded_reads", st.degraded_reads).Add("repaired_objects", st.repaired_objects);
   r.Add("repair_pending", st.repair_pending).Add("dead_memnodes", st.dead_memnodes);
+  r.Add("stripes", st.stripes).Add("restriped_objects", st.restriped_objects);
   r.Add("lost_objects", st.lost_objects);
   return r;
 }

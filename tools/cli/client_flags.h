@@ -44,6 +44,8 @@ void AddSwapCounters(const RuntimeStats& st, cli::Record* r);
 //   far_bytes_node<i>    of which at memnode i (--memnode order), the runtime's count
 //   degraded_reads, repaired_objects, dead_memnodes, lost_objects  (the phase's counts)
 //   repair_pending       objects still short of a copy at the end
+//   stripes              ec: live stripes at the end
+//   restriped_objects    ec: objects moved out of stripes with holes (the phase's count)
 cli::Record FarCounters(Runtime& rt, const RuntimeStats& st);
 
 }  // namespace sharry::compute

@@ -1,11 +1,21 @@
-// memnode_stats: asks a running memnode for its STATS and prints them.
+// memnode_stats: asks running memnodes for their STATS and prints them.
 //   memnode_stats --transport=tcp --addr=127.0.0.1 --port=7000
-// Exit status: 0 printed, 1 the memnode could not be reached or answered
-// with an error (printed on stderr), 2 a bad flag.
+//   memnode_stats --memnode=10.0.0.1:7000,10.0.0.2:7000      (one block each, then the total)
+// One memnode (--addr/--port, or a --memnode list of one) prints what it
+// always has. Several are asked one after another; each gets a block
+// ("memnode HOST:PORT: UMA ...", or one record with a "memnode" field in
+// csv/json), then a total over those that answered ("total of K/N
+// memnodes: UMA ...", or a record with memnode=total).
+// Exit status: 0 printed, 1 a memnode could not be reached or answered
+// with an error (printed on stderr; the others are still printed), 2 a bad
+// flag.
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
 #include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "memnode/client.h"
 #include "tools/cli/output.h"
@@ -14,45 +24,139 @@
 
 DEFINE_string(addr, "127.0.0.1", "memnode address");
 SHARRY_FLAG(int32, port, 7000, 1, 65535, "memnode port");
+DEFINE_string(memnode, "",
+              "memnodes HOST:PORT[,HOST:PORT...] (a bare HOST takes --port; at most 254, no duplicates): each "
+              "one's stats, then the total; instead of --addr");
 DEFINE_bool(admin, false,
             "authenticate as the tenants file's admin (with --secret_file holding the admin secret): see every "
             "client's usage; without it a client sees its own and its tenant's");
 
 namespace {
 
-int Main(int argc, char** argv) {
-  sharry::cli::InitProgram(&argc, &argv, "print a memnode's stats", sharry::cli::Log::kWarnings);
-  const sharry::TransportKind kind = sharry::cli::TransportFromFlags("memnode_stats");
-  sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("memnode_stats");
-  sharry::ClientOptions o;
-  o.server_addr = FLAGS_addr;
-  o.port = static_cast<uint16_t>(FLAGS_port);
-  o.connect_attempts = 1;
-  sharry::cli::CredentialsFromFlags("memnode_stats", FLAGS_admin ? sharry::auth::kAdminName : "", &o.tenant,
-                                    &o.secret);
-  auto c = sharry::memnode::MemnodeClient::Connect(kind, o);
-  if (!c.ok()) {
-    std::fprintf(stderr, "memnode_stats: %s\n", c.status().ToString().c_str());
-    return 1;
+struct Target {
+  std::string host;
+  uint16_t port;
+  std::string name() const { return host + ":" + std::to_string(port); }
+};
+
+// --memnode as the client binaries take it (compute::ParseMemnodeList, which
+// this binary does not link: it is in the sharry-memnode package, without
+// the runtime): entries HOST[:PORT], a port in 1..65535, no duplicates.
+sharry::StatusOr<std::vector<Target>> ParseTargets(std::string_view list, uint16_t default_port) {
+  std::vector<Target> out;
+  const auto bad = [&](std::string_view why) {
+    return sharry::Status::InvalidArgument("--memnode=" + std::string(list) + " is not allowed: " + std::string(why) +
+                                           " (want HOST:PORT[,HOST:PORT...], PORT in 1..65535, at most 254, "
+                                           "no duplicates)");
+  };
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    size_t comma = list.find(',', pos);
+    if (comma == std::string_view::npos) comma = list.size();
+    const std::string_view e = list.substr(pos, comma - pos);
+    pos = comma + 1;
+    const std::string entry = "'" + std::string(e) + "'";
+    if (e.empty()) return bad("an empty entry");
+    Target t{std::string(e.substr(0, e.rfind(':'))), default_port};
+    if (const size_t colon = e.rfind(':'); colon != std::string_view::npos) {
+      const std::string_view p = e.substr(colon + 1);
+      uint32_t port = 0;
+      bool ok = !p.empty() && p.size() <= 5;
+      for (char c : p) {
+        ok = ok && c >= '0' && c <= '9';
+        port = port * 10 + static_cast<uint32_t>(c - '0');
+      }
+      if (!ok || port == 0 || port > 65535) return bad("bad port in " + entry);
+      t.port = static_cast<uint16_t>(port);
+    }
+    if (t.host.empty()) return bad("no host in " + entry);
+    for (const Target& o : out)
+      if (o.host == t.host && o.port == t.port) return bad("duplicate " + entry);
+    out.push_back(std::move(t));
+    if (out.size() > 254) return bad("more than 254 memnodes");
   }
-  auto s = (*c)->GetStats();
-  if (!s.ok()) {
-    std::fprintf(stderr, "memnode_stats: %s\n", s.status().ToString().c_str());
-    return 1;
-  }
-  // This connection itself is one of the clients counted.
-  if (out.text()) {
-    std::printf("%s", sharry::memnode::FormatStats(*s).c_str());
-    return 0;
-  }
-  // csv/json: the totals (the sections and clients stay in the text form).
-  const auto& h = s->head;
+  return out;
+}
+
+// The totals of several memnodes' heads (sections and records are per memnode).
+void AddTo(const sharry::memnode::StatsHead& h, sharry::memnode::StatsHead* sum) {
+  sum->uma_bytes += h.uma_bytes;
+  sum->used_bytes += h.used_bytes;
+  sum->free_bytes += h.free_bytes;
+  sum->live_blocks += h.live_blocks;
+  sum->pending_blocks += h.pending_blocks;
+  sum->pending_bytes += h.pending_bytes;
+  sum->alloc_requests += h.alloc_requests;
+  sum->free_requests += h.free_requests;
+  sum->reclaimed_blocks += h.reclaimed_blocks;
+  sum->clients += h.clients;
+}
+
+// csv/json: the totals of one head (the sections and clients stay in the text form).
+sharry::cli::Record HeadRecord(const sharry::memnode::StatsHead& h) {
   sharry::cli::Record r("memnode_stats");
   r.Add("uma_bytes", h.uma_bytes).Add("used_bytes", h.used_bytes).Add("free_bytes", h.free_bytes);
   r.Add("live_blocks", h.live_blocks).Add("pending_blocks", h.pending_blocks).Add("pending_bytes", h.pending_bytes);
   r.Add("clients", h.clients).Add("alloc_requests", h.alloc_requests).Add("free_requests", h.free_requests);
-  out.Emit(r.Add("reclaimed_blocks", h.reclaimed_blocks));
-  return 0;
+  r.Add("reclaimed_blocks", h.reclaimed_blocks);
+  return r;
+}
+
+int Main(int argc, char** argv) {
+  sharry::cli::InitProgram(&argc, &argv, "print memnodes' stats", sharry::cli::Log::kWarnings);
+  const sharry::TransportKind kind = sharry::cli::TransportFromFlags("memnode_stats");
+  sharry::cli::Emitter out = sharry::cli::EmitterFromFlags("memnode_stats");
+  std::vector<Target> targets{{FLAGS_addr, static_cast<uint16_t>(FLAGS_port)}};
+  if (!FLAGS_memnode.empty()) {
+    auto t = ParseTargets(FLAGS_memnode, static_cast<uint16_t>(FLAGS_port));
+    sharry::flags::ExitOnBadFlags("memnode_stats", t.status());
+    targets = std::move(*t);
+  }
+  sharry::ClientOptions o;
+  o.connect_attempts = 1;
+  sharry::cli::CredentialsFromFlags("memnode_stats", FLAGS_admin ? sharry::auth::kAdminName : "", &o.tenant,
+                                    &o.secret);
+  const bool several = targets.size() > 1;
+  sharry::memnode::StatsHead total;
+  size_t answered = 0;
+  for (const Target& t : targets) {
+    o.server_addr = t.host;
+    o.port = t.port;
+    const std::string who = several ? t.name() + ": " : "";
+    auto c = sharry::memnode::MemnodeClient::Connect(kind, o);
+    if (!c.ok()) {
+      std::fprintf(stderr, "memnode_stats: %s%s\n", who.c_str(), c.status().ToString().c_str());
+      continue;
+    }
+    auto s = (*c)->GetStats();
+    if (!s.ok()) {
+      std::fprintf(stderr, "memnode_stats: %s%s\n", who.c_str(), s.status().ToString().c_str());
+      continue;
+    }
+    // This connection itself is one of the clients counted.
+    answered++;
+    AddTo(s->head, &total);
+    if (out.text()) {
+      std::printf("%s%s", several ? ("memnode " + who).c_str() : "", sharry::memnode::FormatStats(*s).c_str());
+    } else if (several) {
+      out.Emit(sharry::cli::Record("memnode_stats").Add("memnode", t.name()).Append(HeadRecord(s->head)));
+    } else {
+      out.Emit(HeadRecord(s->head));
+    }
+  }
+  if (several) {
+    const std::string counted = std::to_string(answered) + "/" + std::to_string(targets.size());
+    if (out.text()) {
+      sharry::memnode::Stats sum;
+      sum.head = total;
+      std::printf("total of %s memnodes: %s", counted.c_str(), sharry::memnode::FormatStats(sum).c_str());
+    } else {
+      // (The same columns as the memnodes' rows: one csv header.)
+      out.Emit(sharry::cli::Record("memnode_stats").Add("memnode", "total").Append(HeadRecord(total)));
+    }
+  }
+  std::fflush(stdout);
+  return answered == targets.size() ? 0 : 1;
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
 #include "tools/cli/client_flags.h"
 
+#include <string>
+
 #include "base/flag_check.h"
 #include "tools/cli/client_options.h"
 #include "tools/cli/program.h"
+#include "tools/cli/ranged_flag.h"
 #include "tools/cli/start_barrier.h"
 
 DEFINE_string(memnode, "127.0.0.1:7000", "memnodes: HOST:PORT[,HOST:PORT...] (far blocks are placed across them)");
@@ -11,6 +14,11 @@ DEFINE_string(redundancy, "none",
 DEFINE_string(etcd, "", "memnode discovery: etcd HOST:PORT; the memnodes registered there are used too "
               "(alone, unless --memnode is given)");
 DEFINE_string(etcd_prefix, "/sharry/memnodes/", "with --etcd: the key prefix the memnodes register under");
+// The runtime's default (RuntimeOptions::op_timeout_ms); small values make a
+// frozen memnode be declared dead sooner (tests/redundancy_test.sh).
+SHARRY_FLAG(int32, op_timeout_ms, 2000, 50, 600000,
+            "a far READ/WRITE/RPC unanswered this long fails its connection (a stopped memnode is noticed "
+            "within this), in ms");
 DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy)");
 DEFINE_string(ready_file, "", "start barrier: created when the data is loaded");
 DEFINE_string(go_file, "", "start barrier: the timed phase starts once this file exists");
@@ -28,6 +36,7 @@ void ConnectionFromFlags(std::string_view program, RuntimeOptions* o) {
     flags::ExitOnBadFlags(program, Status::InvalidArgument("--etcd_prefix=" + FLAGS_etcd_prefix +
                                                            " must be non-empty, without spaces"));
   o->etcd_prefix = FLAGS_etcd_prefix;
+  o->op_timeout_ms = FLAGS_op_timeout_ms;
   cli::CredentialsFromFlags(program, "", &o->tenant, &o->secret);
 }
 
@@ -36,6 +45,27 @@ Status WaitAtStartBarrierOfFlags() { return WaitAtStartBarrier(FLAGS_ready_file,
 void AddSwapCounters(const RuntimeStats& st, cli::Record* r) {
   r->Add("hit_rate", st.hit_rate(), "%.4f").Add("swap_ins", st.swap_ins).Add("swap_outs", st.swap_outs);
   r->Add("drops", st.drops);
+}
+
+cli::Record FarCounters(Runtime& rt, const RuntimeStats& st) {
+  uint64_t mine = 0, used = 0, answered = 0;
+  for (size_t i = 0; i < rt.memnode_count(); ++i) {
+    auto ms = rt.MemnodeStats(i);
+    if (!ms.ok()) continue;
+    mine += ms->BytesHeldBy(rt.control_client_id(i));
+    used += ms->head.used_bytes;
+    answered++;
+  }
+  cli::Record r("far");
+  r.Add("far_bytes_mine", mine).Add("far_bytes_memnode", used).Add("memnodes_answered", answered);
+  r.Add("far_copy_bytes", st.far_copy_bytes);
+  for (size_t i = 0; i < st.memnodes.size(); ++i)
+    r.Add("far_bytes_node" + std::to_string(i), st.memnodes[i].copy_bytes);
+  r.Add("degraded_reads", st.degraded_reads).Add("repaired_objects", st.repaired_objects);
+  r.Add("repair_pending", st.repair_pending).Add("dead_memnodes", st.dead_memnodes);
+  r.Add("stripes", st.stripes).Add("restriped_objects", st.restriped_objects);
+  r.Add("lost_objects", st.lost_objects);
+  return r;
 }
 
 }  // namespace sharry::compute

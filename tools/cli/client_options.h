@@ -67,7 +67,8 @@ inline Status ParseConnectionFlags(std::string_view transport, std::string_view 
                                    (nodes.ok() ? "" : " (" + nodes.status().message() + ")"));
   auto r = ParseRedundancy(redundancy);
   if (!r.ok())
-    return *bad_flag = "--redundancy", Status::InvalidArgument("--redundancy=" + r.status().message());
+    // ("--redundancy 'replicate:9': use none, replicate:R (R in 2..4) or ec:K+M")
+    return *bad_flag = "--redundancy", Status::InvalidArgument("--" + r.status().message());
   if (r->nodes_needed() > nodes->size() && etcd.empty())
     return *bad_flag = "--redundancy",
            Status::InvalidArgument("--redundancy=" + std::string(redundancy) + " needs at least " +

@@ -85,11 +85,17 @@ Status RuntimeImpl::health() const {
     loss = loss_status_;
   }
   Status now;
+  size_t healthy = 0;
   for (const auto& n : nodes_) {
     Status s = NodeStatus(*n);
-    if (s.ok()) continue;
+    if (s.ok()) {
+      healthy++;
+      continue;
+    }
     now = now.ok() ? s : Status::Unavailable(now.message() + "; " + s.message());
   }
+  // With redundancy, a dead memnode is not a failure while enough are healthy.
+  if (side_table_ && healthy >= opts_.redundancy.nodes_needed()) now = Status::Ok();
   if (!loss.ok()) return now.ok() ? loss : Status::DataLoss(loss.message() + "; and now " + now.message());
   return now;
 }
@@ -177,6 +183,7 @@ void RuntimeImpl::ReconnectLoop(FarNode* n, bool ask) {
       fn();
     }
   };
+  if (!probe.ok()) dead_memnodes_++;  // (before its objects are marked: Stats() never shows losses first)
   exclusive([&]() REQUIRES(epoch_mu_) {
     if (!probe.ok()) MarkFarMemoryLost(*n, probe);
     DropDataConnections(*n);
@@ -187,7 +194,6 @@ void RuntimeImpl::ReconnectLoop(FarNode* n, bool ask) {
     n->health.store(FarNode::kHealthy, std::memory_order_release);
     return;
   }
-  dead_memnodes_++;
   if (!ask) {
     // Gone from etcd: dead until it joins again (a new, empty memnode).
     n->health.store(FarNode::kDead, std::memory_order_release);

@@ -210,7 +210,7 @@ Status RuntimeImpl::SwapIn(ObjectHeader* h, uint64_t m) {
   // reconnector drops copies only with epoch_mu_ held exclusively.
   if (ec_) {
     // Unique-Copy: the object leaves its stripe (a hole until restriped).
-    if (Status s = ReadMember(h, Addr(m), p); !s.ok()) return fail(s.WithContext("swap-in"));
+    if (Status s = ReadMember(h, Addr(m), p); !s.ok()) return fail(s);  // (its context says swap-in)
     const bool flush = LeaveStripe(h);
     far_bytes_ -= size;
     h->word.store(kPresent | kHot | kBusy | reinterpret_cast<uint64_t>(p), std::memory_order_release);
@@ -243,8 +243,8 @@ Status RuntimeImpl::SwapIn(ObjectHeader* h, uint64_t m) {
     }
   }
   if (from == copies.n) {
-    if (last.ok()) last = FailedAccess(NoHealthyStatus(&copies));
-    return fail(last.WithContext("swap-in"));
+    if (last.ok()) last = FailedAccess(NoHealthyStatus(&copies).WithContext("swap-in"));
+    return fail(last);  // (ConnectionFailed's context says swap-in)
   }
   if (from > 0 || !last.ok()) degraded_reads_++;
   uint64_t word = kPresent | kHot | kBusy | reinterpret_cast<uint64_t>(p);

@@ -36,14 +36,15 @@ void RuntimeImpl::RepairLoop() {
       const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(idle_ms > 0 ? idle_ms : 100);
       // Work pending and no backoff: go at once; else wait for a signal
       // with work (or the backoff, or the poll).
-      if (idle_ms > 0 || restripe_pending_.load() == 0) {
+      auto work = [&] { return restripe_pending_.load() > 0 || (holes_pending_.load() > 0 && OverHoleBudget()); };
+      if (idle_ms > 0 || !work()) {
         while (!repair_stop_ && repair_cv_.WaitUntil(&repair_mu_, until)) {
-          if (idle_ms == 0 && restripe_pending_.load() > 0) break;
+          if (idle_ms == 0 && work()) break;
         }
       }
       if (repair_stop_) return;
+      if (!work()) continue;
     }
-    if (restripe_pending_.load() == 0) continue;
     size_t done;
     {
       BeginFar();

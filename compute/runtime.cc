@@ -115,6 +115,8 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o) {
     return Status::InvalidArgument("op_timeout_ms and reconnect_timeout_ms must be positive, the reconnect "
                                    "attempts and pause not negative");
   if (o.placement_refresh_ms < 0) return Status::InvalidArgument("placement_refresh_ms must not be negative");
+  if (!(o.ec_hole_budget >= 0 && o.ec_hole_budget <= 10))
+    return Status::InvalidArgument("ec_hole_budget must be in 0..10");
   if (o.memnodes.size() > kMaxMemnodes)
     return Status::InvalidArgument("at most " + std::to_string(kMaxMemnodes) + " memnodes");
   if (o.redundancy.kind == Redundancy::Kind::kErasure && o.mode != CopyMode::kUniqueCopy)
@@ -285,7 +287,10 @@ RuntimeStats RuntimeImpl::Stats() const {
   s.repaired_objects = repaired_.load();
   s.stripes = live_stripes_.load();
   s.restriped_objects = restriped_.load();
-  if (ec_) s.repair_pending = restripe_pending_.load();
+  if (ec_) {
+    s.repair_pending = restripe_pending_.load();
+    s.restripe_pending = holes_pending_.load();
+  }
   return s;
 }
 

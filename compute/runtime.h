@@ -140,6 +140,10 @@ struct RuntimeOptions {
   // and repairs.
   std::string etcd;
   std::string etcd_prefix = "/sharry/memnodes/";
+  // ec: holes (members swapped in or destroyed) are compacted away only while
+  // the stripes' far memory is more than this fraction over (K+M)/K of the
+  // data: a hole whose stripe-mates are swapped in meanwhile costs nothing.
+  double ec_hole_budget = 0.05;
   int placement_refresh_ms = 500;        // how often each memnode's used bytes are asked (STATS)
                                          // for placement (least used first); 0: never, ours only
   uint64_t local_budget_bytes = 64u << 20;
@@ -212,6 +216,7 @@ struct RuntimeStats {
                                      // out of a stripe that lost blocks)
   uint64_t stripes = 0;              // ec: live stripes
   uint64_t restriped_objects = 0;    // ec: objects moved out of stripes with holes (compaction)
+  uint64_t restripe_pending = 0;     // ec: stripes with holes queued for compaction
   struct Memnode {
     std::string name;                // host:port
     std::string state;               // "healthy", "reconnecting", "dead"
@@ -367,7 +372,10 @@ class Runtime {
   ClientId control_client_id(size_t node = 0) const;
   // The last automatic eviction error (OK if none): e.g. far memory exhausted.
   Status eviction_status() const;
-  // OK while the memnode is reachable and no far data was lost; otherwise the
+  // With redundancy (replicate, ec): OK while no far data was lost and at
+  // least as many memnodes as the redundancy needs are healthy (a dead one
+  // is in Stats().memnodes). Without: OK while every memnode is reachable
+  // and no far data was lost; otherwise the
   // error, naming the memnode and what happened, e.g. "memnode 127.0.0.1:7000
   // unreachable since 2.1 s: ...". A loss of far memory (kDataLoss, "far
   // memory lost: ...") is permanent: health() reports it even after the

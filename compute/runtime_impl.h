@@ -207,7 +207,8 @@ class RuntimeImpl final : public Runtime {
     uint32_t k_real = 0;  // data blocks stored: members at 0..k_real-1
     uint32_t live = 0;    // members still far here
     uint32_t gone = 0;    // blocks lost with dead memnodes (their addr is kNoFarOffset)
-    bool queued = false;  // in restripe_q_
+    bool queued = false;         // in restripe_q_ (holes: compaction)
+    bool queued_repair = false;  // in repair_stripes_ (lost blocks: repair)
     std::vector<uint64_t> addr;          // K + M far addresses (data, then parity)
     std::vector<uint32_t> size;          // the data blocks' sizes
     std::vector<ObjectHeader*> member;   // live members (nullptr: a hole, or none)
@@ -402,8 +403,15 @@ class RuntimeImpl final : public Runtime {
   std::unique_ptr<ErasureCode> ec_;
   std::vector<std::unique_ptr<Stripe>> stripes_ GUARDED_BY(stripes_mu_);
   std::vector<uint32_t> free_stripe_ids_ GUARDED_BY(stripes_mu_);
-  std::deque<uint32_t> restripe_q_ GUARDED_BY(stripes_mu_);
-  size_t restripe_in_flight_ GUARDED_BY(stripes_mu_) = 0;  // stripes taken by the batch in flight
+  std::deque<uint32_t> restripe_q_ GUARDED_BY(stripes_mu_);      // stripes with holes
+  std::deque<uint32_t> repair_stripes_ GUARDED_BY(stripes_mu_);  // stripes with lost blocks (first)
+  size_t repair_in_flight_ GUARDED_BY(stripes_mu_) = 0;  // repair stripes taken by the batch in flight
+  size_t holes_in_flight_ GUARDED_BY(stripes_mu_) = 0;   // hole stripes taken by the batch in flight
+  std::atomic<uint64_t> holes_pending_{0};
+  // Compaction runs only while the far memory of the stripes is more than
+  // ec_hole_budget over the code's own (K+M)/K of the data (docs/redundancy.md).
+  bool OverHoleBudget() const;
+  void UpdateRestripePending() REQUIRES(stripes_mu_);
   std::atomic<uint64_t> live_stripes_{0}, restriped_{0}, restripe_pending_{0};
 };
 

@@ -290,7 +290,7 @@ Status RuntimeImpl::ReadMember(ObjectHeader* h, uint64_t addr, void* out) {
     present.push_back(bufs.back().data());
   }
   if (present.size() < K)
-    return FailedAccess(Status::Unavailable("degraded read: " + std::to_string(present.size()) + " of the " +
+    return FailedAccess(Status::Unavailable("swap-in: degraded read: " + std::to_string(present.size()) + " of the " +
                                             std::to_string(K) + " blocks it needs are readable now; " +
                                             NoHealthyStatus(nullptr).message()));
   std::vector<uint8_t> rebuilt(len);
@@ -314,14 +314,30 @@ bool RuntimeImpl::FreeStripeBlocks(const Stripe& s) {
   return flush;
 }
 
+bool RuntimeImpl::OverHoleBudget() const {
+  const double data = static_cast<double>(far_bytes_.load(std::memory_order_relaxed));
+  const double K = ec_->k(), M = ec_->m();
+  return static_cast<double>(far_copy_bytes_.load(std::memory_order_relaxed)) >
+         data * (K + M) / K * (1 + opts_.ec_hole_budget);
+}
+
+void RuntimeImpl::UpdateRestripePending() {
+  restripe_pending_.store(repair_stripes_.size() + repair_in_flight_, std::memory_order_relaxed);
+  holes_pending_.store(restripe_q_.size() + holes_in_flight_, std::memory_order_relaxed);
+}
+
 void RuntimeImpl::MaybeQueueRestripe(uint32_t id, Stripe& s) {
-  // Restripe when at most half its members are live (ec:2+M: at the first
-  // hole), or when it lost blocks (repair).
-  if (s.queued || s.live == 0) return;
-  if (s.gone == 0 && s.live * 2 > s.k_real) return;
-  s.queued = true;
-  restripe_q_.push_back(id);
-  restripe_pending_.store(restripe_q_.size() + restripe_in_flight_, std::memory_order_relaxed);
+  // Lost blocks: repair (first, always). Holes: compaction (while over the
+  // hole budget, oldest holes first).
+  if (s.live == 0) return;
+  if (s.gone > 0 && !s.queued_repair) {
+    s.queued_repair = true;
+    repair_stripes_.push_back(id);
+  } else if (s.gone == 0 && s.live < s.k_real && !s.queued) {
+    s.queued = true;
+    restripe_q_.push_back(id);
+  }
+  UpdateRestripePending();
 }
 
 bool RuntimeImpl::LeaveStripe(ObjectHeader* h) {
@@ -340,9 +356,8 @@ bool RuntimeImpl::LeaveStripe(ObjectHeader* h) {
       free_stripe_ids_.push_back(RefId(ref));
       live_stripes_--;
     } else {
-      const bool was = s->queued;
       MaybeQueueRestripe(RefId(ref), *s);
-      queued = !was && s->queued;
+      queued = !repair_stripes_.empty() || OverHoleBudget();
     }
   }
   if (queued) {
@@ -423,22 +438,29 @@ size_t RuntimeImpl::RestripeBatch() {
   };
   std::vector<Cand> cands;
   std::vector<uint32_t> requeue;
-  size_t taken = 0;
+  size_t taken = 0, holes_taken = 0;
   {
     MutexLock l(&stripes_mu_);
-    while (!restripe_q_.empty() && cands.size() < opts_.evict_batch) {
-      const uint32_t id = restripe_q_.front();
-      restripe_q_.pop_front();
-      Stripe* s = id < stripes_.size() ? stripes_[id].get() : nullptr;
-      if (s == nullptr || !s->queued) continue;
-      s->queued = false;
-      for (uint32_t pos = 0; pos < s->k_real; ++pos)
-        if (s->member[pos] != nullptr) cands.push_back({s->member[pos], StripeRef(id, pos), s->gone > 0});
-      taken++;
-    }
+    auto take = [&](std::deque<uint32_t>& q, bool repair_q) REQUIRES(stripes_mu_) {
+      while (!q.empty() && cands.size() < opts_.evict_batch) {
+        if (!repair_q && !OverHoleBudget()) return;
+        const uint32_t id = q.front();
+        q.pop_front();
+        Stripe* s = id < stripes_.size() ? stripes_[id].get() : nullptr;
+        if (s == nullptr || !(repair_q ? s->queued_repair : s->queued)) continue;
+        (repair_q ? s->queued_repair : s->queued) = false;
+        if (!repair_q && s->queued_repair) continue;  // the repair queue has it
+        for (uint32_t pos = 0; pos < s->k_real; ++pos)
+          if (s->member[pos] != nullptr) cands.push_back({s->member[pos], StripeRef(id, pos), s->gone > 0});
+        (repair_q ? taken : holes_taken)++;
+      }
+    };
+    take(repair_stripes_, true);
+    take(restripe_q_, false);
     // Pending until done: the stripes taken count until this batch ends.
-    restripe_in_flight_ = taken;
-    restripe_pending_.store(restripe_q_.size() + taken, std::memory_order_relaxed);
+    repair_in_flight_ = taken;
+    holes_in_flight_ = holes_taken;
+    UpdateRestripePending();
   }
   std::vector<StripeItem> items;
   std::vector<uint64_t> words;
@@ -487,14 +509,13 @@ size_t RuntimeImpl::RestripeBatch() {
   if (!ws.ok()) VLOG(1) << "restripe: write failed: " << ws;
   if (flush) (void)FlushAllQueued(FreeReserve());
   MutexLock l(&stripes_mu_);
+  repair_in_flight_ = 0;
+  holes_in_flight_ = 0;
   for (uint32_t id : requeue) {
     Stripe* s = id < stripes_.size() ? stripes_[id].get() : nullptr;
-    if (s == nullptr || s->queued) continue;
-    s->queued = true;
-    restripe_q_.push_back(id);
+    if (s != nullptr) MaybeQueueRestripe(id, *s);
   }
-  restripe_in_flight_ = 0;
-  restripe_pending_.store(restripe_q_.size(), std::memory_order_relaxed);
+  UpdateRestripePending();
   return done;
 }
 

@@ -30,9 +30,11 @@
 //     the object's metadata word: no lock, no system call.
 //   - Misses, allocation of objects and eviction take the slow path:
 //     object data moves over per-thread data connections (one-sided READ and
-//     WRITE, one per thread, created on first use), while ALLOC and FREE go
-//     over ONE control connection (the memnode's owner of all our blocks),
-//     guarded by a mutex. One thread evicts at a time; the others go on.
+//     WRITE, one per thread and memnode, created on first use), while ALLOC
+//     and FREE go over ONE control connection per memnode (the memnode's
+//     owner of all our blocks there), guarded by a mutex. One thread evicts
+//     at a time; the others go on. Many memnodes and redundancy:
+//     docs/redundancy.md (placement, replicas, stripes, repair).
 //   - Eviction: the thread that takes local usage past the budget evicts
 //     (synchronously) down to one batch below it. With evict_thread (off by
 //     default: on a 2-core tcp host it measured no faster, see
@@ -46,11 +48,13 @@
 //     FREE batches; it is a separate thread from the evictor, so a prefetch
 //     never waits behind an eviction round.
 //   - A DerefScope belongs to the thread that made it.
-//   - Failures (docs/compute.md, "When the memnode fails"): one health state
-//     for the memnode. Every far access holds a shared lock and fails at once
-//     while the runtime is unhealthy; the first dead connection starts one
-//     reconnector thread. A lost control connection means the memnode
-//     reclaims all our blocks: far-only objects are marked lost, never read.
+//   - Failures (docs/compute.md, "When the memnode fails"; docs/redundancy.md):
+//     one health state per memnode. A far access to a memnode that is not
+//     healthy fails at once (or goes to another copy); the first dead
+//     connection to a memnode starts its reconnector thread. A lost control
+//     connection means that memnode reclaims all our blocks there: objects
+//     with no copy elsewhere are marked lost, never read; the others are
+//     repaired onto the surviving memnodes by the repair thread.
 //     Local usage is held to budget + budget/8 (+ one object per thread) even
 //     when nothing can be evicted: New() and swap-ins past it fail.
 //
@@ -70,8 +74,13 @@
 //                       PickVictims -> AssignFarBlocks -> WriteBack -> Commit
 //   background_threads.cc  the evictor, the prefetch/FREE thread, the lease
 //                       renewer
-//   health.cc           the health state, the far-access gate, the
-//                       reconnector, marking far memory lost
+//   health.cc           each memnode's health, the far-access gate, the
+//                       reconnector, marking what a dead memnode held lost
+//   repair.cc           replicas made again after a memnode died
+//   stripes.cc          ec:K+M stripes: write, degraded read, holes, restriper
+//   membership.cc       memnodes from etcd: joins and leaves
+//   far_node.h          one memnode as the runtime sees it; far addresses
+//   erasure_code.h/.cc  the Reed-Solomon code (ISA-L)
 #pragma once
 
 #include <cstdint>

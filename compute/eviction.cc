@@ -141,11 +141,55 @@ void RuntimeImpl::NoteAllocResult(FarNode& n, const Status& s, bool any_refused)
 }
 
 std::vector<FarNode*> RuntimeImpl::PlacementOrder() const {
-  std::vector<FarNode*> v;
+  // The scores are read once: other threads change them meanwhile, and a
+  // sort whose comparisons change under it may run off its range.
+  std::vector<std::pair<uint64_t, FarNode*>> scored;
   for (const auto& n : nodes_)
-    if (n->healthy()) v.push_back(n);
-  std::stable_sort(v.begin(), v.end(), [](const FarNode* a, const FarNode* b) { return a->Score() < b->Score(); });
+    if (n->healthy()) scored.push_back({n->Score(), n});
+  std::stable_sort(scored.begin(), scored.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<FarNode*> v;
+  v.reserve(scored.size());
+  for (const auto& [score, n] : scored) v.push_back(n);
   return v;
+}
+
+Status RuntimeImpl::BlocksAt(FarNode& n, std::span<const uint32_t> sizes, std::vector<uint64_t>* out, bool* died,
+                             std::string_view what) {
+  *died = false;
+  const std::vector<uint64_t> reused = n.free_queue.TakeReusable(sizes, kNoFarOffset);
+  out->assign(sizes.size(), kNoFarOffset);
+  std::vector<size_t> still;
+  std::vector<uint64_t> alloc_sizes;
+  for (size_t j = 0; j < sizes.size(); ++j) {
+    if (reused[j] != kNoFarOffset) {
+      (*out)[j] = far::Make(n.index, reused[j]);
+      recycled_++;
+    } else {
+      still.push_back(j);
+      alloc_sizes.push_back(sizes[j]);
+    }
+  }
+  if (alloc_sizes.empty()) return Status::Ok();
+  std::vector<uint64_t> offs;
+  Status st;
+  bool alive = true;
+  {
+    MutexLock l(&n.control_mu);
+    st = n.control->Alloc(alloc_sizes, &offs, nullptr);
+    alive = n.control->transport().alive();
+  }
+  alloc_rpcs_++;
+  n.alloc_rpcs++;
+  if (!st.ok() && !alive) {
+    out->assign(sizes.size(), kNoFarOffset);
+    *died = true;
+    return ConnectionFailed(n, st.WithContext("control connection (ALLOC)"), what);
+  }
+  for (size_t j = 0; j < still.size(); ++j)
+    if (offs[j] != memnode::kNoOffset) (*out)[still[j]] = far::Make(n.index, offs[j]);
+  NoteAllocResult(n, st, !st.ok());
+  return st;
 }
 
 // ---------------------------------------------------------------- one round
@@ -241,46 +285,14 @@ Status RuntimeImpl::AssignFarBlocks(std::vector<Victim>& victims, Status* refuse
     FarNode& n = *np;
     std::vector<Need>& need = needs[n.index];
     if (need.empty()) continue;
-    // First reuse queued far blocks of the same size: no ALLOC, no FREE.
+    // Queued far blocks of the same size first: no ALLOC, no FREE.
     std::vector<uint32_t> sizes;
     for (const Need& x : need) sizes.push_back(victims[x.victim].h->size);
-    const std::vector<uint64_t> reused = n.free_queue.TakeReusable(sizes, kNoFarOffset);
-    std::vector<size_t> still;
-    std::vector<uint64_t> alloc_sizes;
-    for (size_t j = 0; j < need.size(); ++j) {
-      if (reused[j] != kNoFarOffset) {
-        victims[need[j].victim].far.addr[need[j].slot] = far::Make(n.index, reused[j]);
-        recycled_++;
-      } else {
-        still.push_back(j);
-        alloc_sizes.push_back(sizes[j]);
-      }
-    }
-    if (alloc_sizes.empty()) continue;
-    std::vector<uint64_t> offs;
-    Status alloc_status;
-    bool alive = true;
-    {
-      MutexLock l(&n.control_mu);
-      alloc_status = n.control->Alloc(alloc_sizes, &offs, nullptr);
-      alive = n.control->transport().alive();
-    }
-    alloc_rpcs_++;
-    n.alloc_rpcs++;
-    if (!alloc_status.ok() && !alive) {
-      // The memnode died: its blocks (reused ones too) are out of the round.
-      for (const Need& x : need) victims[x.victim].far.addr[x.slot] = kNoFarOffset;
-      (void)ConnectionFailed(n, alloc_status.WithContext("control connection (ALLOC)"), "swap-out: ALLOC");
-      if (first_refusal.ok()) first_refusal = NodeStatus(n).WithContext("swap-out: ALLOC");
-      continue;
-    }
-    for (size_t j = 0; j < still.size(); ++j) {
-      const uint64_t off = offs[j];
-      victims[need[still[j]].victim].far.addr[need[still[j]].slot] =
-          off == memnode::kNoOffset ? kNoFarOffset : far::Make(n.index, off);
-    }
-    NoteAllocResult(n, alloc_status, !alloc_status.ok());
-    if (!alloc_status.ok() && first_refusal.ok()) first_refusal = alloc_status;
+    std::vector<uint64_t> got;
+    bool died = false;
+    Status st = BlocksAt(n, sizes, &got, &died, "swap-out: ALLOC");
+    for (size_t j = 0; j < need.size(); ++j) victims[need[j].victim].far.addr[need[j].slot] = got[j];
+    if (!st.ok() && first_refusal.ok()) first_refusal = st;
   }
   // Compact each victim's copies: the blocks it got, in order.
   for (Victim& v : victims) {

@@ -102,9 +102,11 @@ Status RuntimeImpl::health() const {
 
 Status RuntimeImpl::LostObjectStatus() {
   MutexLock l(&health_mu_);
+  // (While a reconnector is still marking, the memnode it marks.)
   Status lost = !loss_status_.ok() ? loss_status_
-                                   : Status::DataLoss("far memory lost: every copy of the object was at a memnode "
-                                                      "that reclaimed it when our connection dropped");
+                                   : Status::DataLoss("far memory lost: every copy of the object was at memnode " +
+                                                      (marking_.empty() ? std::string("(?)") : marking_) +
+                                                      ", which reclaimed it when our connection dropped");
   return FailedAccess(lost.WithContext("swap-in of an object lost with the far memory"));
 }
 
@@ -257,6 +259,10 @@ void RuntimeImpl::MarkFarMemoryLost(FarNode& n, const Status& why) {
   // No far access is in flight; an object is busy only briefly (a Pin
   // backing out, a Destroy).
   uint64_t lost = 0, lost_bytes = 0, dropped_copies = 0, degraded = 0;
+  {
+    MutexLock l(&health_mu_);
+    marking_ = n.name;  // a Pin that meets a lost object meanwhile names it (LostObjectStatus)
+  }
   if (ec_) MarkStripesLost(n, &lost, &lost_bytes);
   const size_t hw = ec_ ? 0 : high_water_.load(std::memory_order_acquire);
   for (size_t i = 0; i < hw; ++i) {

@@ -152,30 +152,20 @@ size_t RuntimeImpl::RepairBatch(std::vector<ObjectHeader*>& batch) {
     FarNode& n = *np;
     const std::vector<size_t>& mine = per_node[n.index];
     if (mine.empty()) continue;
-    std::vector<uint64_t> sizes, offs;
+    std::vector<uint32_t> sizes;
     for (size_t i : mine) sizes.push_back(items[i].h->size);
-    Status as;
-    bool alive = true;
-    {
-      MutexLock l(&n.control_mu);
-      as = n.control->Alloc(sizes, &offs, nullptr);
-      alive = n.control->transport().alive();
-    }
-    alloc_rpcs_++;
-    n.alloc_rpcs++;
-    if (!as.ok() && !alive) {
-      (void)ConnectionFailed(n, as, "repair: ALLOC");
-      continue;
-    }
-    NoteAllocResult(n, as, !as.ok());
+    std::vector<uint64_t> got;
+    bool died = false;
+    (void)BlocksAt(n, sizes, &got, &died, "repair: ALLOC");
+    if (died) continue;
     std::vector<RemoteOp> writes;
     std::vector<size_t> wrote;
     for (size_t j = 0; j < mine.size(); ++j) {
-      if (offs[j] == memnode::kNoOffset) continue;
+      if (got[j] == kNoFarOffset) continue;
       Item& it = items[mine[j]];
-      writes.push_back({offs[j], it.data, it.h->size});
+      writes.push_back({far::OffsetOf(got[j]), it.data, it.h->size});
       wrote.push_back(mine[j]);
-      it.target = far::Make(n.index, offs[j]);
+      it.target = got[j];
     }
     if (writes.empty()) continue;
     auto conn = DataConnection(n);

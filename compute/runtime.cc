@@ -25,39 +25,7 @@ StatusOr<CopyMode> ParseCopyMode(std::string_view s) {
 }
 
 StatusOr<std::vector<MemnodeAddress>> ParseMemnodeList(std::string_view list, uint16_t default_port) {
-  std::vector<MemnodeAddress> out;
-  size_t pos = 0;
-  while (pos <= list.size()) {
-    size_t comma = list.find(',', pos);
-    if (comma == std::string_view::npos) comma = list.size();
-    std::string_view e = list.substr(pos, comma - pos);
-    pos = comma + 1;
-    const std::string what = "memnode '" + std::string(e) + "' in '" + std::string(list) + "'";
-    if (e.empty()) return Status::InvalidArgument("empty " + what + " (use host:port[,host:port...])");
-    MemnodeAddress a;
-    a.port = default_port;
-    const size_t colon = e.rfind(':');
-    a.host = std::string(e.substr(0, colon));
-    if (colon != std::string_view::npos) {
-      const std::string_view p = e.substr(colon + 1);
-      uint32_t port = 0;
-      bool ok = !p.empty() && p.size() <= 5;
-      for (char c : p) {
-        ok = ok && c >= '0' && c <= '9';
-        port = port * 10 + static_cast<uint32_t>(c - '0');
-      }
-      if (!ok || port == 0 || port > 65535) return Status::InvalidArgument("bad port in " + what + " (1..65535)");
-      a.port = static_cast<uint16_t>(port);
-    }
-    if (a.host.empty()) return Status::InvalidArgument("no host in " + what);
-    for (const MemnodeAddress& o : out)
-      if (o.host == a.host && o.port == a.port) return Status::InvalidArgument("duplicate " + what);
-    out.push_back(std::move(a));
-    if (out.size() > kMaxMemnodes)
-      return Status::InvalidArgument("more than " + std::to_string(kMaxMemnodes) + " memnodes in '" +
-                                     std::string(list) + "'");
-  }
-  return out;
+  return memnode::ParseMemnodeList(list, default_port, kMaxMemnodes);
 }
 
 StatusOr<Redundancy> ParseRedundancy(std::string_view s) {

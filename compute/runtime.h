@@ -107,15 +107,10 @@ std::string_view CopyModeName(CopyMode m);
 StatusOr<CopyMode> ParseCopyMode(std::string_view s);  // "unique" / "multi"
 
 // One memnode a runtime uses ("host:port"; loopback transport: "loopback:port").
-struct MemnodeAddress {
-  std::string host;
-  uint16_t port = 7000;
-  std::string ToString() const { return host + ":" + std::to_string(port); }
-};
-// "host:port[,host:port...]" (a bare host takes default_port): at least one,
-// at most kMaxMemnodes, no duplicates. Errors name the bad entry.
+using memnode::MemnodeAddress;
+inline constexpr size_t kMaxMemnodes = 254;  // node ids 0..253 in a far address (far_node.h)
+// memnode::ParseMemnodeList with at most kMaxMemnodes entries.
 StatusOr<std::vector<MemnodeAddress>> ParseMemnodeList(std::string_view list, uint16_t default_port);
-inline constexpr size_t kMaxMemnodes = 254;  // node ids 0..253 in a far address (runtime_impl.h)
 
 // How many memnodes hold each far object (docs/redundancy.md):
 //   none           one copy (today's behaviour; a dead memnode loses its objects)

@@ -155,6 +155,14 @@ class RuntimeImpl final : public Runtime {
   void NoteAllocResult(FarNode& node, const Status& s, bool any_refused);
   // The healthy memnodes, least used first (placement).
   std::vector<FarNode*> PlacementOrder() const;
+  // Far blocks at memnode n, one per size: queued free blocks of that size
+  // first (no ALLOC; counted as recycled), then one ALLOC for the rest.
+  // (*out)[i] is a far address, or kNoFarOffset where the memnode refused
+  // (far memory exhausted, quota: returned, *died false). If the memnode
+  // died, every (*out)[i] is kNoFarOffset (the reused blocks went with it),
+  // *died is true and the error (counted, `what` in it) is returned.
+  Status BlocksAt(FarNode& n, std::span<const uint32_t> sizes, std::vector<uint64_t>* out, bool* died,
+                  std::string_view what) REQUIRES_SHARED(epoch_mu_);
 
   // ---- far_block_queue.cc: delayed reclamation of far blocks.
   // Queues a far block (a far address) we no longer need, at its memnode;
@@ -339,6 +347,7 @@ class RuntimeImpl final : public Runtime {
   std::vector<DataConn> data_conns_ GUARDED_BY(conns_mu_);
 
   Status loss_status_ GUARDED_BY(health_mu_);  // far memory lost (sticky)
+  std::string marking_ GUARDED_BY(health_mu_);  // the memnode whose losses are being marked (or the last)
   bool reconnector_stop_ GUARDED_BY(health_mu_) = false;
   CondVar health_cv_;  // with health_mu_: reconnector_stop_ set
 

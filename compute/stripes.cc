@@ -90,40 +90,11 @@ Status RuntimeImpl::WriteStripes(std::vector<StripeItem>& items) {
     if (need.empty()) continue;
     std::vector<uint32_t> sizes;
     for (const Need& x : need) sizes.push_back(block_size(plans[x.plan], x.pos));
-    const std::vector<uint64_t> reused = n.free_queue.TakeReusable(sizes, kNoFarOffset);
-    std::vector<size_t> still;
-    std::vector<uint64_t> alloc_sizes;
-    for (size_t j = 0; j < need.size(); ++j) {
-      if (reused[j] != kNoFarOffset) {
-        plans[need[j].plan].addr[need[j].pos] = far::Make(n.index, reused[j]);
-        recycled_++;
-      } else {
-        still.push_back(j);
-        alloc_sizes.push_back(sizes[j]);
-      }
-    }
-    if (alloc_sizes.empty()) continue;
-    std::vector<uint64_t> offs;
-    Status st;
-    bool alive = true;
-    {
-      MutexLock l(&n.control_mu);
-      st = n.control->Alloc(alloc_sizes, &offs, nullptr);
-      alive = n.control->transport().alive();
-    }
-    alloc_rpcs_++;
-    n.alloc_rpcs++;
-    if (!st.ok() && !alive) {
-      fail = ConnectionFailed(n, st.WithContext("control connection (ALLOC)"), "swap-out: ALLOC");
-      break;
-    }
-    for (size_t j = 0; j < still.size(); ++j)
-      if (offs[j] != memnode::kNoOffset) plans[need[still[j]].plan].addr[need[still[j]].pos] = far::Make(n.index, offs[j]);
-    NoteAllocResult(n, st, !st.ok());
-    if (!st.ok()) {
-      fail = st;
-      break;
-    }
+    std::vector<uint64_t> got;
+    bool died = false;
+    fail = BlocksAt(n, sizes, &got, &died, "swap-out: ALLOC");
+    for (size_t j = 0; j < need.size(); ++j) plans[need[j].plan].addr[need[j].pos] = got[j];
+    if (!fail.ok()) break;
   }
   if (!fail.ok()) {
     give_back();

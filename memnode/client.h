@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "memnode/rpc.h"
@@ -16,6 +18,18 @@
 namespace sharry::memnode {
 
 inline constexpr uint64_t kNoOffset = ~uint64_t{0};
+
+// A memnode's address ("host:port"; loopback transport: "loopback:port").
+struct MemnodeAddress {
+  std::string host;
+  uint16_t port = 7000;
+  std::string ToString() const { return host + ":" + std::to_string(port); }
+};
+// "host:port[,host:port...]" (a bare host takes default_port): at least one,
+// at most max_entries, no duplicates. Errors name the bad entry. Shared by
+// the runtime's options, the client binaries' --memnode and memnode_stats.
+StatusOr<std::vector<MemnodeAddress>> ParseMemnodeList(std::string_view list, uint16_t default_port,
+                                                       size_t max_entries);
 
 class MemnodeClient {
  public:

@@ -343,7 +343,16 @@ TEST_F(MultiMemnodeTest, ReplicateSurvivesADeadMemnodeAndRepairs) {
   ASSERT_NO_FATAL_FAILURE(MakeObjects(*rt_, 300));
   std::mt19937 rng(11);
   for (int step = 0; step < 600; ++step) {
-    if (step == 200) Kill(2);
+    if (step == 200) {
+      Kill(2);
+      // Found dead at once (a STATS to it fails), then repaired while the
+      // far objects with a copy there are still far.
+      EXPECT_FALSE(rt_->MemnodeStats(2).ok());
+      // (Dead after its loss is marked and the reconnect failed.)
+      ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().memnodes[2].state == "dead"; }));
+      ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().repair_pending == 0; }));
+      EXPECT_GT(rt_->Stats().repaired_objects, 0u);
+    }
     const int i = static_cast<int>(rng() % 300);
     DerefScope s(*rt_);
     auto p = objs_[i].Deref(s, (step & 3) == 0);
@@ -359,7 +368,6 @@ TEST_F(MultiMemnodeTest, ReplicateSurvivesADeadMemnodeAndRepairs) {
   EXPECT_EQ(st.lost_objects, 0u);
   EXPECT_EQ(st.dead_memnodes, 1u);
   EXPECT_EQ(st.memnodes[2].state, "dead");
-  EXPECT_GT(st.repaired_objects, 0u);
   uint64_t blocks = 0;
   for (size_t n : {0, 1, 3}) {
     blocks += LiveBlocks(n);

@@ -33,49 +33,17 @@ DEFINE_bool(admin, false,
 
 namespace {
 
-struct Target {
-  std::string host;
-  uint16_t port;
-  std::string name() const { return host + ":" + std::to_string(port); }
-};
+using Target = sharry::memnode::MemnodeAddress;
 
-// --memnode as the client binaries take it (compute::ParseMemnodeList, which
-// this binary does not link: it is in the sharry-memnode package, without
-// the runtime): entries HOST[:PORT], a port in 1..65535, no duplicates.
+// --memnode as the client binaries take it (memnode::ParseMemnodeList).
 sharry::StatusOr<std::vector<Target>> ParseTargets(std::string_view list, uint16_t default_port) {
-  std::vector<Target> out;
-  const auto bad = [&](std::string_view why) {
-    return sharry::Status::InvalidArgument("--memnode=" + std::string(list) + " is not allowed: " + std::string(why) +
+  auto t = sharry::memnode::ParseMemnodeList(list, default_port, 254);
+  if (!t.ok())
+    return sharry::Status::InvalidArgument("--memnode=" + std::string(list) + " is not allowed: " +
+                                           t.status().message() +
                                            " (want HOST:PORT[,HOST:PORT...], PORT in 1..65535, at most 254, "
                                            "no duplicates)");
-  };
-  size_t pos = 0;
-  while (pos <= list.size()) {
-    size_t comma = list.find(',', pos);
-    if (comma == std::string_view::npos) comma = list.size();
-    const std::string_view e = list.substr(pos, comma - pos);
-    pos = comma + 1;
-    const std::string entry = "'" + std::string(e) + "'";
-    if (e.empty()) return bad("an empty entry");
-    Target t{std::string(e.substr(0, e.rfind(':'))), default_port};
-    if (const size_t colon = e.rfind(':'); colon != std::string_view::npos) {
-      const std::string_view p = e.substr(colon + 1);
-      uint32_t port = 0;
-      bool ok = !p.empty() && p.size() <= 5;
-      for (char c : p) {
-        ok = ok && c >= '0' && c <= '9';
-        port = port * 10 + static_cast<uint32_t>(c - '0');
-      }
-      if (!ok || port == 0 || port > 65535) return bad("bad port in " + entry);
-      t.port = static_cast<uint16_t>(port);
-    }
-    if (t.host.empty()) return bad("no host in " + entry);
-    for (const Target& o : out)
-      if (o.host == t.host && o.port == t.port) return bad("duplicate " + entry);
-    out.push_back(std::move(t));
-    if (out.size() > 254) return bad("more than 254 memnodes");
-  }
-  return out;
+  return t;
 }
 
 // The totals of several memnodes' heads (sections and records are per memnode).
@@ -122,7 +90,7 @@ int Main(int argc, char** argv) {
   for (const Target& t : targets) {
     o.server_addr = t.host;
     o.port = t.port;
-    const std::string who = several ? t.name() + ": " : "";
+    const std::string who = several ? t.ToString() + ": " : "";
     auto c = sharry::memnode::MemnodeClient::Connect(kind, o);
     if (!c.ok()) {
       std::fprintf(stderr, "memnode_stats: %s%s\n", who.c_str(), c.status().ToString().c_str());
@@ -139,7 +107,7 @@ int Main(int argc, char** argv) {
     if (out.text()) {
       std::printf("%s%s", several ? ("memnode " + who).c_str() : "", sharry::memnode::FormatStats(*s).c_str());
     } else if (several) {
-      out.Emit(sharry::cli::Record("memnode_stats").Add("memnode", t.name()).Append(HeadRecord(s->head)));
+      out.Emit(sharry::cli::Record("memnode_stats").Add("memnode", t.ToString()).Append(HeadRecord(s->head)));
     } else {
       out.Emit(HeadRecord(s->head));
     }

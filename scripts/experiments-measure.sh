@@ -1,33 +1,42 @@
 #!/usr/bin/env bash
 # The measuring side of scripts/experiments.sh (scripts/sharry_bench.py
-# experiments): runs the points of the paper's Figs. 6, 7, 8 and prints what
-# each produced, raw, on stdout; it parses nothing. Bash because it also runs
-# inside the SoftRoCE VM (scripts/rxe-vm.sh), whose busybox image has no
-# python3; sharry_bench.py reads the lines, here or from the VM's console.
+# experiments): runs the points of the paper's Figs. 6, 7, 8 and of the
+# redundancy experiments (issue #12) and prints what each produced, raw, on
+# stdout; it parses nothing. Bash because it also runs inside the SoftRoCE VM
+# (scripts/rxe-vm.sh), whose busybox image has no python3; sharry_bench.py
+# reads the lines, here or from the VM's console.
 #
 #   scripts/experiments-measure.sh [--transport tcp|verbs] [--scale host|vm]
-#                                  [--quick] [--rounds N] [--only fig6,fig7,fig8]
+#                                  [--quick] [--rounds N]
+#                                  [--only fig6,fig7,fig8,redundancy,failure]
 #                                  [--build DIR]
 #
 # Lines starting with '@' are for sharry_bench.py; the others are for people:
 #   @point {json}      a measured point starts: its figure, configuration, round
-#   @stats {json}      memnode_stats --format=json while the point runs
+#   @stats {json}      memnode_stats --format=json while the point runs (with
+#                      many memnodes: one per memnode, then "memnode":"total")
+#   @phase running     the start barrier opened: the timed phase runs
 #   @tick {json}       progress while the point runs (label, seconds, phase)
+#   @kill {json}       a memnode was SIGKILLed: which, and when (ms after the
+#                      start barrier opened)
+#   @rc I N            client process I's exit status
+#   @clienterr I LINE  a "sharry_client:" line of a client's stderr (exit != 0)
+#   @timeline I ROW    a row of client I's --timeline_file (the header too)
 #   @client I {json}   client process I's result (--format=json)
 #   @endpoint          the point is over
 #   @endfig FIG        the figure is over
-# One memnode per measured point; client processes load their data, wait at
-# a start barrier (tools/cli/start_barrier.h), then run the timed phase
-# together.
+# One memnode per measured point of Figs. 6-8, 4 for redundancy and failure;
+# client processes load their data, wait at a start barrier
+# (tools/cli/start_barrier.h), then run the timed phase together.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
-quick=0 rounds=3 only=fig6,fig7,fig8 build=build transport=tcp addr=127.0.0.1 scale=host
+quick=0 rounds=3 rounds_given=0 only=fig6,fig7,fig8 build=build transport=tcp addr=127.0.0.1 scale=host
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1; shift ;;
-    --rounds) rounds=$2; shift 2 ;;
+    --rounds) rounds=$2; rounds_given=1; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --transport) transport=$2; shift 2 ;;
     --scale) scale=$2; shift 2 ;;
@@ -35,10 +44,13 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ $rounds =~ ^[1-9][0-9]{0,3}$ ]] || { echo "experiments: --rounds $rounds: want an integer in 1..9999" >&2; exit 2; }
-[[ $only =~ ^(fig6|fig7|fig8)(,(fig6|fig7|fig8))*$ ]] ||
-  { echo "experiments: --only $only: want a comma-separated list of fig6, fig7, fig8" >&2; exit 2; }
+figs='fig6|fig7|fig8|redundancy|failure'
+[[ $only =~ ^($figs)(,($figs))*$ ]] ||
+  { echo "experiments: --only $only: want a comma-separated list of fig6, fig7, fig8, redundancy, failure" >&2; exit 2; }
 [[ $scale == host || $scale == vm ]] || { echo "experiments: --scale $scale: want host or vm" >&2; exit 2; }
 [[ $transport == tcp || $transport == verbs ]] || { echo "experiments: --transport $transport: want tcp or verbs" >&2; exit 2; }
+[[ $scale == vm && $only =~ redundancy|failure ]] &&
+  { echo "experiments: --only $only: redundancy and failure run on the host only (4 memnodes + 3 clients; untested in the VM)" >&2; exit 2; }
 [[ $transport == verbs ]] && addr=${SHARRY_RDMA_ADDR:-192.0.2.1}
 b=$PWD/$build
 for f in tools/memnode tools/memnode_stats tools/sharry_client bench/dataframe_bench; do
@@ -46,10 +58,13 @@ for f in tools/memnode tools/memnode_stats tools/sharry_client bench/dataframe_b
 done
 tmp=$(mktemp -d)
 tenants_setup "$tmp"  # a tenants file with fresh secrets (scripts/lib.sh)
-mn='' pids=()
+mn='' pids=() mns=() wrappers=() nodes='' port=0 killer=''
+ok_rcs=0           # the clients' exit statuses run_clients accepts (failure: "0 2")
+kill_after='' victim='' victim_addr=''  # run_clients: SIGKILL pid $victim (at $victim_addr) this many s after the start
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" "${mns[@]}"; do kill "$p" 2>/dev/null || true; done
   if [[ -n $mn ]]; then kill "$mn" 2>/dev/null || true; fi
+  if [[ -n $killer ]]; then kill "$killer" 2>/dev/null || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -69,6 +84,51 @@ start_memnode() {  # start_memnode SECTIONS UMA_MB
 }
 stop_memnode() { kill -INT "$mn" 2>/dev/null; wait "$mn" 2>/dev/null || true; mn=''; }
 
+# start_memnodes N SECTIONS UMA_MB: N memnodes; sets mns (their pids, in
+# order) and nodes (the --memnode list, in the same order). Each runs under
+# a subshell that waits for it (wrappers), so that a SIGKILLed memnode is
+# not announced as "Killed" on stderr by this shell.
+start_memnodes() {
+  local i n=$1
+  mns=() wrappers=() nodes=''
+  for ((i = 0; i < n; i++)); do
+    rm -f "$tmp/port.$i" "$tmp/pid.$i"
+    # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
+    ("$b/tools/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$tmp/port.$i" $memnode_auth \
+       --uma_mb="$3" --sections="$2" --stats_interval=0 >"$tmp/memnode.$i.log" 2>&1 &
+     echo $! >"$tmp/pid.$i"
+     wait $!) 2>/dev/null &
+    wrappers+=($!)
+  done
+  for ((i = 0; i < n; i++)); do
+    for _ in $(seq 600); do [[ -s $tmp/port.$i && -s $tmp/pid.$i ]] && break; sleep 0.1; done
+    [[ -s $tmp/port.$i ]] || { echo "memnode $i did not start:"; cat "$tmp/memnode.$i.log"; exit 1; }
+    mns+=("$(<"$tmp/pid.$i")")
+    nodes+="${nodes:+,}$addr:$(<"$tmp/port.$i")"
+  done
+}
+stop_memnodes() {
+  local p
+  for p in "${mns[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  for p in "${wrappers[@]}"; do wait "$p" 2>/dev/null || true; done
+  mns=() wrappers=() nodes=''
+}
+
+# The wall clock in ms (bash's $EPOCHREALTIME: no fork).
+now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((t / 1000)); }
+
+# busy_pct: how busy all CPUs were over one second, in percent (/proc/stat),
+# printed before each figure: other work on the machine bends its numbers.
+busy_pct() {
+  local u0 n0 s0 i0 w0 q0 sq0 st0 u1 n1 s1 i1 w1 q1 sq1 st1
+  read -r _ u0 n0 s0 i0 w0 q0 sq0 st0 _ </proc/stat
+  sleep 1
+  read -r _ u1 n1 s1 i1 w1 q1 sq1 st1 _ </proc/stat
+  local idle=$(( (i1 + w1) - (i0 + w0) ))
+  local all=$(( idle + (u1 + n1 + s1 + q1 + sq1 + st1) - (u0 + n0 + s0 + q0 + sq0 + st0) ))
+  echo $(( all > 0 ? 100 * (all - idle) / all : 0 ))
+}
+
 # point KEY=VALUE...: announces a point; values are numbers unless quoted
 # ("mode=\"unique\"" is a string).
 point() {
@@ -78,15 +138,19 @@ point() {
 }
 
 # run_clients LABEL N CMD...: N processes of CMD (each gets --seed=i, the
-# barrier flags and --format=json; "@PORT@" is replaced); waits, printing the
-# memnode's stats while they run, then each client's result line.
+# barrier flags and --format=json; "@PORT@" is replaced by the memnode's
+# port, "@TMP@" by a scratch directory, "@I@" by i); waits, printing the
+# memnode's stats (or the memnodes' with $nodes set) while they run, then
+# each client's exit status, result line and timeline (@TMP@/tl.i, if
+# written). A client's exit status not in $ok_rcs ends the script. With
+# $kill_after set, SIGKILLs $victim that many seconds after the start.
 run_clients() {
   local label=$1 n=$2; shift 2
-  rm -f "$tmp"/ready.* "$tmp"/go "$tmp"/out.* "$tmp"/err.*
+  rm -f "$tmp"/ready.* "$tmp"/go "$tmp"/out.* "$tmp"/err.* "$tmp"/tl.* "$tmp"/killed
   pids=()
   for i in $(seq "$n"); do
-    local args=()
-    for a in "$@"; do args+=("${a//@PORT@/$port}"); done
+    local args=() a
+    for a in "$@"; do a=${a//@PORT@/$port}; a=${a//@TMP@/$tmp}; args+=("${a//@I@/$i}"); done
     "${args[@]}" --seed="$i" --ready_file="$tmp/ready.$i" --go_file="$tmp/go" --format=json \
       >"$tmp/out.$i" 2>"$tmp/err.$i" &
     pids+=($!)
@@ -96,9 +160,23 @@ run_clients() {
     local running=0 ready=0
     for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && running=$((running + 1)); done
     for i in $(seq "$n"); do [[ -e $tmp/ready.$i ]] && ready=$((ready + 1)); done
-    if [[ $phase == loading && $ready == "$n" ]]; then touch "$tmp/go"; phase=running; fi
+    if [[ $phase == loading && $ready == "$n" ]]; then
+      local t_go
+      t_go=$(now_ms)
+      touch "$tmp/go"
+      phase=running
+      echo "@phase running"
+      if [[ -n $kill_after ]]; then
+        (sleep "$kill_after"; kill -KILL "$victim" 2>/dev/null; echo $(($(now_ms) - t_go)) >"$tmp/killed") &
+        killer=$!
+      fi
+    fi
     if [[ $phase == loading && $running -lt $n ]]; then break; fi  # one died while loading
-    if [[ -n $mn ]]; then
+    if [[ -n $nodes ]]; then
+      # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
+      "$b/tools/memnode_stats" --transport="$transport" --memnode="$nodes" $admin_auth --format=json 2>/dev/null |
+        sed 's/^/@stats /' || true
+    elif [[ -n $mn ]]; then
       # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
       "$b/tools/memnode_stats" --transport="$transport" --addr="$addr" --port="$port" $admin_auth --format=json 2>/dev/null |
         sed 's/^/@stats /' || true
@@ -108,15 +186,29 @@ run_clients() {
     [[ $running == 0 ]] && break
     sleep "$poll"
   done
-  local rc=0
-  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  local bad=0 rcs=() r
+  for p in "${pids[@]}"; do
+    r=0
+    wait "$p" || r=$?
+    rcs+=("$r")
+    [[ " $ok_rcs " == *" $r "* ]] || bad=1
+  done
   pids=()
-  if [[ $rc != 0 ]]; then
-    echo "experiments: a client failed ($label):"
+  if [[ -n $killer ]]; then wait "$killer" || true; killer=''; fi
+  if [[ $bad != 0 ]]; then
+    echo "experiments: a client failed ($label): exit statuses ${rcs[*]}"
     tail -5 "$tmp"/err.* "$tmp"/out.*
     exit 1
   fi
-  for i in $(seq "$n"); do sed "s/^/@client $i /" "$tmp/out.$i"; done
+  if [[ -s $tmp/killed ]]; then
+    printf '@kill {"ms":%d,"after_s":"%s","memnode":"%s"}\n' "$(<"$tmp/killed")" "$kill_after" "$victim_addr"
+  fi
+  for i in $(seq "$n"); do
+    echo "@rc $i ${rcs[i - 1]}"
+    if [[ ${rcs[i - 1]} != 0 ]]; then grep '^sharry_client:' "$tmp/err.$i" | sed "s/^/@clienterr $i /" || true; fi
+    if [[ -e $tmp/tl.$i ]]; then sed "s/^/@timeline $i /" "$tmp/tl.$i"; fi
+    sed "s/^/@client $i /" "$tmp/out.$i"
+  done
   echo "@endpoint"
 }
 
@@ -209,6 +301,63 @@ fig8() {
   echo "@endfig fig8"
 }
 
+# ---------------------------------------------------------------- redundancy (issue #12)
+# rotate K ITEMS...: the items, starting at item K mod their count (each
+# round starts with another mode, so that no mode always runs first).
+rotate() { local k=$1; shift; local a=("$@") i; for ((i = 0; i < ${#a[@]}; i++)); do echo "${a[(i + k) % ${#a[@]}]}"; done; }
+
+redundancy() {
+  local ws_mb=32 ops=2000 secs=5 memnodes=4 procs=3 pct=50 r=$rounds modes=(none replicate:2 ec:2+1 ec:3+1)
+  if [[ $quick == 1 ]]; then ws_mb=16 secs=2; [[ $rounds_given == 1 ]] || r=1; fi
+  local total=$(( ${#modes[@]} * r )) k=0 round red
+  echo "redundancy: $procs processes on $memnodes memnodes (this host), 8 arrays of 4 KiB objects, ${ws_mb} MiB per process, $pct % local, 20 % writes, timed phase >= $secs s; ${modes[*]} interleaved, median of $r rounds"
+  for round in $(seq "$r"); do
+    for red in $(rotate $((round - 1)) "${modes[@]}"); do
+      k=$((k + 1))
+      point fig=\"redundancy\" k="$k" total="$total" round="$round" procs="$procs" memnodes="$memnodes" \
+        redundancy=\""$red"\" sections=1 local_pct="$pct" ws_mib="$ws_mb"
+      start_memnodes "$memnodes" 1 $((ws_mb * 2 + 64))
+      # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
+      run_clients "[redundancy $k/$total] $red" "$procs" "$b/tools/sharry_client" --transport="$transport" \
+        --memnode="$nodes" $client_auth --redundancy="$red" --workload=array --arrays=8 --object_bytes=4096 \
+        --working_set_mb="$ws_mb" --local_pct="$pct" --ops="$ops" --min_secs="$secs"
+      stop_memnodes
+    done
+  done
+  echo "@endfig redundancy"
+}
+
+# The failure timeline: the same clients (reads checked exactly,
+# --verify_versions), memnode 1 of 4 SIGKILLed a few seconds into the timed
+# phase; every client writes a row per 100 ms. Under none the clients exit 2.
+failure() {
+  local ws_mb=32 ops=1000 secs=10 kill_s=3 memnodes=4 procs=3 pct=50 r=$rounds modes=(replicate:2 ec:2+1 none)
+  if [[ $quick == 1 ]]; then ws_mb=8 secs=5 kill_s=1.5; [[ $rounds_given == 1 ]] || r=1; fi
+  local total=$(( ${#modes[@]} * r )) k=0 round red
+  echo "failure: $procs processes on $memnodes memnodes, ${ws_mb} MiB per process, $pct % local, 20 % writes, reads checked; memnode 1 SIGKILLed $kill_s s into a timed phase of >= $secs s; ${modes[*]} interleaved, $r rounds"
+  ok_rcs="0 2" kill_after=$kill_s
+  for round in $(seq "$r"); do
+    for red in $(rotate $((round - 1)) "${modes[@]}"); do
+      k=$((k + 1))
+      point fig=\"failure\" k="$k" total="$total" round="$round" procs="$procs" memnodes="$memnodes" \
+        redundancy=\""$red"\" sections=1 local_pct="$pct" ws_mib="$ws_mb" secs="$secs" kill_s="$kill_s"
+      start_memnodes "$memnodes" 1 $((ws_mb * 2 + 64))
+      victim=${mns[1]} victim_addr=$(echo "$nodes" | cut -d, -f2)
+      # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
+      run_clients "[failure $k/$total] $red" "$procs" "$b/tools/sharry_client" --transport="$transport" \
+        --memnode="$nodes" $client_auth --redundancy="$red" --workload=array --arrays=8 --object_bytes=4096 \
+        --working_set_mb="$ws_mb" --local_pct="$pct" --ops="$ops" --min_secs="$secs" --verify_versions \
+        --timeline_ms=100 --timeline_file="@TMP@/tl.@I@"
+      stop_memnodes
+    done
+  done
+  ok_rcs=0 kill_after='' victim='' victim_addr=''
+  echo "@endfig failure"
+}
+
 echo "experiments: $transport transport, $scale scale$([[ $quick == 1 ]] && echo ", quick"); $(nproc) cores"
-for fig in ${only//,/ }; do "$fig"; done
+for fig in ${only//,/ }; do
+  echo "experiments: the machine was $(busy_pct) % busy in the second before $fig"
+  "$fig"
+done
 echo "experiments: measured in $(( $(date +%s) - t_start )) s"

@@ -10,20 +10,31 @@
 #            (smaller, since the VM is emulated);
 #   --bench  the transport benchmark beside its baselines instead of the demo
 #            (scripts/bench-transport.sh).
+#   --memnodes N, --redundancy R
+#            passed to the demo (scripts/demo.sh): N memnode processes on this
+#            host instead of one, the clients' --redundancy (none, replicate:R,
+#            ec:K+M; docs/redundancy.md). Not with --vm or --bench.
 #
-# Usage: scripts/run.sh [--vm] [--bench] [--build DIR]
+# Usage: scripts/run.sh [--vm] [--bench] [--memnodes N] [--redundancy R] [--build DIR]
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
-vm=0 bench=0 build=build
+vm=0 bench=0 build=build demo_opts=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --vm) vm=1; shift ;;
     --bench) bench=1; shift ;;
+    --memnodes|--redundancy)
+      [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value (see --help)" >&2; exit 2; }
+      demo_opts+=("$1" "$2"); shift 2 ;;
     *) common_opt run.sh "$@"; shift "$opt_shift" ;;
   esac
 done
+if [[ ${#demo_opts[@]} -gt 0 && ( $vm == 1 || $bench == 1 ) ]]; then
+  echo "run.sh: --memnodes and --redundancy are options of the demo on this host, not of --vm or --bench" >&2
+  exit 2
+fi
 
 scripts/install-deps.sh
 cmake -S . -B "$build" -G Ninja >/dev/null
@@ -41,7 +52,7 @@ if [[ $bench == 1 ]]; then
 fi
 if [[ $has_rdma == 1 ]]; then
   echo "run.sh: this host has an RDMA device: verbs transport, natively"
-  exec scripts/demo.sh --transport verbs --build "$build"
+  exec scripts/demo.sh --transport verbs --build "$build" "${demo_opts[@]}"
 elif [[ $vm == 1 ]]; then
   echo "run.sh: verbs transport inside the SoftRoCE VM (emulated: a smaller run)"
   b=$PWD/$build
@@ -51,5 +62,5 @@ elif [[ $vm == 1 ]]; then
     --working-set-mb 8 --ops 20000
 else
   echo "run.sh: no RDMA device on this host: tcp transport (scripts/run.sh --vm for verbs in a VM)"
-  exec scripts/demo.sh --transport tcp --build "$build"
+  exec scripts/demo.sh --transport tcp --build "$build" "${demo_opts[@]}"
 fi

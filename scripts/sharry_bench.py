@@ -6,7 +6,8 @@ tools/cli/output.h); this program runs them, aggregates what they print
 (sums, means, medians over rounds), writes the CSVs, the markdown tables and
 the reports, and draws the plots with gnuplot. Python 3, standard library only.
 
-  scripts/sharry_bench.py experiments [...]   the paper's Figs. 6, 7, 8 (scripts/experiments.sh)
+  scripts/sharry_bench.py experiments [...]   the paper's Figs. 6, 7, 8, and redundancy/failure
+                                              across memnodes (scripts/experiments.sh)
   scripts/sharry_bench.py plot DIR            tables.md + PNGs of DIR's CSVs (scripts/plot-experiments.sh)
   scripts/sharry_bench.py aggregate RAW DIR   the CSVs again from a raw log of the experiments
   scripts/sharry_bench.py alloc [...]         the allocator matrix and its targets (scripts/bench-alloc.sh)
@@ -99,12 +100,20 @@ MEDIAN_COLUMN = {"fig6": 8, "fig7": 9, "fig8": 9}
 
 class Point:
     """One measured point: its @point metadata, the memnode's peak far memory
-    and the clients' results."""
+    (with many memnodes: their total), the clients' results, and what the
+    redundancy experiments add: exit statuses, stderr summaries, timelines,
+    the kill."""
 
     def __init__(self, meta):
         self.meta = meta
         self.peak = 0.0
-        self.clients = {}  # process number -> result record
+        self.peak_running = 0.0  # the peak while the timed phase ran (after "@phase running")
+        self.running = False
+        self.clients = {}    # process number -> result record
+        self.rcs = {}        # process number -> exit status
+        self.errs = {}       # process number -> its stderr's "sharry_client:" lines
+        self.timelines = {}  # process number -> its timeline's lines (CSV, with the header)
+        self.kill = None     # the @kill record
 
     def results(self):
         return [self.clients[i] for i in sorted(self.clients)]
@@ -158,6 +167,259 @@ def figure_csv(fig, points):
     return "\n".join(out) + "\n"
 
 
+# ---------------------------------------------------------------- redundancy and failure (issue #12)
+
+REDUNDANCY_COLUMNS = ("experiment,transport,procs,memnodes,redundancy,local_pct,ws_mib,rounds,ops_per_s,ops_vs_none,"
+                      "far_used_mib,far_used_vs_none,far_copy_mib,far_copy_vs_none,far_mine_mib,hit_rate,stripes,"
+                      "errors,ops_per_s_rounds,far_used_mib_rounds")
+FAILURE_COLUMNS = ("experiment,transport,procs,memnodes,redundancy,local_pct,ws_mib,rounds,kill_ms,exit_statuses,"
+                   "lost_objects,errors,pre_ops_per_s,dip_pct,detect_ms,repair_ms,recovery_ms,repaired_objects,"
+                   "degraded_reads,plotted_round,repair_ms_rounds,recovery_ms_rounds,lost_objects_rounds")
+STEP_MS = 100          # the clients' --timeline_ms: one bucket of the summed timeline
+WARMUP_MS = 500        # the first part of the timed phase, left out of the pre-failure average
+WINDOW_MS = 1000       # the moving average that must stay within 20 % after the failure
+RECOVERED_FRAC = 0.8
+
+
+def median_value(xs):
+    """The median of numbers (the lower middle for an even count), None for
+    no numbers; None values count as larger than any number (never reached)."""
+    if not xs:
+        return None
+    ordered = sorted(xs, key=lambda x: (x is None, x if x is not None else 0))
+    return ordered[(len(ordered) + 1) // 2 - 1]
+
+
+def ratio(a, b):
+    """a / b as "%.2f", "?" where b is 0 or missing."""
+    return "%.2f" % (a / b) if b else "?"
+
+
+def by_mode(points):
+    """Points grouped by their redundancy mode, in the order first measured."""
+    groups = {}
+    for p in points:
+        groups.setdefault(p.meta["redundancy"], []).append(p)
+    return groups
+
+
+def redundancy_round(p):
+    """One round of one mode: the clients' summed throughput and far copies,
+    and the memnodes' far memory (the total of memnode_stats, the highest
+    while the timed phase ran)."""
+    c = p.results()
+    return {"ops_per_s": sum(num(r.get("ops_per_s")) for r in c),
+            "far_used": p.peak_running if p.running else p.peak,
+            "far_copy": sum(num(r.get("far_copy_bytes")) for r in c),
+            "far_mine": sum(num(r.get("far_bytes_mine")) for r in c),
+            "hit_rate": sum(num(r.get("hit_rate")) for r in c) / len(c) if c else 0.0,
+            "stripes": sum(num(r.get("stripes")) for r in c),
+            "errors": sum(num(r.get("errors")) for r in c)}
+
+
+def redundancy_csv(points):
+    """redundancy.csv: one row per mode, the median over rounds of each
+    number (each taken on its own), and its ratio to none's median."""
+    groups = by_mode(points)
+    med = {}
+    for mode, ps in groups.items():
+        rounds = [redundancy_round(p) for p in ps]
+        med[mode] = {k: median_value([r[k] for r in rounds]) for k in rounds[0]}
+        med[mode]["rounds"] = rounds
+    base = med.get("none", {})
+    out = [REDUNDANCY_COLUMNS]
+    for mode, ps in groups.items():
+        m, meta = med[mode], ps[0].meta
+        out.append(",".join(str(x) for x in [
+            "redundancy", meta["transport"], meta["procs"], meta["memnodes"], mode, meta["local_pct"],
+            meta["ws_mib"], len(ps), "%.0f" % m["ops_per_s"], ratio(m["ops_per_s"], base.get("ops_per_s")),
+            mib(m["far_used"]), ratio(m["far_used"], base.get("far_used")), mib(m["far_copy"]),
+            ratio(m["far_copy"], base.get("far_copy")), mib(m["far_mine"]), "%.4f" % m["hit_rate"],
+            "%.0f" % m["stripes"], "%.0f" % max(r["errors"] for r in m["rounds"]),
+            ";".join("%.0f" % r["ops_per_s"] for r in m["rounds"]),
+            ";".join(mib(r["far_used"]) for r in m["rounds"])]))
+    return "\n".join(out) + "\n"
+
+
+def parse_timeline(lines):
+    """A client's --timeline_file rows (CSV, a header line first) as dicts of floats."""
+    rows, header = [], None
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        cells = line.split(",")
+        if cells[0] == "t_ms":
+            header = cells
+        elif header is not None:
+            rows.append(dict(zip(header, (float(x) for x in cells))))
+    return rows
+
+
+def resample(rows, step=STEP_MS):
+    """A client's timeline on a grid: the ops of bucket j, [j*step, (j+1)*step)
+    ms of the timed phase. A row covers (previous t_ms, t_ms] (a late tick
+    makes it longer than a step); its ops are spread over the buckets it
+    overlaps in proportion. The last bucket may be partial."""
+    if not rows:
+        return []
+    n = -(-int(rows[-1]["t_ms"]) // step)
+    out = [0.0] * n
+    prev = 0.0
+    for r in rows:
+        t, ops = r["t_ms"], r["ops"]
+        if t > prev:
+            j = int(prev // step)
+            while j * step < t and j < n:
+                lo, hi = max(prev, j * step), min(t, (j + 1) * step)
+                if hi > lo:
+                    out[j] += ops * (hi - lo) / (t - prev)
+                j += 1
+        prev = t
+    return out
+
+
+def summed_series(timelines, rcs, step=STEP_MS):
+    """The clients' throughput per bucket (ops/s), summed. It ends with the
+    first client that finished normally (exit 0: its last bucket is partial,
+    so the series stops before it); a client that failed (exit != 0)
+    counts 0 after its last row. If all failed, it ends with the last row."""
+    per = {i: resample(rows, step) for i, rows in timelines.items()}
+    ends = [int(timelines[i][-1]["t_ms"]) // step for i in per if rcs.get(i, 0) == 0 and timelines[i]]
+    n = min(ends) if ends else max((len(b) for b in per.values()), default=0)
+    return [sum(b[j] if j < len(b) else 0.0 for b in per.values()) * 1000.0 / step for j in range(n)]
+
+
+def recovery(series, kill_ms, step=STEP_MS, warmup_ms=WARMUP_MS, window_ms=WINDOW_MS, frac=RECOVERED_FRAC):
+    """(pre, dip, recovered_ms) of a summed series: the mean throughput of the
+    buckets between warmup_ms and the kill; the lowest bucket from the kill
+    on; and how long after the kill a moving average over window_ms,
+    starting at a bucket boundary, reaches frac x pre and stays there to the
+    end of the series (0: it never fell below; None: never)."""
+    pre_b = [v for j, v in enumerate(series) if j * step >= warmup_ms and (j + 1) * step <= kill_ms]
+    pre = sum(pre_b) / len(pre_b) if pre_b else 0.0
+    first = int(kill_ms // step)
+    after = series[first:]
+    dip = min(after) if after else None
+    w = max(1, window_ms // step)
+    starts = range(first, len(series) - w + 1)
+    good = [sum(series[s:s + w]) / w >= frac * pre for s in starts]
+    if not good or not good[-1] or pre <= 0:
+        return pre, dip, None
+    k = len(good)
+    while k > 0 and good[k - 1]:
+        k -= 1
+    return pre, dip, max(0.0, starts[k] * step - kill_ms)
+
+
+def repair_done_ms(rows, kill_ms):
+    """How long after the kill a client's repair was done: the first row from
+    the kill on whose repair_pending is back at its level before the kill
+    (the highest then: under ec it counts stripes waiting to shed holes,
+    which is never 0 for long) and after which no object is repaired. None:
+    not done by the end, or the death never seen."""
+    before = [r["repair_pending"] for r in rows if r["t_ms"] <= kill_ms]
+    base = max(before) if before else 0.0
+    later = [i for i, r in enumerate(rows) if r["t_ms"] > kill_ms]
+    if not later or not any(r["dead_memnodes"] >= 1 for r in rows):
+        return None
+    last_repair = max((i for i in later if rows[i]["repaired_objects"] > 0), default=later[0])
+    for i in later:
+        if i >= last_repair and rows[i]["repair_pending"] <= base:
+            return rows[i]["t_ms"] - kill_ms
+    return None
+
+
+def key_values(lines):
+    """key=value pairs of text lines (the stderr summary of a failed client)."""
+    out = {}
+    for line in lines:
+        for m in re.finditer(r"(\w+)=(\S+)", line):
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def failure_round(p, step=STEP_MS):
+    """One failure run: the summed series and its numbers."""
+    kill_ms = num(p.kill["ms"]) if p.kill else 0.0
+    tls = {i: parse_timeline(rows) for i, rows in p.timelines.items()}
+    series = summed_series(tls, p.rcs, step)
+    pre, dip, rec = recovery(series, kill_ms, step)
+    lost = errors = repaired = degraded = 0.0
+    for i in sorted(set(p.rcs) | set(p.clients)):
+        r = p.clients.get(i) or key_values(p.errs.get(i, []))
+        lost += num(r.get("lost_objects"))
+        errors += num(r.get("errors"))
+        repaired += num(r.get("repaired_objects"))
+        degraded += num(r.get("degraded_reads"))
+    repairs = [repair_done_ms(rows, kill_ms) for i, rows in tls.items() if p.rcs.get(i, 0) == 0]
+    detects = [next((r["t_ms"] - kill_ms for r in rows if r["dead_memnodes"] >= 1), None) for rows in tls.values()]
+    failed = any(rc != 0 for rc in p.rcs.values())
+    return {"kill_ms": kill_ms, "series": series, "pre": pre, "dip_pct": 100.0 * dip / pre if pre and dip is not None
+            else None, "recovery_ms": None if failed else rec,
+            "repair_ms": None if failed or not repairs or None in repairs else max(repairs),
+            "detect_ms": None if not detects or None in detects else max(detects),
+            "lost": lost, "errors": errors, "repaired": repaired, "degraded": degraded,
+            "rcs": [p.rcs[i] for i in sorted(p.rcs)], "round": p.meta["round"]}
+
+
+def failure_expectations(mode, rnd):
+    """What a failure run under redundancy must show, as messages (empty: all met)."""
+    if mode == "none":
+        return []
+    bad = []
+    if any(rc != 0 for rc in rnd["rcs"]):
+        bad.append("exit statuses %s, want 0" % " ".join(map(str, rnd["rcs"])))
+    if rnd["lost"] != 0:
+        bad.append("lost_objects=%.0f, want 0" % rnd["lost"])
+    if rnd["errors"] != 0:
+        bad.append("errors=%.0f (wrong values read), want 0" % rnd["errors"])
+    return bad
+
+
+def fmt_ms(x, none="never"):
+    return none if x is None else "%.0f" % x
+
+
+def with_ms(x):
+    """A time from fmt_ms with its unit ("-", "never" and "?" stay as they are)."""
+    return x if x in ("-", "never", "?") else x + " ms"
+
+
+def failure_tables(points, step=STEP_MS):
+    """failure.csv (one row per mode: medians over rounds; objects lost and
+    wrong values: the largest) and failure-timeline.csv (t_ms, then each
+    mode's summed ops/s of its median round by recovery time, "?" past its
+    end)."""
+    groups = by_mode(points)
+    out, plotted = [FAILURE_COLUMNS], {}
+    for mode, ps in groups.items():
+        rounds = [failure_round(p, step) for p in ps]
+        pick = sorted(rounds, key=lambda r: (r["recovery_ms"] is None, r["recovery_ms"] or 0, r["pre"]))
+        chosen = pick[(len(pick) + 1) // 2 - 1]
+        plotted[mode] = chosen
+        failed = mode == "none"
+        na = "-" if failed else "never"
+        meta = ps[0].meta
+        med = lambda k: median_value([r[k] for r in rounds])  # noqa: E731
+        dip = med("dip_pct")
+        out.append(",".join(str(x) for x in [
+            "failure", meta["transport"], meta["procs"], meta["memnodes"], mode, meta["local_pct"], meta["ws_mib"],
+            len(ps), "%.0f" % med("kill_ms"), "/".join(str(x) for x in sorted({rc for r in rounds for rc in r["rcs"]})),
+            "%.0f" % max(r["lost"] for r in rounds), "%.0f" % max(r["errors"] for r in rounds), "%.0f" % med("pre"),
+            "%.1f" % dip if dip is not None else "?", fmt_ms(med("detect_ms")), fmt_ms(med("repair_ms"), na),
+            fmt_ms(med("recovery_ms"), na), "%.0f" % med("repaired"), "%.0f" % med("degraded"), chosen["round"],
+            ";".join(fmt_ms(r["repair_ms"], na) for r in rounds),
+            ";".join(fmt_ms(r["recovery_ms"], na) for r in rounds),
+            ";".join("%.0f" % r["lost"] for r in rounds)]))
+    n = max((len(r["series"]) for r in plotted.values()), default=0)
+    tl = ["t_ms," + ",".join(plotted)]
+    for j in range(n):
+        tl.append("%d," % ((j + 1) * step) + ",".join(
+            "%.0f" % r["series"][j] if j < len(r["series"]) else "?" for r in plotted.values()))
+    return "\n".join(out) + "\n", "\n".join(tl) + "\n"
+
+
 class ExperimentError(Exception):
     pass
 
@@ -175,6 +437,7 @@ class Collector:
         self.used = None     # the memnode's far memory in the last @stats, bytes
         self.t_start = time.time()
         self.written = []
+        self.violations = []  # what a redundancy run must show and did not
 
     def feed(self, line):
         line = line.rstrip("\r\n")
@@ -191,8 +454,25 @@ class Collector:
             self.used = None
         elif tag == "@stats" and self.current is not None:
             r = parse_records([rest])[0]
+            if r.get("memnode") not in (None, "total"):
+                return  # one of many memnodes: their total follows
             self.used = num(r.get("used_bytes"))
             self.current.peak = max(self.current.peak, self.used)
+            if self.current.running:
+                self.current.peak_running = max(self.current.peak_running, self.used)
+        elif tag == "@phase" and self.current is not None:
+            self.current.running = rest.strip() == "running"
+        elif tag == "@kill" and self.current is not None:
+            self.current.kill = json.loads(rest)
+        elif tag == "@rc" and self.current is not None:
+            i, _, rc = rest.partition(" ")
+            self.current.rcs[int(i)] = int(rc)
+        elif tag == "@clienterr" and self.current is not None:
+            i, _, text = rest.partition(" ")
+            self.current.errs.setdefault(int(i), []).append(text)
+        elif tag == "@timeline" and self.current is not None:
+            i, _, row = rest.partition(" ")
+            self.current.timelines.setdefault(int(i), []).append(row)
         elif tag == "@tick" and self.live:
             t = json.loads(rest)
             used = "?" if self.used is None else mib(self.used)
@@ -223,6 +503,25 @@ class Collector:
             self.echo("[fig6 %2d/%s] %-6s x%s local %3s %%: %8s ops/s, far %7s MiB (peak %s)  [%ds]" % (
                 int(m["k"]), m["total"], m["mode"], m["procs"], m["local_pct"], total(c, "ops_per_s"), far,
                 mib(p.peak), secs))
+        elif fig == "redundancy":
+            r = redundancy_round(p)
+            self.echo("[redundancy %2d/%s] %-11s round %s: %8.0f ops/s, far at the memnodes %7s MiB, "
+                      "copies %7s MiB  [%ds]"
+                      % (int(m["k"]), m["total"], m["redundancy"], m["round"], r["ops_per_s"], mib(r["far_used"]),
+                         mib(r["far_copy"]), secs))
+        elif fig == "failure":
+            r = failure_round(p)
+            na = "-" if m["redundancy"] == "none" else "never"
+            self.echo("[failure %2d/%s] %-11s round %s: killed at %.0f ms, exits %s, %.0f lost, %.0f wrong; "
+                      "%.0f ops/s before, lowest 100 ms %s %%; repair done %s, within 20 %% after %s  [%ds]" % (
+                          int(m["k"]), m["total"], m["redundancy"], m["round"], r["kill_ms"],
+                          "/".join(map(str, r["rcs"])), r["lost"], r["errors"], r["pre"],
+                          "?" if r["dip_pct"] is None else "%.0f" % r["dip_pct"], with_ms(fmt_ms(r["repair_ms"], na)),
+                          with_ms(fmt_ms(r["recovery_ms"], na)), secs))
+            for bad in failure_expectations(m["redundancy"], r):
+                msg = "failure: %s round %s: %s" % (m["redundancy"], m["round"], bad)
+                self.violations.append(msg)
+                self.echo("experiments: UNEXPECTED: " + msg)
         elif fig == "fig7":
             self.echo("[fig7 %2d/%s] %-6s %9s objects, %s sections: %8s ops/s, far %8s MiB, load %6ss  [%ds]" % (
                 int(m["k"]), m["total"], m["mode"], m["objects"], m["sections"], total(c, "ops_per_s"), far,
@@ -244,10 +543,18 @@ class Collector:
     def write_figure(self, fig):
         if not self.points.get(fig):
             return
-        path = os.path.join(self.out_dir, fig + ".csv")
-        with open(path, "w") as f:
-            f.write(figure_csv(fig, self.points[fig]))
-        self.written.append(path)
+        if fig == "redundancy":
+            files = {"redundancy.csv": redundancy_csv(self.points[fig])}
+        elif fig == "failure":
+            summary, timeline = failure_tables(self.points[fig])
+            files = {"failure.csv": summary, "failure-timeline.csv": timeline}
+        else:
+            files = {fig + ".csv": figure_csv(fig, self.points[fig])}
+        for name, text in files.items():
+            path = os.path.join(self.out_dir, name)
+            with open(path, "w") as f:
+                f.write(text)
+            self.written.append(path)
 
 
 def aggregate_lines(lines, out_dir, echo=print):
@@ -336,7 +643,51 @@ def tables_md(figs, where):
             out.append("| %d %% | %.0f | %.0f | %.0f | %.0f | %+.1f %% | %+.1f %% | %.1f | %.1f | %.1f %% |" % (
                 num(k), u1, u2, m2, loc, -pct_of(u2, m2), -pct_of(u2, u1), fu, fm, pct_of(fu, fm)))
         out.append("")
+    out += redundancy_md(figs.get("redundancy"), where) + failure_md(figs.get("failure"), where)
     return "\n".join(out) + ("\n" if out else "")
+
+
+def redundancy_md(rows, where):
+    """The redundancy table's lines from redundancy.csv's rows (dicts)."""
+    if not rows:
+        return []
+    r0 = rows[0]
+    out = table_head("Redundancy across memnodes: %s processes on %s memnodes" % (r0["procs"], r0["memnodes"]), where, [
+        "redundancy", "ops/s (%s processes)" % r0["procs"], "vs none", "far memory at the memnodes, MiB", "vs none",
+        "far copies, MiB", "vs none", "ops/s per round"])
+    for r in rows:
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["redundancy"], r["ops_per_s"], r["ops_vs_none"], r["far_used_mib"], r["far_used_vs_none"],
+            r["far_copy_mib"], r["far_copy_vs_none"], r["ops_per_s_rounds"].replace(";", ", ")))
+    out += ["", "(%s MiB per process, %s %% local; median of %s rounds, each number on its own. Far memory at the "
+            "memnodes: the highest sum of their used bytes (memnode_stats) while the timed phase ran; far copies: the "
+            "clients' far_copy_bytes, summed.)" % (r0["ws_mib"], r0["local_pct"], r0["rounds"]), ""]
+    return out
+
+
+def failure_md(rows, where):
+    """The failure table's lines from failure.csv's rows (dicts)."""
+    if not rows:
+        return []
+    r0 = rows[0]
+    title = "Failure: one of %s memnodes SIGKILLed under %s processes" % (r0["memnodes"], r0["procs"])
+    out = table_head(title, where, [
+        "redundancy", "clients' exit", "objects lost", "wrong values read", "ops/s before", "lowest 100 ms after",
+        "death seen after", "repair done after", "back within 20 % after", "repaired objects", "degraded reads",
+        "repair done, per round", "within 20 %, per round"])
+    for r in rows:
+        out.append("| %s | %s | %s | %s | %s | %s %% | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["redundancy"], r["exit_statuses"], r["lost_objects"], r["errors"], r["pre_ops_per_s"], r["dip_pct"],
+            with_ms(r["detect_ms"]), with_ms(r["repair_ms"]), with_ms(r["recovery_ms"]), r["repaired_objects"],
+            r["degraded_reads"],
+            r["repair_ms_rounds"].replace(";", ", "), r["recovery_ms_rounds"].replace(";", ", ")))
+    out += ["", "(%s MiB per process, %s %% local, reads checked exactly; median of %s rounds, objects lost and wrong "
+            "values: the largest; the kill %s ms into the timed phase. ops/s: the clients' sum per 100 ms; before: "
+            "from %d ms to the kill; lowest: the lowest 100 ms from the kill on, in %% of before. Repair done: the "
+            "first 100 ms row of every client with repair_pending back at its level before the kill and no repair "
+            "after it. Within 20 %%: from then on every 1-s average is >= 80 %% of before.)" % (
+                r0["ws_mib"], r0["local_pct"], r0["rounds"], r0["kill_ms"], WARMUP_MS), ""]
+    return out
 
 
 GNUPLOT_COMMON = ('set terminal pngcairo size 900,560 font "sans,11"; set grid; set key top left; '
@@ -424,12 +775,81 @@ plot "{fu1}" w lp lw 2 pt 7 t "Unique-Copy, 1 section", \\
      "{fm2}" w lp lw 2 pt 5 t "Multi-Copy (AIFM-style)", \\
      3 * {frame} * (1 - x / 100) w l dt 2 lc rgb "gray40" t "data - local"
 """)
+    scripts += redundancy_plots(d, figs, where, tmp)
     return scripts
 
 
+def redundancy_plots(d, figs, where, tmp):
+    """The gnuplot programs of redundancy.png (bars) and failure.png (the timeline)."""
+    scripts = []
+    rows = figs.get("redundancy")
+    if rows:
+        data = os.path.join(tmp, "redundancy.dat")
+        with open(data, "w") as f:
+            for r in rows:
+                f.write('"%s" %s %s %s %s %s %s\n' % (r["redundancy"], r["ops_per_s"], r["ops_vs_none"],
+                                                      r["far_used_mib"], r["far_used_vs_none"], r["far_copy_mib"],
+                                                      r["far_copy_vs_none"]))
+        r0 = rows[0]
+        top_ops = 1.15 * max(num(r["ops_per_s"]) for r in rows) or 1
+        top_far = 1.3 * max(max(num(r["far_used_mib"]), num(r["far_copy_mib"])) for r in rows) or 1
+        scripts.append(f"""{GNUPLOT_COMMON}
+set terminal pngcairo size 1200,520 font "sans,11" noenhanced
+set output "{d}/redundancy.png"
+set multiplot layout 1,2 title "Redundancy across {r0['memnodes']} memnodes: {r0['procs']} processes, {r0['ws_mib']} MiB each, {r0['local_pct']} % local ({where}; median of {r0['rounds']} rounds)"
+set style fill solid 0.75 border -1; set xrange [-0.6:{len(rows) - 0.4}]; set grid noxtics
+set title "throughput (labels: vs none)"; set ylabel "operations/s ({r0['procs']} processes)"; set key off
+set yrange [0:{top_ops:.0f}]
+plot "{data}" using 0:2:(0.6):xtic(1) with boxes lc rgb "#4472c4", \\
+     "" using 0:2:(sprintf("%.2fx", $3)) with labels offset 0,0.8 notitle
+set title "far memory (labels: vs none)"; set ylabel "MiB"; set key top left
+set yrange [0:{top_far:.1f}]
+plot "{data}" using ($0-0.19):4:(0.36):xtic(1) with boxes lc rgb "#ed7d31" t "at the memnodes: used bytes, peak while running", \\
+     "" using ($0+0.19):6:(0.36) with boxes lc rgb "#a5a5a5" t "the clients' far copies (far_copy_bytes)", \\
+     "" using ($0-0.19):4:(sprintf("%.2fx", $5)) with labels offset 0,0.8 notitle, \\
+     "" using ($0+0.19):6:(sprintf("%.2fx", $7)) with labels offset 0,0.8 notitle
+unset multiplot
+""")
+    tl, summary = figs.get("failure-timeline"), figs.get("failure")
+    if tl and summary:
+        modes = [k for k in tl[0] if k != "t_ms"]
+        kill = median_value([num(r["kill_ms"]) for r in summary]) / 1000.0
+        path = os.path.join(d, "failure-timeline.csv")
+        r0 = summary[0]
+        styles = {"none": 'lc rgb "gray50" dt 2', "replicate:2": 'lc rgb "#4472c4"', "ec:2+1": 'lc rgb "#ed7d31"'}
+        plots = ", ".join('"%s" using ($1/1000):%d with fsteps lw 2 %s t "%s"' % (
+            path, i + 2, styles.get(m, ""), m + (" (clients exit 2)" if m == "none" else ""))
+            for i, m in enumerate(modes))
+        scripts.append(f"""{GNUPLOT_COMMON}
+set datafile separator ","
+set terminal pngcairo size 900,560 font "sans,11" noenhanced
+set output "{d}/failure.png"
+set title "One of {r0['memnodes']} memnodes SIGKILLed: {r0['procs']} processes, {r0['ws_mib']} MiB each, {r0['local_pct']} % local ({where})"
+set xlabel "time since the timed phase began (s)"; set ylabel "operations/s ({r0['procs']} processes, per 100 ms)"
+set yrange [0:*]; set key top right
+set arrow from {kill:.3f}, graph 0 to {kill:.3f}, graph 1 nohead lw 2 dt 3 lc rgb "red"
+set label "memnode SIGKILLed" at {kill:.3f}, graph 0.96 offset 0.5,0 tc rgb "red"
+plot {plots}
+""")
+    return scripts
+
+
+def read_dicts(path):
+    """A CSV as dicts by its header; [] if missing or empty."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
 def read_figures(d):
+    """DIR's figures: fig6..fig8 as lists of strings (no header); redundancy,
+    failure and failure-timeline as dicts."""
     figs = {fig: read_csv(os.path.join(d, fig + ".csv")) for fig in ("fig6", "fig7", "fig8")}
-    where = next((rows[0][1] for rows in figs.values() if rows), "")
+    for fig in ("redundancy", "failure", "failure-timeline"):
+        figs[fig] = read_dicts(os.path.join(d, fig + ".csv"))
+    where = next((rows[0][1] for f, rows in figs.items() if rows and f.startswith("fig")), "")
+    where = where or next((rows[0]["transport"] for f, rows in figs.items() if rows and "transport" in rows[0]), "")
     return figs, where
 
 
@@ -439,6 +859,8 @@ gnuplot (Debian's gnuplot-nox), and writes DIR/tables.md (markdown tables of
 the same numbers, with the savings and slowdowns in percent):
   fig6-throughput.png  fig6-far-memory.png  fig7-scale.png
   fig8-throughput.png  fig8-far-memory.png
+  redundancy.png (bars: throughput and far memory per mode, against none)
+  failure.png (throughput per 100 ms, a line at the kill)
 
   scripts/plot-experiments.sh DIR
   scripts/sharry_bench.py plot DIR
@@ -477,16 +899,34 @@ CSV and drawing PNG plots with gnuplot:
   fig8  data analysis: NYC-taxi-shaped data frame (bench/dataframe_bench.cc),
         3 processes; Unique-Copy with 1 and 2 sections, Multi-Copy, and
         plain local memory; local memory 10..100 %.
+and, on the host only and only when named in --only, the redundancy across
+memnodes of issue #12 (docs/redundancy.md):
+  redundancy  3 processes at 50 % local on 4 memnode processes of this host,
+        --redundancy none, replicate:2, ec:2+1, ec:3+1 (interleaved, each
+        round starting with the next mode): throughput, far memory at the
+        memnodes (memnode_stats, while the clients run) and the clients' far
+        copies, each against none -> redundancy.csv, redundancy.png
+  failure  the same clients (reads checked exactly), memnode 1 of 4
+        SIGKILLed 3 s into a 10-s timed phase, under replicate:2, ec:2+1 and
+        none (whose clients exit 2); every client writes a timeline row per
+        100 ms -> failure-timeline.csv (ops/s summed over the clients),
+        failure.png, failure.csv: objects lost, wrong values, the dip, when
+        the death was seen, when the repair was done, and when throughput
+        was back within 20 % of its level before the kill for good. A run
+        under redundancy that loses an object, reads a wrong value or fails
+        a client is reported as UNEXPECTED and the command exits 1.
 
-  scripts/experiments.sh [--vm] [--quick] [--only fig6,fig7,fig8] [--out DIR]
-                         [--build DIR] [--rounds N]
+  scripts/experiments.sh [--vm] [--quick] [--only fig6,fig7,fig8,redundancy,failure]
+                         [--out DIR] [--build DIR] [--rounds N]
 
   (default)  tcp transport on this host; results in results/host/
   --vm       verbs over SoftRoCE in the throwaway VM (scripts/rxe-vm.sh), at a
              smaller scale; results in results/vm/
-  --quick    fewer points and smaller sizes (a few minutes; for a smoke test)
+  --quick    fewer points and smaller sizes (a few minutes; for a smoke test;
+             redundancy and failure: 1 round unless --rounds, < 60 s together)
   --rounds N each fig6/fig8 point N times, Unique and Multi interleaved; the
-             median round is kept (default 3; fig7 runs once: its loads are long)
+             median round is kept (default 3; fig7 runs once: its loads are long);
+             redundancy and failure: N rounds of all their modes
 
 Every run prints a progress line; each figure ends in DIR/<fig>.csv and
 DIR/<fig>*.png, DIR/tables.md; DIR/raw.log keeps the run's output with every
@@ -495,14 +935,19 @@ CSVs). The
 measuring is scripts/experiments-measure.sh (bash: it also runs inside the VM,
 which has no python3); this program reads what it prints.
 """
-    opts = {"vm": False, "quick": False, "rounds": "3", "only": "fig6,fig7,fig8", "out": None, "build": "build"}
+    opts = {"vm": False, "quick": False, "rounds": None, "only": "fig6,fig7,fig8", "out": None, "build": "build"}
     err = parse_options("experiments", args, opts, flags=("vm", "quick"))
     if err is not None:
         return err
-    if not re.fullmatch(r"[1-9][0-9]{0,3}", opts["rounds"]):
+    if opts["rounds"] is not None and not re.fullmatch(r"[1-9][0-9]{0,3}", opts["rounds"]):
         return usage_error("experiments", "--rounds %s: want an integer in 1..9999" % opts["rounds"])
-    if not re.fullmatch(r"(fig6|fig7|fig8)(,(fig6|fig7|fig8))*", opts["only"]):
-        return usage_error("experiments", "--only %s: want a comma-separated list of fig6, fig7, fig8" % opts["only"])
+    figs = "(fig6|fig7|fig8|redundancy|failure)"
+    if not re.fullmatch(r"%s(,%s)*" % (figs, figs), opts["only"]):
+        return usage_error("experiments", "--only %s: want a comma-separated list of fig6, fig7, fig8, redundancy, "
+                           "failure" % opts["only"])
+    if opts["vm"] and re.search("redundancy|failure", opts["only"]):
+        return usage_error("experiments", "--only %s: redundancy and failure run on the host only (4 memnodes and 3 "
+                           "clients; untested in the VM)" % opts["only"])
     os.chdir(ROOT)
     build = opts["build"]
     subprocess.run(["scripts/install-deps.sh"], stdout=subprocess.DEVNULL, check=True)
@@ -510,8 +955,8 @@ which has no python3); this program reads what it prints.
     print("experiments: building ...", flush=True)
     subprocess.run(["cmake", "--build", build, "--target", "memnode", "memnode_stats", "sharry_client",
                     "dataframe_bench"], stdout=subprocess.DEVNULL, check=True)
-    measure = [os.path.join(ROOT, "scripts/experiments-measure.sh"), "--only", opts["only"], "--build", build,
-               "--rounds", opts["rounds"]] + (["--quick"] if opts["quick"] else [])
+    measure = [os.path.join(ROOT, "scripts/experiments-measure.sh"), "--only", opts["only"], "--build", build] + \
+        (["--rounds", opts["rounds"]] if opts["rounds"] else []) + (["--quick"] if opts["quick"] else [])
     if opts["vm"]:
         out = opts["out"] or "results/vm"
         b = os.path.join(ROOT, build)
@@ -548,8 +993,12 @@ which has no python3); this program reads what it prints.
     print("experiments: done in %d s" % (time.time() - start), flush=True)
     if shutil.which("gnuplot") is None:
         print("experiments: gnuplot is missing (scripts/install-deps.sh); CSVs only")
-        return 0
-    return plot_dir(out)
+        rc = 0
+    else:
+        rc = plot_dir(out)
+    for v in collector.violations:
+        print("experiments: UNEXPECTED: " + v, file=sys.stderr)
+    return 1 if collector.violations else rc
 
 
 def cmd_aggregate(args):
@@ -560,11 +1009,14 @@ def cmd_aggregate(args):
 """
     if len(args) != 2:
         return usage_error("aggregate", "usage: sharry_bench.py aggregate RAW OUT")
+    os.makedirs(args[1], exist_ok=True)
     with open(args[0]) as f:
         c = aggregate_lines(f, args[1], echo=lambda s: None)
     for path in c.written:
         print("aggregate: wrote " + path)
-    return 0
+    for v in c.violations:
+        print("aggregate: UNEXPECTED: " + v, file=sys.stderr)
+    return 1 if c.violations else 0
 
 
 # ---------------------------------------------------------------- the allocator matrix

@@ -1,6 +1,8 @@
 """Unit tests of scripts/sharry_bench.py on canned input: parsing the binaries'
-csv and JSON lines, the per-point aggregation, the median round, the tables
-and the allocator report. Run: python3 tests/sharry_bench_test.py
+csv and JSON lines, the per-point aggregation, the median round, the tables,
+the redundancy and failure experiments (many memnodes' stats, medians and
+ratios to none, timelines summed on a 100-ms grid, the dip, repair and
+recovery times, the expectations under redundancy) and the allocator report. Run: python3 tests/sharry_bench_test.py
 (ctest: sharry_bench_py.unit)."""
 
 import json
@@ -124,6 +126,232 @@ class TablesTest(unittest.TestCase):
                 ["fig8", "tcp", "3", "remote", "multi", "2", "10", "1", "1", "100", "10"]]
         md = sb.tables_md({"fig8": rows}, "tcp").splitlines()
         self.assertEqual(md[4], "| 10 % | 100 | 110 | 100 | 1000 | +10.0 % | +10.0 % | 5.0 | 10.0 | 50.0 % |")
+
+
+def stats_line(memnode, used):
+    return '@stats {"record":"memnode_stats","memnode":"%s","used_bytes":%d}' % (memnode, used)
+
+
+def red_point(k, rnd, mode, tputs, used_total, copy_each):
+    """A redundancy point: 4 memnodes' stats (and a total) before and while
+    the timed phase runs, then the clients' results."""
+    meta = ('{"transport":"tcp","fig":"redundancy","k":%d,"total":8,"round":%d,"procs":%d,"memnodes":4,'
+            '"redundancy":"%s","sections":1,"local_pct":50,"ws_mib":16}' % (k, rnd, len(tputs), mode))
+    lines = ["@point " + meta]
+    # Before the barrier opens: a larger total that must not count (loading).
+    lines += [stats_line("127.0.0.1:%d" % (7000 + i), 10 * 1048576) for i in range(4)]
+    lines += [stats_line("total", 10 * used_total)]
+    lines += ["@phase running"]
+    lines += [stats_line("127.0.0.1:%d" % (7000 + i), 99 * 1048576) for i in range(4)]  # per memnode: ignored
+    lines += [stats_line("total", used_total), stats_line("total", used_total // 2)]
+    for i, t in enumerate(tputs, 1):
+        lines.append("@rc %d 0" % i)
+        lines.append("@client %d " % i + json.dumps({
+            "record": "sharry_client", "ops_per_s": t, "far_copy_bytes": copy_each, "far_bytes_mine": copy_each,
+            "hit_rate": 0.5, "stripes": 10 if mode.startswith("ec") else 0, "errors": 0}))
+    return lines + ["@endpoint"]
+
+
+def timeline_rows(ops, step=100, repair=None):
+    """A client's timeline file: a row per step with these ops; `repair` maps
+    a row index to (repaired_objects, repair_pending, dead_memnodes)."""
+    rows = ["t_ms,ops,ops_per_s,errors,degraded_reads,repaired_objects,repair_pending,dead_memnodes"]
+    dead = 0
+    for j, o in enumerate(ops):
+        rep, pend, dead = (repair or {}).get(j, (0, 0, dead))
+        rows.append("%d,%d,%d,0,0,%d,%d,%d" % ((j + 1) * step, o, o * 1000 // step, rep, pend, dead))
+    return rows
+
+
+def fail_point(k, rnd, mode, clients, kill_ms=1500):
+    """A failure point: `clients` maps a process number to (rc, timeline rows,
+    result record or None, stderr lines)."""
+    meta = ('{"transport":"tcp","fig":"failure","k":%d,"total":3,"round":%d,"procs":%d,"memnodes":4,'
+            '"redundancy":"%s","sections":1,"local_pct":50,"ws_mib":8,"secs":3,"kill_s":1.5}' % (
+                k, rnd, len(clients), mode))
+    lines = ["@point " + meta, "@phase running",
+             '@kill {"ms":%d,"after_s":"1.5","memnode":"127.0.0.1:7001"}' % kill_ms]
+    for i, (rc, tl, res, err) in sorted(clients.items()):
+        lines.append("@rc %d %d" % (i, rc))
+        lines += ["@clienterr %d %s" % (i, e) for e in err]
+        lines += ["@timeline %d %s" % (i, row) for row in tl]
+        if res is not None:
+            lines.append("@client %d %s" % (i, json.dumps(res)))
+    return lines + ["@endpoint"]
+
+
+class RedundancyTest(unittest.TestCase):
+    def test_median_value(self):
+        self.assertEqual(sb.median_value([3, 1, 2]), 2)
+        self.assertEqual(sb.median_value([4, 1, 3, 2]), 2)  # the lower middle, as median_row
+        self.assertEqual(sb.median_value([None, 5, None]), None)  # never reached counts as the largest
+        self.assertEqual(sb.median_value([None, 5, 7]), 7)
+        self.assertIsNone(sb.median_value([]))
+
+    def test_collector_many_memnodes_and_the_running_peak(self):
+        c = sb.Collector(tempfile.mkdtemp(), echo=lambda s: None)
+        for line in red_point(1, 1, "none", [100, 200], 8 * 1048576, 1048576):
+            c.feed(line)
+        p = c.points["redundancy"][0]
+        self.assertEqual(p.peak, 80 * 1048576)          # loading included
+        self.assertEqual(p.peak_running, 8 * 1048576)   # the totals after "@phase running" only
+        self.assertEqual(p.rcs, {1: 0, 2: 0})
+        r = sb.redundancy_round(p)
+        self.assertEqual((r["ops_per_s"], r["far_used"], r["far_copy"]), (300, 8 * 1048576, 2 * 1048576))
+
+    def test_redundancy_csv_medians_and_ratios_to_none(self):
+        lines = []
+        k = 0
+        # Three rounds, modes interleaved; none's median round: 300 ops/s, 8 MiB.
+        for rnd, (none_t, rep_t, rep_used) in enumerate(((100, 50, 20), (300, 90, 16), (200, 120, 17)), 1):
+            k += 1
+            lines += red_point(k, rnd, "none", [none_t / 2, none_t / 2], 8 * 1048576, 2 * 1048576)
+            k += 1
+            lines += red_point(k, rnd, "replicate:2", [rep_t], rep_used * 1048576, 8 * 1048576)
+        lines.append("@endfig redundancy")
+        d = tempfile.mkdtemp()
+        c = sb.aggregate_lines(lines, d, echo=lambda s: None)
+        rows = sb.read_dicts(os.path.join(d, "redundancy.csv"))
+        self.assertEqual([r["redundancy"] for r in rows], ["none", "replicate:2"])
+        none, rep = rows
+        self.assertEqual((none["ops_per_s"], none["ops_vs_none"], none["far_used_mib"]), ("200", "1.00", "8.0"))
+        self.assertEqual(none["far_copy_mib"], "4.0")
+        self.assertEqual(none["rounds"], "3")
+        self.assertEqual(none["ops_per_s_rounds"], "100;300;200")
+        # replicate:2: medians 90 ops/s and 17 MiB, each on its own (not one round's row).
+        self.assertEqual((rep["ops_per_s"], rep["ops_vs_none"]), ("90", "0.45"))
+        self.assertEqual((rep["far_used_mib"], rep["far_used_vs_none"]), ("17.0", "2.12"))
+        self.assertEqual((rep["far_copy_mib"], rep["far_copy_vs_none"]), ("8.0", "2.00"))
+        self.assertEqual(c.violations, [])
+        md = sb.tables_md(sb.read_figures(d)[0], "tcp").splitlines()
+        self.assertEqual(md[0], "### Redundancy across memnodes: 2 processes on 4 memnodes (tcp)")
+        self.assertEqual(md[5], "| replicate:2 | 90 | 0.45 | 17.0 | 2.12 | 8.0 | 2.00 | 50, 90, 120 |")
+
+    def test_ratio_without_none_is_unknown(self):
+        d = tempfile.mkdtemp()
+        sb.aggregate_lines(red_point(1, 1, "ec:2+1", [10], 1048576, 1048576) + ["@endfig redundancy"], d,
+                           echo=lambda s: None)
+        self.assertEqual(sb.read_dicts(os.path.join(d, "redundancy.csv"))[0]["ops_vs_none"], "?")
+
+
+class TimelineTest(unittest.TestCase):
+    def test_parse_timeline_skips_the_header(self):
+        rows = sb.parse_timeline(timeline_rows([5, 7]))
+        self.assertEqual([(r["t_ms"], r["ops"]) for r in rows], [(100, 5), (200, 7)])
+
+    def test_resample_spreads_a_late_tick_over_its_buckets(self):
+        rows = sb.parse_timeline(["t_ms,ops", "100,10", "250,30", "300,5"])
+        self.assertEqual(sb.resample(rows), [10, 20, 15])
+        self.assertEqual(sum(sb.resample(rows)), 45)  # nothing lost or made up
+
+    def test_summed_series_ends_with_the_first_client_done_and_counts_failed_ones_as_0(self):
+        tl = {1: sb.parse_timeline(["t_ms,ops", "100,1", "200,1", "300,1", "340,1"]),
+              2: sb.parse_timeline(["t_ms,ops", "100,2", "200,2", "300,2", "400,2", "450,1"]),
+              3: sb.parse_timeline(["t_ms,ops", "100,4", "150,2"])}  # exited 2 at 150 ms
+        series = sb.summed_series(tl, {1: 0, 2: 0, 3: 2})
+        # client 1's last full bucket is [200, 300): 3 buckets; client 3 adds 4, then 2, then 0.
+        self.assertEqual(series, [70.0, 50.0, 30.0])
+
+    def test_summed_series_when_all_failed(self):
+        tl = {1: sb.parse_timeline(["t_ms,ops", "100,4", "150,2"]), 2: sb.parse_timeline(["t_ms,ops", "100,1"])}
+        self.assertEqual(sb.summed_series(tl, {1: 2, 2: 2}), [50.0, 20.0])
+
+    def test_recovery_dip_and_time(self):
+        series = [100.0] * 15 + [0.0] * 3 + [100.0] * 12
+        pre, dip, rec = sb.recovery(series, 1500)
+        self.assertEqual((pre, dip), (100.0, 0.0))
+        # windows of 10 buckets from 1500 ms: 70 % (3 zeros), 80 % (2 zeros) -> from 1600 ms on.
+        self.assertEqual(rec, 100)
+        self.assertEqual(sb.recovery(series, 1530)[2], 70)
+
+    def test_recovery_never_and_at_once(self):
+        self.assertIsNone(sb.recovery([100.0] * 15 + [50.0] * 15, 1500)[2])
+        self.assertEqual(sb.recovery([100.0] * 30, 1500)[2], 0)
+        # It must stay: a second dip late in the run moves the time past it.
+        series = [100.0] * 15 + [0.0] * 3 + [100.0] * 10 + [0.0] * 5 + [100.0] * 12
+        # zeros at buckets 28..32: the last window holding 3 of them starts at bucket 30.
+        self.assertEqual(sb.recovery(series, 1500)[2], 3100 - 1500)
+        # No window fits after the kill: unknown.
+        self.assertIsNone(sb.recovery([100.0] * 20, 1500)[2])
+
+    def test_recovery_leaves_out_the_warmup(self):
+        pre = sb.recovery([1000.0] * 5 + [100.0] * 10 + [100.0] * 15, 1500)[0]
+        self.assertEqual(pre, 100.0)
+
+    def test_repair_done_replicate(self):
+        rows = sb.parse_timeline(timeline_rows([5] * 6, repair={2: (10, 50, 1), 3: (50, 0, 1), 4: (0, 0, 1)}))
+        self.assertEqual(sb.repair_done_ms(rows, 250), 150)  # the 400-ms row, kill at 250
+
+    def test_repair_done_ec_counts_from_the_level_before_the_kill(self):
+        before = {0: (0, 20, 0), 1: (0, 35, 0)}
+        rows = sb.parse_timeline(timeline_rows([5] * 6, repair={
+            **before, 2: (100, 500, 1), 3: (20, 30, 1), 4: (0, 40, 1), 5: (0, 12, 1)}))
+        self.assertEqual(sb.repair_done_ms(rows, 250), 150)  # 30 <= 35, the level before the kill
+        rows = sb.parse_timeline(timeline_rows([5] * 6, repair={
+            **before, 2: (100, 500, 1), 3: (20, 60, 1), 4: (0, 40, 1), 5: (0, 12, 1)}))
+        self.assertEqual(sb.repair_done_ms(rows, 250), 350)  # 60 and 40 are above 35: the 600-ms row
+
+    def test_repair_never_done_or_death_never_seen(self):
+        rows = sb.parse_timeline(timeline_rows([5] * 4, repair={2: (1, 500, 1), 3: (1, 400, 1)}))
+        self.assertIsNone(sb.repair_done_ms(rows, 150))
+        self.assertIsNone(sb.repair_done_ms(sb.parse_timeline(timeline_rows([5] * 4)), 150))
+
+    def test_key_values(self):
+        kv = sb.key_values(["sharry_client: far memory: Unavailable: x", "sharry_client: lost_objects=7 errors=0"])
+        self.assertEqual((kv["lost_objects"], kv["errors"]), ("7", "0"))
+
+
+class FailureTest(unittest.TestCase):
+    def lines(self, rep_lost=0):
+        ops = [10] * 15 + [0, 0, 0] + [10] * 12  # 30 rows of 100 ms per client, kill at 1500
+        rep = {j: (0, 0, 0) for j in range(15)}
+        rep.update({15: (40, 300, 1), 16: (60, 0, 1)})
+        tail = ["3040,4,100,0,0,0,0,1"]  # the last, partial interval
+        res = lambda lost: {"record": "sharry_client", "lost_objects": lost, "errors": 0, "repaired_objects": 100,  # noqa
+                            "degraded_reads": 3, "dead_memnodes": 1}
+        lines = ["failure: a heading"]
+        lines += fail_point(1, 1, "replicate:2", {1: (0, timeline_rows(ops, repair=rep) + tail, res(rep_lost), []),
+                                                  2: (0, timeline_rows(ops, repair=rep) + tail, res(0), [])})
+        err = ["sharry_client: far memory: Unavailable: swap-in: memnode 127.0.0.1:7001 unreachable",
+               "sharry_client: peak_local_bytes=1 lost_objects=7 dead_memnodes=1 degraded_reads=0 repaired_objects=0"]
+        lines += fail_point(2, 1, "none", {1: (2, timeline_rows([10] * 15 + [4]), None, err),
+                                           2: (2, timeline_rows([10] * 15), None, err)})
+        return lines + ["@endfig failure"]
+
+    def test_failure_csv_timeline_and_table(self):
+        d = tempfile.mkdtemp()
+        echoed = []
+        c = sb.aggregate_lines(self.lines(), d, echo=echoed.append)
+        self.assertEqual(c.violations, [])
+        rows = sb.read_dicts(os.path.join(d, "failure.csv"))
+        rep, none = rows
+        self.assertEqual((rep["redundancy"], rep["exit_statuses"], rep["lost_objects"], rep["errors"]),
+                         ("replicate:2", "0", "0", "0"))
+        self.assertEqual((rep["kill_ms"], rep["pre_ops_per_s"], rep["dip_pct"]), ("1500", "200", "0.0"))
+        self.assertEqual(rep["detect_ms"], "100")  # the 1600-ms row shows the death
+        self.assertEqual(rep["repair_ms"], "200")  # the 1700-ms row: nothing pending, no repair after
+        self.assertEqual(rep["recovery_ms"], "100")  # 1-s windows from 1500: 70 %, then 80 % from 1600
+        self.assertEqual((rep["repaired_objects"], rep["degraded_reads"]), ("200", "6"))
+        self.assertEqual((none["exit_statuses"], none["lost_objects"], none["repair_ms"], none["recovery_ms"]),
+                         ("2", "14", "-", "-"))
+        self.assertEqual(none["lost_objects_rounds"], "14")
+        with open(os.path.join(d, "failure-timeline.csv")) as f:
+            tl = f.read().splitlines()
+        self.assertEqual(tl[0], "t_ms,replicate:2,none")
+        # rep: 2 clients x 10 ops per 100 ms = 200 ops/s; none: its clients' last rows, then "?".
+        self.assertEqual(tl[15], "1500,200,200")
+        self.assertEqual(tl[16], "1600,0,40")
+        self.assertEqual(tl[17], "1700,0,?")
+        self.assertEqual(tl[-1], "3000,200,?")  # rep's series stops before the clients' last (partial) bucket
+        md = sb.tables_md(sb.read_figures(d)[0], "tcp").splitlines()
+        self.assertEqual(md[0], "### Failure: one of 4 memnodes SIGKILLed under 2 processes (tcp)")
+        self.assertEqual(md[4], "| replicate:2 | 0 | 0 | 0 | 200 | 0.0 % | 100 ms | 200 ms | 100 ms | 200 | 6 "
+                                "| 200 | 100 |")
+        self.assertTrue(any(s.startswith("[failure  2/3] none") and "exits 2/2" in s for s in echoed))
+
+    def test_a_lost_object_under_redundancy_is_a_violation(self):
+        c = sb.aggregate_lines(self.lines(rep_lost=1), tempfile.mkdtemp(), echo=lambda s: None)
+        self.assertEqual(c.violations, ["failure: replicate:2 round 1: lost_objects=1, want 0"])
 
 
 class AllocReportTest(unittest.TestCase):

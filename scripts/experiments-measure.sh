@@ -9,12 +9,17 @@
 #   scripts/experiments-measure.sh [--transport tcp|verbs] [--scale host|vm]
 #                                  [--quick] [--rounds N]
 #                                  [--only fig6,fig7,fig8,redundancy,failure]
-#                                  [--build DIR]
+#                                  [--quiet-wait S] [--build DIR]
+#
+# --quiet-wait S: before each point of redundancy and failure, wait up to S
+# seconds (default 0: no wait) for the machine to be under 15 % busy, and
+# print how busy it was (@busy): other work on the machine bends the numbers.
 #
 # Lines starting with '@' are for sharry_bench.py; the others are for people:
 #   @point {json}      a measured point starts: its figure, configuration, round
 #   @stats {json}      memnode_stats --format=json while the point runs (with
 #                      many memnodes: one per memnode, then "memnode":"total")
+#   @busy {json}       how busy the machine was before the point (--quiet-wait)
 #   @phase running     the start barrier opened: the timed phase runs
 #   @tick {json}       progress while the point runs (label, seconds, phase)
 #   @kill {json}       a memnode was SIGKILLed: which, and when (ms after the
@@ -32,9 +37,10 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
-quick=0 rounds=3 rounds_given=0 only=fig6,fig7,fig8 build=build transport=tcp addr=127.0.0.1 scale=host
+quick=0 rounds=3 rounds_given=0 only=fig6,fig7,fig8 build=build transport=tcp addr=127.0.0.1 scale=host quiet_wait=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --quiet-wait) quiet_wait=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     --rounds) rounds=$2; rounds_given=1; shift 2 ;;
     --only) only=$2; shift 2 ;;
@@ -47,6 +53,8 @@ done
 figs='fig6|fig7|fig8|redundancy|failure'
 [[ $only =~ ^($figs)(,($figs))*$ ]] ||
   { echo "experiments: --only $only: want a comma-separated list of fig6, fig7, fig8, redundancy, failure" >&2; exit 2; }
+[[ $quiet_wait =~ ^[0-9]{1,5}$ ]] ||
+  { echo "experiments: --quiet-wait $quiet_wait: want seconds in 0..99999" >&2; exit 2; }
 [[ $scale == host || $scale == vm ]] || { echo "experiments: --scale $scale: want host or vm" >&2; exit 2; }
 [[ $transport == tcp || $transport == verbs ]] || { echo "experiments: --transport $transport: want tcp or verbs" >&2; exit 2; }
 [[ $scale == vm && $only =~ redundancy|failure ]] &&
@@ -316,6 +324,7 @@ redundancy() {
       k=$((k + 1))
       point fig=\"redundancy\" k="$k" total="$total" round="$round" procs="$procs" memnodes="$memnodes" \
         redundancy=\""$red"\" sections=1 local_pct="$pct" ws_mib="$ws_mb"
+      wait_quiet
       start_memnodes "$memnodes" 1 $((ws_mb * 2 + 64))
       # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
       run_clients "[redundancy $k/$total] $red" "$procs" "$b/tools/sharry_client" --transport="$transport" \
@@ -341,6 +350,7 @@ failure() {
       k=$((k + 1))
       point fig=\"failure\" k="$k" total="$total" round="$round" procs="$procs" memnodes="$memnodes" \
         redundancy=\""$red"\" sections=1 local_pct="$pct" ws_mib="$ws_mb" secs="$secs" kill_s="$kill_s"
+      wait_quiet
       start_memnodes "$memnodes" 1 $((ws_mb * 2 + 64))
       victim=${mns[1]} victim_addr=$(echo "$nodes" | cut -d, -f2)
       # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
@@ -356,6 +366,17 @@ failure() {
 }
 
 echo "experiments: $transport transport, $scale scale$([[ $quick == 1 ]] && echo ", quick"); $(nproc) cores"
+# wait_quiet: with --quiet-wait S, waits up to S seconds for the machine to
+# be under 15 % busy (between points, so ours are not running) and prints
+# @busy with the last second's percentage and the seconds waited.
+wait_quiet() {
+  [[ $quiet_wait == 0 ]] && return 0
+  local t0=$SECONDS pct
+  pct=$(busy_pct)
+  while (( pct >= 15 && SECONDS - t0 < quiet_wait )); do pct=$(busy_pct); done
+  printf '@busy {"pct":%d,"waited_s":%d}\n' "$pct" $((SECONDS - t0))
+}
+
 for fig in ${only//,/ }; do
   echo "experiments: the machine was $(busy_pct) % busy in the second before $fig"
   "$fig"

@@ -114,6 +114,7 @@ class Point:
         self.errs = {}       # process number -> its stderr's "sharry_client:" lines
         self.timelines = {}  # process number -> its timeline's lines (CSV, with the header)
         self.kill = None     # the @kill record
+        self.busy = None     # the @busy record: how busy the machine was before the point
 
     def results(self):
         return [self.clients[i] for i in sorted(self.clients)]
@@ -171,10 +172,10 @@ def figure_csv(fig, points):
 
 REDUNDANCY_COLUMNS = ("experiment,transport,procs,memnodes,redundancy,local_pct,ws_mib,rounds,ops_per_s,ops_vs_none,"
                       "far_used_mib,far_used_vs_none,far_copy_mib,far_copy_vs_none,far_mine_mib,hit_rate,stripes,"
-                      "errors,ops_per_s_rounds,far_used_mib_rounds")
+                      "errors,ops_per_s_rounds,far_used_mib_rounds,busy_pct_max")
 FAILURE_COLUMNS = ("experiment,transport,procs,memnodes,redundancy,local_pct,ws_mib,rounds,kill_ms,exit_statuses,"
                    "lost_objects,errors,pre_ops_per_s,dip_pct,detect_ms,repair_ms,recovery_ms,repaired_objects,"
-                   "degraded_reads,plotted_round,repair_ms_rounds,recovery_ms_rounds,lost_objects_rounds")
+                   "degraded_reads,plotted_round,repair_ms_rounds,recovery_ms_rounds,lost_objects_rounds,busy_pct_max")
 STEP_MS = 100          # the clients' --timeline_ms: one bucket of the summed timeline
 WARMUP_MS = 500        # the first part of the timed phase, left out of the pre-failure average
 WINDOW_MS = 1000       # the moving average that must stay within 20 % after the failure
@@ -193,6 +194,12 @@ def median_value(xs):
 def ratio(a, b):
     """a / b as "%.2f", "?" where b is 0 or missing."""
     return "%.2f" % (a / b) if b else "?"
+
+
+def busy_max(points):
+    """The highest @busy percentage before these points, "?" if not measured."""
+    b = [num(p.busy["pct"]) for p in points if p.busy]
+    return "%.0f" % max(b) if b else "?"
 
 
 def by_mode(points):
@@ -237,7 +244,7 @@ def redundancy_csv(points):
             ratio(m["far_copy"], base.get("far_copy")), mib(m["far_mine"]), "%.4f" % m["hit_rate"],
             "%.0f" % m["stripes"], "%.0f" % max(r["errors"] for r in m["rounds"]),
             ";".join("%.0f" % r["ops_per_s"] for r in m["rounds"]),
-            ";".join(mib(r["far_used"]) for r in m["rounds"])]))
+            ";".join(mib(r["far_used"]) for r in m["rounds"]), busy_max(ps)]))
     return "\n".join(out) + "\n"
 
 
@@ -411,7 +418,7 @@ def failure_tables(points, step=STEP_MS):
             fmt_ms(med("recovery_ms"), na), "%.0f" % med("repaired"), "%.0f" % med("degraded"), chosen["round"],
             ";".join(fmt_ms(r["repair_ms"], na) for r in rounds),
             ";".join(fmt_ms(r["recovery_ms"], na) for r in rounds),
-            ";".join("%.0f" % r["lost"] for r in rounds)]))
+            ";".join("%.0f" % r["lost"] for r in rounds), busy_max(ps)]))
     n = max((len(r["series"]) for r in plotted.values()), default=0)
     tl = ["t_ms," + ",".join(plotted)]
     for j in range(n):
@@ -462,6 +469,8 @@ class Collector:
                 self.current.peak_running = max(self.current.peak_running, self.used)
         elif tag == "@phase" and self.current is not None:
             self.current.running = rest.strip() == "running"
+        elif tag == "@busy" and self.current is not None:
+            self.current.busy = json.loads(rest)
         elif tag == "@kill" and self.current is not None:
             self.current.kill = json.loads(rest)
         elif tag == "@rc" and self.current is not None:
@@ -498,6 +507,9 @@ class Collector:
         self.points.setdefault(fig, []).append(p)
         c = p.results()
         secs = int(time.time() - self.t_start)
+        if p.busy:
+            self.echo("  (the machine was %s %% busy before it, after %s s of waiting)" % (
+                p.busy["pct"], p.busy["waited_s"]))
         far = mib(total(c, "far_bytes_mine"))
         if fig == "fig6":
             self.echo("[fig6 %2d/%s] %-6s x%s local %3s %%: %8s ops/s, far %7s MiB (peak %s)  [%ds]" % (
@@ -647,6 +659,12 @@ def tables_md(figs, where):
     return "\n".join(out) + ("\n" if out else "")
 
 
+def busy_note(rows):
+    """" The machine was at most N % busy ..." from the rows' busy_pct_max, or ""."""
+    b = [num(r["busy_pct_max"]) for r in rows if r.get("busy_pct_max") not in (None, "", "?")]
+    return " The machine was at most %.0f %% busy in the second before each point." % max(b) if b else ""
+
+
 def redundancy_md(rows, where):
     """The redundancy table's lines from redundancy.csv's rows (dicts)."""
     if not rows:
@@ -661,7 +679,7 @@ def redundancy_md(rows, where):
             r["far_copy_mib"], r["far_copy_vs_none"], r["ops_per_s_rounds"].replace(";", ", ")))
     out += ["", "(%s MiB per process, %s %% local; median of %s rounds, each number on its own. Far memory at the "
             "memnodes: the highest sum of their used bytes (memnode_stats) while the timed phase ran; far copies: the "
-            "clients' far_copy_bytes, summed.)" % (r0["ws_mib"], r0["local_pct"], r0["rounds"]), ""]
+            "clients' far_copy_bytes, summed.%s)" % (r0["ws_mib"], r0["local_pct"], r0["rounds"], busy_note(rows)), ""]
     return out
 
 
@@ -685,8 +703,8 @@ def failure_md(rows, where):
             "values: the largest; the kill %s ms into the timed phase. ops/s: the clients' sum per 100 ms; before: "
             "from %d ms to the kill; lowest: the lowest 100 ms from the kill on, in %% of before. Repair done: the "
             "first 100 ms row of every client with repair_pending back at its level before the kill and no repair "
-            "after it. Within 20 %%: from then on every 1-s average is >= 80 %% of before.)" % (
-                r0["ws_mib"], r0["local_pct"], r0["rounds"], r0["kill_ms"], WARMUP_MS), ""]
+            "after it. Within 20 %%: from then on every 1-s average is >= 80 %% of before.%s)" % (
+                r0["ws_mib"], r0["local_pct"], r0["rounds"], r0["kill_ms"], WARMUP_MS, busy_note(rows)), ""]
     return out
 
 
@@ -813,6 +831,7 @@ unset multiplot
     tl, summary = figs.get("failure-timeline"), figs.get("failure")
     if tl and summary:
         modes = [k for k in tl[0] if k != "t_ms"]
+        top = 1.2 * max((num(r[m]) for r in tl for m in modes if r[m] not in ("?", "")), default=1) or 1
         kill = median_value([num(r["kill_ms"]) for r in summary]) / 1000.0
         path = os.path.join(d, "failure-timeline.csv")
         r0 = summary[0]
@@ -826,9 +845,9 @@ set terminal pngcairo size 900,560 font "sans,11" noenhanced
 set output "{d}/failure.png"
 set title "One of {r0['memnodes']} memnodes SIGKILLed: {r0['procs']} processes, {r0['ws_mib']} MiB each, {r0['local_pct']} % local ({where})"
 set xlabel "time since the timed phase began (s)"; set ylabel "operations/s ({r0['procs']} processes, per 100 ms)"
-set yrange [0:*]; set key top right
+set yrange [0:{top:.0f}]; set key top right horizontal
 set arrow from {kill:.3f}, graph 0 to {kill:.3f}, graph 1 nohead lw 2 dt 3 lc rgb "red"
-set label "memnode SIGKILLed" at {kill:.3f}, graph 0.96 offset 0.5,0 tc rgb "red"
+set label "memnode SIGKILLed" at {kill:.3f}, graph 0.9 offset 0.5,0 tc rgb "red"
 plot {plots}
 """)
     return scripts
@@ -917,7 +936,7 @@ memnodes of issue #12 (docs/redundancy.md):
         a client is reported as UNEXPECTED and the command exits 1.
 
   scripts/experiments.sh [--vm] [--quick] [--only fig6,fig7,fig8,redundancy,failure]
-                         [--out DIR] [--build DIR] [--rounds N]
+                         [--out DIR] [--build DIR] [--rounds N] [--quiet-wait S]
 
   (default)  tcp transport on this host; results in results/host/
   --vm       verbs over SoftRoCE in the throwaway VM (scripts/rxe-vm.sh), at a
@@ -927,6 +946,9 @@ memnodes of issue #12 (docs/redundancy.md):
   --rounds N each fig6/fig8 point N times, Unique and Multi interleaved; the
              median round is kept (default 3; fig7 runs once: its loads are long);
              redundancy and failure: N rounds of all their modes
+  --quiet-wait S  redundancy and failure: before each point wait up to S
+             seconds for the machine to be under 15 % busy (default: no
+             wait); how busy it was goes into the CSVs (busy_pct_max)
 
 Every run prints a progress line; each figure ends in DIR/<fig>.csv and
 DIR/<fig>*.png, DIR/tables.md; DIR/raw.log keeps the run's output with every
@@ -935,7 +957,8 @@ CSVs). The
 measuring is scripts/experiments-measure.sh (bash: it also runs inside the VM,
 which has no python3); this program reads what it prints.
 """
-    opts = {"vm": False, "quick": False, "rounds": None, "only": "fig6,fig7,fig8", "out": None, "build": "build"}
+    opts = {"vm": False, "quick": False, "rounds": None, "only": "fig6,fig7,fig8", "out": None, "build": "build",
+            "quiet-wait": None}
     err = parse_options("experiments", args, opts, flags=("vm", "quick"))
     if err is not None:
         return err
@@ -945,6 +968,8 @@ which has no python3); this program reads what it prints.
     if not re.fullmatch(r"%s(,%s)*" % (figs, figs), opts["only"]):
         return usage_error("experiments", "--only %s: want a comma-separated list of fig6, fig7, fig8, redundancy, "
                            "failure" % opts["only"])
+    if opts["quiet-wait"] is not None and not re.fullmatch(r"[0-9]{1,5}", opts["quiet-wait"]):
+        return usage_error("experiments", "--quiet-wait %s: want seconds in 0..99999" % opts["quiet-wait"])
     if opts["vm"] and re.search("redundancy|failure", opts["only"]):
         return usage_error("experiments", "--only %s: redundancy and failure run on the host only (4 memnodes and 3 "
                            "clients; untested in the VM)" % opts["only"])
@@ -956,7 +981,8 @@ which has no python3); this program reads what it prints.
     subprocess.run(["cmake", "--build", build, "--target", "memnode", "memnode_stats", "sharry_client",
                     "dataframe_bench"], stdout=subprocess.DEVNULL, check=True)
     measure = [os.path.join(ROOT, "scripts/experiments-measure.sh"), "--only", opts["only"], "--build", build] + \
-        (["--rounds", opts["rounds"]] if opts["rounds"] else []) + (["--quick"] if opts["quick"] else [])
+        (["--rounds", opts["rounds"]] if opts["rounds"] else []) + (["--quick"] if opts["quick"] else []) + \
+        (["--quiet-wait", opts["quiet-wait"]] if opts["quiet-wait"] else [])
     if opts["vm"]:
         out = opts["out"] or "results/vm"
         b = os.path.join(ROOT, build)

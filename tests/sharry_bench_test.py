@@ -137,7 +137,7 @@ def red_point(k, rnd, mode, tputs, used_total, copy_each):
     the timed phase runs, then the clients' results."""
     meta = ('{"transport":"tcp","fig":"redundancy","k":%d,"total":8,"round":%d,"procs":%d,"memnodes":4,'
             '"redundancy":"%s","sections":1,"local_pct":50,"ws_mib":16}' % (k, rnd, len(tputs), mode))
-    lines = ["@point " + meta]
+    lines = ["@point " + meta, '@busy {"pct":%d,"waited_s":0}' % k]
     # Before the barrier opens: a larger total that must not count (loading).
     lines += [stats_line("127.0.0.1:%d" % (7000 + i), 10 * 1048576) for i in range(4)]
     lines += [stats_line("total", 10 * used_total)]
@@ -223,9 +223,11 @@ class RedundancyTest(unittest.TestCase):
         self.assertEqual((rep["far_used_mib"], rep["far_used_vs_none"]), ("17.0", "2.12"))
         self.assertEqual((rep["far_copy_mib"], rep["far_copy_vs_none"]), ("8.0", "2.00"))
         self.assertEqual(c.violations, [])
+        self.assertEqual((none["busy_pct_max"], rep["busy_pct_max"]), ("5", "6"))  # the @busy before each point
         md = sb.tables_md(sb.read_figures(d)[0], "tcp").splitlines()
         self.assertEqual(md[0], "### Redundancy across memnodes: 2 processes on 4 memnodes (tcp)")
         self.assertEqual(md[5], "| replicate:2 | 90 | 0.45 | 17.0 | 2.12 | 8.0 | 2.00 | 50, 90, 120 |")
+        self.assertIn("at most 6 % busy", md[7])
 
     def test_ratio_without_none_is_unknown(self):
         d = tempfile.mkdtemp()

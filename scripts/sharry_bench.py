@@ -360,7 +360,11 @@ def failure_round(p, step=STEP_MS):
         repaired += num(r.get("repaired_objects"))
         degraded += num(r.get("degraded_reads"))
     repairs = [repair_done_ms(rows, kill_ms) for i, rows in tls.items() if p.rcs.get(i, 0) == 0]
-    detects = [next((r["t_ms"] - kill_ms for r in rows if r["dead_memnodes"] >= 1), None) for rows in tls.values()]
+    # When each client saw the death: its first row counting a dead memnode,
+    # or, for one that failed (none), its last row (the access that failed).
+    detects = [next((r["t_ms"] - kill_ms for r in rows if r["dead_memnodes"] >= 1),
+                    rows[-1]["t_ms"] - kill_ms if p.rcs.get(i, 0) != 0 and rows else None)
+               for i, rows in tls.items()]
     failed = any(rc != 0 for rc in p.rcs.values())
     return {"kill_ms": kill_ms, "series": series, "pre": pre, "dip_pct": 100.0 * dip / pre if pre and dip is not None
             else None, "recovery_ms": None if failed else rec,

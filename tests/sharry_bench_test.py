@@ -337,6 +337,7 @@ class FailureTest(unittest.TestCase):
         self.assertEqual((none["exit_statuses"], none["lost_objects"], none["repair_ms"], none["recovery_ms"]),
                          ("2", "14", "-", "-"))
         self.assertEqual(none["lost_objects_rounds"], "14")
+        self.assertEqual(none["detect_ms"], "100")  # none's clients: their last rows, 1600 and 1500 ms
         with open(os.path.join(d, "failure-timeline.csv")) as f:
             tl = f.read().splitlines()
         self.assertEqual(tl[0], "t_ms,replicate:2,none")

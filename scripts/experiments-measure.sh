@@ -20,6 +20,9 @@
 #   @stats {json}      memnode_stats --format=json while the point runs (with
 #                      many memnodes: one per memnode, then "memnode":"total")
 #   @busy {json}       how busy the machine was before the point (--quiet-wait)
+#   @cpu {json}        with many memnodes: the share of the machine's CPU time
+#                      that was busy, and that the memnodes used, while all
+#                      clients and memnodes ran (sampled once a second)
 #   @phase running     the start barrier opened: the timed phase runs
 #   @tick {json}       progress while the point runs (label, seconds, phase)
 #   @kill {json}       a memnode was SIGKILLed: which, and when (ms after the
@@ -122,6 +125,19 @@ stop_memnodes() {
   mns=() wrappers=() nodes=''
 }
 
+# cpu_sample: "ALL BUSY MEMNODES", in clock ticks so far: all CPUs' time
+# and their busy time (/proc/stat), and the memnodes' (utime + stime of each
+# of $mns, /proc/PID/stat).
+cpu_sample() {
+  local u n s i w q sq st p mt=0 f
+  read -r _ u n s i w q sq st _ </proc/stat
+  for p in "${mns[@]}"; do
+    { read -r -a f <"/proc/$p/stat"; } 2>/dev/null || continue
+    mt=$((mt + f[13] + f[14]))
+  done
+  echo "$((u + n + s + i + w + q + sq + st)) $((u + n + s + q + sq + st)) $mt"
+}
+
 # The wall clock in ms (bash's $EPOCHREALTIME: no fork).
 now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((t / 1000)); }
 
@@ -163,7 +179,7 @@ run_clients() {
       >"$tmp/out.$i" 2>"$tmp/err.$i" &
     pids+=($!)
   done
-  local t0=$SECONDS phase=loading
+  local t0=$SECONDS phase=loading cpu0='' cpu1='' t_cpu1=0
   while :; do
     local running=0 ready=0
     for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && running=$((running + 1)); done
@@ -174,12 +190,18 @@ run_clients() {
       touch "$tmp/go"
       phase=running
       echo "@phase running"
+      if [[ ${#mns[@]} -gt 0 ]]; then cpu0=$(cpu_sample); fi
       if [[ -n $kill_after ]]; then
         (sleep "$kill_after"; kill -KILL "$victim" 2>/dev/null; echo $(($(now_ms) - t_go)) >"$tmp/killed") &
         killer=$!
       fi
     fi
     if [[ $phase == loading && $running -lt $n ]]; then break; fi  # one died while loading
+    # The CPU shares while every client and memnode runs (not past a kill).
+    if [[ -n $cpu0 && $running == "$n" && ! -e $tmp/killed ]]; then
+      cpu1=$(cpu_sample)
+      t_cpu1=$(now_ms)
+    fi
     if [[ -n $nodes ]]; then
       # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
       "$b/tools/memnode_stats" --transport="$transport" --memnode="$nodes" $admin_auth --format=json 2>/dev/null |
@@ -207,6 +229,15 @@ run_clients() {
     echo "experiments: a client failed ($label): exit statuses ${rcs[*]}"
     tail -5 "$tmp"/err.* "$tmp"/out.*
     exit 1
+  fi
+  if [[ -n $cpu1 && $cpu1 != "$cpu0" ]]; then
+    local a0 b0 m0 a1 b1 m1
+    read -r a0 b0 m0 <<<"$cpu0"
+    read -r a1 b1 m1 <<<"$cpu1"
+    if (( a1 > a0 )); then
+      printf '@cpu {"busy_pct":%d,"memnodes_pct":%d,"window_ms":%d}\n' $((100 * (b1 - b0) / (a1 - a0))) \
+        $((100 * (m1 - m0) / (a1 - a0))) $((t_cpu1 - t_go))
+    fi
   fi
   if [[ -s $tmp/killed ]]; then
     printf '@kill {"ms":%d,"after_s":"%s","memnode":"%s"}\n' "$(<"$tmp/killed")" "$kill_after" "$victim_addr"

@@ -115,6 +115,7 @@ class Point:
         self.timelines = {}  # process number -> its timeline's lines (CSV, with the header)
         self.kill = None     # the @kill record
         self.busy = None     # the @busy record: how busy the machine was before the point
+        self.cpu = None      # the @cpu record: CPU shares while all clients and memnodes ran
 
     def results(self):
         return [self.clients[i] for i in sorted(self.clients)]
@@ -172,10 +173,11 @@ def figure_csv(fig, points):
 
 REDUNDANCY_COLUMNS = ("experiment,transport,procs,memnodes,redundancy,local_pct,ws_mib,rounds,ops_per_s,ops_vs_none,"
                       "far_used_mib,far_used_vs_none,far_copy_mib,far_copy_vs_none,far_mine_mib,hit_rate,stripes,"
-                      "errors,ops_per_s_rounds,far_used_mib_rounds,busy_pct_max")
+                      "errors,ops_per_s_rounds,far_used_mib_rounds,busy_pct_max,cpu_busy_pct,memnodes_cpu_pct")
 FAILURE_COLUMNS = ("experiment,transport,procs,memnodes,redundancy,local_pct,ws_mib,rounds,kill_ms,exit_statuses,"
-                   "lost_objects,errors,pre_ops_per_s,dip_pct,detect_ms,repair_ms,recovery_ms,repaired_objects,"
-                   "degraded_reads,plotted_round,repair_ms_rounds,recovery_ms_rounds,lost_objects_rounds,busy_pct_max")
+                   "lost_objects,errors,pre_ops_per_s,post_ops_per_s,dip_pct,detect_ms,repair_ms,recovery_ms,repaired_objects,"
+                   "degraded_reads,plotted_round,repair_ms_rounds,recovery_ms_rounds,lost_objects_rounds,busy_pct_max,"
+                   "cpu_busy_pct,memnodes_cpu_pct")
 STEP_MS = 100          # the clients' --timeline_ms: one bucket of the summed timeline
 WARMUP_MS = 500        # the first part of the timed phase, left out of the pre-failure average
 WINDOW_MS = 1000       # the moving average that must stay within 20 % after the failure
@@ -200,6 +202,12 @@ def busy_max(points):
     """The highest @busy percentage before these points, "?" if not measured."""
     b = [num(p.busy["pct"]) for p in points if p.busy]
     return "%.0f" % max(b) if b else "?"
+
+
+def cpu_share(points, key):
+    """The median over points of an @cpu share (percent of all CPUs), "?" if not measured."""
+    v = median_value([num(p.cpu[key]) for p in points if p.cpu])
+    return "?" if v is None else "%.0f" % v
 
 
 def by_mode(points):
@@ -244,7 +252,8 @@ def redundancy_csv(points):
             ratio(m["far_copy"], base.get("far_copy")), mib(m["far_mine"]), "%.4f" % m["hit_rate"],
             "%.0f" % m["stripes"], "%.0f" % max(r["errors"] for r in m["rounds"]),
             ";".join("%.0f" % r["ops_per_s"] for r in m["rounds"]),
-            ";".join(mib(r["far_used"]) for r in m["rounds"]), busy_max(ps)]))
+            ";".join(mib(r["far_used"]) for r in m["rounds"]), busy_max(ps), cpu_share(ps, "busy_pct"),
+            cpu_share(ps, "memnodes_pct")]))
     return "\n".join(out) + "\n"
 
 
@@ -319,6 +328,13 @@ def recovery(series, kill_ms, step=STEP_MS, warmup_ms=WARMUP_MS, window_ms=WINDO
     return pre, dip, max(0.0, starts[k] * step - kill_ms)
 
 
+def post_mean(series, kill_ms, step=STEP_MS, skip_ms=WINDOW_MS):
+    """The mean throughput from skip_ms after the kill to the end of the
+    series (0 if nothing is left: the clients exited)."""
+    after = series[-(-int(kill_ms + skip_ms) // step):]
+    return sum(after) / len(after) if after else 0.0
+
+
 def repair_done_ms(rows, kill_ms):
     """How long after the kill a client's repair was done: the first row from
     the kill on whose repair_pending is back at its level before the kill
@@ -366,7 +382,7 @@ def failure_round(p, step=STEP_MS):
                     rows[-1]["t_ms"] - kill_ms if p.rcs.get(i, 0) != 0 and rows else None)
                for i, rows in tls.items()]
     failed = any(rc != 0 for rc in p.rcs.values())
-    return {"kill_ms": kill_ms, "series": series, "pre": pre, "dip_pct": 100.0 * dip / pre if pre and dip is not None
+    return {"kill_ms": kill_ms, "series": series, "pre": pre, "post": post_mean(series, kill_ms), "dip_pct": 100.0 * dip / pre if pre and dip is not None
             else None, "recovery_ms": None if failed else rec,
             "repair_ms": None if failed or not repairs or None in repairs else max(repairs),
             "detect_ms": None if not detects or None in detects else max(detects),
@@ -417,12 +433,13 @@ def failure_tables(points, step=STEP_MS):
         out.append(",".join(str(x) for x in [
             "failure", meta["transport"], meta["procs"], meta["memnodes"], mode, meta["local_pct"], meta["ws_mib"],
             len(ps), "%.0f" % med("kill_ms"), "/".join(str(x) for x in sorted({rc for r in rounds for rc in r["rcs"]})),
-            "%.0f" % max(r["lost"] for r in rounds), "%.0f" % max(r["errors"] for r in rounds), "%.0f" % med("pre"),
+            "%.0f" % max(r["lost"] for r in rounds), "%.0f" % max(r["errors"] for r in rounds), "%.0f" % med("pre"), "%.0f" % med("post"),
             "%.1f" % dip if dip is not None else "?", fmt_ms(med("detect_ms")), fmt_ms(med("repair_ms"), na),
             fmt_ms(med("recovery_ms"), na), "%.0f" % med("repaired"), "%.0f" % med("degraded"), chosen["round"],
             ";".join(fmt_ms(r["repair_ms"], na) for r in rounds),
             ";".join(fmt_ms(r["recovery_ms"], na) for r in rounds),
-            ";".join("%.0f" % r["lost"] for r in rounds), busy_max(ps)]))
+            ";".join("%.0f" % r["lost"] for r in rounds), busy_max(ps), cpu_share(ps, "busy_pct"),
+            cpu_share(ps, "memnodes_pct")]))
     n = max((len(r["series"]) for r in plotted.values()), default=0)
     tl = ["t_ms," + ",".join(plotted)]
     for j in range(n):
@@ -473,6 +490,8 @@ class Collector:
                 self.current.peak_running = max(self.current.peak_running, self.used)
         elif tag == "@phase" and self.current is not None:
             self.current.running = rest.strip() == "running"
+        elif tag == "@cpu" and self.current is not None:
+            self.current.cpu = json.loads(rest)
         elif tag == "@busy" and self.current is not None:
             self.current.busy = json.loads(rest)
         elif tag == "@kill" and self.current is not None:
@@ -676,14 +695,17 @@ def redundancy_md(rows, where):
     r0 = rows[0]
     out = table_head("Redundancy across memnodes: %s processes on %s memnodes" % (r0["procs"], r0["memnodes"]), where, [
         "redundancy", "ops/s (%s processes)" % r0["procs"], "vs none", "far memory at the memnodes, MiB", "vs none",
-        "far copies, MiB", "vs none", "ops/s per round"])
+        "far copies, MiB", "vs none", "ops/s per round", "CPU busy", "of which the memnodes"])
     for r in rows:
-        out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s %% | %s %% |" % (
             r["redundancy"], r["ops_per_s"], r["ops_vs_none"], r["far_used_mib"], r["far_used_vs_none"],
-            r["far_copy_mib"], r["far_copy_vs_none"], r["ops_per_s_rounds"].replace(";", ", ")))
+            r["far_copy_mib"], r["far_copy_vs_none"], r["ops_per_s_rounds"].replace(";", ", "),
+            r.get("cpu_busy_pct", "?"), r.get("memnodes_cpu_pct", "?")))
     out += ["", "(%s MiB per process, %s %% local; median of %s rounds, each number on its own. Far memory at the "
             "memnodes: the highest sum of their used bytes (memnode_stats) while the timed phase ran; far copies: the "
-            "clients' far_copy_bytes, summed.%s)" % (r0["ws_mib"], r0["local_pct"], r0["rounds"], busy_note(rows)), ""]
+            "clients' far_copy_bytes, summed. CPU: the share of all cores' time that was busy, and that the "
+            "memnode processes used, while every process ran (median).%s)" % (
+                r0["ws_mib"], r0["local_pct"], r0["rounds"], busy_note(rows)), ""]
     return out
 
 
@@ -694,18 +716,20 @@ def failure_md(rows, where):
     r0 = rows[0]
     title = "Failure: one of %s memnodes SIGKILLed under %s processes" % (r0["memnodes"], r0["procs"])
     out = table_head(title, where, [
-        "redundancy", "clients' exit", "objects lost", "wrong values read", "ops/s before", "lowest 100 ms after",
+        "redundancy", "clients' exit", "objects lost", "wrong values read", "ops/s before", "ops/s after",
+        "lowest 100 ms after",
         "death seen after", "repair done after", "back within 20 % after", "repaired objects", "degraded reads",
         "repair done, per round", "within 20 %, per round"])
     for r in rows:
-        out.append("| %s | %s | %s | %s | %s | %s %% | %s | %s | %s | %s | %s | %s | %s |" % (
-            r["redundancy"], r["exit_statuses"], r["lost_objects"], r["errors"], r["pre_ops_per_s"], r["dip_pct"],
+        out.append("| %s | %s | %s | %s | %s | %s | %s %% | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["redundancy"], r["exit_statuses"], r["lost_objects"], r["errors"], r["pre_ops_per_s"],
+            r["post_ops_per_s"], r["dip_pct"],
             with_ms(r["detect_ms"]), with_ms(r["repair_ms"]), with_ms(r["recovery_ms"]), r["repaired_objects"],
             r["degraded_reads"],
             r["repair_ms_rounds"].replace(";", ", "), r["recovery_ms_rounds"].replace(";", ", ")))
     out += ["", "(%s MiB per process, %s %% local, reads checked exactly; median of %s rounds, objects lost and wrong "
             "values: the largest; the kill %s ms into the timed phase. ops/s: the clients' sum per 100 ms; before: "
-            "from %d ms to the kill; lowest: the lowest 100 ms from the kill on, in %% of before. Repair done: the "
+            "from %d ms to the kill; after: from 1 s after the kill to the end; lowest: the lowest 100 ms from the kill on, in %% of before. Repair done: the "
             "first 100 ms row of every client with repair_pending back at its level before the kill and no repair "
             "after it. Within 20 %%: from then on every 1-s average is >= 80 %% of before.%s)" % (
                 r0["ws_mib"], r0["local_pct"], r0["rounds"], r0["kill_ms"], WARMUP_MS, busy_note(rows)), ""]

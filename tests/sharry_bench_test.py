@@ -132,7 +132,7 @@ def stats_line(memnode, used):
     return '@stats {"record":"memnode_stats","memnode":"%s","used_bytes":%d}' % (memnode, used)
 
 
-def red_point(k, rnd, mode, tputs, used_total, copy_each):
+def red_point(k, rnd, mode, tputs, used_total, copy_each, cpu=True):
     """A redundancy point: 4 memnodes' stats (and a total) before and while
     the timed phase runs, then the clients' results."""
     meta = ('{"transport":"tcp","fig":"redundancy","k":%d,"total":8,"round":%d,"procs":%d,"memnodes":4,'
@@ -144,6 +144,8 @@ def red_point(k, rnd, mode, tputs, used_total, copy_each):
     lines += ["@phase running"]
     lines += [stats_line("127.0.0.1:%d" % (7000 + i), 99 * 1048576) for i in range(4)]  # per memnode: ignored
     lines += [stats_line("total", used_total), stats_line("total", used_total // 2)]
+    if cpu:
+        lines.append('@cpu {"busy_pct":99,"memnodes_pct":%d,"window_ms":4000}' % (10 * k))
     for i, t in enumerate(tputs, 1):
         lines.append("@rc %d 0" % i)
         lines.append("@client %d " % i + json.dumps({
@@ -226,14 +228,16 @@ class RedundancyTest(unittest.TestCase):
         self.assertEqual((none["busy_pct_max"], rep["busy_pct_max"]), ("5", "6"))  # the @busy before each point
         md = sb.tables_md(sb.read_figures(d)[0], "tcp").splitlines()
         self.assertEqual(md[0], "### Redundancy across memnodes: 2 processes on 4 memnodes (tcp)")
-        self.assertEqual(md[5], "| replicate:2 | 90 | 0.45 | 17.0 | 2.12 | 8.0 | 2.00 | 50, 90, 120 |")
+        self.assertEqual(md[5], "| replicate:2 | 90 | 0.45 | 17.0 | 2.12 | 8.0 | 2.00 | 50, 90, 120 | 99 % | 40 % |")
+        self.assertEqual((rep["cpu_busy_pct"], rep["memnodes_cpu_pct"]), ("99", "40"))  # @cpu of points 2, 4, 6
         self.assertIn("at most 6 % busy", md[7])
 
     def test_ratio_without_none_is_unknown(self):
         d = tempfile.mkdtemp()
-        sb.aggregate_lines(red_point(1, 1, "ec:2+1", [10], 1048576, 1048576) + ["@endfig redundancy"], d,
+        sb.aggregate_lines(red_point(1, 1, "ec:2+1", [10], 1048576, 1048576, cpu=False) + ["@endfig redundancy"], d,
                            echo=lambda s: None)
-        self.assertEqual(sb.read_dicts(os.path.join(d, "redundancy.csv"))[0]["ops_vs_none"], "?")
+        row = sb.read_dicts(os.path.join(d, "redundancy.csv"))[0]
+        self.assertEqual((row["ops_vs_none"], row["memnodes_cpu_pct"]), ("?", "?"))
 
 
 class TimelineTest(unittest.TestCase):
@@ -275,6 +279,12 @@ class TimelineTest(unittest.TestCase):
         self.assertEqual(sb.recovery(series, 1500)[2], 3100 - 1500)
         # No window fits after the kill: unknown.
         self.assertIsNone(sb.recovery([100.0] * 20, 1500)[2])
+
+    def test_post_mean_from_a_second_after_the_kill(self):
+        series = [100.0] * 15 + [0.0] * 10 + [300.0] * 5
+        self.assertEqual(sb.post_mean(series, 1500), 300.0)
+        self.assertEqual(sb.post_mean(series, 1550), 300.0)  # from the bucket after 2550 ms: 2600
+        self.assertEqual(sb.post_mean(series[:20], 1500), 0.0)
 
     def test_recovery_leaves_out_the_warmup(self):
         pre = sb.recovery([1000.0] * 5 + [100.0] * 10 + [100.0] * 15, 1500)[0]
@@ -337,7 +347,8 @@ class FailureTest(unittest.TestCase):
         self.assertEqual((none["exit_statuses"], none["lost_objects"], none["repair_ms"], none["recovery_ms"]),
                          ("2", "14", "-", "-"))
         self.assertEqual(none["lost_objects_rounds"], "14")
-        self.assertEqual(none["detect_ms"], "100")  # none's clients: their last rows, 1600 and 1500 ms
+        self.assertEqual(none["detect_ms"], "100")
+        self.assertEqual((none["pre_ops_per_s"], none["post_ops_per_s"]), ("200", "0"))  # its clients exited  # none's clients: their last rows, 1600 and 1500 ms
         with open(os.path.join(d, "failure-timeline.csv")) as f:
             tl = f.read().splitlines()
         self.assertEqual(tl[0], "t_ms,replicate:2,none")
@@ -348,7 +359,7 @@ class FailureTest(unittest.TestCase):
         self.assertEqual(tl[-1], "3000,200,?")  # rep's series stops before the clients' last (partial) bucket
         md = sb.tables_md(sb.read_figures(d)[0], "tcp").splitlines()
         self.assertEqual(md[0], "### Failure: one of 4 memnodes SIGKILLed under 2 processes (tcp)")
-        self.assertEqual(md[4], "| replicate:2 | 0 | 0 | 0 | 200 | 0.0 % | 100 ms | 200 ms | 100 ms | 200 | 6 "
+        self.assertEqual(md[4], "| replicate:2 | 0 | 0 | 0 | 200 | 200 | 0.0 % | 100 ms | 200 ms | 100 ms | 200 | 6 "
                                 "| 200 | 100 |")
         self.assertTrue(any(s.startswith("[failure  2/3] none") and "exits 2/2" in s for s in echoed))
 

@@ -16,6 +16,7 @@ the reports, and draws the plots with gnuplot. Python 3, standard library only.
 """
 
 import csv
+import gzip
 import json
 import os
 import re
@@ -877,6 +878,10 @@ set yrange [0:{top:.0f}]; set key top right horizontal
 set arrow from {kill:.3f}, graph 0 to {kill:.3f}, graph 1 nohead lw 2 dt 3 lc rgb "red"
 set label "memnode SIGKILLed" at {kill:.3f}, graph 0.9 offset 0.5,0 tc rgb "red"
 plot {plots}
+set output "{d}/failure-zoom.png"
+set title "The same, from 1 s before the kill to 2.5 s after it"
+set xrange [{max(0.0, kill - 1):.3f}:{kill + 2.5:.3f}]; set yrange [0:*]; set offsets 0, 0, graph 0.25, 0
+replot
 """)
     return scripts
 
@@ -907,7 +912,7 @@ the same numbers, with the savings and slowdowns in percent):
   fig6-throughput.png  fig6-far-memory.png  fig7-scale.png
   fig8-throughput.png  fig8-far-memory.png
   redundancy.png (bars: throughput and far memory per mode, against none)
-  failure.png (throughput per 100 ms, a line at the kill)
+  failure.png (throughput per 100 ms, a line at the kill), failure-zoom.png (around the kill)
 
   scripts/plot-experiments.sh DIR
   scripts/sharry_bench.py plot DIR
@@ -1057,14 +1062,15 @@ which has no python3); this program reads what it prints.
 
 def cmd_aggregate(args):
     """The CSVs of scripts/experiments.sh again, from the raw log a run left
-(DIR/raw.log: the lines of scripts/experiments-measure.sh), into OUT:
+(DIR/raw.log: the lines of scripts/experiments-measure.sh; RAW may be
+gzipped, raw.log.gz), into OUT:
 
   scripts/sharry_bench.py aggregate RAW OUT
 """
     if len(args) != 2:
         return usage_error("aggregate", "usage: sharry_bench.py aggregate RAW OUT")
     os.makedirs(args[1], exist_ok=True)
-    with open(args[0]) as f:
+    with (gzip.open(args[0], "rt") if args[0].endswith(".gz") else open(args[0])) as f:
         c = aggregate_lines(f, args[1], echo=lambda s: None)
     for path in c.written:
         print("aggregate: wrote " + path)

@@ -176,7 +176,8 @@ REDUNDANCY_COLUMNS = ("experiment,transport,procs,memnodes,redundancy,local_pct,
                       "far_used_mib,far_used_vs_none,far_copy_mib,far_copy_vs_none,far_mine_mib,hit_rate,stripes,"
                       "errors,ops_per_s_rounds,far_used_mib_rounds,busy_pct_max,cpu_busy_pct,memnodes_cpu_pct")
 FAILURE_COLUMNS = ("experiment,transport,procs,memnodes,redundancy,local_pct,ws_mib,rounds,kill_ms,exit_statuses,"
-                   "lost_objects,errors,pre_ops_per_s,post_ops_per_s,dip_pct,detect_ms,repair_ms,recovery_ms,repaired_objects,"
+                   "lost_objects,errors,pre_ops_per_s,post_ops_per_s,dip_pct,detect_ms,repair_ms,recovery_ms,"
+                   "repaired_objects,"
                    "degraded_reads,plotted_round,repair_ms_rounds,recovery_ms_rounds,lost_objects_rounds,busy_pct_max,"
                    "cpu_busy_pct,memnodes_cpu_pct")
 STEP_MS = 100          # the clients' --timeline_ms: one bucket of the summed timeline
@@ -383,8 +384,8 @@ def failure_round(p, step=STEP_MS):
                     rows[-1]["t_ms"] - kill_ms if p.rcs.get(i, 0) != 0 and rows else None)
                for i, rows in tls.items()]
     failed = any(rc != 0 for rc in p.rcs.values())
-    return {"kill_ms": kill_ms, "series": series, "pre": pre, "post": post_mean(series, kill_ms), "dip_pct": 100.0 * dip / pre if pre and dip is not None
-            else None, "recovery_ms": None if failed else rec,
+    return {"kill_ms": kill_ms, "series": series, "pre": pre, "post": post_mean(series, kill_ms),
+            "dip_pct": 100.0 * dip / pre if pre and dip is not None else None, "recovery_ms": None if failed else rec,
             "repair_ms": None if failed or not repairs or None in repairs else max(repairs),
             "detect_ms": None if not detects or None in detects else max(detects),
             "lost": lost, "errors": errors, "repaired": repaired, "degraded": degraded,
@@ -434,7 +435,8 @@ def failure_tables(points, step=STEP_MS):
         out.append(",".join(str(x) for x in [
             "failure", meta["transport"], meta["procs"], meta["memnodes"], mode, meta["local_pct"], meta["ws_mib"],
             len(ps), "%.0f" % med("kill_ms"), "/".join(str(x) for x in sorted({rc for r in rounds for rc in r["rcs"]})),
-            "%.0f" % max(r["lost"] for r in rounds), "%.0f" % max(r["errors"] for r in rounds), "%.0f" % med("pre"), "%.0f" % med("post"),
+            "%.0f" % max(r["lost"] for r in rounds), "%.0f" % max(r["errors"] for r in rounds), "%.0f" % med("pre"),
+            "%.0f" % med("post"),
             "%.1f" % dip if dip is not None else "?", fmt_ms(med("detect_ms")), fmt_ms(med("repair_ms"), na),
             fmt_ms(med("recovery_ms"), na), "%.0f" % med("repaired"), "%.0f" % med("degraded"), chosen["round"],
             ";".join(fmt_ms(r["repair_ms"], na) for r in rounds),
@@ -730,9 +732,10 @@ def failure_md(rows, where):
             r["repair_ms_rounds"].replace(";", ", "), r["recovery_ms_rounds"].replace(";", ", ")))
     out += ["", "(%s MiB per process, %s %% local, reads checked exactly; median of %s rounds, objects lost and wrong "
             "values: the largest; the kill %s ms into the timed phase. ops/s: the clients' sum per 100 ms; before: "
-            "from %d ms to the kill; after: from 1 s after the kill to the end; lowest: the lowest 100 ms from the kill on, in %% of before. Repair done: the "
-            "first 100 ms row of every client with repair_pending back at its level before the kill and no repair "
-            "after it. Within 20 %%: from then on every 1-s average is >= 80 %% of before.%s)" % (
+            "from %d ms to the kill; after: from 1 s after the kill to the end; lowest: the lowest 100 ms from the "
+            "kill on, in %% of before. Repair done: the first 100 ms row of every client with repair_pending back at "
+            "its level before the kill and no repair after it. Within 20 %%: from then on every 1-s average is "
+            ">= 80 %% of before.%s)" % (
                 r0["ws_mib"], r0["local_pct"], r0["rounds"], r0["kill_ms"], WARMUP_MS, busy_note(rows)), ""]
     return out
 

@@ -319,8 +319,9 @@ class FailureTest(unittest.TestCase):
         rep = {j: (0, 0, 0) for j in range(15)}
         rep.update({15: (40, 300, 1), 16: (60, 0, 1)})
         tail = ["3040,4,100,0,0,0,0,1"]  # the last, partial interval
-        res = lambda lost: {"record": "sharry_client", "lost_objects": lost, "errors": 0, "repaired_objects": 100,  # noqa
-                            "degraded_reads": 3, "dead_memnodes": 1}
+        def res(lost):
+            return {"record": "sharry_client", "lost_objects": lost, "errors": 0, "repaired_objects": 100,
+                    "degraded_reads": 3, "dead_memnodes": 1}
         lines = ["failure: a heading"]
         lines += fail_point(1, 1, "replicate:2", {1: (0, timeline_rows(ops, repair=rep) + tail, res(rep_lost), []),
                                                   2: (0, timeline_rows(ops, repair=rep) + tail, res(0), [])})
@@ -347,8 +348,8 @@ class FailureTest(unittest.TestCase):
         self.assertEqual((none["exit_statuses"], none["lost_objects"], none["repair_ms"], none["recovery_ms"]),
                          ("2", "14", "-", "-"))
         self.assertEqual(none["lost_objects_rounds"], "14")
-        self.assertEqual(none["detect_ms"], "100")
-        self.assertEqual((none["pre_ops_per_s"], none["post_ops_per_s"]), ("200", "0"))  # its clients exited  # none's clients: their last rows, 1600 and 1500 ms
+        self.assertEqual(none["detect_ms"], "100")  # none's clients: their last rows, 1600 and 1500 ms
+        self.assertEqual((none["pre_ops_per_s"], none["post_ops_per_s"]), ("200", "0"))  # its clients exited
         with open(os.path.join(d, "failure-timeline.csv")) as f:
             tl = f.read().splitlines()
         self.assertEqual(tl[0], "t_ms,replicate:2,none")

@@ -138,8 +138,11 @@ cpu_sample() {
   echo "$((u + n + s + i + w + q + sq + st)) $((u + n + s + q + sq + st)) $mt"
 }
 
-# The wall clock in ms (bash's $EPOCHREALTIME: no fork).
-now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((t / 1000)); }
+# The wall clock in ms (bash 5's $EPOCHREALTIME: no fork; else date).
+now_ms() {
+  local t=${EPOCHREALTIME:-}
+  if [[ -n $t ]]; then t=${t//[!0-9]/}; echo $((t / 1000)); else echo $(($(date +%s%N) / 1000000)); fi
+}
 
 # busy_pct: how busy all CPUs were over one second, in percent (/proc/stat),
 # printed before each figure: other work on the machine bends its numbers.

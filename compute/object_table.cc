@@ -225,9 +225,17 @@ Status RuntimeImpl::SwapIn(ObjectHeader* h, uint64_t m) {
   const Copies copies = CopiesOf(h, Addr(m));
   Status last;
   uint32_t from = copies.n;
-  for (uint32_t c = 0; c < copies.n && from == copies.n; ++c) {
+  // Replicas: each object starts at its own copy (by its slot), so reads
+  // spread over the memnodes instead of all going to the first copies.
+  const uint32_t first = copies.n > 1 ? h->index % copies.n : 0;
+  bool skipped = false;  // a copy's memnode was not healthy
+  for (uint32_t k = 0; k < copies.n && from == copies.n; ++k) {
+    const uint32_t c = (first + k) % copies.n;
     FarNode& n = *nodes_[far::NodeOf(copies.addr[c])];
-    if (!n.healthy()) continue;
+    if (!n.healthy()) {
+      skipped = true;
+      continue;
+    }
     auto conn = DataConnection(n);
     if (!conn.ok()) {
       last = conn.status();  // counted
@@ -246,7 +254,7 @@ Status RuntimeImpl::SwapIn(ObjectHeader* h, uint64_t m) {
     if (last.ok()) last = FailedAccess(NoHealthyStatus(&copies).WithContext("swap-in"));
     return fail(last);  // (ConnectionFailed's context says swap-in)
   }
-  if (from > 0 || !last.ok()) degraded_reads_++;
+  if (!last.ok() || skipped) degraded_reads_++;  // a copy before it failed or was skipped
   uint64_t word = kPresent | kHot | kBusy | reinterpret_cast<uint64_t>(p);
   if (opts_.mode == CopyMode::kUniqueCopy) {
     // Unique-Copy: the far copies go away (their FREEs are batched).

@@ -192,6 +192,15 @@ Status RuntimeImpl::BlocksAt(FarNode& n, std::span<const uint32_t> sizes, std::v
   return st;
 }
 
+Status RuntimeImpl::WriteChain(FarNode& n, std::span<const RemoteOp> ops, std::string_view what) {
+  auto conn = DataConnection(n);
+  Status ws = conn.ok() ? (*conn)->WriteBatch(ops) : conn.status();
+  if (ws.ok()) return ws;
+  if (conn.ok() && !(*conn)->alive()) return ConnectionFailed(n, ws, what);
+  if (ws.code() != StatusCode::kUnavailable) return FailedAccess(ws.WithContext(what));
+  return ws;
+}
+
 // ---------------------------------------------------------------- one round
 
 Status RuntimeImpl::Evict(uint64_t bytes_to_free, ObjectHeader* only, bool drops_only) {
@@ -336,12 +345,10 @@ Status RuntimeImpl::WriteBack(std::vector<Victim>& victims) {
   for (const auto& np : nodes_) {
     FarNode& n = *np;
     if (writes[n.index].empty()) continue;
-    auto conn = DataConnection(n);
-    Status ws = conn.ok() ? (*conn)->WriteBatch(writes[n.index]) : conn.status();
+    Status ws = WriteChain(n, writes[n.index], "swap-out: WRITE");
     if (ws.ok()) continue;
-    if (conn.ok() && !(*conn)->alive()) ws = ConnectionFailed(n, ws, "swap-out: WRITE");
     if (ws.code() != StatusCode::kUnavailable) {
-      other = FailedAccess(ws.WithContext("swap-out: WRITE"));
+      other = ws;
       break;
     }
     // This memnode is out of the round: its blocks go back to its queue (a

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -151,6 +152,12 @@ class RuntimeImpl final : public Runtime {
   static void Release(const Victim& v) { v.h->word.store(v.word, std::memory_order_release); }
   // Gives the new blocks of the victims back to their memnodes' queues.
   void GiveBack(const std::vector<Victim>& victims);
+  // One chain of WRITEs to memnode n on this thread's data connection: OK;
+  // kUnavailable if the memnode cannot be reached or its connection died
+  // (counted, its reconnector started); any other failure counted, with
+  // `what` as its context.
+  Status WriteChain(FarNode& n, std::span<const RemoteOp> ops, std::string_view what) REQUIRES_SHARED(epoch_mu_)
+      EXCLUDES(conns_mu_);
   void RecordEvictionError(const Status& s) EXCLUDES(evict_status_mu_);
   void NoteAllocResult(FarNode& node, const Status& s, bool any_refused);
   // The healthy memnodes, least used first (placement).

@@ -138,11 +138,8 @@ Status RuntimeImpl::WriteStripes(std::vector<StripeItem>& items) {
   for (const auto& np : nodes_) {
     FarNode& n = *np;
     if (writes[n.index].empty()) continue;
-    auto conn = DataConnection(n);
-    Status ws = conn.ok() ? (*conn)->WriteBatch(writes[n.index]) : conn.status();
+    Status ws = WriteChain(n, writes[n.index], "swap-out: WRITE");
     if (ws.ok()) continue;
-    if (conn.ok() && !(*conn)->alive()) ws = ConnectionFailed(n, ws, "swap-out: WRITE");
-    else if (ws.code() != StatusCode::kUnavailable) ws = FailedAccess(ws.WithContext("swap-out: WRITE"));
     give_back();
     return ws;
   }

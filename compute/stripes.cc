@@ -208,6 +208,24 @@ Status RuntimeImpl::ReadMember(ObjectHeader* h, uint64_t addr, void* out) {
   const uint32_t K = static_cast<uint32_t>(ec_->k()), M = static_cast<uint32_t>(ec_->m());
   const uint64_t ref = Extras(h)[0];
   const uint32_t pos = RefPos(ref);
+  // Healthy: one READ of its own block (unless that block went with its
+  // memnode). The stripe is copied only for a degraded read.
+  bool own_block;
+  {
+    MutexLock l(&stripes_mu_);
+    own_block = stripes_[RefId(ref)]->addr[pos] == addr;
+  }
+  FarNode& home = *nodes_[far::NodeOf(addr)];
+  if (own_block && home.healthy()) {
+    auto conn = DataConnection(home);
+    if (conn.ok()) {
+      Status s = (*conn)->Read(far::OffsetOf(addr), out, size);
+      if (s.ok()) return s;
+      if ((*conn)->alive()) return FailedAccess(s.WithContext("swap-in from memnode " + home.name));
+      (void)ConnectionFailed(home, s, "swap-in");
+    }
+  }
+  // Degraded: rebuild the block from K others of the stripe.
   uint32_t len, k_real;
   std::vector<uint64_t> baddr;
   std::vector<uint32_t> bsize;
@@ -219,18 +237,6 @@ Status RuntimeImpl::ReadMember(ObjectHeader* h, uint64_t addr, void* out) {
     baddr = s.addr;
     bsize = s.size;
   }
-  // Healthy: one READ of its own block (unless that block went with its memnode).
-  FarNode& home = *nodes_[far::NodeOf(addr)];
-  if (baddr[pos] == addr && home.healthy()) {
-    auto conn = DataConnection(home);
-    if (conn.ok()) {
-      Status s = (*conn)->Read(far::OffsetOf(addr), out, size);
-      if (s.ok()) return s;
-      if ((*conn)->alive()) return FailedAccess(s.WithContext("swap-in from memnode " + home.name));
-      (void)ConnectionFailed(home, s, "swap-in");
-    }
-  }
-  // Degraded: rebuild the block from K others of the stripe.
   std::vector<std::vector<uint8_t>> bufs;
   bufs.reserve(K + M);
   std::vector<int> present_idx;

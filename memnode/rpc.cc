@@ -65,7 +65,7 @@ StatusOr<ReplyHeader> DecodeReplyHeader(std::span<const uint8_t> reply, size_t e
   if (h.version != kRpcVersion) return Status::Protocol("memnode reply of another RPC version");
   if (h.status != 0) {
     auto code = static_cast<StatusCode>(h.status);
-    if (h.status > static_cast<uint8_t>(StatusCode::kInternal)) code = StatusCode::kProtocol;
+    if (h.status > static_cast<uint8_t>(kLastStatusCode)) code = StatusCode::kProtocol;
     size_t n = std::min<size_t>(h.msglen, reply.size() - sizeof h);
     return Status(code, "memnode: " + std::string(reinterpret_cast<const char*>(reply.data()) + sizeof h, n));
   }

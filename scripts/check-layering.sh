@@ -3,7 +3,7 @@
 #
 #   tools, bench, examples -> workloads -> remote_ds -> compute
 #     -> memnode_client (memnode/rpc.h, memnode/client.h) -> verbs -> base
-#   memnode (the server) -> alloc, memnode_client, verbs -> base
+#   memnode (the server) -> alloc, offload, memnode_client, verbs -> base
 #   discovery -> base; memnode (the server), compute and what is above them
 #     may include discovery
 #
@@ -45,7 +45,7 @@ check "verbs/$src" '(verbs|base)/.*'
 check "alloc/$src" '(alloc|base)/.*'
 check "memnode/(rpc|client)\.(h|cc)" "$client|(verbs|base)/.*"
 check "discovery/$src" '(discovery|base)/.*'
-check "memnode/$src" '(memnode|alloc|discovery|verbs|base)/.*'
+check "memnode/$src" '(memnode|alloc|offload|discovery|verbs|base)/.*'
 check "compute/$src" "$client|(compute|discovery|verbs|base)/.*"
 check "remote_ds/$src" "$client|(remote_ds|compute|discovery|verbs|base)/.*"
 check "workloads/$src" "$client|(workloads|remote_ds|compute|discovery|verbs|base)/.*"

@@ -66,8 +66,12 @@ class Result {
   // (either kind: integers converted).
   int64_t Int(uint32_t g, size_t agg) const;
   double Value(uint32_t g, size_t agg) const;
-  // Merges one unit's partial in (units in row order).
-  Status Add(std::span<const uint8_t> partial) { return Merge(spec_, acc_, partial); }
+  // Merges one unit's partial in (units in row order); counts it in units.
+  Status Add(std::span<const uint8_t> partial) {
+    Status st = Merge(spec_, acc_, partial);
+    if (st.ok()) ++units;
+    return st;
+  }
   std::span<uint8_t> bytes() { return acc_; }
   std::span<const uint8_t> bytes() const { return acc_; }
   uint64_t units = 0;  // partials merged

@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -77,7 +78,8 @@ struct Filter {
 // Expression nodes, postfix, evaluated in double on a stack of at most
 // kMaxStack values. kColumn pushes the row's value of `column` converted to
 // double (exact for integers of magnitude <= 2^53); kConst pushes constant.
-// Binary ops pop b then a and push a op b; kSelectGt pops y, x, b, a and
+// Binary ops pop b then a and push a op b (kMin: b < a ? b : a, kMax:
+// a < b ? b : a, as std::min/max); kSelectGt pops y, x, b, a and
 // pushes (a > b ? x : y); kDup pushes a copy of the top; kSwap swaps the two
 // on top. An expression must leave exactly one value.
 enum class ExprOp : uint8_t {
@@ -136,16 +138,29 @@ struct Spec {
 // Every field in range, every expression well formed (stack never under- or
 // over-flows and ends with one value), integer key column, groups in
 // 1..kMaxGroups (1 without a key). The error names the field and its value.
+// Fields a spec does not use must hold their defaults, so that a valid spec
+// has one wire form: a node's column (other than kColumn's) and constant
+// (other than kConst's) 0, a filter's constant of the other kind 0, an
+// aggregate's unused a/b 0, the KeySpec without a key column {kNoKey, 0, 1, 0}.
 Status Validate(const Spec& s);
 
 // Wire form (above). Decode validates.
 std::vector<uint8_t> Encode(const Spec& s);
 void EncodeTo(const Spec& s, std::vector<uint8_t>* out);  // appends
-// Decodes one Spec from the front of `in`; *used = bytes consumed.
-StatusOr<Spec> Decode(std::span<const uint8_t> in, size_t* used);
+// Decodes one Spec from the front of `in`; *used = bytes consumed (bytes
+// after the spec are the caller's). With used == nullptr, `in` must be
+// exactly one spec: trailing bytes are an error.
+StatusOr<Spec> Decode(std::span<const uint8_t> in, size_t* used = nullptr);
 
-// Whether aggregate i yields int64 (else double).
+// Whether aggregate i yields int64 (else double); false for i out of range.
 bool IsIntegerAgg(const Spec& s, size_t agg);
+// Whether expression e is an integer expression (one kColumn node of an
+// integer column).
+bool IsIntegerExpr(const Spec& s, size_t e);
+
+// Names for messages: "kSub", "kSumProd".
+std::string_view ExprOpName(ExprOp op);
+std::string_view AggKindName(AggKind k);
 
 template <> constexpr ElemType ElemTypeOf<int8_t>() { return ElemType::kI8; }
 template <> constexpr ElemType ElemTypeOf<uint8_t>() { return ElemType::kU8; }

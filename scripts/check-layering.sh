@@ -3,9 +3,11 @@
 #
 #   tools, bench, examples -> workloads -> remote_ds -> compute
 #     -> memnode_client (memnode/rpc.h, memnode/client.h) -> verbs -> base
-#   memnode (the server) -> alloc, offload, memnode_client, verbs -> base
+#   memnode (the server) -> alloc, memnode_client, verbs -> base
 #   discovery -> base; memnode (the server), compute and what is above them
 #     may include discovery
+#   offload -> base; memnode (client and server), compute and what is above
+#     them may include offload (the operator spec and the aggregate kernel)
 #
 # For every source or header of a folder, each `#include "<dir>/..."` that
 # names one of Sharry's folders must be allowed for that folder. Prints each
@@ -17,7 +19,7 @@ set -euo pipefail
 help_opt "$@"
 cd "$(dirname "$0")/.."
 
-ours='base|verbs|alloc|discovery|memnode|compute|remote_ds|workloads|tools|bench|examples|tests|fuzz'
+ours='base|verbs|alloc|discovery|offload|memnode|compute|remote_ds|workloads|tools|bench|examples|tests|fuzz'
 client='memnode/(rpc|client)\.h'
 bad=0
 
@@ -43,15 +45,16 @@ src='[^/]+\.(h|cc)'
 check "base/$src" 'base/.*'
 check "verbs/$src" '(verbs|base)/.*'
 check "alloc/$src" '(alloc|base)/.*'
-check "memnode/(rpc|client)\.(h|cc)" "$client|(verbs|base)/.*"
+check "memnode/(rpc|client)\.(h|cc)" "$client|(offload|verbs|base)/.*"
 check "discovery/$src" '(discovery|base)/.*'
-check "memnode/$src" '(memnode|alloc|offload|discovery|verbs|base)/.*'
-check "compute/$src" "$client|(compute|discovery|verbs|base)/.*"
-check "remote_ds/$src" "$client|(remote_ds|compute|discovery|verbs|base)/.*"
-check "workloads/$src" "$client|(workloads|remote_ds|compute|discovery|verbs|base)/.*"
-check "tools/cli/$src" "$client|(tools/cli|remote_ds|compute|discovery|verbs|base)/.*"
-check "tools/$src" '(tools|workloads|remote_ds|compute|memnode|alloc|discovery|verbs|base)/.*'
-check "(bench|examples)/$src" '(bench|examples|tools/cli|workloads|remote_ds|compute|memnode|alloc|discovery|verbs|base)/.*'
+check "offload/$src" '(offload|base)/.*'
+check "memnode/$src" '(memnode|alloc|discovery|offload|verbs|base)/.*'
+check "compute/$src" "$client|(compute|discovery|offload|verbs|base)/.*"
+check "remote_ds/$src" "$client|(remote_ds|compute|discovery|offload|verbs|base)/.*"
+check "workloads/$src" "$client|(workloads|remote_ds|compute|discovery|offload|verbs|base)/.*"
+check "tools/cli/$src" "$client|(tools/cli|remote_ds|compute|discovery|offload|verbs|base)/.*"
+check "tools/$src" '(tools|workloads|remote_ds|compute|memnode|alloc|discovery|offload|verbs|base)/.*'
+check "(bench|examples)/$src" '(bench|examples|tools/cli|workloads|remote_ds|compute|memnode|alloc|discovery|offload|verbs|base)/.*'
 
 if [[ $bad != 0 ]]; then
   echo "layering: upward includes found (see docs/layout.md for the allowed arrows)" >&2

@@ -53,6 +53,9 @@ inline constexpr size_t kMaxStack = 8;    // expression stack depth
 inline constexpr size_t kMaxAggs = 8;
 inline constexpr uint32_t kMaxGroups = 65536;
 inline constexpr uint8_t kNoKey = 0xFF;
+// The longest wire form of a valid spec (every count at its bound).
+inline constexpr size_t kMaxSpecBytes =
+    16 + kMaxColumns + 24 + kMaxFilters * 24 + kMaxExprs * (1 + kMaxNodes * 16) + kMaxAggs * 4;
 
 // Element type of a column (a RemoteArray<T> of that T).
 enum class ElemType : uint8_t {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "offload/int_divider.h"
 #include "offload/kernel.h"
 #include "offload/spec.h"
 
@@ -636,6 +637,36 @@ TEST(OffloadKernelTest, KeysWithAddDivModMatchReference) {
     s.Aggregate(AggKind::kCount);
     s.Aggregate(AggKind::kSum, s.ColumnExpr(1));
     ExpectMatches(s, cols, 2048);
+  }
+}
+
+TEST(OffloadKernelTest, IntDividerIsCDivision) {
+  // The keys' / and % by multiplication against the / and % operators:
+  // small, power-of-two and random divisors, extreme and random values.
+  std::mt19937_64 rng(64);
+  std::vector<int64_t> divisors = {1, 2, 3, 5, 7, 24, 60, 3600, 86400, 1000000007,
+                                   std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::max() - 1};
+  for (int k = 1; k < 63; ++k) {
+    divisors.push_back(int64_t{1} << k);
+    divisors.push_back((int64_t{1} << k) - 1);
+    divisors.push_back((int64_t{1} << k) + 1);
+  }
+  for (int i = 0; i < 200; ++i) divisors.push_back(static_cast<int64_t>(rng() >> (1 + rng() % 63)) | 1);
+  for (int64_t d : divisors) {
+    const internal::IntDivider div(d);
+    std::vector<int64_t> xs = {0, 1, -1, d, -d, d - 1, 1 - d, std::numeric_limits<int64_t>::max(),
+                               std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::min() + 1};
+    if (d < std::numeric_limits<int64_t>::max()) {
+      xs.push_back(d + 1);
+      xs.push_back(-d - 1);
+    }
+    for (int i = 0; i < 300; ++i) {
+      xs.push_back(static_cast<int64_t>(rng() >> (rng() % 64)) * (rng() % 2 ? 1 : -1));
+    }
+    for (int64_t x : xs) {
+      ASSERT_EQ(div.Div(x), x / d) << x << " / " << d;
+      ASSERT_EQ(div.Mod(x), x % d) << x << " % " << d;
+    }
   }
 }
 

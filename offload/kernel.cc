@@ -453,18 +453,24 @@ inline int64_t ModStep(const internal::IntDivider& d, int64_t x) {
   return x;
 }
 
+// Returns whether any row's key (passing or not) is out of [0, groups).
 template <Step D, Step M>
-void KeysLoop(const int64_t* __restrict kv, size_t n, int64_t add, const internal::IntDivider div,
-              const internal::IntDivider mod, int64_t* __restrict keys) {
+bool KeysLoop(const int64_t* __restrict kv, size_t n, int64_t add, const internal::IntDivider div,
+              const internal::IntDivider mod, uint64_t groups, int64_t* __restrict keys) {
+  bool bad = false;
   for (size_t i = 0; i < n; ++i) {
     int64_t x;
     const bool overflow = __builtin_add_overflow(kv[i], add, &x);
     x = ModStep<M>(mod, DivStep<D>(div, x));
-    keys[i] = overflow ? -1 : x;
+    x = overflow ? -1 : x;
+    keys[i] = x;
+    bad |= static_cast<uint64_t>(x) >= groups;
   }
+  return bad;
 }
 
-using KeysFn = void (*)(const int64_t*, size_t, int64_t, internal::IntDivider, internal::IntDivider, int64_t*);
+using KeysFn = bool (*)(const int64_t*, size_t, int64_t, internal::IntDivider, internal::IntDivider, uint64_t,
+                        int64_t*);
 
 template <Step D>
 KeysFn KeysFnFor(Step m) {
@@ -791,11 +797,13 @@ Status RunUnit(const Spec& s, uint64_t rows, std::span<const Pieces> columns, st
     // 4. keys
     if (keyed) {
       const int64_t* kv = b.ival[s.key.column];
-      keys_fn(kv, n, s.key.add, key_div, key_mod, b.keys);
-      const size_t bad = ForRowsUntil(dense, n, b.sel, nsel, [&](size_t i) {
-        return static_cast<uint64_t>(b.keys[i]) < groups;
-      });
-      if (bad != kBatch) return KeyError(s, kv[bad], first_row + row0 + bad);
+      if (keys_fn(kv, n, s.key.add, key_div, key_mod, groups, b.keys)) {
+        // Some row's key is out of range: an error if that row passes.
+        const size_t bad = ForRowsUntil(dense, n, b.sel, nsel, [&](size_t i) {
+          return static_cast<uint64_t>(b.keys[i]) < groups;
+        });
+        if (bad != kBatch) return KeyError(s, kv[bad], first_row + row0 + bad);
+      }
     }
     // 5. accumulate: the fused pass, then the other aggregates one by one
     if (plan.nsums > 0 || plan.count >= 0) {

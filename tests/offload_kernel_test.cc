@@ -1245,6 +1245,16 @@ TEST(OffloadKernelTest, GroupKeyOutOfRangeIsAnError) {
   EXPECT_NE(st.message().find("group key of row 1: column 0 value 9223372036854775805 + add 10 overflows int64"),
             std::string::npos)
       << st;
+  // An overflow whose wrapped value would land in range is still refused:
+  // (INT64_MIN + 2) - 10 wraps to INT64_MAX - 7, / 2^62 = 1.
+  Column low{ElemType::kI64, {}, {}};
+  Append(&low, std::numeric_limits<int64_t>::min() + 2);
+  CutWhole(&low);
+  b.key = {.column = 0, .add = -10, .div = int64_t{1} << 62, .mod = 0};
+  b.groups = 4;
+  st = RunOne(b, {low});
+  EXPECT_EQ(st.code(), StatusCode::kOutOfRange);
+  EXPECT_NE(st.message().find("+ add -10 overflows int64"), std::string::npos) << st;
 }
 
 TEST(OffloadKernelTest, PiecesAndSizesAreChecked) {
@@ -1347,22 +1357,26 @@ TEST(OffloadKernelTest, TaxiLikeQueryMatchesAHandWrittenLoop) {
 }
 
 TEST(OffloadKernelTest, MergeOrderAndResultAccessors) {
-  // Min/max keep the first of equal values (-0.0 before +0.0): merging
-  // units in row order gives the row-order answer.
+  // Min/max keep the first of equal values (-0.0 vs +0.0), in a unit and
+  // across units (Merge): the row-order answer whatever the unit length.
   Spec s;
   s.Column(ElemType::kF64);
   s.Aggregate(AggKind::kMin, s.ColumnExpr(0));
   s.Aggregate(AggKind::kMax, 0);
-  Column c{ElemType::kF64, {}, {}};
-  for (double v : {-0.0, 0.0, 0.0, -0.0}) Append(&c, v);
-  CutWhole(&c);
-  const Outcome o = RunKernel(s, {c}, 1);
-  ASSERT_TRUE(o.status.ok());
-  double mn, mx;
-  std::memcpy(&mn, o.bytes.data(), 8);
-  std::memcpy(&mx, o.bytes.data() + 8, 8);
-  EXPECT_TRUE(std::signbit(mn));
-  EXPECT_TRUE(std::signbit(mx));
+  for (bool neg_first : {false, true}) {
+    for (uint64_t unit : {uint64_t{1}, uint64_t{2}, uint64_t{4}}) {
+      Column c{ElemType::kF64, {}, {}};
+      for (double v : {neg_first ? -0.0 : 0.0, neg_first ? 0.0 : -0.0, 0.0, -0.0}) Append(&c, v);
+      CutWhole(&c);
+      const Outcome o = RunKernel(s, {c}, unit);
+      ASSERT_TRUE(o.status.ok());
+      double mn, mx;
+      std::memcpy(&mn, o.bytes.data(), 8);
+      std::memcpy(&mx, o.bytes.data() + 8, 8);
+      EXPECT_EQ(std::signbit(mn), neg_first) << "unit " << unit;
+      EXPECT_EQ(std::signbit(mx), neg_first) << "unit " << unit;
+    }
+  }
   Result r(s);
   EXPECT_EQ(r.groups(), 1u);
   EXPECT_EQ(r.Value(0, 0), std::numeric_limits<double>::infinity());

@@ -711,8 +711,24 @@ void InitPartial(const Spec& s, std::span<uint8_t> partial) {
   }
 }
 
+namespace {
+Status RunRowsImpl(const Spec& s, uint64_t rows, std::span<const Pieces> columns, std::span<uint8_t> partial,
+                   uint64_t first_row, bool resume);
+}  // namespace
+
 Status RunUnit(const Spec& s, uint64_t rows, std::span<const Pieces> columns, std::span<uint8_t> partial,
                uint64_t first_row) {
+  return RunRowsImpl(s, rows, columns, partial, first_row, false);
+}
+
+Status RunRows(const Spec& s, uint64_t rows, std::span<const Pieces> columns, std::span<uint8_t> partial,
+               uint64_t first_row) {
+  return RunRowsImpl(s, rows, columns, partial, first_row, true);
+}
+
+namespace {
+Status RunRowsImpl(const Spec& s, uint64_t rows, std::span<const Pieces> columns, std::span<uint8_t> partial,
+                   uint64_t first_row, bool resume) {
   SHARRY_RETURN_IF_ERROR(Validate(s));  // cheap next to a unit; the memnode's guard
   if (columns.size() != s.columns.size()) {
     return Status::InvalidArgument("columns: " + std::to_string(columns.size()) + " given, the spec has " +
@@ -734,7 +750,16 @@ Status RunUnit(const Spec& s, uint64_t rows, std::span<const Pieces> columns, st
   acc.ints.resize(plan.nint * groups);
   acc.doubles.resize(plan.ndouble * groups);
   for (size_t a = 0; a < na; ++a) {
-    if (plan.integer[a]) {
+    if (resume) {  // go on from the partial of the unit's earlier rows
+      for (uint64_t g = 0; g < groups; ++g) {
+        const uint8_t* p = partial.data() + (g * na + a) * kSlotBytes;
+        if (plan.integer[a]) {
+          acc.ints[plan.slot_base[a] + g] = LoadSlot<int64_t>(p);
+        } else {
+          acc.doubles[plan.slot_base[a] + g] = LoadSlot<double>(p);
+        }
+      }
+    } else if (plan.integer[a]) {
       std::fill_n(acc.ints.begin() + plan.slot_base[a], groups, IntIdentity(s.aggs[a].kind));
     } else {
       std::fill_n(acc.doubles.begin() + plan.slot_base[a], groups, DoubleIdentity(s.aggs[a].kind));
@@ -849,6 +874,7 @@ Status RunUnit(const Spec& s, uint64_t rows, std::span<const Pieces> columns, st
   }
   return Status::Ok();
 }
+}  // namespace
 
 Status Merge(const Spec& s, std::span<uint8_t> acc, std::span<const uint8_t> partial) {
   const size_t bytes = PartialBytes(s);

@@ -63,6 +63,13 @@ void InitPartial(const Spec& s, std::span<uint8_t> partial);
 Status RunUnit(const Spec& s, uint64_t rows, std::span<const Pieces> columns, std::span<uint8_t> partial,
                uint64_t first_row = 0);
 
+// As RunUnit, but goes on from `partial` (the partial of the unit's rows
+// before these, or InitPartial's identities): RunUnit over rows [0, a+b) is
+// bit-identical to RunUnit over [0, a) then RunRows over [a, a+b). Lets a
+// caller walk a unit a few chunks at a time.
+Status RunRows(const Spec& s, uint64_t rows, std::span<const Pieces> columns, std::span<uint8_t> partial,
+               uint64_t first_row = 0);
+
 // acc := acc (+) partial, slot by slot (sum: +, count: +, min, max);
 // integer overflow is OutOfRange naming the aggregate and group.
 Status Merge(const Spec& s, std::span<uint8_t> acc, std::span<const uint8_t> partial);

@@ -133,6 +133,91 @@ void ServiceSeeds() {
   Write(t, "exhaust", b);
 }
 
+// OFFLOAD of count and sum of an i64 column: `units` units of `rows` rows,
+// each one piece at `piece` (H(i) in resolve mode), the result at `result`.
+Bytes Offload(uint64_t piece, uint32_t rows, uint64_t result, uint32_t result_bytes, uint16_t units = 1,
+              int64_t key_add = -1) {
+  offload::Spec s;
+  const uint8_t c = s.Column(offload::ElemType::kI64);
+  const uint8_t e = s.ColumnExpr(c);
+  s.Aggregate(offload::AggKind::kCount);
+  s.Aggregate(offload::AggKind::kSum, e);
+  if (key_add >= 0) {  // a group-by whose keys (zeros + key_add) may fall outside the 4 groups
+    s.key.column = c;
+    s.key.add = key_add;
+    s.groups = 4;
+  }
+  OffloadRequestBuilder b(8192 - 16);
+  b.Begin(offload::Encode(s), result, result_bytes);
+  OffloadUnitRef u;
+  u.rows = rows;
+  u.columns = {{{piece, rows * 8}}};
+  for (uint16_t i = 0; i < units; ++i) {
+    u.first_row = uint64_t{i} * rows;
+    if (!b.TryAdd(u)) break;
+  }
+  return {b.bytes().begin(), b.bytes().end()};
+}
+
+void OffloadSeeds() {
+  const std::string t = "rpc_service_fuzz";
+  Bytes b{0x20};  // client 1, resolve: a job over its own block, then its state
+  Record(b, EncodeAlloc({8000, 4096}));
+  Record(b, Offload(H(0), 1000, H(1), 4096, 2));
+  Record(b, EncodeOffloadWait(std::vector<uint64_t>{H(0)}));
+  Record(b, Offload(H(0), 1000, H(1), 4096, 1, 2));  // group keys 2: in range
+  Record(b, Offload(H(0), 1000, H(1), 4096, 1, 9));  // group keys 9: the job fails OutOfRange
+  Record(b, EncodeOffloadWait(std::vector<uint64_t>{H(0), H(1), H(2), 12345}));
+  Record(b, EncodeOffloadWait(std::vector<uint64_t>{H(0), H(1), H(2)}));
+  Write(t, "offload_wait", b);
+
+  b = {0x24};  // several clients: a foreign block, a foreign result, a foreign job
+  Record(b, EncodeAlloc({8000, 4096}), 0);
+  Record(b, EncodeAlloc({4096}), 1);
+  Record(b, Offload(H(0), 1000, H(2), 4096), 1);
+  Record(b, Offload(H(0), 1000, H(2), 4096), 0);
+  Record(b, Offload(H(0), 1000, H(1), 4096), 0);
+  Record(b, EncodeOffloadWait(std::vector<uint64_t>{H(0)}), 1);
+  Record(b, EncodeOffloadWait(std::vector<uint64_t>{H(0)}), 0);
+  Record(b, EncodeFree({H(0)}), 0);  // freed under the job, maybe
+  Write(t, "offload_foreign", b);
+
+  b = {0x22};  // malformed OFFLOAD and OFFLOAD_WAIT
+  Record(b, EncodeAlloc({8000, 4096}));
+  Bytes x = Offload(H(0), 1000, H(1), 4096);
+  Bytes y = x;
+  y[2] = 0;  // count 0
+  y[3] = 0;
+  Record(b, y);
+  y = x;
+  y[2] = 1;  // count 257
+  y[3] = 1;
+  Record(b, y);
+  Record(b, Bytes(x.begin(), x.begin() + 20));  // shorter than its head
+  y = x;
+  y.pop_back();  // truncated
+  Record(b, y);
+  y = x;
+  y.push_back(7);  // trailing
+  Record(b, y);
+  y = x;
+  y[sizeof(RpcHeader) + sizeof(OffloadHead) + 34] = 99;  // an unknown aggregate
+  Record(b, y);
+  y = x;
+  y[sizeof(RpcHeader) + 12] = 0xff;  // spec_bytes past the request
+  Record(b, y);
+  Record(b, Offload(H(0), 1000, H(1), 8));      // result does not fit
+  y = x;
+  const uint32_t short_piece = 4000;  // the unit's one piece: 4000 B for 1000 rows of 8 B
+  std::memcpy(&y[y.size() - 4], &short_piece, 4);
+  Record(b, y);
+  Record(b, Offload(4u << 20, 1000, H(1), 4096));  // outside the UMA
+  Record(b, Raw(Opcode::kOffloadWait, 1, 0, 0, 0));
+  Record(b, Raw(Opcode::kOffloadWait, 1, 65, 0, 65 * 8));
+  Record(b, Raw(Opcode::kOffloadWait, 1, 2, 0, 8));
+  Write(t, "offload_malformed", b);
+}
+
 void CodecSeeds() {
   const std::string t = "rpc_codec_fuzz";
   Write(t, "alloc_reply", AllocReply({{.offset = 4096}, {.offset = 0, .code = ElementCode::kOutOfMemory}}));
@@ -157,6 +242,22 @@ void CodecSeeds() {
   Write(t, "error_reply", b);
 
   Write(t, "transport_error", internal::EncodeError(Status::Protocol("bad frame header")));
+
+  ReplyHeader h;
+  Bytes o;
+  Put(o, h);
+  Put(o, uint64_t{42});
+  Write(t, "offload_reply", o);
+  const std::string msg = "OFFLOAD unit 0: group key 9 of row 0 outside [0, 4)";
+  h.count = 2;
+  h.msglen = static_cast<uint32_t>(msg.size());
+  o.clear();
+  Put(o, h);
+  Put(o, JobEntry{.job = 42, .code = 0, .state = OffloadState::kRunning});
+  Put(o, JobEntry{.job = 43, .code = uint8_t(StatusCode::kOutOfRange), .state = OffloadState::kDone,
+                  .msglen = static_cast<uint32_t>(msg.size()), .rows = 1000, .cpu_ns = 12345});
+  o.insert(o.end(), msg.begin(), msg.end());
+  Write(t, "offload_wait_reply", o);
 }
 
 // tcp_server_fuzz chunk: [ctl] [len] [bytes]
@@ -401,6 +502,7 @@ int main(int argc, char** argv) {
   }
   root = argv[1];
   ServiceSeeds();
+  OffloadSeeds();
   CodecSeeds();
   TcpSeeds();
   ClientSeeds();

@@ -5,6 +5,7 @@
 //   memnode::DecodeReplyHeader   with every entry size in use (0, 1, 16) and a few others
 //   memnode::DecodeStats         and FormatStats of what it returns
 //   internal::DecodeError        the transport's kError payload
+//   memnode::DecodeOffloadReply, DecodeOffloadWait  (asked for the ids the entries name)
 // and the encoders' round trips: EncodeError -> DecodeError,
 // WriteErrorReply -> DecodeReplyHeader, EncodeAlloc/EncodeFree -> the header
 // and items a memnode parses.
@@ -53,6 +54,34 @@ void Replies(std::span<const uint8_t> in) {
     CHECK_EQ(h->version, kRpcVersion);
     if (es != 0) CHECK_EQ(in.size(), sizeof(ReplyHeader) + size_t{h->count} * es + h->msglen);  // entries, note
     CHECK_EQ(std::memcmp(&*h, in.data(), sizeof(ReplyHeader)), 0) << "header does not re-encode";
+  }
+  // OFFLOAD and OFFLOAD_WAIT replies; the ids asked are the entries' own
+  // (and one more, and one fewer), so that some decode.
+  if (auto job = DecodeOffloadReply(in); job.ok()) {
+    CHECK_NE(*job, 0u);
+    CHECK_EQ(in.size(), sizeof(ReplyHeader) + 8);
+  }
+  if (in.size() >= sizeof(ReplyHeader)) {
+    ReplyHeader rh;
+    std::memcpy(&rh, in.data(), sizeof rh);
+    std::vector<uint64_t> ids;
+    for (size_t i = 0; i < rh.count && sizeof rh + (i + 1) * sizeof(JobEntry) <= in.size(); ++i) {
+      JobEntry e;
+      std::memcpy(&e, in.data() + sizeof rh + i * sizeof e, sizeof e);
+      ids.push_back(e.job);
+    }
+    for (int extra : {0, 1, -1}) {
+      std::vector<uint64_t> asked = ids;
+      if (extra > 0) asked.push_back(7);
+      if (extra < 0 && !asked.empty()) asked.pop_back();
+      auto w = DecodeOffloadWait(in, asked);
+      if (!w.ok()) continue;
+      CHECK_EQ(w->size(), asked.size());
+      for (size_t i = 0; i < w->size(); ++i) {
+        CHECK_EQ((*w)[i].job, asked[i]);
+        CHECK_EQ((*w)[i].done, (*w)[i].state == OffloadState::kDone);
+      }
+    }
   }
   auto s = DecodeStats(in);
   if (!s.ok()) return;

@@ -11,16 +11,23 @@
 //             bit  5    FREE offsets with the top bit set name an offset this
 //                       input already got from ALLOC (any client, freed or not):
 //                       history[v % n] + 8 * ((v >> 16) & 7), so double frees,
-//                       foreign frees and interior pointers are easy to reach
+//                       foreign frees and interior pointers are easy to reach;
+//                       so do an OFFLOAD's result offset and piece offsets
+//                       (when its spec decodes), and OFFLOAD_WAIT ids with the
+//                       top bit set name a job id this input got (any client)
 //   records   [client byte if bit 2] [u16 length, little-endian] [length bytes]
 //             each record's bytes are one request.
 //
 // After every call: the reply fits its buffer, decodes with memnode's own
 // decoders, and agrees with a model of who owns which block (ALLOC entries
 // are aligned, inside the UMA and disjoint from live blocks; FREE codes are
-// exactly what the model predicts; STATS reconciles with the model). At the
-// end of the input every client disconnects and the allocator must hold
-// nothing: no leak carries over to the next input.
+// exactly what the model predicts; STATS reconciles with the model). OFFLOAD
+// and OFFLOAD_WAIT (run by the service's one offload worker): an OFFLOAD is
+// a job id or a well-shaped error (always an error with 0 or > 256 units);
+// an OFFLOAD_WAIT reports each job of its client that is not yet collected,
+// and NotFound for any other id. At the end of the input every client
+// disconnects and the allocator must hold nothing and the offload workers
+// know no job: no leak carries over to the next input.
 #include <glog/logging.h>
 
 #include <cstddef>
@@ -32,6 +39,7 @@
 
 #include "fuzz/service_env.h"
 #include "memnode/rpc.h"
+#include "offload/spec.h"
 
 namespace {
 
@@ -76,6 +84,9 @@ bool WellFormed(const std::vector<uint8_t>& req, size_t cap) {
       return h.count == 0 && body == 0 && cap >= sizeof(ReplyHeader) + sizeof(StatsHead) + sizeof(SectionRecord);
     case Opcode::kRenew:
       return h.count == 0 && body == 0 && cap >= sizeof(ReplyHeader);
+    case Opcode::kOffload:
+    case Opcode::kOffloadWait:
+      break;  // checked by Session::CheckOffload / CheckOffloadWait
   }
   return false;
 }
@@ -92,10 +103,14 @@ class Session {
 
   void Call(ClientId c, std::vector<uint8_t> req) {
     if (resolve_ && !history_.empty() && req.size() >= sizeof(RpcHeader) && req[0] == uint8_t(Opcode::kFree)) {
+      for (size_t off = sizeof(RpcHeader); off + 8 <= req.size(); off += 8) Resolve(&req[off]);
+    }
+    if (resolve_ && req.size() >= sizeof(RpcHeader) && req[0] == uint8_t(Opcode::kOffload)) ResolveOffload(req);
+    if (resolve_ && !jobs_.empty() && req.size() >= sizeof(RpcHeader) && req[0] == uint8_t(Opcode::kOffloadWait)) {
       for (size_t off = sizeof(RpcHeader); off + 8 <= req.size(); off += 8) {
         uint64_t v = Load64(&req[off]);
         if (!(v >> 63)) continue;
-        v = history_[(v & 0xffff) % history_.size()] + 8 * ((v >> 16) & 7);
+        v = jobs_[(v & 0xffff) % jobs_.size()];
         std::memcpy(&req[off], &v, 8);
       }
     }
@@ -104,6 +119,14 @@ class Session {
     const size_t n = e_.service->Handle(c, req, out);
     CHECK_LE(n, out.size()) << "response longer than its buffer";
     out.resize(n);
+    if (req.size() >= sizeof(RpcHeader) && (req[0] == uint8_t(Opcode::kOffload) || req[0] == uint8_t(Opcode::kOffloadWait))) {
+      RpcHeader h;
+      std::memcpy(&h, req.data(), sizeof h);
+      if (h.version == kRpcVersion && h.reserved == 0) {
+        if (h.opcode == Opcode::kOffload) return CheckOffload(c, h, req, out);
+        return CheckOffloadWait(c, h, req, out);
+      }
+    }
     const bool ok = WellFormed(req, cap_);
     auto head = DecodeReplyHeader(out, 0);
     if (!ok) {
@@ -130,12 +153,98 @@ class Session {
         CHECK_EQ(out.size(), sizeof(ReplyHeader)) << "RENEW reply length";
         return;
       }
+      case Opcode::kOffload:
+      case Opcode::kOffloadWait:
+        return;  // handled above
     }
   }
 
   size_t live() const { return live_.size(); }
 
  private:
+  // A u64 with the top bit set becomes an offset this input got from ALLOC.
+  void Resolve(uint8_t* at) {
+    uint64_t v = Load64(at);
+    if (!(v >> 63) || history_.empty()) return;
+    v = history_[(v & 0xffff) % history_.size()] + 8 * ((v >> 16) & 7);
+    std::memcpy(at, &v, 8);
+  }
+  // An OFFLOAD's result offset, and its pieces' offsets when its spec decodes.
+  void ResolveOffload(std::vector<uint8_t>& req) {
+    size_t at = sizeof(RpcHeader);
+    if (req.size() < at + sizeof(OffloadHead)) return;
+    Resolve(&req[at]);
+    OffloadHead head;
+    std::memcpy(&head, &req[at], sizeof head);
+    at += sizeof head;
+    if (head.spec_bytes > req.size() - at) return;
+    size_t used = 0;
+    auto spec = offload::Decode(std::span<const uint8_t>(req).subspan(at, head.spec_bytes), &used);
+    if (!spec.ok()) return;
+    at += head.spec_bytes;
+    RpcHeader h;
+    std::memcpy(&h, req.data(), sizeof h);
+    for (uint16_t u = 0; u < h.count; ++u) {
+      at += kOffloadUnitHeadBytes;
+      for (size_t col = 0; col < spec->columns.size(); ++col) {
+        if (at + 2 > req.size()) return;
+        const uint16_t n = static_cast<uint16_t>(req[at] | req[at + 1] << 8);
+        at += 2;
+        for (uint16_t p = 0; p < n; ++p, at += kOffloadPieceBytes) {
+          if (at + kOffloadPieceBytes > req.size()) return;
+          Resolve(&req[at]);
+        }
+      }
+    }
+  }
+
+  // A request-level error reply: its shape.
+  static void CheckError(const std::vector<uint8_t>& out) {
+    ReplyHeader rh;
+    CHECK_GE(out.size(), sizeof rh);
+    std::memcpy(&rh, out.data(), sizeof rh);
+    CHECK(rh.status >= 1 && rh.status <= uint8_t(kLastStatusCode)) << int(rh.status);
+    CHECK_EQ(rh.count, 0);
+    CHECK_EQ(out.size(), sizeof rh + rh.msglen) << "error reply length";
+  }
+
+  void CheckOffload(ClientId c, const RpcHeader& h, const std::vector<uint8_t>& req, const std::vector<uint8_t>& out) {
+    auto job = DecodeOffloadReply(out);
+    if (!job.ok()) {
+      CHECK(job.status().code() != StatusCode::kProtocol) << "OFFLOAD reply malformed: " << job.status();
+      return CheckError(out);
+    }
+    CHECK(h.count >= 1 && h.count <= kMaxOffloadUnits) << "OFFLOAD of " << h.count << " units accepted";
+    CHECK_GE(req.size(), sizeof(RpcHeader) + sizeof(OffloadHead)) << "OFFLOAD without a head accepted";
+    CHECK(owner_of_job_.find(*job) == owner_of_job_.end()) << "job id " << *job << " given twice";
+    owner_of_job_[*job] = c;
+    jobs_.push_back(*job);
+  }
+
+  void CheckOffloadWait(ClientId c, const RpcHeader& h, const std::vector<uint8_t>& req,
+                        const std::vector<uint8_t>& out) {
+    const size_t body = req.size() - sizeof(RpcHeader);
+    const bool ok = h.count >= 1 && h.count <= kMaxOffloadWait && body == size_t{h.count} * 8 &&
+                    cap_ >= sizeof(ReplyHeader) + size_t{h.count} * sizeof(JobEntry);
+    if (!ok) {
+      CHECK(!DecodeReplyHeader(out, 0).ok()) << "malformed OFFLOAD_WAIT answered OK";
+      return CheckError(out);
+    }
+    std::vector<uint64_t> ids(h.count);
+    std::memcpy(ids.data(), req.data() + sizeof(RpcHeader), body);
+    auto st = DecodeOffloadWait(out, ids);
+    CHECK(st.ok()) << "OFFLOAD_WAIT reply: " << st.status();
+    for (const OffloadJobState& j : *st) {
+      auto it = owner_of_job_.find(j.job);
+      if (it == owner_of_job_.end() || it->second != c) {
+        CHECK(j.done && j.status.code() == StatusCode::kNotFound)
+            << "job " << j.job << " of another client or none reported to client " << c << ": " << j.status;
+        continue;
+      }
+      if (j.done) owner_of_job_.erase(it);  // forgotten once reported
+    }
+  }
+
   void CheckAlloc(ClientId c, const RpcHeader& h, const std::vector<uint8_t>& req, const std::vector<uint8_t>& out) {
     auto rh = DecodeReplyHeader(out, sizeof(AllocEntry));
     CHECK(rh.ok()) << rh.status();
@@ -218,6 +327,8 @@ class Session {
   const bool resolve_;
   std::map<uint64_t, Block> live_;  // offset -> block, as the model sees it
   std::vector<uint64_t> history_;   // every offset ALLOC returned in this input
+  std::vector<uint64_t> jobs_;      // every job id OFFLOAD returned in this input
+  std::map<uint64_t, ClientId> owner_of_job_;  // jobs not yet reported done, by client
 };
 
 }  // namespace
@@ -257,6 +368,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CHECK_EQ(u.blocks, 0u) << "client " << c << " still holds blocks after disconnecting";
     CHECK_EQ(u.bytes, 0u);
   }
+  const OffloadStats off = e.service->offload_stats();
+  CHECK_EQ(off.jobs, 0u) << "offload jobs outlive their clients";
+  CHECK_EQ(off.queue_depth, 0u);
+  CHECK_EQ(off.running, 0u);
   // FreeAllOf applies the pending frees too (alloc/sharry_allocator.h).
   alloc::AllocatorStats st = e.allocator->Stats();
   CHECK(st.owners.empty()) << st.owners.size() << " owners left";

@@ -44,6 +44,8 @@
 
 #include "memnode/client.h"
 #include "memnode/rpc.h"
+#include "offload/kernel.h"
+#include "offload/spec.h"
 #include "tests/test_util.h"
 #include "base/proc_stats.h"
 #include "verbs/socket_util.h"
@@ -1092,6 +1094,115 @@ TEST(MemnodeHostile, MaxClientsCountsPreHelloConnections) {
   EXPECT_TRUE(served || refused_with_reason) << "neither served nor refused with a reason: " << wb;
   EXPECT_LE(extra, kMax + kPendingHandshakeSlack) << "the memnode holds " << extra << " connections";
   EXPECT_TRUE(after.ok()) << after;
+}
+
+// Offloaded operators over tcp, against the real binary (issue #13): a job
+// over the client's own blocks returns, bit for bit, the partials the kernel
+// computes here on the same bytes; a flood of OFFLOADs from one client is
+// refused past --offload_client_jobs (ResourceExhausted) while ALLOC is
+// served; another client's blocks are refused; --offload_threads=0 refuses
+// naming the flag.
+TEST(MemnodeHostile, OffloadOverTcp) {
+  START_MEMNODE(m, .uma_mb = 64, .extra = {"--offload_threads=1", "--offload_client_jobs=4"});
+  auto a = MemnodeClient::Connect(TransportKind::kTcp, WellBehavedOptions(m->port()));
+  auto b = MemnodeClient::Connect(TransportKind::kTcp, WellBehavedOptions(m->port()));
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  TransportClient& ta = (*a)->transport();
+  constexpr uint32_t kRows = 4096, kUnitRows = 1024;
+  std::vector<uint8_t> keys(kRows * 8), values(kRows * 8);
+  for (uint32_t i = 0; i < kRows; ++i) {
+    const int64_t k = i % 13;
+    const double v = i * 0.37 - 100.0;
+    std::memcpy(&keys[i * 8], &k, 8);
+    std::memcpy(&values[i * 8], &v, 8);
+  }
+  offload::Spec spec;
+  const uint8_t ck = spec.Column(offload::ElemType::kI64), cv = spec.Column(offload::ElemType::kF64);
+  spec.key.column = ck;
+  spec.groups = 13;
+  const uint8_t ev = spec.ColumnExpr(cv);
+  spec.Aggregate(offload::AggKind::kCount);
+  spec.Aggregate(offload::AggKind::kSum, ev);
+  spec.Aggregate(offload::AggKind::kMin, ev);
+  spec.Aggregate(offload::AggKind::kSumSq, ev);
+  ASSERT_TRUE(offload::Validate(spec).ok()) << offload::Validate(spec);
+  const size_t pb = offload::PartialBytes(spec);
+  auto kb = (*a)->AllocOne(keys.size());
+  auto vb = (*a)->AllocOne(values.size());
+  auto rb = (*a)->AllocOne(kRows / kUnitRows * pb);
+  ASSERT_TRUE(kb.ok() && vb.ok() && rb.ok());
+  ASSERT_TRUE(ta.Write(*kb, keys.data(), keys.size()).ok());
+  ASSERT_TRUE(ta.Write(*vb, values.data(), values.size()).ok());
+  OffloadRequestBuilder req(MaxRequestBytes(ta));
+  req.Begin(offload::Encode(spec), *rb, static_cast<uint32_t>(kRows / kUnitRows * pb));
+  for (uint32_t u = 0; u < kRows / kUnitRows; ++u) {
+    OffloadUnitRef unit;
+    unit.first_row = u * kUnitRows;
+    unit.rows = kUnitRows;
+    unit.columns = {{{*kb + u * kUnitRows * 8, kUnitRows * 8}}, {{*vb + u * kUnitRows * 8, kUnitRows * 8}}};
+    ASSERT_TRUE(req.TryAdd(unit));
+  }
+  const std::vector<uint8_t> request(req.bytes().begin(), req.bytes().end());
+  auto wait = [&](uint64_t job) {
+    OffloadJobState last;
+    EXPECT_TRUE(PollUntil(
+        [&] {
+          auto st = PollOffload(ta, std::vector<uint64_t>{job});
+          if (!st.ok()) return true;
+          last = (*st)[0];
+          return last.done;
+        },
+        seconds(20), milliseconds(1)));
+    return last;
+  };
+  auto job = SubmitOffload(ta, request);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const OffloadJobState st = wait(*job);
+  ASSERT_TRUE(st.status.ok()) << st.status;
+  EXPECT_EQ(st.rows, kRows);
+  std::vector<uint8_t> far(kRows / kUnitRows * pb);
+  ASSERT_TRUE(ta.Read(*rb, far.data(), far.size()).ok());
+  for (uint32_t u = 0; u < kRows / kUnitRows; ++u) {
+    const std::span<const uint8_t> kp(&keys[u * kUnitRows * 8], kUnitRows * 8), vp(&values[u * kUnitRows * 8], kUnitRows * 8);
+    const std::vector<offload::Pieces> cols = {offload::Pieces(&kp, 1), offload::Pieces(&vp, 1)};
+    std::vector<uint8_t> partial(pb);
+    ASSERT_TRUE(offload::RunUnit(spec, kUnitRows, cols, partial, u * kUnitRows).ok());
+    EXPECT_EQ(0, std::memcmp(partial.data(), far.data() + u * pb, pb)) << "unit " << u;
+  }
+  // A flood of 10 OFFLOADs in flight at once: 4 are the client's bound
+  // (jobs not yet collected, done or not), the rest refused; ALLOC served.
+  std::vector<std::span<const uint8_t>> flood(10, std::span<const uint8_t>(request));
+  std::vector<StatusOr<uint64_t>> jobs;
+  ASSERT_TRUE(SubmitOffloads(ta, flood, &jobs).ok());
+  std::vector<uint64_t> accepted;
+  size_t refused = 0;
+  for (auto& j : jobs) {
+    if (j.ok()) {
+      accepted.push_back(*j);
+    } else {
+      EXPECT_EQ(j.status().code(), StatusCode::kResourceExhausted) << j.status();
+      EXPECT_NE(j.status().message().find("--offload_client_jobs"), std::string::npos) << j.status();
+      ++refused;
+    }
+  }
+  EXPECT_EQ(accepted.size(), 4u);
+  EXPECT_EQ(refused, 6u);
+  EXPECT_TRUE((*a)->AllocOne(4096).ok()) << "ALLOC not served during an offload flood";
+  // B names A's blocks: refused, nothing queued.
+  auto foreign = SubmitOffload((*b)->transport(), request);
+  EXPECT_EQ(foreign.status().code(), StatusCode::kPermissionDenied) << foreign.status();
+  for (uint64_t j : accepted) EXPECT_TRUE(wait(j).status.ok()) << "job " << j;
+  EXPECT_TRUE(m->Alive()) << m->Why();
+  Summary("OffloadOverTcp: %u rows in %u units bit for bit, worker CPU %.3f ms; flood of 10: %zu accepted, %zu refused",
+          kRows, kRows / kUnitRows, st.cpu_ns / 1e6, accepted.size(), refused);
+
+  START_MEMNODE(off, .uma_mb = 16, .extra = {"--offload_threads=0"});
+  auto c = MemnodeClient::Connect(TransportKind::kTcp, WellBehavedOptions(off->port()));
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto none = SubmitOffload((*c)->transport(), request);
+  EXPECT_EQ(none.status().code(), StatusCode::kFailedPrecondition) << none.status();
+  EXPECT_NE(none.status().message().find("--offload_threads=0"), std::string::npos) << none.status();
 }
 
 }  // namespace

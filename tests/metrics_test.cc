@@ -155,6 +155,25 @@ TEST(FormatPrometheus, TenantRowsAreLabelledAndEscaped) {
   EXPECT_EQ(FormatPrometheus(SomeStats(), {}, {}).find("tenant"), std::string::npos);
 }
 
+TEST(FormatPrometheus, OffloadFamiliesWhenOffloadIsOn) {
+  MemnodeCounters c;
+  EXPECT_EQ(FormatPrometheus(SomeStats(), c, {}).find("offload"), std::string::npos) << "offload off: no families";
+  c.offload_enabled = true;
+  c.offload_jobs = 7;
+  c.offload_rows = 4194304;
+  c.offload_cpu_ns = 1'500'000'001;
+  c.offload_refused = 3;
+  c.offload_queue_depth = 2;
+  const std::string out = FormatPrometheus(SomeStats(), c, {});
+  for (const char* line : {"# TYPE sharry_memnode_offload_jobs_total counter\nsharry_memnode_offload_jobs_total 7\n",
+                           "# TYPE sharry_memnode_offload_rows_total counter\nsharry_memnode_offload_rows_total 4194304\n",
+                           "# TYPE sharry_memnode_offload_cpu_seconds_total counter\n"
+                           "sharry_memnode_offload_cpu_seconds_total 1.500000001\n",
+                           "# TYPE sharry_memnode_offload_refused_total counter\nsharry_memnode_offload_refused_total 3\n",
+                           "# TYPE sharry_memnode_offload_queue_depth gauge\nsharry_memnode_offload_queue_depth 2\n"})
+    EXPECT_NE(out.find(line), std::string::npos) << "missing:\n" << line << "in:\n" << out;
+}
+
 TEST(FormatPrometheus, EscapeLabelValue) {
   EXPECT_EQ(EscapeLabelValue(""), "");
   EXPECT_EQ(EscapeLabelValue("alice"), "alice");
@@ -166,7 +185,7 @@ TEST(FormatPrometheus, EscapeLabelValue) {
 
 TEST(FormatPrometheus, EveryFamilyHasHelpAndTypeBeforeItsSamples) {
   const std::vector<TenantMetrics> tenants = {{.tenant = "alice", .quota_bytes = 1}};
-  std::istringstream in(FormatPrometheus(SomeStats(), {}, tenants));
+  std::istringstream in(FormatPrometheus(SomeStats(), {.offload_enabled = true}, tenants));
   std::string family;  // of the last TYPE line
   int samples = 0;
   for (std::string line; std::getline(in, line);) {

@@ -52,7 +52,8 @@ SHARRY_FLAG(uint64, working_set_mb, 64, 1, sharry::flags::kMaxFlagMiB,
 SHARRY_FLAG(double, local_pct, 25, 0, 100, "local memory budget, percent of the working set");
 DEFINE_uint64(ops, 1000000, "operations (array: element reads/writes; hashtable: gets/puts)");
 SHARRY_FLAG(double, write_pct, 20, 0, 100, "percent of operations that write");
-DEFINE_string(pattern, "random", "array: random or scan");
+DEFINE_string(pattern, "random", "array: random, scan, or aggregate (count/sum/min/max of each array through "
+              "compute::Aggregate, the far part where --offload says; --ops counts rows)");
 SHARRY_FLAG(int32, threads, 1, 1, 256, "worker threads (array workload)");
 DEFINE_uint64(seed, 1, "random seed");
 SHARRY_FLAG(uint32, arrays, 1, 1, 65536, "array workload: number of remoteable arrays the working set is split into");
@@ -145,7 +146,7 @@ int Main(int argc, char** argv) {
       FLAGS_object_bytes >= 8 && FLAGS_object_bytes % 8 == 0 && FLAGS_object_bytes <= o.max_object_bytes;
   f::ExitOnBadFlags("sharry_client", {
       f::CheckOneOf("workload", FLAGS_workload, {"array", "hashtable"}),
-      f::CheckOneOf("pattern", FLAGS_pattern, {"random", "scan"}),
+      f::CheckOneOf("pattern", FLAGS_pattern, {"random", "scan", "aggregate"}),
       object_bytes_ok ? sharry::Status::Ok()
                       : sharry::Status::InvalidArgument("--object_bytes=" + std::to_string(FLAGS_object_bytes) +
                                                         " is not allowed: want a multiple of 8 in 8.." +
@@ -275,6 +276,33 @@ int Main(int argc, char** argv) {
         sharry::cli::OpCounters::Slot& slot = counters.slot(t);
         std::mt19937_64 rng(FLAGS_seed * 1000 + t);
         const uint64_t mine = FLAGS_ops / threads;
+        if (FLAGS_pattern == "aggregate") {
+          // Count, sum, min and max of each array through compute::Aggregate
+          // (where the far part runs: --offload), checked exactly: array a
+          // holds base[a] + i at element i.
+          sharry::offload::Spec spec;
+          spec.Column(sharry::offload::ElemType::kU64);
+          const uint8_t e = spec.ColumnExpr(0);
+          spec.Aggregate(sharry::offload::AggKind::kCount);
+          spec.Aggregate(sharry::offload::AggKind::kSum, e);
+          spec.Aggregate(sharry::offload::AggKind::kMin, e);
+          spec.Aggregate(sharry::offload::AggKind::kMax, e);
+          uint64_t count = 0;
+          for (size_t a = t % arrs.size(); count < mine; a = (a + 1) % arrs.size()) {
+            auto r = arrs[a].Aggregate(spec);
+            if (!r.ok()) { note(r.status()); break; }
+            const uint64_t len = arrs[a].size(), b = base[a];
+            const unsigned __int128 sum = static_cast<unsigned __int128>(len) * b + len * (len - 1) / 2;
+            if (static_cast<uint64_t>(r->Int(0, 0)) != len || static_cast<uint64_t>(r->Int(0, 2)) != b ||
+                static_cast<uint64_t>(r->Int(0, 3)) != b + len - 1 ||
+                static_cast<unsigned __int128>(r->Int(0, 1)) != sum)
+              slot.AddError();
+            count += len;
+            slot.Set(count);
+            if (failed.load(std::memory_order_relaxed)) break;
+          }
+          return;
+        }
         if (FLAGS_pattern == "scan") {
           uint64_t count = 0;
           for (size_t a = 0; count < mine; a = (a + 1) % arrs.size()) {

@@ -885,6 +885,42 @@ TEST(OffloadKernelTest, RandomSpecsOnRandomDataMatchReference) {
   EXPECT_LT(failures_expected, runs / 2);
 }
 
+// RunRows goes on from a partial: a unit run in random steps (RunUnit over
+// the first, RunRows over the rest) is bit-identical to RunUnit over all of
+// it — what compute::Aggregate's never mode relies on.
+TEST(OffloadKernelTest, RunRowsInStepsEqualsOneRunUnit) {
+  std::mt19937_64 rng(77);
+  for (int iter = 0; iter < 100; ++iter) {
+    SCOPED_TRACE("iteration " + std::to_string(iter));
+    const Spec s = RandomSpec(rng);
+    const size_t rows = 1 + rng() % 3000;
+    std::vector<Column> cols;
+    for (size_t c = 0; c < s.columns.size(); ++c) {
+      cols.push_back(RandomColumn(s.columns[c], rows, rng, c == s.key.column ? 30 : 12, c == s.key.column, false));
+      CutRandom(&cols.back(), rng, 300);
+    }
+    auto pieces_of = [&](uint64_t from, uint64_t to, std::vector<std::vector<std::span<const uint8_t>>>* keep) {
+      keep->clear();
+      for (const Column& c : cols) keep->push_back(PiecesOf(c, from, to));
+      return std::vector<Pieces>(keep->begin(), keep->end());
+    };
+    std::vector<std::vector<std::span<const uint8_t>>> keep;
+    std::vector<uint8_t> whole(PartialBytes(s)), stepped(PartialBytes(s));
+    const Status want = RunUnit(s, rows, pieces_of(0, rows, &keep), whole, 0);
+    InitPartial(s, stepped);
+    Status got;
+    for (uint64_t from = 0; from < rows && got.ok();) {
+      const uint64_t to = std::min<uint64_t>(rows, from + 1 + rng() % 700);
+      got = RunRows(s, to - from, pieces_of(from, to, &keep), stepped, from);
+      from = to;
+    }
+    ASSERT_EQ(want.ok(), got.ok()) << want << " / " << got;
+    if (want.ok()) {
+      EXPECT_EQ(0, std::memcmp(whole.data(), stepped.data(), whole.size()));
+    }
+  }
+}
+
 // ---- the wire form --------------------------------------------------------------
 
 // A spec that uses every part of the wire form.

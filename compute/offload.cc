@@ -118,6 +118,10 @@ class RuntimeImpl::AggregateRun {
     uint64_t result_offset = 0;  // UMA offset at the node
     std::vector<size_t> units;   // indices in window_
     bool done = false;
+    // The memnode said the job is over (or its connection died, taking our
+    // blocks there with it): its result block can be freed. A job given up
+    // on (no answer) may still write it: that block is never freed.
+    bool confirmed = false;
     Status status;
   };
 
@@ -392,20 +396,26 @@ class RuntimeImpl::AggregateRun {
     SHARRY_RETURN_IF_ERROR(TakeWindow());
     for (Unit& unit : window_) Classify(unit);
     Submit();
+    // From here on, jobs may be in flight: every path waits for them
+    // (Collect) before the window's blocks are freed and its chunks released.
+    Status s;
     for (Unit& unit : window_) {
       if (unit.kind == Kind::kFar) continue;
-      SHARRY_RETURN_IF_ERROR(ComputeHere(unit));
+      s = ComputeHere(unit);
+      if (!s.ok()) break;
       (unit.kind == Kind::kLocal ? rt_.agg_local_units_ : rt_.agg_pulled_units_)++;
     }
-    SHARRY_RETURN_IF_ERROR(Collect());
+    Status c = Collect();
+    if (s.ok()) s = c;
     // Units whose job was refused or failed: pulled here.
     for (Unit& unit : window_) {
+      if (!s.ok()) break;
       if (unit.kind != Kind::kPull || !unit.partial.empty()) continue;
-      SHARRY_RETURN_IF_ERROR(ComputeHere(unit));
+      s = ComputeHere(unit);
       rt_.agg_pulled_units_++;
     }
     FreeResultBlocks();
-    return Status::Ok();
+    return s;
   }
 
   // Packs the far units of each memnode into OFFLOAD requests and sends them.
@@ -548,6 +558,7 @@ class RuntimeImpl::AggregateRun {
   // (group key out of range, overflow) is the aggregate's error.
   Status Collect() REQUIRES_SHARED(rt_.epoch_mu_) {
     using Clock = std::chrono::steady_clock;
+    Status first_error;
     auto last_progress = Clock::now();
     int sleep_us = 20;
     size_t left = jobs_.size();
@@ -568,8 +579,12 @@ class RuntimeImpl::AggregateRun {
             conn.ok() ? memnode::PollOffload(**conn, ids) : StatusOr<std::vector<memnode::OffloadJobState>>(conn.status());
         rt_.offload_rpc_bytes_ += 8 + 8 * ids.size() + 8 + 40 * ids.size();
         if (!st.ok()) {
-          if (conn.ok() && !(*conn)->alive()) (void)rt_.ConnectionFailed(n, st.status(), "aggregate: OFFLOAD_WAIT");
-          for (size_t j : which) FailJob(j, st.status());
+          const bool dead = !conn.ok() || !(*conn)->alive();
+          if (conn.ok() && dead) (void)rt_.ConnectionFailed(n, st.status(), "aggregate: OFFLOAD_WAIT");
+          for (size_t j : which) {
+            FailJob(j, st.status());
+            jobs_[j].confirmed = dead;  // a dead connection: the memnode drops our jobs and blocks
+          }
           left -= which.size();
           progress = true;
           continue;
@@ -580,10 +595,16 @@ class RuntimeImpl::AggregateRun {
           const size_t j = which[it - ids.begin()];
           if (jobs_[j].done) continue;
           rt_.offload_cpu_ns_ += js.cpu_ns;
-          if (js.status.ok()) SHARRY_RETURN_IF_ERROR(ReadResults(j));
-          else if (js.status.code() == StatusCode::kOutOfRange || js.status.code() == StatusCode::kInvalidArgument)
-            return js.status.WithContext("offloaded aggregate at memnode " + n.name);
-          else FailJob(j, js.status);
+          jobs_[j].confirmed = true;
+          if (js.status.ok()) {
+            ReadResults(j);
+          } else if (js.status.code() == StatusCode::kOutOfRange || js.status.code() == StatusCode::kInvalidArgument) {
+            // The kernel's error (a key out of range, an overflow): the
+            // aggregate's, once every other job is over.
+            if (first_error.ok()) first_error = js.status.WithContext("offloaded aggregate at memnode " + n.name);
+          } else {
+            FailJob(j, js.status);
+          }
           jobs_[j].done = true;
           left--;
           progress = true;
@@ -597,13 +618,15 @@ class RuntimeImpl::AggregateRun {
       }
       if (Clock::now() - last_progress > std::chrono::milliseconds(rt_.opts_.op_timeout_ms)) {
         for (size_t j = 0; j < jobs_.size(); ++j)
-          if (!jobs_[j].done) FailJob(j, Status::Timeout("offload job unanswered for " + std::to_string(rt_.opts_.op_timeout_ms) + " ms"));
+          if (!jobs_[j].done)
+            FailJob(j, Status::Timeout("offload job unanswered for " + std::to_string(rt_.opts_.op_timeout_ms) +
+                                       " ms"));
         break;
       }
       std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
       sleep_us = std::min(sleep_us * 2, 1000);
     }
-    return Status::Ok();
+    return first_error;
   }
 
   void FailJob(size_t j, const Status& why) {
@@ -613,7 +636,7 @@ class RuntimeImpl::AggregateRun {
     Refuse(job.units, job.node, why);
   }
 
-  Status ReadResults(size_t j) REQUIRES_SHARED(rt_.epoch_mu_) {
+  void ReadResults(size_t j) REQUIRES_SHARED(rt_.epoch_mu_) {
     Job& job = jobs_[j];
     FarNode& n = *rt_.nodes_[job.node];
     std::vector<uint8_t> buf(job.units.size() * partial_bytes_);
@@ -622,7 +645,7 @@ class RuntimeImpl::AggregateRun {
     if (!s.ok()) {
       if (conn.ok() && !(*conn)->alive()) (void)rt_.ConnectionFailed(n, s, "aggregate: results");
       FailJob(j, s);
-      return Status::Ok();
+      return;
     }
     rt_.far_read_bytes_ += buf.size();
     for (size_t k = 0; k < job.units.size(); ++k) {
@@ -631,13 +654,26 @@ class RuntimeImpl::AggregateRun {
       rt_.agg_offloaded_units_++;
       rt_.agg_offloaded_rows_ += u.rows;
     }
-    return Status::Ok();
   }
 
+  // Frees the window's result and staging blocks — except at a memnode
+  // that may still run a job of ours we gave up on (it would write into a
+  // block we reuse): those are left allocated (counted, logged).
   void FreeResultBlocks() REQUIRES_SHARED(rt_.epoch_mu_) {
-    for (const auto& [addr, size] : result_blocks_)
+    bool unsure[kMaxMemnodes] = {};
+    for (const Job& j : jobs_)
+      if (!j.confirmed) unsure[j.node] = true;
+    for (const auto& [addr, size] : result_blocks_) {
+      const uint32_t node = far::NodeOf(addr);
+      if (unsure[node] && rt_.nodes_[node]->healthy()) {
+        rt_.offload_abandoned_blocks_++;
+        LOG_EVERY_N(WARNING, 100) << "aggregate: memnode " << rt_.nodes_[node]->name
+                                  << " did not confirm the end of a job: its result block is not freed";
+        continue;
+      }
       if (Status s = rt_.QueueFreeInFarAccess(addr, size); !s.ok())
         LOG(WARNING) << "aggregate: FREE of a result block failed (it stays queued): " << s;
+    }
     result_blocks_.clear();
   }
 

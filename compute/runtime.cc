@@ -275,6 +275,7 @@ RuntimeStats RuntimeImpl::Stats() const {
   s.offload_refused = offload_refused_.load();
   s.offload_rpc_bytes = offload_rpc_bytes_.load();
   s.offload_cpu_ns = offload_cpu_ns_.load();
+  s.offload_abandoned_blocks = offload_abandoned_blocks_.load();
   s.degraded_reads = degraded_reads_.load();
   s.dead_memnodes = dead_memnodes_.load();
   s.repair_pending = repair_pending_.load();

@@ -245,6 +245,8 @@ struct RuntimeStats {
   uint64_t offload_refused = 0;      // OFFLOADs refused (memnode busy or failed): their units pulled
   uint64_t offload_rpc_bytes = 0;    // OFFLOAD and OFFLOAD_WAIT requests and replies
   uint64_t offload_cpu_ns = 0;       // memnodes' CPU time on our jobs (as they report it)
+  uint64_t offload_abandoned_blocks = 0;  // result/staging blocks never freed: a memnode that did not
+                                          // confirm a job's end (no answer in op_timeout_ms) might write them
   struct Memnode {
     std::string name;                // host:port
     std::string state;               // "healthy", "reconnecting", "dead"
@@ -275,7 +277,8 @@ struct RuntimeStats {
                    &RuntimeStats::far_write_bytes, &RuntimeStats::aggregates, &RuntimeStats::agg_local_units,
                    &RuntimeStats::agg_pulled_units, &RuntimeStats::agg_offloaded_units,
                    &RuntimeStats::agg_offloaded_rows, &RuntimeStats::offload_jobs, &RuntimeStats::offload_refused,
-                   &RuntimeStats::offload_rpc_bytes, &RuntimeStats::offload_cpu_ns})
+                   &RuntimeStats::offload_rpc_bytes, &RuntimeStats::offload_cpu_ns,
+                   &RuntimeStats::offload_abandoned_blocks})
       d.*m -= before.*m;
     return d;
   }

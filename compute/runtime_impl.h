@@ -397,7 +397,8 @@ class RuntimeImpl final : public Runtime {
       dead_memnodes_{0}, repaired_{0}, far_read_bytes_{0}, far_write_bytes_{0};
   // Aggregates (offload.cc).
   std::atomic<uint64_t> aggregates_{0}, agg_local_units_{0}, agg_pulled_units_{0}, agg_offloaded_units_{0},
-      agg_offloaded_rows_{0}, offload_jobs_{0}, offload_refused_{0}, offload_rpc_bytes_{0}, offload_cpu_ns_{0};
+      agg_offloaded_rows_{0}, offload_jobs_{0}, offload_refused_{0}, offload_rpc_bytes_{0}, offload_cpu_ns_{0},
+      offload_abandoned_blocks_{0};
 
   // The evictor thread (evict_thread). evict_wanted_ is set by the thread
   // that signals (once per wake-up: no lock or syscall while it is set) and

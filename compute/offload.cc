@@ -661,6 +661,7 @@ class RuntimeImpl::AggregateRun {
   // block we reuse): those are left allocated (counted, logged).
   void FreeResultBlocks() REQUIRES_SHARED(rt_.epoch_mu_) {
     bool unsure[kMaxMemnodes] = {};
+    std::vector<uint64_t> by_node[kMaxMemnodes];
     for (const Job& j : jobs_)
       if (!j.confirmed) unsure[j.node] = true;
     for (const auto& [addr, size] : result_blocks_) {
@@ -671,10 +672,24 @@ class RuntimeImpl::AggregateRun {
                                   << " did not confirm the end of a job: its result block is not freed";
         continue;
       }
-      if (Status s = rt_.QueueFreeInFarAccess(addr, size); !s.ok())
-        LOG(WARNING) << "aggregate: FREE of a result block failed (it stays queued): " << s;
+      by_node[node].push_back(far::OffsetOf(addr));
     }
     result_blocks_.clear();
+    // FREEd at once, one FREE per memnode (not queued for reuse like a
+    // swapped-in object's block: they are large and few, and the queue's
+    // reserve would keep them allocated).
+    for (uint32_t node = 0; node < kMaxMemnodes; ++node) {
+      if (by_node[node].empty()) continue;
+      FarNode& n = *rt_.nodes_[node];
+      std::vector<Status> each;
+      MutexLock l(&n.control_mu);
+      Status s = n.control->Free(by_node[node], &each);
+      rt_.free_rpcs_++;
+      n.free_rpcs++;
+      if (!s.ok() && n.control->transport().alive())
+        LOG(ERROR) << "aggregate: memnode " << n.name << " refused the FREE of our scratch blocks: " << s;
+      // (A dead connection: the memnode reclaims them with everything else.)
+    }
   }
 
   static constexpr uint64_t kMaxResultBlock = 1u << 20;

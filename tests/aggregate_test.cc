@@ -78,6 +78,7 @@ class AggregateTest : public ::testing::TestWithParam<Param> {
       o.uma_bytes = 64u << 20;
       o.sections = 1;
       o.server.lease_ms = 0;
+      o.free_batch = 1;  // FREEs are applied at once: live blocks are exact
       auto m = memnode::Memnode::Start(o);
       ASSERT_TRUE(m.ok()) << m.status();
       nodes_.push_back(std::move(*m));
@@ -351,6 +352,46 @@ TEST_P(AggregateTest, BadCallsAreRefused) {
   EXPECT_TRUE(SameResult(*r, *want));
   // And the objects are intact afterwards.
   for (size_t i = 0; i < 5000; i += 499) EXPECT_EQ(*a->Get(i), static_cast<int64_t>(i));
+}
+
+// Staging and result blocks are freed with the window: afterwards the
+// memnode holds exactly our far chunks, and the staged chunks stay local.
+TEST_P(AggregateTest, ScratchBlocksAreFreed) {
+  StartMemnodes(1);
+  auto rt = Make(1 << 20);
+  ASSERT_TRUE(rt);
+  auto a = RemoteArray<int64_t>::MakeWith(*rt, 40000, [](size_t i, int64_t& v) { v = static_cast<int64_t>(i); });
+  ASSERT_TRUE(a.ok());
+  AllFar(*rt, *a);
+  // Every other chunk local again: every unit is mixed, its local chunks staged.
+  for (size_t c = 0; c < a->chunks(); c += 2) ASSERT_TRUE(a->Get(c * a->elements_per_chunk()).ok());
+  offload::Spec spec;
+  spec.Column(ElemType::kI64);
+  spec.Aggregate(AggKind::kSum, spec.ColumnExpr(0));
+  AggregateOptions o;
+  o.offload = OffloadMode::kAlways;
+  const RuntimeStats before = rt->Stats();
+  auto r = a->Aggregate(spec, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->Int(0, 0), int64_t{40000} * 39999 / 2);
+  const RuntimeStats st = rt->Stats().Since(before);
+  EXPECT_GT(st.agg_offloaded_units, 0u);
+  if (GetParam().mode == CopyMode::kUniqueCopy) {
+    EXPECT_GT(st.far_write_bytes, 0u) << "the local chunks were staged";
+  } else {
+    EXPECT_EQ(st.far_write_bytes, 0u) << "Multi-Copy: the clean local chunks' far copies are read in place";
+  }
+  EXPECT_EQ(st.swap_ins, 0u);
+  ASSERT_TRUE(rt->FlushFrees().ok());
+  uint64_t far = 0;
+  for (size_t c = 0; c < a->chunks(); ++c) far += a->chunk(c).has_far_copy() && !a->chunk(c).is_local();
+  if (GetParam().mode == CopyMode::kMultiCopy) {
+    far = 0;
+    for (size_t c = 0; c < a->chunks(); ++c) far += a->chunk(c).has_far_copy();
+  }
+  const memnode::Stats ms = nodes_[0]->service().CollectStats(0);
+  EXPECT_EQ(ms.head.live_blocks - ms.head.pending_blocks, far) << "scratch blocks left at the memnode";
+  EXPECT_EQ(st.offload_abandoned_blocks, 0u);
 }
 
 TEST_P(AggregateTest, MemnodeLostMidOffload) {

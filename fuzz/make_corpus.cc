@@ -159,7 +159,7 @@ Bytes Offload(uint64_t piece, uint32_t rows, uint64_t result, uint32_t result_by
   return {b.bytes().begin(), b.bytes().end()};
 }
 
-void OffloadSeeds() {
+void OffloadRpcSeeds() {
   const std::string t = "rpc_service_fuzz";
   Bytes b{0x20};  // client 1, resolve: a job over its own block, then its state
   Record(b, EncodeAlloc({8000, 4096}));
@@ -445,7 +445,7 @@ void EtcdSeeds() {
 // offload_spec_fuzz: [spec][layout byte][column bytes]: the Fig. 8 hour
 // query, a filtered least-squares spec over small columns, and a spec
 // without a key; each with a few hundred rows of data.
-void OffloadSeeds() {
+void OffloadSpecSeeds() {
   using namespace sharry::offload;
   const std::string t = "offload_spec_fuzz";
   auto data = [](Bytes b, uint8_t layout, size_t bytes) {
@@ -502,12 +502,12 @@ int main(int argc, char** argv) {
   }
   root = argv[1];
   ServiceSeeds();
-  OffloadSeeds();
+  OffloadRpcSeeds();
   CodecSeeds();
   TcpSeeds();
   ClientSeeds();
   FramingSeeds();
   EtcdSeeds();
-  OffloadSeeds();
+  OffloadSpecSeeds();
   return 0;
 }

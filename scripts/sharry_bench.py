@@ -520,7 +520,7 @@ def offload_csv(points):
             meta["local_pct"], meta["rows_per_proc"], mib(frame), "local" if local else meta["offload"], len(ps),
             "%.0f" % m["rows_per_s"], "-" if local else ratio(m["rows_per_s"], base.get("rows_per_s")),
             "%.0f" % m["bytes_per_query"], "-" if local else ratio(m["bytes_per_query"], base.get("bytes_per_query")),
-            "%.1f" % (100.0 * m["bytes_per_query"] / frame if frame else 0.0), "%.1f" % m["offloaded_pct"],
+            "%.2f" % (100.0 * m["bytes_per_query"] / frame if frame else 0.0), "%.1f" % m["offloaded_pct"],
             "-" if cpu is None else "%.2f" % cpu, "%.0f" % m["local_units"], "%.0f" % m["pulled_units"],
             "%.0f" % m["offloaded_units"], "%.0f" % m["offload_jobs"], "%.0f" % m["offload_refused"],
             "%.0f" % m["swap_ins"], "%.0f" % m["swap_outs"], mib(m["far_bytes_mine"]), "%.3f" % m["query_secs"],
@@ -722,7 +722,7 @@ class Collector:
             return
         checked = self.check_against_local(p)
         frame = num(p.results()[0].get("frame_bytes")) if p.clients else 0.0
-        self.echo("%s %-6s local %3s %% %-6s round %s: %10.0f rows/s, %s per query (%.1f %% of the frame), "
+        self.echo("%s %-6s local %3s %% %-6s round %s: %10.0f rows/s, %s per query (%.2f %% of the frame), "
                   "%.0f %% of units offloaded, memnode %s ns/row, results %s  [%ds]" % (
                       head, m["mode"], m["local_pct"], m["offload"], m["round"], r["rows_per_s"],
                       fmt_bytes(r["bytes_per_query"]), 100.0 * r["bytes_per_query"] / frame if frame else 0.0,

@@ -38,7 +38,11 @@ enum class StatusCode : uint8_t {
                           // after the control connection was lost)
   kQuotaExceeded = 15,    // far memory refused by a quota (the client's or its
                           // tenant's), not exhausted: handled like kOutOfMemory
+  kFailedPrecondition = 16,  // the peer is not set up for this request (e.g. an
+                             // OFFLOAD to a memnode run with --offload_threads=0)
 };
+// The largest code: a code on the wire above it is a protocol error.
+inline constexpr StatusCode kLastStatusCode = StatusCode::kFailedPrecondition;
 // Far memory refused, for either reason: exhausted or past a quota.
 inline bool IsFarMemoryRefused(StatusCode c) { return c == StatusCode::kOutOfMemory || c == StatusCode::kQuotaExceeded; }
 
@@ -66,6 +70,7 @@ class [[nodiscard]] Status {
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
   static Status DataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
   static Status QuotaExceeded(std::string m) { return {StatusCode::kQuotaExceeded, std::move(m)}; }
+  static Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
   // An IoError naming a failed call and errno: "ibv_reg_mr: Cannot allocate memory (errno 12)".
   static Status FromErrno(std::string_view call, int err);
 

@@ -39,6 +39,9 @@ SHARRY_FLAG(double, min_secs, 0, 0, 86400, "more passes until the queries have r
 DEFINE_uint64(seed, 2016, "data set seed: the same seed makes the same trips");
 DEFINE_bool(verify, false, "also compute the results on local memory and compare");
 DEFINE_bool(print, false, "print the query results as tables");
+DEFINE_string(queries, "cursor", "how the five queries run: cursor (RemoteArray cursors, every chunk brought "
+              "here: the paper's Fig. 8) or aggregate (offload::Specs through compute::Aggregate, split between "
+              "here and the memnodes as --offload says; docs/offload.md)");
 
 namespace {
 
@@ -91,7 +94,7 @@ Status Run(sharry::compute::Runtime* rt, TaxiResults& r, double& load_secs, doub
   t = Clock::now();
   for (uint32_t p = 0; p < FLAGS_passes || SecondsSince(t) < FLAGS_min_secs; ++p) {
     TaxiResults pass;
-    SHARRY_RETURN_IF_ERROR(frame->RunQueries(pass));
+    SHARRY_RETURN_IF_ERROR(FLAGS_queries == "aggregate" ? frame->RunAggregates(pass) : frame->RunQueries(pass));
     if (p > 0 && pass.Checksum() != r.Checksum())
       return Status::Internal("pass " + std::to_string(p) + " computed different results");
     const uint64_t scanned = r.rows_scanned + pass.rows_scanned;
@@ -110,6 +113,7 @@ int Main(int argc, char** argv) {
   namespace f = sharry::flags;
   f::ExitOnBadFlags("dataframe_bench", {
       f::CheckOneOf("storage", FLAGS_storage, {"remote", "local"}),
+      f::CheckOneOf("queries", FLAGS_queries, {"cursor", "aggregate"}),
       // Checked in rows, so that rows * kTripBytes cannot wrap.
       FLAGS_local_pct != 0 ? Status::Ok()
                            : Status::InvalidArgument("--local_pct=0 is out of range: allowed above 0, up to 100"),
@@ -167,6 +171,17 @@ int Main(int argc, char** argv) {
   result.Add("checksum", checksum);
   sharry::compute::AddSwapCounters(st, &result);
   result.Add("prefetches", st.prefetches).Add("alloc_rpcs", st.alloc_rpcs).Add("free_rpcs", st.free_rpcs);
+  // Bytes moved over the transport during the queries (object data both
+  // ways, OFFLOAD requests, results), per query (5 per pass).
+  const uint64_t moved = st.far_read_bytes + st.far_write_bytes + st.offload_rpc_bytes;
+  const uint64_t queries = std::max<uint64_t>(1, r.rows_scanned / std::max<uint64_t>(1, FLAGS_rows));
+  result.Add("queries", FLAGS_queries).Add("offload", rt && FLAGS_queries == "aggregate" ? FLAGS_offload : "-");
+  result.Add("bytes_moved", moved).Add("bytes_per_query", moved / queries);
+  result.Add("local_units", st.agg_local_units).Add("pulled_units", st.agg_pulled_units);
+  result.Add("offloaded_units", st.agg_offloaded_units).Add("offload_jobs", st.offload_jobs);
+  result.Add("offload_refused", st.offload_refused);
+  result.Add("memnode_cpu_ns_per_row",
+             st.agg_offloaded_rows ? static_cast<double>(st.offload_cpu_ns) / st.agg_offloaded_rows : 0.0, "%.2f");
   out.Emit(result.Add("far_bytes_mine", far_mine).Add("errors", errors));
   return errors == 0 ? 0 : 3;
 }

@@ -195,7 +195,10 @@ Status RuntimeImpl::BlocksAt(FarNode& n, std::span<const uint32_t> sizes, std::v
 Status RuntimeImpl::WriteChain(FarNode& n, std::span<const RemoteOp> ops, std::string_view what) {
   auto conn = DataConnection(n);
   Status ws = conn.ok() ? (*conn)->WriteBatch(ops) : conn.status();
-  if (ws.ok()) return ws;
+  if (ws.ok()) {
+    for (const RemoteOp& op : ops) far_write_bytes_ += op.length;
+    return ws;
+  }
   if (conn.ok() && !(*conn)->alive()) return ConnectionFailed(n, ws, what);
   if (ws.code() != StatusCode::kUnavailable) return FailedAccess(ws.WithContext(what));
   return ws;

@@ -222,39 +222,8 @@ Status RuntimeImpl::SwapIn(ObjectHeader* h, uint64_t m) {
     }
     return Status::Ok();
   }
+  if (Status s = ReadCopy(h, Addr(m), p, "swap-in"); !s.ok()) return fail(s);
   const Copies copies = CopiesOf(h, Addr(m));
-  Status last;
-  uint32_t from = copies.n;
-  // Replicas: each object starts at its own copy (by its slot), so reads
-  // spread over the memnodes instead of all going to the first copies.
-  const uint32_t first = copies.n > 1 ? h->index % copies.n : 0;
-  bool skipped = false;  // a copy's memnode was not healthy
-  for (uint32_t k = 0; k < copies.n && from == copies.n; ++k) {
-    const uint32_t c = (first + k) % copies.n;
-    FarNode& n = *nodes_[far::NodeOf(copies.addr[c])];
-    if (!n.healthy()) {
-      skipped = true;
-      continue;
-    }
-    auto conn = DataConnection(n);
-    if (!conn.ok()) {
-      last = conn.status();  // counted
-      continue;
-    }
-    Status s = (*conn)->Read(far::OffsetOf(copies.addr[c]), p, size);
-    if (s.ok()) {
-      from = c;
-    } else if (!(*conn)->alive()) {
-      last = ConnectionFailed(n, s, "swap-in");  // then the next copy
-    } else {
-      return fail(FailedAccess(s.WithContext("swap-in from memnode " + n.name)));
-    }
-  }
-  if (from == copies.n) {
-    if (last.ok()) last = FailedAccess(NoHealthyStatus(&copies).WithContext("swap-in"));
-    return fail(last);  // (ConnectionFailed's context says swap-in)
-  }
-  if (!last.ok() || skipped) degraded_reads_++;  // a copy before it failed or was skipped
   uint64_t word = kPresent | kHot | kBusy | reinterpret_cast<uint64_t>(p);
   if (opts_.mode == CopyMode::kUniqueCopy) {
     // Unique-Copy: the far copies go away (their FREEs are batched).
@@ -274,6 +243,42 @@ Status RuntimeImpl::SwapIn(ObjectHeader* h, uint64_t m) {
   AddLocal(size);
   swap_ins_++;
   return Status::Ok();
+}
+
+Status RuntimeImpl::ReadCopy(ObjectHeader* h, uint64_t addr, void* out, std::string_view what) {
+  const uint32_t size = h->size;
+  const Copies copies = CopiesOf(h, addr);
+  Status last;
+  // Replicas: each object starts at its own copy (by its slot), so reads
+  // spread over the memnodes instead of all going to the first copies.
+  const uint32_t first = copies.n > 1 ? h->index % copies.n : 0;
+  bool skipped = false;  // a copy's memnode was not healthy
+  for (uint32_t k = 0; k < copies.n; ++k) {
+    const uint32_t c = (first + k) % copies.n;
+    FarNode& n = *nodes_[far::NodeOf(copies.addr[c])];
+    if (!n.healthy()) {
+      skipped = true;
+      continue;
+    }
+    auto conn = DataConnection(n);
+    if (!conn.ok()) {
+      last = conn.status();  // counted
+      continue;
+    }
+    Status s = (*conn)->Read(far::OffsetOf(copies.addr[c]), out, size);
+    if (s.ok()) {
+      far_read_bytes_ += size;
+      if (!last.ok() || skipped) degraded_reads_++;  // a copy before it failed or was skipped
+      return s;
+    }
+    if (!(*conn)->alive()) {
+      last = ConnectionFailed(n, s, what);  // then the next copy
+    } else {
+      return FailedAccess(s.WithContext(std::string(what) + " from memnode " + n.name));
+    }
+  }
+  if (last.ok()) last = FailedAccess(NoHealthyStatus(&copies).WithContext(what));
+  return last;  // (ConnectionFailed's context says what)
 }
 
 void RuntimeImpl::Destroy(ObjectHeader* h) {

@@ -121,7 +121,10 @@ size_t RuntimeImpl::RepairBatch(std::vector<ObjectHeader*>& batch) {
       auto conn = DataConnection(n);
       if (!conn.ok()) continue;
       last = (*conn)->Read(far::OffsetOf(it.copies.addr[c]), it.data, it.h->size);
-      if (last.ok()) break;
+      if (last.ok()) {
+        far_read_bytes_ += it.h->size;
+        break;
+      }
       if (!(*conn)->alive()) (void)ConnectionFailed(n, last, "repair: READ");
     }
     if (!last.ok() || it.data == nullptr) {
@@ -170,6 +173,8 @@ size_t RuntimeImpl::RepairBatch(std::vector<ObjectHeader*>& batch) {
     if (writes.empty()) continue;
     auto conn = DataConnection(n);
     Status ws = conn.ok() ? (*conn)->WriteBatch(writes) : conn.status();
+    if (ws.ok())
+      for (const RemoteOp& op : writes) far_write_bytes_ += op.length;
     if (!ws.ok()) {
       if (conn.ok() && !(*conn)->alive()) (void)ConnectionFailed(n, ws, "repair: WRITE");
       std::vector<FarBlockQueue::Block> back;

@@ -18,6 +18,21 @@ std::atomic<uint64_t> g_instances{1};
 
 std::string_view CopyModeName(CopyMode m) { return m == CopyMode::kUniqueCopy ? "unique" : "multi"; }
 
+std::string_view OffloadModeName(OffloadMode m) {
+  switch (m) {
+    case OffloadMode::kAuto: return "auto";
+    case OffloadMode::kAlways: return "always";
+    case OffloadMode::kNever: return "never";
+  }
+  return "?";
+}
+
+StatusOr<OffloadMode> ParseOffloadMode(std::string_view s) {
+  for (OffloadMode m : {OffloadMode::kAuto, OffloadMode::kAlways, OffloadMode::kNever})
+    if (s == OffloadModeName(m)) return m;
+  return Status::InvalidArgument("offload mode '" + std::string(s) + "': use auto, always or never");
+}
+
 StatusOr<CopyMode> ParseCopyMode(std::string_view s) {
   if (s == "unique" || s == "unique-copy") return CopyMode::kUniqueCopy;
   if (s == "multi" || s == "multi-copy") return CopyMode::kMultiCopy;
@@ -249,6 +264,17 @@ RuntimeStats RuntimeImpl::Stats() const {
   s.quota_exceeded = quota_exceeded_count_.load();
   s.refused_local = refused_local_.load();
   s.far_copy_bytes = far_copy_bytes_.load();
+  s.far_read_bytes = far_read_bytes_.load();
+  s.far_write_bytes = far_write_bytes_.load();
+  s.aggregates = aggregates_.load();
+  s.agg_local_units = agg_local_units_.load();
+  s.agg_pulled_units = agg_pulled_units_.load();
+  s.agg_offloaded_units = agg_offloaded_units_.load();
+  s.agg_offloaded_rows = agg_offloaded_rows_.load();
+  s.offload_jobs = offload_jobs_.load();
+  s.offload_refused = offload_refused_.load();
+  s.offload_rpc_bytes = offload_rpc_bytes_.load();
+  s.offload_cpu_ns = offload_cpu_ns_.load();
   s.degraded_reads = degraded_reads_.load();
   s.dead_memnodes = dead_memnodes_.load();
   s.repair_pending = repair_pending_.load();

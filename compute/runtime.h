@@ -130,6 +130,15 @@ struct Redundancy {
 StatusOr<Redundancy> ParseRedundancy(std::string_view s);  // "none" | "replicate:R" | "ec:K+M"
 std::string RedundancyName(const Redundancy& r);
 
+// Where the far part of an aggregate (compute/aggregate.h, docs/offload.md)
+// runs: kAuto — at the memnode holding it when that moves fewer bytes than
+// bringing it here (and the memnode takes the work); kAlways — at the
+// memnode whenever a unit is far on one memnode; kNever — here, swapping the
+// far chunks in as any scan does.
+enum class OffloadMode { kAuto, kAlways, kNever };
+std::string_view OffloadModeName(OffloadMode m);
+StatusOr<OffloadMode> ParseOffloadMode(std::string_view s);  // "auto" | "always" | "never"
+
 struct RuntimeOptions {
   TransportKind transport = TransportKind::kTcp;
   // The memnodes: `memnodes` if not empty, else the one at memnode_addr:memnode_port.
@@ -179,6 +188,8 @@ struct RuntimeOptions {
   // empty tenant connects anonymously (a memnode without --tenants_file).
   std::string tenant;
   auth::Secret secret;
+  // Aggregates (compute/aggregate.h): the default of AggregateOptions::offload.
+  OffloadMode offload = OffloadMode::kAuto;
 };
 
 struct RuntimeStats {
@@ -221,6 +232,19 @@ struct RuntimeStats {
   uint64_t stripes = 0;              // ec: live stripes
   uint64_t restriped_objects = 0;    // ec: objects moved out of stripes with holes (compaction)
   uint64_t restripe_pending = 0;     // ec: stripes with holes queued for compaction
+  // Bytes moved over the transports (object data, both directions; RPCs not counted here).
+  uint64_t far_read_bytes = 0;       // READs: swap-ins, aggregates' far chunks, results, repair
+  uint64_t far_write_bytes = 0;      // WRITEs: swap-outs, repair, restriping
+  // Aggregates (compute/aggregate.h, docs/offload.md).
+  uint64_t aggregates = 0;           // Aggregate() calls
+  uint64_t agg_local_units = 0;      // units computed here on local chunks
+  uint64_t agg_pulled_units = 0;     // units computed here after READing far chunks (no swap-in)
+  uint64_t agg_offloaded_units = 0;  // units computed by a memnode
+  uint64_t agg_offloaded_rows = 0;
+  uint64_t offload_jobs = 0;         // OFFLOAD requests accepted by memnodes
+  uint64_t offload_refused = 0;      // OFFLOADs refused (memnode busy or failed): their units pulled
+  uint64_t offload_rpc_bytes = 0;    // OFFLOAD and OFFLOAD_WAIT requests and replies
+  uint64_t offload_cpu_ns = 0;       // memnodes' CPU time on our jobs (as they report it)
   struct Memnode {
     std::string name;                // host:port
     std::string state;               // "healthy", "reconnecting", "dead"
@@ -247,7 +271,11 @@ struct RuntimeStats {
                    &RuntimeStats::lost_objects, &RuntimeStats::lost_bytes, &RuntimeStats::far_exhausted,
                    &RuntimeStats::quota_exceeded, &RuntimeStats::refused_local, &RuntimeStats::degraded_reads,
                    &RuntimeStats::dead_memnodes, &RuntimeStats::repaired_objects,
-                   &RuntimeStats::restriped_objects})
+                   &RuntimeStats::restriped_objects, &RuntimeStats::far_read_bytes,
+                   &RuntimeStats::far_write_bytes, &RuntimeStats::aggregates, &RuntimeStats::agg_local_units,
+                   &RuntimeStats::agg_pulled_units, &RuntimeStats::agg_offloaded_units,
+                   &RuntimeStats::agg_offloaded_rows, &RuntimeStats::offload_jobs, &RuntimeStats::offload_refused,
+                   &RuntimeStats::offload_rpc_bytes, &RuntimeStats::offload_cpu_ns})
       d.*m -= before.*m;
     return d;
   }

@@ -26,6 +26,7 @@
 
 #include "base/mutex.h"
 #include "base/status.h"
+#include "compute/aggregate.h"
 #include "compute/far_block_queue.h"
 #include "compute/erasure_code.h"
 #include "discovery/memnode_registry.h"
@@ -66,6 +67,10 @@ class RuntimeImpl final : public Runtime {
     return node < nodes_.size() ? nodes_[node]->control_id.load(std::memory_order_acquire) : 0;
   }
   uint64_t local_limit() const { return local_limit_; }
+
+  // offload.cc (compute/aggregate.h)
+  StatusOr<offload::Result> Aggregate(const offload::Spec& spec, std::span<const AggregateColumn> columns,
+                                      uint64_t rows, const AggregateOptions& o) EXCLUDES(epoch_mu_);
 
   // ---- The local-hit path and the handles (object_table.cc).
   // Pins h in `scope` (swapping it in if need be): its local address.
@@ -110,6 +115,15 @@ class RuntimeImpl final : public Runtime {
   // and STILL busy; on error the word is restored. Reads the first copy
   // whose memnode is healthy (the others: degraded reads).
   Status SwapIn(ObjectHeader* h, uint64_t busy_word) REQUIRES_SHARED(epoch_mu_);
+  // Reads far object h (busy; far address `addr`, not replicated by ec)
+  // into out without changing it: the first copy whose memnode is healthy,
+  // starting at the object's own (h->index % copies), the others after a
+  // failure (degraded reads counted). `what` is the error's context.
+  Status ReadCopy(ObjectHeader* h, uint64_t addr, void* out, std::string_view what) REQUIRES_SHARED(epoch_mu_);
+  // ReadMember under ec, else ReadCopy.
+  Status ReadFar(ObjectHeader* h, uint64_t addr, void* out, std::string_view what) REQUIRES_SHARED(epoch_mu_) {
+    return ec_ ? ReadMember(h, addr, out) : ReadCopy(h, addr, out, what);
+  }
   void AddLocal(uint64_t size);  // local_bytes_ += size, and the peak
 
   // ---- eviction.cc: when to evict, and one eviction round.
@@ -182,6 +196,10 @@ class RuntimeImpl final : public Runtime {
   Status FlushQueued(FarNode& n, size_t keep) REQUIRES_SHARED(epoch_mu_);
   Status FlushAllQueued(size_t keep) REQUIRES_SHARED(epoch_mu_);
   size_t FreeReserve() const;  // queued blocks kept for reuse by swap-outs, per memnode
+
+  // ---- offload.cc: one Aggregate() call (its units, marks and jobs).
+  class AggregateRun;
+  static ObjectHeader* HeaderOf(const RemoteObject& o) { return o.h_; }
 
   // ---- data_connections.cc
   // This thread's data connection to `n`, made on first use and again after
@@ -376,7 +394,10 @@ class RuntimeImpl final : public Runtime {
       sync_rounds_{0}, prefetches_{0}, alloc_rpcs_{0}, free_rpcs_{0}, recycled_{0}, failed_far_{0},
       connection_failures_{0}, renewals_{0}, reconnects_{0}, lost_objects_{0}, lost_bytes_{0},
       far_exhausted_count_{0}, quota_exceeded_count_{0}, refused_local_{0}, degraded_reads_{0},
-      dead_memnodes_{0}, repaired_{0};
+      dead_memnodes_{0}, repaired_{0}, far_read_bytes_{0}, far_write_bytes_{0};
+  // Aggregates (offload.cc).
+  std::atomic<uint64_t> aggregates_{0}, agg_local_units_{0}, agg_pulled_units_{0}, agg_offloaded_units_{0},
+      agg_offloaded_rows_{0}, offload_jobs_{0}, offload_refused_{0}, offload_rpc_bytes_{0}, offload_cpu_ns_{0};
 
   // The evictor thread (evict_thread). evict_wanted_ is set by the thread
   // that signals (once per wake-up: no lock or syscall while it is set) and

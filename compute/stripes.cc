@@ -220,7 +220,10 @@ Status RuntimeImpl::ReadMember(ObjectHeader* h, uint64_t addr, void* out) {
     auto conn = DataConnection(home);
     if (conn.ok()) {
       Status s = (*conn)->Read(far::OffsetOf(addr), out, size);
-      if (s.ok()) return s;
+      if (s.ok()) {
+        far_read_bytes_ += size;
+        return s;
+      }
       if ((*conn)->alive()) return FailedAccess(s.WithContext("swap-in from memnode " + home.name));
       (void)ConnectionFailed(home, s, "swap-in");
     }
@@ -255,6 +258,7 @@ Status RuntimeImpl::ReadMember(ObjectHeader* h, uint64_t addr, void* out) {
     bufs.emplace_back(len, 0);
     const uint32_t want = i < K ? bsize[i] : len;
     Status s = (*conn)->Read(far::OffsetOf(baddr[i]), bufs.back().data(), want);
+    if (s.ok()) far_read_bytes_ += want;
     if (!s.ok()) {
       if (!(*conn)->alive()) (void)ConnectionFailed(n, s, "degraded swap-in");
       bufs.pop_back();

@@ -14,6 +14,7 @@
 #include "discovery/memnode_info.h"
 #include "memnode/rpc.h"
 #include "memnode/service.h"
+#include "offload/spec.h"
 #include "verbs/handshake.h"
 #include "verbs/transport_internal.h"
 #include "verbs/wire.h"
@@ -340,6 +341,59 @@ void EtcdSeeds() {
   seed("base64", 7, "Zm9vYg==");
 }
 
+// offload_spec_fuzz: [spec][layout byte][column bytes]: the Fig. 8 hour
+// query, a filtered least-squares spec over small columns, and a spec
+// without a key; each with a few hundred rows of data.
+void OffloadSeeds() {
+  using namespace sharry::offload;
+  const std::string t = "offload_spec_fuzz";
+  auto data = [](Bytes b, uint8_t layout, size_t bytes) {
+    b.push_back(layout);
+    for (size_t i = 0; i < bytes; ++i) b.push_back(static_cast<uint8_t>((i * 131 + 7) ^ (i >> 3)));
+    return b;
+  };
+  const Node col0{ExprOp::kColumn, 0, 0}, col1{ExprOp::kColumn, 1, 0}, col2{ExprOp::kColumn, 2, 0};
+  const Node sub{ExprOp::kSub, 0, 0}, div{ExprOp::kDiv, 0, 0};
+  {
+    Spec s;
+    s.Column(ElemType::kI64);
+    s.Column(ElemType::kI64);
+    s.Column(ElemType::kF32);
+    s.key = {.column = 0, .add = 0, .div = 3600, .mod = 24};
+    s.groups = 24;
+    s.Aggregate(AggKind::kCount);
+    s.Aggregate(AggKind::kSum, s.AddExpr({col1, col0, sub}));
+    s.Aggregate(AggKind::kSum, s.AddExpr({col2, col1, col0, sub, {ExprOp::kConst, 0, 3600}, div, div}));
+    Write(t, "taxi_hour", data(Encode(s), 3, 300 * 20));
+  }
+  {
+    Spec s;
+    s.Column(ElemType::kU8);
+    s.Column(ElemType::kI16);
+    s.Column(ElemType::kF64);
+    s.key = {.column = 0, .add = 0, .div = 1, .mod = 7};
+    s.groups = 7;
+    s.filters.push_back({.column = 1, .cmp = Cmp::kGt, .int_value = -100});
+    s.filters.push_back({.column = 2, .cmp = Cmp::kLe, .float_value = 1e6});
+    const uint8_t x = s.ColumnExpr(1), y = s.ColumnExpr(2);
+    s.Aggregate(AggKind::kCount);
+    s.Aggregate(AggKind::kSum, x);
+    s.Aggregate(AggKind::kSumSq, x);
+    s.Aggregate(AggKind::kSumProd, x, y);
+    s.Aggregate(AggKind::kMin, y);
+    s.Aggregate(AggKind::kMax, s.AddExpr({col2, {ExprOp::kDup, 0, 0}, {ExprOp::kMul, 0, 0}, {ExprOp::kSqrt, 0, 0},
+                                          col1, {ExprOp::kConst, 0, 0.5}, col2, {ExprOp::kSelectGt, 0, 0}}));
+    Write(t, "least_squares", data(Encode(s), 0, 400 * 11));
+  }
+  {
+    Spec s;
+    s.Column(ElemType::kU64);
+    s.Aggregate(AggKind::kSum, s.ColumnExpr(0));
+    s.Aggregate(AggKind::kMax, 0);
+    Write(t, "no_key", data(Encode(s), 6, 50 * 8));
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s <corpus dir>\n", argv[0]);
@@ -352,5 +406,6 @@ int main(int argc, char** argv) {
   ClientSeeds();
   FramingSeeds();
   EtcdSeeds();
+  OffloadSeeds();
   return 0;
 }

@@ -79,7 +79,7 @@ void Errors(std::span<const uint8_t> in) {
   }
   // Encoder first: any code, any message.
   if (!in.empty()) {
-    auto code = static_cast<StatusCode>(in[0] % (uint8_t(StatusCode::kInternal) + 1));
+    auto code = static_cast<StatusCode>(in[0] % (uint8_t(kLastStatusCode) + 1));
     std::string msg(reinterpret_cast<const char*>(in.data()) + 1, in.size() - 1);
     Status d = internal::DecodeError(internal::EncodeError(Status(code, msg)));
     CHECK(d.code() == (code == StatusCode::kOk ? StatusCode::kProtocol : code));

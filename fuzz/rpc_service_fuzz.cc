@@ -111,7 +111,7 @@ class Session {
       ReplyHeader rh;
       CHECK_GE(out.size(), sizeof rh);
       std::memcpy(&rh, out.data(), sizeof rh);
-      CHECK(rh.status >= 1 && rh.status <= uint8_t(StatusCode::kInternal)) << int(rh.status);
+      CHECK(rh.status >= 1 && rh.status <= uint8_t(kLastStatusCode)) << int(rh.status);
       CHECK_EQ(rh.count, 0);
       CHECK_EQ(out.size(), sizeof rh + rh.msglen) << "error reply length";
       return;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "verbs/remote_keys.h"
+#include "verbs/wire.h"
 
 namespace sharry::memnode {
 
@@ -122,6 +123,46 @@ StatusOr<Stats> MemnodeClient::GetStats() {
   std::vector<uint8_t> reply;
   SHARRY_RETURN_IF_ERROR(t_->Call(EncodeStats(), &reply));
   return DecodeStats(reply);
+}
+
+size_t MaxRequestBytes(const TransportClient& t) {
+  const size_t m = t.info().max_message;
+  return m > sizeof(wire::MsgHeader) ? m - sizeof(wire::MsgHeader) : 0;
+}
+
+StatusOr<uint64_t> SubmitOffload(TransportClient& t, std::span<const uint8_t> request) {
+  std::vector<uint8_t> reply;
+  SHARRY_RETURN_IF_ERROR(t.Call(request, &reply));
+  return DecodeOffloadReply(reply);
+}
+
+Status SubmitOffloads(TransportClient& t, std::span<const std::span<const uint8_t>> requests,
+                      std::vector<StatusOr<uint64_t>>* jobs) {
+  jobs->clear();
+  if (requests.empty()) return Status::Ok();
+  std::vector<std::vector<uint8_t>> replies;
+  SHARRY_RETURN_IF_ERROR(t.CallMany(requests, &replies));
+  for (const auto& r : replies) jobs->push_back(DecodeOffloadReply(r));
+  return Status::Ok();
+}
+
+StatusOr<std::vector<OffloadJobState>> PollOffload(TransportClient& t, std::span<const uint64_t> jobs) {
+  std::vector<OffloadJobState> out;
+  if (jobs.empty()) return out;
+  std::vector<std::vector<uint8_t>> reqs;
+  for (size_t i = 0; i < jobs.size(); i += kMaxOffloadWait)
+    reqs.push_back(EncodeOffloadWait(jobs.subspan(i, std::min<size_t>(kMaxOffloadWait, jobs.size() - i))));
+  std::vector<std::span<const uint8_t>> views(reqs.begin(), reqs.end());
+  std::vector<std::vector<uint8_t>> replies;
+  SHARRY_RETURN_IF_ERROR(t.CallMany(views, &replies));
+  out.reserve(jobs.size());
+  for (size_t r = 0; r < replies.size(); ++r) {
+    const size_t first = r * kMaxOffloadWait;
+    auto part = DecodeOffloadWait(replies[r], jobs.subspan(first, std::min<size_t>(kMaxOffloadWait, jobs.size() - first)));
+    if (!part.ok()) return part.status();
+    out.insert(out.end(), part->begin(), part->end());
+  }
+  return out;
 }
 
 StatusOr<std::vector<MemnodeAddress>> ParseMemnodeList(std::string_view list, uint16_t default_port,

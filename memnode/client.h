@@ -31,6 +31,27 @@ struct MemnodeAddress {
 StatusOr<std::vector<MemnodeAddress>> ParseMemnodeList(std::string_view list, uint16_t default_port,
                                                        size_t max_entries);
 
+// ---- Offloaded operators (issue #13; memnode/rpc.h OFFLOAD) -------------
+// Free functions over a TransportClient, so that any connection of a
+// session (the runtime's control connection or a thread's data connection)
+// can carry them; a job is its connection's (poll it on the same one).
+
+// The largest request payload `t` may send (its max_message less the
+// transport's header): the bound for an OffloadRequestBuilder.
+size_t MaxRequestBytes(const TransportClient& t);
+// Sends one OFFLOAD request (OffloadRequestBuilder::bytes()); the job's id,
+// or the memnode's refusal (nothing was queued) or the transport's error.
+StatusOr<uint64_t> SubmitOffload(TransportClient& t, std::span<const uint8_t> request);
+// Several OFFLOAD requests in flight at once; (*jobs)[i] answers
+// requests[i] (a refused one its Status, the others are queued). The result
+// is the transport's error (then nothing is known of any), else OK.
+Status SubmitOffloads(TransportClient& t, std::span<const std::span<const uint8_t>> requests,
+                      std::vector<StatusOr<uint64_t>>* jobs);
+// Where the jobs are (any number: kMaxOffloadWait per request, pipelined);
+// result[i] answers jobs[i]. Never waits for a job: poll again while
+// !done. A done job is forgotten at the memnode once reported.
+StatusOr<std::vector<OffloadJobState>> PollOffload(TransportClient& t, std::span<const uint64_t> jobs);
+
 class MemnodeClient {
  public:
   static StatusOr<std::unique_ptr<MemnodeClient>> Connect(TransportKind kind, const ClientOptions& options);

@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 
 #include <cstdint>
+#include <cstdio>
 
 #include "alloc/sharry_allocator.h"
 #include "memnode/metrics_http.h"
@@ -38,6 +39,19 @@ std::vector<TenantMetrics> TenantRows(const Stats& st, const AuthCounters& auth)
 
 }  // namespace
 
+std::string FormatOffloadStats(const OffloadStats& s) {
+  if (!s.enabled) return "  offload: off\n";
+  char b[256];
+  std::snprintf(b, sizeof b,
+                "  offload: %llu jobs (%llu failed), %llu rows, %.3f CPU s, %llu refused; %llu queued, %llu running, "
+                "%llu not yet collected\n",
+                static_cast<unsigned long long>(s.jobs_total), static_cast<unsigned long long>(s.jobs_failed_total),
+                static_cast<unsigned long long>(s.rows_total), static_cast<double>(s.cpu_ns_total) / 1e9,
+                static_cast<unsigned long long>(s.refused_total), static_cast<unsigned long long>(s.queue_depth),
+                static_cast<unsigned long long>(s.running), static_cast<unsigned long long>(s.jobs));
+  return b;
+}
+
 StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   if (o.sections == 0 || o.sections > 64) return Status::InvalidArgument("sections must be 1..64");
   if (!o.confine && (o.tenants || o.server.credentials))
@@ -64,6 +78,10 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   so.max_object_bytes = o.max_object_bytes;
   so.client_quota_bytes = o.client_quota_bytes;
   so.tenants = o.tenants;
+  so.offload = o.offload;
+  so.region = m->uma_->base();
+  so.region_size = m->uma_->size();
+  so.region_access = m->pages_.get();
   m->service_ = std::make_unique<MemnodeService>(m->allocator_.get(), so);
   ServerOptions to = o.server;
   // The whole UMA is the transport's region.
@@ -85,7 +103,11 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
   LOG(INFO) << "memnode: UMA " << o.uma_bytes << " B (" << m->uma_->page_kind() << " pages) at "
             << static_cast<void*>(m->uma_->base()) << ", " << o.sections << " section(s) of "
             << m->allocator_->section_bytes() << " B, " << TransportName(o.transport) << " on "
-            << o.server.listen_addr << ":" << m->port();
+            << o.server.listen_addr << ":" << m->port() << "; offload: "
+            << (o.offload.threads == 0 ? std::string("off (--offload_threads=0)")
+                                       : std::to_string(o.offload.threads) + " worker(s), queue " +
+                                             std::to_string(o.offload.queue) + ", " +
+                                             std::to_string(o.offload.max_rows) + " rows per request");
   if (o.metrics.enabled) {
     Memnode* raw = m.get();
     auto metrics = MetricsHttpServer::Start(o.metrics, [raw](const MetricsHttpServer::Counters& c) {
@@ -93,6 +115,13 @@ StatusOr<std::unique_ptr<Memnode>> Memnode::Start(const MemnodeOptions& o) {
       mc.zeroed_bytes = raw->zeroed_bytes();
       mc.metrics_scrapes = c.scrapes;
       mc.metrics_refused_requests = c.refused;
+      const OffloadStats off = raw->service_->offload_stats();
+      mc.offload_enabled = off.enabled;
+      mc.offload_jobs = off.jobs_total;
+      mc.offload_rows = off.rows_total;
+      mc.offload_cpu_ns = off.cpu_ns_total;
+      mc.offload_refused = off.refused_total;
+      mc.offload_queue_depth = off.queue_depth;
       // Every client's record, folded into totals (no per-client series);
       // per tenant: its usage, quota and refusals, and failed authentications.
       const Stats st = raw->service_->CollectStats(SIZE_MAX);
@@ -121,7 +150,7 @@ void Memnode::StatsLoop(int interval_s) {
       if (!stop_cv_.WaitUntil(&stop_mu_, due)) break;  // the interval is up
     if (stop_) return;
     l.Unlock();
-    LOG(INFO) << "memnode stats: " << FormatStats(service_->CollectStats());
+    LOG(INFO) << "memnode stats: " << FormatStats(service_->CollectStats()) << FormatOffloadStats(service_->offload_stats());
     l.Lock();
   }
 }
@@ -140,7 +169,7 @@ Memnode::~Memnode() {
   if (service_) service_->SetRegionKeys(nullptr);
   if (fanout_) fanout_->Detach();
   server_.reset();     // no more requests; disconnects reclaim their blocks
-  service_.reset();
+  service_.reset();    // joins the offload workers (they read uma_ through pages_)
   allocator_.reset();  // stops the section threads
   fanout_.reset();
   pages_.reset();

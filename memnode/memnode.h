@@ -50,6 +50,9 @@ struct MemnodeOptions {
   // The tenants file, parsed (their quotas reach the service); nullptr: none.
   std::shared_ptr<const TenantsConfig> tenants;
   MetricsOptions metrics;          // the Prometheus endpoint (off by default)
+  // OFFLOAD (issue #13): the offload workers and their bounds
+  // (docs/offload.md); threads 0: offload off.
+  OffloadOptions offload;
   // Over verbs, confine each session to its spans (a protection domain per
   // session, a memory region per span; docs/tenants.md). false only to
   // measure what that costs (memnode_rpc_bench --confine=false): every
@@ -57,10 +60,14 @@ struct MemnodeOptions {
   bool confine = true;
 };
 
+// One line of the offload numbers for the stats log ("  offload: off" or
+// "  offload: N jobs (F failed), R rows, ...").
+std::string FormatOffloadStats(const OffloadStats& s);
+
 class Memnode {
  public:
   static StatusOr<std::unique_ptr<Memnode>> Start(const MemnodeOptions& options);
-  ~Memnode();  // stops the transport first (no more requests), then the allocator
+  ~Memnode();  // stops the transport first (no more requests), then the offload workers, then the allocator
 
   uint16_t port() const { return server_->port(); }
   const Uma& uma() const { return *uma_; }
@@ -84,6 +91,9 @@ class Memnode {
   // The allocator's observer: pages_, and the verbs transport's keys.
   std::unique_ptr<SpanFanout> fanout_;
   std::unique_ptr<alloc::SharryAllocator> allocator_;
+  // Owns the offload workers, which read uma_ through pages_: destroyed
+  // (the workers stopped and joined) right after server_, before
+  // allocator_, pages_ and uma_.
   std::unique_ptr<MemnodeService> service_;
   std::unique_ptr<TransportServer> server_;
   // Started last, stopped first: it reads service_ and pages_.

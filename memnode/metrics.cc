@@ -1,6 +1,7 @@
 #include "memnode/metrics.h"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace sharry::memnode {
 
@@ -51,6 +52,17 @@ class Exposition {
     }
     out_ += ' ';
     out_ += std::to_string(value);
+    out_ += '\n';
+  }
+  // A sample of the current family, without labels, of a real value
+  // (nanosecond precision is enough for the seconds we report).
+  void SampleReal(double value) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.9f", value);
+    out_ += "sharry_memnode_";
+    out_ += name_;
+    out_ += ' ';
+    out_ += b;
     out_ += '\n';
   }
   // A family with a single unlabelled sample.
@@ -134,6 +146,16 @@ std::string FormatPrometheus(const Stats& s, const MemnodeCounters& c, std::span
         e.Sample("tenant", t.tenant, t.*f.field);
       }
     }
+  }
+  if (c.offload_enabled) {
+    e.One("offload_jobs_total", "counter", "OFFLOAD jobs accepted, since start.", c.offload_jobs);
+    e.One("offload_rows_total", "counter", "Rows scanned by offload jobs, since start.", c.offload_rows);
+    e.Family("offload_cpu_seconds_total", "counter", "CPU time of the offload workers spent on jobs, since start.");
+    e.SampleReal(static_cast<double>(c.offload_cpu_ns) / 1e9);
+    e.One("offload_refused_total", "counter",
+          "OFFLOAD requests refused (malformed, not the client's memory, past a bound), since start.",
+          c.offload_refused);
+    e.One("offload_queue_depth", "gauge", "Offload jobs waiting for a worker.", c.offload_queue_depth);
   }
   e.One("metrics_scrapes_total", "counter", "Scrapes of this endpoint answered, since start.", c.metrics_scrapes);
   e.One("metrics_refused_requests_total", "counter",

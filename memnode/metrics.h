@@ -55,6 +55,14 @@ struct MemnodeCounters {
   uint64_t zeroed_bytes = 0;             // Memnode::zeroed_bytes()
   uint64_t metrics_scrapes = 0;          // GET /metrics answered, this one included
   uint64_t metrics_refused_requests = 0; // other paths, methods, request bodies
+  // Offload (issue #13; MemnodeService::offload_stats()). The offload_*
+  // families are written only when offload_enabled.
+  bool offload_enabled = false;
+  uint64_t offload_jobs = 0;         // jobs accepted, since start
+  uint64_t offload_rows = 0;         // rows scanned by jobs, since start
+  uint64_t offload_cpu_ns = 0;       // worker CPU time spent on jobs, since start
+  uint64_t offload_refused = 0;      // OFFLOAD requests refused, since start
+  uint64_t offload_queue_depth = 0;  // jobs waiting for a worker now
 };
 
 // The exposition of `stats` (all its client records are folded into

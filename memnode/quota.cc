@@ -57,7 +57,8 @@ std::shared_ptr<QuotaLedger::Account> QuotaLedger::Open(ClientId client, const P
   WriterMutexLock l(&mu_);
   auto& a = accounts_[client];
   if (a == nullptr) {
-    a = std::make_shared<Account>(client, GroupFor(peer.tenant), peer.admin, peer.session == client);
+    a = std::make_shared<Account>(client, peer.session != 0 ? peer.session : client, GroupFor(peer.tenant), peer.admin,
+                                  peer.session == client);
     if (a->counted_session) a->group->sessions++;
   }
   return a;

@@ -63,9 +63,10 @@ struct QuotaGroup {
 
 // One client's (connection's) counter.
 struct QuotaAccount {
-  QuotaAccount(ClientId c, QuotaGroup* g, bool adm, bool root)
-      : id(c), group(g), admin(adm), counted_session(root) {}
+  QuotaAccount(ClientId c, ClientId s, QuotaGroup* g, bool adm, bool root)
+      : id(c), session(s), group(g), admin(adm), counted_session(root) {}
   const ClientId id;
+  const ClientId session;      // its session's root (Peer::session): the owner of the session's pages
   QuotaGroup* const group;
   const bool admin;            // sees every record in STATS
   const bool counted_session;  // a session's root: counted in group->sessions

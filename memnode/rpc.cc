@@ -58,6 +58,111 @@ std::vector<uint8_t> EncodeFree(const std::vector<uint64_t>& offsets) { return E
 std::vector<uint8_t> EncodeStats() { return Encode(Opcode::kStats, {}); }
 std::vector<uint8_t> EncodeRenew() { return Encode(Opcode::kRenew, {}); }
 
+namespace {
+template <typename T>
+void Put(std::vector<uint8_t>& b, const T& v) {
+  const auto* p = reinterpret_cast<const uint8_t*>(&v);
+  b.insert(b.end(), p, p + sizeof v);
+}
+}  // namespace
+
+void OffloadRequestBuilder::Begin(std::span<const uint8_t> spec, uint64_t result_offset, uint32_t result_bytes) {
+  buf_.clear();
+  units_ = 0;
+  RpcHeader h;
+  h.opcode = Opcode::kOffload;
+  Put(buf_, h);
+  OffloadHead head;
+  head.result_offset = result_offset;
+  head.result_bytes = result_bytes;
+  head.spec_bytes = static_cast<uint32_t>(spec.size());
+  Put(buf_, head);
+  buf_.insert(buf_.end(), spec.begin(), spec.end());
+}
+
+size_t OffloadRequestBuilder::UnitBytes(const OffloadUnitRef& u) {
+  size_t n = kOffloadUnitHeadBytes;
+  for (const auto& col : u.columns) n += 2 + col.size() * kOffloadPieceBytes;
+  return n;
+}
+
+bool OffloadRequestBuilder::TryAdd(const OffloadUnitRef& u) {
+  if (units_ >= kMaxOffloadUnits || buf_.size() + UnitBytes(u) > max_bytes_) return false;
+  for (const auto& col : u.columns)
+    if (col.size() > UINT16_MAX) return false;
+  Put(buf_, u.first_row);
+  Put(buf_, u.rows);
+  for (const auto& col : u.columns) {
+    Put(buf_, static_cast<uint16_t>(col.size()));
+    for (const PieceRef& p : col) {
+      Put(buf_, p.offset);
+      Put(buf_, p.length);
+    }
+  }
+  ++units_;
+  RpcHeader h;
+  std::memcpy(&h, buf_.data(), sizeof h);
+  h.count = units_;
+  std::memcpy(buf_.data(), &h, sizeof h);
+  return true;
+}
+
+std::vector<uint8_t> EncodeOffloadWait(std::span<const uint64_t> jobs) {
+  return Encode(Opcode::kOffloadWait, std::vector<uint64_t>(jobs.begin(), jobs.end()));
+}
+
+StatusOr<uint64_t> DecodeOffloadReply(std::span<const uint8_t> reply) {
+  auto h = DecodeReplyHeader(reply, 0);
+  if (!h.ok()) return h.status();
+  uint64_t job = 0;
+  if (h->count != 0 || h->msglen != 0 || reply.size() != sizeof(ReplyHeader) + sizeof job)
+    return Status::Protocol("OFFLOAD reply of " + std::to_string(reply.size()) + " B (want " +
+                            std::to_string(sizeof(ReplyHeader) + sizeof job) + ")");
+  std::memcpy(&job, reply.data() + sizeof(ReplyHeader), sizeof job);
+  if (job == 0) return Status::Protocol("OFFLOAD reply with job id 0");
+  return job;
+}
+
+StatusOr<std::vector<OffloadJobState>> DecodeOffloadWait(std::span<const uint8_t> reply,
+                                                         std::span<const uint64_t> jobs) {
+  auto h = DecodeReplyHeader(reply, sizeof(JobEntry));
+  if (!h.ok()) return h.status();
+  if (h->count != jobs.size())
+    return Status::Protocol("OFFLOAD_WAIT reply with " + std::to_string(h->count) + " entries for " +
+                            std::to_string(jobs.size()) + " jobs");
+  std::vector<OffloadJobState> out(jobs.size());
+  size_t msg = sizeof(ReplyHeader) + jobs.size() * sizeof(JobEntry);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    JobEntry e;
+    std::memcpy(&e, reply.data() + sizeof(ReplyHeader) + i * sizeof e, sizeof e);
+    if (e.job != jobs[i])
+      return Status::Protocol("OFFLOAD_WAIT reply entry " + std::to_string(i) + " is job " + std::to_string(e.job) +
+                              ", asked " + std::to_string(jobs[i]));
+    if (e.state != OffloadState::kDone && e.state != OffloadState::kQueued && e.state != OffloadState::kRunning)
+      return Status::Protocol("OFFLOAD_WAIT reply: job " + std::to_string(e.job) + " in unknown state " +
+                              std::to_string(static_cast<int>(e.state)));
+    if (e.msglen > reply.size() - msg)
+      return Status::Protocol("OFFLOAD_WAIT reply: messages longer than the reply");
+    OffloadJobState& j = out[i];
+    j.job = e.job;
+    j.state = e.state;
+    j.done = e.state == OffloadState::kDone;
+    j.rows = e.rows;
+    j.cpu_ns = e.cpu_ns;
+    const std::string text(reinterpret_cast<const char*>(reply.data()) + msg, e.msglen);
+    msg += e.msglen;
+    if (e.code != 0) {
+      auto code = static_cast<StatusCode>(e.code);
+      if (e.code > static_cast<uint8_t>(kLastStatusCode)) code = StatusCode::kProtocol;
+      j.status = Status(code, "memnode offload job " + std::to_string(e.job) + ": " + text);
+    }
+  }
+  if (msg != reply.size())
+    return Status::Protocol("OFFLOAD_WAIT reply: messages of " + std::to_string(h->msglen) +
+                            " B do not add up to the entries'");
+  return out;
+}
+
 StatusOr<ReplyHeader> DecodeReplyHeader(std::span<const uint8_t> reply, size_t entry_size) {
   ReplyHeader h;
   if (reply.size() < sizeof h) return Status::Protocol("memnode reply shorter than its header");
@@ -65,7 +170,7 @@ StatusOr<ReplyHeader> DecodeReplyHeader(std::span<const uint8_t> reply, size_t e
   if (h.version != kRpcVersion) return Status::Protocol("memnode reply of another RPC version");
   if (h.status != 0) {
     auto code = static_cast<StatusCode>(h.status);
-    if (h.status > static_cast<uint8_t>(StatusCode::kInternal)) code = StatusCode::kProtocol;
+    if (h.status > static_cast<uint8_t>(kLastStatusCode)) code = StatusCode::kProtocol;
     size_t n = std::min<size_t>(h.msglen, reply.size() - sizeof h);
     return Status(code, "memnode: " + std::string(reinterpret_cast<const char*>(reply.data()) + sizeof h, n));
   }

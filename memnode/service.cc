@@ -9,6 +9,8 @@
 
 #include "alloc/sharry_allocator.h"
 #include "alloc/size_classes.h"
+#include "memnode/offload_job.h"
+#include "memnode/offload_workers.h"
 #include "memnode/quota.h"
 #include "memnode/tenants.h"
 
@@ -71,9 +73,15 @@ MemnodeService::MemnodeService(alloc::SharryAllocator* allocator, const ServiceO
       max_object_(o.max_object_bytes ? std::min(o.max_object_bytes, allocator->section_bytes())
                                      : allocator->section_bytes()),
       max_batch_(std::min<uint16_t>(o.max_batch, kMaxBatch)),
-      ledger_(std::make_unique<QuotaLedger>(o.client_quota_bytes, o.tenants.get())) {}
+      ledger_(std::make_unique<QuotaLedger>(o.client_quota_bytes, o.tenants.get())),
+      region_size_(o.region_size) {
+  if (o.offload.threads > 0 && o.region != nullptr && o.region_access != nullptr)
+    offload_ = std::make_unique<OffloadWorkers>(o.offload, o.region, o.region_size, o.region_access);
+}
 
-MemnodeService::~MemnodeService() = default;
+MemnodeService::~MemnodeService() {
+  offload_.reset();  // first: the workers read the region through the page map
+}
 
 void MemnodeService::OnConnect(ClientId client, const Peer& peer) {
   ledger_->Open(client, peer);
@@ -85,6 +93,10 @@ void MemnodeService::OnConnect(ClientId client, const Peer& peer) {
 }
 
 void MemnodeService::OnDisconnect(ClientId client) {
+  // Its offload jobs first: queued ones are forgotten, a running one stops
+  // at its next unit (before its session's blocks are reclaimed below, for
+  // a root; the pins would make it safe anyway).
+  if (offload_) offload_->DropClient(client);
   alloc::ReclaimResult r = allocator_->FreeAllOf(client);
   reclaimed_blocks_ += r.blocks;
   // The transport sends no request of this client after OnDisconnect, so
@@ -140,6 +152,8 @@ size_t MemnodeService::Handle(ClientId client, std::span<const uint8_t> req, std
     case Opcode::kRenew:
       if (h.count != 0 || !body.empty()) return WriteErrorReply(Status::InvalidArgument("RENEW takes no arguments"), out);
       return WriteOk(0, out);  // arriving was the point: the transport renewed the lease
+    case Opcode::kOffload: return HandleOffload(client, h, body, out);
+    case Opcode::kOffloadWait: return HandleOffloadWait(client, h, body, out);
   }
   return WriteErrorReply(Status::InvalidArgument("unknown opcode " + std::to_string(static_cast<int>(h.opcode))), out);
 }
@@ -220,6 +234,70 @@ size_t MemnodeService::HandleFree(ClientId c, const RpcHeader& h, std::span<cons
   size_t len = WriteOk(h.count, out);
   for (uint16_t i = 0; i < h.count; ++i) out[len + i] = static_cast<uint8_t>(ToElement(res[i]));
   return len + h.count;
+}
+
+// OFFLOAD: checked and decoded here, on the poller; run by a worker.
+size_t MemnodeService::HandleOffload(ClientId c, const RpcHeader& h, std::span<const uint8_t> body,
+                                     std::span<uint8_t> out) {
+  auto refuse = [&](const Status& s) {
+    offload_refused_.fetch_add(1, std::memory_order_relaxed);
+    return WriteErrorReply(s, out);
+  };
+  if (!offload_)
+    return refuse(Status::FailedPrecondition("offload is off at this memnode (--offload_threads=0)"));
+  if (out.size() < sizeof(ReplyHeader) + sizeof(uint64_t))
+    return refuse(Status::InvalidArgument("OFFLOAD reply does not fit a message"));
+  const uint32_t session = AccountOf(c)->session;
+  auto job = ParseOffloadRequest(h.count, body, session, offload_->limits(), offload_->access(), region_size_);
+  if (!job.ok()) return refuse(job.status());
+  auto id = offload_->Submit(c, session, std::move(*job));
+  if (!id.ok()) return refuse(id.status());
+  size_t len = WriteOk(0, out);
+  const uint64_t v = *id;
+  std::memcpy(out.data() + len, &v, sizeof v);
+  return len + sizeof v;
+}
+
+// OFFLOAD_WAIT: never blocks; a done job is forgotten once reported.
+size_t MemnodeService::HandleOffloadWait(ClientId c, const RpcHeader& h, std::span<const uint8_t> body,
+                                         std::span<uint8_t> out) {
+  if (Status s = CheckBatch("OFFLOAD_WAIT", "job ids", h, body.size(), kMaxOffloadWait, out.size(), sizeof(JobEntry));
+      !s.ok())
+    return WriteErrorReply(s, out);
+  uint64_t ids[kMaxOffloadWait];
+  std::memcpy(ids, body.data(), body.size());
+  JobEntry entries[kMaxOffloadWait];
+  std::string messages[kMaxOffloadWait];
+  for (uint16_t i = 0; i < h.count; ++i) {
+    if (offload_) {
+      entries[i] = offload_->Collect(c, ids[i], &messages[i]);
+    } else {
+      entries[i].job = ids[i];
+      entries[i].code = static_cast<uint8_t>(StatusCode::kNotFound);
+      messages[i] = "offload is off at this memnode (--offload_threads=0)";
+    }
+  }
+  // Messages in entry order, each cut to what is left of the reply.
+  size_t len = sizeof(ReplyHeader) + size_t{h.count} * sizeof(JobEntry);
+  size_t room = out.size() - len;
+  uint32_t total = 0;
+  for (uint16_t i = 0; i < h.count; ++i) {
+    const size_t n = std::min(messages[i].size(), room);
+    entries[i].msglen = static_cast<uint32_t>(n);
+    std::memcpy(out.data() + len, messages[i].data(), n);
+    len += n;
+    room -= n;
+    total += static_cast<uint32_t>(n);
+  }
+  WriteOk(h.count, out, total);
+  std::memcpy(out.data() + sizeof(ReplyHeader), entries, size_t{h.count} * sizeof(JobEntry));
+  return len;
+}
+
+OffloadStats MemnodeService::offload_stats() const {
+  OffloadStats s = offload_ ? offload_->Stats() : OffloadStats{};
+  s.refused_total = offload_refused_.load(std::memory_order_relaxed);
+  return s;
 }
 
 Stats MemnodeService::CollectStats(size_t max_client_records) {

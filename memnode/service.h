@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "memnode/rpc.h"
 #include "verbs/transport.h"
@@ -46,6 +47,29 @@ namespace sharry::memnode {
 
 class QuotaLedger;  // memnode/quota.h: internal to the build, not installed
 struct QuotaAccount;
+class OffloadWorkers;  // memnode/offload_workers.h: internal to the build, not installed
+
+// The offload workers (issue #13; memnode/offload_workers.h, docs/offload.md).
+struct OffloadOptions {
+  uint32_t threads = 1;           // --offload_threads; 0: OFFLOAD is refused (FailedPrecondition)
+  std::vector<int> cores;         // core of worker i: cores[i % size]; empty or -1: unpinned
+  uint32_t queue = 64;            // --offload_queue: jobs waiting for a worker, all clients together
+  uint32_t jobs_per_client = 32;  // --offload_client_jobs: a client's jobs not yet collected
+  uint64_t max_rows = 4194304;    // --offload_max_rows: rows of one OFFLOAD (all its units)
+};
+
+// The offload numbers (the stats log, the metrics endpoint).
+struct OffloadStats {
+  bool enabled = false;         // workers running (threads > 0 and a region to read)
+  uint64_t jobs_total = 0;      // jobs accepted since start
+  uint64_t jobs_failed_total = 0;  // of those, ended with an error (not counting dropped ones)
+  uint64_t rows_total = 0;      // rows scanned by jobs
+  uint64_t cpu_ns_total = 0;    // CPU time of the workers' threads spent on jobs
+  uint64_t refused_total = 0;   // OFFLOAD requests refused (malformed, bounds, offload off)
+  uint64_t queue_depth = 0;     // jobs waiting for a worker now
+  uint64_t running = 0;         // jobs running now
+  uint64_t jobs = 0;            // jobs known now: queued, running, or done and not yet collected
+};
 
 struct ServiceOptions {
   uint64_t max_object_bytes = 0;  // 0: one memory section
@@ -56,6 +80,13 @@ struct ServiceOptions {
   // The tenants (their quota_bytes); nullptr: no tenant quotas. Read at
   // construction only.
   std::shared_ptr<const TenantsConfig> tenants;
+  // OFFLOAD (issue #13): the workers, and what they read — the region (the
+  // UMA: offsets are relative to `region`) and who owns its pages. Without
+  // a region offload is off, whatever offload.threads says.
+  OffloadOptions offload;
+  uint8_t* region = nullptr;
+  uint64_t region_size = 0;
+  RegionAccess* region_access = nullptr;
 };
 
 class MemnodeService final : public RequestHandler {
@@ -81,6 +112,9 @@ class MemnodeService final : public RequestHandler {
   uint64_t QuotaHeldBy(ClientId client) const;
   // The same for all clients of `tenant` together ("": the anonymous ones).
   uint64_t TenantQuotaHeld(std::string_view tenant) const;
+  OffloadStats offload_stats() const;
+  // The offload workers (tests: their hooks); null when offload is off.
+  OffloadWorkers* offload_workers() { return offload_.get(); }
 
  private:
   // The client's quota account; one is opened (anonymous) for a client that
@@ -89,6 +123,8 @@ class MemnodeService final : public RequestHandler {
   size_t HandleAlloc(ClientId c, const RpcHeader& h, std::span<const uint8_t> body, std::span<uint8_t> out);
   size_t HandleFree(ClientId c, const RpcHeader& h, std::span<const uint8_t> body, std::span<uint8_t> out);
   size_t HandleStats(ClientId c, std::span<uint8_t> out);
+  size_t HandleOffload(ClientId c, const RpcHeader& h, std::span<const uint8_t> body, std::span<uint8_t> out);
+  size_t HandleOffloadWait(ClientId c, const RpcHeader& h, std::span<const uint8_t> body, std::span<uint8_t> out);
   // STATS as `viewer` may see it (nullptr: everything), with at most
   // max_client_records ClientRecords and max_tenant_records TenantRecords.
   Stats Collect(const QuotaAccount* viewer, size_t max_client_records, size_t max_tenant_records);
@@ -99,6 +135,10 @@ class MemnodeService final : public RequestHandler {
   const std::unique_ptr<QuotaLedger> ledger_;
   std::atomic<uint64_t> alloc_requests_{0}, free_requests_{0}, reclaimed_blocks_{0};
   std::atomic<RegionKeys*> keys_{nullptr};
+  std::atomic<uint64_t> offload_refused_{0};
+  const uint64_t region_size_;
+  // Last: destroyed first, so no worker outlives what it reads.
+  std::unique_ptr<OffloadWorkers> offload_;
 };
 
 // Writes a request-level error reply into `out`; returns its length.

@@ -32,6 +32,8 @@
 #include <limits>
 #include <string>
 
+#include "offload/int_divider.h"
+
 namespace sharry::offload {
 
 namespace {
@@ -143,24 +145,24 @@ void Gather(Pieces pieces, size_t esize, Loader load, Cursor* c, size_t n, Out* 
 
 // ---- expressions ------------------------------------------------------------
 
-// Evaluates expressions over a batch of n rows on a stack of buffers taken
-// from a pool (refcounted, so kDup shares and nothing is written while read).
+// Evaluates expressions over a batch of n rows, node by node, on a stack
+// whose entries are a column's array, a buffer from a small refcounted pool
+// (kDup shares one), or a constant kept as a scalar (kConst, and what only
+// constants feed: folded with the same IEEE operations, so the values are
+// those of a row-by-row evaluation). A node's output buffer never aliases
+// its inputs (the loops are __restrict and vectorise); the last node writes
+// straight into the caller's `out`.
 class ExprEvaluator {
  public:
-  // Returns the values of expression x (a column's array, or `out`).
+  // Returns the values of expression x: a column's array, or `out`.
   const double* Eval(const Expr& x, const std::array<const double*, kMaxColumns>& cols, size_t n, double* out) {
     size_t d = 0;
-    for (const Node& node : x) {
+    for (size_t at = 0; at < x.size(); ++at) {
+      const Node& node = x[at];
+      out_ = at + 1 == x.size() ? out : nullptr;
       switch (node.op) {
-        case ExprOp::kColumn:
-          stack_[d++] = {cols[node.column], -1};
-          break;
-        case ExprOp::kConst: {
-          const int b = Alloc();
-          std::fill_n(pool_[b], n, node.constant);
-          stack_[d++] = {pool_[b], b};
-          break;
-        }
+        case ExprOp::kColumn: stack_[d++] = {cols[node.column], -1, false, 0}; break;
+        case ExprOp::kConst: stack_[d++] = {nullptr, -1, true, node.constant}; break;
         case ExprOp::kAdd: Binary(&d, n, [](double a, double b) { return a + b; }); break;
         case ExprOp::kSub: Binary(&d, n, [](double a, double b) { return a - b; }); break;
         case ExprOp::kMul: Binary(&d, n, [](double a, double b) { return a * b; }); break;
@@ -175,75 +177,118 @@ class ExprEvaluator {
           if (stack_[d].buf >= 0) ++refs_[stack_[d].buf];
           ++d;
           break;
-        case ExprOp::kSwap:
-          std::swap(stack_[d - 2], stack_[d - 1]);
-          break;
+        case ExprOp::kSwap: std::swap(stack_[d - 2], stack_[d - 1]); break;
         case ExprOp::kSelectGt: {
-          const int o = Alloc();
-          double* __restrict r = pool_[o];
+          for (size_t k = 1; k <= 4; ++k) Materialize(&stack_[d - k], n);
+          double* __restrict r = Target();
           const double* __restrict a = stack_[d - 4].p;
           const double* __restrict b = stack_[d - 3].p;
           const double* __restrict xv = stack_[d - 2].p;
           const double* __restrict yv = stack_[d - 1].p;
           for (size_t i = 0; i < n; ++i) r[i] = a[i] > b[i] ? xv[i] : yv[i];
           for (size_t k = 1; k <= 4; ++k) Release(stack_[d - k]);
-          d -= 4;
-          stack_[d++] = {pool_[o], o};
+          d -= 3;
+          stack_[d - 1] = Result(r);
           break;
         }
       }
     }
     // Validate: exactly one value left.
-    const Entry top = stack_[0];
-    if (top.buf < 0) return top.p;
-    std::memcpy(out, top.p, n * sizeof(double));
-    Release(top);
-    return out;
+    Entry top = stack_[0];
+    if (top.is_const) {
+      std::fill_n(out, n, top.c);
+      return out;
+    }
+    if (top.buf >= 0) {  // (the last node wrote `out` itself; a kDup'd buffer cannot end an expression)
+      std::memcpy(out, top.p, n * sizeof(double));
+      Release(top);
+    }
+    return top.p == out || top.buf >= 0 ? out : top.p;
   }
 
  private:
   struct Entry {
-    const double* p = nullptr;
-    int buf = -1;  // pool buffer, or -1 (a column's array)
+    const double* p = nullptr;  // the values (not for a constant)
+    int buf = -1;               // pool buffer holding them, or -1 (a column's array, `out`, a constant)
+    bool is_const = false;
+    double c = 0;
   };
   static constexpr int kPool = kMaxStack + 1;  // a full stack plus one result
 
-  int Alloc() {
+  // Where the current node writes: `out` for the last node, else a free pool buffer.
+  double* Target() {
+    if (out_ != nullptr) return out_;
     for (int b = 0; b < kPool; ++b) {
       if (refs_[b] == 0) {
         refs_[b] = 1;
-        return b;
+        target_buf_ = b;
+        return pool_[b];
       }
     }
-    return -1;  // unreachable: at most kMaxStack entries are live
+    return nullptr;  // unreachable: at most kMaxStack entries are live, and one output
+  }
+  Entry Result(double* r) {
+    const int b = out_ != nullptr ? -1 : target_buf_;
+    return {r, b, false, 0};
   }
   void Release(const Entry& e) {
     if (e.buf >= 0) --refs_[e.buf];
   }
+  // A constant operand as an array (for the ops not specialised on one).
+  void Materialize(Entry* e, size_t n) {
+    if (!e->is_const) return;
+    double* const saved = out_;  // a constant never goes to `out`
+    out_ = nullptr;
+    double* r = Target();
+    out_ = saved;
+    std::fill_n(r, n, e->c);
+    *e = {r, target_buf_, false, 0};
+  }
   template <typename F>
   void Binary(size_t* d, size_t n, F f) {
-    const int o = Alloc();
-    double* __restrict r = pool_[o];
-    const double* __restrict a = stack_[*d - 2].p;
-    const double* __restrict b = stack_[*d - 1].p;
-    for (size_t i = 0; i < n; ++i) r[i] = f(a[i], b[i]);
-    Release(stack_[*d - 1]);
-    Release(stack_[*d - 2]);
+    Entry& ea = stack_[*d - 2];
+    const Entry eb = stack_[*d - 1];
     --*d;
-    stack_[*d - 1] = {pool_[o], o};
+    if (ea.is_const && eb.is_const) {
+      ea.c = f(ea.c, eb.c);
+      return;
+    }
+    double* __restrict r = Target();
+    if (eb.is_const) {
+      const double* __restrict a = ea.p;
+      const double c = eb.c;
+      for (size_t i = 0; i < n; ++i) r[i] = f(a[i], c);
+    } else if (ea.is_const) {
+      const double c = ea.c;
+      const double* __restrict b = eb.p;
+      for (size_t i = 0; i < n; ++i) r[i] = f(c, b[i]);
+    } else {
+      const double* __restrict a = ea.p;
+      const double* __restrict b = eb.p;
+      for (size_t i = 0; i < n; ++i) r[i] = f(a[i], b[i]);
+    }
+    Release(ea);
+    Release(eb);
+    ea = Result(r);
   }
   template <typename F>
   void Unary(size_t* d, size_t n, F f) {
-    const int o = Alloc();
-    double* __restrict r = pool_[o];
-    const double* __restrict a = stack_[*d - 1].p;
+    Entry& ea = stack_[*d - 1];
+    if (ea.is_const) {
+      ea.c = f(ea.c);
+      return;
+    }
+    double* __restrict r = Target();
+    const double* __restrict a = ea.p;
     for (size_t i = 0; i < n; ++i) r[i] = f(a[i]);
-    Release(stack_[*d - 1]);
-    stack_[*d - 1] = {pool_[o], o};
+    Release(ea);
+    ea = Result(r);
   }
 
   std::array<Entry, kMaxStack> stack_;
   std::array<int, kPool> refs_{};
+  double* out_ = nullptr;  // set while the last node runs
+  int target_buf_ = -1;    // the pool buffer Target() took
   alignas(64) double pool_[kPool][kBatch];
 };
 
@@ -307,6 +352,12 @@ struct Plan {
   std::array<bool, kMaxAggs> integer{};         // integer aggregate
   std::array<size_t, kMaxAggs> slot_base{};     // offset in its accumulator vector
   size_t nint = 0, ndouble = 0;                 // aggregates of each kind
+  // The fused pass (FusedSums): the double sums (kSum, and kSumSq/kSumProd
+  // of a product array) and the first kCount, in one loop over the rows.
+  std::array<bool, kMaxAggs> fused{};
+  std::array<uint8_t, kMaxAggs> sums{};  // the fused double sums' aggregate indices
+  size_t nsums = 0;
+  int count = -1;  // the fused kCount, or -1
 };
 
 Plan MakePlan(const Spec& s) {
@@ -326,6 +377,16 @@ Plan MakePlan(const Spec& s) {
     } else {
       p.eval[g.a] = true;
       if (g.kind == AggKind::kSumProd) p.eval[g.b] = true;
+    }
+  }
+  for (size_t a = 0; a < s.aggs.size(); ++a) {
+    const AggKind k = s.aggs[a].kind;
+    if (k == AggKind::kCount && p.count < 0) {
+      p.count = static_cast<int>(a);
+      p.fused[a] = true;
+    } else if (!p.integer[a] && (k == AggKind::kSum || k == AggKind::kSumSq || k == AggKind::kSumProd)) {
+      p.sums[p.nsums++] = static_cast<uint8_t>(a);
+      p.fused[a] = true;
     }
   }
   for (size_t e = 0; e < s.exprs.size(); ++e) {
@@ -370,6 +431,80 @@ inline bool KeyOf(int64_t v, const KeySpec& k, int64_t* out) {
   return true;
 }
 
+// The keys of a batch: b.keys[i] = KeyOf(kv[i]), or -1 on overflow (out of
+// range, reported by the caller for rows that pass). / div and % mod by
+// multiplication (IntDivider), the loop specialised on the kind of each
+// step (kNone: no such step).
+enum class Step : uint8_t { kNone, kShift, kMul, kMulAdd };
+using DivKind = internal::IntDivider::Kind;
+
+template <Step S>
+inline int64_t DivStep(const internal::IntDivider& d, int64_t x) {
+  if constexpr (S == Step::kShift) return d.Div<DivKind::kShift>(x);
+  if constexpr (S == Step::kMul) return d.Div<DivKind::kMul>(x);
+  if constexpr (S == Step::kMulAdd) return d.Div<DivKind::kMulAdd>(x);
+  return x;
+}
+template <Step S>
+inline int64_t ModStep(const internal::IntDivider& d, int64_t x) {
+  if constexpr (S == Step::kShift) return d.Mod<DivKind::kShift>(x);
+  if constexpr (S == Step::kMul) return d.Mod<DivKind::kMul>(x);
+  if constexpr (S == Step::kMulAdd) return d.Mod<DivKind::kMulAdd>(x);
+  return x;
+}
+
+// Returns whether any row's key (passing or not) is out of [0, groups).
+template <Step D, Step M>
+bool KeysLoop(const int64_t* __restrict kv, size_t n, int64_t add, const internal::IntDivider div,
+              const internal::IntDivider mod, uint64_t groups, int64_t* __restrict keys) {
+  bool bad = false;
+  for (size_t i = 0; i < n; ++i) {
+    int64_t x;
+    const bool overflow = __builtin_add_overflow(kv[i], add, &x);
+    x = ModStep<M>(mod, DivStep<D>(div, x));
+    x = overflow ? -1 : x;
+    keys[i] = x;
+    bad |= static_cast<uint64_t>(x) >= groups;
+  }
+  return bad;
+}
+
+using KeysFn = bool (*)(const int64_t*, size_t, int64_t, internal::IntDivider, internal::IntDivider, uint64_t,
+                        int64_t*);
+
+template <Step D>
+KeysFn KeysFnFor(Step m) {
+  switch (m) {
+    case Step::kNone: return KeysLoop<D, Step::kNone>;
+    case Step::kShift: return KeysLoop<D, Step::kShift>;
+    case Step::kMul: return KeysLoop<D, Step::kMul>;
+    case Step::kMulAdd: return KeysLoop<D, Step::kMulAdd>;
+  }
+  return nullptr;
+}
+
+Step StepOf(bool none, const internal::IntDivider& d) {
+  if (none) return Step::kNone;
+  switch (d.kind()) {
+    case DivKind::kShift: return Step::kShift;
+    case DivKind::kMul: return Step::kMul;
+    case DivKind::kMulAdd: return Step::kMulAdd;
+  }
+  return Step::kNone;
+}
+
+// The key loop for a spec's key (div 1 and mod 0 are no steps).
+KeysFn KeysFnOf(const KeySpec& k, const internal::IntDivider& div, const internal::IntDivider& mod) {
+  const Step ds = StepOf(k.div == 1, div), ms = StepOf(k.mod == 0, mod);
+  switch (ds) {
+    case Step::kNone: return KeysFnFor<Step::kNone>(ms);
+    case Step::kShift: return KeysFnFor<Step::kShift>(ms);
+    case Step::kMul: return KeysFnFor<Step::kMul>(ms);
+    case Step::kMulAdd: return KeysFnFor<Step::kMulAdd>(ms);
+  }
+  return nullptr;
+}
+
 Status KeyError(const Spec& s, int64_t v, uint64_t row) {
   int64_t k;
   if (!KeyOf(v, s.key, &k)) {
@@ -394,6 +529,7 @@ struct Batch {
   alignas(64) int64_t ival[kMaxColumns][kBatch];
   alignas(64) double dval[kMaxColumns][kBatch];
   alignas(64) double exprout[kMaxExprs][kBatch];
+  alignas(64) double prod[kMaxAggs][kBatch];  // kSumSq/kSumProd's a*b, for the fused pass
   alignas(64) int64_t keys[kBatch];
   alignas(64) uint8_t mask[kBatch];
   alignas(64) uint16_t sel[kBatch];
@@ -450,6 +586,68 @@ Status AccumulateInt(const Spec& s, size_t a, const Batch& b, bool dense, size_t
                               " overflows int64 at row " + std::to_string(row0 + bad));
   }
   return Status::Ok();
+}
+
+// The fused pass over the rows that pass, in row order: M double sums of
+// value arrays (and, with kCount, one count), each row's group loaded once.
+// Without a key the sums run in registers, M independent chains. The same
+// additions in the same order as M separate passes: the same bits.
+template <int M, bool kKeyed, bool kDense, bool kCount>
+void FusedSums(size_t n, const uint16_t* __restrict sel, size_t nsel, const int64_t* __restrict keys,
+               const double* const* vals, double* const* accs, int64_t* cnt) {
+  constexpr int kM = M > 0 ? M : 1;
+  const double* v[kM];
+  double* ac[kM];
+  for (int j = 0; j < M; ++j) {
+    v[j] = vals[j];
+    ac[j] = accs[j];
+  }
+  const size_t m = kDense ? n : nsel;
+  if constexpr (!kKeyed) {
+    double t[kM];
+    for (int j = 0; j < M; ++j) t[j] = ac[j][0];
+    for (size_t r = 0; r < m; ++r) {
+      const size_t i = kDense ? r : sel[r];
+      for (int j = 0; j < M; ++j) t[j] += v[j][i];
+    }
+    for (int j = 0; j < M; ++j) ac[j][0] = t[j];
+    if constexpr (kCount) cnt[0] += static_cast<int64_t>(m);
+  } else {
+    for (size_t r = 0; r < m; ++r) {
+      const size_t i = kDense ? r : sel[r];
+      const int64_t g = keys[i];
+      if constexpr (kCount) ++cnt[g];
+      for (int j = 0; j < M; ++j) ac[j][g] += v[j][i];
+    }
+  }
+}
+
+using FusedFn = void (*)(size_t, const uint16_t*, size_t, const int64_t*, const double* const*, double* const*,
+                         int64_t*);
+
+template <int M>
+FusedFn FusedFor(bool keyed, bool dense, bool count) {
+  if (keyed) {
+    if (dense) return count ? FusedSums<M, true, true, true> : FusedSums<M, true, true, false>;
+    return count ? FusedSums<M, true, false, true> : FusedSums<M, true, false, false>;
+  }
+  if (dense) return count ? FusedSums<M, false, true, true> : FusedSums<M, false, true, false>;
+  return count ? FusedSums<M, false, false, true> : FusedSums<M, false, false, false>;
+}
+
+FusedFn FusedFnOf(size_t m, bool keyed, bool dense, bool count) {
+  static_assert(kMaxAggs == 8, "FusedFnOf instantiates FusedSums for 0..8 sums");
+  switch (m) {
+    case 0: return FusedFor<0>(keyed, dense, count);
+    case 1: return FusedFor<1>(keyed, dense, count);
+    case 2: return FusedFor<2>(keyed, dense, count);
+    case 3: return FusedFor<3>(keyed, dense, count);
+    case 4: return FusedFor<4>(keyed, dense, count);
+    case 5: return FusedFor<5>(keyed, dense, count);
+    case 6: return FusedFor<6>(keyed, dense, count);
+    case 7: return FusedFor<7>(keyed, dense, count);
+    default: return FusedFor<8>(keyed, dense, count);
+  }
 }
 
 void AccumulateDouble(const Spec& s, size_t a, const Batch& b, const std::array<const double*, kMaxExprs>& ev,
@@ -513,8 +711,24 @@ void InitPartial(const Spec& s, std::span<uint8_t> partial) {
   }
 }
 
+namespace {
+Status RunRowsImpl(const Spec& s, uint64_t rows, std::span<const Pieces> columns, std::span<uint8_t> partial,
+                   uint64_t first_row, bool resume);
+}  // namespace
+
 Status RunUnit(const Spec& s, uint64_t rows, std::span<const Pieces> columns, std::span<uint8_t> partial,
                uint64_t first_row) {
+  return RunRowsImpl(s, rows, columns, partial, first_row, false);
+}
+
+Status RunRows(const Spec& s, uint64_t rows, std::span<const Pieces> columns, std::span<uint8_t> partial,
+               uint64_t first_row) {
+  return RunRowsImpl(s, rows, columns, partial, first_row, true);
+}
+
+namespace {
+Status RunRowsImpl(const Spec& s, uint64_t rows, std::span<const Pieces> columns, std::span<uint8_t> partial,
+                   uint64_t first_row, bool resume) {
   SHARRY_RETURN_IF_ERROR(Validate(s));  // cheap next to a unit; the memnode's guard
   if (columns.size() != s.columns.size()) {
     return Status::InvalidArgument("columns: " + std::to_string(columns.size()) + " given, the spec has " +
@@ -536,7 +750,16 @@ Status RunUnit(const Spec& s, uint64_t rows, std::span<const Pieces> columns, st
   acc.ints.resize(plan.nint * groups);
   acc.doubles.resize(plan.ndouble * groups);
   for (size_t a = 0; a < na; ++a) {
-    if (plan.integer[a]) {
+    if (resume) {  // go on from the partial of the unit's earlier rows
+      for (uint64_t g = 0; g < groups; ++g) {
+        const uint8_t* p = partial.data() + (g * na + a) * kSlotBytes;
+        if (plan.integer[a]) {
+          acc.ints[plan.slot_base[a] + g] = LoadSlot<int64_t>(p);
+        } else {
+          acc.doubles[plan.slot_base[a] + g] = LoadSlot<double>(p);
+        }
+      }
+    } else if (plan.integer[a]) {
       std::fill_n(acc.ints.begin() + plan.slot_base[a], groups, IntIdentity(s.aggs[a].kind));
     } else {
       std::fill_n(acc.doubles.begin() + plan.slot_base[a], groups, DoubleIdentity(s.aggs[a].kind));
@@ -559,6 +782,11 @@ Status RunUnit(const Spec& s, uint64_t rows, std::span<const Pieces> columns, st
   for (size_t c = 0; c < ncol; ++c) dcols[c] = b.dval[c];
   std::array<const double*, kMaxExprs> ev{};
   if (!keyed) std::fill_n(b.keys, kBatch, 0);
+  const internal::IntDivider key_div(keyed ? s.key.div : 1);
+  const internal::IntDivider key_mod(keyed && s.key.mod != 0 ? s.key.mod : 1);
+  const KeysFn keys_fn = KeysFnOf(s.key, key_div, key_mod);
+  const FusedFn fused_dense = FusedFnOf(plan.nsums, keyed, true, plan.count >= 0);
+  const FusedFn fused_sel = FusedFnOf(plan.nsums, keyed, false, plan.count >= 0);
 
   for (uint64_t row0 = 0; row0 < rows; row0 += kBatch) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(kBatch, rows - row0));
@@ -594,18 +822,37 @@ Status RunUnit(const Spec& s, uint64_t rows, std::span<const Pieces> columns, st
     // 4. keys
     if (keyed) {
       const int64_t* kv = b.ival[s.key.column];
-      const KeySpec k = s.key;
-      for (size_t i = 0; i < n; ++i) {
-        int64_t x;
-        b.keys[i] = KeyOf(kv[i], k, &x) ? x : -1;  // -1: overflow, out of range below
+      if (keys_fn(kv, n, s.key.add, key_div, key_mod, groups, b.keys)) {
+        // Some row's key is out of range: an error if that row passes.
+        const size_t bad = ForRowsUntil(dense, n, b.sel, nsel, [&](size_t i) {
+          return static_cast<uint64_t>(b.keys[i]) < groups;
+        });
+        if (bad != kBatch) return KeyError(s, kv[bad], first_row + row0 + bad);
       }
-      const size_t bad = ForRowsUntil(dense, n, b.sel, nsel, [&](size_t i) {
-        return static_cast<uint64_t>(b.keys[i]) < groups;
-      });
-      if (bad != kBatch) return KeyError(s, kv[bad], first_row + row0 + bad);
     }
-    // 5. accumulate
+    // 5. accumulate: the fused pass, then the other aggregates one by one
+    if (plan.nsums > 0 || plan.count >= 0) {
+      std::array<const double*, kMaxAggs> vals{};
+      std::array<double*, kMaxAggs> accs{};
+      for (size_t j = 0; j < plan.nsums; ++j) {
+        const size_t a = plan.sums[j];
+        const Agg& g = s.aggs[a];
+        accs[j] = acc.doubles.data() + plan.slot_base[a];
+        if (g.kind == AggKind::kSum) {
+          vals[j] = ev[g.a];
+          continue;
+        }
+        const double* __restrict x = ev[g.a];
+        const double* __restrict y = g.kind == AggKind::kSumProd ? ev[g.b] : x;
+        double* __restrict pr = b.prod[j];
+        for (size_t i = 0; i < n; ++i) pr[i] = x[i] * y[i];
+        vals[j] = pr;
+      }
+      int64_t* cnt = plan.count >= 0 ? acc.ints.data() + plan.slot_base[plan.count] : nullptr;
+      (dense ? fused_dense : fused_sel)(n, b.sel, nsel, b.keys, vals.data(), accs.data(), cnt);
+    }
     for (size_t a = 0; a < na; ++a) {
+      if (plan.fused[a]) continue;
       if (plan.integer[a]) {
         SHARRY_RETURN_IF_ERROR(AccumulateInt(s, a, b, dense, n, nsel, acc.ints.data() + plan.slot_base[a],
                                              first_row + row0));
@@ -627,6 +874,7 @@ Status RunUnit(const Spec& s, uint64_t rows, std::span<const Pieces> columns, st
   }
   return Status::Ok();
 }
+}  // namespace
 
 Status Merge(const Spec& s, std::span<uint8_t> acc, std::span<const uint8_t> partial) {
   const size_t bytes = PartialBytes(s);

@@ -19,8 +19,17 @@
 // Identities: 0 for counts and sums, INT64_MAX / +inf for min, INT64_MIN /
 // -inf for max (a group with no rows keeps them).
 //
+// Min and max keep the first of equal values (a later value replaces the
+// slot only when strictly smaller/larger; NaN never does), so -0.0/+0.0 and
+// NaNs do not depend on the unit boundaries either. The library is built
+// with -ffp-contract=off (no fused multiply-add on any host).
+//
 // Speed: rows are evaluated in batches of kBatch (vectorised interpretation,
 // one tight loop per expression node and batch), not one node per row.
+//
+// Thread-safety: free functions on values; RunUnit keeps per-thread scratch,
+// so any number of threads may run units at once. A Result is a value (one
+// thread at a time). docs/offload.md has the whole contract.
 #pragma once
 
 #include <cstdint>
@@ -45,10 +54,20 @@ size_t PartialBytes(const Spec& s);
 void InitPartial(const Spec& s, std::span<uint8_t> partial);
 
 // Computes the partial of a unit of `rows` rows; columns[i] are column i's
-// pieces. REQUIRES: Validate(s) ok. Checks the pieces (count and sizes
-// against rows and the element size) and the group keys; on an error
-// `partial` is unspecified. first_row numbers rows in error messages.
+// pieces. Checks the spec (Validate: InvalidArgument), the pieces (count and
+// sizes against rows and the element size: InvalidArgument "column 1: pieces
+// hold 4092 B, 1024 rows of f32 need 4096 B"), the partial's size, and while
+// it runs the group keys and integer overflow (OutOfRange, naming the row);
+// on an error `partial` is unspecified. first_row numbers rows in error
+// messages (the unit's first row in the array).
 Status RunUnit(const Spec& s, uint64_t rows, std::span<const Pieces> columns, std::span<uint8_t> partial,
+               uint64_t first_row = 0);
+
+// As RunUnit, but goes on from `partial` (the partial of the unit's rows
+// before these, or InitPartial's identities): RunUnit over rows [0, a+b) is
+// bit-identical to RunUnit over [0, a) then RunRows over [a, a+b). Lets a
+// caller walk a unit a few chunks at a time.
+Status RunRows(const Spec& s, uint64_t rows, std::span<const Pieces> columns, std::span<uint8_t> partial,
                uint64_t first_row = 0);
 
 // acc := acc (+) partial, slot by slot (sum: +, count: +, min, max);
@@ -59,11 +78,13 @@ Status Merge(const Spec& s, std::span<uint8_t> acc, std::span<const uint8_t> par
 class Result {
  public:
   Result() = default;
+  // REQUIRES: Validate(s) ok (the accumulator is PartialBytes(s)).
   explicit Result(Spec s);
   const Spec& spec() const { return spec_; }
   uint32_t groups() const { return spec_.groups; }
-  // Aggregate `agg` of group `g`: as int64 (integer aggregates), as double
-  // (either kind: integers converted).
+  // Aggregate `agg` of group `g`: as int64 (integer aggregates; a double
+  // aggregate truncated and saturated, NaN as 0), as double (either kind:
+  // integers converted). REQUIRES: g < groups(), agg < spec().aggs.size().
   int64_t Int(uint32_t g, size_t agg) const;
   double Value(uint32_t g, size_t agg) const;
   // Merges one unit's partial in (units in row order); counts it in units.

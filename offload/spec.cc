@@ -273,6 +273,9 @@ constexpr size_t kKeyBytes = 24;
 constexpr size_t kFilterBytes = 24;
 constexpr size_t kNodeBytes = 16;
 constexpr size_t kAggBytes = 4;
+static_assert(kMaxSpecBytes == kHeadBytes + kMaxColumns + kKeyBytes + kMaxFilters * kFilterBytes +
+                                   kMaxExprs * (1 + kMaxNodes * kNodeBytes) + kMaxAggs * kAggBytes);
+static_assert(kMaxSpecBytes == 4280);
 
 template <typename T>
 void Put(std::vector<uint8_t>* out, T v) {

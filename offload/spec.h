@@ -53,6 +53,9 @@ inline constexpr size_t kMaxStack = 8;    // expression stack depth
 inline constexpr size_t kMaxAggs = 8;
 inline constexpr uint32_t kMaxGroups = 65536;
 inline constexpr uint8_t kNoKey = 0xFF;
+// The longest wire form of a valid spec (every count at its bound).
+inline constexpr size_t kMaxSpecBytes =
+    16 + kMaxColumns + 24 + kMaxFilters * 24 + kMaxExprs * (1 + kMaxNodes * 16) + kMaxAggs * 4;
 
 // Element type of a column (a RemoteArray<T> of that T).
 enum class ElemType : uint8_t {
@@ -103,7 +106,9 @@ using Expr = std::vector<Node>;
 //   kSumProd  sum of a*b
 // An expression that is one kColumn node of an integer column is an
 // integer expression: its aggregates are exact int64 (overflow is an error
-// naming the aggregate, never a wrapped value). Otherwise double.
+// naming the aggregate, never a wrapped value; so is a u64 value above
+// INT64_MAX in a row that passes). Otherwise double (to sum an integer
+// column as a double, make it an expression: column, 1, kMul).
 enum class AggKind : uint8_t { kCount = 1, kSum = 2, kMin = 3, kMax = 4, kSumSq = 5, kSumProd = 6 };
 struct Agg {
   AggKind kind = AggKind::kCount;
@@ -112,7 +117,9 @@ struct Agg {
 
 // Group key of a row: k = column value (int64); k += add; k /= div (C
 // division); if mod != 0: k %= mod; then 0 <= k < groups or the unit fails
-// with OutOfRange ("group key -3 of row 77 outside [0, 24)"). The hour of a
+// with OutOfRange ("group key -3 of row 77 outside [0, 24)"; also when
+// value + add overflows int64). Only rows that pass the filter are keyed. A
+// u64 key column's value is its int64 bits. The hour of a
 // unix time: add 0, div 3600, mod 24; the weekday: add 4*86400, div 86400,
 // mod 7.
 struct KeySpec {
@@ -144,7 +151,9 @@ struct Spec {
 // aggregate's unused a/b 0, the KeySpec without a key column {kNoKey, 0, 1, 0}.
 Status Validate(const Spec& s);
 
-// Wire form (above). Decode validates.
+// Wire form (above), at most kMaxSpecBytes. Decode validates (a decoded spec
+// is valid) and rejects truncation, non-zero reserved bytes and unknown
+// enum values; Encode(Decode(w)) == w.
 std::vector<uint8_t> Encode(const Spec& s);
 void EncodeTo(const Spec& s, std::vector<uint8_t>* out);  // appends
 // Decodes one Spec from the front of `in`; *used = bytes consumed (bytes

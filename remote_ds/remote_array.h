@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "compute/aggregate.h"
 #include "compute/runtime.h"
 
 namespace sharry::remote_ds {
@@ -76,6 +77,18 @@ class RemoteArray {
   template <typename F>
   Status ForEachMut(F&& f, size_t begin = 0, size_t end = ~size_t{0}, size_t prefetch = 4) {
     return Scan(std::forward<F>(f), begin, end, prefetch, true);
+  }
+
+  // This array as a column of an aggregate (compute/aggregate.h; T must be
+  // one of the ten integer and floating types of offload::ElemType).
+  compute::AggregateColumn column() const {
+    return {chunks_, static_cast<uint32_t>(per_chunk_), offload::ElemTypeOf<T>()};
+  }
+  // An aggregate over this array alone (column 0 of `spec`), split between
+  // here and the memnodes holding its far chunks (docs/offload.md).
+  StatusOr<offload::Result> Aggregate(const offload::Spec& spec, const compute::AggregateOptions& o = {}) const {
+    const compute::AggregateColumn c[1] = {column()};
+    return compute::Aggregate(*rt_, spec, c, n_, o);
   }
 
   // Iterator access inside one scope: every chunk the iterator visits stays

@@ -16,7 +16,7 @@
 #                    DIR/fuzz-run/<target>/ (corpus/, artifacts/, log)
 #   --target NAME    run only this target (repeatable); default: rpc_codec_fuzz,
 #                    rpc_service_fuzz, tcp_server_fuzz, tcp_client_fuzz,
-#                    tcp_framing_fuzz
+#                    tcp_framing_fuzz, etcd_reply_fuzz, offload_spec_fuzz
 #   --make-corpus    rewrite fuzz/corpus/ with fuzz_make_corpus, run nothing
 #
 # Prints per target: executions per second, total executions, the corpus
@@ -38,7 +38,8 @@ make_corpus=0
 # The targets run by default (and by scripts/test.sh). tcp_client_fuzz is a
 # hostile server against the TCP client; its regressions (replies announcing
 # 4 GiB) are replayed first.
-all_targets=(rpc_codec_fuzz rpc_service_fuzz tcp_server_fuzz tcp_client_fuzz tcp_framing_fuzz etcd_reply_fuzz)
+all_targets=(rpc_codec_fuzz rpc_service_fuzz tcp_server_fuzz tcp_client_fuzz tcp_framing_fuzz etcd_reply_fuzz
+             offload_spec_fuzz)
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seconds) seconds=$2; shift 2 ;;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "offload/int_divider.h"
 #include "offload/kernel.h"
 #include "offload/spec.h"
 
@@ -639,6 +640,36 @@ TEST(OffloadKernelTest, KeysWithAddDivModMatchReference) {
   }
 }
 
+TEST(OffloadKernelTest, IntDividerIsCDivision) {
+  // The keys' / and % by multiplication against the / and % operators:
+  // small, power-of-two and random divisors, extreme and random values.
+  std::mt19937_64 rng(64);
+  std::vector<int64_t> divisors = {1, 2, 3, 5, 7, 24, 60, 3600, 86400, 1000000007,
+                                   std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::max() - 1};
+  for (int k = 1; k < 63; ++k) {
+    divisors.push_back(int64_t{1} << k);
+    divisors.push_back((int64_t{1} << k) - 1);
+    divisors.push_back((int64_t{1} << k) + 1);
+  }
+  for (int i = 0; i < 200; ++i) divisors.push_back(static_cast<int64_t>(rng() >> (1 + rng() % 63)) | 1);
+  for (int64_t d : divisors) {
+    const internal::IntDivider div(d);
+    std::vector<int64_t> xs = {0, 1, -1, d, -d, d - 1, 1 - d, std::numeric_limits<int64_t>::max(),
+                               std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::min() + 1};
+    if (d < std::numeric_limits<int64_t>::max()) {
+      xs.push_back(d + 1);
+      xs.push_back(-d - 1);
+    }
+    for (int i = 0; i < 300; ++i) {
+      xs.push_back(static_cast<int64_t>(rng() >> (rng() % 64)) * (rng() % 2 ? 1 : -1));
+    }
+    for (int64_t x : xs) {
+      ASSERT_EQ(div.Div(x), x / d) << x << " / " << d;
+      ASSERT_EQ(div.Mod(x), x % d) << x << " % " << d;
+    }
+  }
+}
+
 TEST(OffloadKernelTest, PieceLayoutsAndRowCountsDoNotChangeTheResult) {
   // For a fixed unit length the pieces' boundaries must not matter: the
   // same bytes whatever the layout, and the reference's.
@@ -1214,6 +1245,16 @@ TEST(OffloadKernelTest, GroupKeyOutOfRangeIsAnError) {
   EXPECT_NE(st.message().find("group key of row 1: column 0 value 9223372036854775805 + add 10 overflows int64"),
             std::string::npos)
       << st;
+  // An overflow whose wrapped value would land in range is still refused:
+  // (INT64_MIN + 2) - 10 wraps to INT64_MAX - 7, / 2^62 = 1.
+  Column low{ElemType::kI64, {}, {}};
+  Append(&low, std::numeric_limits<int64_t>::min() + 2);
+  CutWhole(&low);
+  b.key = {.column = 0, .add = -10, .div = int64_t{1} << 62, .mod = 0};
+  b.groups = 4;
+  st = RunOne(b, {low});
+  EXPECT_EQ(st.code(), StatusCode::kOutOfRange);
+  EXPECT_NE(st.message().find("+ add -10 overflows int64"), std::string::npos) << st;
 }
 
 TEST(OffloadKernelTest, PiecesAndSizesAreChecked) {
@@ -1316,22 +1357,26 @@ TEST(OffloadKernelTest, TaxiLikeQueryMatchesAHandWrittenLoop) {
 }
 
 TEST(OffloadKernelTest, MergeOrderAndResultAccessors) {
-  // Min/max keep the first of equal values (-0.0 before +0.0): merging
-  // units in row order gives the row-order answer.
+  // Min/max keep the first of equal values (-0.0 vs +0.0), in a unit and
+  // across units (Merge): the row-order answer whatever the unit length.
   Spec s;
   s.Column(ElemType::kF64);
   s.Aggregate(AggKind::kMin, s.ColumnExpr(0));
   s.Aggregate(AggKind::kMax, 0);
-  Column c{ElemType::kF64, {}, {}};
-  for (double v : {-0.0, 0.0, 0.0, -0.0}) Append(&c, v);
-  CutWhole(&c);
-  const Outcome o = RunKernel(s, {c}, 1);
-  ASSERT_TRUE(o.status.ok());
-  double mn, mx;
-  std::memcpy(&mn, o.bytes.data(), 8);
-  std::memcpy(&mx, o.bytes.data() + 8, 8);
-  EXPECT_TRUE(std::signbit(mn));
-  EXPECT_TRUE(std::signbit(mx));
+  for (bool neg_first : {false, true}) {
+    for (uint64_t unit : {uint64_t{1}, uint64_t{2}, uint64_t{4}}) {
+      Column c{ElemType::kF64, {}, {}};
+      for (double v : {neg_first ? -0.0 : 0.0, neg_first ? 0.0 : -0.0, 0.0, -0.0}) Append(&c, v);
+      CutWhole(&c);
+      const Outcome o = RunKernel(s, {c}, unit);
+      ASSERT_TRUE(o.status.ok());
+      double mn, mx;
+      std::memcpy(&mn, o.bytes.data(), 8);
+      std::memcpy(&mx, o.bytes.data() + 8, 8);
+      EXPECT_EQ(std::signbit(mn), neg_first) << "unit " << unit;
+      EXPECT_EQ(std::signbit(mx), neg_first) << "unit " << unit;
+    }
+  }
   Result r(s);
   EXPECT_EQ(r.groups(), 1u);
   EXPECT_EQ(r.Value(0, 0), std::numeric_limits<double>::infinity());

@@ -43,7 +43,7 @@ TEST(StatusTest, StatusOrHoldsValueOrError) {
 }
 
 TEST(StatusTest, EveryCodeHasAName) {
-  for (int c = 0; c <= static_cast<int>(StatusCode::kInternal); ++c)
+  for (int c = 0; c <= static_cast<int>(kLastStatusCode); ++c)
     EXPECT_NE(StatusCodeName(static_cast<StatusCode>(c)), "Unknown") << c;
 }
 

@@ -3,8 +3,8 @@
 //   memnode --transport=verbs --listen=192.0.2.1 --port=7000 --uma_mb=4096
 //           --sections=4 --section_cores=2,3,4,5 --pollers=2 --poller_cores=0,1
 //
-// Maps the UMA once, registers it once, serves ALLOC/FREE/STATS until
-// SIGINT/SIGTERM. See docs/memnode.md.
+// Maps the UMA once, registers it once, serves ALLOC/FREE/STATS (and
+// OFFLOAD, on its offload workers) until SIGINT/SIGTERM. See docs/memnode.md.
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 #include <signal.h>
@@ -66,6 +66,18 @@ SHARRY_FLAG(uint64, max_unsent_kb, 4096, 64, 4194304,
 SHARRY_FLAG(int32, stall_timeout_ms, 10000, 1, 3600000,
             "tcp: a connection over --max_unsent_kb that takes nothing for this long is dropped");
 SHARRY_FLAG(int32, keepalive_s, 10, 0, 3600, "tcp keepalive idle seconds before probing a silent peer (0: off)");
+// Offloaded operators (docs/offload.md, docs/security.md).
+SHARRY_FLAG(uint32, offload_threads, 1, 0, 64,
+            "offload worker threads, apart from the section threads and the pollers (0: OFFLOAD is refused)");
+DEFINE_string(offload_cores, "",
+              "comma-separated cores for the offload workers (empty: unpinned; -1: this one unpinned)");
+SHARRY_FLAG(uint32, offload_queue, 64, 1, 65536,
+            "OFFLOAD jobs waiting for a worker, all clients together; past it OFFLOAD is refused "
+            "(ResourceExhausted)");
+SHARRY_FLAG(uint32, offload_client_jobs, 32, 1, 4096,
+            "OFFLOAD jobs of one client not yet collected (queued, running or done); past it OFFLOAD is refused");
+SHARRY_FLAG(uint64, offload_max_rows, 4194304, 1, uint64_t{1} << 32,
+            "rows of one OFFLOAD request (all its units); a larger one is refused");
 // The Prometheus endpoint (docs/memnode.md, docs/security.md).
 SHARRY_FLAG(int32, metrics_port, 0, 0, 65535, "serve Prometheus metrics (GET /metrics) on this port (0: off)");
 DEFINE_string(metrics_listen, "127.0.0.1",
@@ -138,11 +150,13 @@ int Main(int argc, char** argv) {
   const sharry::TransportKind kind = sharry::cli::TransportFromFlags("memnode");
   auto section_cores = f::ParseCoreList("section_cores", FLAGS_section_cores);
   auto poller_cores = f::ParseCoreList("poller_cores", FLAGS_poller_cores);
+  auto offload_cores = f::ParseCoreList("offload_cores", FLAGS_offload_cores);
   // The ranged flags are checked (InitProgram); --uma_mb is in range, so the
   // bound of --max_object_kb (and the shift below) cannot wrap.
   f::ExitOnBadFlags("memnode", {
       section_cores.status(),
       poller_cores.status(),
+      offload_cores.status(),
       f::CheckRangeU("max_object_kb", FLAGS_max_object_kb, 0, FLAGS_uma_mb << 10),
       CheckDiscoveryFlags(),
   });
@@ -168,6 +182,11 @@ int Main(int argc, char** argv) {
   o.server.max_unsent_bytes = FLAGS_max_unsent_kb << 10;
   o.server.stall_timeout_ms = FLAGS_stall_timeout_ms;
   o.server.keepalive_s = FLAGS_keepalive_s;
+  o.offload.threads = FLAGS_offload_threads;
+  o.offload.cores = std::move(*offload_cores);
+  o.offload.queue = FLAGS_offload_queue;
+  o.offload.jobs_per_client = FLAGS_offload_client_jobs;
+  o.offload.max_rows = FLAGS_offload_max_rows;
   // Protected mode: without tenants, anonymous clients on loopback only.
   if (!FLAGS_tenants_file.empty()) {
     auto tenants = sharry::LoadTenantsFile(FLAGS_tenants_file);
@@ -239,7 +258,8 @@ int Main(int argc, char** argv) {
                    << " s): " << s;
     }
   }
-  LOG(INFO) << "memnode: stopping; final stats: " << sharry::memnode::FormatStats((*m)->service().CollectStats());
+  LOG(INFO) << "memnode: stopping; final stats: " << sharry::memnode::FormatStats((*m)->service().CollectStats())
+            << sharry::memnode::FormatOffloadStats((*m)->service().offload_stats());
   m->reset();
   return 0;
 }

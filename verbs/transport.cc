@@ -145,7 +145,7 @@ std::vector<uint8_t> EncodeError(const Status& s) {
 Status DecodeError(std::span<const uint8_t> p) {
   if (p.empty()) return Status::Protocol("server sent an empty error");
   auto code = static_cast<StatusCode>(p[0]);
-  if (code == StatusCode::kOk || p[0] > static_cast<uint8_t>(StatusCode::kInternal)) code = StatusCode::kProtocol;
+  if (code == StatusCode::kOk || p[0] > static_cast<uint8_t>(kLastStatusCode)) code = StatusCode::kProtocol;
   return Status(code, "server: " + std::string(reinterpret_cast<const char*>(p.data()) + 1, p.size() - 1));
 }
 

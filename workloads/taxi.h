@@ -36,6 +36,8 @@
 #include <vector>
 
 #include "base/status.h"
+#include "offload/local.h"
+#include "offload/spec.h"
 #include "remote_ds/remote_array.h"
 
 namespace sharry::bench {
@@ -134,6 +136,7 @@ class LocalColumn {
     return c;
   }
   Cursor Read() const { return Cursor(v_.data(), v_.data() + v_.size()); }
+  std::span<const uint8_t> bytes() const { return {reinterpret_cast<const uint8_t*>(v_.data()), v_.size() * sizeof(T)}; }
 
  private:
   std::vector<T> v_;
@@ -153,6 +156,7 @@ class RemoteColumn {
     return c;
   }
   Cursor Read() const { return a_.Read(); }
+  compute::AggregateColumn column() const { return a_.column(); }
 
  private:
   remote_ds::RemoteArray<T> a_;
@@ -190,6 +194,93 @@ struct TaxiResults {
   }
 };
 
+// ---------------------------------------------------------------- the queries as aggregates
+
+// Q1..Q5 as offload::Specs (issue #13): the same statistics as the cursor
+// queries below, computed by the aggregate kernel, so they can run at the
+// memnodes. Each spec's columns are listed at its function.
+namespace taxi_specs {
+using offload::AggKind;
+using offload::ElemType;
+using offload::ExprOp;
+inline offload::Node C(uint8_t col) { return {ExprOp::kColumn, col, 0}; }
+inline offload::Node K(double v) { return {ExprOp::kConst, 0, v}; }
+inline offload::Node Op(ExprOp op) { return {op, 0, 0}; }
+inline void HourKey(offload::Spec& s) {
+  s.key = {0, 0, 3600, 24};
+  s.groups = 24;
+}
+// Q1 (pickup, dropoff): trips and duration by hour of day.
+inline offload::Spec DurationByHour() {
+  offload::Spec s;
+  s.Column(ElemType::kI64);
+  s.Column(ElemType::kI64);
+  HourKey(s);
+  s.Aggregate(AggKind::kCount);
+  s.Aggregate(AggKind::kSum, s.AddExpr({C(1), C(0), Op(ExprOp::kSub)}));
+  return s;
+}
+// Q2 (passengers, fare): trips and fares by passenger count.
+inline offload::Spec FareByPassengers() {
+  offload::Spec s;
+  s.Column(ElemType::kU8);
+  s.Column(ElemType::kF32);
+  s.key = {0, 0, 1, 0};
+  s.groups = 7;
+  s.Aggregate(AggKind::kCount);
+  s.Aggregate(AggKind::kSum, s.ColumnExpr(1));
+  return s;
+}
+// Q3 (pickup, dropoff, distance): sum of speeds (mph) by hour.
+inline offload::Spec SpeedByHour() {
+  offload::Spec s;
+  s.Column(ElemType::kI64);
+  s.Column(ElemType::kI64);
+  s.Column(ElemType::kF32);
+  HourKey(s);
+  s.Aggregate(AggKind::kSum,
+              s.AddExpr({C(2), C(1), C(0), Op(ExprOp::kSub), K(3600), Op(ExprOp::kDiv), Op(ExprOp::kDiv)}));
+  return s;
+}
+// Q4 (pickup, distance, pickup_lon, pickup_lat, dropoff_lon, dropoff_lat):
+// metered / straight-line distance by weekday.
+inline offload::Spec DetourByWeekday() {
+  offload::Spec s;
+  s.Column(ElemType::kI64);
+  s.Column(ElemType::kF32);
+  for (int i = 0; i < 4; ++i) s.Column(ElemType::kF64);
+  s.key = {0, 4 * 86400, 86400, 7};
+  s.groups = 7;
+  s.Aggregate(AggKind::kCount);
+  // straight = sqrt(((y1-y0)*69)^2 + ((x1-x0)*52.4)^2); straight > 0.01 ? d / straight : 1
+  s.Aggregate(AggKind::kSum, s.AddExpr({C(5), C(3), Op(ExprOp::kSub), K(69.0), Op(ExprOp::kMul), Op(ExprOp::kDup),
+                                        Op(ExprOp::kMul), C(4), C(2), Op(ExprOp::kSub), K(52.4), Op(ExprOp::kMul),
+                                        Op(ExprOp::kDup), Op(ExprOp::kMul), Op(ExprOp::kAdd), Op(ExprOp::kSqrt),
+                                        Op(ExprOp::kDup), C(1), Op(ExprOp::kSwap), Op(ExprOp::kDiv), K(0.01),
+                                        Op(ExprOp::kSwap), K(1.0), Op(ExprOp::kSelectGt)}));
+  return s;
+}
+// Q5 (pickup, dropoff, distance): least-squares sums of duration on distance by hour.
+inline offload::Spec TravelTimeModel() {
+  offload::Spec s;
+  s.Column(ElemType::kI64);
+  s.Column(ElemType::kI64);
+  s.Column(ElemType::kF32);
+  HourKey(s);
+  const uint8_t x = s.ColumnExpr(2), y = s.AddExpr({C(1), C(0), Op(ExprOp::kSub)});
+  s.Aggregate(AggKind::kSum, x);
+  s.Aggregate(AggKind::kSum, y);
+  s.Aggregate(AggKind::kSumSq, x);
+  s.Aggregate(AggKind::kSumProd, x, y);
+  return s;
+}
+}  // namespace taxi_specs
+
+// Rows per unit of the aggregate queries: a multiple of every column's
+// rows per 4 KiB chunk (4096 for the u8 column); the same for the local
+// reference, so the results are bit-identical.
+inline constexpr uint64_t kTaxiUnitRows = 16384;
+
 template <template <typename> class Column>
 class TaxiFrame {
  public:
@@ -197,6 +288,7 @@ class TaxiFrame {
   static StatusOr<TaxiFrame> Load(compute::Runtime* rt, uint64_t rows, uint64_t seed) {
     TaxiFrame f;
     f.rows_ = rows;
+    f.rt_ = rt;
 #define SHARRY_TAXI_COLUMN(col, field)                                                          \
     {                                                                                           \
       auto c = decltype(f.col)::Make(rt, rows, [seed](size_t i, auto& v) { v = TaxiTrip(seed, i).field; }); \
@@ -216,6 +308,43 @@ class TaxiFrame {
     return f;
   }
   uint64_t rows() const { return rows_; }
+
+  // Q1..Q5 as aggregates (taxi_specs): the same statistics, in unit order
+  // (their floating sums differ from RunQueries' in the last bits; compare
+  // aggregate runs with aggregate runs). `o` says where the far part runs.
+  Status RunAggregates(TaxiResults& r, const compute::AggregateOptions& o = {}) const {
+    auto q1 = Agg(taxi_specs::DurationByHour(), o, pickup, dropoff);
+    if (!q1.ok()) return q1.status().WithContext("Q1");
+    for (uint32_t h = 0; h < 24; ++h) {
+      r.trips_by_hour[h] += static_cast<uint64_t>(q1->Int(h, 0));
+      r.duration_s_by_hour[h] += q1->Value(h, 1);
+    }
+    auto q2 = Agg(taxi_specs::FareByPassengers(), o, passengers, fare);
+    if (!q2.ok()) return q2.status().WithContext("Q2");
+    for (uint32_t p = 0; p < 7; ++p) {
+      r.trips_by_passengers[p] += static_cast<uint64_t>(q2->Int(p, 0));
+      r.fare_by_passengers[p] += q2->Value(p, 1);
+    }
+    auto q3 = Agg(taxi_specs::SpeedByHour(), o, pickup, dropoff, distance);
+    if (!q3.ok()) return q3.status().WithContext("Q3");
+    for (uint32_t h = 0; h < 24; ++h) r.mph_by_hour[h] += q3->Value(h, 0);
+    auto q4 = Agg(taxi_specs::DetourByWeekday(), o, pickup, distance, pickup_lon, pickup_lat, dropoff_lon, dropoff_lat);
+    if (!q4.ok()) return q4.status().WithContext("Q4");
+    for (uint32_t w = 0; w < 7; ++w) {
+      r.trips_by_weekday[w] += static_cast<uint64_t>(q4->Int(w, 0));
+      r.detour_by_weekday[w] += q4->Value(w, 1);
+    }
+    auto q5 = Agg(taxi_specs::TravelTimeModel(), o, pickup, dropoff, distance);
+    if (!q5.ok()) return q5.status().WithContext("Q5");
+    for (uint32_t h = 0; h < 24; ++h) {
+      r.fit_x[h] += q5->Value(h, 0);
+      r.fit_y[h] += q5->Value(h, 1);
+      r.fit_xx[h] += q5->Value(h, 2);
+      r.fit_xy[h] += q5->Value(h, 3);
+    }
+    r.rows_scanned += 5 * rows_;
+    return Status::Ok();
+  }
 
   // Q1..Q5, each one pass over the columns it needs, accumulated into `r`.
   Status RunQueries(TaxiResults& r) const {
@@ -309,7 +438,25 @@ class TaxiFrame {
     r.rows_scanned += rows_;
     return Status::Ok();
   }
+  // One aggregate over the columns `cols`: the runtime's split for remote
+  // columns, the same kernel on the vectors for local ones.
+  template <typename... Cols>
+  StatusOr<offload::Result> Agg(const offload::Spec& spec, const compute::AggregateOptions& o,
+                                const Cols&... cols) const {
+    if constexpr ((requires { cols.bytes(); } && ...)) {
+      const std::span<const uint8_t> b[] = {cols.bytes()...};
+      (void)o;
+      return offload::AggregateLocal(spec, b, rows_, kTaxiUnitRows);
+    } else {
+      const compute::AggregateColumn c[] = {cols.column()...};
+      compute::AggregateOptions opts = o;
+      opts.unit_rows = kTaxiUnitRows;
+      return compute::Aggregate(*rt_, spec, c, rows_, opts);
+    }
+  }
+
   uint64_t rows_ = 0;
+  compute::Runtime* rt_ = nullptr;
 };
 
 }  // namespace sharry::bench

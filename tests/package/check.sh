@@ -30,9 +30,10 @@ fail() { echo "check.sh: $*" >&2; exit 1; }
 # Internals stay in the build tree (PRIVATE_HEADERS in each CMakeLists.txt).
 check_no_internals() {
   local include=$1 internal
-  [[ -e $include/verbs/transport.h && -e $include/discovery/memnode_registry.h ]] || fail "no API headers in $include"
+  [[ -e $include/verbs/transport.h && -e $include/discovery/memnode_registry.h && -e $include/offload/kernel.h ]] ||
+    fail "no API headers in $include"
   for internal in verbs/socket_util.h verbs/wire.h verbs/session.h verbs/transport_internal.h compute/erasure_code.h alloc \
-      discovery/etcd_wire.h discovery/http_post.h; do
+      discovery/etcd_wire.h discovery/http_post.h offload/int_divider.h; do
     [[ ! -e $include/$internal ]] || fail "an internal header was installed: include/sharry/$internal"
   done
 }

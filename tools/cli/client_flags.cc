@@ -20,6 +20,8 @@ SHARRY_FLAG(int32, op_timeout_ms, 2000, 50, 600000,
             "a far READ/WRITE/RPC unanswered this long fails its connection (a stopped memnode is noticed "
             "within this), in ms");
 DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy)");
+DEFINE_string(offload, "auto", "where aggregates over far chunks run: auto (at the memnode when that moves fewer "
+              "bytes), always (at the memnode whenever a unit is far there) or never (here, swapping chunks in)");
 DEFINE_string(ready_file, "", "start barrier: created when the data is loaded");
 DEFINE_string(go_file, "", "start barrier: the timed phase starts once this file exists");
 
@@ -37,6 +39,11 @@ void ConnectionFromFlags(std::string_view program, RuntimeOptions* o) {
                                                            " must be non-empty, without spaces"));
   o->etcd_prefix = FLAGS_etcd_prefix;
   o->op_timeout_ms = FLAGS_op_timeout_ms;
+  auto offload = ParseOffloadMode(FLAGS_offload);
+  if (!offload.ok())
+    flags::ExitOnBadFlags(program, Status::InvalidArgument("--offload=" + FLAGS_offload +
+                                                           " is not one of auto, always, never"));
+  o->offload = *offload;
   cli::CredentialsFromFlags(program, "", &o->tenant, &o->secret);
 }
 
@@ -65,6 +72,7 @@ cli::Record FarCounters(Runtime& rt, const RuntimeStats& st) {
   r.Add("repair_pending", st.repair_pending).Add("dead_memnodes", st.dead_memnodes);
   r.Add("stripes", st.stripes).Add("restriped_objects", st.restriped_objects);
   r.Add("lost_objects", st.lost_objects);
+  r.Add("far_read_bytes", st.far_read_bytes).Add("far_write_bytes", st.far_write_bytes);
   return r;
 }
 

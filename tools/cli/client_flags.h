@@ -17,6 +17,7 @@
 DECLARE_string(memnode);
 DECLARE_string(redundancy);
 DECLARE_string(mode);
+DECLARE_string(offload);
 DECLARE_int32(op_timeout_ms);
 DECLARE_string(ready_file);
 DECLARE_string(go_file);

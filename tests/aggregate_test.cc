@@ -1,0 +1,448 @@
+// Aggregates split between the runtime and the memnodes (compute/aggregate.h,
+// docs/offload.md), against plain local memory, over the loopback transport
+// (label unit), tcp and verbs (rxe):
+//   - every aggregate kind, filters and group keys over arrays of several
+//     element types spanning many chunks, at 0/10/50/100 % local, in each
+//     offload mode: bit-identical to offload::AggregateLocal on the same
+//     bytes, and always/auto really offload (units counted at the memnode)
+//   - the five taxi queries as aggregates (workloads/taxi.h) equal the local
+//     reference in both copy modes
+//   - other threads swapping the same chunks in and out during offloaded
+//     aggregates: every result still exact, every object still intact
+//   - bad calls: wrong column type or count, unit_rows not a multiple of a
+//     chunk, group key out of range at the memnode (the kernel's error)
+//   - a memnode lost mid-offload: with replicate:2 the result is still
+//     exact (the units are read from the other copy); with none a clear
+//     error, and the runtime goes on with what is local
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "compute/aggregate.h"
+#include "compute/runtime.h"
+#include "memnode/memnode.h"
+#include "memnode/offload_workers.h"
+#include "offload/local.h"
+#include "remote_ds/remote_array.h"
+#include "tests/test_util.h"
+#include "workloads/taxi.h"
+
+namespace sharry::compute {
+namespace {
+
+using offload::AggKind;
+using offload::ElemType;
+using offload::ExprOp;
+using remote_ds::RemoteArray;
+
+struct Param {
+  TransportKind transport;
+  CopyMode mode;
+};
+
+std::string ParamName(const ::testing::TestParamInfo<Param>& p) {
+  return std::string(TransportName(p.param.transport)) + "_" + std::string(CopyModeName(p.param.mode));
+}
+
+// Swaps every chunk of `a` out: all of it far.
+template <typename T>
+void AllFar(Runtime& rt, const RemoteArray<T>& a) {
+  for (size_t c = 0; c < a.chunks(); ++c) ASSERT_TRUE(rt.SwapOut(a.chunk(c)).ok()) << c;
+}
+
+template <typename T>
+std::span<const uint8_t> Bytes(const std::vector<T>& v) {
+  return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(T)};
+}
+
+bool SameResult(const offload::Result& a, const offload::Result& b) {
+  return a.bytes().size() == b.bytes().size() && std::memcmp(a.bytes().data(), b.bytes().data(), a.bytes().size()) == 0;
+}
+
+class AggregateTest : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    if (GetParam().transport == TransportKind::kVerbs && sharry::testing::RdmaAddr().empty())
+      GTEST_SKIP() << "no RDMA device: SHARRY_RDMA_ADDR is unset (run through scripts/run-rxe.sh)";
+  }
+  void StartMemnodes(int n) {
+    for (int i = 0; i < n; ++i) {
+      memnode::MemnodeOptions o;
+      o.transport = GetParam().transport;
+      o.server.listen_addr = sharry::testing::ServerAddr(GetParam().transport);
+      o.uma_bytes = 64u << 20;
+      o.sections = 1;
+      o.server.lease_ms = 0;
+      auto m = memnode::Memnode::Start(o);
+      ASSERT_TRUE(m.ok()) << m.status();
+      nodes_.push_back(std::move(*m));
+    }
+  }
+  std::unique_ptr<Runtime> Make(uint64_t budget, const std::string& redundancy = "none") {
+    RuntimeOptions o;
+    o.transport = GetParam().transport;
+    for (const auto& n : nodes_) o.memnodes.push_back({sharry::testing::ServerAddr(GetParam().transport), n->port()});
+    if (GetParam().transport == TransportKind::kLoopback)
+      for (auto& m : o.memnodes) m.host = "loopback";
+    o.redundancy = *ParseRedundancy(redundancy);
+    o.local_budget_bytes = budget;
+    o.mode = GetParam().mode;
+    o.evict_batch = 16;
+    o.reconnect_attempts = 1;
+    o.reconnect_timeout_ms = 100;
+    o.reconnect_pause_ms = 1;
+    o.placement_refresh_ms = 0;
+    auto rt = Runtime::Create(o);
+    EXPECT_TRUE(rt.ok()) << rt.status();
+    return rt.ok() ? std::move(*rt) : nullptr;
+  }
+  uint64_t MemnodeOffloadRows() {
+    uint64_t rows = 0;
+    for (const auto& n : nodes_)
+      if (n) rows += n->service().offload_stats().rows_total;
+    return rows;
+  }
+
+  std::vector<std::unique_ptr<memnode::Memnode>> nodes_;
+};
+
+// Columns of four types, and a spec of every aggregate kind over them.
+struct Columns {
+  static constexpr size_t kRows = 50000;  // i64: 98 chunks, u8: 13, f32: 49, f64: 98
+  std::vector<int64_t> a;
+  std::vector<uint8_t> k;
+  std::vector<float> f;
+  std::vector<double> d;
+  Columns() {
+    std::mt19937_64 rng(13);
+    for (size_t i = 0; i < kRows; ++i) {
+      a.push_back(static_cast<int64_t>(rng() % 2000000) - 1000000);
+      k.push_back(static_cast<uint8_t>(rng() % 50));
+      f.push_back(static_cast<float>(rng() % 100000) / 7.0f);
+      d.push_back(static_cast<double>(rng() % 1000000) / 3.0 - 50000);
+    }
+  }
+};
+
+std::vector<offload::Spec> Specs() {
+  std::vector<offload::Spec> specs;
+  auto base = [] {
+    offload::Spec s;
+    s.Column(ElemType::kI64);
+    s.Column(ElemType::kU8);
+    s.Column(ElemType::kF32);
+    s.Column(ElemType::kF64);
+    return s;
+  };
+  for (uint8_t col : {0, 2, 3}) {  // every kind over an integer, a float and a double column, one group
+    offload::Spec s = base();
+    const uint8_t e = s.ColumnExpr(col);
+    s.Aggregate(AggKind::kCount);
+    for (AggKind kind : {AggKind::kSum, AggKind::kMin, AggKind::kMax, AggKind::kSumSq}) s.Aggregate(kind, e);
+    s.Aggregate(AggKind::kSumProd, e, s.ColumnExpr(3));
+    specs.push_back(s);
+  }
+  {  // group by the u8 column (50 groups), a filter, products and an expression
+    offload::Spec s = base();
+    s.key = {1, 0, 1, 0};
+    s.groups = 50;
+    s.filters.push_back({3, offload::Cmp::kGt, 0, 0.0});
+    s.filters.push_back({0, offload::Cmp::kLe, 500000, 0});
+    const uint8_t f = s.ColumnExpr(2), d = s.ColumnExpr(3);
+    const uint8_t x = s.AddExpr({{ExprOp::kColumn, 3, 0}, {ExprOp::kColumn, 2, 0}, {ExprOp::kMul, 0, 0},
+                                 {ExprOp::kSqrt, 0, 0}});
+    s.Aggregate(AggKind::kCount);
+    s.Aggregate(AggKind::kSumProd, f, d);
+    s.Aggregate(AggKind::kSum, x);
+    s.Aggregate(AggKind::kMax, x);
+    s.Aggregate(AggKind::kSumSq, s.ColumnExpr(0));
+    specs.push_back(s);
+  }
+  {  // a key from an i64 with add/div/mod (1000 groups) and an integer sum
+    offload::Spec s = base();
+    s.key = {0, 1000000, 997, 1000};
+    s.groups = 1000;
+    s.Aggregate(AggKind::kSum, s.ColumnExpr(0));
+    s.Aggregate(AggKind::kCount);
+    specs.push_back(s);
+  }
+  return specs;
+}
+
+TEST_P(AggregateTest, EveryOperatorEqualsLocalAtEveryLocalShare) {
+  StartMemnodes(1);
+  const Columns cols;
+  const uint64_t data_bytes = Columns::kRows * (8 + 1 + 4 + 8);
+  for (double share : {0.0, 0.1, 0.5, 1.0}) {
+    auto rt = Make(std::max<uint64_t>(64 << 10, static_cast<uint64_t>(data_bytes * share * 1.1)));
+    ASSERT_TRUE(rt);
+    auto a = RemoteArray<int64_t>::MakeWith(*rt, Columns::kRows, [&](size_t i, int64_t& v) { v = cols.a[i]; });
+    auto k = RemoteArray<uint8_t>::MakeWith(*rt, Columns::kRows, [&](size_t i, uint8_t& v) { v = cols.k[i]; });
+    auto f = RemoteArray<float>::MakeWith(*rt, Columns::kRows, [&](size_t i, float& v) { v = cols.f[i]; });
+    auto d = RemoteArray<double>::MakeWith(*rt, Columns::kRows, [&](size_t i, double& v) { v = cols.d[i]; });
+    ASSERT_TRUE(a.ok() && k.ok() && f.ok() && d.ok());
+    if (share == 0.0) {
+      ASSERT_TRUE(rt->EvictToBudget().ok());
+    }
+    const AggregateColumn c[] = {a->column(), k->column(), f->column(), d->column()};
+    const std::span<const uint8_t> local[] = {Bytes(cols.a), Bytes(cols.k), Bytes(cols.f), Bytes(cols.d)};
+    for (const offload::Spec& spec : Specs()) {
+      auto want = offload::AggregateLocal(spec, local, Columns::kRows, kDefaultUnitRows);
+      ASSERT_TRUE(want.ok()) << want.status();
+      for (OffloadMode mode : {OffloadMode::kNever, OffloadMode::kAuto, OffloadMode::kAlways}) {
+        AggregateOptions o;
+        o.offload = mode;
+        o.unit_rows = kDefaultUnitRows;
+        const uint64_t at_memnode = MemnodeOffloadRows();
+        const RuntimeStats before = rt->Stats();
+        auto got = Aggregate(*rt, spec, c, Columns::kRows, o);
+        ASSERT_TRUE(got.ok()) << got.status() << " share " << share << " mode " << OffloadModeName(mode);
+        EXPECT_TRUE(SameResult(*got, *want)) << "share " << share << " mode " << OffloadModeName(mode);
+        EXPECT_EQ(got->rows, Columns::kRows);
+        const RuntimeStats st = rt->Stats().Since(before);
+        EXPECT_EQ(st.agg_offloaded_rows, MemnodeOffloadRows() - at_memnode) << "the memnode counts what it ran";
+        if (mode == OffloadMode::kNever) {
+          EXPECT_EQ(st.agg_offloaded_units, 0u);
+        } else {
+          EXPECT_EQ(st.swap_ins, 0u) << "offloading brings nothing local";
+        }
+        const uint64_t units = (Columns::kRows + kDefaultUnitRows - 1) / kDefaultUnitRows;
+        EXPECT_EQ(st.agg_local_units + st.agg_pulled_units + st.agg_offloaded_units, units);
+        if (mode == OffloadMode::kAlways && share <= 0.1) {
+          EXPECT_GT(st.agg_offloaded_units, 0u) << "share " << share;
+        }
+        if (share == 1.0) {
+          EXPECT_EQ(st.agg_offloaded_units, 0u) << "nothing is far";
+        }
+      }
+    }
+  }
+}
+
+TEST_P(AggregateTest, TaxiQueriesAsAggregatesEqualLocalMemory) {
+  StartMemnodes(1);
+  const uint64_t rows = 40000;
+  auto local = bench::TaxiFrame<bench::LocalColumn>::Load(nullptr, rows, 99);
+  ASSERT_TRUE(local.ok());
+  bench::TaxiResults want;
+  ASSERT_TRUE(local->RunAggregates(want).ok());
+  uint64_t trips = 0;
+  for (uint64_t t : want.trips_by_hour) trips += t;
+  EXPECT_EQ(trips, rows);
+  for (uint64_t budget : {rows * bench::kTripBytes / 10, rows * bench::kTripBytes * 2}) {
+    auto rt = Make(budget);
+    ASSERT_TRUE(rt);
+    auto far = bench::TaxiFrame<bench::RemoteColumn>::Load(rt.get(), rows, 99);
+    ASSERT_TRUE(far.ok()) << far.status();
+    for (OffloadMode mode : {OffloadMode::kNever, OffloadMode::kAuto, OffloadMode::kAlways}) {
+      AggregateOptions o;
+      o.offload = mode;
+      bench::TaxiResults got;
+      ASSERT_TRUE(far->RunAggregates(got, o).ok()) << OffloadModeName(mode);
+      EXPECT_EQ(got.Checksum(), want.Checksum()) << "budget " << budget << " " << OffloadModeName(mode);
+    }
+  }
+}
+
+TEST_P(AggregateTest, ConcurrentSwapsKeepResultsExact) {
+  StartMemnodes(1);
+  const Columns cols;
+  auto rt = Make(256 << 10);  // ~15 % of the columns
+  ASSERT_TRUE(rt);
+  auto a = RemoteArray<int64_t>::MakeWith(*rt, Columns::kRows, [&](size_t i, int64_t& v) { v = cols.a[i]; });
+  auto d = RemoteArray<double>::MakeWith(*rt, Columns::kRows, [&](size_t i, double& v) { v = cols.d[i]; });
+  ASSERT_TRUE(a.ok() && d.ok());
+  offload::Spec spec;
+  spec.Column(ElemType::kI64);
+  spec.Column(ElemType::kF64);
+  spec.Aggregate(AggKind::kSum, spec.ColumnExpr(0));
+  spec.Aggregate(AggKind::kSum, spec.ColumnExpr(1));
+  spec.Aggregate(AggKind::kSumProd, spec.ColumnExpr(0), spec.ColumnExpr(1));
+  const std::span<const uint8_t> local[] = {Bytes(cols.a), Bytes(cols.d)};
+  auto want = offload::AggregateLocal(spec, local, Columns::kRows, kDefaultUnitRows);
+  ASSERT_TRUE(want.ok());
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> checked{0};
+  // Two threads read random elements (swap-ins, evictions) and swap chunks out.
+  auto churn = [&](uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    while (!stop.load()) {
+      const size_t i = rng() % Columns::kRows;
+      auto x = a->Get(i);
+      auto y = d->Get(i);
+      ASSERT_TRUE(x.ok() && y.ok());
+      ASSERT_EQ(*x, cols.a[i]);
+      ASSERT_EQ(*y, cols.d[i]);
+      if (rng() % 4 == 0) (void)rt->SwapOut(a->chunk(rng() % a->chunks()));
+      checked++;
+    }
+  };
+  std::thread t1(churn, 1), t2(churn, 2);
+  const AggregateColumn c[] = {a->column(), d->column()};
+  for (int i = 0; i < 20; ++i) {
+    AggregateOptions o;
+    o.offload = i % 2 ? OffloadMode::kAlways : OffloadMode::kAuto;
+    o.window_units = 1 + i % 3;
+    auto got = Aggregate(*rt, spec, c, Columns::kRows, o);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_TRUE(SameResult(*got, *want)) << "round " << i;
+  }
+  stop = true;
+  t1.join();
+  t2.join();
+  EXPECT_GT(checked.load(), 0u);
+  EXPECT_GT(rt->Stats().agg_offloaded_units, 0u);
+}
+
+TEST_P(AggregateTest, BadCallsAreRefused) {
+  StartMemnodes(1);
+  auto rt = Make(64 << 10);
+  ASSERT_TRUE(rt);
+  auto a = RemoteArray<int64_t>::MakeWith(*rt, 5000, [](size_t i, int64_t& v) { v = static_cast<int64_t>(i); });
+  ASSERT_TRUE(a.ok());
+  AllFar(*rt, *a);
+  offload::Spec spec;
+  spec.Column(ElemType::kI32);
+  spec.Aggregate(AggKind::kCount);
+  auto r = a->Aggregate(spec);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("i64"), std::string::npos) << r.status();
+  spec.columns[0] = ElemType::kI64;
+  AggregateOptions o;
+  o.unit_rows = 700;  // not a multiple of 512 rows per chunk
+  r = a->Aggregate(spec, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("unit_rows 700"), std::string::npos) << r.status();
+  const AggregateColumn two[] = {a->column(), a->column()};
+  r = Aggregate(*rt, spec, two, 5000);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("2 columns"), std::string::npos) << r.status();
+  // A key out of range, found by the kernel at the memnode (far units) and here.
+  spec.key = {0, 0, 1, 0};
+  spec.groups = 100;
+  for (OffloadMode mode : {OffloadMode::kAlways, OffloadMode::kNever}) {
+    o = {};
+    o.offload = mode;
+    r = a->Aggregate(spec, o);
+    ASSERT_FALSE(r.ok()) << OffloadModeName(mode);
+    EXPECT_EQ(r.status().code(), StatusCode::kOutOfRange) << r.status();
+    EXPECT_NE(r.status().message().find("outside [0, 100)"), std::string::npos) << r.status();
+  }
+  // The same column twice is read once per unit (no self-deadlock), far or local.
+  offload::Spec twice;
+  twice.Column(ElemType::kI64);
+  twice.Column(ElemType::kI64);
+  twice.Aggregate(AggKind::kSumProd, twice.ColumnExpr(0), twice.ColumnExpr(1));
+  std::vector<int64_t> v(5000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int64_t>(i);
+  const std::span<const uint8_t> local[] = {Bytes(v), Bytes(v)};
+  auto want = offload::AggregateLocal(twice, local, 5000, kDefaultUnitRows);
+  ASSERT_TRUE(want.ok());
+  o = {};
+  o.offload = OffloadMode::kAlways;
+  r = Aggregate(*rt, twice, two, 5000, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(SameResult(*r, *want));
+  // And the objects are intact afterwards.
+  for (size_t i = 0; i < 5000; i += 499) EXPECT_EQ(*a->Get(i), static_cast<int64_t>(i));
+}
+
+TEST_P(AggregateTest, MemnodeLostMidOffload) {
+  if (GetParam().mode == CopyMode::kMultiCopy) GTEST_SKIP() << "redundancy is tested in Unique-Copy";
+  const Columns cols;
+  // replicate:2: every chunk on both memnodes; the one running the job dies
+  // while its workers are held: the units are read from the other copy.
+  StartMemnodes(2);
+  auto rt = Make(64 << 10, "replicate:2");
+  ASSERT_TRUE(rt);
+  auto a = RemoteArray<int64_t>::MakeWith(*rt, Columns::kRows, [&](size_t i, int64_t& v) { v = cols.a[i]; });
+  ASSERT_TRUE(a.ok());
+  AllFar(*rt, *a);
+  offload::Spec spec;
+  spec.Column(ElemType::kI64);
+  spec.Aggregate(AggKind::kSum, spec.ColumnExpr(0));
+  spec.Aggregate(AggKind::kMax, spec.ColumnExpr(0));
+  const std::span<const uint8_t> local[] = {Bytes(cols.a)};
+  auto want = offload::AggregateLocal(spec, local, Columns::kRows, kDefaultUnitRows);
+  ASSERT_TRUE(want.ok());
+  for (auto& n : nodes_) n->service().offload_workers()->PauseForTest(true);
+  std::thread killer([&] {
+    // Kill whichever memnode received the first job, once it has one.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      for (auto& n : nodes_)
+        if (n->service().offload_stats().queue_depth > 0) {
+          n.reset();
+          return;
+        }
+      std::this_thread::yield();
+    }
+    ADD_FAILURE() << "no memnode received an OFFLOAD";
+  });
+  AggregateOptions o;
+  o.offload = OffloadMode::kAlways;
+  auto got = a->Aggregate(spec, o);
+  killer.join();
+  for (auto& n : nodes_)
+    if (n) n->service().offload_workers()->PauseForTest(false);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(SameResult(*got, *want));
+  for (size_t i = 0; i < Columns::kRows; i += 997) EXPECT_EQ(*a->Get(i), cols.a[i]);
+  EXPECT_GE(rt->Stats().dead_memnodes, 1u);
+}
+
+TEST_P(AggregateTest, MemnodeLostMidOffloadWithoutRedundancyIsAClearError) {
+  if (GetParam().mode == CopyMode::kMultiCopy) GTEST_SKIP() << "one copy mode is enough";
+  StartMemnodes(1);
+  auto rt = Make(64 << 10);
+  ASSERT_TRUE(rt);
+  auto a = RemoteArray<int64_t>::MakeWith(*rt, 20000, [](size_t i, int64_t& v) { v = static_cast<int64_t>(i); });
+  ASSERT_TRUE(a.ok());
+  AllFar(*rt, *a);
+  offload::Spec spec;
+  spec.Column(ElemType::kI64);
+  spec.Aggregate(AggKind::kSum, spec.ColumnExpr(0));
+  nodes_[0]->service().offload_workers()->PauseForTest(true);
+  std::thread killer([&] {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (nodes_[0]->service().offload_stats().queue_depth == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    nodes_[0].reset();
+  });
+  AggregateOptions o;
+  o.offload = OffloadMode::kAlways;
+  auto got = a->Aggregate(spec, o);
+  killer.join();
+  ASSERT_FALSE(got.ok()) << "offloaded units " << rt->Stats().agg_offloaded_units << ", pulled "
+                         << rt->Stats().agg_pulled_units << ", jobs " << rt->Stats().offload_jobs;
+  EXPECT_TRUE(got.status().code() == StatusCode::kUnavailable || got.status().code() == StatusCode::kDataLoss)
+      << got.status();
+  EXPECT_NE(got.status().ToString().find("memnode"), std::string::npos) << got.status();
+  // The runtime goes on: a new, local array aggregates (nothing far to read).
+  { RemoteArray<int64_t> gone = std::move(*a); }
+  auto b = RemoteArray<int64_t>::MakeWith(*rt, 100, [](size_t i, int64_t& v) { v = static_cast<int64_t>(i); });
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto r = b->Aggregate(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->Int(0, 0), 4950);
+}
+
+INSTANTIATE_TEST_SUITE_P(Loopback, AggregateTest,
+                         ::testing::Values(Param{TransportKind::kLoopback, CopyMode::kUniqueCopy},
+                                           Param{TransportKind::kLoopback, CopyMode::kMultiCopy}),
+                         ParamName);
+INSTANTIATE_TEST_SUITE_P(Tcp, AggregateTest,
+                         ::testing::Values(Param{TransportKind::kTcp, CopyMode::kUniqueCopy},
+                                           Param{TransportKind::kTcp, CopyMode::kMultiCopy}),
+                         ParamName);
+INSTANTIATE_TEST_SUITE_P(Verbs, AggregateTest,
+                         ::testing::Values(Param{TransportKind::kVerbs, CopyMode::kUniqueCopy}), ParamName);
+
+}  // namespace
+}  // namespace sharry::compute

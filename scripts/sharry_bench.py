@@ -912,23 +912,25 @@ def offload_md(rows, where):
         r0["procs"], r0["sections"])
     out = table_head(title, where, [
         "local", "copy mode", "offload", "rows/s (%s processes)" % r0["procs"], "vs never", "bytes per query",
-        "vs never", "of the frame", "units offloaded", "memnode CPU ns per offloaded row", "rows/s per round"])
+        "vs never", "of the frame", "units offloaded", "memnode CPU ns per offloaded row",
+        "far MiB (%s processes)" % r0["procs"], "rows/s per round"])
     for r in rows:
         if r["storage"] == "local":
-            out.append("| plain local memory | - | - | %s | - | 0 | - | 0 %% | - | - | %s |" % (
+            out.append("| plain local memory | - | - | %s | - | 0 | - | 0 %% | - | - | 0.0 | %s |" % (
                 r["rows_per_s"], r["rows_per_s_rounds"].replace(";", ", ")))
             continue
-        out.append("| %s %% | %s | %s | %s | %s | %s | %s | %s %% | %s %% | %s | %s |" % (
+        out.append("| %s %% | %s | %s | %s | %s | %s | %s | %s %% | %s %% | %s | %s | %s |" % (
             r["local_pct"], r["mode"], r["offload"], r["rows_per_s"], r["rows_per_s_vs_never"],
             fmt_bytes(r["bytes_per_query"]), r["bytes_vs_never"], r["moved_pct_of_frame"], r["offloaded_pct"],
-            r["memnode_cpu_ns_per_row"], r["rows_per_s_rounds"].replace(";", ", ")))
+            r["memnode_cpu_ns_per_row"], r["far_mib_end"], r["rows_per_s_rounds"].replace(";", ", ")))
     out += ["", "(%s trips per process (%s MiB frame), Fig. 8's five group-bys through compute::Aggregate "
             "(--queries=aggregate), at least 2 s of queries; median of %s rounds, each number on its own, the "
             "three settings interleaved. never: far chunks swapped in and scanned here (as Fig. 8); always: the far "
             "part aggregated at the memnode; auto: as the cost decision says. Bytes per query: object data both "
             "ways, OFFLOAD requests and results over the transport, per query of one process (the mean over the "
-            "processes); units offloaded: the share of all aggregate units run at the memnode. Every point's "
-            "results equal plain local memory's bit for bit.%s)" % (
+            "processes); units offloaded: the share of all aggregate units run at the memnode; far MiB: what the "
+            "processes hold at the memnode at the end (their far_bytes_mine, summed). Every point's results "
+            "equal plain local memory's bit for bit.%s)" % (
                 r0["rows_per_proc"], r0["frame_mib_per_proc"], r0["rounds"], busy_note(rows)), ""]
     out += ["- " + t for t in offload_targets(rows)] + [""]
     return out
@@ -1127,7 +1129,7 @@ set terminal pngcairo size 900,560 font "sans,11" noenhanced
 set output "{d}/offload-throughput.png"
 set title "Fig. 8 with offloaded aggregates: {r0['procs']} processes, {r0['rows_per_proc']} trips each ({where})"
 set xlabel "local memory (% of the data frame)"; set ylabel "rows scanned/s ({r0['procs']} processes, log scale)"
-set logscale y; set key bottom right; set xrange [0:105]
+set logscale y; set format y "%.0s%c"; set key bottom right; set xrange [0:105]
 plot {", ".join(tput)}
 set output "{d}/offload-bytes.png"
 set title "Bytes over the transport per query (one process; log scale; {where})"

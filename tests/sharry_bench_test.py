@@ -388,7 +388,8 @@ def offload_point(k, rnd, storage, mode, pct, off, clients):
             "rows_per_s": tput, "bytes_moved": moved * 10, "bytes_per_query": moved, "local_units": units[0],
             "pulled_units": units[1], "offloaded_units": units[2], "offload_jobs": 1 if units[2] else 0,
             "offload_refused": 0, "memnode_cpu_ns_per_row": cpu, "frame_bytes": 1048576, "checksum": checksum,
-            "swap_ins": units[1], "swap_outs": 0, "far_bytes_mine": 0, "query_secs": "2.000"}))
+            "swap_ins": units[1], "swap_outs": 0, "far_bytes_mine": 1048576 if off == "always" else 0,
+            "query_secs": "2.000"}))
     return lines + ["@endpoint"]
 
 
@@ -415,7 +416,8 @@ class OffloadTest(unittest.TestCase):
                     cl = [(a_t / 2, 460800, (1, 4, 5), 30.0, ck[0]), (a_t / 2, 460800, (1, 4, 5), 50.0, ck[1])]
                 else:
                     cl = [(al_t / 2, 18432, (1, 0, 9), 20.0, ck[0]),
-                          (al_t / 2, 18432 + (1 if rnd == 3 else 0), (1, 0, 9), 20.0, "ffff" if bad_checksum else ck[1])]
+                          (al_t / 2, 18432 + (1 if rnd == 3 else 0), (1, 0, 9), 20.0,
+                           "ffff" if bad_checksum else ck[1])]
                 lines += offload_point(k, rnd, "remote", "unique", 10, off, cl)
         # 100 %: nothing moves; auto at 0.95x never under unique, 0.85x under multi.
         for mode, auto_t in (("unique", 950), ("multi", 850)):
@@ -483,9 +485,9 @@ class OffloadTest(unittest.TestCase):
         md = sb.tables_md(figs, where).splitlines()
         self.assertEqual(md[0], "### Fig. 8 with offloaded aggregates: 2 processes, one memnode (1 section, 1 offload "
                                 "thread) (tcp)")
-        self.assertEqual(md[4], "| plain local memory | - | - | 1900 | - | 0 | - | 0 % | - | - | 1900 |")
+        self.assertEqual(md[4], "| plain local memory | - | - | 1900 | - | 0 | - | 0 % | - | - | 0.0 | 1900 |")
         self.assertEqual(md[7], "| 10 % | unique | always | 800 | 4.00 | 18.0 KiB | 0.02 | 1.76 % | 90.0 % | 20.00 "
-                                "| 400, 1200, 800 |")
+                                "| 2.0 | 400, 1200, 800 |")  # far: 2 processes x 1 MiB
         self.assertIn("- offload target: 10 % local, Unique-Copy (always or auto): met", md)
         with tempfile.TemporaryDirectory() as tmp:
             script = "".join(sb.gnuplot_scripts(d, figs, where, tmp))

@@ -1,28 +1,30 @@
 #!/usr/bin/env bash
 # The measuring side of scripts/experiments.sh (scripts/sharry_bench.py
-# experiments): runs the points of the paper's Figs. 6, 7, 8 and of the
-# redundancy experiments (issue #12) and prints what each produced, raw, on
-# stdout; it parses nothing. Bash because it also runs inside the SoftRoCE VM
-# (scripts/rxe-vm.sh), whose busybox image has no python3; sharry_bench.py
-# reads the lines, here or from the VM's console.
+# experiments): runs the points of the paper's Figs. 6, 7, 8, of the
+# redundancy experiments (issue #12) and of Fig. 8 with offloaded aggregates
+# (issue #13) and prints what each produced, raw, on stdout; it parses
+# nothing. Bash because it also runs inside the SoftRoCE VM (scripts/rxe-vm.sh),
+# whose busybox image has no python3; sharry_bench.py reads the lines, here or
+# from the VM's console.
 #
 #   scripts/experiments-measure.sh [--transport tcp|verbs] [--scale host|vm]
 #                                  [--quick] [--rounds N]
-#                                  [--only fig6,fig7,fig8,redundancy,failure]
+#                                  [--only fig6,fig7,fig8,redundancy,failure,offload]
 #                                  [--quiet-wait S] [--build DIR]
 #
-# --quiet-wait S: before each point of redundancy and failure, wait up to S
-# seconds (default 0: no wait) for the machine to be under 15 % busy, and
-# print how busy it was (@busy): other work on the machine bends the numbers.
+# --quiet-wait S: before each point of redundancy and failure and each remote
+# point of offload, wait up to S seconds (default 0: no wait) for the machine
+# to be under 15 % busy, and print how busy it was (@busy): other work on the
+# machine bends the numbers.
 #
 # Lines starting with '@' are for sharry_bench.py; the others are for people:
 #   @point {json}      a measured point starts: its figure, configuration, round
 #   @stats {json}      memnode_stats --format=json while the point runs (with
 #                      many memnodes: one per memnode, then "memnode":"total")
 #   @busy {json}       how busy the machine was before the point (--quiet-wait)
-#   @cpu {json}        with many memnodes: the share of the machine's CPU time
-#                      that was busy, and that the memnodes used, while all
-#                      clients and memnodes ran (sampled once a second)
+#   @cpu {json}        the share of the machine's CPU time that was busy, and
+#                      that the memnode(s) used, while all clients and
+#                      memnodes ran (sampled once a second)
 #   @phase running     the start barrier opened: the timed phase runs
 #   @tick {json}       progress while the point runs (label, seconds, phase)
 #   @kill {json}       a memnode was SIGKILLed: which, and when (ms after the
@@ -33,8 +35,8 @@
 #   @client I {json}   client process I's result (--format=json)
 #   @endpoint          the point is over
 #   @endfig FIG        the figure is over
-# One memnode per measured point of Figs. 6-8, 4 for redundancy and failure;
-# client processes load their data, wait at a start barrier
+# One memnode per measured point of Figs. 6-8 and offload, 4 for redundancy
+# and failure; client processes load their data, wait at a start barrier
 # (tools/cli/start_barrier.h), then run the timed phase together.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -53,9 +55,9 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ $rounds =~ ^[1-9][0-9]{0,3}$ ]] || { echo "experiments: --rounds $rounds: want an integer in 1..9999" >&2; exit 2; }
-figs='fig6|fig7|fig8|redundancy|failure'
+figs='fig6|fig7|fig8|redundancy|failure|offload'
 [[ $only =~ ^($figs)(,($figs))*$ ]] ||
-  { echo "experiments: --only $only: want a comma-separated list of fig6, fig7, fig8, redundancy, failure" >&2; exit 2; }
+  { echo "experiments: --only $only: want a comma-separated list of fig6, fig7, fig8, redundancy, failure, offload" >&2; exit 2; }
 [[ $quiet_wait =~ ^[0-9]{1,5}$ ]] ||
   { echo "experiments: --quiet-wait $quiet_wait: want seconds in 0..99999" >&2; exit 2; }
 [[ $scale == host || $scale == vm ]] || { echo "experiments: --scale $scale: want host or vm" >&2; exit 2; }
@@ -83,11 +85,12 @@ poll=1; [[ $scale == vm ]] && poll=3
 t_start=$(date +%s)
 mib() { awk -v x="$1" 'BEGIN { printf "%.1f", x / 1048576 }'; }  # for the headings
 
+memnode_args=()  # more flags for start_memnode's memnode (offload: --offload_threads)
 start_memnode() {  # start_memnode SECTIONS UMA_MB
   rm -f "$tmp/port"
   # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
   "$b/tools/memnode" --transport="$transport" --listen="$addr" --port=0 --port_file="$tmp/port" $memnode_auth \
-    --uma_mb="$2" --sections="$1" --stats_interval=0 >"$tmp/memnode.log" 2>&1 &
+    --uma_mb="$2" --sections="$1" --stats_interval=0 "${memnode_args[@]}" >"$tmp/memnode.log" 2>&1 &
   mn=$!
   for _ in $(seq 600); do [[ -s $tmp/port ]] && break; sleep 0.1; done
   [[ -s $tmp/port ]] || { echo "memnode did not start:"; cat "$tmp/memnode.log"; exit 1; }
@@ -127,11 +130,11 @@ stop_memnodes() {
 
 # cpu_sample: "ALL BUSY MEMNODES", in clock ticks so far: all CPUs' time
 # and their busy time (/proc/stat), and the memnodes' (utime + stime of each
-# of $mns, /proc/PID/stat).
+# of $mns and of $mn, /proc/PID/stat).
 cpu_sample() {
   local u n s i w q sq st p mt=0 f
   read -r _ u n s i w q sq st _ </proc/stat
-  for p in "${mns[@]}"; do
+  for p in "${mns[@]}" ${mn:+"$mn"}; do
     { read -r -a f <"/proc/$p/stat"; } 2>/dev/null || continue
     mt=$((mt + f[13] + f[14]))
   done
@@ -193,7 +196,7 @@ run_clients() {
       touch "$tmp/go"
       phase=running
       echo "@phase running"
-      if [[ ${#mns[@]} -gt 0 ]]; then cpu0=$(cpu_sample); fi
+      if [[ ${#mns[@]} -gt 0 || -n $mn ]]; then cpu0=$(cpu_sample); fi
       if [[ -n $kill_after ]]; then
         (sleep "$kill_after"; kill -KILL "$victim" 2>/dev/null; echo $(($(now_ms) - t_go)) >"$tmp/killed") &
         killer=$!
@@ -397,6 +400,45 @@ failure() {
   done
   ok_rcs=0 kill_after='' victim='' victim_addr=''
   echo "@endfig failure"
+}
+
+# ---------------------------------------------------------------- offload (issue #13)
+# Fig. 8's five group-bys through compute::Aggregate (--queries=aggregate),
+# the far part run here, swapping chunks in as Fig. 8 does (--offload=never),
+# at the memnode (always) or where the cost decision says (auto); the three
+# interleaved, each group of three starting with the next setting. The
+# reference: the same queries on plain local memory (their checksums).
+offload() {
+  local rows=1000000 passes=2 pcts=(10 25 50 75 100) modes=(unique multi) settings=(never auto always) r=$rounds
+  if [[ $scale == vm ]]; then rows=60000 passes=1 pcts=(10 50 100); fi
+  if [[ $quick == 1 ]]; then rows=$((rows / 4)); pcts=(10 50 100); [[ $rounds_given == 1 ]] || r=1; fi
+  local total=$(( ${#pcts[@]} * ${#modes[@]} * ${#settings[@]} * r + 1 )) k=0 g=0 pct round mode off
+  echo "offload: Fig. 8's 5 group-bys through compute::Aggregate — 3 processes, $rows trips each ($(mib $((rows * 57))) MiB), one memnode (1 section, 1 offload thread); far part swapped in (never), at the memnode (always) or as auto decides, interleaved; x $passes passes (at least 2 s), median of $r rounds"
+  k=$((k + 1))
+  port=0
+  point fig=\"offload\" k="$k" total="$total" round=1 procs=3 storage=\"local\" queries=\"aggregate\" mode=\"-\" \
+    offload=\"-\" sections=0 local_pct=100 rows_per_proc="$rows"
+  run_clients "[offload $k/$total] local memory" 3 "$b/bench/dataframe_bench" --storage=local --queries=aggregate \
+    --rows="$rows" --passes="$passes" --min_secs=2
+  memnode_args=(--offload_threads=1)
+  for pct in "${pcts[@]}"; do
+    for round in $(seq "$r"); do
+      for mode in "${modes[@]}"; do
+        for off in $(rotate "$g" "${settings[@]}"); do
+          k=$((k + 1))
+          point fig=\"offload\" k="$k" total="$total" round="$round" procs=3 storage=\"remote\" queries=\"aggregate\" \
+            mode=\""$mode"\" offload=\""$off"\" sections=1 local_pct="$pct" rows_per_proc="$rows"
+          wait_quiet
+          measure 1 $(( rows * 57 * 3 * 2 / 1048576 + 128 )) "[offload $k/$total] $mode local $pct % $off" \
+            3 "$b/bench/dataframe_bench" --storage=remote --queries=aggregate --offload="$off" --rows="$rows" \
+            --passes="$passes" --local_pct="$pct" --mode="$mode" --min_secs=2
+        done
+        g=$((g + 1))
+      done
+    done
+  done
+  memnode_args=()
+  echo "@endfig offload"
 }
 
 echo "experiments: $transport transport, $scale scale$([[ $quick == 1 ]] && echo ", quick"); $(nproc) cores"

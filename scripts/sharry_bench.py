@@ -451,6 +451,132 @@ def failure_tables(points, step=STEP_MS):
     return "\n".join(out) + "\n", "\n".join(tl) + "\n"
 
 
+# ---------------------------------------------------------------- offload (issue #13)
+
+OFFLOAD_COLUMNS = ("experiment,transport,procs,storage,mode,sections,local_pct,rows_per_proc,frame_mib_per_proc,"
+                   "offload,rounds,rows_per_s,rows_per_s_vs_never,bytes_per_query,bytes_vs_never,moved_pct_of_frame,"
+                   "offloaded_pct,memnode_cpu_ns_per_row,local_units,pulled_units,offloaded_units,offload_jobs,"
+                   "offload_refused,swap_ins,swap_outs,far_mib_end,query_secs,rows_per_s_rounds,"
+                   "bytes_per_query_rounds,busy_pct_max,cpu_busy_pct,memnodes_cpu_pct,checksum")
+OFFLOAD_SETTINGS = ("never", "auto", "always")
+OFFLOAD_MODES = ("unique", "multi")
+UNIT_KEYS = ("local_units", "pulled_units", "offloaded_units")
+
+
+def offload_round(p):
+    """One round of one offload configuration: the clients' summed rows/s
+    and counters; bytes per query: the mean of each process's bytes moved
+    over the transport per query (each runs the same queries on its own
+    frame); offloaded: the share of all aggregate units run at the memnode;
+    memnode CPU per offloaded row: the mean over the processes that
+    offloaded (None: none did)."""
+    c = p.results()
+    r = {k: sum(num(x.get(k)) for x in c) for k in UNIT_KEYS + (
+        "rows_per_s", "offload_jobs", "offload_refused", "swap_ins", "swap_outs", "far_bytes_mine")}
+    units = sum(r[k] for k in UNIT_KEYS)
+    cpu = [num(x.get("memnode_cpu_ns_per_row")) for x in c if num(x.get("offloaded_units")) > 0]
+    r.update({"bytes_per_query": sum(num(x.get("bytes_per_query")) for x in c) / len(c) if c else 0.0,
+              "offloaded_pct": 100.0 * r["offloaded_units"] / units if units else 0.0,
+              "cpu_ns": sum(cpu) / len(cpu) if cpu else None,
+              "query_secs": max((num(x.get("query_secs")) for x in c), default=0.0)})
+    return r
+
+
+def offload_key(meta):
+    """Where a configuration sorts in offload.csv: plain local memory first,
+    then by local %, copy mode and offload setting."""
+    if meta.get("storage") == "local":
+        return (0, 0.0, 0, 0)
+    mode, off = meta.get("mode"), meta.get("offload")
+    return (1, num(meta.get("local_pct")), OFFLOAD_MODES.index(mode) if mode in OFFLOAD_MODES else 9,
+            OFFLOAD_SETTINGS.index(off) if off in OFFLOAD_SETTINGS else 9)
+
+
+def offload_csv(points):
+    """offload.csv: one row per (copy mode, local %, offload setting), the
+    median over rounds of each number on its own, and rows/s and bytes per
+    query against never's medians at the same mode and local %."""
+    groups = {}
+    for p in points:
+        groups.setdefault(config_key(p.meta), []).append(p)
+    med = {}
+    for key, ps in groups.items():
+        rounds = [offload_round(p) for p in ps]
+        m = {k: median_value([r[k] for r in rounds if r[k] is not None]) for k in rounds[0]}
+        m["rounds"] = rounds
+        med[key] = m
+    never = {(ps[0].meta.get("mode"), ps[0].meta.get("local_pct")): med[key] for key, ps in groups.items()
+             if ps[0].meta.get("offload") == "never"}
+    out = [OFFLOAD_COLUMNS]
+    for key in sorted(groups, key=lambda k: offload_key(groups[k][0].meta)):
+        ps, m = groups[key], med[key]
+        meta, c0 = ps[0].meta, ps[0].results()
+        local = meta.get("storage") == "local"
+        base = {} if local else never.get((meta.get("mode"), meta.get("local_pct")), {})
+        frame = num(c0[0].get("frame_bytes")) if c0 else 0.0
+        cpu = m["cpu_ns"]
+        out.append(",".join(str(x) for x in [
+            "offload", meta["transport"], meta["procs"], meta["storage"], meta["mode"], meta["sections"],
+            meta["local_pct"], meta["rows_per_proc"], mib(frame), "local" if local else meta["offload"], len(ps),
+            "%.0f" % m["rows_per_s"], "-" if local else ratio(m["rows_per_s"], base.get("rows_per_s")),
+            "%.0f" % m["bytes_per_query"], "-" if local else ratio(m["bytes_per_query"], base.get("bytes_per_query")),
+            "%.2f" % (100.0 * m["bytes_per_query"] / frame if frame else 0.0), "%.1f" % m["offloaded_pct"],
+            "-" if cpu is None else "%.2f" % cpu, "%.0f" % m["local_units"], "%.0f" % m["pulled_units"],
+            "%.0f" % m["offloaded_units"], "%.0f" % m["offload_jobs"], "%.0f" % m["offload_refused"],
+            "%.0f" % m["swap_ins"], "%.0f" % m["swap_outs"], mib(m["far_bytes_mine"]), "%.3f" % m["query_secs"],
+            ";".join("%.0f" % r["rows_per_s"] for r in m["rounds"]),
+            ";".join("%.0f" % r["bytes_per_query"] for r in m["rounds"]), busy_max(ps), cpu_share(ps, "busy_pct"),
+            cpu_share(ps, "memnodes_pct"), c0[0].get("checksum", "") if c0 else ""]))
+    return "\n".join(out) + "\n"
+
+
+def offload_targets(rows):
+    """The issue's targets as lines for people (not failures), from
+    offload.csv's rows (dicts): at 10 % local under Unique-Copy, always or
+    auto >= 3x never's rows/s with <= 10 % of its bytes per query; at 100 %
+    local, auto within 10 % of never's rows/s (not slower by more)."""
+    by = {(r["mode"], num(r["local_pct"]), r["offload"]): r for r in rows if r["storage"] == "remote"}
+    out = []
+    never = by.get(("unique", 10.0, "never"))
+    if never is None:
+        out.append("offload target: 10 % local, Unique-Copy: not measured")
+    else:
+        met_any = False
+        for s in ("always", "auto"):
+            r = by.get(("unique", 10.0, s))
+            if r is None:
+                out.append("offload target: 10 %% local, Unique-Copy, %s: not measured" % s)
+                continue
+            tput = num(r["rows_per_s"]) / num(never["rows_per_s"]) if num(never["rows_per_s"]) else 0.0
+            nb = num(never["bytes_per_query"])
+            moved = 100.0 * num(r["bytes_per_query"]) / nb if nb else float("inf")
+            met = tput >= 3 and moved <= 10
+            met_any = met_any or met
+            out.append("offload target: 10 %% local, Unique-Copy, %s vs never: rows/s %.2fx (>= 3x: %s), bytes per "
+                       "query %.1f %% of never's (<= 10 %%: %s)" % (
+                           s, tput, "met" if tput >= 3 else "MISSED", moved, "met" if moved <= 10 else "MISSED"))
+        out.append("offload target: 10 %% local, Unique-Copy (always or auto): %s" % ("met" if met_any else "MISSED"))
+    for mode in OFFLOAD_MODES:
+        n, a = by.get((mode, 100.0, "never")), by.get((mode, 100.0, "auto"))
+        if n is None or a is None:
+            out.append("offload target: 100 %% local, %s: auto or never not measured" % mode)
+            continue
+        x = num(a["rows_per_s"]) / num(n["rows_per_s"]) if num(n["rows_per_s"]) else 0.0
+        out.append("offload target: 100 %% local, %s: auto at %.2fx never's rows/s (>= 0.90: %s)" % (
+            mode, x, "met" if x >= 0.9 else "MISSED"))
+    return out
+
+
+def fmt_bytes(x):
+    """Bytes for people: B, KiB or MiB."""
+    x = num(x)
+    if x >= 1048576:
+        return "%.1f MiB" % (x / 1048576)
+    if x >= 1024:
+        return "%.1f KiB" % (x / 1024)
+    return "%.0f B" % x
+
+
 class ExperimentError(Exception):
     pass
 
@@ -564,19 +690,49 @@ class Collector:
             self.echo("[fig7 %2d/%s] %-6s %9s objects, %s sections: %8s ops/s, far %8s MiB, load %6ss  [%ds]" % (
                 int(m["k"]), m["total"], m["mode"], m["objects"], m["sections"], total(c, "ops_per_s"), far,
                 largest(c, "fill_secs"), secs))
+        elif fig == "offload":
+            self.end_offload_point(p, secs)
         elif m["storage"] == "local":
             self.echo("[fig8 %2d/%s] plain local memory: %10s rows/s  [%ds]" % (
                 int(m["k"]), m["total"], total(c, "rows_per_s"), secs))
         else:
-            local = [q for q in self.points["fig8"] if q.meta["storage"] == "local"]
-            want = local[0].clients if local else {}
-            for i, r in sorted(p.clients.items()):
-                if i in want and r["checksum"] != want[i]["checksum"]:
-                    raise ExperimentError("experiments: fig8 process %d: results %s, local memory %s" % (
-                        i, r["checksum"], want[i]["checksum"]))
+            self.check_against_local(p)
             self.echo("[fig8 %2d/%s] %-6s %s sections local %3s %%: %10s rows/s, far %7s MiB, results = local  [%ds]"
                       % (int(m["k"]), m["total"], m["mode"], m["sections"], m["local_pct"], total(c, "rows_per_s"),
                          far, secs))
+
+    def check_against_local(self, p):
+        """A remote point's results must be those of plain local memory, per
+        process (its --seed): the checksums of the figure's local point."""
+        fig = p.meta["fig"]
+        local = [q for q in self.points[fig] if q.meta["storage"] == "local"]
+        want = local[0].clients if local else {}
+        for i, r in sorted(p.clients.items()):
+            if i in want and r["checksum"] != want[i]["checksum"]:
+                raise ExperimentError("experiments: %s process %d: results %s, local memory %s" % (
+                    fig, i, r["checksum"], want[i]["checksum"]))
+        return bool(want)
+
+    def end_offload_point(self, p, secs):
+        m = p.meta
+        r = offload_round(p)
+        head = "[offload %2d/%s]" % (int(m["k"]), m["total"])
+        if m["storage"] == "local":
+            self.echo("%s plain local memory (aggregate): %10.0f rows/s  [%ds]" % (head, r["rows_per_s"], secs))
+            return
+        checked = self.check_against_local(p)
+        frame = num(p.results()[0].get("frame_bytes")) if p.clients else 0.0
+        self.echo("%s %-6s local %3s %% %-6s round %s: %10.0f rows/s, %s per query (%.2f %% of the frame), "
+                  "%.0f %% of units offloaded, memnode %s ns/row, results %s  [%ds]" % (
+                      head, m["mode"], m["local_pct"], m["offload"], m["round"], r["rows_per_s"],
+                      fmt_bytes(r["bytes_per_query"]), 100.0 * r["bytes_per_query"] / frame if frame else 0.0,
+                      r["offloaded_pct"], "-" if r["cpu_ns"] is None else "%.1f" % r["cpu_ns"],
+                      "= local" if checked else "unchecked (no local point)", secs))
+        if m["offload"] == "never" and (r["offloaded_units"] or r["offload_jobs"]):
+            msg = "offload: %s %s %% local round %s: --offload=never offloaded %.0f units in %.0f jobs, want 0" % (
+                m["mode"], m["local_pct"], m["round"], r["offloaded_units"], r["offload_jobs"])
+            self.violations.append(msg)
+            self.echo("experiments: UNEXPECTED: " + msg)
 
     def write_figure(self, fig):
         if not self.points.get(fig):
@@ -586,6 +742,8 @@ class Collector:
         elif fig == "failure":
             summary, timeline = failure_tables(self.points[fig])
             files = {"failure.csv": summary, "failure-timeline.csv": timeline}
+        elif fig == "offload":
+            files = {"offload.csv": offload_csv(self.points[fig])}
         else:
             files = {fig + ".csv": figure_csv(fig, self.points[fig])}
         for name, text in files.items():
@@ -593,6 +751,10 @@ class Collector:
             with open(path, "w") as f:
                 f.write(text)
             self.written.append(path)
+        if fig == "offload":
+            rows = list(csv.DictReader(files["offload.csv"].splitlines()))
+            for line in offload_targets(rows):
+                self.echo(line)
 
 
 def aggregate_lines(lines, out_dir, echo=print):
@@ -682,6 +844,7 @@ def tables_md(figs, where):
                 num(k), u1, u2, m2, loc, -pct_of(u2, m2), -pct_of(u2, u1), fu, fm, pct_of(fu, fm)))
         out.append("")
     out += redundancy_md(figs.get("redundancy"), where) + failure_md(figs.get("failure"), where)
+    out += offload_md(figs.get("offload"), where)
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -737,6 +900,39 @@ def failure_md(rows, where):
             "its level before the kill and no repair after it. Within 20 %%: from then on every 1-s average is "
             ">= 80 %% of before.%s)" % (
                 r0["ws_mib"], r0["local_pct"], r0["rounds"], r0["kill_ms"], WARMUP_MS, busy_note(rows)), ""]
+    return out
+
+
+def offload_md(rows, where):
+    """The offload table's lines from offload.csv's rows (dicts), and the targets."""
+    if not rows:
+        return []
+    r0 = next((r for r in rows if r["storage"] == "remote"), rows[0])
+    title = "Fig. 8 with offloaded aggregates: %s processes, one memnode (%s section, 1 offload thread)" % (
+        r0["procs"], r0["sections"])
+    out = table_head(title, where, [
+        "local", "copy mode", "offload", "rows/s (%s processes)" % r0["procs"], "vs never", "bytes per query",
+        "vs never", "of the frame", "units offloaded", "memnode CPU ns per offloaded row",
+        "far MiB (%s processes)" % r0["procs"], "rows/s per round"])
+    for r in rows:
+        if r["storage"] == "local":
+            out.append("| plain local memory | - | - | %s | - | 0 | - | 0 %% | - | - | 0.0 | %s |" % (
+                r["rows_per_s"], r["rows_per_s_rounds"].replace(";", ", ")))
+            continue
+        out.append("| %s %% | %s | %s | %s | %s | %s | %s | %s %% | %s %% | %s | %s | %s |" % (
+            r["local_pct"], r["mode"], r["offload"], r["rows_per_s"], r["rows_per_s_vs_never"],
+            fmt_bytes(r["bytes_per_query"]), r["bytes_vs_never"], r["moved_pct_of_frame"], r["offloaded_pct"],
+            r["memnode_cpu_ns_per_row"], r["far_mib_end"], r["rows_per_s_rounds"].replace(";", ", ")))
+    out += ["", "(%s trips per process (%s MiB frame), Fig. 8's five group-bys through compute::Aggregate "
+            "(--queries=aggregate), at least 2 s of queries; median of %s rounds, each number on its own, the "
+            "three settings interleaved. never: far chunks swapped in and scanned here (as Fig. 8); always: the far "
+            "part aggregated at the memnode; auto: as the cost decision says. Bytes per query: object data both "
+            "ways, OFFLOAD requests and results over the transport, per query of one process (the mean over the "
+            "processes); units offloaded: the share of all aggregate units run at the memnode; far MiB: what the "
+            "processes hold at the memnode at the end (their far_bytes_mine, summed). Every point's results "
+            "equal plain local memory's bit for bit.%s)" % (
+                r0["rows_per_proc"], r0["frame_mib_per_proc"], r0["rounds"], busy_note(rows)), ""]
+    out += ["- " + t for t in offload_targets(rows)] + [""]
     return out
 
 
@@ -826,6 +1022,7 @@ plot "{fu1}" w lp lw 2 pt 7 t "Unique-Copy, 1 section", \\
      3 * {frame} * (1 - x / 100) w l dt 2 lc rgb "gray40" t "data - local"
 """)
     scripts += redundancy_plots(d, figs, where, tmp)
+    scripts += offload_plots(d, figs, where, tmp)
     return scripts
 
 
@@ -889,6 +1086,58 @@ replot
     return scripts
 
 
+def offload_plots(d, figs, where, tmp):
+    """The gnuplot program of offload-throughput.png (rows/s against local %,
+    a colour per offload setting, solid Unique-Copy, dashed Multi-Copy) and
+    offload-bytes.png (bytes per query, log scale; points of 0 bytes left out)."""
+    rows = figs.get("offload")
+    remote = [r for r in rows or [] if r["storage"] == "remote"]
+    if not remote:
+        return []
+    colours = {"never": "#a5a5a5", "auto": "#4472c4", "always": "#ed7d31"}
+    names = {"unique": "Unique-Copy", "multi": "Multi-Copy"}
+
+    def data(name, mode, off, col):
+        pts = sorted((num(r["local_pct"]), num(r[col])) for r in remote
+                     if r["mode"] == mode and r["offload"] == off and num(r[col]) > 0)
+        path = os.path.join(tmp, name)
+        with open(path, "w") as f:
+            f.writelines("%g %g\n" % p for p in pts)
+        return path if pts else None
+
+    def plots(col):
+        out = []
+        for mode in OFFLOAD_MODES:
+            for off in OFFLOAD_SETTINGS:
+                path = data("off-%s-%s-%s" % (col, mode, off), mode, off, col)
+                if path:
+                    out.append('"%s" w lp lw 2 dt %d pt %d lc rgb "%s" t "%s, %s"' % (
+                        path, 1 if mode == "unique" else 2, 7 if mode == "unique" else 4, colours[off],
+                        names[mode], off))
+        return out
+
+    local = [r for r in rows if r["storage"] == "local"]
+    tput = plots("rows_per_s")
+    if local:
+        tput.append('%s w l lw 2 dt 3 lc rgb "black" t "plain local memory"' % local[0]["rows_per_s"])
+    frame = num(remote[0]["frame_mib_per_proc"]) * 1048576
+    moved = plots("bytes_per_query") + [
+        '(x < 100 ? %.0f * (1 - x / 100) : 1/0) w l dt 3 lc rgb "gray40" t "far part of one frame"' % frame]
+    r0 = remote[0]
+    return [f"""{GNUPLOT_COMMON}
+set terminal pngcairo size 900,560 font "sans,11" noenhanced
+set output "{d}/offload-throughput.png"
+set title "Fig. 8 with offloaded aggregates: {r0['procs']} processes, {r0['rows_per_proc']} trips each ({where})"
+set xlabel "local memory (% of the data frame)"; set ylabel "rows scanned/s ({r0['procs']} processes, log scale)"
+set logscale y; set format y "%.0s%c"; set key bottom right; set xrange [0:105]
+plot {", ".join(tput)}
+set output "{d}/offload-bytes.png"
+set title "Bytes over the transport per query (one process; log scale; {where})"
+set ylabel "bytes per query"; set format y "%.0s %cB"; set key bottom left
+plot {", ".join(moved)}
+"""]
+
+
 def read_dicts(path):
     """A CSV as dicts by its header; [] if missing or empty."""
     if not os.path.exists(path) or os.path.getsize(path) == 0:
@@ -899,9 +1148,9 @@ def read_dicts(path):
 
 def read_figures(d):
     """DIR's figures: fig6..fig8 as lists of strings (no header); redundancy,
-    failure and failure-timeline as dicts."""
+    failure, failure-timeline and offload as dicts."""
     figs = {fig: read_csv(os.path.join(d, fig + ".csv")) for fig in ("fig6", "fig7", "fig8")}
-    for fig in ("redundancy", "failure", "failure-timeline"):
+    for fig in ("redundancy", "failure", "failure-timeline", "offload"):
         figs[fig] = read_dicts(os.path.join(d, fig + ".csv"))
     where = next((rows[0][1] for f, rows in figs.items() if rows and f.startswith("fig")), "")
     where = where or next((rows[0]["transport"] for f, rows in figs.items() if rows and "transport" in rows[0]), "")
@@ -916,6 +1165,8 @@ the same numbers, with the savings and slowdowns in percent):
   fig8-throughput.png  fig8-far-memory.png
   redundancy.png (bars: throughput and far memory per mode, against none)
   failure.png (throughput per 100 ms, a line at the kill), failure-zoom.png (around the kill)
+  offload-throughput.png (rows/s against local %, never/auto/always, both copy modes),
+  offload-bytes.png (bytes over the transport per query, log scale)
 
   scripts/plot-experiments.sh DIR
   scripts/sharry_bench.py plot DIR
@@ -970,19 +1221,35 @@ memnodes of issue #12 (docs/redundancy.md):
         was back within 20 % of its level before the kill for good. A run
         under redundancy that loses an object, reads a wrong value or fails
         a client is reported as UNEXPECTED and the command exits 1.
+and, only when named in --only, Fig. 8 with offloaded aggregates (issue #13):
+  offload  Fig. 8's 5 group-bys through compute::Aggregate (dataframe_bench
+        --queries=aggregate), 3 processes against one memnode (1 section,
+        --offload_threads=1), local memory 10..100 %, Unique- and
+        Multi-Copy, each with --offload=never (far chunks swapped in, as
+        Fig. 8), auto and always, interleaved (each group of three starting
+        with the next setting), and the same queries on plain local memory
+        (the checksums every point must equal) -> offload.csv: rows/s and
+        bytes over the transport per query (medians over rounds) and both
+        against never at the same mode and local %, the share of units
+        offloaded, memnode CPU per offloaded row; offload-throughput.png,
+        offload-bytes.png, and the issue's targets as printed lines (met or
+        MISSED; not a failure). --offload=never offloading anything is
+        UNEXPECTED. About 12 minutes with 3 rounds; --quick: 10/50/100 %,
+        a quarter of the rows, 1 round unless --rounds.
 
-  scripts/experiments.sh [--vm] [--quick] [--only fig6,fig7,fig8,redundancy,failure]
+  scripts/experiments.sh [--vm] [--quick] [--only fig6,fig7,fig8,redundancy,failure,offload]
                          [--out DIR] [--build DIR] [--rounds N] [--quiet-wait S]
 
   (default)  tcp transport on this host; results in results/host/
   --vm       verbs over SoftRoCE in the throwaway VM (scripts/rxe-vm.sh), at a
              smaller scale; results in results/vm/
   --quick    fewer points and smaller sizes (a few minutes; for a smoke test;
-             redundancy and failure: 1 round unless --rounds, < 60 s together)
+             redundancy, failure and offload: 1 round unless --rounds;
+             redundancy and failure < 60 s together)
   --rounds N each fig6/fig8 point N times, Unique and Multi interleaved; the
              median round is kept (default 3; fig7 runs once: its loads are long);
-             redundancy and failure: N rounds of all their modes
-  --quiet-wait S  redundancy and failure: before each point wait up to S
+             redundancy, failure and offload: N rounds of all their modes
+  --quiet-wait S  redundancy, failure and offload: before each point wait up to S
              seconds for the machine to be under 15 % busy (default: no
              wait); how busy it was goes into the CSVs (busy_pct_max)
 
@@ -1000,10 +1267,10 @@ which has no python3); this program reads what it prints.
         return err
     if opts["rounds"] is not None and not re.fullmatch(r"[1-9][0-9]{0,3}", opts["rounds"]):
         return usage_error("experiments", "--rounds %s: want an integer in 1..9999" % opts["rounds"])
-    figs = "(fig6|fig7|fig8|redundancy|failure)"
+    figs = "(fig6|fig7|fig8|redundancy|failure|offload)"
     if not re.fullmatch(r"%s(,%s)*" % (figs, figs), opts["only"]):
         return usage_error("experiments", "--only %s: want a comma-separated list of fig6, fig7, fig8, redundancy, "
-                           "failure" % opts["only"])
+                           "failure, offload" % opts["only"])
     if opts["quiet-wait"] is not None and not re.fullmatch(r"[0-9]{1,5}", opts["quiet-wait"]):
         return usage_error("experiments", "--quiet-wait %s: want seconds in 0..99999" % opts["quiet-wait"])
     if opts["vm"] and re.search("redundancy|failure", opts["only"]):

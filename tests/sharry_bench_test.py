@@ -2,7 +2,9 @@
 csv and JSON lines, the per-point aggregation, the median round, the tables,
 the redundancy and failure experiments (many memnodes' stats, medians and
 ratios to none, timelines summed on a 100-ms grid, the dip, repair and
-recovery times, the expectations under redundancy) and the allocator report. Run: python3 tests/sharry_bench_test.py
+recovery times, the expectations under redundancy), the offload experiment
+(medians, ratios to never, units offloaded, the checks against local memory,
+the targets) and the allocator report. Run: python3 tests/sharry_bench_test.py
 (ctest: sharry_bench_py.unit)."""
 
 import json
@@ -367,6 +369,145 @@ class FailureTest(unittest.TestCase):
     def test_a_lost_object_under_redundancy_is_a_violation(self):
         c = sb.aggregate_lines(self.lines(rep_lost=1), tempfile.mkdtemp(), echo=lambda s: None)
         self.assertEqual(c.violations, ["failure: replicate:2 round 1: lost_objects=1, want 0"])
+
+
+def offload_point(k, rnd, storage, mode, pct, off, clients):
+    """An offload point: `clients` is a list of (rows_per_s, bytes_per_query,
+    (local, pulled, offloaded units), memnode_cpu_ns_per_row, checksum), one
+    per process."""
+    meta = ('{"transport":"tcp","fig":"offload","k":%d,"total":14,"round":%d,"procs":%d,"storage":"%s",'
+            '"queries":"aggregate","mode":"%s","offload":"%s","sections":%d,"local_pct":%d,"rows_per_proc":1000}' % (
+                k, rnd, len(clients), storage, mode, off, 0 if storage == "local" else 1, pct))
+    lines = ["@point " + meta]
+    if storage == "remote":
+        lines += ["@phase running", '@cpu {"busy_pct":90,"memnodes_pct":%d,"window_ms":2000}' % (5 * k)]
+    for i, (tput, moved, units, cpu, checksum) in enumerate(clients, 1):
+        lines.append("@rc %d 0" % i)
+        lines.append("@client %d " % i + json.dumps({
+            "record": "dataframe_bench", "storage": storage, "queries": "aggregate", "offload": off,
+            "rows_per_s": tput, "bytes_moved": moved * 10, "bytes_per_query": moved, "local_units": units[0],
+            "pulled_units": units[1], "offloaded_units": units[2], "offload_jobs": 1 if units[2] else 0,
+            "offload_refused": 0, "memnode_cpu_ns_per_row": cpu, "frame_bytes": 1048576, "checksum": checksum,
+            "swap_ins": units[1], "swap_outs": 0, "far_bytes_mine": 1048576 if off == "always" else 0,
+            "query_secs": "2.000"}))
+    return lines + ["@endpoint"]
+
+
+class OffloadTest(unittest.TestCase):
+    """A canned offload run: plain local memory, then Unique-Copy at 10 %
+    local (3 rounds, the settings rotated) and both modes at 100 %."""
+
+    def lines(self, never_offloads=False, bad_checksum=False):
+        ck = ["00aa", "00bb"]  # the two processes' results on plain local memory
+        lines = ["offload: a heading"]
+        lines += offload_point(1, 1, "local", "-", 100, "-", [(900, 0, (5, 0, 0), 0.0, ck[0]),
+                                                               (1000, 0, (5, 0, 0), 0.0, ck[1])])
+        k = 1
+        # unique, 10 %: never's rounds 100, 300, 200 rows/s (summed), bytes 900 KiB per query;
+        # always 4x the rows/s and 2 % of the bytes; auto 2x, 50 %.
+        for rnd, (n_t, a_t, al_t) in enumerate(((100, 200, 400), (300, 600, 1200), (200, 400, 800)), 1):
+            order = sb.OFFLOAD_SETTINGS[rnd - 1:] + sb.OFFLOAD_SETTINGS[:rnd - 1]
+            for off in order:
+                k += 1
+                if off == "never":
+                    off_units = (1, 9, 1 if never_offloads else 0)
+                    cl = [(n_t / 2, 921600, off_units, 0.0, ck[0]), (n_t / 2, 921600, off_units, 0.0, ck[1])]
+                elif off == "auto":
+                    cl = [(a_t / 2, 460800, (1, 4, 5), 30.0, ck[0]), (a_t / 2, 460800, (1, 4, 5), 50.0, ck[1])]
+                else:
+                    cl = [(al_t / 2, 18432, (1, 0, 9), 20.0, ck[0]),
+                          (al_t / 2, 18432 + (1 if rnd == 3 else 0), (1, 0, 9), 20.0,
+                           "ffff" if bad_checksum else ck[1])]
+                lines += offload_point(k, rnd, "remote", "unique", 10, off, cl)
+        # 100 %: nothing moves; auto at 0.95x never under unique, 0.85x under multi.
+        for mode, auto_t in (("unique", 950), ("multi", 850)):
+            for off, t in (("never", 1000), ("auto", auto_t)):
+                k += 1
+                lines += offload_point(k, 1, "remote", mode, 100, off, [(t / 2, 0, (10, 0, 0), 0.0, ck[0]),
+                                                                       (t / 2, 0, (10, 0, 0), 0.0, ck[1])])
+        return lines + ["@endfig offload"]
+
+    def run_lines(self, lines):
+        d = tempfile.mkdtemp()
+        echoed = []
+        c = sb.aggregate_lines(lines, d, echo=echoed.append)
+        return d, c, echoed
+
+    def test_offload_csv_medians_ratios_and_shares(self):
+        d, c, echoed = self.run_lines(self.lines())
+        self.assertEqual(c.violations, [])
+        with open(os.path.join(d, "offload.csv")) as f:
+            self.assertEqual(f.readline().rstrip("\n"), sb.OFFLOAD_COLUMNS)
+        rows = sb.read_dicts(os.path.join(d, "offload.csv"))
+        # Plain local memory first, then by local %, mode and setting (not the rotated order measured).
+        self.assertEqual([(r["storage"], r["mode"], r["local_pct"], r["offload"]) for r in rows], [
+            ("local", "-", "100", "local"), ("remote", "unique", "10", "never"), ("remote", "unique", "10", "auto"),
+            ("remote", "unique", "10", "always"), ("remote", "unique", "100", "never"),
+            ("remote", "unique", "100", "auto"), ("remote", "multi", "100", "never"),
+            ("remote", "multi", "100", "auto")])
+        loc, never, auto, always = rows[:4]
+        self.assertEqual((loc["rows_per_s"], loc["rows_per_s_vs_never"], loc["checksum"]), ("1900", "-", "00aa"))
+        self.assertEqual((never["rounds"], never["rows_per_s"], never["rows_per_s_vs_never"]), ("3", "200", "1.00"))
+        self.assertEqual(never["rows_per_s_rounds"], "100;300;200")
+        self.assertEqual((never["bytes_per_query"], never["moved_pct_of_frame"]), ("921600", "87.89"))
+        self.assertEqual((never["offloaded_pct"], never["memnode_cpu_ns_per_row"]), ("0.0", "-"))
+        self.assertEqual((auto["rows_per_s"], auto["rows_per_s_vs_never"], auto["bytes_vs_never"]),
+                         ("400", "2.00", "0.50"))
+        self.assertEqual((auto["offloaded_pct"], auto["memnode_cpu_ns_per_row"]), ("50.0", "40.00"))
+        # always: bytes per query is the mean over the processes (18432.5 in round 3), median over rounds.
+        self.assertEqual((always["rows_per_s"], always["rows_per_s_vs_never"]), ("800", "4.00"))
+        self.assertEqual((always["bytes_per_query"], always["bytes_vs_never"]), ("18432", "0.02"))
+        self.assertEqual(always["bytes_per_query_rounds"], "18432;18432;18432")  # "%.0f" of 18432.5: even
+        self.assertEqual((always["offloaded_pct"], always["offload_jobs"]), ("90.0", "2"))
+        self.assertEqual(always["memnodes_cpu_pct"], "30")  # @cpu of points 4, 6, 8 (rotated): the median
+        self.assertEqual(rows[4]["bytes_vs_never"], "?")  # 100 %: nothing moved under never
+        self.assertEqual(rows[7]["rows_per_s_vs_never"], "0.85")
+        # The progress lines and the targets, printed at the end of the figure.
+        self.assertTrue(any(s.startswith("[offload  1/14] plain local memory (aggregate):       1900 rows/s")
+                            for s in echoed))
+        self.assertIn("[offload  4/14] unique local  10 % always round 1:        400 rows/s, 18.0 KiB per query "
+                      "(1.76 % of the frame), 90 % of units offloaded, memnode 20.0 ns/row, results = local",
+                      [s.rsplit("  [", 1)[0] for s in echoed])
+        targets = [s for s in echoed if s.startswith("offload target")]
+        self.assertEqual(targets, [
+            "offload target: 10 % local, Unique-Copy, always vs never: rows/s 4.00x (>= 3x: met), bytes per query "
+            "2.0 % of never's (<= 10 %: met)",
+            "offload target: 10 % local, Unique-Copy, auto vs never: rows/s 2.00x (>= 3x: MISSED), bytes per query "
+            "50.0 % of never's (<= 10 %: MISSED)",
+            "offload target: 10 % local, Unique-Copy (always or auto): met",
+            "offload target: 100 % local, unique: auto at 0.95x never's rows/s (>= 0.90: met)",
+            "offload target: 100 % local, multi: auto at 0.85x never's rows/s (>= 0.90: MISSED)"])
+
+    def test_offload_table_and_plots(self):
+        d, _, _ = self.run_lines(self.lines())
+        figs, where = sb.read_figures(d)
+        self.assertEqual(where, "tcp")
+        md = sb.tables_md(figs, where).splitlines()
+        self.assertEqual(md[0], "### Fig. 8 with offloaded aggregates: 2 processes, one memnode (1 section, 1 offload "
+                                "thread) (tcp)")
+        self.assertEqual(md[4], "| plain local memory | - | - | 1900 | - | 0 | - | 0 % | - | - | 0.0 | 1900 |")
+        self.assertEqual(md[7], "| 10 % | unique | always | 800 | 4.00 | 18.0 KiB | 0.02 | 1.76 % | 90.0 % | 20.00 "
+                                "| 2.0 | 400, 1200, 800 |")  # far: 2 processes x 1 MiB
+        self.assertIn("- offload target: 10 % local, Unique-Copy (always or auto): met", md)
+        with tempfile.TemporaryDirectory() as tmp:
+            script = "".join(sb.gnuplot_scripts(d, figs, where, tmp))
+            self.assertIn(d + "/offload-throughput.png", script)
+            self.assertIn(d + "/offload-bytes.png", script)
+            self.assertIn("1900 w l lw 2 dt 3", script)  # plain local memory
+            with open(os.path.join(tmp, "off-bytes_per_query-unique-never")) as f:
+                self.assertEqual(f.read(), "10 921600\n")  # 100 %: 0 bytes, left out of the log plot
+            with open(os.path.join(tmp, "off-rows_per_s-unique-never")) as f:
+                self.assertEqual(f.read(), "10 200\n100 1000\n")
+
+    def test_results_that_differ_from_local_memory_fail(self):
+        with self.assertRaises(sb.ExperimentError):
+            self.run_lines(self.lines(bad_checksum=True))
+
+    def test_never_that_offloads_is_a_violation(self):
+        _, c, _ = self.run_lines(self.lines(never_offloads=True))
+        self.assertEqual(len(c.violations), 3)
+        self.assertEqual(c.violations[0], "offload: unique 10 % local round 1: --offload=never offloaded 2 units in "
+                                          "2 jobs, want 0")
 
 
 class AllocReportTest(unittest.TestCase):

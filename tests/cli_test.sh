@@ -46,6 +46,19 @@ for workload in array hashtable; do
     case "$out" in *" errors=0"*) ;; *) echo "FAIL: $workload/$mode"; exit 1 ;; esac
   done
 done
+# Aggregates through the memnode's offload workers (docs/offload.md): every
+# placement choice gives the exact sums (the client checks them), and
+# always/auto really offload at 10 % local (swap_ins=0: nothing came back).
+for offload in never auto always; do
+  # shellcheck disable=SC2086
+  out=$("$build/tools/sharry_client" --transport="$transport" --memnode="$addr:$port" $cauth --pattern=aggregate \
+    --offload=$offload --arrays=4 --working_set_mb=4 --local_pct=10 --ops=2000000 2>/dev/null)
+  echo "$out"
+  case "$out" in *" errors=0"*) ;; *) echo "FAIL: aggregate/$offload"; exit 1 ;; esac
+  if [ $offload != never ]; then
+    case "$out" in *" swap_ins=0 "*) ;; *) echo "FAIL: aggregate/$offload swapped chunks in"; exit 1 ;; esac
+  fi
+done
 # The experiments' form (scripts/experiments.sh): 8 arrays of 256-byte
 # objects, a scan, and the start barrier: the timed phase must wait for go.
 # shellcheck disable=SC2086

@@ -30,6 +30,7 @@
 #include "offload/local.h"
 #include "remote_ds/remote_array.h"
 #include "tests/test_util.h"
+#include "verbs/fault_injection.h"
 #include "workloads/taxi.h"
 
 namespace sharry::compute {
@@ -392,6 +393,45 @@ TEST_P(AggregateTest, ScratchBlocksAreFreed) {
   const memnode::Stats ms = nodes_[0]->service().CollectStats(0);
   EXPECT_EQ(ms.head.live_blocks - ms.head.pending_blocks, far) << "scratch blocks left at the memnode";
   EXPECT_EQ(st.offload_abandoned_blocks, 0u);
+}
+
+// A chunk whose swap-out is in flight (busy, its WRITE held at the memnode)
+// is waited for, then aggregated as the far chunk it became — not skipped,
+// not read half-moved.
+TEST_P(AggregateTest, ChunkBeingSwappedOutIsWaitedFor) {
+  if (GetParam().transport != TransportKind::kLoopback) GTEST_SKIP() << "fault injection: loopback only";
+  StartMemnodes(1);
+  auto rt = Make(1 << 20);
+  ASSERT_TRUE(rt);
+  auto a = RemoteArray<int64_t>::MakeWith(*rt, 5000, [](size_t i, int64_t& v) { v = static_cast<int64_t>(i) * 3; });
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(a->chunk(0).is_local());
+  auto plan = std::make_shared<FaultPlan>();
+  plan->Add({FaultOp::kWrite, 1, FaultAction::kHold});
+  ASSERT_TRUE(SetLoopbackFaults(nodes_[0]->port(), plan).ok());
+  std::thread swapper([&] { EXPECT_TRUE(rt->SwapOut(a->chunk(0)).ok()); });
+  ASSERT_TRUE(plan->WaitHeld());
+  offload::Spec spec;
+  spec.Column(ElemType::kI64);
+  spec.Aggregate(AggKind::kSum, spec.ColumnExpr(0));
+  AggregateOptions o;
+  o.offload = OffloadMode::kAlways;
+  std::atomic<bool> done{false};
+  StatusOr<offload::Result> r = Status::Internal("not run");
+  std::thread aggregator([&] {
+    r = a->Aggregate(spec, o);
+    done = true;
+  });
+  for (int i = 0; i < 100; ++i) std::this_thread::yield();
+  EXPECT_FALSE(done.load()) << "the aggregate must wait for the chunk in flight";
+  plan->Release();
+  swapper.join();
+  aggregator.join();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->Int(0, 0), int64_t{3} * 5000 * 4999 / 2);
+  EXPECT_FALSE(a->chunk(0).is_local());
+  EXPECT_EQ(rt->Stats().agg_offloaded_units, 1u) << "the unit had a far chunk: offloaded (local ones staged)";
+  ASSERT_TRUE(SetLoopbackFaults(nodes_[0]->port(), nullptr).ok());
 }
 
 TEST_P(AggregateTest, MemnodeLostMidOffload) {

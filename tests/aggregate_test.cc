@@ -14,6 +14,11 @@
 //   - a memnode lost mid-offload: with replicate:2 the result is still
 //     exact (the units are read from the other copy); with none a clear
 //     error, and the runtime goes on with what is local
+//   - a chunk whose swap-out is in flight is waited for, not skipped
+//   - scratch (staging, result) blocks are freed: the memnode holds exactly
+//     our far chunks afterwards
+//   - malformed OFFLOADs from a raw client over each transport: refused with
+//     their errors, nothing run (the full list: offload_service_test)
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -432,6 +437,91 @@ TEST_P(AggregateTest, ChunkBeingSwappedOutIsWaitedFor) {
   EXPECT_FALSE(a->chunk(0).is_local());
   EXPECT_EQ(rt->Stats().agg_offloaded_units, 1u) << "the unit had a far chunk: offloaded (local ones staged)";
   ASSERT_TRUE(SetLoopbackFaults(nodes_[0]->port(), nullptr).ok());
+}
+
+// Malformed OFFLOADs over this transport (loopback, tcp, verbs), from a raw
+// client: each answered with its error, nothing run, and the same client's
+// well-formed OFFLOAD still works after them. (Every case, one by one, is in
+// offload_service_test; this is the transport's share.)
+TEST_P(AggregateTest, MalformedOffloadsAreRefusedOverTheTransport) {
+  StartMemnodes(1);
+  ClientOptions co;
+  co.server_addr = GetParam().transport == TransportKind::kLoopback ? "loopback"
+                                                                     : sharry::testing::ServerAddr(GetParam().transport);
+  co.port = nodes_[0]->port();
+  auto a = memnode::MemnodeClient::Connect(GetParam().transport, co);
+  auto b = memnode::MemnodeClient::Connect(GetParam().transport, co);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto data = (*a)->AllocOne(4096);
+  auto result = (*a)->AllocOne(4096);
+  auto foreign = (*b)->AllocOne(4096);
+  ASSERT_TRUE(data.ok() && result.ok() && foreign.ok());
+  std::vector<int64_t> v(512);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int64_t>(i) * 7;
+  ASSERT_TRUE((*a)->transport().Write(*data, v.data(), 4096).ok());
+  const std::vector<uint8_t> marker(4096, 0xA5);
+  ASSERT_TRUE((*a)->transport().Write(*result, marker.data(), 4096).ok());
+
+  offload::Spec spec;
+  spec.Column(ElemType::kI64);
+  spec.Aggregate(AggKind::kSum, spec.ColumnExpr(0));
+  auto request = [&](const offload::Spec& s, uint64_t piece, uint32_t len, uint32_t rows, uint32_t result_bytes) {
+    memnode::OffloadRequestBuilder rb(memnode::MaxRequestBytes((*a)->transport()));
+    rb.Begin(offload::Encode(s), *result, result_bytes);
+    memnode::OffloadUnitRef u;
+    u.rows = rows;
+    u.columns = {{{piece, len}}};
+    EXPECT_TRUE(rb.TryAdd(u));
+    return std::vector<uint8_t>(rb.bytes().begin(), rb.bytes().end());
+  };
+  auto refused = [&](std::vector<uint8_t> req, StatusCode code, const std::string& says) {
+    auto id = memnode::SubmitOffload((*a)->transport(), req);
+    ASSERT_FALSE(id.ok()) << says;
+    EXPECT_EQ(id.status().code(), code) << id.status();
+    EXPECT_NE(id.status().message().find(says), std::string::npos) << id.status();
+  };
+  auto run = [&](std::vector<uint8_t> req) -> Status {
+    auto id = memnode::SubmitOffload((*a)->transport(), req);
+    if (!id.ok()) return id.status();
+    const uint64_t ids[1] = {*id};
+    for (int i = 0; i < 100000; ++i) {
+      auto st = memnode::PollOffload((*a)->transport(), ids);
+      if (!st.ok()) return st.status();
+      if ((*st)[0].done) return (*st)[0].status;
+      std::this_thread::yield();
+    }
+    return Status::Timeout("job never done");
+  };
+  // Unknown operator: an aggregate kind byte no kernel knows.
+  std::vector<uint8_t> bad_op = request(spec, *data, 4096, 512, 8);
+  const std::vector<uint8_t> enc = offload::Encode(spec);
+  // RpcHeader (8) + OffloadHead (24), then the spec, whose last 4 bytes are its one Agg.
+  const size_t agg_at = 8 + 24 + enc.size() - 4;
+  ASSERT_EQ(bad_op[agg_at], static_cast<uint8_t>(AggKind::kSum));
+  bad_op[agg_at] = 99;
+  refused(bad_op, StatusCode::kInvalidArgument, "kind 99");
+  refused(request(spec, *foreign, 4096, 512, 8), StatusCode::kPermissionDenied, "");   // another client's block
+  refused(request(spec, uint64_t{1} << 39, 4096, 512, 8), StatusCode::kOutOfRange, "outside the UMA");
+  refused(request(spec, *data, 4092, 511, 8), StatusCode::kInvalidArgument, "");      // not whole i64s / rows
+  refused(request(spec, *data, 4096, 500, 8), StatusCode::kInvalidArgument, "");      // pieces != rows
+  refused(request(spec, *data, 4096, 512, 4), StatusCode::kInvalidArgument, "does not fit");  // oversized result
+  std::vector<uint8_t> cut = request(spec, *data, 4096, 512, 8);
+  cut.pop_back();
+  refused(cut, StatusCode::kInvalidArgument, "");  // truncated
+  // A group key out of range fails the job, and leaves the result block as it was.
+  offload::Spec keyed = spec;
+  keyed.key = {0, 0, 1, 0};
+  keyed.groups = 100;
+  const Status key = run(request(keyed, *data, 4096, 512, 800));
+  EXPECT_EQ(key.code(), StatusCode::kOutOfRange) << key;
+  std::vector<uint8_t> back(4096);
+  ASSERT_TRUE((*a)->transport().Read(*result, back.data(), 4096).ok());
+  EXPECT_EQ(back, marker) << "a failed job wrote its result block";
+  // And a well-formed one still works, with the kernel's answer.
+  ASSERT_TRUE(run(request(spec, *data, 4096, 512, 8)).ok());
+  int64_t sum = 0;
+  ASSERT_TRUE((*a)->transport().Read(*result, &sum, 8).ok());
+  EXPECT_EQ(sum, int64_t{7} * 512 * 511 / 2);
 }
 
 TEST_P(AggregateTest, MemnodeLostMidOffload) {

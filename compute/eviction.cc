@@ -154,6 +154,20 @@ std::vector<FarNode*> RuntimeImpl::PlacementOrder() const {
   return v;
 }
 
+FarNode* RuntimeImpl::AffinityHome(uint32_t key, std::span<FarNode* const> healthy) {
+  FarNode* home = nullptr;
+  uint64_t best = 0;
+  for (FarNode* n : healthy) {
+    if (n->far_exhausted.load(std::memory_order_relaxed)) continue;
+    const uint64_t w = AffinityWeight(key, n->index);
+    if (home == nullptr || w > best) {
+      home = n;
+      best = w;
+    }
+  }
+  return home;
+}
+
 Status RuntimeImpl::BlocksAt(FarNode& n, std::span<const uint32_t> sizes, std::vector<uint64_t>* out, bool* died,
                              std::string_view what) {
   *died = false;
@@ -260,8 +274,13 @@ Status RuntimeImpl::PickVictims(uint64_t bytes_to_free, ObjectHeader* only, bool
 Status RuntimeImpl::AssignFarBlocks(std::vector<Victim>& victims, Status* refused) {
   // Unique-Copy always needs new blocks; Multi-Copy only the first time.
   // Each new block's memnode: the least used healthy ones, a different one
-  // per copy; what a memnode gets in this round counts at once.
+  // per copy; what a memnode gets in this round counts at once. A victim
+  // with an affinity key puts its first copy on the key's home instead
+  // (AffinityHome: the healthy, not far-exhausted memnode the key hashes
+  // to), its other copies least used first on the others. Still one ALLOC
+  // and one WRITE chain per memnode.
   std::vector<FarNode*> order = PlacementOrder();
+  const std::vector<FarNode*> healthy = order;  // AffinityHome's candidates (order is re-sorted below)
   if (order.empty()) {
     for (const Victim& v : victims) Release(v);
     return FailedAccess(NoHealthyStatus(nullptr).WithContext("swap-out"));
@@ -285,11 +304,16 @@ Status RuntimeImpl::AssignFarBlocks(std::vector<Victim>& victims, Status* refuse
     v.short_copies = want < copies_;
     std::sort(order.begin(), order.end(),
               [&](const FarNode* a, const FarNode* b) { return score[a->index] < score[b->index]; });
-    for (uint32_t c = 0; c < want; ++c) {
-      needs[order[c]->index].push_back({i, c});
-      score[order[c]->index] += v.h->size;
+    FarNode* const home = v.h->affinity != 0 ? AffinityHome(v.h->affinity, healthy) : nullptr;
+    auto place = [&](FarNode* n, uint32_t c) {
+      needs[n->index].push_back({i, c});
+      score[n->index] += v.h->size;
       v.far.addr[c] = kNoFarOffset;
-    }
+    };
+    uint32_t c = 0;
+    if (home != nullptr) place(home, c++);
+    for (size_t k = 0; c < want; ++k)  // home is one of `order`: there are enough others
+      if (order[k] != home) place(order[k], c++);
     v.far.n = want;
   }
   Status first_refusal;

@@ -45,6 +45,22 @@ constexpr uint64_t OffsetOf(uint64_t addr) { return addr & kOffsetMask; }
 static_assert(kMaxMemnodes < 255);
 }  // namespace far
 
+// Placement affinity (docs/redundancy.md, "Affinity"): the weight of memnode
+// `node` (its index) for affinity key `key`. A key's home is the eligible
+// memnode of the highest weight (rendezvous hashing): stable while the set
+// is the same, and when a memnode leaves only its keys move (each to its
+// own next choice, spread over the others); a memnode that joins takes
+// about 1/N of the keys. splitmix64's finalizer, over the key, then the pair.
+constexpr uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+constexpr uint64_t AffinityWeight(uint32_t key, uint32_t node) {
+  return SplitMix64(SplitMix64(key) ^ (uint64_t{node} << 32));
+}
+
 struct FarNode {
   enum Health : int { kHealthy = 0, kReconnecting = 1, kDead = 2 };
 

@@ -24,6 +24,15 @@
 // Addresses are user-space virtual addresses (x86-64: 47 bits); a far
 // address names a memnode and a UMA offset there (runtime_impl.h, namespace
 // far: node in bits 40..47, offset in bits 0..39); both fit the low 48 bits.
+//
+// The rest of the header (32 bytes in all, pinned below):
+//   size        bytes of the object's data
+//   live        1 while a RemoteObject owns the slot
+//   far_offset  Multi-Copy: the far address kept while the object is present
+//   index       the slot's number in the slab (its side tables: replicas)
+//   affinity    the placement key given to Runtime::New (0: none), fixed for
+//               the object's life: objects with the same key put their first
+//               far copy on the same memnode (docs/redundancy.md, "Affinity")
 #pragma once
 
 #include <atomic>
@@ -61,7 +70,7 @@ struct ObjectHeader {
   std::atomic<uint32_t> live{0};  // 1 while a handle owns it (the CLOCK hand skips free slots)
   uint64_t far_offset = kNoFarOffset;  // Multi-Copy: the far address of the copy kept while present
   uint32_t index = 0;       // the header's slot in the runtime's slab (its side tables: replicas)
-  uint32_t unused = 0;
+  uint32_t affinity = 0;    // placement key (0: none); set by New, then read only
 };
 static_assert(sizeof(ObjectHeader) == 32);
 

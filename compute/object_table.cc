@@ -116,7 +116,7 @@ void RuntimeImpl::AddLocal(uint64_t size) {
 
 // ---------------------------------------------------------------- lifecycle
 
-StatusOr<RemoteObject> RuntimeImpl::New(uint32_t size, const void* init) {
+StatusOr<RemoteObject> RuntimeImpl::New(uint32_t size, const void* init, uint32_t affinity) {
   if (size == 0 || size > opts_.max_object_bytes)
     return Status::InvalidArgument("object of " + std::to_string(size) + " B: objects must be 1.." +
                                    std::to_string(opts_.max_object_bytes) + " B (max_object_bytes)");
@@ -128,6 +128,7 @@ StatusOr<RemoteObject> RuntimeImpl::New(uint32_t size, const void* init) {
   ObjectHeader* h = AllocHeader();
   h->size = size;
   h->far_offset = kNoFarOffset;
+  h->affinity = affinity;  // read by eviction rounds after the word's release below
   h->live.store(1, std::memory_order_relaxed);
   h->word.store(kPresent | kDirty | kHot | reinterpret_cast<uint64_t>(p), std::memory_order_release);
   AddLocal(size);

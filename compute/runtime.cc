@@ -119,7 +119,9 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o) {
 
 Runtime::~Runtime() = default;
 
-StatusOr<RemoteObject> Runtime::New(uint32_t size, const void* init) { return ImplOf(*this).New(size, init); }
+StatusOr<RemoteObject> Runtime::New(uint32_t size, const void* init, uint32_t affinity) {
+  return ImplOf(*this).New(size, init, affinity);
+}
 Status Runtime::SwapOut(const RemoteObject& obj) { return ImplOf(*this).SwapOut(obj); }
 Status Runtime::EvictToBudget() { return ImplOf(*this).EvictToBudget(); }
 Status Runtime::FlushFrees() { return ImplOf(*this).FlushFrees(); }

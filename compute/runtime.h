@@ -350,6 +350,8 @@ class RemoteObject {
   // The memnode (its index in the runtime's list) of the object's first far
   // copy; -1 if it has none.
   int far_memnode() const;
+  // The placement key given to Runtime::New (0: none).
+  uint32_t affinity() const { return h_->affinity; }
 
   // The object's data, local and pinned until `scope` ends. `write` marks it
   // dirty. Fails only if a swap-in is needed and cannot be done:
@@ -382,7 +384,18 @@ class Runtime {
 
   // A new object of `size` bytes, local, zero-filled (or copied from `init`).
   // kInvalidArgument for 0 or above max_object_bytes.
-  StatusOr<RemoteObject> New(uint32_t size, const void* init = nullptr);
+  //
+  // `affinity` (0: none) is a placement key, fixed for the object's life:
+  // with many memnodes, objects with the same key put their first far copy
+  // on the same memnode — the healthy one the key hashes to (rendezvous
+  // hashing over the healthy memnodes), unless it ran out of far memory —
+  // so that work on them can run at that memnode (an aggregate offloads a
+  // unit only when all its chunks have a copy on one memnode). The other
+  // copies of replicate:R go least used first, as for objects without a
+  // key; ec:K+M stripes and repaired copies ignore the key.
+  // RemoteArray gives its chunks keys by row (remote_ds/remote_array.h).
+  // Details: docs/redundancy.md, "Affinity".
+  StatusOr<RemoteObject> New(uint32_t size, const void* init = nullptr, uint32_t affinity = 0);
 
   // Swaps one object out now (if unpinned and local); returns why not, e.g.
   // kOutOfMemory when far memory is exhausted — then it stays local.

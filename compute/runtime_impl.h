@@ -46,7 +46,7 @@ class RuntimeImpl final : public Runtime {
 
   // ---- The API (runtime.h says what each does), by file.
   // object_table.cc
-  StatusOr<RemoteObject> New(uint32_t size, const void* init) EXCLUDES(evict_mu_, headers_mu_);
+  StatusOr<RemoteObject> New(uint32_t size, const void* init, uint32_t affinity) EXCLUDES(evict_mu_, headers_mu_);
   // eviction.cc
   Status SwapOut(const RemoteObject& obj) EXCLUDES(evict_mu_);
   Status EvictToBudget() EXCLUDES(evict_mu_);
@@ -176,6 +176,9 @@ class RuntimeImpl final : public Runtime {
   void NoteAllocResult(FarNode& node, const Status& s, bool any_refused);
   // The healthy memnodes, least used first (placement).
   std::vector<FarNode*> PlacementOrder() const;
+  // The home of affinity key `key` (!= 0) among `healthy`: the one of the
+  // highest AffinityWeight that is not far-exhausted; nullptr if all are.
+  static FarNode* AffinityHome(uint32_t key, std::span<FarNode* const> healthy);
   // Far blocks at memnode n, one per size: queued free blocks of that size
   // first (no ALLOC; counted as recycled), then one ALLOC for the rest.
   // (*out)[i] is a far address, or kNoFarOffset where the memnode refused

@@ -3,6 +3,16 @@
 // swapping. Element access goes through a DerefScope, which pins the
 // element's chunk; a sequential scan prefetches the next chunks.
 //
+// Placement (ChunkPlacement, default kRowAffinity): chunk c gets the
+// affinity key 1 + (first row of c) / kAffinityRows (Runtime::New), so with
+// many memnodes the chunks of the same kAffinityRows rows — in every array
+// made this way, whatever its element size — put their first far copy on
+// the same memnode, and an aggregate over several such arrays
+// (compute/aggregate.h, default units of kAffinityRows rows) finds each unit
+// on one memnode and runs it there (docs/offload-affinity.md). Chunks that
+// straddle two groups of rows (chunk_bytes not a power of two) take the key
+// of their first row. kAnywhere: no key, every chunk least used first.
+//
 // Thread-safety: concurrent reads and writes of DISTINCT elements from many
 // threads are fine (the runtime is thread-safe); the array itself is not
 // resized. Each thread uses its own DerefScope.
@@ -23,21 +33,33 @@ using compute::DerefScope;
 using compute::RemoteObject;
 using compute::Runtime;
 
+// Where an array's chunks go when swapped out (see the top of this file).
+enum class ChunkPlacement {
+  kRowAffinity,  // key by row: the same rows of every array on the same memnode
+  kAnywhere,     // no key: each chunk least used first
+};
+// Rows per affinity key: an aggregate's default unit (compute/aggregate.h).
+inline constexpr uint64_t kAffinityRows = compute::kDefaultUnitRows;
+
 template <typename T>
 class RemoteArray {
   static_assert(std::is_trivially_copyable_v<T>, "far objects are copied byte for byte");
 
  public:
-  static StatusOr<RemoteArray> Make(Runtime& rt, size_t n, uint32_t chunk_bytes = 4096) {
-    return Build(rt, n, chunk_bytes, static_cast<void (*)(size_t, T&)>(nullptr));
+  static StatusOr<RemoteArray> Make(Runtime& rt, size_t n, uint32_t chunk_bytes = 4096,
+                                    ChunkPlacement placement = ChunkPlacement::kRowAffinity) {
+    return Build(rt, n, chunk_bytes, placement, static_cast<void (*)(size_t, T&)>(nullptr));
   }
   // As Make, but element i starts as init(i, T&) sets it: each chunk is
   // filled before it becomes an object, so loading costs no swap-in (a
   // ForEachMut after Make would bring every evicted chunk back once).
   template <typename Init>
-  static StatusOr<RemoteArray> MakeWith(Runtime& rt, size_t n, Init&& init, uint32_t chunk_bytes = 4096) {
-    return Build(rt, n, chunk_bytes, &init);
+  static StatusOr<RemoteArray> MakeWith(Runtime& rt, size_t n, Init&& init, uint32_t chunk_bytes = 4096,
+                                        ChunkPlacement placement = ChunkPlacement::kRowAffinity) {
+    return Build(rt, n, chunk_bytes, placement, &init);
   }
+  // The affinity key of the chunk whose first row is `row` (never 0).
+  static uint32_t AffinityKeyOf(size_t row) { return static_cast<uint32_t>(row / kAffinityRows % 0xFFFFFFFFu) + 1; }
 
   size_t size() const { return n_; }
   size_t elements_per_chunk() const { return per_chunk_; }
@@ -175,7 +197,8 @@ class RemoteArray {
   }
 
   template <typename InitPtr>
-  static StatusOr<RemoteArray> Build(Runtime& rt, size_t n, uint32_t chunk_bytes, InitPtr init) {
+  static StatusOr<RemoteArray> Build(Runtime& rt, size_t n, uint32_t chunk_bytes, ChunkPlacement placement,
+                                     InitPtr init) {
     if (chunk_bytes < sizeof(T))
       return Status::InvalidArgument("a chunk of " + std::to_string(chunk_bytes) + " B cannot hold one element");
     RemoteArray a;
@@ -189,7 +212,8 @@ class RemoteArray {
       const size_t elems = std::min<size_t>(a.per_chunk_, n - c * a.per_chunk_);
       if (init != nullptr)
         for (size_t k = 0; k < elems; ++k) (*init)(c * a.per_chunk_ + k, buf[k]);
-      auto o = rt.New(static_cast<uint32_t>(elems * sizeof(T)), init != nullptr ? buf.data() : nullptr);
+      const uint32_t key = placement == ChunkPlacement::kRowAffinity ? AffinityKeyOf(c * a.per_chunk_) : 0;
+      auto o = rt.New(static_cast<uint32_t>(elems * sizeof(T)), init != nullptr ? buf.data() : nullptr, key);
       if (!o.ok()) return o.status();
       a.chunks_.push_back(std::move(*o));
     }

@@ -90,7 +90,7 @@ class AggregateTest : public ::testing::TestWithParam<Param> {
       nodes_.push_back(std::move(*m));
     }
   }
-  std::unique_ptr<Runtime> Make(uint64_t budget, const std::string& redundancy = "none") {
+  std::unique_ptr<Runtime> Make(uint64_t budget, const std::string& redundancy = "none", bool prefetch = true) {
     RuntimeOptions o;
     o.transport = GetParam().transport;
     for (const auto& n : nodes_) o.memnodes.push_back({sharry::testing::ServerAddr(GetParam().transport), n->port()});
@@ -104,6 +104,7 @@ class AggregateTest : public ::testing::TestWithParam<Param> {
     o.reconnect_timeout_ms = 100;
     o.reconnect_pause_ms = 1;
     o.placement_refresh_ms = 0;
+    o.prefetch_thread = prefetch;
     auto rt = Runtime::Create(o);
     EXPECT_TRUE(rt.ok()) << rt.status();
     return rt.ok() ? std::move(*rt) : nullptr;
@@ -186,7 +187,9 @@ TEST_P(AggregateTest, EveryOperatorEqualsLocalAtEveryLocalShare) {
   const Columns cols;
   const uint64_t data_bytes = Columns::kRows * (8 + 1 + 4 + 8);
   for (double share : {0.0, 0.1, 0.5, 1.0}) {
-    auto rt = Make(std::max<uint64_t>(64 << 10, static_cast<uint64_t>(data_bytes * share * 1.1)));
+    // No prefetch thread: a never-mode call's prefetches, landing during
+    // the next call, would be swap-ins that call did not make.
+    auto rt = Make(std::max<uint64_t>(64 << 10, static_cast<uint64_t>(data_bytes * share * 1.1)), "none", false);
     ASSERT_TRUE(rt);
     auto a = RemoteArray<int64_t>::MakeWith(*rt, Columns::kRows, [&](size_t i, int64_t& v) { v = cols.a[i]; });
     auto k = RemoteArray<uint8_t>::MakeWith(*rt, Columns::kRows, [&](size_t i, uint8_t& v) { v = cols.k[i]; });
@@ -290,7 +293,25 @@ TEST_P(AggregateTest, ConcurrentSwapsKeepResultsExact) {
     }
   };
   std::thread t1(churn, 1), t2(churn, 2);
+  // And a second aggregator over the same chunks with its columns the other
+  // way round (the takes are in address order: no cycle between the two).
   const AggregateColumn c[] = {a->column(), d->column()};
+  const AggregateColumn swapped[] = {d->column(), a->column()};
+  offload::Spec spec2;
+  spec2.Column(ElemType::kF64);
+  spec2.Column(ElemType::kI64);
+  spec2.Aggregate(AggKind::kSum, spec2.ColumnExpr(1));
+  spec2.Aggregate(AggKind::kSum, spec2.ColumnExpr(0));
+  spec2.Aggregate(AggKind::kSumProd, spec2.ColumnExpr(1), spec2.ColumnExpr(0));
+  std::thread other([&] {
+    for (int i = 0; i < 20; ++i) {
+      AggregateOptions o;
+      o.offload = OffloadMode::kAlways;
+      auto got = Aggregate(*rt, spec2, swapped, Columns::kRows, o);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_TRUE(SameResult(*got, *want)) << "other round " << i;  // the same slots, the same bits
+    }
+  });
   for (int i = 0; i < 20; ++i) {
     AggregateOptions o;
     o.offload = i % 2 ? OffloadMode::kAlways : OffloadMode::kAuto;
@@ -299,6 +320,7 @@ TEST_P(AggregateTest, ConcurrentSwapsKeepResultsExact) {
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_TRUE(SameResult(*got, *want)) << "round " << i;
   }
+  other.join();
   stop = true;
   t1.join();
   t2.join();

@@ -288,8 +288,11 @@ void RuntimeImpl::MarkFarMemoryLost(FarNode& n, const Status& why) {
         h->word.fetch_and(~kBusy, std::memory_order_release);
         break;
       }
+      // Its size, read while it is busy: once the word below is released, a
+      // Destroy may free the header and a New reuse it.
+      const uint32_t size = h->size;
       SetExtras(h, keep.n > 1 ? keep.addr + 1 : nullptr, keep.n > 0 ? keep.n - 1 : 0);
-      far_copy_bytes_ -= uint64_t{h->size} * (all.n - keep.n);
+      far_copy_bytes_ -= uint64_t{size} * (all.n - keep.n);
       if (keep.n > 0) {
         degraded++;
         if (present) {
@@ -305,13 +308,13 @@ void RuntimeImpl::MarkFarMemoryLost(FarNode& n, const Status& why) {
         h->far_offset = kNoFarOffset;
         h->word.fetch_or(kDirty, std::memory_order_relaxed);
         h->word.fetch_and(~(kFar | kBusy), std::memory_order_release);
-        far_bytes_ -= h->size;
+        far_bytes_ -= size;
         dropped_copies++;
       } else {
         h->word.store(kFar | kLostFar, std::memory_order_release);
-        far_bytes_ -= h->size;
+        far_bytes_ -= size;
         lost++;
-        lost_bytes += h->size;
+        lost_bytes += size;
       }
       break;
     }

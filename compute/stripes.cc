@@ -394,10 +394,11 @@ void RuntimeImpl::MarkStripesLost(FarNode& n, uint64_t* lost, uint64_t* lost_byt
         break;
       }
       (void)LeaveStripe(h);  // (FREEs go out with a later batch: no far access here)
-      far_bytes_ -= h->size;
+      const uint32_t size = h->size;  // before the store: then a Destroy may reuse the header
+      far_bytes_ -= size;
       h->word.store(kFar | kLostFar, std::memory_order_release);
       (*lost)++;
-      *lost_bytes += h->size;
+      *lost_bytes += size;
       break;
     }
   }

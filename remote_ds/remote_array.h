@@ -3,15 +3,19 @@
 // swapping. Element access goes through a DerefScope, which pins the
 // element's chunk; a sequential scan prefetches the next chunks.
 //
-// Placement (ChunkPlacement, default kRowAffinity): chunk c gets the
+// Placement (ChunkPlacement, default kAnywhere: every chunk least used
+// first). With kRowAffinity — for arrays you will aggregate across many
+// memnodes — chunk c gets the
 // affinity key 1 + (first row of c) / kAffinityRows (Runtime::New), so with
 // many memnodes the chunks of the same kAffinityRows rows — in every array
 // made this way, whatever its element size — put their first far copy on
 // the same memnode, and an aggregate over several such arrays
 // (compute/aggregate.h, default units of kAffinityRows rows) finds each unit
-// on one memnode and runs it there (docs/offload-affinity.md). Chunks that
+// on one memnode and runs it there (docs/offload.md). Chunks that
 // straddle two groups of rows (chunk_bytes not a power of two) take the key
-// of their first row. kAnywhere: no key, every chunk least used first.
+// of their first row. Not the default: it trades the least-used spread of
+// every eviction round for units kept together (with replicate:2 it cost
+// the redundancy figure a third of its throughput; docs/RESULTS.md).
 //
 // Thread-safety: concurrent reads and writes of DISTINCT elements from many
 // threads are fine (the runtime is thread-safe); the array itself is not
@@ -47,7 +51,7 @@ class RemoteArray {
 
  public:
   static StatusOr<RemoteArray> Make(Runtime& rt, size_t n, uint32_t chunk_bytes = 4096,
-                                    ChunkPlacement placement = ChunkPlacement::kRowAffinity) {
+                                    ChunkPlacement placement = ChunkPlacement::kAnywhere) {
     return Build(rt, n, chunk_bytes, placement, static_cast<void (*)(size_t, T&)>(nullptr));
   }
   // As Make, but element i starts as init(i, T&) sets it: each chunk is
@@ -55,7 +59,7 @@ class RemoteArray {
   // ForEachMut after Make would bring every evicted chunk back once).
   template <typename Init>
   static StatusOr<RemoteArray> MakeWith(Runtime& rt, size_t n, Init&& init, uint32_t chunk_bytes = 4096,
-                                        ChunkPlacement placement = ChunkPlacement::kRowAffinity) {
+                                        ChunkPlacement placement = ChunkPlacement::kAnywhere) {
     return Build(rt, n, chunk_bytes, placement, &init);
   }
   // The affinity key of the chunk whose first row is `row` (never 0).

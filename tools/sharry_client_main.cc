@@ -244,7 +244,10 @@ int Main(int argc, char** argv) {
       const uint64_t objs = objects / FLAGS_arrays + (a < objects % FLAGS_arrays);
       const size_t b = n;
       auto arr = sharry::remote_ds::RemoteArray<uint64_t>::MakeWith(
-          **rt, objs * per_obj, [b](size_t i, uint64_t& v) { v = b + i; }, FLAGS_object_bytes);
+          **rt, objs * per_obj, [b](size_t i, uint64_t& v) { v = b + i; }, FLAGS_object_bytes,
+          // Aggregates: each unit's chunks on one memnode (docs/offload.md).
+          FLAGS_pattern == "aggregate" ? sharry::remote_ds::ChunkPlacement::kRowAffinity
+                                       : sharry::remote_ds::ChunkPlacement::kAnywhere);
       if (!arr.ok()) return FailRun(**rt, arr.status(), "fill");
       base.push_back(n);
       n += arr->size();

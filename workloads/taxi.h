@@ -149,7 +149,10 @@ class RemoteColumn {
   using Cursor = typename remote_ds::RemoteArray<T>::Cursor;
   template <typename Init>
   static StatusOr<RemoteColumn> Make(compute::Runtime* rt, size_t n, Init&& init) {
-    auto a = remote_ds::RemoteArray<T>::MakeWith(*rt, n, std::forward<Init>(init));
+    // Row affinity: with many memnodes each unit of every column on one
+    // memnode, so the aggregate queries offload it there (docs/offload.md).
+    auto a = remote_ds::RemoteArray<T>::MakeWith(*rt, n, std::forward<Init>(init), 4096,
+                                                 remote_ds::ChunkPlacement::kRowAffinity);
     if (!a.ok()) return a.status();
     RemoteColumn c;
     c.a_ = std::move(*a);

@@ -96,6 +96,9 @@ TEST(EtcdWireTest, ParsesEtcdsReplies) {
   auto empty = ParseRangeReply(std::string("{") + kHeader + "}");
   ASSERT_TRUE(empty.ok());
   EXPECT_TRUE(empty->kvs.empty());
+  auto empty_key = ParseRangeReply(std::string("{") + kHeader + R"(,"kvs":[{"key":"","mod_revision":"2"}]})");
+  ASSERT_FALSE(empty_key.ok());
+  EXPECT_NE(empty_key.status().message().find("\"key\" is empty"), std::string::npos) << empty_key.status();
 }
 
 TEST(EtcdWireTest, ParsesWatchLines) {
@@ -150,6 +153,12 @@ TEST(EtcdWireTest, RefusesBrokenReplies) {
       ParseWatchLine(std::string(R"({"result":{)") + kHeader + R"(,"events":[{"type":"MOVE","kv":{"key":"Zm9v"}}]}})")
           .ok());
   EXPECT_FALSE(ParseWatchLine(std::string(R"({"result":{)") + kHeader + R"(,"events":[{"type":"PUT"}]}})").ok());
+  // An empty key (etcd has none): refused, in a watch event and in a range
+  // (etcd_reply_fuzz found a DELETE event with "key":"" accepted).
+  auto empty = ParseWatchLine(std::string(R"({"result":{)") + kHeader +
+                              R"(,"events":[{"type":"DELETE","kv":{"key":"","mod_revision":"3"}}]}})");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("\"key\" is empty"), std::string::npos) << empty.status();
   EXPECT_FALSE(ParseWatchLine(R"({"result":7})").ok());
   EXPECT_FALSE(ParseWatchLine(deep).ok());
   // A stream's error line is the error it states.

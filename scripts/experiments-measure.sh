@@ -351,8 +351,12 @@ fig8() {
 # round starts with another mode, so that no mode always runs first).
 rotate() { local k=$1; shift; local a=("$@") i; for ((i = 0; i < ${#a[@]}; i++)); do echo "${a[(i + k) % ${#a[@]}]}"; done; }
 
+# SHARRY_REDUNDANCY_MODES overrides the modes (a space-separated list); a mode
+# "ec:K+M@B" runs ec:K+M with --ec_hole_budget=B (the far memory /
+# throughput curve of docs/redundancy.md).
 redundancy() {
   local ws_mb=32 ops=2000 secs=5 memnodes=4 procs=3 pct=50 r=$rounds modes=(none replicate:2 ec:2+1 ec:3+1)
+  if [[ -n ${SHARRY_REDUNDANCY_MODES:-} ]]; then read -ra modes <<<"$SHARRY_REDUNDANCY_MODES"; fi
   if [[ $quick == 1 ]]; then ws_mb=16 secs=2; [[ $rounds_given == 1 ]] || r=1; fi
   local total=$(( ${#modes[@]} * r )) k=0 round red
   echo "redundancy: $procs processes on $memnodes memnodes (this host), 8 arrays of 4 KiB objects, ${ws_mb} MiB per process, $pct % local, 20 % writes, timed phase >= $secs s; ${modes[*]} interleaved, median of $r rounds"
@@ -363,10 +367,12 @@ redundancy() {
         redundancy=\""$red"\" sections=1 local_pct="$pct" ws_mib="$ws_mb"
       wait_quiet
       start_memnodes "$memnodes" 1 $((ws_mb * 2 + 64))
+      local hole=()
+      [[ $red == *@* ]] && hole=(--ec_hole_budget="${red#*@}")
       # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
       run_clients "[redundancy $k/$total] $red" "$procs" "$b/tools/sharry_client" --transport="$transport" \
-        --memnode="$nodes" $client_auth --redundancy="$red" --workload=array --arrays=8 --object_bytes=4096 \
-        --working_set_mb="$ws_mb" --local_pct="$pct" --ops="$ops" --min_secs="$secs"
+        --memnode="$nodes" $client_auth --redundancy="${red%@*}" "${hole[@]}" --workload=array --arrays=8 \
+        --object_bytes=4096 --working_set_mb="$ws_mb" --local_pct="$pct" --ops="$ops" --min_secs="$secs"
       stop_memnodes
     done
   done

@@ -20,6 +20,9 @@ SHARRY_FLAG(int32, op_timeout_ms, 2000, 50, 600000,
             "a far READ/WRITE/RPC unanswered this long fails its connection (a stopped memnode is noticed "
             "within this), in ms");
 DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy)");
+SHARRY_FLAG(double, ec_hole_budget, 0.05, 0, 10,
+            "with --redundancy=ec:K+M: holes (members swapped in) are compacted away only while the stripes' far "
+            "memory is more than this fraction over (K+M)/K of the data (docs/redundancy.md)");
 DEFINE_string(offload, "auto", "where aggregates over far chunks run: auto (at the memnode when that moves fewer "
               "bytes), always (at the memnode whenever a unit is far there) or never (here, swapping chunks in)");
 DEFINE_string(ready_file, "", "start barrier: created when the data is loaded");
@@ -39,6 +42,7 @@ void ConnectionFromFlags(std::string_view program, RuntimeOptions* o) {
                                                            " must be non-empty, without spaces"));
   o->etcd_prefix = FLAGS_etcd_prefix;
   o->op_timeout_ms = FLAGS_op_timeout_ms;
+  o->ec_hole_budget = FLAGS_ec_hole_budget;
   auto offload = ParseOffloadMode(FLAGS_offload);
   if (!offload.ok())
     flags::ExitOnBadFlags(program, Status::InvalidArgument("--offload=" + FLAGS_offload +

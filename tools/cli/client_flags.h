@@ -19,6 +19,7 @@ DECLARE_string(redundancy);
 DECLARE_string(mode);
 DECLARE_string(offload);
 DECLARE_int32(op_timeout_ms);
+DECLARE_double(ec_hole_budget);
 DECLARE_string(ready_file);
 DECLARE_string(go_file);
 

@@ -80,7 +80,9 @@
 //   stripes.cc          ec:K+M stripes: write, degraded read, holes, restriper
 //   membership.cc       memnodes from etcd: joins and leaves
 //   aggregate.h, offload.cc  aggregates split between local chunks and the
-//                       memnodes holding the far ones (docs/offload.md)
+//                       memnodes holding the far ones (docs/offload.md);
+//                       aggregate_run.h (one call's state), offload_jobs.cc
+//                       (its OFFLOAD jobs)
 //   far_node.h          one memnode as the runtime sees it; far addresses
 //   erasure_code.h/.cc  the Reed-Solomon code (ISA-L)
 #pragma once

@@ -27,6 +27,7 @@
 #include "memnode/memnode.h"
 #include "offload/local.h"
 #include "remote_ds/remote_array.h"
+#include "tests/loopback_memnodes.h"
 #include "tests/test_util.h"
 
 namespace sharry::compute {
@@ -37,45 +38,14 @@ using offload::ElemType;
 using remote_ds::ChunkPlacement;
 using remote_ds::RemoteArray;
 
-class AffinityTest : public ::testing::TestWithParam<const char*> {
+class AffinityTest : public ::testing::TestWithParam<const char*>, protected sharry::testing::LoopbackMemnodes {
  protected:
-  void StartMemnodes(int n, uint64_t uma = 16u << 20) {
-    for (int i = 0; i < n; ++i) {
-      memnode::MemnodeOptions o;
-      o.transport = TransportKind::kLoopback;
-      o.uma_bytes = uma;
-      o.sections = 1;
-      o.server.lease_ms = 0;
-      auto m = memnode::Memnode::Start(o);
-      ASSERT_TRUE(m.ok()) << m.status();
-      nodes_.push_back(std::move(*m));
-    }
-  }
-  RuntimeOptions Options(const std::string& redundancy, uint64_t budget = 256u << 10) const {
-    RuntimeOptions o;
-    o.transport = TransportKind::kLoopback;
-    for (const auto& n : nodes_) o.memnodes.push_back({"loopback", n->port()});
-    auto r = ParseRedundancy(redundancy);
-    EXPECT_TRUE(r.ok()) << r.status();
-    o.redundancy = *r;
-    o.local_budget_bytes = budget;
-    o.evict_batch = 16;
-    o.prefetch_thread = false;
-    o.reconnect_attempts = 1;
-    o.reconnect_timeout_ms = 100;
-    o.reconnect_pause_ms = 1;
-    o.placement_refresh_ms = 0;  // placement by our own bytes only: deterministic
-    return o;
-  }
-  void Kill(size_t node) { nodes_[node].reset(); }
-  std::unique_ptr<Runtime> Make(const RuntimeOptions& o) {
-    auto rt = Runtime::Create(o);
-    EXPECT_TRUE(rt.ok()) << rt.status();
-    return rt.ok() ? std::move(*rt) : nullptr;
+  AffinityTest() {  // FREE batching as the defaults have it
+    memnode_free_batch_ = memnode::MemnodeOptions().free_batch;
+    runtime_free_batch_ = RuntimeOptions().free_batch;
   }
 
-  // Destroyed in reverse: the objects, the runtime, then the memnodes.
-  std::vector<std::unique_ptr<memnode::Memnode>> nodes_;
+  // Destroyed in reverse: the runtime, then (the base's) memnodes.
   std::unique_ptr<Runtime> rt_;
 };
 

@@ -23,48 +23,14 @@
 
 #include "compute/runtime.h"
 #include "memnode/memnode.h"
+#include "tests/loopback_memnodes.h"
 #include "tests/test_util.h"
 
 namespace sharry::compute {
 namespace {
 
-class MultiMemnodeTest : public ::testing::Test {
+class MultiMemnodeTest : public ::testing::Test, protected sharry::testing::LoopbackMemnodes {
  protected:
-  void StartMemnodes(int n, uint64_t uma = 16u << 20) {
-    for (int i = 0; i < n; ++i) {
-      memnode::MemnodeOptions o;
-      o.transport = TransportKind::kLoopback;
-      o.uma_bytes = uma;
-      o.sections = 1;
-      o.server.lease_ms = 0;
-      o.free_batch = 1;  // FREEs are applied at once: live blocks are exact
-      auto m = memnode::Memnode::Start(o);
-      ASSERT_TRUE(m.ok()) << m.status();
-      nodes_.push_back(std::move(*m));
-    }
-  }
-  RuntimeOptions Options(const std::string& redundancy, uint64_t budget = 256u << 10) const {
-    RuntimeOptions o;
-    o.transport = TransportKind::kLoopback;
-    for (const auto& n : nodes_) o.memnodes.push_back({"loopback", n->port()});
-    auto r = ParseRedundancy(redundancy);
-    EXPECT_TRUE(r.ok()) << r.status();
-    o.redundancy = *r;
-    o.local_budget_bytes = budget;
-    o.evict_batch = 16;
-    o.free_batch = 8;
-    o.prefetch_thread = false;
-    o.reconnect_attempts = 1;
-    o.reconnect_timeout_ms = 100;
-    o.reconnect_pause_ms = 1;
-    o.placement_refresh_ms = 0;  // placement by our own bytes only: deterministic
-    return o;
-  }
-  std::unique_ptr<Runtime> Make(const RuntimeOptions& o) {
-    auto rt = Runtime::Create(o);
-    EXPECT_TRUE(rt.ok()) << rt.status();
-    return rt.ok() ? std::move(*rt) : nullptr;
-  }
   // n objects of random sizes (64 B .. 4 KiB) filled with pattern i; all
   // but the last few are swapped out by the budget.
   void MakeObjects(Runtime& rt, int n) {
@@ -99,10 +65,7 @@ class MultiMemnodeTest : public ::testing::Test {
     for (const auto& o : objs_) n += o.has_far_copy();
     return n;
   }
-  void Kill(size_t node) { nodes_[node].reset(); }
-
-  // Destroyed in reverse: the objects, the runtime, then the memnodes.
-  std::vector<std::unique_ptr<memnode::Memnode>> nodes_;
+  // Destroyed in reverse: the objects, the runtime, then (the base's) memnodes.
   std::unique_ptr<Runtime> rt_;
   std::vector<RemoteObject> objs_;
   std::vector<uint32_t> sizes_;

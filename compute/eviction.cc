@@ -210,7 +210,9 @@ Status RuntimeImpl::WriteChain(FarNode& n, std::span<const RemoteOp> ops, std::s
   auto conn = DataConnection(n);
   Status ws = conn.ok() ? (*conn)->WriteBatch(ops) : conn.status();
   if (ws.ok()) {
-    for (const RemoteOp& op : ops) far_write_bytes_ += op.length;
+    uint64_t bytes = 0;
+    for (const RemoteOp& op : ops) bytes += op.length;
+    far_write_bytes_.fetch_add(bytes, std::memory_order_relaxed);  // one atomic per chain
     return ws;
   }
   if (conn.ok() && !(*conn)->alive()) return ConnectionFailed(n, ws, what);

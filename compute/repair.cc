@@ -173,8 +173,11 @@ size_t RuntimeImpl::RepairBatch(std::vector<ObjectHeader*>& batch) {
     if (writes.empty()) continue;
     auto conn = DataConnection(n);
     Status ws = conn.ok() ? (*conn)->WriteBatch(writes) : conn.status();
-    if (ws.ok())
-      for (const RemoteOp& op : writes) far_write_bytes_ += op.length;
+    if (ws.ok()) {
+      uint64_t bytes = 0;
+      for (const RemoteOp& op : writes) bytes += op.length;
+      far_write_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    }
     if (!ws.ok()) {
       if (conn.ok() && !(*conn)->alive()) (void)ConnectionFailed(n, ws, "repair: WRITE");
       std::vector<FarBlockQueue::Block> back;

@@ -36,8 +36,12 @@ void Timeline::Loop() {
     l.lock();
   }
   l.unlock();
-  // The partial interval at the end (if at least a millisecond long).
-  if (Clock::now() - last_t_ >= std::chrono::milliseconds(1)) Sample();
+  // The partial interval at the end: if at least a millisecond long, or if
+  // ops were done since the last row (the rows must add up to the phase's
+  // counts even when the workers end just after a tick).
+  const Progress p = counters_.Sum();
+  if (Clock::now() - last_t_ >= std::chrono::milliseconds(1) || p.ops != last_.ops || p.errors != last_.errors)
+    Sample();
 }
 
 void Timeline::Sample() {

@@ -210,9 +210,11 @@ Status RuntimeImpl::SwapIn(ObjectHeader* h, uint64_t m) {
   // Inside the far access (and with kBusy), the far blocks stay ours: a
   // reconnector drops copies only with epoch_mu_ held exclusively.
   if (ec_) {
-    // Unique-Copy: the object leaves its stripe (a hole until restriped).
+    // Unique-Copy: the object leaves its stripe: a hole, refilled by a
+    // later eviction round (its old bytes kept for the parity delta) or
+    // compacted away (stripe_refill.cc, stripes.cc).
     if (Status s = ReadMember(h, Addr(m), p); !s.ok()) return fail(s);  // (its context says swap-in)
-    const bool flush = LeaveStripe(h);
+    const bool flush = LeaveStripe(h, p);
     far_bytes_ -= size;
     h->word.store(kPresent | kHot | kBusy | reinterpret_cast<uint64_t>(p), std::memory_order_release);
     AddLocal(size);

@@ -100,6 +100,9 @@ StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o) {
   if (o.placement_refresh_ms < 0) return Status::InvalidArgument("placement_refresh_ms must not be negative");
   if (!(o.ec_hole_budget >= 0 && o.ec_hole_budget <= 10))
     return Status::InvalidArgument("ec_hole_budget must be in 0..10");
+  if (o.ec_refill_bytes < -1 || o.ec_refill_bytes > (int64_t{1} << 40))
+    return Status::InvalidArgument("ec_refill_bytes must be -1 (auto), 0 (off) or up to 1 TiB; it is " +
+                                   std::to_string(o.ec_refill_bytes));
   if (o.memnodes.size() > kMaxMemnodes)
     return Status::InvalidArgument("at most " + std::to_string(kMaxMemnodes) + " memnodes");
   if (o.redundancy.kind == Redundancy::Kind::kErasure && o.mode != CopyMode::kUniqueCopy)
@@ -148,6 +151,9 @@ Status RuntimeImpl::Init() {
     auto ec = ErasureCode::Create(static_cast<int>(opts_.redundancy.k), static_cast<int>(opts_.redundancy.m));
     if (!ec.ok()) return ec.status();
     ec_ = std::make_unique<ErasureCode>(std::move(*ec));
+    refill_cap_ = opts_.ec_refill_bytes >= 0
+                      ? static_cast<uint64_t>(opts_.ec_refill_bytes)
+                      : std::min<uint64_t>(opts_.local_budget_bytes / 16, uint64_t{2} * opts_.evict_batch * 4096);
   }
   // The memnodes: the options' list (or the one address, unless etcd alone
   // names them), then those registered in etcd.
@@ -284,6 +290,9 @@ RuntimeStats RuntimeImpl::Stats() const {
   s.repaired_objects = repaired_.load();
   s.stripes = live_stripes_.load();
   s.restriped_objects = restriped_.load();
+  s.ec_refills = refills_.load();
+  s.ec_kept_holes = kept_holes_.load();
+  s.ec_kept_bytes = kept_bytes_.load();
   if (ec_) {
     s.repair_pending = restripe_pending_.load();
     s.restripe_pending = holes_pending_.load();

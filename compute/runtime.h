@@ -161,6 +161,12 @@ struct RuntimeOptions {
   // the stripes' far memory is more than this fraction over (K+M)/K of the
   // data: a hole whose stripe-mates are swapped in meanwhile costs nothing.
   double ec_hole_budget = 0.05;
+  // ec: a swap-in keeps the member's old bytes, up to this many bytes in
+  // all, so that the next eviction round refills its hole in place with a
+  // victim of the same size (a parity delta, no compaction;
+  // docs/redundancy.md, "Refills"). -1: min(budget / 16, 2 x evict_batch
+  // x 4 KiB); 0: no refills (holes are only compacted).
+  int64_t ec_refill_bytes = -1;
   int placement_refresh_ms = 500;        // how often each memnode's used bytes are asked (STATS)
                                          // for placement (least used first); 0: never, ours only
   uint64_t local_budget_bytes = 64u << 20;
@@ -236,6 +242,9 @@ struct RuntimeStats {
   uint64_t stripes = 0;              // ec: live stripes
   uint64_t restriped_objects = 0;    // ec: objects moved out of stripes with holes (compaction)
   uint64_t restripe_pending = 0;     // ec: stripes with holes queued for compaction
+  uint64_t ec_refills = 0;           // ec: victims written into a kept hole (parity updated in place)
+  uint64_t ec_kept_holes = 0;        // ec: holes whose old bytes are kept for a refill (now)
+  uint64_t ec_kept_bytes = 0;        // ec: their bytes, local memory outside the budget (now)
   // Bytes moved over the transports (object data, both directions; RPCs not counted here).
   uint64_t far_read_bytes = 0;       // READs: swap-ins, aggregates' far chunks, results, repair
   uint64_t far_write_bytes = 0;      // WRITEs: swap-outs, repair, restriping
@@ -277,7 +286,7 @@ struct RuntimeStats {
                    &RuntimeStats::lost_objects, &RuntimeStats::lost_bytes, &RuntimeStats::far_exhausted,
                    &RuntimeStats::quota_exceeded, &RuntimeStats::refused_local, &RuntimeStats::degraded_reads,
                    &RuntimeStats::dead_memnodes, &RuntimeStats::repaired_objects,
-                   &RuntimeStats::restriped_objects, &RuntimeStats::far_read_bytes,
+                   &RuntimeStats::restriped_objects, &RuntimeStats::ec_refills, &RuntimeStats::far_read_bytes,
                    &RuntimeStats::far_write_bytes, &RuntimeStats::aggregates, &RuntimeStats::agg_local_units,
                    &RuntimeStats::agg_pulled_units, &RuntimeStats::agg_offloaded_units,
                    &RuntimeStats::agg_offloaded_rows, &RuntimeStats::offload_jobs, &RuntimeStats::offload_refused,

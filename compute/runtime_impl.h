@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "base/mutex.h"
@@ -238,16 +239,35 @@ class RuntimeImpl final : public Runtime {
   // swapped in or destroyed leaves a hole: its block stays (the others'
   // degraded reads need it) until the stripe is rewritten (restriped) or has
   // no live member left.
+  //
+  // A hole left by a swap-in may keep the member's old bytes (`kept`, up to
+  // ec_refill_bytes in all): the next eviction round then *refills* it with
+  // a victim of the same size, in place — the victim's bytes WRITTEN over
+  // the hole's block and each parity block read, updated by the delta
+  // (old xor new) and written back (stripe_refill.cc) — so steady swapping
+  // keeps stripes full without compaction. While a refill rewrites a
+  // stripe (`busy`) its parity and that hole do not match: degraded reads
+  // of the stripe wait for it, and a refill waits for none (`readers`).
   struct Stripe {
+    uint64_t serial = 0;  // unique per stripe ever made (refill_holes_ entries name it)
     uint32_t len = 0;
     uint32_t k_real = 0;  // data blocks stored: members at 0..k_real-1
-    uint32_t live = 0;    // members still far here
+    uint32_t live = 0;    // members still far here (and a refill in flight)
     uint32_t gone = 0;    // blocks lost with dead memnodes (their addr is kNoFarOffset)
+    uint32_t busy = 0;    // a refill is rewriting it (1 at most)
+    uint32_t readers = 0; // degraded reads reading its blocks
     bool queued = false;         // in restripe_q_ (holes: compaction)
     bool queued_repair = false;  // in repair_stripes_ (lost blocks: repair)
     std::vector<uint64_t> addr;          // K + M far addresses (data, then parity)
     std::vector<uint32_t> size;          // the data blocks' sizes
     std::vector<ObjectHeader*> member;   // live members (nullptr: a hole, or none)
+    std::vector<std::unique_ptr<uint8_t[]>> kept;  // K: a hole's old bytes (size[pos]), or null
+  };
+  // A refillable hole: stripe `id` (if its serial still matches), position `pos`.
+  struct HoleRef {
+    uint32_t id;
+    uint32_t pos;
+    uint64_t serial;
   };
   struct StripeItem {
     ObjectHeader* h;
@@ -270,12 +290,34 @@ class RuntimeImpl final : public Runtime {
   // h (busy) leaves its stripe (swapped in or destroyed): a hole, the
   // stripe queued for restriping, or freed with its last member.
   // Returns true if the caller must FREE a batch now (QueueAndMaybeSignal).
-  [[nodiscard]] bool LeaveStripe(ObjectHeader* h) EXCLUDES(stripes_mu_);
+  // `data` (a swap-in: the bytes just read), if given, may be kept so the
+  // hole can be refilled (within ec_refill_bytes; stripe_refill.cc).
+  [[nodiscard]] bool LeaveStripe(ObjectHeader* h, const void* data = nullptr) EXCLUDES(stripes_mu_);
   [[nodiscard]] bool FreeStripeBlocks(const Stripe& s);
   void MaybeQueueRestripe(uint32_t id, Stripe& s) REQUIRES(stripes_mu_);
   // Blocks at `n` are gone: their stripes degrade; the objects of stripes
   // with more than M blocks gone, whose own block is gone, are lost.
   void MarkStripesLost(FarNode& n, uint64_t* lost, uint64_t* lost_bytes) REQUIRES(epoch_mu_) EXCLUDES(stripes_mu_);
+  // ---- stripe_refill.cc: holes refilled in place by an eviction round.
+  // Keeps `data` (the old bytes of the hole at s.member[pos]'s place) if the
+  // stripe can be refilled and ec_refill_bytes allows.
+  void KeepHole(uint32_t id, Stripe& s, uint32_t pos, const void* data) REQUIRES(stripes_mu_);
+  void DropKept(Stripe& s, uint32_t pos) REQUIRES(stripes_mu_);
+  void DropAllKept(Stripe& s) REQUIRES(stripes_mu_);
+  // Victims of the size of a kept hole refill it (one per stripe per round);
+  // the rest (and those whose refill failed, still local) go to *rest.
+  // Refilled victims are far when it returns.
+  void RefillHoles(std::vector<Victim>& victims, std::vector<Victim>* rest) REQUIRES(evict_mu_)
+      REQUIRES_SHARED(epoch_mu_) EXCLUDES(stripes_mu_);
+  // The block at `pos` of stripe s is unusable (a WRITE to it failed): out
+  // of the stripe, which is queued for repair; the block is appended to
+  // *to_free (QueueAndMaybeSignal it after releasing stripes_mu_).
+  struct BlockToFree {
+    uint64_t addr;
+    uint32_t size;
+  };
+  void DropStripeBlock(uint32_t id, Stripe& s, uint32_t pos, std::vector<BlockToFree>* to_free)
+      REQUIRES(stripes_mu_);
   // The restriper (the repair thread under ec): rewrites the live members of
   // queued stripes into new full stripes, then frees the old ones.
   size_t RestripeBatch() REQUIRES_SHARED(epoch_mu_) EXCLUDES(stripes_mu_);
@@ -454,6 +496,13 @@ class RuntimeImpl final : public Runtime {
   bool OverHoleBudget() const;
   void UpdateRestripePending() REQUIRES(stripes_mu_);
   std::atomic<uint64_t> live_stripes_{0}, restriped_{0}, restripe_pending_{0};
+  // Refills (stripe_refill.cc): kept holes by block size, oldest first
+  // (entries whose stripe changed are skipped when met); the bytes kept.
+  CondVar stripes_cv_;  // with stripes_mu_: a stripe's busy went 0
+  std::unordered_map<uint32_t, std::deque<HoleRef>> refill_holes_ GUARDED_BY(stripes_mu_);
+  uint64_t next_stripe_serial_ GUARDED_BY(stripes_mu_) = 1;
+  uint64_t refill_cap_ = 0;  // bytes that kept holes may hold (set by Init)
+  std::atomic<uint64_t> kept_bytes_{0}, kept_holes_{0}, refills_{0};
 };
 
 // The one object behind every Runtime (its constructor is private to RuntimeImpl).

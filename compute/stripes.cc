@@ -155,12 +155,14 @@ Status RuntimeImpl::WriteStripes(std::vector<StripeItem>& items) {
       stripes_.emplace_back();
     }
     auto s = std::make_unique<Stripe>();
+    s->serial = next_stripe_serial_++;
     s->len = p.len;
     s->k_real = static_cast<uint32_t>(p.members.size());
     s->live = s->k_real;
     s->addr = p.addr;
     s->size.assign(K, 0);
     s->member.assign(K, nullptr);
+    s->kept.resize(K);
     for (uint32_t i = 0; i < s->k_real; ++i) {
       StripeItem& it = items[p.members[i]];
       s->size[i] = it.size;
@@ -183,7 +185,12 @@ Status RuntimeImpl::WriteStripes(std::vector<StripeItem>& items) {
   return Status::Ok();
 }
 
-Status RuntimeImpl::EvictToStripes(std::vector<Victim>& victims) {
+Status RuntimeImpl::EvictToStripes(std::vector<Victim>& all) {
+  // Victims of a kept hole's size refill it in place (stripe_refill.cc);
+  // the others become new stripes.
+  std::vector<Victim> victims;
+  RefillHoles(all, &victims);
+  if (victims.empty()) return Status::Ok();
   std::vector<StripeItem> items;
   items.reserve(victims.size());
   for (const Victim& v : victims) items.push_back({v.h, reinterpret_cast<void*>(Addr(v.word)), v.h->size});
@@ -228,18 +235,30 @@ Status RuntimeImpl::ReadMember(ObjectHeader* h, uint64_t addr, void* out) {
       (void)ConnectionFailed(home, s, "swap-in");
     }
   }
-  // Degraded: rebuild the block from K others of the stripe.
+  // Degraded: rebuild the block from K others of the stripe — not while a
+  // refill rewrites it (its parity and one hole disagree meanwhile), and no
+  // refill starts while we read (readers).
   uint32_t len, k_real;
   std::vector<uint64_t> baddr;
   std::vector<uint32_t> bsize;
   {
     MutexLock l(&stripes_mu_);
-    const Stripe& s = *stripes_[RefId(ref)];
+    while (stripes_[RefId(ref)]->busy > 0) stripes_cv_.Wait(&stripes_mu_);
+    Stripe& s = *stripes_[RefId(ref)];  // h is a live member: the stripe stays
+    s.readers++;
     len = s.len;
     k_real = s.k_real;
     baddr = s.addr;
     bsize = s.size;
   }
+  struct Reading {
+    RuntimeImpl* rt;
+    uint32_t id;
+    ~Reading() {
+      MutexLock l(&rt->stripes_mu_);
+      rt->stripes_[id]->readers--;
+    }
+  } reading{this, RefId(ref)};
   std::vector<std::vector<uint8_t>> bufs;
   bufs.reserve(K + M);
   std::vector<int> present_idx;
@@ -318,7 +337,7 @@ void RuntimeImpl::MaybeQueueRestripe(uint32_t id, Stripe& s) {
   UpdateRestripePending();
 }
 
-bool RuntimeImpl::LeaveStripe(ObjectHeader* h) {
+bool RuntimeImpl::LeaveStripe(ObjectHeader* h, const void* data) {
   const uint64_t ref = Extras(h)[0];
   SetExtras(h, nullptr, 0);
   std::unique_ptr<Stripe> dead;
@@ -330,10 +349,12 @@ bool RuntimeImpl::LeaveStripe(ObjectHeader* h) {
     s->member[RefPos(ref)] = nullptr;
     s->live--;
     if (s->live == 0) {
+      DropAllKept(*s);
       dead = std::move(s);
       free_stripe_ids_.push_back(RefId(ref));
       live_stripes_--;
     } else {
+      if (data != nullptr) KeepHole(RefId(ref), *s, RefPos(ref), data);
       MaybeQueueRestripe(RefId(ref), *s);
       queued = !repair_stripes_.empty() || OverHoleBudget();
     }
@@ -362,7 +383,9 @@ void RuntimeImpl::MarkStripesLost(FarNode& n, uint64_t* lost, uint64_t* lost_byt
         s->gone++;
         touched = true;
       }
-      if (touched) MaybeQueueRestripe(static_cast<uint32_t>(id), *s);
+      if (!touched) continue;
+      DropAllKept(*s);  // degraded: repaired, not refilled
+      MaybeQueueRestripe(static_cast<uint32_t>(id), *s);
     }
   }
   // Pass 2: members whose own block is gone, in stripes past M lost, are
@@ -429,6 +452,10 @@ size_t RuntimeImpl::RestripeBatch() {
         if (s == nullptr || !(repair_q ? s->queued_repair : s->queued)) continue;
         (repair_q ? s->queued_repair : s->queued) = false;
         if (!repair_q && s->queued_repair) continue;  // the repair queue has it
+        if (s->busy > 0) {  // a refill rewrites it: later
+          requeue.push_back(id);
+          continue;
+        }
         for (uint32_t pos = 0; pos < s->k_real; ++pos)
           if (s->member[pos] != nullptr) cands.push_back({s->member[pos], StripeRef(id, pos), s->gone > 0});
         (repair_q ? taken : holes_taken)++;

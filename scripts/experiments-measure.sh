@@ -353,7 +353,9 @@ rotate() { local k=$1; shift; local a=("$@") i; for ((i = 0; i < ${#a[@]}; i++))
 
 # SHARRY_REDUNDANCY_MODES overrides the modes (a space-separated list); a mode
 # "ec:K+M@B" runs ec:K+M with --ec_hole_budget=B (the far memory /
-# throughput curve of docs/redundancy.md).
+# throughput curve of docs/redundancy.md), "ec:K+M~R" with
+# --ec_refill_bytes=R (~0: no refills, holes only compacted); both may be
+# given ("ec:2+1@10~0").
 redundancy() {
   local ws_mb=32 ops=2000 secs=5 memnodes=4 procs=3 pct=50 r=$rounds modes=(none replicate:2 ec:2+1 ec:3+1)
   if [[ -n ${SHARRY_REDUNDANCY_MODES:-} ]]; then read -ra modes <<<"$SHARRY_REDUNDANCY_MODES"; fi
@@ -368,10 +370,11 @@ redundancy() {
       wait_quiet
       start_memnodes "$memnodes" 1 $((ws_mb * 2 + 64))
       local hole=()
-      [[ $red == *@* ]] && hole=(--ec_hole_budget="${red#*@}")
+      [[ $red =~ @([0-9.]+) ]] && hole+=(--ec_hole_budget="${BASH_REMATCH[1]}")
+      [[ $red =~ ~(-?[0-9]+) ]] && hole+=(--ec_refill_bytes="${BASH_REMATCH[1]}")
       # shellcheck disable=SC2086  # a word list (scripts/lib.sh tenants_setup)
       run_clients "[redundancy $k/$total] $red" "$procs" "$b/tools/sharry_client" --transport="$transport" \
-        --memnode="$nodes" $client_auth --redundancy="${red%@*}" "${hole[@]}" --workload=array --arrays=8 \
+        --memnode="$nodes" $client_auth --redundancy="${red%%[@~]*}" "${hole[@]}" --workload=array --arrays=8 \
         --object_bytes=4096 --working_set_mb="$ws_mb" --local_pct="$pct" --ops="$ops" --min_secs="$secs"
       stop_memnodes
     done

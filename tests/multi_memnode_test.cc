@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <random>
 #include <string>
@@ -25,6 +26,7 @@
 #include "memnode/memnode.h"
 #include "tests/loopback_memnodes.h"
 #include "tests/test_util.h"
+#include "verbs/fault_injection.h"
 
 namespace sharry::compute {
 namespace {
@@ -221,6 +223,151 @@ TEST_P(ErasureModes, SurvivesADeadMemnode) {
   EXPECT_EQ(st.lost_objects, 0u);
   EXPECT_GT(st.degraded_reads + st.repaired_objects, 0u);
   EXPECT_EQ(st.memnodes[3].copies, 0u);
+}
+
+// Refills (docs/redundancy.md, "Refills"): objects of one size (1 KiB),
+// swapped in and out by a seeded mix in which half the accesses rewrite the
+// object (so a refill's victim differs from the hole's old bytes).
+class RefillTest : public MultiMemnodeTest {
+ protected:
+  static constexpr int kObjects = 2000;  // 2 MiB: the far data ~8x the budget
+  static constexpr uint32_t kSize = 1024;
+  void MakeSameSize() {
+    for (int i = 0; i < kObjects; ++i) {
+      seed_.push_back(i);
+      auto data = sharry::testing::Pattern(kSize, i);
+      auto obj = rt_->New(kSize, data.data());
+      ASSERT_TRUE(obj.ok()) << obj.status();
+      objs_.push_back(std::move(*obj));
+    }
+  }
+  ::testing::AssertionResult Check(int i) {
+    DerefScope s(*rt_);
+    auto p = objs_[i].Deref(s, false);
+    if (!p.ok()) return ::testing::AssertionFailure() << "object " << i << ": " << p.status();
+    if (std::memcmp(*p, sharry::testing::Pattern(kSize, seed_[i]).data(), kSize) != 0)
+      return ::testing::AssertionFailure() << "object " << i << " (seed " << seed_[i] << ") differs";
+    return ::testing::AssertionSuccess();
+  }
+  void Mix(int steps, uint32_t rng_seed) {
+    std::mt19937 rng(rng_seed);
+    for (int step = 0; step < steps; ++step) {
+      const int i = static_cast<int>(rng() % kObjects);
+      if (rng() % 2 == 0) {
+        DerefScope s(*rt_);
+        auto p = objs_[i].Deref(s, true);
+        ASSERT_TRUE(p.ok()) << step << ": " << p.status();
+        seed_[i] = kObjects + static_cast<int>(rng_seed) * 100000 + step;
+        std::memcpy(*p, sharry::testing::Pattern(kSize, seed_[i]).data(), kSize);
+      } else {
+        ASSERT_TRUE(Check(i)) << "step " << step;
+      }
+    }
+  }
+  // The blocks at memnodes `which` reconcile with the runtime's count.
+  void ExpectBlocksReconcile(std::initializer_list<size_t> which) {
+    ASSERT_TRUE(rt_->FlushFrees().ok());
+    const RuntimeStats st = rt_->Stats();
+    uint64_t blocks = 0, counted = 0;
+    for (size_t n : which) {
+      blocks += LiveBlocks(n);
+      counted += st.memnodes[n].copies + st.memnodes[n].pending_free_blocks;
+    }
+    EXPECT_EQ(blocks, counted);
+  }
+  std::vector<int> seed_;
+};
+class RefillModes : public RefillTest, public ::testing::WithParamInterface<const char*> {};
+
+// With compaction off, the swap-ins' holes are refilled in place by later
+// rounds (parity updated by the delta), so the stripes stay full: far memory
+// within 10 % of the code's (K+M)/K. Then M memnodes die: every object still
+// reads back — rebuilt from parity blocks that took thousands of deltas.
+TEST_P(RefillModes, KeepStripesFullAndParityRight) {
+  StartMemnodes(5);
+  const Redundancy r = *ParseRedundancy(GetParam());
+  auto o = Options(GetParam());
+  o.ec_hole_budget = 10;  // no compaction: the refills alone keep the stripes full
+  rt_ = Make(o);
+  ASSERT_TRUE(rt_);
+  ASSERT_NO_FATAL_FAILURE(MakeSameSize());
+  ASSERT_NO_FATAL_FAILURE(Mix(6000, 11));
+  RuntimeStats st = rt_->Stats();
+  EXPECT_GT(st.ec_refills, 1000u) << "swap-outs " << st.swap_outs;
+  EXPECT_EQ(st.restriped_objects, 0u);
+  EXPECT_LE(st.ec_kept_bytes, uint64_t{2} * o.evict_batch * 4096);
+  // Far memory: the code's (K+M)/K, the holes kept for the next round, and
+  // the remainders of short stripes.
+  const double ratio = double(st.far_copy_bytes) / double(st.far_bytes);
+  std::printf("%s: far copies %.3f x the data after %llu refills\n", GetParam(), ratio,
+              static_cast<unsigned long long>(st.ec_refills));
+  EXPECT_LE(ratio, (double(r.k) + r.m) / r.k * 1.10);
+  ASSERT_NO_FATAL_FAILURE(ExpectBlocksReconcile({0, 1, 2, 3, 4}));
+  // M memnodes die: degraded reads rebuild from the updated parity.
+  for (uint32_t d = 0; d < r.m; ++d) Kill(d);
+  for (int i = 0; i < kObjects; ++i) ASSERT_TRUE(Check(i));
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().repair_pending == 0; }));
+  for (int i = 0; i < kObjects; ++i) ASSERT_TRUE(Check(i));
+  st = rt_->Stats();
+  EXPECT_EQ(st.lost_objects, 0u);
+  EXPECT_GT(st.degraded_reads, 0u);
+}
+INSTANTIATE_TEST_SUITE_P(Modes, RefillModes, ::testing::Values("ec:2+1", "ec:3+1", "ec:2+2"));
+
+// Refill off (ec_refill_bytes 0): holes are only compacted, as before.
+TEST_F(RefillTest, OffMeansCompactionOnly) {
+  StartMemnodes(4);
+  auto o = Options("ec:2+1");
+  o.ec_refill_bytes = 0;
+  rt_ = Make(o);
+  ASSERT_TRUE(rt_);
+  ASSERT_NO_FATAL_FAILURE(MakeSameSize());
+  ASSERT_NO_FATAL_FAILURE(Mix(3000, 3));
+  const RuntimeStats st = rt_->Stats();
+  EXPECT_EQ(st.ec_refills, 0u);
+  EXPECT_EQ(st.ec_kept_bytes, 0u);
+  EXPECT_GT(st.restriped_objects, 0u);
+}
+
+// Refill WRITE chains that fail (the memnode answers an error, the
+// connection stays up) leave their blocks' contents unknown: those blocks
+// leave their stripes, which are repaired; a victim whose own block failed
+// goes to a new stripe. Then a session lost mid-run (a parity READ cut
+// cancels its refills). Nothing is lost, every object reads back, the
+// blocks reconcile.
+TEST_F(RefillTest, FailedRefillWritesDropTheirBlocksAndNothingIsLost) {
+  StartMemnodes(5);
+  auto o = Options("ec:2+1");
+  o.ec_hole_budget = 10;
+  rt_ = Make(o);
+  ASSERT_TRUE(rt_);
+  ASSERT_NO_FATAL_FAILURE(MakeSameSize());
+  ASSERT_NO_FATAL_FAILURE(Mix(2000, 21));
+  const RuntimeStats st0 = rt_->Stats();
+  ASSERT_GT(st0.ec_refills, 0u);
+  auto plan = std::make_shared<FaultPlan>();
+  for (uint64_t n : {5, 40, 90, 160, 250}) plan->FailNth(FaultOp::kWrite, n, StatusCode::kInternal);
+  ASSERT_TRUE(SetLoopbackFaults(nodes_[1]->port(), plan).ok());
+  ASSERT_NO_FATAL_FAILURE(Mix(3000, 22));
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().repair_pending == 0; }));
+  for (int i = 0; i < kObjects; ++i) ASSERT_TRUE(Check(i));
+  RuntimeStats st = rt_->Stats();
+  EXPECT_GT(st.failed_far_accesses, st0.failed_far_accesses);
+  EXPECT_GT(st.repaired_objects, st0.repaired_objects);
+  // Then (repaired: one failure at a time) a session lost mid-run.
+  auto cut = std::make_shared<FaultPlan>();
+  cut->DisconnectAt(FaultOp::kRead, 300, FaultScope::kSession);
+  ASSERT_TRUE(SetLoopbackFaults(nodes_[3]->port(), cut).ok());
+  ASSERT_NO_FATAL_FAILURE(Mix(3000, 23));
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().repair_pending == 0; }));
+  for (int i = 0; i < kObjects; ++i) ASSERT_TRUE(Check(i));
+  st = rt_->Stats();
+  EXPECT_EQ(st.lost_objects, 0u);
+  EXPECT_GT(st.ec_refills, st0.ec_refills);
+  EXPECT_EQ(st.dead_memnodes, 1u);
+  ASSERT_TRUE(SetLoopbackFaults(nodes_[1]->port(), nullptr).ok());
+  // (Memnode 3 lost our session: what it held is gone with it.)
+  ASSERT_NO_FATAL_FAILURE(ExpectBlocksReconcile({0, 1, 2, 4}));
 }
 
 // Two dead memnodes under ec:K+1: the objects whose own block and one more

@@ -23,6 +23,10 @@ DEFINE_string(mode, "unique", "unique (Unique-Copy) or multi (Multi-Copy)");
 SHARRY_FLAG(double, ec_hole_budget, 0.05, 0, 10,
             "with --redundancy=ec:K+M: holes (members swapped in) are compacted away only while the stripes' far "
             "memory is more than this fraction over (K+M)/K of the data (docs/redundancy.md)");
+SHARRY_FLAG(int64, ec_refill_bytes, -1, -1, int64_t{1} << 40,
+            "with --redundancy=ec:K+M: bytes of swapped-in members' old bytes kept so that eviction refills "
+            "their holes in place (-1: min(budget/16, 2 x evict_batch x 4 KiB); 0: no refills, holes are only "
+            "compacted; docs/redundancy.md)");
 DEFINE_string(offload, "auto", "where aggregates over far chunks run: auto (at the memnode when that moves fewer "
               "bytes), always (at the memnode whenever a unit is far there) or never (here, swapping chunks in)");
 DEFINE_string(ready_file, "", "start barrier: created when the data is loaded");
@@ -43,6 +47,7 @@ void ConnectionFromFlags(std::string_view program, RuntimeOptions* o) {
   o->etcd_prefix = FLAGS_etcd_prefix;
   o->op_timeout_ms = FLAGS_op_timeout_ms;
   o->ec_hole_budget = FLAGS_ec_hole_budget;
+  o->ec_refill_bytes = FLAGS_ec_refill_bytes;
   auto offload = ParseOffloadMode(FLAGS_offload);
   if (!offload.ok())
     flags::ExitOnBadFlags(program, Status::InvalidArgument("--offload=" + FLAGS_offload +
@@ -75,6 +80,7 @@ cli::Record FarCounters(Runtime& rt, const RuntimeStats& st) {
   r.Add("degraded_reads", st.degraded_reads).Add("repaired_objects", st.repaired_objects);
   r.Add("repair_pending", st.repair_pending).Add("dead_memnodes", st.dead_memnodes);
   r.Add("stripes", st.stripes).Add("restriped_objects", st.restriped_objects);
+  r.Add("ec_refills", st.ec_refills).Add("ec_kept_bytes", st.ec_kept_bytes);
   r.Add("lost_objects", st.lost_objects);
   r.Add("far_read_bytes", st.far_read_bytes).Add("far_write_bytes", st.far_write_bytes);
   return r;

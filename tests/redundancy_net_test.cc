@@ -145,6 +145,11 @@ TEST_P(RedundancyNetTest, OneMemnodeDiesMidRunNothingLost) {
   EXPECT_EQ(st.lost_objects, 0u);
   EXPECT_GT(st.degraded_reads + st.repaired_objects, 0u);
   EXPECT_EQ(st.memnodes[1].state, "dead");
+  // ec: holes were refilled in place (parity deltas over this transport),
+  // concurrently with the other thread's swaps and the repair's degraded reads.
+  if (o.redundancy.kind == Redundancy::Kind::kErasure) {
+    EXPECT_GT(st.ec_refills, 0u);
+  }
   objs.clear();
 }
 

@@ -232,6 +232,16 @@ class RefillTest : public MultiMemnodeTest {
  protected:
   static constexpr int kObjects = 2000;  // 2 MiB: the far data ~8x the budget
   static constexpr uint32_t kSize = 1024;
+  // `memnodes` memnodes, a runtime over them, and the objects.
+  void Start(int memnodes, const char* redundancy, double hole_budget, int64_t refill_bytes = -1) {
+    StartMemnodes(memnodes);
+    auto o = Options(redundancy);
+    o.ec_hole_budget = hole_budget;
+    o.ec_refill_bytes = refill_bytes;
+    rt_ = Make(o);
+    ASSERT_TRUE(rt_);
+    ASSERT_NO_FATAL_FAILURE(MakeSameSize());
+  }
   void MakeSameSize() {
     for (int i = 0; i < kObjects; ++i) {
       seed_.push_back(i);
@@ -284,18 +294,14 @@ class RefillModes : public RefillTest, public ::testing::WithParamInterface<cons
 // within 10 % of the code's (K+M)/K. Then M memnodes die: every object still
 // reads back — rebuilt from parity blocks that took thousands of deltas.
 TEST_P(RefillModes, KeepStripesFullAndParityRight) {
-  StartMemnodes(5);
   const Redundancy r = *ParseRedundancy(GetParam());
-  auto o = Options(GetParam());
-  o.ec_hole_budget = 10;  // no compaction: the refills alone keep the stripes full
-  rt_ = Make(o);
-  ASSERT_TRUE(rt_);
-  ASSERT_NO_FATAL_FAILURE(MakeSameSize());
+  // No compaction (hole budget 10): the refills alone keep the stripes full.
+  ASSERT_NO_FATAL_FAILURE(Start(5, GetParam(), 10));
   ASSERT_NO_FATAL_FAILURE(Mix(6000, 11));
   RuntimeStats st = rt_->Stats();
   EXPECT_GT(st.ec_refills, 1000u) << "swap-outs " << st.swap_outs;
   EXPECT_EQ(st.restriped_objects, 0u);
-  EXPECT_LE(st.ec_kept_bytes, uint64_t{2} * o.evict_batch * 4096);
+  EXPECT_LE(st.ec_kept_bytes, uint64_t{2} * rt_->options().evict_batch * 4096);
   // Far memory: the code's (K+M)/K, the holes kept for the next round, and
   // the remainders of short stripes.
   const double ratio = double(st.far_copy_bytes) / double(st.far_bytes);
@@ -316,12 +322,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, RefillModes, ::testing::Values("ec:2+1", "ec:3+1
 
 // Refill off (ec_refill_bytes 0): holes are only compacted, as before.
 TEST_F(RefillTest, OffMeansCompactionOnly) {
-  StartMemnodes(4);
-  auto o = Options("ec:2+1");
-  o.ec_refill_bytes = 0;
-  rt_ = Make(o);
-  ASSERT_TRUE(rt_);
-  ASSERT_NO_FATAL_FAILURE(MakeSameSize());
+  ASSERT_NO_FATAL_FAILURE(Start(4, "ec:2+1", 0.05, 0));
   ASSERT_NO_FATAL_FAILURE(Mix(3000, 3));
   const RuntimeStats st = rt_->Stats();
   EXPECT_EQ(st.ec_refills, 0u);
@@ -336,12 +337,7 @@ TEST_F(RefillTest, OffMeansCompactionOnly) {
 // cancels its refills). Nothing is lost, every object reads back, the
 // blocks reconcile.
 TEST_F(RefillTest, FailedRefillWritesDropTheirBlocksAndNothingIsLost) {
-  StartMemnodes(5);
-  auto o = Options("ec:2+1");
-  o.ec_hole_budget = 10;
-  rt_ = Make(o);
-  ASSERT_TRUE(rt_);
-  ASSERT_NO_FATAL_FAILURE(MakeSameSize());
+  ASSERT_NO_FATAL_FAILURE(Start(5, "ec:2+1", 10));
   ASSERT_NO_FATAL_FAILURE(Mix(2000, 21));
   const RuntimeStats st0 = rt_->Stats();
   ASSERT_GT(st0.ec_refills, 0u);

@@ -163,7 +163,7 @@ struct RuntimeOptions {
   double ec_hole_budget = 0.05;
   // ec: a swap-in keeps the member's old bytes, up to this many bytes in
   // all, so that the next eviction round refills its hole in place with a
-  // victim of the same size (a parity delta, no compaction;
+  // victim that fills at least 3/4 of its block (a parity delta, no compaction;
   // docs/redundancy.md, "Refills"). -1: min(budget / 16, 2 x evict_batch
   // x 4 KiB); 0: no refills (holes are only compacted).
   int64_t ec_refill_bytes = -1;

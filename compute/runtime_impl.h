@@ -22,7 +22,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unordered_map>
+#include <map>
 #include <vector>
 
 #include "base/mutex.h"
@@ -242,7 +242,7 @@ class RuntimeImpl final : public Runtime {
   //
   // A hole left by a swap-in may keep the member's old bytes (`kept`, up to
   // ec_refill_bytes in all): the next eviction round then *refills* it with
-  // a victim of the same size, in place — the victim's bytes WRITTEN over
+  // a victim that fills at least 3/4 of its block, in place — the victim's bytes WRITTEN over
   // the hole's block and each parity block read, updated by the delta
   // (old xor new) and written back (stripe_refill.cc) — so steady swapping
   // keeps stripes full without compaction. While a refill rewrites a
@@ -259,7 +259,9 @@ class RuntimeImpl final : public Runtime {
     bool queued = false;         // in restripe_q_ (holes: compaction)
     bool queued_repair = false;  // in repair_stripes_ (lost blocks: repair)
     std::vector<uint64_t> addr;          // K + M far addresses (data, then parity)
-    std::vector<uint32_t> size;          // the data blocks' sizes
+    std::vector<uint32_t> size;          // the data members' sizes (zero-padded to len by the code)
+    std::vector<uint32_t> block;         // the data blocks' allocated sizes (>= size: a refill may
+                                         // put a shorter member into a hole's block)
     std::vector<ObjectHeader*> member;   // live members (nullptr: a hole, or none)
     std::vector<std::unique_ptr<uint8_t[]>> kept;  // K: a hole's old bytes (size[pos]), or null
   };
@@ -304,7 +306,7 @@ class RuntimeImpl final : public Runtime {
   void KeepHole(uint32_t id, Stripe& s, uint32_t pos, const void* data) REQUIRES(stripes_mu_);
   void DropKept(Stripe& s, uint32_t pos) REQUIRES(stripes_mu_);
   void DropAllKept(Stripe& s) REQUIRES(stripes_mu_);
-  // Victims of the size of a kept hole refill it (one per stripe per round);
+  // Victims that fit a kept hole's block (at least 3/4 of it) refill it (one per stripe per round);
   // the rest (and those whose refill failed, still local) go to *rest.
   // Refilled victims are far when it returns.
   void RefillHoles(std::vector<Victim>& victims, std::vector<Victim>* rest) REQUIRES(evict_mu_)
@@ -499,7 +501,7 @@ class RuntimeImpl final : public Runtime {
   // Refills (stripe_refill.cc): kept holes by block size, oldest first
   // (entries whose stripe changed are skipped when met); the bytes kept.
   CondVar stripes_cv_;  // with stripes_mu_: a stripe's busy went 0
-  std::unordered_map<uint32_t, std::deque<HoleRef>> refill_holes_ GUARDED_BY(stripes_mu_);
+  std::map<uint32_t, std::deque<HoleRef>> refill_holes_ GUARDED_BY(stripes_mu_);  // by block size
   uint64_t next_stripe_serial_ GUARDED_BY(stripes_mu_) = 1;
   uint64_t refill_cap_ = 0;  // bytes that kept holes may hold (set by Init)
   std::atomic<uint64_t> kept_bytes_{0}, kept_holes_{0}, refills_{0};

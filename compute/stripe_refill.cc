@@ -5,17 +5,21 @@
 // degraded read. Compaction (stripes.cc) rewrites the live members of such
 // stripes, a READ and a rewrite each. A refill is cheaper: the swap-in keeps
 // the member's old bytes d (it has just read them), and the next eviction
-// round puts a victim v of the same size into the hole:
+// round puts a victim v that fills at least 3/4 of the hole's block into
+// it (L = max(|d|, |v|) <= the block's size <= the parity's length):
 //
-//   1. READ the first |v| bytes of each of the stripe's M parity blocks
+//   1. READ the first L bytes of each of the stripe's M parity blocks
 //      (one chain per memnode),
-//   2. parity ^= G[j][pos] x (d xor v) for each parity block j
-//      (ErasureCode::UpdateParity; bytes past |v| do not change),
-//   3. WRITE v over the hole's block and the parity back (one chain per
-//      memnode).
+//   2. parity ^= G[j][pos] x (d xor v) for each parity block j, both
+//      zero-padded to L (ErasureCode::UpdateParity; bytes past L do not
+//      change),
+//   3. WRITE v over the start of the hole's block and the parity back (one
+//      chain per memnode). The member's size becomes |v|; the block keeps
+//      its size (bytes past |v| are stale, and read by no one: the code
+//      takes them as zeros, as it always did past a member's size).
 //
 // No ALLOC, no FREE, no compaction: the stripe is full again. It costs the
-// victim's WRITE (as any swap-out) plus a READ and a WRITE of |v| per parity
+// victim's WRITE (as any swap-out) plus a READ and a WRITE of L per parity
 // block, against (K+M)/K WRITEs for a new stripe plus, once over the hole
 // budget, a compaction (a READ and a (K+M)/K rewrite) per hole.
 //
@@ -35,6 +39,7 @@
 // Stats().ec_kept_bytes, outside the local budget (like the FREE queue).
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -58,7 +63,7 @@ void RuntimeImpl::KeepHole(uint32_t id, Stripe& s, uint32_t pos, const void* dat
   s.kept[pos] = std::move(copy);
   kept_bytes_ += size;
   kept_holes_++;
-  refill_holes_[size].push_back({id, pos, s.serial});
+  refill_holes_[s.block[pos]].push_back({id, pos, s.serial});
 }
 
 void RuntimeImpl::DropKept(Stripe& s, uint32_t pos) {
@@ -76,7 +81,7 @@ void RuntimeImpl::DropAllKept(Stripe& s) {
 void RuntimeImpl::DropStripeBlock(uint32_t id, Stripe& s, uint32_t pos, std::vector<BlockToFree>* to_free) {
   const uint32_t K = static_cast<uint32_t>(ec_->k());
   if (s.addr[pos] == kNoFarOffset) return;
-  const uint32_t bs = pos < K ? s.size[pos] : s.len;
+  const uint32_t bs = pos < K ? s.block[pos] : s.len;
   // Queued for FREE even at a memnode that failed: if it turns out lost,
   // its queue is cleared with everything else we held there.
   to_free->push_back({s.addr[pos], bs});  // QueueAndMaybeSignal takes it off the counts
@@ -90,11 +95,14 @@ void RuntimeImpl::RefillHoles(std::vector<Victim>& victims, std::vector<Victim>*
   const uint32_t K = static_cast<uint32_t>(ec_->k()), M = static_cast<uint32_t>(ec_->m());
   struct Refill {
     size_t victim;
-    uint32_t id, pos, size;
+    uint32_t id, pos;
+    uint32_t size;      // the victim's
+    uint32_t old_size;  // the hole's old member's (its kept bytes)
+    uint32_t len;       // max of the two: the bytes of parity that change
     uint64_t data_addr;
     std::vector<uint64_t> parity_addr;     // M
     std::unique_ptr<uint8_t[]> old;        // the hole's old bytes
-    std::vector<uint8_t> parity;           // M x size: read, updated, written
+    std::vector<uint8_t> parity;           // M x len: read, updated, written
     bool cancelled = false;                // before any WRITE: nothing changed
     bool data_failed = false;              // the WRITE of the victim's block failed
     std::vector<bool> parity_failed;       // M
@@ -104,57 +112,62 @@ void RuntimeImpl::RefillHoles(std::vector<Victim>& victims, std::vector<Victim>*
     MutexLock l(&stripes_mu_);
     for (size_t i = 0; i < victims.size(); ++i) {
       const uint32_t size = victims[i].h->size;
-      auto it = refill_holes_.find(size);
       bool placed = false;
-      std::vector<HoleRef> later;  // usable holes of stripes busy now
-      while (it != refill_holes_.end() && !it->second.empty() && !placed) {
-        const HoleRef r = it->second.front();
-        it->second.pop_front();
-        Stripe* s = r.id < stripes_.size() ? stripes_[r.id].get() : nullptr;
-        if (s == nullptr || s->serial != r.serial || !s->kept[r.pos] || s->member[r.pos] != nullptr) continue;
-        if (s->gone > 0) {  // degraded: repaired, not refilled
-          DropKept(*s, r.pos);
-          continue;
+      // The smallest kept blocks that the victim fills to at least 3/4.
+      const uint64_t max_block = uint64_t{size} + size / 3;
+      for (auto it = refill_holes_.lower_bound(size); it != refill_holes_.end() && it->first <= max_block && !placed;) {
+        std::deque<HoleRef>& q = it->second;
+        std::vector<HoleRef> later;  // usable holes of stripes busy now
+        while (!q.empty() && !placed) {
+          const HoleRef r = q.front();
+          q.pop_front();
+          Stripe* s = r.id < stripes_.size() ? stripes_[r.id].get() : nullptr;
+          if (s == nullptr || s->serial != r.serial || !s->kept[r.pos] || s->member[r.pos] != nullptr) continue;
+          if (s->gone > 0) {  // degraded: repaired, not refilled
+            DropKept(*s, r.pos);
+            continue;
+          }
+          bool healthy = nodes_[far::NodeOf(s->addr[r.pos])]->healthy();
+          for (uint32_t j = 0; j < M; ++j) healthy = healthy && nodes_[far::NodeOf(s->addr[K + j])]->healthy();
+          if (s->busy > 0 || s->readers > 0 || !healthy) {
+            later.push_back(r);
+            continue;
+          }
+          Refill f;
+          f.victim = i;
+          f.id = r.id;
+          f.pos = r.pos;
+          f.size = size;
+          f.old_size = s->size[r.pos];
+          f.len = std::max(size, f.old_size);
+          f.data_addr = s->addr[r.pos];
+          f.parity_addr.assign(s->addr.begin() + K, s->addr.end());
+          f.old = std::move(s->kept[r.pos]);
+          kept_bytes_ -= f.old_size;
+          kept_holes_--;
+          f.parity.assign(size_t{f.len} * M, 0);
+          f.parity_failed.assign(M, false);
+          s->busy = 1;
+          s->live++;  // reserved: the stripe is not freed while the refill is in flight
+          refills.push_back(std::move(f));
+          placed = true;
         }
-        bool healthy = nodes_[far::NodeOf(s->addr[r.pos])]->healthy();
-        for (uint32_t j = 0; j < M; ++j) healthy = healthy && nodes_[far::NodeOf(s->addr[K + j])]->healthy();
-        if (s->busy > 0 || s->readers > 0 || !healthy) {
-          later.push_back(r);
-          continue;
-        }
-        Refill f;
-        f.victim = i;
-        f.id = r.id;
-        f.pos = r.pos;
-        f.size = size;
-        f.data_addr = s->addr[r.pos];
-        f.parity_addr.assign(s->addr.begin() + K, s->addr.end());
-        f.old = std::move(s->kept[r.pos]);
-        kept_bytes_ -= size;
-        kept_holes_--;
-        f.parity.assign(size_t{size} * M, 0);
-        f.parity_failed.assign(M, false);
-        s->busy = 1;
-        s->live++;  // reserved: the stripe is not freed while the refill is in flight
-        refills.push_back(std::move(f));
-        placed = true;
+        for (auto r = later.rbegin(); r != later.rend(); ++r) q.push_front(*r);
+        it = q.empty() ? refill_holes_.erase(it) : std::next(it);
       }
-      if (it != refill_holes_.end())
-        for (auto r = later.rbegin(); r != later.rend(); ++r) it->second.push_front(*r);
-      if (it != refill_holes_.end() && it->second.empty()) refill_holes_.erase(it);
       if (!placed) rest->push_back(victims[i]);
     }
   }
   if (refills.empty()) return;
 
-  // 1. The parity blocks' first |v| bytes: one READ chain per memnode.
+  // 1. The parity blocks' first L bytes: one READ chain per memnode.
   std::vector<std::vector<RemoteOp>> reads(kMaxMemnodes);
   std::vector<std::vector<size_t>> read_refills(kMaxMemnodes);
   for (size_t f = 0; f < refills.size(); ++f)
     for (uint32_t j = 0; j < M; ++j) {
       const uint32_t n = far::NodeOf(refills[f].parity_addr[j]);
       reads[n].push_back({far::OffsetOf(refills[f].parity_addr[j]),
-                          refills[f].parity.data() + size_t{j} * refills[f].size, refills[f].size});
+                          refills[f].parity.data() + size_t{j} * refills[f].len, refills[f].len});
       read_refills[n].push_back(f);
     }
   for (const auto& np : nodes_) {
@@ -173,13 +186,25 @@ void RuntimeImpl::RefillHoles(std::vector<Victim>& victims, std::vector<Victim>*
     for (size_t f : read_refills[n.index]) refills[f].cancelled = true;
   }
 
-  // 2. The delta into each parity block.
+  // 2. The delta into each parity block (old and new zero-padded to len).
+  std::vector<uint8_t> old_padded, new_padded;
   for (Refill& f : refills) {
     if (f.cancelled) continue;
     std::vector<uint8_t*> par(M);
-    for (uint32_t j = 0; j < M; ++j) par[j] = f.parity.data() + size_t{j} * f.size;
-    ec_->UpdateParity(f.size, static_cast<int>(f.pos), f.old.get(),
-                      reinterpret_cast<const uint8_t*>(Addr(victims[f.victim].word)), par);
+    for (uint32_t j = 0; j < M; ++j) par[j] = f.parity.data() + size_t{j} * f.len;
+    const uint8_t* old_bytes = f.old.get();
+    const uint8_t* new_bytes = reinterpret_cast<const uint8_t*>(Addr(victims[f.victim].word));
+    if (f.old_size < f.len) {
+      old_padded.assign(f.len, 0);
+      std::memcpy(old_padded.data(), old_bytes, f.old_size);
+      old_bytes = old_padded.data();
+    }
+    if (f.size < f.len) {
+      new_padded.assign(f.len, 0);
+      std::memcpy(new_padded.data(), new_bytes, f.size);
+      new_bytes = new_padded.data();
+    }
+    ec_->UpdateParity(f.len, static_cast<int>(f.pos), old_bytes, new_bytes, par);
   }
 
   // 3. The victims' bytes over the holes' blocks and the parity back: one
@@ -198,7 +223,7 @@ void RuntimeImpl::RefillHoles(std::vector<Victim>& victims, std::vector<Victim>*
     write_what[far::NodeOf(r.data_addr)].push_back({f, -1});
     for (uint32_t j = 0; j < M; ++j) {
       writes[far::NodeOf(r.parity_addr[j])].push_back(
-          {far::OffsetOf(r.parity_addr[j]), r.parity.data() + size_t{j} * r.size, r.size});
+          {far::OffsetOf(r.parity_addr[j]), r.parity.data() + size_t{j} * r.len, r.len});
       write_what[far::NodeOf(r.parity_addr[j])].push_back({f, static_cast<int>(j)});
     }
   }
@@ -226,9 +251,9 @@ void RuntimeImpl::RefillHoles(std::vector<Victim>& victims, std::vector<Victim>*
         s.live--;
         if (s.gone == 0 && s.live > 0) {
           s.kept[f.pos] = std::move(f.old);
-          kept_bytes_ += f.size;
+          kept_bytes_ += f.old_size;
           kept_holes_++;
-          refill_holes_[f.size].push_back({f.id, f.pos, s.serial});
+          refill_holes_[s.block[f.pos]].push_back({f.id, f.pos, s.serial});
         }
       } else {
         for (uint32_t j = 0; j < M; ++j)
@@ -238,6 +263,7 @@ void RuntimeImpl::RefillHoles(std::vector<Victim>& victims, std::vector<Victim>*
           s.live--;
         } else {
           s.member[f.pos] = v.h;
+          s.size[f.pos] = f.size;
         }
       }
       if (s.live == 0) {  // its other members left meanwhile, and the refill failed

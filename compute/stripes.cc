@@ -161,11 +161,13 @@ Status RuntimeImpl::WriteStripes(std::vector<StripeItem>& items) {
     s->live = s->k_real;
     s->addr = p.addr;
     s->size.assign(K, 0);
+    s->block.assign(K, 0);
     s->member.assign(K, nullptr);
     s->kept.resize(K);
     for (uint32_t i = 0; i < s->k_real; ++i) {
       StripeItem& it = items[p.members[i]];
       s->size[i] = it.size;
+      s->block[i] = it.size;
       s->member[i] = it.h;
       it.addr = p.addr[i];
       it.ref = StripeRef(id, i);
@@ -305,7 +307,7 @@ bool RuntimeImpl::FreeStripeBlocks(const Stripe& s) {
   bool flush = false;
   for (uint32_t pos = 0; pos < s.addr.size(); ++pos) {
     if (s.addr[pos] == kNoFarOffset) continue;
-    const uint32_t bs = pos < K ? s.size[pos] : s.len;
+    const uint32_t bs = pos < K ? s.block[pos] : s.len;
     flush |= QueueAndMaybeSignal(*nodes_[far::NodeOf(s.addr[pos])], far::OffsetOf(s.addr[pos]), bs);
   }
   return flush;
@@ -378,7 +380,7 @@ void RuntimeImpl::MarkStripesLost(FarNode& n, uint64_t* lost, uint64_t* lost_byt
       bool touched = false;
       for (uint32_t pos = 0; pos < K + M; ++pos) {
         if (s->addr[pos] == kNoFarOffset || far::NodeOf(s->addr[pos]) != n.index) continue;
-        far_copy_bytes_ -= pos < K ? s->size[pos] : s->len;
+        far_copy_bytes_ -= pos < K ? s->block[pos] : s->len;
         s->addr[pos] = kNoFarOffset;
         s->gone++;
         touched = true;

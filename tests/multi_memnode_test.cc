@@ -232,21 +232,22 @@ class RefillTest : public MultiMemnodeTest {
  protected:
   static constexpr int kObjects = 2000;  // 2 MiB: the far data ~8x the budget
   static constexpr uint32_t kSize = 1024;
-  // `memnodes` memnodes, a runtime over them, and the objects.
-  void Start(int memnodes, const char* redundancy, double hole_budget, int64_t refill_bytes = -1) {
+  // `memnodes` memnodes, a runtime over them, and the objects: of kSize
+  // each, or (mixed) of random sizes 1..4 KiB.
+  void Start(int memnodes, const char* redundancy, double hole_budget, int64_t refill_bytes = -1,
+             bool mixed = false) {
     StartMemnodes(memnodes);
     auto o = Options(redundancy);
     o.ec_hole_budget = hole_budget;
     o.ec_refill_bytes = refill_bytes;
     rt_ = Make(o);
     ASSERT_TRUE(rt_);
-    ASSERT_NO_FATAL_FAILURE(MakeSameSize());
-  }
-  void MakeSameSize() {
+    std::mt19937 rng(31);
     for (int i = 0; i < kObjects; ++i) {
+      size_.push_back(mixed ? 1024 + static_cast<uint32_t>(rng() % 3073) : kSize);
       seed_.push_back(i);
-      auto data = sharry::testing::Pattern(kSize, i);
-      auto obj = rt_->New(kSize, data.data());
+      auto data = sharry::testing::Pattern(size_[i], i);
+      auto obj = rt_->New(size_[i], data.data());
       ASSERT_TRUE(obj.ok()) << obj.status();
       objs_.push_back(std::move(*obj));
     }
@@ -255,7 +256,7 @@ class RefillTest : public MultiMemnodeTest {
     DerefScope s(*rt_);
     auto p = objs_[i].Deref(s, false);
     if (!p.ok()) return ::testing::AssertionFailure() << "object " << i << ": " << p.status();
-    if (std::memcmp(*p, sharry::testing::Pattern(kSize, seed_[i]).data(), kSize) != 0)
+    if (std::memcmp(*p, sharry::testing::Pattern(size_[i], seed_[i]).data(), size_[i]) != 0)
       return ::testing::AssertionFailure() << "object " << i << " (seed " << seed_[i] << ") differs";
     return ::testing::AssertionSuccess();
   }
@@ -268,7 +269,7 @@ class RefillTest : public MultiMemnodeTest {
         auto p = objs_[i].Deref(s, true);
         ASSERT_TRUE(p.ok()) << step << ": " << p.status();
         seed_[i] = kObjects + static_cast<int>(rng_seed) * 100000 + step;
-        std::memcpy(*p, sharry::testing::Pattern(kSize, seed_[i]).data(), kSize);
+        std::memcpy(*p, sharry::testing::Pattern(size_[i], seed_[i]).data(), size_[i]);
       } else {
         ASSERT_TRUE(Check(i)) << "step " << step;
       }
@@ -285,6 +286,7 @@ class RefillTest : public MultiMemnodeTest {
     }
     EXPECT_EQ(blocks, counted);
   }
+  std::vector<uint32_t> size_;
   std::vector<int> seed_;
 };
 class RefillModes : public RefillTest, public ::testing::WithParamInterface<const char*> {};
@@ -319,6 +321,50 @@ TEST_P(RefillModes, KeepStripesFullAndParityRight) {
   EXPECT_GT(st.degraded_reads, 0u);
 }
 INSTANTIATE_TEST_SUITE_P(Modes, RefillModes, ::testing::Values("ec:2+1", "ec:3+1", "ec:2+2"));
+
+// Objects of many sizes (1..4 KiB), compaction off: a victim refills a hole
+// whose block it fills to at least 3/4, so old and new bytes differ in
+// length and the parity delta is taken over both zero-padded; the member's
+// size becomes the victim's, its block keeps its own. Most swap-outs still
+// refill, the blocks reconcile, and with M memnodes killed every object is
+// rebuilt byte-exact.
+TEST_P(RefillModes, MixedSizesRefillLargerHoles) {
+  const Redundancy r = *ParseRedundancy(GetParam());
+  // Kept bytes for ~100 holes of 2.5 KiB (the auto bound is budget/16, 16 KiB here).
+  ASSERT_NO_FATAL_FAILURE(Start(5, GetParam(), 10, 256 << 10, /*mixed=*/true));
+  ASSERT_NO_FATAL_FAILURE(Mix(6000, 12));
+  RuntimeStats st = rt_->Stats();
+  const double ratio = double(st.far_copy_bytes) / double(st.far_bytes);
+  std::printf("%s mixed: %llu refills of %llu swap-outs, %llu compacted; far copies %.3f x the data\n", GetParam(),
+              static_cast<unsigned long long>(st.ec_refills), static_cast<unsigned long long>(st.swap_outs),
+              static_cast<unsigned long long>(st.restriped_objects), ratio);
+  EXPECT_GT(st.ec_refills * 2, st.swap_outs);
+  ASSERT_NO_FATAL_FAILURE(ExpectBlocksReconcile({0, 1, 2, 3, 4}));
+  for (uint32_t d = 0; d < r.m; ++d) Kill(d);
+  for (int i = 0; i < kObjects; ++i) ASSERT_TRUE(Check(i));
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().repair_pending == 0; }));
+  for (int i = 0; i < kObjects; ++i) ASSERT_TRUE(Check(i));
+  st = rt_->Stats();
+  EXPECT_EQ(st.lost_objects, 0u);
+  EXPECT_GT(st.degraded_reads, 0u);
+}
+
+// Mixed sizes with compaction on (the 5 % hole budget): refills and the
+// restriper work on the same stripes. Every object reads back; once all
+// are destroyed no stripe is left and the memnodes hold no block of ours.
+TEST_F(RefillTest, MixedSizesWithCompactionLeaveNothingBehind) {
+  ASSERT_NO_FATAL_FAILURE(Start(4, "ec:2+1", 0.05, 256 << 10, /*mixed=*/true));
+  ASSERT_NO_FATAL_FAILURE(Mix(6000, 13));
+  const RuntimeStats st = rt_->Stats();
+  EXPECT_GT(st.ec_refills, 0u);
+  EXPECT_GT(st.restriped_objects, 0u);
+  for (int i = 0; i < kObjects; ++i) ASSERT_TRUE(Check(i));
+  objs_.clear();
+  ASSERT_TRUE(sharry::testing::Eventually([&] { return rt_->Stats().stripes == 0; })) << rt_->Stats().stripes;
+  EXPECT_EQ(rt_->Stats().ec_kept_bytes, 0u);
+  ASSERT_TRUE(rt_->FlushFrees().ok());
+  for (size_t n = 0; n < 4; ++n) EXPECT_EQ(LiveBlocks(n), 0u) << n;
+}
 
 // Refill off (ec_refill_bytes 0): holes are only compacted, as before.
 TEST_F(RefillTest, OffMeansCompactionOnly) {

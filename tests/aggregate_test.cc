@@ -61,6 +61,16 @@ void AllFar(Runtime& rt, const RemoteArray<T>& a) {
   for (size_t c = 0; c < a.chunks(); ++c) ASSERT_TRUE(rt.SwapOut(a.chunk(c)).ok()) << c;
 }
 
+// 20 000 int64 elements holding their index, every chunk far; *sum gets
+// the spec of their sum.
+StatusOr<RemoteArray<int64_t>> FarIota(Runtime& rt, offload::Spec* sum) {
+  auto a = RemoteArray<int64_t>::MakeWith(rt, 20000, [](size_t i, int64_t& v) { v = static_cast<int64_t>(i); });
+  if (a.ok()) AllFar(rt, *a);
+  sum->Column(ElemType::kI64);
+  sum->Aggregate(AggKind::kSum, sum->ColumnExpr(0));
+  return a;
+}
+
 template <typename T>
 std::span<const uint8_t> Bytes(const std::vector<T>& v) {
   return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(T)};
@@ -556,12 +566,9 @@ TEST_P(AggregateTest, FrozenOffloadWorkerIsGivenUpOn) {
   StartMemnodes(1);
   auto rt = Make(64 << 10, "none", true, /*op_timeout_ms=*/300);
   ASSERT_TRUE(rt);
-  auto a = RemoteArray<int64_t>::MakeWith(*rt, 20000, [](size_t i, int64_t& v) { v = static_cast<int64_t>(i); });
-  ASSERT_TRUE(a.ok());
-  AllFar(*rt, *a);
   offload::Spec spec;
-  spec.Column(ElemType::kI64);
-  spec.Aggregate(AggKind::kSum, spec.ColumnExpr(0));
+  auto a = FarIota(*rt, &spec);
+  ASSERT_TRUE(a.ok());
   nodes_[0]->service().offload_workers()->PauseForTest(true);
   AggregateOptions o;
   o.offload = OffloadMode::kAlways;
@@ -627,12 +634,9 @@ TEST_P(AggregateTest, MemnodeLostMidOffloadWithoutRedundancyIsAClearError) {
   StartMemnodes(1);
   auto rt = Make(64 << 10);
   ASSERT_TRUE(rt);
-  auto a = RemoteArray<int64_t>::MakeWith(*rt, 20000, [](size_t i, int64_t& v) { v = static_cast<int64_t>(i); });
-  ASSERT_TRUE(a.ok());
-  AllFar(*rt, *a);
   offload::Spec spec;
-  spec.Column(ElemType::kI64);
-  spec.Aggregate(AggKind::kSum, spec.ColumnExpr(0));
+  auto a = FarIota(*rt, &spec);
+  ASSERT_TRUE(a.ok());
   nodes_[0]->service().offload_workers()->PauseForTest(true);
   std::thread killer([&] {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
